@@ -1,0 +1,88 @@
+"""The ``sealgate`` command line.
+
+Each command family lives in its own module and registers its sub-parser here. Exit codes
+(issue #2 §4): 0 verified, 1 evidence rejected, 2 usage error or unreadable input. No input
+ever produces a traceback: unexpected exceptions are reported as ``cli.internal.error``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sealgate import __version__
+from sealgate.cli import eventlog, verify_tpm
+from sealgate.errors import SealgateError, UsageError
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exit path: keep code 2
+        self.print_usage(sys.stderr)
+        print(f"sealgate: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sealgate", description="Attestation verifier and key broker.")
+    p.add_argument("--version", action="version", version=f"sealgate {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    verify = sub.add_parser("verify", help="verify evidence offline and print claims as JSON")
+    vsub = verify.add_subparsers(dest="platform", required=True, parser_class=_Parser)
+    verify_tpm.register(vsub)
+
+    ev = sub.add_parser("eventlog", help="event-log tools")
+    esub = ev.add_subparsers(dest="eventlog_command", required=True, parser_class=_Parser)
+    eventlog.register(esub)
+    return p
+
+
+def read_file(path: str, what: str, limit: int = 64 << 20) -> bytes:
+    """Read an input file, mapping OS errors to a usage error (exit 2)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise UsageError("cli.input.unreadable", f"cannot read {what} {path!r}: {e.strerror}") from None
+    if len(data) > limit:
+        raise UsageError("cli.input.too_large", f"{what} {path!r} exceeds {limit} bytes")
+    return data
+
+
+def emit(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except UsageError as e:
+        if getattr(args, "json_errors", False):
+            emit({"verified": False, "platform": getattr(args, "platform", None), "claims": {},
+                  "errors": [{"code": e.code, "message": e.message}]})
+        print(f"sealgate: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except SealgateError as e:
+        print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
+        return EXIT_REJECTED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI must never show a traceback
+        print(f"sealgate: cli.internal.error: {type(e).__name__}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run() -> None:
+    sys.exit(main())

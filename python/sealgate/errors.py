@@ -1,0 +1,72 @@
+"""The sealgate exception hierarchy and the failure record.
+
+Defined in Python and raised from Rust through one conversion point
+(``rust/py/src/errors.rs``). Every error carries a stable machine code shaped
+``component.sub.event`` (DESIGN.md "Errors") and a human message with actual vs expected
+values. Messages never contain key material or tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SealgateError(Exception):
+    """Base of every sealgate error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ParseError(SealgateError):
+    """Evidence bytes are malformed: truncated, oversized, wrong type, trailing bytes."""
+
+    def __init__(self, code: str, message: str, field: str = "", offset: int = 0) -> None:
+        super().__init__(code, message)
+        self.field = field
+        self.offset = offset
+
+
+class VerificationError(SealgateError):
+    """Evidence parsed but a structural check failed (replay impossible, bad key, ...)."""
+
+
+class SignatureError(VerificationError):
+    """A signature does not verify."""
+
+
+class ChainError(VerificationError):
+    """A certificate chain or its revocation/validity check failed."""
+
+
+class CollateralError(VerificationError):
+    """Collateral (CRLs, TCB info, QE identity) is missing, expired or invalid."""
+
+
+class ReplayMismatch(VerificationError):
+    """A replayed hash chain (PCRs, RTMRs, audit) disagrees with the attested value."""
+
+
+class FreshnessError(VerificationError):
+    """The nonce or challenge is wrong, expired or already used."""
+
+
+class PolicyViolation(SealgateError):
+    """Verified evidence does not satisfy the appraisal policy."""
+
+
+class UsageError(SealgateError):
+    """The caller asked for something malformed (bad argument, unreadable file)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One reason evidence was rejected."""
+
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}

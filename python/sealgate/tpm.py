@@ -1,0 +1,261 @@
+"""TPM 2.0 evidence facade: input detection, PCR files, and the quote verdict.
+
+Parsing and verification run in Rust (``sealgate._core``); this module turns files and
+arguments into calls and the outcome into the CLI/JSON claim set.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from sealgate import _core
+from sealgate.errors import ParseError, UsageError, VerificationError
+from sealgate.result import VerifyResult
+
+PcrMap = dict[str, dict[int, bytes]]
+Selection = list[tuple[str, list[int]]]
+
+#: Digest sizes of the banks sealgate handles.
+BANK_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+#: Reset value of a PCR the event log never extends (PC Client PTP rev 1.05 §3.3.7.1:
+#: PCRs 17–22 reset to all ones outside a dynamic launch; all others to zero).
+DRTM_PCRS = range(17, 23)
+
+# tpm2-tools' `tpm2_quote -o` file: the TSS2 in-memory structs written raw, host byte order
+# (little-endian here). TPML_PCR_SELECTION = count u32 + 16 x TPMS_PCR_SELECTION
+# (hash u16, sizeofSelect u8, pcrSelect[4], 1 pad byte); then a u32 count of TPML_DIGEST,
+# each count u32 + 8 x TPM2B_DIGEST (size u16 + 64-byte buffer).
+_T2T_SEL_LEN = 4 + 16 * 8
+_T2T_DIGEST_LIST_LEN = 4 + 8 * 66
+_T2T_MAX_LISTS = 64
+
+
+def reset_value(bank: str, index: int) -> bytes:
+    size = BANK_SIZES[bank]
+    return (b"\xff" if index in DRTM_PCRS else b"\x00") * size
+
+
+def parse_selection(text: str) -> Selection:
+    """``sha256:0,1,2+sha1:0`` → ``[("sha256", [0, 1, 2]), ("sha1", [0])]``."""
+    out: Selection = []
+    for part in text.split("+"):
+        bank, sep, idx = part.strip().partition(":")
+        if not sep or bank not in BANK_SIZES:
+            raise UsageError("cli.usage.bad_selection", f"bad PCR selection {part!r}")
+        try:
+            pcrs = sorted({int(i) for i in idx.split(",") if i.strip()})
+        except ValueError:
+            raise UsageError("cli.usage.bad_selection", f"bad PCR index in {part!r}") from None
+        if not pcrs or any(i < 0 or i > 31 for i in pcrs):
+            raise UsageError("cli.usage.bad_selection", f"PCR indices must be 0..31 in {part!r}")
+        out.append((bank, pcrs))
+    return out
+
+
+def load_ak(data: bytes) -> _core.TpmPublic:
+    """An AK from PEM or DER SubjectPublicKeyInfo, TPMT_PUBLIC or TPM2B_PUBLIC (detected)."""
+    key: Any = None
+    if data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(data)
+        except ValueError as e:
+            raise ParseError("tpm.format.invalid", f"AK PEM is not a public key: {e}") from None
+    elif data[:1] == b"\x30":
+        try:
+            key = serialization.load_der_public_key(data)
+        except ValueError:
+            key = None  # Not DER after all; try TPM encodings below.
+    if key is None:
+        return _core.TpmPublic.parse(data)
+    if isinstance(key, rsa.RSAPublicKey):
+        n = key.public_numbers()
+        return _core.TpmPublic.from_rsa(
+            n.n.to_bytes((n.n.bit_length() + 7) // 8, "big"),
+            n.e.to_bytes((n.e.bit_length() + 7) // 8, "big"),
+        )
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "P-256", "secp384r1": "P-384"}.get(key.curve.name)
+        if curve is None:
+            raise VerificationError("tpm.ak.unsupported_key", f"curve {key.curve.name}")
+        size = key.curve.key_size // 8
+        nums = key.public_numbers()
+        return _core.TpmPublic.from_ecc(
+            curve, nums.x.to_bytes(size, "big"), nums.y.to_bytes(size, "big")
+        )
+    raise VerificationError("tpm.ak.unsupported_key", f"{type(key).__name__} is not RSA or ECC")
+
+
+def _parse_tpm2_tools_pcrs(data: bytes) -> PcrMap:
+    if len(data) < _T2T_SEL_LEN + 4:
+        raise ParseError("tpm.format.truncated", "tpm2-tools PCR file too short", "pcrs", 0)
+    (count,) = struct.unpack_from("<I", data, 0)
+    if count > 16:
+        raise ParseError("tpm.format.too_large", f"{count} PCR banks", "pcrs.count", 0)
+    order: list[tuple[str, int]] = []
+    names = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512"}
+    for i in range(count):
+        off = 4 + i * 8
+        alg, size = struct.unpack_from("<HB", data, off)
+        if alg not in names or size > 4:
+            raise ParseError("tpm.format.invalid", f"bank 0x{alg:04x}", "pcrs.selection", off)
+        bitmap = data[off + 3 : off + 3 + size]
+        for byte_i, byte in enumerate(bitmap):
+            for bit in range(8):
+                if byte & (1 << bit):
+                    order.append((names[alg], byte_i * 8 + bit))
+    (lists,) = struct.unpack_from("<I", data, _T2T_SEL_LEN)
+    if lists > _T2T_MAX_LISTS:
+        raise ParseError("tpm.format.too_large", f"{lists} digest lists", "pcrs.count", 0)
+    if len(data) != _T2T_SEL_LEN + 4 + lists * _T2T_DIGEST_LIST_LEN:
+        raise ParseError(
+            "tpm.format.invalid", "tpm2-tools PCR file has the wrong size", "pcrs", len(data)
+        )
+    digests: list[bytes] = []
+    for j in range(lists):
+        off = _T2T_SEL_LEN + 4 + j * _T2T_DIGEST_LIST_LEN
+        (n,) = struct.unpack_from("<I", data, off)
+        if n > 8:
+            raise ParseError("tpm.format.too_large", f"{n} digests", "pcrs.digests", off)
+        for k in range(n):
+            doff = off + 4 + k * 66
+            (size,) = struct.unpack_from("<H", data, doff)
+            if size > 64:
+                raise ParseError("tpm.format.too_large", f"digest of {size}", "pcrs.digest", doff)
+            digests.append(data[doff + 2 : doff + 2 + size])
+    if len(digests) != len(order):
+        raise ParseError(
+            "tpm.format.invalid",
+            f"{len(order)} PCRs selected but {len(digests)} values present",
+            "pcrs",
+            0,
+        )
+    out: PcrMap = {}
+    for (bank, idx), value in zip(order, digests, strict=True):
+        out.setdefault(bank, {})[idx] = value
+    return out
+
+
+def load_pcrs(data: bytes) -> PcrMap:
+    """PCR values from sealgate's JSON (``{"sha256": {"0": "hex"}}``) or ``tpm2_quote -o``."""
+    if data.lstrip()[:1] == b"{":
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UsageError("cli.input.bad_json", f"PCR file is not valid JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise UsageError("cli.input.bad_json", "PCR JSON must be an object")
+        out: PcrMap = {}
+        for bank, values in doc.items():
+            if bank not in BANK_SIZES:
+                continue  # Banks sealgate does not hash (and non-bank keys) are ignored.
+            if not isinstance(values, dict):
+                raise UsageError("cli.input.bad_json", f"bank {bank} must map index to hex")
+            for idx, hexval in values.items():
+                try:
+                    out.setdefault(bank, {})[int(idx)] = bytes.fromhex(str(hexval))
+                except ValueError:
+                    raise UsageError(
+                        "cli.input.bad_json", f"bad PCR {bank}:{idx} value {hexval!r}"
+                    ) from None
+        return out
+    return _parse_tpm2_tools_pcrs(data)
+
+
+def pcrs_to_json(pcrs: PcrMap) -> dict[str, dict[str, str]]:
+    return {
+        bank: {str(i): v.hex() for i, v in sorted(values.items())}
+        for bank, values in pcrs.items()
+    }
+
+
+def verify_quote(
+    ak: bytes | _core.TpmPublic,
+    quote: bytes,
+    signature: bytes,
+    pcrs: PcrMap | None = None,
+    eventlog: bytes | None = None,
+    nonce: bytes | None = None,
+    min_selection: Selection | None = None,
+) -> VerifyResult:
+    """Verify a quote and return every failure with the claims that could be read."""
+    res = VerifyResult(platform="tpm")
+    try:
+        key = ak if isinstance(ak, _core.TpmPublic) else load_ak(ak)
+    except (ParseError, VerificationError) as e:
+        res.fail_from(e)
+        return res
+    replayed: PcrMap | None = None
+    if eventlog is not None:
+        try:
+            log = _core.parse_event_log(eventlog)
+            replayed = log.replay()
+            res.claims["eventlog"] = {
+                "format": log.format,
+                "events": len(log),
+                "banks": log.banks,
+                "startup_locality": log.startup_locality,
+            }
+        except (ParseError, VerificationError) as e:
+            res.fail_from(e)
+    try:
+        parsed = _core.TpmQuote.parse(quote)
+    except ParseError as e:
+        res.fail_from(e)
+        return res
+    if pcrs is None:
+        pcrs = {}
+        if replayed is not None:
+            # Values come from the replay; PCRs the log never touches hold their reset value.
+            for bank, idxs in parsed.pcr_selection:
+                for i in idxs:
+                    value = replayed.get(bank, {}).get(i, reset_value(bank, i))
+                    pcrs.setdefault(bank, {})[i] = value
+    try:
+        out = _core.verify_tpm_quote(key, quote, signature, pcrs, nonce, min_selection)
+    except ParseError as e:
+        res.fail_from(e)
+        out = None
+    res.claims.update(
+        {
+            "nonce": parsed.extra_data.hex(),
+            "pcr_selection": {bank: idx for bank, idx in parsed.pcr_selection},
+            "pcr_digest": parsed.pcr_digest.hex(),
+            "firmware_version": parsed.firmware_version,
+            "clock": parsed.clock,
+            "reset_count": parsed.reset_count,
+            "restart_count": parsed.restart_count,
+            "safe": parsed.safe,
+            "qualified_signer": parsed.qualified_signer.hex(),
+            "ak_name": key.name.hex() if key.name is not None else None,
+        }
+    )
+    if out is not None:
+        res.claims.update(
+            {
+                "pcrs": pcrs_to_json(out.pcrs),
+                "signature_scheme": out.signature_scheme,
+                "hash_alg": out.hash_alg,
+                "weak_hash": out.weak_hash,
+                "ak_restricted": out.ak_restricted,
+            }
+        )
+        for code, message in out.failures:
+            res.fail(code, message)
+    if replayed is not None and out is not None:
+        mismatches = _core.compare_pcrs(replayed, out.pcrs)
+        if mismatches:
+            names = ", ".join(f"{b}:{i}" for b, i, _, _ in mismatches)
+            detail = "; ".join(
+                f"{b}:{i} replayed {r.hex()} quoted {q.hex()}" for b, i, r, q in mismatches
+            )
+            res.fail(
+                "tpm.eventlog.replay_mismatch",
+                f"event log replay disagrees with the quote for PCR {names}: {detail}",
+            )
+            res.claims["replay_mismatch_pcrs"] = [f"{b}:{i}" for b, i, _, _ in mismatches]
+    return res

@@ -1,0 +1,12 @@
+//! sealgate-formats: bytes → typed structures for attestation evidence.
+//!
+//! Pure parsing (DESIGN.md "Layers"): no signatures, no hashing, no policy, no pyo3.
+//! Every variable length is capped by a named constant and every read is bounds-checked;
+//! errors carry the field and offset.
+
+pub mod error;
+pub mod eventlog;
+pub mod reader;
+pub mod tpm;
+
+pub use error::{ParseError, ParseErrorKind, Platform};

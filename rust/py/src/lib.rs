@@ -1,0 +1,16 @@
+//! `sealgate._core`: the thin PyO3 layer over sealgate-formats and sealgate-verify.
+//!
+//! Only this crate imports pyo3 (STYLE.md §4). Functions take `&[u8]` borrowed from Python
+//! bytes (no copy) and release the GIL for per-quote work so gRPC worker threads scale.
+
+mod errors;
+mod tpm;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    tpm::register(m)?;
+    Ok(())
+}

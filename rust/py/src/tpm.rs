@@ -1,0 +1,427 @@
+//! Bindings for TPM quotes, public areas and event logs.
+
+use crate::errors::{failure_error, parse_error};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use sealgate_formats::eventlog::{parse_event_log as parse_log, EventLog as RsEventLog, LogFormat};
+use sealgate_formats::tpm::{
+    parse_attest_any, parse_public_any, parse_signature, Attest, PcrSelection, PcrSelectionList, PublicParms,
+    TpmAlg,
+};
+use sealgate_formats::Platform;
+use sealgate_verify::crypto::{Curve, KeyKind, VerifyingKey};
+use sealgate_verify::eventlog::{compare, replay, PcrMap};
+use sealgate_verify::tpm::{selection_string, verify_quote, AkKey, QuoteExpectations};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn bank(name: &str) -> PyResult<TpmAlg> {
+    TpmAlg::hash_from_name(name).ok_or_else(|| PyValueError::new_err(format!("unknown PCR bank {name:?}")))
+}
+
+/// Python `{"sha256": {0: b"..."}}` → PcrMap. Only shapes are checked here; lengths are
+/// checked by verification against the bank's digest size.
+fn pcr_map(d: &Bound<'_, PyDict>) -> PyResult<PcrMap> {
+    let mut out = PcrMap::new();
+    for (k, v) in d.iter() {
+        let alg = bank(&k.extract::<String>()?)?;
+        let inner = v
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("PCR bank values must be dicts of index -> bytes"))?;
+        let mut m = BTreeMap::new();
+        for (i, val) in inner.iter() {
+            m.insert(i.extract::<u32>()?, val.extract::<Vec<u8>>()?);
+        }
+        out.insert(alg, m);
+    }
+    Ok(out)
+}
+
+fn pcr_map_to_py<'py>(py: Python<'py>, m: &PcrMap) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for (alg, values) in m {
+        let inner = PyDict::new(py);
+        for (i, v) in values {
+            inner.set_item(i, PyBytes::new(py, v))?;
+        }
+        out.set_item(alg.name(), inner)?;
+    }
+    Ok(out)
+}
+
+fn selection_to_py(s: &PcrSelectionList) -> Vec<(String, Vec<u32>)> {
+    s.selections.iter().map(|b| (b.hash.name(), b.pcrs.clone())).collect()
+}
+
+/// A TPM public key: an AK or EK, from TPMT_PUBLIC / TPM2B_PUBLIC or bare key components.
+#[pyclass(frozen, module = "sealgate._core")]
+pub struct TpmPublic {
+    inner: Arc<AkKey>,
+}
+
+#[pymethods]
+impl TpmPublic {
+    /// Parse TPMT_PUBLIC or TPM2B_PUBLIC (detected).
+    #[staticmethod]
+    fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let p = parse_public_any(data).map_err(|e| parse_error(py, &e))?;
+        let ak = AkKey::from_public(p).map_err(|f| failure_error(py, &f))?;
+        Ok(TpmPublic { inner: Arc::new(ak) })
+    }
+
+    /// RSA key without TPM attributes (from an SPKI): restricted-signing is then unknown.
+    #[staticmethod]
+    fn from_rsa(py: Python<'_>, modulus: &[u8], exponent: &[u8]) -> PyResult<Self> {
+        let key = VerifyingKey::rsa(modulus, exponent).map_err(|e| {
+            failure_error(py, &sealgate_verify::Failure::new("tpm.ak.unsupported_key", format!("{e:?}")))
+        })?;
+        Ok(TpmPublic {
+            inner: Arc::new(AkKey { public: None, key }),
+        })
+    }
+
+    /// EC key (curve "P-256" or "P-384") without TPM attributes.
+    #[staticmethod]
+    fn from_ecc(py: Python<'_>, curve: &str, x: &[u8], y: &[u8]) -> PyResult<Self> {
+        let c = match curve {
+            "P-256" => Curve::P256,
+            "P-384" => Curve::P384,
+            other => return Err(PyValueError::new_err(format!("unsupported curve {other:?}"))),
+        };
+        let key = VerifyingKey::ec(c, x, y).map_err(|e| {
+            failure_error(py, &sealgate_verify::Failure::new("tpm.ak.unsupported_key", format!("{e:?}")))
+        })?;
+        Ok(TpmPublic {
+            inner: Arc::new(AkKey { public: None, key }),
+        })
+    }
+
+    /// nameAlg ‖ H(TPMT_PUBLIC), or None without a public area.
+    #[getter]
+    fn name<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.inner.name().map(|n| PyBytes::new(py, &n))
+    }
+
+    #[getter]
+    fn name_alg(&self) -> Option<String> {
+        self.inner.public.as_ref().map(|p| p.name_alg.name())
+    }
+
+    #[getter]
+    fn attributes(&self) -> Option<u32> {
+        self.inner.public.as_ref().map(|p| p.attributes.0)
+    }
+
+    #[getter]
+    fn restricted_signing(&self) -> Option<bool> {
+        self.inner.public.as_ref().map(|p| p.attributes.is_restricted_signing())
+    }
+
+    /// "rsa" or "ecc".
+    #[getter]
+    fn key_type(&self) -> &'static str {
+        match self.inner.key.kind() {
+            KeyKind::Rsa { .. } => "rsa",
+            KeyKind::Ec(_) => "ecc",
+        }
+    }
+
+    /// RSA modulus bits or the curve name.
+    #[getter]
+    fn key_size(&self) -> String {
+        match self.inner.key.kind() {
+            KeyKind::Rsa { bits } => bits.to_string(),
+            KeyKind::Ec(c) => c.name().to_string(),
+        }
+    }
+
+    /// The TPMT_PUBLIC bytes, or None.
+    #[getter]
+    fn raw<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.inner.public.as_ref().map(|p| PyBytes::new(py, &p.raw))
+    }
+
+    /// (scheme, hash) of the key's signing scheme, e.g. ("rsassa", "sha256"); None if NULL.
+    #[getter]
+    fn scheme(&self) -> Option<(String, Option<String>)> {
+        let p = self.inner.public.as_ref()?;
+        let (s, h) = match &p.parms {
+            PublicParms::Rsa(r) => (r.scheme, r.scheme_hash),
+            PublicParms::Ecc(e) => (e.scheme, e.scheme_hash),
+        };
+        (s != TpmAlg::Null).then(|| (s.name(), h.map(|h| h.name())))
+    }
+
+    /// Key components for building an SPKI: ("rsa", n, e) or ("ecc", curve, x ‖ y).
+    fn components<'py>(&self, py: Python<'py>) -> PyResult<Option<(String, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+        let Some(p) = self.inner.public.as_ref() else { return Ok(None) };
+        Ok(Some(match &p.parms {
+            PublicParms::Rsa(r) => ("rsa".into(), PyBytes::new(py, &r.modulus), PyBytes::new(py, &r.exponent.to_be_bytes())),
+            PublicParms::Ecc(e) => {
+                let mut xy = e.x.clone();
+                xy.extend_from_slice(&e.y);
+                (e.curve.name(), PyBytes::new(py, &xy), PyBytes::new(py, &(e.x.len() as u32).to_be_bytes()))
+            }
+        }))
+    }
+}
+
+/// A parsed TPMS_ATTEST quote.
+#[pyclass(frozen, module = "sealgate._core")]
+pub struct TpmQuote {
+    attest: Attest,
+    signed: Vec<u8>,
+}
+
+#[pymethods]
+impl TpmQuote {
+    /// Parse TPMS_ATTEST or TPM2B_ATTEST (detected). Only quotes are accepted.
+    #[staticmethod]
+    fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let (attest, signed) = parse_attest_any(data).map_err(|e| parse_error(py, &e))?;
+        Ok(TpmQuote {
+            signed: signed.to_vec(),
+            attest,
+        })
+    }
+    #[getter]
+    fn extra_data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.attest.extra_data)
+    }
+    #[getter]
+    fn qualified_signer<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.attest.qualified_signer)
+    }
+    #[getter]
+    fn pcr_digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.attest.quote.pcr_digest)
+    }
+    #[getter]
+    fn pcr_selection(&self) -> Vec<(String, Vec<u32>)> {
+        selection_to_py(&self.attest.quote.pcr_select)
+    }
+    #[getter]
+    fn clock(&self) -> u64 {
+        self.attest.clock_info.clock
+    }
+    #[getter]
+    fn reset_count(&self) -> u32 {
+        self.attest.clock_info.reset_count
+    }
+    #[getter]
+    fn restart_count(&self) -> u32 {
+        self.attest.clock_info.restart_count
+    }
+    #[getter]
+    fn safe(&self) -> bool {
+        self.attest.clock_info.safe
+    }
+    #[getter]
+    fn firmware_version(&self) -> u64 {
+        self.attest.firmware_version
+    }
+    /// The exact signed bytes (TPMS_ATTEST without a TPM2B prefix).
+    #[getter]
+    fn signed_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.signed)
+    }
+}
+
+/// The outcome of `verify_tpm_quote`: never raised, always returned, with every failure.
+#[pyclass(frozen, module = "sealgate._core")]
+pub struct TpmQuoteResult {
+    #[pyo3(get)]
+    failures: Vec<(String, String)>,
+    #[pyo3(get)]
+    weak_hash: bool,
+    #[pyo3(get)]
+    ak_restricted: Option<bool>,
+    #[pyo3(get)]
+    signature_scheme: String,
+    #[pyo3(get)]
+    hash_alg: String,
+    quoted: PcrMap,
+    quote: Py<TpmQuote>,
+}
+
+#[pymethods]
+impl TpmQuoteResult {
+    #[getter]
+    fn verified(&self) -> bool {
+        self.failures.is_empty()
+    }
+    #[getter]
+    fn quote(&self, py: Python<'_>) -> Py<TpmQuote> {
+        self.quote.clone_ref(py)
+    }
+    /// The PCR values the digest was recomputed from, for exactly the quoted selection.
+    #[getter]
+    fn pcrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        pcr_map_to_py(py, &self.quoted)
+    }
+}
+
+fn min_selection(sel: Vec<(String, Vec<u32>)>) -> PyResult<PcrSelectionList> {
+    let mut out = PcrSelectionList::default();
+    for (b, pcrs) in sel {
+        let mut pcrs = pcrs;
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        out.selections.push(PcrSelection {
+            hash: bank(&b)?,
+            size_of_select: 3,
+            pcrs,
+        });
+    }
+    Ok(out)
+}
+
+/// Verify a TPM quote. Parse errors raise `sealgate.errors.ParseError`; verification
+/// failures are returned in the result, all of them.
+#[pyfunction]
+#[pyo3(signature = (ak, quote, signature, pcrs, nonce=None, min_selection=None))]
+fn verify_tpm_quote(
+    py: Python<'_>,
+    ak: &TpmPublic,
+    quote: &[u8],
+    signature: &[u8],
+    pcrs: &Bound<'_, PyDict>,
+    nonce: Option<&[u8]>,
+    min_selection: Option<Vec<(String, Vec<u32>)>>,
+) -> PyResult<TpmQuoteResult> {
+    let (attest, signed) = parse_attest_any(quote).map_err(|e| parse_error(py, &e))?;
+    let sig = parse_signature(signature).map_err(|e| parse_error(py, &e))?;
+    let pcrs = pcr_map(pcrs)?;
+    let min = min_selection.map(self::min_selection).transpose()?;
+    let ak_inner = ak.inner.clone();
+    let outcome = py.detach(|| {
+        let exp = QuoteExpectations {
+            nonce,
+            min_selection: min.as_ref(),
+        };
+        verify_quote(signed, &attest, &sig, &ak_inner, &pcrs, &exp)
+    });
+    let signed = signed.to_vec();
+    Ok(TpmQuoteResult {
+        failures: outcome.failures.into_iter().map(|f| (f.code, f.message)).collect(),
+        weak_hash: outcome.weak_hash,
+        ak_restricted: outcome.ak_restricted,
+        signature_scheme: sig.scheme().name(),
+        hash_alg: sig.hash().name(),
+        quoted: outcome.quoted_pcrs,
+        quote: Py::new(py, TpmQuote { attest, signed })?,
+    })
+}
+
+/// A parsed TCG event log.
+#[pyclass(frozen, module = "sealgate._core")]
+pub struct EventLog {
+    log: RsEventLog,
+}
+
+#[pymethods]
+impl EventLog {
+    /// "sha1_legacy" or "crypto_agile".
+    #[getter]
+    fn format(&self) -> &'static str {
+        match self.log.format {
+            LogFormat::Sha1Legacy => "sha1_legacy",
+            LogFormat::CryptoAgile => "crypto_agile",
+        }
+    }
+    #[getter]
+    fn banks(&self) -> Vec<String> {
+        self.log.banks().iter().map(|b| b.name()).collect()
+    }
+    #[getter]
+    fn startup_locality(&self) -> Option<u8> {
+        self.log.startup_locality()
+    }
+    #[getter]
+    fn padding(&self) -> usize {
+        self.log.padding
+    }
+    fn __len__(&self) -> usize {
+        self.log.events.len()
+    }
+    /// Every event as (number, offset, pcr_index, event_type, {bank: digest}, data).
+    #[getter]
+    fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for e in &self.log.events {
+            let d = PyDict::new(py);
+            for (alg, dig) in &e.digests {
+                d.set_item(alg.name(), PyBytes::new(py, dig))?;
+            }
+            out.append((e.number, e.offset, e.pcr_index, e.event_type, d, PyBytes::new(py, &e.data)))?;
+        }
+        Ok(out)
+    }
+    /// Replay into {bank: {pcr: value}} for every PCR the log extends.
+    fn replay<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let r = py.detach(|| replay(&self.log)).map_err(|f| failure_error(py, &f))?;
+        pcr_map_to_py(py, &r.pcrs)
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (data, platform="tpm"))]
+fn parse_event_log(py: Python<'_>, data: &[u8], platform: &str) -> PyResult<EventLog> {
+    let p = match platform {
+        "tpm" => Platform::Tpm,
+        "tdx" => Platform::Tdx,
+        other => return Err(PyValueError::new_err(format!("unknown platform {other:?}"))),
+    };
+    let log = py.detach(|| parse_log(data, p)).map_err(|e| parse_error(py, &e))?;
+    Ok(EventLog { log })
+}
+
+/// Parse and replay in one call (the hot path: no per-event Python objects).
+#[pyfunction]
+fn replay_event_log<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+    let r = py
+        .detach(|| {
+            let log = parse_log(data, Platform::Tpm).map_err(Err)?;
+            replay(&log).map_err(Ok)
+        })
+        .map_err(|e| match e {
+            Err(pe) => parse_error(py, &pe),
+            Ok(f) => failure_error(py, &f),
+        })?;
+    pcr_map_to_py(py, &r.pcrs)
+}
+
+/// Compare a replay with quoted PCRs: [(bank, index, replayed, quoted)] that differ.
+#[pyfunction]
+fn compare_pcrs<'py>(
+    py: Python<'py>,
+    replayed: &Bound<'py, PyDict>,
+    quoted: &Bound<'py, PyDict>,
+) -> PyResult<Vec<(String, u32, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+    let r = pcr_map(replayed)?;
+    let q = pcr_map(quoted)?;
+    Ok(compare(&r, &q)
+        .into_iter()
+        .map(|m| (m.bank.name(), m.index, PyBytes::new(py, &m.replayed), PyBytes::new(py, &m.quoted)))
+        .collect())
+}
+
+/// tpm2-tools selection syntax for a [(bank, [pcr])] list.
+#[pyfunction]
+fn format_pcr_selection(sel: Vec<(String, Vec<u32>)>) -> PyResult<String> {
+    Ok(selection_string(&min_selection(sel)?))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TpmPublic>()?;
+    m.add_class::<TpmQuote>()?;
+    m.add_class::<TpmQuoteResult>()?;
+    m.add_class::<EventLog>()?;
+    m.add_function(wrap_pyfunction!(verify_tpm_quote, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_event_log, m)?)?;
+    m.add_function(wrap_pyfunction!(replay_event_log, m)?)?;
+    m.add_function(wrap_pyfunction!(compare_pcrs, m)?)?;
+    m.add_function(wrap_pyfunction!(format_pcr_selection, m)?)?;
+    Ok(())
+}
