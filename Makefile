@@ -9,7 +9,7 @@ STAMP := .build
 
 RUST_SRC := Cargo.toml Cargo.lock $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 
-.PHONY: setup build demo test test-rust test-py lint fmt bench clean vectors
+.PHONY: setup build demo test test-rust test-py lint fmt bench clean vectors protos
 
 setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/ext
 
@@ -23,8 +23,12 @@ $(STAMP)/venv: pyproject.toml
 	@mkdir -p $(STAMP)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.7,<2" "cryptography>=45" "pytest>=8" "pytest-timeout>=2.3" \
-		"hypothesis>=6.100" "ruff>=0.6" "mypy>=1.11"
+	$(PY) -m pip install -q "maturin>=1.7,<2" "cryptography>=47" "pytest>=8" "pytest-timeout>=2.3" \
+		"hypothesis>=6.100" "ruff>=0.6" "mypy>=1.11" \
+		"grpcio>=1.80,<2" "grpcio-health-checking>=1.80,<2" "grpcio-reflection>=1.80,<2" \
+		"grpcio-status>=1.80,<2" "protobuf>=7.35.1,<8" "cbor2>=5.6" "pyjwt>=2.9" "pyyaml>=6" \
+		"grpcio-tools==1.85.1" "mypy-protobuf==5.1.0" "types-protobuf>=6" "types-grpcio>=1.0" \
+		"types-pyyaml>=6"
 	@touch $@
 
 # Release build of the extension, installed into the venv in develop mode (python/ is used
@@ -61,6 +65,10 @@ fmt: setup
 
 bench: setup
 	$(PY) scripts/bench_tpm.py
+	$(PY) scripts/bench_service.py
+
+protos: setup
+	$(PY) scripts/gen_protos.py
 
 vectors: setup
 	$(PY) scripts/gen_vectors.py

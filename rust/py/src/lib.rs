@@ -3,6 +3,7 @@
 //! Only this crate imports pyo3 (STYLE.md §4). Functions take `&[u8]` borrowed from Python
 //! bytes (no copy) and release the GIL for per-quote work so gRPC worker threads scale.
 
+mod audit;
 mod errors;
 mod tpm;
 
@@ -12,5 +13,6 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     tpm::register(m)?;
+    audit::register(m)?;
     Ok(())
 }

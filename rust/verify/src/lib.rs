@@ -4,6 +4,7 @@
 //! it finds as a `Failure` with a stable `component.sub.event` code; the caller (appraisal)
 //! decides what a failure means for a key.
 
+pub mod audit;
 pub mod crypto;
 pub mod eventlog;
 pub mod failure;

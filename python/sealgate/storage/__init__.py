@@ -1,0 +1,261 @@
+"""Persistent state behind one interface (DESIGN.md "Storage and scale").
+
+``Storage`` is what the broker and service need; ``SqliteStorage`` is the embedded default
+(WAL) and a PostgreSQL backend implements the same methods with the same schema. Every
+method that must be atomic across threads, processes and replicas says so: nonces and
+enrollments are consumed with a conditional UPDATE whose row count decides, and audit
+entries are appended inside a write transaction that reads the previous link.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+
+class StorageError(Exception):
+    """A storage invariant was violated (duplicate id, missing row)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Challenge:
+    id: str
+    nonce: bytes
+    platform: str
+    node_id: str
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class ReferenceValue:
+    id: str
+    platform: str
+    set_name: str
+    name: str
+    value: str
+    description: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    key_id: str
+    document: str
+    revision: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class ModelKeyRecord:
+    key_id: str
+    current_version: int
+    versions: tuple[int, ...]
+    description: str
+    created_at: int
+    rotated_at: int
+
+
+@dataclass(frozen=True)
+class KeyVersionRecord:
+    key_id: str
+    version: int
+    #: AES-256-GCM nonce ‖ ciphertext under the KEK (see broker.keys).
+    wrapped: bytes
+    kek_id: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: str
+    node_id: str
+    ek_fingerprint: str
+    ak_public: bytes
+    ak_name: bytes
+    #: SHA-256 of the credential secret; the secret itself is never stored.
+    secret_hash: bytes
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    platform: str
+    ek_fingerprint: str
+    ak_name: bytes
+    ak_public: bytes
+    enrolled_at: int
+    revoked: bool
+    revoked_at: int
+
+
+@dataclass(frozen=True)
+class AttestationRecord:
+    """What a token stands for, so ReleaseKey can re-appraise under the current policy."""
+
+    jti: str
+    node_id: str
+    platform: str
+    challenge_id: str
+    claims_json: str
+    runtime_key_jkt: str
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    entry: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    kid: str
+    #: PKCS#8 private key, wrapped under the KEK like model keys.
+    wrapped_private: bytes
+    public_jwk: str
+    created_at: int
+    #: 0 while active; else when it stopped signing (its JWK stays until tokens expire).
+    retired_at: int
+
+
+class Storage(abc.ABC):
+    """The persistence interface. Implementations must be safe for concurrent threads."""
+
+    # -- challenges -------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_challenge(self, ch: Challenge) -> None: ...
+
+    @abc.abstractmethod
+    def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        """Mark a live, unused challenge used and return it; None if unknown, used or expired.
+
+        Atomic: of any number of concurrent callers (threads, processes, replicas) at most
+        one gets the challenge.
+        """
+
+    @abc.abstractmethod
+    def purge_challenges(self, before: int) -> int: ...
+
+    # -- reference values -------------------------------------------------------------
+    @abc.abstractmethod
+    def add_reference_values(self, values: list[ReferenceValue]) -> None: ...
+
+    @abc.abstractmethod
+    def list_reference_values(
+        self, platform: str | None = None, set_name: str | None = None
+    ) -> list[ReferenceValue]: ...
+
+    @abc.abstractmethod
+    def remove_reference_value(self, rv_id: str) -> bool: ...
+
+    # -- policies ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_policy(self, key_id: str, document: str, now: int) -> PolicyRecord: ...
+
+    @abc.abstractmethod
+    def get_policy(self, key_id: str) -> PolicyRecord | None: ...
+
+    @abc.abstractmethod
+    def list_policies(self) -> list[PolicyRecord]: ...
+
+    @abc.abstractmethod
+    def delete_policy(self, key_id: str) -> bool: ...
+
+    # -- model keys -------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_key_version(
+        self, key_id: str, version: KeyVersionRecord, description: str, create: bool
+    ) -> ModelKeyRecord:
+        """Store a new version and make it current. ``create`` requires the key to be new;
+        otherwise the key must exist and ``version.version`` must be current + 1."""
+
+    @abc.abstractmethod
+    def get_model_key(self, key_id: str) -> ModelKeyRecord | None: ...
+
+    @abc.abstractmethod
+    def list_model_keys(self) -> list[ModelKeyRecord]: ...
+
+    @abc.abstractmethod
+    def get_key_version(self, key_id: str, version: int) -> KeyVersionRecord | None: ...
+
+    # -- TPM enrollment and nodes -----------------------------------------------------
+    @abc.abstractmethod
+    def create_enrollment(self, e: Enrollment) -> None: ...
+
+    @abc.abstractmethod
+    def consume_enrollment(self, enrollment_id: str, now: int) -> Enrollment | None:
+        """Atomic single use, like ``consume_challenge``."""
+
+    @abc.abstractmethod
+    def upsert_node(self, node: Node) -> None: ...
+
+    @abc.abstractmethod
+    def get_node(self, node_id: str) -> Node | None: ...
+
+    @abc.abstractmethod
+    def get_node_by_ak(self, ak_name: bytes) -> Node | None: ...
+
+    @abc.abstractmethod
+    def list_nodes(self) -> list[Node]: ...
+
+    @abc.abstractmethod
+    def revoke_node(self, node_id: str, now: int) -> Node | None: ...
+
+    # -- attestation results ----------------------------------------------------------
+    @abc.abstractmethod
+    def put_attestation(self, rec: AttestationRecord) -> None: ...
+
+    @abc.abstractmethod
+    def get_attestation(self, jti: str) -> AttestationRecord | None: ...
+
+    # -- audit ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_audit(
+        self, make_entry: Callable[[int], bytes], link: Callable[[bytes, bytes], bytes]
+    ) -> AuditRow:
+        """Append one entry atomically: ``make_entry(seq)`` encodes it for the next sequence
+        number and ``link(prev_hash, entry)`` chains it (genesis prev = 32 zero bytes)."""
+
+    @abc.abstractmethod
+    def list_audit(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRow]: ...
+
+    @abc.abstractmethod
+    def iter_audit(self, batch: int = 5000) -> Iterator[list[AuditRow]]: ...
+
+    # -- token signing keys -----------------------------------------------------------
+    @abc.abstractmethod
+    def add_signing_key(self, rec: SigningKeyRecord, retire_others_at: int) -> None:
+        """Store a new active key and retire every active one at ``retire_others_at``."""
+
+    @abc.abstractmethod
+    def list_signing_keys(self) -> list[SigningKeyRecord]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+__all__ = [
+    "AttestationRecord",
+    "AuditRow",
+    "Challenge",
+    "Enrollment",
+    "KeyVersionRecord",
+    "ModelKeyRecord",
+    "Node",
+    "PolicyRecord",
+    "ReferenceValue",
+    "SigningKeyRecord",
+    "Storage",
+    "StorageError",
+]

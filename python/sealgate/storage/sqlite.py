@@ -1,0 +1,473 @@
+"""SQLite (WAL) storage, the embedded default.
+
+SQL is kept portable: plain types (INTEGER, TEXT, BLOB ↔ BIGINT, TEXT, BYTEA), ``?``
+placeholders (the PostgreSQL backend swaps them for ``%s``), no SQLite-only functions in
+queries. Every thread gets its own connection; multi-statement writes run inside
+``BEGIN IMMEDIATE`` so concurrent writers (threads or processes) serialize.
+
+WAL with ``synchronous=NORMAL``: a crash never corrupts the file, and a committed
+challenge consumption is visible to every other connection at once; only the last
+transactions before a power loss may be lost.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sealgate.storage import (
+    AttestationRecord,
+    AuditRow,
+    Challenge,
+    Enrollment,
+    KeyVersionRecord,
+    ModelKeyRecord,
+    Node,
+    PolicyRecord,
+    ReferenceValue,
+    SigningKeyRecord,
+    Storage,
+    StorageError,
+)
+
+#: Schema migrations, applied in order from the stored version (0 = empty database). Never
+#: edit a released step; append a new one.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE challenges (
+                id TEXT PRIMARY KEY, nonce BLOB NOT NULL, platform TEXT NOT NULL,
+                node_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0)""",
+            "CREATE INDEX challenges_expiry ON challenges (expires_at)",
+            """CREATE TABLE reference_values (
+                id TEXT PRIMARY KEY, platform TEXT NOT NULL, set_name TEXT NOT NULL,
+                name TEXT NOT NULL, value TEXT NOT NULL, description TEXT NOT NULL,
+                created_at INTEGER NOT NULL)""",
+            "CREATE INDEX reference_values_set ON reference_values (platform, set_name)",
+            """CREATE TABLE policies (
+                key_id TEXT PRIMARY KEY, document TEXT NOT NULL, revision INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL)""",
+            """CREATE TABLE model_keys (
+                key_id TEXT PRIMARY KEY, current_version INTEGER NOT NULL,
+                description TEXT NOT NULL, created_at INTEGER NOT NULL,
+                rotated_at INTEGER NOT NULL)""",
+            """CREATE TABLE key_versions (
+                key_id TEXT NOT NULL REFERENCES model_keys (key_id), version INTEGER NOT NULL,
+                wrapped BLOB NOT NULL, kek_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+                PRIMARY KEY (key_id, version))""",
+            """CREATE TABLE enrollments (
+                id TEXT PRIMARY KEY, node_id TEXT NOT NULL, ek_fingerprint TEXT NOT NULL,
+                ak_public BLOB NOT NULL, ak_name BLOB NOT NULL, secret_hash BLOB NOT NULL,
+                created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+                used INTEGER NOT NULL DEFAULT 0)""",
+            """CREATE TABLE nodes (
+                node_id TEXT PRIMARY KEY, platform TEXT NOT NULL, ek_fingerprint TEXT NOT NULL,
+                ak_name BLOB NOT NULL, ak_public BLOB NOT NULL, enrolled_at INTEGER NOT NULL,
+                revoked INTEGER NOT NULL DEFAULT 0, revoked_at INTEGER NOT NULL DEFAULT 0)""",
+            "CREATE UNIQUE INDEX nodes_ak ON nodes (ak_name)",
+            """CREATE TABLE attestations (
+                jti TEXT PRIMARY KEY, node_id TEXT NOT NULL, platform TEXT NOT NULL,
+                challenge_id TEXT NOT NULL, claims TEXT NOT NULL, runtime_key_jkt TEXT NOT NULL,
+                issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)""",
+            """CREATE TABLE audit (
+                seq INTEGER PRIMARY KEY, entry BLOB NOT NULL, hash BLOB NOT NULL)""",
+            """CREATE TABLE signing_keys (
+                kid TEXT PRIMARY KEY, wrapped_private BLOB NOT NULL, public_jwk TEXT NOT NULL,
+                created_at INTEGER NOT NULL, retired_at INTEGER NOT NULL DEFAULT 0)""",
+        ],
+    ),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_GENESIS = bytes(32)
+
+
+class SqliteStorage(Storage):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = str(path)
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.migrate()
+
+    # -- connections ------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StorageError("storage.closed", "storage is closed")
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (no lock upgrade deadlocks)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._conn().execute(sql, args).fetchall()
+
+    def migrate(self) -> int:
+        """Bring the schema to ``SCHEMA_VERSION``; return the version found before."""
+        with self._tx() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            found = int(row[0]) if row and row[0] is not None else 0
+            if found > SCHEMA_VERSION:
+                raise StorageError(
+                    "storage.schema.too_new",
+                    f"database schema {found} is newer than this sealgate ({SCHEMA_VERSION})",
+                )
+            for version, statements in MIGRATIONS:
+                if version <= found:
+                    continue
+                for sql in statements:
+                    c.execute(sql)
+                c.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        return found
+
+    def schema_version(self) -> int:
+        row = self._q("SELECT MAX(version) FROM schema_version")
+        return int(row[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- challenges -------------------------------------------------------------------
+    def create_challenge(self, ch: Challenge) -> None:
+        self._conn().execute(
+            "INSERT INTO challenges (id, nonce, platform, node_id, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ch.id, ch.nonce, ch.platform, ch.node_id, ch.created_at, ch.expires_at),
+        )
+
+    def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE challenges SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ?",
+                (challenge_id, now),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = c.execute(
+                "SELECT id, nonce, platform, node_id, created_at, expires_at FROM challenges"
+                " WHERE id = ?",
+                (challenge_id,),
+            ).fetchone()
+        return Challenge(row[0], bytes(row[1]), row[2], row[3], row[4], row[5])
+
+    def purge_challenges(self, before: int) -> int:
+        cur = self._conn().execute("DELETE FROM challenges WHERE expires_at < ?", (before,))
+        return cur.rowcount
+
+    # -- reference values -------------------------------------------------------------
+    def add_reference_values(self, values: list[ReferenceValue]) -> None:
+        with self._tx() as c:
+            for v in values:
+                try:
+                    c.execute(
+                        "INSERT INTO reference_values (id, platform, set_name, name, value,"
+                        " description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (v.id, v.platform, v.set_name, v.name, v.value, v.description,
+                         v.created_at),
+                    )  # fmt: skip
+                except sqlite3.IntegrityError:
+                    raise StorageError(
+                        "storage.reference_value.exists", f"reference value {v.id} exists"
+                    ) from None
+
+    def list_reference_values(
+        self, platform: str | None = None, set_name: str | None = None
+    ) -> list[ReferenceValue]:
+        sql = (
+            "SELECT id, platform, set_name, name, value, description, created_at"
+            " FROM reference_values WHERE 1 = 1"
+        )
+        args: list[Any] = []
+        if platform:
+            sql += " AND platform = ?"
+            args.append(platform)
+        if set_name:
+            sql += " AND set_name = ?"
+            args.append(set_name)
+        sql += " ORDER BY platform, set_name, name, id"
+        return [ReferenceValue(*r) for r in self._q(sql, tuple(args))]
+
+    def remove_reference_value(self, rv_id: str) -> bool:
+        cur = self._conn().execute("DELETE FROM reference_values WHERE id = ?", (rv_id,))
+        return cur.rowcount == 1
+
+    # -- policies ---------------------------------------------------------------------
+    def put_policy(self, key_id: str, document: str, now: int) -> PolicyRecord:
+        with self._tx() as c:
+            row = c.execute("SELECT revision FROM policies WHERE key_id = ?", (key_id,)).fetchone()
+            revision = (int(row[0]) if row else 0) + 1
+            if row:
+                c.execute(
+                    "UPDATE policies SET document = ?, revision = ?, updated_at = ?"
+                    " WHERE key_id = ?",
+                    (document, revision, now, key_id),
+                )
+            else:
+                c.execute(
+                    "INSERT INTO policies (key_id, document, revision, updated_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (key_id, document, revision, now),
+                )
+        return PolicyRecord(key_id, document, revision, now)
+
+    def get_policy(self, key_id: str) -> PolicyRecord | None:
+        rows = self._q(
+            "SELECT key_id, document, revision, updated_at FROM policies WHERE key_id = ?",
+            (key_id,),
+        )
+        return PolicyRecord(*rows[0]) if rows else None
+
+    def list_policies(self) -> list[PolicyRecord]:
+        rows = self._q(
+            "SELECT key_id, document, revision, updated_at FROM policies ORDER BY key_id"
+        )
+        return [PolicyRecord(*r) for r in rows]
+
+    def delete_policy(self, key_id: str) -> bool:
+        cur = self._conn().execute("DELETE FROM policies WHERE key_id = ?", (key_id,))
+        return cur.rowcount == 1
+
+    # -- model keys -------------------------------------------------------------------
+    def add_key_version(
+        self, key_id: str, version: KeyVersionRecord, description: str, create: bool
+    ) -> ModelKeyRecord:
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT current_version FROM model_keys WHERE key_id = ?", (key_id,)
+            ).fetchone()
+            if create:
+                if row is not None:
+                    raise StorageError("storage.model_key.exists", f"model key {key_id} exists")
+                if version.version != 1:
+                    raise StorageError("storage.model_key.bad_version", "new keys start at 1")
+                c.execute(
+                    "INSERT INTO model_keys (key_id, current_version, description, created_at,"
+                    " rotated_at) VALUES (?, ?, ?, ?, ?)",
+                    (key_id, 1, description, version.created_at, version.created_at),
+                )
+            else:
+                if row is None:
+                    raise StorageError("storage.model_key.not_found", f"no model key {key_id}")
+                if version.version != int(row[0]) + 1:
+                    raise StorageError(
+                        "storage.model_key.bad_version",
+                        f"version {version.version} does not follow {row[0]}",
+                    )
+                c.execute(
+                    "UPDATE model_keys SET current_version = ?, rotated_at = ? WHERE key_id = ?",
+                    (version.version, version.created_at, key_id),
+                )
+            c.execute(
+                "INSERT INTO key_versions (key_id, version, wrapped, kek_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key_id, version.version, version.wrapped, version.kek_id, version.created_at),
+            )
+        rec = self.get_model_key(key_id)
+        assert rec is not None
+        return rec
+
+    def _model_key(self, row: tuple[Any, ...]) -> ModelKeyRecord:
+        versions = tuple(
+            int(r[0])
+            for r in self._q(
+                "SELECT version FROM key_versions WHERE key_id = ? ORDER BY version", (row[0],)
+            )
+        )
+        return ModelKeyRecord(row[0], int(row[1]), versions, row[2], row[3], row[4])
+
+    def get_model_key(self, key_id: str) -> ModelKeyRecord | None:
+        rows = self._q(
+            "SELECT key_id, current_version, description, created_at, rotated_at"
+            " FROM model_keys WHERE key_id = ?",
+            (key_id,),
+        )
+        return self._model_key(rows[0]) if rows else None
+
+    def list_model_keys(self) -> list[ModelKeyRecord]:
+        rows = self._q(
+            "SELECT key_id, current_version, description, created_at, rotated_at"
+            " FROM model_keys ORDER BY key_id"
+        )
+        return [self._model_key(r) for r in rows]
+
+    def get_key_version(self, key_id: str, version: int) -> KeyVersionRecord | None:
+        rows = self._q(
+            "SELECT key_id, version, wrapped, kek_id, created_at FROM key_versions"
+            " WHERE key_id = ? AND version = ?",
+            (key_id, version),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+
+    # -- enrollment and nodes ---------------------------------------------------------
+    def create_enrollment(self, e: Enrollment) -> None:
+        self._conn().execute(
+            "INSERT INTO enrollments (id, node_id, ek_fingerprint, ak_public, ak_name,"
+            " secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (e.id, e.node_id, e.ek_fingerprint, e.ak_public, e.ak_name, e.secret_hash,
+             e.created_at, e.expires_at),
+        )  # fmt: skip
+
+    def consume_enrollment(self, enrollment_id: str, now: int) -> Enrollment | None:
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE enrollments SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ?",
+                (enrollment_id, now),
+            )
+            if cur.rowcount != 1:
+                return None
+            r = c.execute(
+                "SELECT id, node_id, ek_fingerprint, ak_public, ak_name, secret_hash,"
+                " created_at, expires_at FROM enrollments WHERE id = ?",
+                (enrollment_id,),
+            ).fetchone()
+        return Enrollment(r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), r[6], r[7])
+
+    def upsert_node(self, node: Node) -> None:
+        with self._tx() as c:
+            # An AK belongs to one node: re-enrolling the same AK under another id moves it.
+            c.execute(
+                "DELETE FROM nodes WHERE ak_name = ? AND node_id <> ?",
+                (node.ak_name, node.node_id),
+            )
+            c.execute("DELETE FROM nodes WHERE node_id = ?", (node.node_id,))
+            c.execute(
+                "INSERT INTO nodes (node_id, platform, ek_fingerprint, ak_name, ak_public,"
+                " enrolled_at, revoked, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (node.node_id, node.platform, node.ek_fingerprint, node.ak_name,
+                 node.ak_public, node.enrolled_at, int(node.revoked), node.revoked_at),
+            )  # fmt: skip
+
+    _NODE_COLS = (
+        "node_id, platform, ek_fingerprint, ak_name, ak_public, enrolled_at, revoked, revoked_at"
+    )
+
+    @staticmethod
+    def _node(r: tuple[Any, ...]) -> Node:
+        return Node(r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), r[5], bool(r[6]), r[7])
+
+    def get_node(self, node_id: str) -> Node | None:
+        rows = self._q(f"SELECT {self._NODE_COLS} FROM nodes WHERE node_id = ?", (node_id,))  # noqa: S608
+        return self._node(rows[0]) if rows else None
+
+    def get_node_by_ak(self, ak_name: bytes) -> Node | None:
+        rows = self._q(f"SELECT {self._NODE_COLS} FROM nodes WHERE ak_name = ?", (ak_name,))  # noqa: S608
+        return self._node(rows[0]) if rows else None
+
+    def list_nodes(self) -> list[Node]:
+        return [
+            self._node(r)
+            for r in self._q(f"SELECT {self._NODE_COLS} FROM nodes ORDER BY node_id")  # noqa: S608
+        ]
+
+    def revoke_node(self, node_id: str, now: int) -> Node | None:
+        self._conn().execute(
+            "UPDATE nodes SET revoked = 1, revoked_at = ? WHERE node_id = ? AND revoked = 0",
+            (now, node_id),
+        )
+        return self.get_node(node_id)
+
+    # -- attestations -----------------------------------------------------------------
+    def put_attestation(self, rec: AttestationRecord) -> None:
+        self._conn().execute(
+            "INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
+            " runtime_key_jkt, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (rec.jti, rec.node_id, rec.platform, rec.challenge_id, rec.claims_json,
+             rec.runtime_key_jkt, rec.issued_at, rec.expires_at),
+        )  # fmt: skip
+
+    def get_attestation(self, jti: str) -> AttestationRecord | None:
+        rows = self._q(
+            "SELECT jti, node_id, platform, challenge_id, claims, runtime_key_jkt, issued_at,"
+            " expires_at FROM attestations WHERE jti = ?",
+            (jti,),
+        )
+        return AttestationRecord(*rows[0]) if rows else None
+
+    # -- audit ------------------------------------------------------------------------
+    def append_audit(
+        self, make_entry: Callable[[int], bytes], link: Callable[[bytes, bytes], bytes]
+    ) -> AuditRow:
+        with self._tx() as c:
+            row = c.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            seq = int(row[0]) + 1 if row else 1
+            prev = bytes(row[1]) if row else _GENESIS
+            entry = make_entry(seq)
+            h = link(prev, entry)
+            c.execute("INSERT INTO audit (seq, entry, hash) VALUES (?, ?, ?)", (seq, entry, h))
+        return AuditRow(seq, entry, h)
+
+    def list_audit(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRow]:
+        rows = self._q(
+            "SELECT seq, entry, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [AuditRow(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    def iter_audit(self, batch: int = 5000) -> Iterator[list[AuditRow]]:
+        after = 0
+        while True:
+            rows = self.list_audit(after, batch)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1].seq
+
+    # -- signing keys -----------------------------------------------------------------
+    def add_signing_key(self, rec: SigningKeyRecord, retire_others_at: int) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE signing_keys SET retired_at = ? WHERE retired_at = 0", (retire_others_at,)
+            )
+            c.execute(
+                "INSERT INTO signing_keys (kid, wrapped_private, public_jwk, created_at,"
+                " retired_at) VALUES (?, ?, ?, ?, 0)",
+                (rec.kid, rec.wrapped_private, rec.public_jwk, rec.created_at),
+            )
+
+    def list_signing_keys(self) -> list[SigningKeyRecord]:
+        rows = self._q(
+            "SELECT kid, wrapped_private, public_jwk, created_at, retired_at FROM signing_keys"
+            " ORDER BY created_at, kid"
+        )
+        return [SigningKeyRecord(r[0], bytes(r[1]), r[2], int(r[3]), int(r[4])) for r in rows]

@@ -1,0 +1,158 @@
+"""SQLite storage: migrations, atomic single use across threads and processes, audit append."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from sealgate import _core
+from sealgate.storage import (
+    Challenge,
+    Enrollment,
+    KeyVersionRecord,
+    Node,
+    ReferenceValue,
+    StorageError,
+)
+from sealgate.storage.sqlite import SCHEMA_VERSION, SqliteStorage
+
+
+def _challenge(cid: str, expires: int = 2000) -> Challenge:
+    return Challenge(cid, b"\x01" * 32, "tpm", "n1", 1000, expires)
+
+
+def test_migrates_from_empty_and_is_idempotent(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    st = SqliteStorage(db)
+    assert st.schema_version() == SCHEMA_VERSION
+    st.close()
+    st2 = SqliteStorage(db)
+    assert st2.migrate() == SCHEMA_VERSION
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    st2.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    SqliteStorage(db).close()
+    c = sqlite3.connect(db)
+    c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    c.commit()
+    c.close()
+    with pytest.raises(StorageError) as e:
+        SqliteStorage(db)
+    assert e.value.code == "storage.schema.too_new"
+
+
+def test_challenge_single_use_and_expiry(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "s.db")
+    st.create_challenge(_challenge("a"))
+    got = st.consume_challenge("a", now=1500)
+    assert got is not None and got.nonce == b"\x01" * 32
+    assert st.consume_challenge("a", now=1500) is None
+    st.create_challenge(_challenge("b", expires=1200))
+    assert st.consume_challenge("b", now=1200) is None  # expired at its expiry second
+    assert st.consume_challenge("missing", now=0) is None
+    assert st.purge_challenges(before=1500) == 1
+
+
+def test_challenge_consumed_once_across_threads(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "s.db")
+    st.create_challenge(_challenge("t"))
+    wins: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        wins.append(st.consume_challenge("t", now=1500) is not None)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False] * 7 + [True]
+
+
+def _consume_in_process(db: str, q: multiprocessing.Queue[bool]) -> None:
+    st = SqliteStorage(db)
+    q.put(st.consume_challenge("p", now=1500) is not None)
+    st.close()
+
+
+def test_challenge_consumed_once_across_processes(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    st = SqliteStorage(db)
+    st.create_challenge(_challenge("p"))
+    ctx = multiprocessing.get_context("spawn")
+    q: multiprocessing.Queue[bool] = ctx.Queue()
+    procs = [ctx.Process(target=_consume_in_process, args=(db, q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert sorted(results) == [False, False, False, True]
+
+
+def test_reference_values_policies_keys(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "s.db")
+    rv = ReferenceValue("r1", "tpm", "golden", "sha256:0", "00" * 32, "", 1)
+    st.add_reference_values([rv])
+    with pytest.raises(StorageError):
+        st.add_reference_values([rv])
+    assert st.list_reference_values("tpm", "golden") == [rv]
+    assert st.list_reference_values("snp") == []
+    assert st.remove_reference_value("r1") and not st.remove_reference_value("r1")
+
+    p1 = st.put_policy("k", "{}", 5)
+    p2 = st.put_policy("k", '{"a":1}', 6)
+    assert (p1.revision, p2.revision) == (1, 2)
+    assert st.get_policy("k") == p2
+    assert st.delete_policy("k") and st.get_policy("k") is None
+
+    v1 = KeyVersionRecord("m", 1, b"w1", "kek", 10)
+    rec = st.add_key_version("m", v1, "model", create=True)
+    assert rec.current_version == 1 and rec.versions == (1,)
+    with pytest.raises(StorageError):
+        st.add_key_version("m", v1, "model", create=True)
+    with pytest.raises(StorageError):
+        st.add_key_version("m", KeyVersionRecord("m", 3, b"w", "kek", 11), "", create=False)
+    rec = st.add_key_version("m", KeyVersionRecord("m", 2, b"w2", "kek", 11), "", create=False)
+    assert rec.versions == (1, 2) and rec.current_version == 2
+    assert st.get_key_version("m", 1) == v1
+
+
+def test_enrollment_and_nodes(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "s.db")
+    e = Enrollment("e1", "n1", "fp", b"pub", b"name", b"h" * 32, 1, 100)
+    st.create_enrollment(e)
+    assert st.consume_enrollment("e1", 50) == e
+    assert st.consume_enrollment("e1", 50) is None
+    st.upsert_node(Node("n1", "tpm", "fp", b"name", b"pub", 1, False, 0))
+    assert st.get_node_by_ak(b"name") is not None
+    # The same AK enrolled under another id moves there.
+    st.upsert_node(Node("n2", "tpm", "fp", b"name", b"pub", 2, False, 0))
+    assert st.get_node("n1") is None
+    revoked = st.revoke_node("n2", 9)
+    assert revoked is not None and revoked.revoked and revoked.revoked_at == 9
+
+
+def test_audit_append_chains_under_concurrency(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "s.db")
+
+    def append(i: int) -> None:
+        st.append_audit(lambda seq: f"{seq}:{i}".encode(), _core.audit_link)
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = st.list_audit(0, 100)
+    assert [r.seq for r in rows] == list(range(1, 21))
+    assert _core.audit_verify([r.entry for r in rows], [r.hash for r in rows]) is None
