@@ -129,14 +129,14 @@ def test_reference_values_policies_keys(tmp_path: Path) -> None:
 
 def test_enrollment_and_nodes(tmp_path: Path) -> None:
     st = SqliteStorage(tmp_path / "s.db")
-    e = Enrollment("e1", "n1", "fp", b"pub", b"name", b"h" * 32, 1, 100)
+    e = Enrollment("e1", "n1", "fp", "ca", b"pub", b"name", b"h" * 32, 1, 100)
     st.create_enrollment(e)
     assert st.consume_enrollment("e1", 50) == e
     assert st.consume_enrollment("e1", 50) is None
-    st.upsert_node(Node("n1", "tpm", "fp", b"name", b"pub", 1, False, 0))
+    st.upsert_node(Node("n1", "tpm", "fp", "ca", b"name", b"pub", 1, False, 0))
     assert st.get_node_by_ak(b"name") is not None
     # The same AK enrolled under another id moves there.
-    st.upsert_node(Node("n2", "tpm", "fp", b"name", b"pub", 2, False, 0))
+    st.upsert_node(Node("n2", "tpm", "fp", "ca", b"name", b"pub", 2, False, 0))
     assert st.get_node("n1") is None
     revoked = st.revoke_node("n2", 9)
     assert revoked is not None and revoked.revoked and revoked.revoked_at == 9

@@ -77,6 +77,7 @@ class Enrollment:
     id: str
     node_id: str
     ek_fingerprint: str
+    ek_ca_fingerprint: str
     ak_public: bytes
     ak_name: bytes
     #: SHA-256 of the credential secret; the secret itself is never stored.
@@ -89,7 +90,9 @@ class Enrollment:
 class Node:
     node_id: str
     platform: str
+    #: SHA-256 of the EK certificate, and of the root CA certificate it chains to.
     ek_fingerprint: str
+    ek_ca_fingerprint: str
     ak_name: bytes
     ak_public: bytes
     enrolled_at: int

@@ -64,12 +64,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (key_id, version))""",
             """CREATE TABLE enrollments (
                 id TEXT PRIMARY KEY, node_id TEXT NOT NULL, ek_fingerprint TEXT NOT NULL,
-                ak_public BLOB NOT NULL, ak_name BLOB NOT NULL, secret_hash BLOB NOT NULL,
+                ek_ca_fingerprint TEXT NOT NULL, ak_public BLOB NOT NULL,
+                ak_name BLOB NOT NULL, secret_hash BLOB NOT NULL,
                 created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
                 used INTEGER NOT NULL DEFAULT 0)""",
             """CREATE TABLE nodes (
                 node_id TEXT PRIMARY KEY, platform TEXT NOT NULL, ek_fingerprint TEXT NOT NULL,
-                ak_name BLOB NOT NULL, ak_public BLOB NOT NULL, enrolled_at INTEGER NOT NULL,
+                ek_ca_fingerprint TEXT NOT NULL, ak_name BLOB NOT NULL,
+                ak_public BLOB NOT NULL, enrolled_at INTEGER NOT NULL,
                 revoked INTEGER NOT NULL DEFAULT 0, revoked_at INTEGER NOT NULL DEFAULT 0)""",
             "CREATE UNIQUE INDEX nodes_ak ON nodes (ak_name)",
             """CREATE TABLE attestations (
@@ -342,10 +344,10 @@ class SqliteStorage(Storage):
     # -- enrollment and nodes ---------------------------------------------------------
     def create_enrollment(self, e: Enrollment) -> None:
         self._conn().execute(
-            "INSERT INTO enrollments (id, node_id, ek_fingerprint, ak_public, ak_name,"
-            " secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (e.id, e.node_id, e.ek_fingerprint, e.ak_public, e.ak_name, e.secret_hash,
-             e.created_at, e.expires_at),
+            "INSERT INTO enrollments (id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public,"
+            " ak_name, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (e.id, e.node_id, e.ek_fingerprint, e.ek_ca_fingerprint, e.ak_public, e.ak_name,
+             e.secret_hash, e.created_at, e.expires_at),
         )  # fmt: skip
 
     def consume_enrollment(self, enrollment_id: str, now: int) -> Enrollment | None:
@@ -357,11 +359,11 @@ class SqliteStorage(Storage):
             if cur.rowcount != 1:
                 return None
             r = c.execute(
-                "SELECT id, node_id, ek_fingerprint, ak_public, ak_name, secret_hash,"
-                " created_at, expires_at FROM enrollments WHERE id = ?",
+                "SELECT id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public, ak_name,"
+                " secret_hash, created_at, expires_at FROM enrollments WHERE id = ?",
                 (enrollment_id,),
             ).fetchone()
-        return Enrollment(r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), r[6], r[7])
+        return Enrollment(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), r[7], r[8])
 
     def upsert_node(self, node: Node) -> None:
         with self._tx() as c:
@@ -372,19 +374,22 @@ class SqliteStorage(Storage):
             )
             c.execute("DELETE FROM nodes WHERE node_id = ?", (node.node_id,))
             c.execute(
-                "INSERT INTO nodes (node_id, platform, ek_fingerprint, ak_name, ak_public,"
-                " enrolled_at, revoked, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (node.node_id, node.platform, node.ek_fingerprint, node.ak_name,
-                 node.ak_public, node.enrolled_at, int(node.revoked), node.revoked_at),
+                "INSERT INTO nodes (node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name,"
+                " ak_public, enrolled_at, revoked, revoked_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (node.node_id, node.platform, node.ek_fingerprint, node.ek_ca_fingerprint,
+                 node.ak_name, node.ak_public, node.enrolled_at, int(node.revoked),
+                 node.revoked_at),
             )  # fmt: skip
 
     _NODE_COLS = (
-        "node_id, platform, ek_fingerprint, ak_name, ak_public, enrolled_at, revoked, revoked_at"
+        "node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name, ak_public, enrolled_at,"
+        " revoked, revoked_at"
     )
 
     @staticmethod
     def _node(r: tuple[Any, ...]) -> Node:
-        return Node(r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), r[5], bool(r[6]), r[7])
+        return Node(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), r[6], bool(r[7]), r[8])
 
     def get_node(self, node_id: str) -> Node | None:
         rows = self._q(f"SELECT {self._NODE_COLS} FROM nodes WHERE node_id = ?", (node_id,))  # noqa: S608

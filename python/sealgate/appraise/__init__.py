@@ -1,0 +1,14 @@
+"""Appraisal: verified claims + reference values + policy → verdict (DESIGN.md "Layers").
+
+Policy is data (``sealgate.appraise.policy.Policy``), one per model key. Evaluation never
+touches evidence bytes: it reads the ``claims`` of a ``VerifyResult`` and returns every
+failure with a stable code and the actual vs expected values (STYLE.md §7), plus the AR4SI
+trustworthiness vector (draft-ietf-rats-ar4si) for the EAR token.
+"""
+
+from __future__ import annotations
+
+from sealgate.appraise.evaluate import Appraisal, PolicyFailure, appraise, ear_status
+from sealgate.appraise.policy import Policy, parse_policy
+
+__all__ = ["Appraisal", "Policy", "PolicyFailure", "appraise", "ear_status", "parse_policy"]

@@ -1,0 +1,135 @@
+"""Sealing model keys to a node's runtime key with HPKE (RFC 9180, base mode).
+
+Backed by ``cryptography.hazmat.primitives.hpke`` (single-shot: output is ``enc ‖ ct``).
+Suites:
+
+- ``x25519``: DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM (the default);
+  runtime public key = the 32-byte X25519 key.
+- ``mlkem768-x25519``: the ML-KEM-768 + X25519 hybrid KEM / HKDF-SHA256 / AES-256-GCM;
+  runtime public key = ML-KEM-768 encapsulation key (1184 B) ‖ X25519 key (32 B).
+
+``info`` binds what the sealed bytes are: key id, key version and the challenge id (issue #5
+§1), so a sealed key cannot be presented as another key, version or attestation.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+
+from sealgate.errors import SealgateError, UsageError
+
+X25519 = "x25519"
+MLKEM768_X25519 = "mlkem768-x25519"
+SUITES = (X25519, MLKEM768_X25519)
+
+_X25519_LEN = 32
+_MLKEM768_EK_LEN = 1184
+
+_SUITE = {
+    X25519: hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
+    MLKEM768_X25519: hpke.Suite(
+        hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM
+    ),
+}
+
+
+class SealError(SealgateError):
+    """A sealed key does not open (wrong key, wrong info, corrupted)."""
+
+
+def release_info(key_id: str, version: int, challenge_id: str) -> bytes:
+    """HPKE ``info``: a fixed label then length-prefixed key id, version, challenge id."""
+    kid = key_id.encode()
+    cid = challenge_id.encode()
+    return (
+        b"sealgate/v1 key-release\x00"
+        + struct.pack(">H", len(kid))
+        + kid
+        + struct.pack(">I", version)
+        + struct.pack(">H", len(cid))
+        + cid
+    )
+
+
+def _check_len(data: bytes, want: int, suite: str) -> None:
+    if len(data) != want:
+        raise UsageError(
+            "broker.hpke.bad_public_key",
+            f"{suite} runtime public key is {len(data)} bytes, expected {want}",
+        )
+
+
+def load_public_key(suite: str, data: bytes) -> Any:
+    if suite == X25519:
+        _check_len(data, _X25519_LEN, suite)
+        return x25519.X25519PublicKey.from_public_bytes(data)
+    if suite == MLKEM768_X25519:
+        _check_len(data, _MLKEM768_EK_LEN + _X25519_LEN, suite)
+        try:
+            pq = mlkem.MLKEM768PublicKey.from_public_bytes(data[:_MLKEM768_EK_LEN])
+        except ValueError:
+            raise UsageError("broker.hpke.bad_public_key", "invalid ML-KEM-768 key") from None
+        return hpke.MLKEM768X25519PublicKey(
+            pq, x25519.X25519PublicKey.from_public_bytes(data[_MLKEM768_EK_LEN:])
+        )
+    raise UsageError("broker.hpke.unsupported_suite", f"unknown HPKE suite {suite!r}")
+
+
+def seal(suite: str, runtime_public_key: bytes, plaintext: bytes, info: bytes) -> bytes:
+    return bytes(_SUITE[suite].encrypt(plaintext, load_public_key(suite, runtime_public_key), info))
+
+
+def jwk(suite: str, runtime_public_key: bytes) -> dict[str, str]:
+    """The runtime key as a JWK. X25519 per RFC 8037 (OKP); the hybrid has no registered
+    JWK type yet, so sealgate names it ``OKP``/``MLKEM768-X25519`` with the raw key in x."""
+    load_public_key(suite, runtime_public_key)  # validates length and encoding
+    crv = "X25519" if suite == X25519 else "MLKEM768-X25519"
+    x = base64.urlsafe_b64encode(runtime_public_key).rstrip(b"=").decode()
+    return {"crv": crv, "kty": "OKP", "x": x}
+
+
+def jwk_thumbprint(key: dict[str, str]) -> str:
+    """RFC 7638: SHA-256 over the required members, lexicographic, no whitespace; base64url."""
+    required = {
+        "OKP": ("crv", "kty", "x"),
+        "EC": ("crv", "kty", "x", "y"),
+        "RSA": ("e", "kty", "n"),
+    }[key["kty"]]
+    canon = json.dumps({k: key[k] for k in required}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canon.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@dataclass
+class RuntimeKeyPair:
+    """The node side: an ephemeral key pair that receives sealed keys."""
+
+    suite: str
+    private: Any
+    public_bytes: bytes
+
+    @classmethod
+    def generate(cls, suite: str = X25519) -> RuntimeKeyPair:
+        xk = x25519.X25519PrivateKey.generate()
+        xpub = xk.public_key().public_bytes_raw()
+        if suite == X25519:
+            return cls(suite, xk, xpub)
+        if suite == MLKEM768_X25519:
+            pq = mlkem.MLKEM768PrivateKey.generate()
+            priv = hpke.MLKEM768X25519PrivateKey(pq, xk)
+            return cls(suite, priv, pq.public_key().public_bytes_raw() + xpub)
+        raise UsageError("broker.hpke.unsupported_suite", f"unknown HPKE suite {suite!r}")
+
+    def open(self, sealed: bytes, info: bytes) -> bytes:
+        try:
+            return bytes(_SUITE[self.suite].decrypt(sealed, self.private, info))
+        except Exception:
+            raise SealError("broker.hpke.open_failed", "sealed key does not open") from None

@@ -1,0 +1,35 @@
+"""Challenges: 32 random bytes, single-use, short TTL (DESIGN.md "Protocol" step 1)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+from sealgate.storage import Challenge, Storage
+
+NONCE_SIZE = 32
+DEFAULT_TTL = 60
+
+
+class Challenges:
+    def __init__(self, storage: Storage, ttl: int = DEFAULT_TTL) -> None:
+        self._st = storage
+        self.ttl = ttl
+        self._issued = 0
+
+    def issue(self, platform: str, node_id: str, now: int | None = None) -> Challenge:
+        at = int(time.time()) if now is None else now
+        ch = Challenge(
+            uuid.uuid4().hex, os.urandom(NONCE_SIZE), platform, node_id, at, at + self.ttl
+        )
+        self._st.create_challenge(ch)
+        self._issued += 1
+        if self._issued % 1000 == 0:
+            # Old rows only cost space; keep an hour for forensics.
+            self._st.purge_challenges(before=at - 3600)
+        return ch
+
+    def consume(self, challenge_id: str, now: int | None = None) -> Challenge | None:
+        at = int(time.time()) if now is None else now
+        return self._st.consume_challenge(challenge_id, at)

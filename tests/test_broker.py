@@ -1,0 +1,186 @@
+"""Broker: KEK file, wrapped model keys, HPKE sealing, EAR tokens, audit chain."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import jwt
+import pytest
+from sealgate.broker import runtime_binding
+from sealgate.broker.audit import AuditLog, decode_entry
+from sealgate.broker.hpke import (
+    MLKEM768_X25519,
+    X25519,
+    RuntimeKeyPair,
+    SealError,
+    jwk,
+    jwk_thumbprint,
+    release_info,
+    seal,
+)
+from sealgate.broker.kek import KekError, LocalKeyFileProvider
+from sealgate.broker.keys import ModelKeys
+from sealgate.broker.tokens import EAR_PROFILE, TokenError, TokenIssuer
+from sealgate.errors import UsageError
+from sealgate.storage.sqlite import SqliteStorage
+
+
+@pytest.fixture
+def st(tmp_path: Path) -> SqliteStorage:
+    return SqliteStorage(tmp_path / "s.db")
+
+
+@pytest.fixture
+def kek(tmp_path: Path) -> LocalKeyFileProvider:
+    return LocalKeyFileProvider(tmp_path / "kek.key")
+
+
+def test_kek_file_created_0600_and_reused(tmp_path: Path) -> None:
+    p = tmp_path / "d" / "kek.key"
+    a = LocalKeyFileProvider(p)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    b = LocalKeyFileProvider(p)
+    assert a.kek_id == b.kek_id
+    blob = a.wrap(b"secret", b"aad")
+    assert b.unwrap(blob, b"aad") == b"secret"
+    with pytest.raises(KekError):
+        b.unwrap(blob, b"other aad")
+    os.chmod(p, 0o644)
+    with pytest.raises(KekError) as e:
+        LocalKeyFileProvider(p)
+    assert e.value.code == "broker.kek.unsafe_permissions"
+
+
+def test_model_keys_wrapped_and_bound_to_id_and_version(
+    st: SqliteStorage, kek: LocalKeyFileProvider, tmp_path: Path
+) -> None:
+    mk = ModelKeys(st, kek)
+    mk.create("llama", b"k" * 32, "demo", now=1)
+    rec = mk.rotate("llama", None, now=2)
+    assert rec.current_version == 2 and rec.versions == (1, 2)
+    assert mk.material("llama", 1) == (1, b"k" * 32)
+    v2 = mk.material("llama")
+    assert v2[0] == 2 and len(v2[1]) == 32 and v2[1] != b"k" * 32
+    raw = sqlite3.connect(tmp_path / "s.db").execute("SELECT wrapped FROM key_versions").fetchall()
+    assert all(b"k" * 32 not in bytes(r[0]) for r in raw)
+    # A wrapped blob moved to another version does not open (AAD binds id + version).
+    c = sqlite3.connect(tmp_path / "s.db")
+    c.execute(
+        "UPDATE key_versions SET wrapped = (SELECT wrapped FROM key_versions WHERE version = 1)"
+        " WHERE version = 2"
+    )
+    c.commit()
+    with pytest.raises(KekError):
+        mk.material("llama", 2)
+    with pytest.raises(UsageError):
+        mk.create("llama", None, "", now=3)
+    with pytest.raises(UsageError):
+        mk.create("bad id!", None, "", now=3)
+    with pytest.raises(UsageError):
+        mk.create("short", b"x", "", now=3)
+
+
+@pytest.mark.parametrize("suite", [X25519, MLKEM768_X25519])
+def test_hpke_seal_open_and_info_binding(suite: str) -> None:
+    node = RuntimeKeyPair.generate(suite)
+    info = release_info("llama", 2, "chal-1")
+    sealed = seal(suite, node.public_bytes, b"m" * 32, info)
+    assert node.open(sealed, info) == b"m" * 32
+    for wrong in (release_info("llama", 1, "chal-1"), release_info("other", 2, "chal-1"),
+                  release_info("llama", 2, "chal-2")):  # fmt: skip
+        with pytest.raises(SealError):
+            node.open(sealed, wrong)
+    with pytest.raises(SealError):
+        RuntimeKeyPair.generate(suite).open(sealed, info)
+    with pytest.raises(UsageError):
+        seal(suite, node.public_bytes[:-1], b"m", info)
+
+
+def test_jwk_thumbprint_rfc7638_example() -> None:
+    # RFC 7638 §3.1 example key and thumbprint.
+    key = {
+        "kty": "RSA",
+        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6"
+        "tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65Y"
+        "GjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt"
+        "-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        "e": "AQAB",
+        "alg": "RS256",
+    }
+    assert jwk_thumbprint(key) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    node = RuntimeKeyPair.generate()
+    assert jwk(X25519, node.public_bytes)["crv"] == "X25519"
+
+
+def test_runtime_binding_is_sha512_of_nonce_and_key() -> None:
+    import hashlib
+
+    assert runtime_binding(b"n" * 32, b"k" * 32) == hashlib.sha512(b"n" * 32 + b"k" * 32).digest()
+
+
+def test_tokens_ear_shape_rotation_and_expiry(st: SqliteStorage, kek: LocalKeyFileProvider) -> None:
+    iss = TokenIssuer(st, kek, verifier_id="test", ttl=300)
+    sub = {"tpm": {"ear.status": "affirming", "ear.trustworthiness-vector": {"executables": 2},
+                   "ear.appraisal-policy-id": "policy:llama#1"}}  # fmt: skip
+    tok, claims = iss.issue(nonce=b"n" * 32, runtime_jkt="abc", submods=sub)
+    assert jwt.get_unverified_header(tok)["kid"] == iss.active_kid
+    got = iss.verify(tok)
+    assert got["eat_profile"] == EAR_PROFILE and got["cnf"] == {"jkt": "abc"}
+    assert got["exp"] - got["iat"] == 300 and got["submods"] == sub
+    old_kid = iss.active_kid
+    iss.rotate()
+    assert iss.active_kid != old_kid
+    # An unexpired token signed by the retired key still verifies, also after a restart.
+    assert TokenIssuer(st, kek).verify(tok)["jti"] == claims["jti"]
+    kids = {k["kid"] for k in iss.jwks()["keys"]}
+    assert kids == {old_kid, iss.active_kid}
+    # Once every token it signed has expired, the retired key leaves the JWKS.
+    assert {k["kid"] for k in iss.jwks(now=claims["iat"] + 10_000)["keys"]} == {iss.active_kid}
+    with pytest.raises(TokenError) as e:
+        iss.verify(tok, now=claims["exp"])
+    assert e.value.code == "broker.token.expired"
+    head, body, sig = tok.split(".")
+    with pytest.raises(TokenError):
+        iss.verify(f"{head}.{body}x.{sig}")
+    with pytest.raises(TokenError):
+        iss.verify("not a token")
+
+
+def _audit(st: SqliteStorage, n: int) -> AuditLog:
+    log = AuditLog(st)
+    for i in range(n):
+        log.append("attest.granted", "node-1", {"i": i, "codes": []}, at=1000 + i)
+    return log
+
+
+def test_audit_chain_detects_edit_delete_reorder(st: SqliteStorage, tmp_path: Path) -> None:
+    log = _audit(st, 6)
+    v = log.verify()
+    assert v.ok and v.entries == 6
+    assert decode_entry(log.list()[0].entry)["event"] == "attest.granted"
+    db = sqlite3.connect(tmp_path / "s.db")
+    orig = db.execute("SELECT entry FROM audit WHERE seq = 3").fetchone()[0]
+    edited = bytes(orig).replace(b"node-1", b"node-X")
+    db.execute("UPDATE audit SET entry = ? WHERE seq = 3", (edited,))
+    db.commit()
+    v = log.verify()
+    assert not v.ok and v.first_bad_seq == 3 and v.code == "audit.chain.hash_mismatch"
+    db.execute("UPDATE audit SET entry = ? WHERE seq = 3", (orig,))
+    db.execute("DELETE FROM audit WHERE seq = 4")
+    db.commit()
+    v = log.verify()
+    assert not v.ok and v.first_bad_seq == 5
+    # Reorder: swap two rows' contents (entries and hashes together).
+    st2 = SqliteStorage(tmp_path / "t.db")
+    log2 = _audit(st2, 4)
+    db2 = sqlite3.connect(tmp_path / "t.db")
+    r2 = db2.execute("SELECT entry, hash FROM audit WHERE seq = 2").fetchone()
+    r3 = db2.execute("SELECT entry, hash FROM audit WHERE seq = 3").fetchone()
+    db2.execute("UPDATE audit SET entry = ?, hash = ? WHERE seq = 2", r3)
+    db2.execute("UPDATE audit SET entry = ?, hash = ? WHERE seq = 3", r2)
+    db2.commit()
+    v = log2.verify()
+    assert not v.ok and v.first_bad_seq == 2
