@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 HASH_NAMES = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512"}
 CRYPTO_HASH: dict[str, hashes.HashAlgorithm] = {
-    "sha1": hashes.SHA1(),
+    "sha1": hashes.SHA1(),  # noqa: S303 - TPM SHA-1 banks are verified, then flagged weak
     "sha256": hashes.SHA256(),
     "sha384": hashes.SHA384(),
     "sha512": hashes.SHA512(),
