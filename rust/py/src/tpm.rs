@@ -16,6 +16,11 @@ use sealgate_verify::tpm::{selection_string, verify_quote, AkKey, QuoteExpectati
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// ("rsa", n, e) or (curve, x ‖ y, coordinate size) — see `TpmPublic::components`.
+type Components<'py> = (String, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+/// (bank, index, replayed, quoted) for a PCR that differs.
+type Mismatch<'py> = (String, u32, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
 fn bank(name: &str) -> PyResult<TpmAlg> {
     TpmAlg::hash_from_name(name)
         .ok_or_else(|| PyValueError::new_err(format!("unknown PCR bank {name:?}")))
@@ -173,10 +178,7 @@ impl TpmPublic {
     }
 
     /// Key components for building an SPKI: ("rsa", n, e) or ("ecc", curve, x ‖ y).
-    fn components<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(String, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+    fn components<'py>(&self, py: Python<'py>) -> PyResult<Option<Components<'py>>> {
         let Some(p) = self.inner.public.as_ref() else {
             return Ok(None);
         };
@@ -445,7 +447,7 @@ fn compare_pcrs<'py>(
     py: Python<'py>,
     replayed: &Bound<'py, PyDict>,
     quoted: &Bound<'py, PyDict>,
-) -> PyResult<Vec<(String, u32, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+) -> PyResult<Vec<Mismatch<'py>>> {
     let r = pcr_map(replayed)?;
     let q = pcr_map(quoted)?;
     Ok(compare(&r, &q)
