@@ -23,7 +23,7 @@ $(STAMP)/venv: pyproject.toml
 	@mkdir -p $(STAMP)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.7,<2" "cryptography>=47" "pytest>=8" "pytest-timeout>=2.3" \
+	$(PY) -m pip install -q "maturin>=1.7,<2" "cryptography>=49" "pytest>=8" "pytest-timeout>=2.3" \
 		"hypothesis>=6.100" "ruff>=0.6" "mypy>=1.11" \
 		"grpcio>=1.80,<2" "grpcio-health-checking>=1.80,<2" "grpcio-reflection>=1.80,<2" \
 		"grpcio-status>=1.80,<2" "protobuf>=7.35.1,<8" "cbor2>=5.6" "pyjwt>=2.9" "pyyaml>=6" \

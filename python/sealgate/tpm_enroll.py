@@ -1,0 +1,396 @@
+"""TPM enrollment: EK certificate chain, AK checks, MakeCredential / ActivateCredential.
+
+Flow (DESIGN.md "Protocol", last paragraph): the node sends its EK certificate (+ issuing
+CAs) and its AK public area. The verifier
+
+1. checks the EK certificate chain against the configured EK CA roots link by link
+   (``verify_directly_issued_by`` + validity + CA constraints: cryptography's PolicyBuilder
+   rejects EK certificates, ../shared/notes/tpm.md) and the TCG EK profile (EKU
+   tcg-kp-EKCertificate 2.23.133.8.1 and a SAN directoryName with TPM manufacturer/model/
+   version attributes 2.23.133.2.1-3; TCG EK Credential Profile 2.x §3.2);
+2. checks the AK is a restricted signing key that cannot leave the TPM;
+3. runs TPM2_MakeCredential (TPM 2.0 Part 1 §24, Part 3 §12.6) for the AK's Name to the
+   EK's public key: only the TPM holding that EK, with that AK loaded, can recover the
+   secret with TPM2_ActivateCredential.
+
+MakeCredential: seed encrypted to the EK (RSA: OAEP with the EK's nameAlg and label
+"IDENTITY\\0"; ECC: ECDH with an ephemeral key and KDFe), then
+``symKey = KDFa(nameAlg, seed, "STORAGE", Name(AK), ∅, symBits)``,
+``encIdentity = AES-CFB(symKey, IV=0, TPM2B(secret))``,
+``HMACkey = KDFa(nameAlg, seed, "INTEGRITY", ∅, ∅, digestBits)``,
+``outerHMAC = HMAC(HMACkey, encIdentity ‖ Name(AK))``; credentialBlob (TPM2B_ID_OBJECT) =
+``TPM2B(outerHMAC) ‖ encIdentity``. The EK parameters follow the TCG EK templates: RSA-2048
+and ECC P-256 (low range, L-1/L-2) use SHA-256 and AES-128; ECC P-384 (high range H-3, what
+swtpm certifies) uses SHA-384 and AES-256.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+# cryptography >= 49 keeps CFB in the decrepit module (../shared/notes/tpm.md).
+from cryptography.hazmat.decrepit.ciphers.modes import CFB
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+from sealgate import _core
+from sealgate.errors import ChainError, ParseError, VerificationError
+
+#: TCG EK Credential Profile: EKU tcg-kp-EKCertificate and the SAN TPM attributes.
+OID_TCG_KP_EK_CERTIFICATE = x509.ObjectIdentifier("2.23.133.8.1")
+OID_TPM_MANUFACTURER = x509.ObjectIdentifier("2.23.133.2.1")
+OID_TPM_MODEL = x509.ObjectIdentifier("2.23.133.2.2")
+OID_TPM_VERSION = x509.ObjectIdentifier("2.23.133.2.3")
+#: Longest chain walked from the EK certificate to a root (EK → intermediates → root).
+MAX_CHAIN_DEPTH = 6
+#: TPM2B_DIGEST credentials are at most the nameAlg digest size (Part 3 §12.6.1).
+MAX_SECRET = 32
+
+# TPMA_OBJECT bits (TPM 2.0 Part 2 §8.3).
+FIXED_TPM = 0x00000002
+FIXED_PARENT = 0x00000010
+SENSITIVE_DATA_ORIGIN = 0x00000020
+RESTRICTED = 0x00010000
+SIGN = 0x00040000
+DECRYPT = 0x00020000
+AK_REQUIRED = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | RESTRICTED | SIGN
+
+_HASHES = {"sha256": (hashes.SHA256, 0x000B), "sha384": (hashes.SHA384, 0x000C)}
+
+
+def load_certificate(data: bytes, what: str = "certificate") -> x509.Certificate:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as e:
+        raise ParseError(
+            "tpm.ek.cert_invalid", f"{what} is not an X.509 certificate: {e}"
+        ) from None
+
+
+def load_certificates(data: bytes) -> list[x509.Certificate]:
+    """One DER certificate or a PEM bundle."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            return x509.load_pem_x509_certificates(data)
+        except ValueError as e:
+            raise ParseError("tpm.ek.cert_invalid", f"bad PEM bundle: {e}") from None
+    return [load_certificate(data)]
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+@dataclass(frozen=True)
+class EkInfo:
+    certificate: x509.Certificate
+    fingerprint: str
+    root_fingerprint: str
+    manufacturer: str
+    model: str
+    version: str
+
+
+def _check_validity(cert: x509.Certificate, at: datetime.datetime, what: str) -> None:
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise ChainError(
+            "tpm.ek.cert_expired",
+            f"{what} valid {cert.not_valid_before_utc:%Y-%m-%d} .. "
+            f"{cert.not_valid_after_utc:%Y-%m-%d}, not at {at:%Y-%m-%d}",
+        )
+
+
+def _check_ca(cert: x509.Certificate, what: str) -> None:
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise ChainError("tpm.ek.chain_invalid", f"{what} has no basicConstraints") from None
+    if not bc.ca:
+        raise ChainError("tpm.ek.chain_invalid", f"{what} is not a CA")
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not ku.key_cert_sign:
+        raise ChainError("tpm.ek.chain_invalid", f"{what} may not sign certificates")
+
+
+def _tcg_profile(cert: x509.Certificate) -> tuple[str, str, str]:
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        raise VerificationError(
+            "tpm.ek.profile_invalid", "EK certificate has no extendedKeyUsage"
+        ) from None
+    if OID_TCG_KP_EK_CERTIFICATE not in eku:
+        raise VerificationError(
+            "tpm.ek.profile_invalid", "EK certificate lacks EKU tcg-kp-EKCertificate (2.23.133.8.1)"
+        )
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise VerificationError(
+            "tpm.ek.profile_invalid", "EK certificate has no subjectAltName"
+        ) from None
+    attrs: dict[x509.ObjectIdentifier, str] = {}
+    for name in san.get_values_for_type(x509.DirectoryName):
+        for attr in name:
+            attrs[attr.oid] = str(attr.value)
+    missing = [o.dotted_string for o in (OID_TPM_MANUFACTURER, OID_TPM_MODEL, OID_TPM_VERSION)
+               if o not in attrs]  # fmt: skip
+    if missing:
+        raise VerificationError(
+            "tpm.ek.profile_invalid",
+            f"EK certificate SAN lacks TPM attribute(s) {', '.join(missing)}",
+        )
+    return attrs[OID_TPM_MANUFACTURER], attrs[OID_TPM_MODEL], attrs[OID_TPM_VERSION]
+
+
+def verify_ek_chain(
+    ek_cert: bytes,
+    intermediates: Sequence[bytes],
+    roots: Sequence[x509.Certificate],
+    at: datetime.datetime | None = None,
+) -> EkInfo:
+    """Check the EK certificate chains to one of ``roots`` and follows the TCG profile."""
+    when = at or datetime.datetime.now(datetime.UTC)
+    cert = load_certificate(ek_cert, "EK certificate")
+    pool: list[x509.Certificate] = []
+    for blob in intermediates:
+        pool.extend(load_certificates(blob))
+    if not roots:
+        raise ChainError("tpm.ek.no_roots", "no EK CA roots are configured")
+    _check_validity(cert, when, "EK certificate")
+    manufacturer, model, version = _tcg_profile(cert)
+    root_ders = {r.public_bytes(serialization.Encoding.DER) for r in roots}
+    current = cert
+    for _depth in range(MAX_CHAIN_DEPTH):
+        candidates = [c for c in (*roots, *pool) if c.subject == current.issuer]
+        if not candidates:
+            raise ChainError(
+                "tpm.ek.untrusted_root",
+                f"no configured root or supplied CA issued {current.subject.rfc4514_string()!r}",
+            )
+        issuer = None
+        for cand in candidates:
+            try:
+                current.verify_directly_issued_by(cand)
+            except (ValueError, TypeError, InvalidSignature):
+                continue  # same subject, other key: try the next candidate
+            issuer = cand
+            break
+        if issuer is None:
+            raise ChainError(
+                "tpm.ek.signature_invalid",
+                f"signature on {current.subject.rfc4514_string()!r} does not verify",
+            )
+        what = f"CA {issuer.subject.rfc4514_string()!r}"
+        _check_validity(issuer, when, what)
+        _check_ca(issuer, what)
+        if issuer.public_bytes(serialization.Encoding.DER) in root_ders:
+            return EkInfo(cert, fingerprint(cert), fingerprint(issuer), manufacturer, model,
+                          version)  # fmt: skip
+        current = issuer
+    raise ChainError("tpm.ek.chain_too_long", f"no root within {MAX_CHAIN_DEPTH} certificates")
+
+
+def check_ak(ak_public: bytes) -> _core.TpmPublic:
+    """The AK must be a restricted signing key generated in and bound to the TPM."""
+    ak = _core.TpmPublic.parse(ak_public)
+    attrs = ak.attributes
+    if ak.name is None or attrs is None:
+        raise VerificationError("tpm.ak.invalid", "AK public area has no Name")
+    if attrs & AK_REQUIRED != AK_REQUIRED or attrs & DECRYPT:
+        raise VerificationError(
+            "tpm.ak.not_restricted",
+            f"AK attributes 0x{attrs:08x} lack fixedTPM|fixedParent|sensitiveDataOrigin|"
+            f"restricted|sign (0x{AK_REQUIRED:08x}) or allow decrypt",
+        )
+    return ak
+
+
+# -- KDFs and MakeCredential --------------------------------------------------------------
+
+
+def kdfa(hash_name: str, key: bytes, label: bytes, context_u: bytes, context_v: bytes,
+         bits: int) -> bytes:  # fmt: skip
+    """TPM 2.0 Part 1 §11.4.10.2: SP800-108 counter mode with HMAC; label gets a NUL."""
+    out = b""
+    counter = 0
+    while len(out) * 8 < bits:
+        counter += 1
+        msg = (struct.pack(">I", counter) + label + b"\x00" + context_u + context_v
+               + struct.pack(">I", bits))  # fmt: skip
+        out += hmac.new(key, msg, hash_name).digest()
+    return out[: (bits + 7) // 8]
+
+
+def kdfe(hash_name: str, z: bytes, label: bytes, party_u: bytes, party_v: bytes,
+         bits: int) -> bytes:  # fmt: skip
+    """TPM 2.0 Part 1 §11.4.10.3: SP800-56A concatenation KDF; label gets a NUL."""
+    out = b""
+    counter = 0
+    while len(out) * 8 < bits:
+        counter += 1
+        h = hashlib.new(hash_name)
+        h.update(struct.pack(">I", counter) + z + label + b"\x00" + party_u + party_v)
+        out += h.digest()
+    return out[: (bits + 7) // 8]
+
+
+@dataclass(frozen=True)
+class EkParams:
+    """How MakeCredential protects to an EK (from the TCG EK template for its key type)."""
+
+    name_alg: str
+    sym_bits: int
+
+
+def ek_params(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> EkParams:
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size != 2048:
+            # The high-range RSA-3072 template uses SHA-384/AES-256; not certified by swtpm.
+            raise VerificationError("tpm.ek.unsupported_key", f"RSA-{key.key_size} EK")
+        return EkParams("sha256", 128)
+    if key.curve.name == "secp256r1":
+        return EkParams("sha256", 128)
+    if key.curve.name == "secp384r1":
+        return EkParams("sha384", 256)
+    raise VerificationError("tpm.ek.unsupported_key", f"EK curve {key.curve.name}")
+
+
+def _tpm2b(b: bytes) -> bytes:
+    return struct.pack(">H", len(b)) + b
+
+
+def _ecc_point(key: ec.EllipticCurvePublicKey) -> tuple[bytes, bytes]:
+    size = (key.curve.key_size + 7) // 8
+    n = key.public_numbers()
+    return n.x.to_bytes(size, "big"), n.y.to_bytes(size, "big")
+
+
+@dataclass(frozen=True)
+class Credential:
+    id_object: bytes  # TPM2B_ID_OBJECT
+    encrypted_secret: bytes  # TPM2B_ENCRYPTED_SECRET
+
+    def tpm2_tools_blob(self) -> bytes:
+        """tpm2_makecredential's output file layout (../shared/notes/tpm.md)."""
+        return b"\xba\xdc\xc0\xde" + struct.pack(">I", 1) + self.id_object + self.encrypted_secret
+
+
+def _seal_seed(
+    ek: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, params: EkParams
+) -> tuple[bytes, bytes]:
+    """(seed, encrypted seed) per Part 1 §B.10.3 (RSA) / §C.6.4 (ECC)."""
+    digest_bits = hashlib.new(params.name_alg).digest_size * 8
+    if isinstance(ek, rsa.RSAPublicKey):
+        seed = os.urandom(digest_bits // 8)
+        algo = _HASHES[params.name_alg][0]()
+        enc = ek.encrypt(
+            seed,
+            padding.OAEP(mgf=padding.MGF1(algo), algorithm=algo, label=b"IDENTITY\x00"),
+        )
+        return seed, enc
+    eph = ec.generate_private_key(ek.curve)
+    z = eph.exchange(ec.ECDH(), ek)
+    ex, ey = _ecc_point(eph.public_key())
+    kx, _ = _ecc_point(ek)
+    seed = kdfe(params.name_alg, z, b"IDENTITY", ex, kx, digest_bits)
+    return seed, _tpm2b(ex) + _tpm2b(ey)
+
+
+def make_credential(
+    ek: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, ak_name: bytes, secret: bytes
+) -> Credential:
+    if not 1 <= len(secret) <= MAX_SECRET:
+        raise ValueError(f"credential must be 1..{MAX_SECRET} bytes")
+    params = ek_params(ek)
+    seed, enc_seed = _seal_seed(ek, params)
+    return _wrap_credential(params, seed, ak_name, secret, enc_seed)
+
+
+def _wrap_credential(
+    params: EkParams, seed: bytes, ak_name: bytes, secret: bytes, enc_seed: bytes
+) -> Credential:
+    digest_bits = hashlib.new(params.name_alg).digest_size * 8
+    sym_key = kdfa(params.name_alg, seed, b"STORAGE", ak_name, b"", params.sym_bits)
+    enc = Cipher(algorithms.AES(sym_key), CFB(b"\x00" * 16)).encryptor()
+    enc_identity = enc.update(_tpm2b(secret)) + enc.finalize()
+    hmac_key = kdfa(params.name_alg, seed, b"INTEGRITY", b"", b"", digest_bits)
+    outer = hmac.new(hmac_key, enc_identity + ak_name, params.name_alg).digest()
+    return Credential(_tpm2b(_tpm2b(outer) + enc_identity), _tpm2b(enc_seed))
+
+
+def activate_credential(
+    ek: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, ak_name: bytes, cred: Credential
+) -> bytes:
+    """TPM2_ActivateCredential in software (for the software TPM of tests and benches)."""
+    params = ek_params(ek.public_key())
+    digest_bits = hashlib.new(params.name_alg).digest_size * 8
+    enc_seed = cred.encrypted_secret[2:]
+    if isinstance(ek, rsa.RSAPrivateKey):
+        algo = _HASHES[params.name_alg][0]()
+        seed = ek.decrypt(
+            enc_seed, padding.OAEP(mgf=padding.MGF1(algo), algorithm=algo, label=b"IDENTITY\x00")
+        )
+    else:
+        (xl,) = struct.unpack_from(">H", enc_seed, 0)
+        ex = enc_seed[2 : 2 + xl]
+        (yl,) = struct.unpack_from(">H", enc_seed, 2 + xl)
+        ey = enc_seed[4 + xl : 4 + xl + yl]
+        eph = ec.EllipticCurvePublicNumbers(
+            int.from_bytes(ex, "big"), int.from_bytes(ey, "big"), ek.curve
+        ).public_key()
+        z = ek.exchange(ec.ECDH(), eph)
+        kx, _ = _ecc_point(ek.public_key())
+        seed = kdfe(params.name_alg, z, b"IDENTITY", ex, kx, digest_bits)
+    body = cred.id_object[2:]
+    (hl,) = struct.unpack_from(">H", body, 0)
+    outer, enc_identity = body[2 : 2 + hl], body[2 + hl :]
+    hmac_key = kdfa(params.name_alg, seed, b"INTEGRITY", b"", b"", digest_bits)
+    want = hmac.new(hmac_key, enc_identity + ak_name, params.name_alg).digest()
+    if not hmac.compare_digest(outer, want):
+        raise VerificationError("tpm.credential.integrity", "credential HMAC does not verify")
+    sym_key = kdfa(params.name_alg, seed, b"STORAGE", ak_name, b"", params.sym_bits)
+    dec = Cipher(algorithms.AES(sym_key), CFB(b"\x00" * 16)).decryptor()
+    plain = dec.update(enc_identity) + dec.finalize()
+    (n,) = struct.unpack_from(">H", plain, 0)
+    return plain[2 : 2 + n]
+
+
+def ek_public_key(cert: x509.Certificate) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise VerificationError("tpm.ek.unsupported_key", f"{type(key).__name__} EK")
+    return key
+
+
+def tpm_public_key(pub: _core.TpmPublic) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    """A ``cryptography`` key from a TPM public area (``components()`` layout of _core)."""
+    comps = pub.components()
+    if comps is None:
+        raise VerificationError("tpm.key.invalid", "public area has no key")
+    kind, a, b = comps
+    if kind == "rsa":
+        return rsa.RSAPublicNumbers(int.from_bytes(b, "big"), int.from_bytes(a, "big")).public_key()
+    curves: dict[str, ec.EllipticCurve] = {"nist_p256": ec.SECP256R1(), "nist_p384": ec.SECP384R1()}
+    if kind not in curves:
+        raise VerificationError("tpm.key.unsupported", f"curve {kind}")
+    size = int.from_bytes(b, "big")
+    x, y = a[:size], a[size:]
+    return ec.EllipticCurvePublicNumbers(
+        int.from_bytes(x, "big"), int.from_bytes(y, "big"), curves[kind]
+    ).public_key()

@@ -1,0 +1,124 @@
+"""MakeCredential/ActivateCredential against a real TPM (swtpm + tpm2-tools), both ways."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sealgate import _core
+from sealgate.errors import ChainError, VerificationError
+from sealgate.testing.swtpm import Swtpm, TpmKey
+from sealgate.tpm_enroll import (
+    Credential,
+    activate_credential,
+    check_ak,
+    ek_public_key,
+    load_certificate,
+    make_credential,
+    tpm_public_key,
+    verify_ek_chain,
+)
+
+pytestmark = pytest.mark.swtpm
+
+
+def _activate_on_tpm(t: Swtpm, ek: TpmKey, ak: TpmKey, blob: bytes, tmp: Path) -> bytes | None:
+    sess, inp, out = tmp / "sess.ctx", tmp / "cred.blob", tmp / "secret.out"
+    inp.write_bytes(blob)
+    t.tpm2("startauthsession", "--policy-session", "-S", str(sess))
+    try:
+        t.tpm2("policysecret", "-S", str(sess), "-c", "e")
+        r = t.tpm2("activatecredential", "-c", str(ak.ctx), "-C", str(ek.ctx), "-i", str(inp),
+                   "-o", str(out), "-P", f"session:{sess}", check=False)  # fmt: skip
+    finally:
+        t.tpm2("flushcontext", str(sess), check=False)
+    return out.read_bytes() if r.returncode == 0 else None
+
+
+def test_make_credential_ecc_p256_ek_activates_on_real_tpm(swtpm: Swtpm, tmp_path: Path) -> None:
+    """ECC: ECDH + KDFe seed, to the low-range P-256 EK (tpm2_createek -G ecc).
+
+    swtpm only certifies a P-384 high-range EK whose PolicyOR auth tpm2_activatecredential
+    cannot satisfy with a plain PolicySecret session, so the ECC path is exercised on the
+    uncertified low-range EK, taking its public key from the TPM.
+    """
+    ctx, pub = tmp_path / "ek.ctx", tmp_path / "ek.pub"
+    swtpm.tpm2("createek", "-c", str(ctx), "-G", "ecc", "-u", str(pub))
+    ek = TpmKey("ecc", ctx, pub.read_bytes(), b"")
+    key = tpm_public_key(_core.TpmPublic.parse(ek.public))
+    ak = swtpm.create_ak(ek, "ecc")
+    cred = make_credential(key, ak.name, b"ecc-secret")
+    assert _activate_on_tpm(swtpm, ek, ak, cred.tpm2_tools_blob(), tmp_path) == b"ecc-secret"
+
+
+@pytest.mark.parametrize("kind", ["rsa"])
+def test_make_credential_activates_on_real_tpm(swtpm: Swtpm, tmp_path: Path, kind: str) -> None:
+    cert = load_certificate(swtpm.ek_certificate(kind))
+    root, inter = swtpm.ca_certificates()
+    info = verify_ek_chain(cert.public_bytes(x509_der()), [inter],
+                           [x509.load_pem_x509_certificate(root)])  # fmt: skip
+    assert info.model == "swtpm"
+    ek = swtpm.create_ek(kind)
+    ak = swtpm.create_ak(ek, "ecc")
+    pub = check_ak(ak.public)
+    assert pub.name == ak.name
+    secret = b"sealgate-enroll-" + kind.encode()
+    cred = make_credential(ek_public_key(cert), ak.name, secret)
+    assert _activate_on_tpm(swtpm, ek, ak, cred.tpm2_tools_blob(), tmp_path) == secret
+    # A credential made for another AK's Name does not activate (0x1DF per notes/tpm.md).
+    other = make_credential(ek_public_key(cert), b"\x00\x0b" + b"\x11" * 32, secret)
+    assert _activate_on_tpm(swtpm, ek, ak, other.tpm2_tools_blob(), tmp_path) is None
+
+
+def test_software_activate_opens_tpm2_makecredential(swtpm: Swtpm, tmp_path: Path) -> None:
+    """tpm2_makecredential's blob, opened by our activate (independent implementation)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(65537, 2048)
+    pem = tmp_path / "ek.pem"
+    from cryptography.hazmat.primitives import serialization
+
+    pem.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                    serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    name = b"\x00\x0b" + bytes(range(32))
+    (tmp_path / "secret").write_bytes(b"0123456789abcdef")
+    # -T none: no TPM involved; -G rsa takes the EK public key as PEM.
+    out = tmp_path / "blob"
+    swtpm.tpm2("makecredential", "-T", "none", "-G", "rsa", "-u", str(pem), "-s",
+               str(tmp_path / "secret"), "-n", name.hex(), "-o", str(out))  # fmt: skip
+    blob = (tmp_path / "blob").read_bytes()
+    assert blob[:8] == b"\xba\xdc\xc0\xde\x00\x00\x00\x01"
+    body = blob[8:]
+    idl = int.from_bytes(body[:2], "big")
+    cred = Credential(body[: 2 + idl], body[2 + idl :])
+    assert activate_credential(key, name, cred) == b"0123456789abcdef"
+
+
+def test_ek_chain_refusals(swtpm: Swtpm, tmp_path: Path) -> None:
+    der = swtpm.ek_certificate("rsa")
+    root, inter = swtpm.ca_certificates()
+    roots = [x509.load_pem_x509_certificate(root)]
+    with pytest.raises(ChainError) as e:
+        verify_ek_chain(der, [], roots)  # intermediate missing
+    assert e.value.code == "tpm.ek.untrusted_root"
+    with Swtpm(tmp_path / "other") as other:
+        other_root, _ = other.ca_certificates()
+    with pytest.raises(ChainError) as e:
+        verify_ek_chain(der, [inter], [x509.load_pem_x509_certificate(other_root)])
+    assert e.value.code in ("tpm.ek.untrusted_root", "tpm.ek.signature_invalid")
+    # The intermediate (a CA certificate) is not an EK certificate.
+    with pytest.raises(VerificationError) as e2:
+        verify_ek_chain(x509.load_pem_x509_certificate(inter).public_bytes(x509_der()),
+                        [inter], roots)  # fmt: skip
+    assert e2.value.code == "tpm.ek.profile_invalid"
+    late = datetime.datetime(10000 - 1, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+    verify_ek_chain(der, [inter], roots, at=late - datetime.timedelta(days=1))
+    with pytest.raises(ChainError):
+        verify_ek_chain(der, [inter], roots, at=datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC))
+
+
+def x509_der() -> Encoding:
+    return Encoding.DER
