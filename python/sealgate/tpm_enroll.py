@@ -148,8 +148,11 @@ def _tcg_profile(cert: x509.Certificate) -> tuple[str, str, str]:
     for name in san.get_values_for_type(x509.DirectoryName):
         for attr in name:
             attrs[attr.oid] = str(attr.value)
-    missing = [o.dotted_string for o in (OID_TPM_MANUFACTURER, OID_TPM_MODEL, OID_TPM_VERSION)
-               if o not in attrs]  # fmt: skip
+    missing = [
+        o.dotted_string
+        for o in (OID_TPM_MANUFACTURER, OID_TPM_MODEL, OID_TPM_VERSION)
+        if o not in attrs
+    ]
     if missing:
         raise VerificationError(
             "tpm.ek.profile_invalid",
@@ -200,8 +203,9 @@ def verify_ek_chain(
         _check_validity(issuer, when, what)
         _check_ca(issuer, what)
         if issuer.public_bytes(serialization.Encoding.DER) in root_ders:
-            return EkInfo(cert, fingerprint(cert), fingerprint(issuer), manufacturer, model,
-                          version)  # fmt: skip
+            return EkInfo(
+                cert, fingerprint(cert), fingerprint(issuer), manufacturer, model, version
+            )
         current = issuer
     raise ChainError("tpm.ek.chain_too_long", f"no root within {MAX_CHAIN_DEPTH} certificates")
 
@@ -224,21 +228,29 @@ def check_ak(ak_public: bytes) -> _core.TpmPublic:
 # -- KDFs and MakeCredential --------------------------------------------------------------
 
 
-def kdfa(hash_name: str, key: bytes, label: bytes, context_u: bytes, context_v: bytes,
-         bits: int) -> bytes:  # fmt: skip
+def kdfa(
+    hash_name: str, key: bytes, label: bytes, context_u: bytes, context_v: bytes, bits: int
+) -> bytes:
     """TPM 2.0 Part 1 §11.4.10.2: SP800-108 counter mode with HMAC; label gets a NUL."""
     out = b""
     counter = 0
     while len(out) * 8 < bits:
         counter += 1
-        msg = (struct.pack(">I", counter) + label + b"\x00" + context_u + context_v
-               + struct.pack(">I", bits))  # fmt: skip
+        msg = (
+            struct.pack(">I", counter)
+            + label
+            + b"\x00"
+            + context_u
+            + context_v
+            + struct.pack(">I", bits)
+        )
         out += hmac.new(key, msg, hash_name).digest()
     return out[: (bits + 7) // 8]
 
 
-def kdfe(hash_name: str, z: bytes, label: bytes, party_u: bytes, party_v: bytes,
-         bits: int) -> bytes:  # fmt: skip
+def kdfe(
+    hash_name: str, z: bytes, label: bytes, party_u: bytes, party_v: bytes, bits: int
+) -> bytes:
     """TPM 2.0 Part 1 §11.4.10.3: SP800-56A concatenation KDF; label gets a NUL."""
     out = b""
     counter = 0

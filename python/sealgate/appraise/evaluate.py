@@ -214,8 +214,12 @@ def _one_of(
         return
     g = str(got).lower() if got is not None else ""
     if g not in allowed:
-        a.fail(code, f"{what} is {g or 'absent'}; accepted: {', '.join(sorted(allowed))}", g,
-               sorted(allowed))  # fmt: skip
+        a.fail(
+            code,
+            f"{what} is {g or 'absent'}; accepted: {', '.join(sorted(allowed))}",
+            g,
+            sorted(allowed),
+        )
         a.worse(claim, value)
 
 
@@ -228,26 +232,52 @@ def _snp(
     measurements = set(req.measurement) | ref.get("measurement", set())
     host_data = set(req.host_data) | ref.get("host_data", set())
     if req.reference_sets and not (ref.get("measurement") or ref.get("host_data")):
-        a.fail("policy.snp.no_reference_values",
-               f"reference set(s) {', '.join(req.reference_sets)} hold no SNP values", "",
-               req.reference_sets)  # fmt: skip
+        a.fail(
+            "policy.snp.no_reference_values",
+            f"reference set(s) {', '.join(req.reference_sets)} hold no SNP values",
+            "",
+            req.reference_sets,
+        )
         a.worse("executables", UNRECOGNIZED_EXECUTABLES)
-    _one_of(a, "policy.snp.measurement_mismatch", "measurement", claims.get("measurement"),
-            measurements, "executables", UNRECOGNIZED_EXECUTABLES)  # fmt: skip
-    _one_of(a, "policy.snp.host_data_mismatch", "host_data", claims.get("host_data"), host_data,
-            "configuration", UNSUPPORTED_CONFIG)  # fmt: skip
+    _one_of(
+        a,
+        "policy.snp.measurement_mismatch",
+        "measurement",
+        claims.get("measurement"),
+        measurements,
+        "executables",
+        UNRECOGNIZED_EXECUTABLES,
+    )
+    _one_of(
+        a,
+        "policy.snp.host_data_mismatch",
+        "host_data",
+        claims.get("host_data"),
+        host_data,
+        "configuration",
+        UNSUPPORTED_CONFIG,
+    )
     debug = bool((claims.get("policy") or {}).get("debug", True))
     if debug and not req.allow_debug:
-        a.fail("policy.snp.debug_enabled", "guest policy allows debugging", "debug=true",
-               "debug=false")  # fmt: skip
+        a.fail(
+            "policy.snp.debug_enabled", "guest policy allows debugging", "debug=true", "debug=false"
+        )
         a.worse("configuration", CONTRAINDICATED)
     if req.vmpl is not None and claims.get("vmpl") not in req.vmpl:
-        a.fail("policy.snp.vmpl_not_allowed", f"report from VMPL {claims.get('vmpl')}",
-               claims.get("vmpl"), req.vmpl)  # fmt: skip
+        a.fail(
+            "policy.snp.vmpl_not_allowed",
+            f"report from VMPL {claims.get('vmpl')}",
+            claims.get("vmpl"),
+            req.vmpl,
+        )
         a.worse("configuration", UNSUPPORTED_CONFIG)
     if req.products and claims.get("product") not in req.products:
-        a.fail("policy.snp.product_not_allowed", f"product {claims.get('product')}",
-               claims.get("product"), req.products)  # fmt: skip
+        a.fail(
+            "policy.snp.product_not_allowed",
+            f"product {claims.get('product')}",
+            claims.get("product"),
+            req.products,
+        )
         a.worse("hardware", UNSUPPORTED_CONFIG)
     reported = claims.get("reported_tcb") or {}
     for fld, minimum in sorted(req.min_reported_tcb.items()):
@@ -269,9 +299,12 @@ def _tdx(
         a.worse(claim, AFFIRMING)
     ref = _refs(refs, "tdx", req.reference_sets)
     if req.reference_sets and not ref:
-        a.fail("policy.tdx.no_reference_values",
-               f"reference set(s) {', '.join(req.reference_sets)} hold no TDX values", "",
-               req.reference_sets)  # fmt: skip
+        a.fail(
+            "policy.tdx.no_reference_values",
+            f"reference set(s) {', '.join(req.reference_sets)} hold no TDX values",
+            "",
+            req.reference_sets,
+        )
         a.worse("executables", UNRECOGNIZED_EXECUTABLES)
     names = sorted(set(req.measurements) | set(ref))
     for name in names:
@@ -284,10 +317,15 @@ def _tdx(
         _one_of(a, code, name, claims.get(name), allowed, claim, value)
     debug = bool((claims.get("td_attributes") or {}).get("debug", True))
     if debug and not req.allow_debug:
-        a.fail("policy.tdx.debug_enabled", "TD attributes allow debugging", "debug=true",
-               "debug=false")  # fmt: skip
+        a.fail(
+            "policy.tdx.debug_enabled", "TD attributes allow debugging", "debug=true", "debug=false"
+        )
         a.worse("configuration", CONTRAINDICATED)
     if req.tcb_statuses and claims.get("tcb_status") not in req.tcb_statuses:
-        a.fail("policy.tdx.tcb_status_not_allowed", f"TCB status {claims.get('tcb_status')}",
-               claims.get("tcb_status"), req.tcb_statuses)  # fmt: skip
+        a.fail(
+            "policy.tdx.tcb_status_not_allowed",
+            f"TCB status {claims.get('tcb_status')}",
+            claims.get("tcb_status"),
+            req.tcb_statuses,
+        )
         a.worse("hardware", UNSAFE_HARDWARE)

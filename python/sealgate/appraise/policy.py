@@ -112,8 +112,11 @@ def _known(d: dict[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _tpm(d: dict[str, Any]) -> TpmRequirements:
-    _known(d, {"reference_sets", "pcrs", "required_selection", "allow_weak_hashes",
-               "ek_ca_fingerprints"}, "tpm")  # fmt: skip
+    _known(
+        d,
+        {"reference_sets", "pcrs", "required_selection", "allow_weak_hashes", "ek_ca_fingerprints"},
+        "tpm",
+    )
     r = TpmRequirements()
     r.reference_sets = _str_list(d.get("reference_sets", []), "tpm.reference_sets")
     pcrs = d.get("pcrs", {})
@@ -147,8 +150,19 @@ def _tpm(d: dict[str, Any]) -> TpmRequirements:
 
 
 def _snp(d: dict[str, Any]) -> SnpRequirements:
-    _known(d, {"reference_sets", "measurement", "host_data", "min_reported_tcb", "allow_debug",
-               "vmpl", "products"}, "snp")  # fmt: skip
+    _known(
+        d,
+        {
+            "reference_sets",
+            "measurement",
+            "host_data",
+            "min_reported_tcb",
+            "allow_debug",
+            "vmpl",
+            "products",
+        },
+        "snp",
+    )
     r = SnpRequirements()
     r.reference_sets = _str_list(d.get("reference_sets", []), "snp.reference_sets")
     r.measurement = _hex_list(d.get("measurement", []), "snp.measurement")

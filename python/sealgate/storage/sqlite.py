@@ -202,9 +202,16 @@ class SqliteStorage(Storage):
                     c.execute(
                         "INSERT INTO reference_values (id, platform, set_name, name, value,"
                         " description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (v.id, v.platform, v.set_name, v.name, v.value, v.description,
-                         v.created_at),
-                    )  # fmt: skip
+                        (
+                            v.id,
+                            v.platform,
+                            v.set_name,
+                            v.name,
+                            v.value,
+                            v.description,
+                            v.created_at,
+                        ),
+                    )
                 except sqlite3.IntegrityError:
                     raise StorageError(
                         "storage.reference_value.exists", f"reference value {v.id} exists"
@@ -346,9 +353,18 @@ class SqliteStorage(Storage):
         self._conn().execute(
             "INSERT INTO enrollments (id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public,"
             " ak_name, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (e.id, e.node_id, e.ek_fingerprint, e.ek_ca_fingerprint, e.ak_public, e.ak_name,
-             e.secret_hash, e.created_at, e.expires_at),
-        )  # fmt: skip
+            (
+                e.id,
+                e.node_id,
+                e.ek_fingerprint,
+                e.ek_ca_fingerprint,
+                e.ak_public,
+                e.ak_name,
+                e.secret_hash,
+                e.created_at,
+                e.expires_at,
+            ),
+        )
 
     def consume_enrollment(self, enrollment_id: str, now: int) -> Enrollment | None:
         with self._tx() as c:
@@ -377,10 +393,18 @@ class SqliteStorage(Storage):
                 "INSERT INTO nodes (node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name,"
                 " ak_public, enrolled_at, revoked, revoked_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (node.node_id, node.platform, node.ek_fingerprint, node.ek_ca_fingerprint,
-                 node.ak_name, node.ak_public, node.enrolled_at, int(node.revoked),
-                 node.revoked_at),
-            )  # fmt: skip
+                (
+                    node.node_id,
+                    node.platform,
+                    node.ek_fingerprint,
+                    node.ek_ca_fingerprint,
+                    node.ak_name,
+                    node.ak_public,
+                    node.enrolled_at,
+                    int(node.revoked),
+                    node.revoked_at,
+                ),
+            )
 
     _NODE_COLS = (
         "node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name, ak_public, enrolled_at,"
@@ -417,9 +441,17 @@ class SqliteStorage(Storage):
         self._conn().execute(
             "INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
             " runtime_key_jkt, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.jti, rec.node_id, rec.platform, rec.challenge_id, rec.claims_json,
-             rec.runtime_key_jkt, rec.issued_at, rec.expires_at),
-        )  # fmt: skip
+            (
+                rec.jti,
+                rec.node_id,
+                rec.platform,
+                rec.challenge_id,
+                rec.claims_json,
+                rec.runtime_key_jkt,
+                rec.issued_at,
+                rec.expires_at,
+            ),
+        )
 
     def get_attestation(self, jti: str) -> AttestationRecord | None:
         rows = self._q(

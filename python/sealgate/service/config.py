@@ -1,0 +1,184 @@
+"""Service configuration: a JSON/YAML file, overridden by command-line flags.
+
+Safe defaults: loopback listeners, a data dir created 0700 on first start, TLS off (and
+then only loopback addresses are accepted, unless ``allow_insecure_remote`` is set).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sealgate.errors import UsageError
+
+ROLES = ("admin", "operator", "auditor")
+
+
+@dataclass
+class OperatorKey:
+    """A trusted operator public key (PEM) and the roles tokens signed by it may carry."""
+
+    name: str
+    public_key: Path
+    roles: list[str]
+
+
+@dataclass
+class Limits:
+    #: Largest gRPC message accepted (bounds every request).
+    max_message_bytes: int = 4 << 20
+    #: Largest evidence blob (quote, report, certificate bundle, collateral).
+    max_evidence_bytes: int = 1 << 20
+    #: Largest event log (TCG logs of real hosts are tens of KiB; CCEL similar).
+    max_event_log_bytes: int = 2 << 20
+    #: Most key ids in one request.
+    max_keys_per_request: int = 32
+
+
+@dataclass
+class RateLimit:
+    #: Sustained requests per second per node id (or peer address without one), and burst.
+    per_node_rps: float = 20.0
+    burst: int = 40
+
+
+@dataclass
+class ServiceConfig:
+    listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:9090"
+    data_dir: Path = Path("sealgate-data")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: When set, clients must present a certificate issued by this CA (mTLS).
+    tls_client_ca: Path | None = None
+    allow_insecure_remote: bool = False
+    operators: list[OperatorKey] = field(default_factory=list)
+    #: EK CA roots (PEM files or directories) and known intermediates.
+    ek_ca_roots: list[Path] = field(default_factory=list)
+    ek_ca_intermediates: list[Path] = field(default_factory=list)
+    #: SNP/TDX trust roots handed to the platform verifiers (files or directories).
+    snp_roots: list[Path] = field(default_factory=list)
+    tdx_roots: list[Path] = field(default_factory=list)
+    verifier_id: str = "sealgate"
+    token_ttl: int = 300
+    challenge_ttl: int = 60
+    enrollment_ttl: int = 300
+    max_workers: int = 16
+    limits: Limits = field(default_factory=Limits)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "sealgate.db"
+
+    @property
+    def kek_path(self) -> Path:
+        return self.data_dir / "kek.key"
+
+    @property
+    def bootstrap_operator_key(self) -> Path:
+        return self.data_dir / "operator-key.pem"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+def _paths(v: Any, where: str) -> list[Path]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise UsageError("config.invalid", f"{where} must be a path or list of paths")
+    return [Path(x) for x in v]
+
+
+def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
+    cfg = ServiceConfig()
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise UsageError("config.unreadable", f"cannot read {path}: {e.strerror}") from None
+        try:
+            doc = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as e:
+            raise UsageError("config.invalid", f"{path}: {e}") from None
+        if not isinstance(doc, dict):
+            raise UsageError("config.invalid", f"{path}: top level must be a mapping")
+        _apply(cfg, doc)
+    for k, v in overrides.items():
+        if v is not None:
+            setattr(cfg, k, Path(v) if k == "data_dir" else v)
+    check_listen(cfg)
+    return cfg
+
+
+def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
+    simple = {
+        "listen",
+        "http_listen",
+        "verifier_id",
+        "token_ttl",
+        "challenge_ttl",
+        "enrollment_ttl",
+        "max_workers",
+        "allow_insecure_remote",
+    }
+    for key, value in doc.items():
+        if key in simple:
+            setattr(cfg, key, value)
+        elif key in ("data_dir", "tls_cert", "tls_key", "tls_client_ca"):
+            setattr(cfg, key, Path(value) if value else None)
+        elif key in ("ek_ca_roots", "ek_ca_intermediates", "snp_roots", "tdx_roots"):
+            setattr(cfg, key, _paths(value, key))
+        elif key == "operators":
+            if not isinstance(value, list):
+                raise UsageError("config.invalid", "operators must be a list")
+            for op in value:
+                roles = op.get("roles", []) if isinstance(op, dict) else None
+                if (
+                    not isinstance(op, dict)
+                    or not isinstance(op.get("public_key"), str)
+                    or not isinstance(roles, list)
+                    or not set(roles) <= set(ROLES)
+                ):
+                    raise UsageError(
+                        "config.invalid",
+                        f"operators entries need name, public_key and roles from {ROLES}",
+                    )
+                cfg.operators.append(
+                    OperatorKey(str(op.get("name", "operator")), Path(op["public_key"]), roles)
+                )
+        elif key == "limits":
+            cfg.limits = Limits(**value)
+        elif key == "rate_limit":
+            cfg.rate_limit = RateLimit(**value)
+        else:
+            raise UsageError("config.invalid", f"unknown configuration key {key!r}")
+
+
+def is_loopback(hostport: str) -> bool:
+    host = hostport.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen(cfg: ServiceConfig) -> None:
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        raise UsageError("config.invalid", "tls_cert and tls_key go together")
+    if cfg.tls_client_ca is not None and cfg.tls_cert is None:
+        raise UsageError("config.invalid", "tls_client_ca needs tls_cert and tls_key")
+    if not cfg.tls and not cfg.allow_insecure_remote and not is_loopback(cfg.listen):
+        raise UsageError(
+            "config.insecure_listen",
+            f"refusing to listen on {cfg.listen} without TLS; configure tls_cert/tls_key "
+            "or set allow_insecure_remote",
+        )

@@ -1,0 +1,525 @@
+"""The verifier/broker application, independent of gRPC (the servicers adapt to it).
+
+One instance per process; all methods are thread-safe (state lives in Storage, the token
+issuer's keys are immutable snapshots, counters are under a lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status, parse_policy
+from sealgate.appraise.policy import canonical_json
+from sealgate.broker import runtime_binding
+from sealgate.broker.audit import AuditLog, AuditVerdict
+from sealgate.broker.hpke import jwk, jwk_thumbprint, release_info, seal
+from sealgate.broker.kek import KekProvider, LocalKeyFileProvider
+from sealgate.broker.keys import ModelKeys
+from sealgate.broker.nonces import Challenges
+from sealgate.broker.tokens import TokenError, TokenIssuer
+from sealgate.errors import SealgateError, UsageError
+from sealgate.result import VerifyResult
+from sealgate.service import errors as E
+from sealgate.service.config import ServiceConfig
+from sealgate.service.platforms import PlatformRegistry, VerifyContext
+from sealgate.storage import (
+    AttestationRecord,
+    Enrollment,
+    ModelKeyRecord,
+    Node,
+    PolicyRecord,
+    ReferenceValue,
+    Storage,
+    StorageError,
+)
+from sealgate.tpm_enroll import (
+    check_ak,
+    ek_public_key,
+    load_certificates,
+    make_credential,
+    verify_ek_chain,
+)
+
+log = logging.getLogger("sealgate.service")
+
+#: Credential secret size for MakeCredential (fits every EK nameAlg).
+ENROLL_SECRET_SIZE = 32
+
+
+@dataclass
+class Granted:
+    key_id: str
+    version: int
+    suite: str
+    sealed: bytes
+    info: bytes
+
+
+@dataclass
+class Denied:
+    key_id: str
+    failures: list[PolicyFailure]
+
+
+@dataclass
+class AttestOutcome:
+    token: str = ""
+    expires_at: int = 0
+    granted: list[Granted] = field(default_factory=list)
+    denied: list[Denied] = field(default_factory=list)
+    evidence_failures: list[PolicyFailure] = field(default_factory=list)
+
+
+@dataclass
+class EnrollChallenge:
+    enrollment_id: str
+    id_object: bytes
+    encrypted_secret: bytes
+    tpm2_tools_blob: bytes
+    expires_at: int
+
+
+def _load_pem_dir(paths: Sequence[Any]) -> list[x509.Certificate]:
+    out: list[x509.Certificate] = []
+    for p in paths:
+        files = sorted(p.iterdir()) if p.is_dir() else [p]
+        for f in files:
+            out.extend(load_certificates(f.read_bytes()))
+    return out
+
+
+class Verifier:
+    def __init__(
+        self,
+        cfg: ServiceConfig,
+        storage: Storage,
+        kek: KekProvider | None = None,
+        platforms: PlatformRegistry | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.st = storage
+        self.kek = kek or LocalKeyFileProvider(cfg.kek_path)
+        self.keys = ModelKeys(storage, self.kek)
+        self.tokens = TokenIssuer(storage, self.kek, cfg.verifier_id, cfg.token_ttl)
+        self.audit = AuditLog(storage)
+        self.challenges = Challenges(storage, cfg.challenge_ttl)
+        self.platforms = platforms or PlatformRegistry()
+        self.ek_roots = _load_pem_dir(cfg.ek_ca_roots)
+        self.ek_intermediates = [
+            c.public_bytes(Encoding.DER) for c in _load_pem_dir(cfg.ek_ca_intermediates)
+        ]
+
+    # -- Attestation --------------------------------------------------------------------
+    def challenge(self, platform: str, node_id: str) -> tuple[str, bytes, int]:
+        if self.platforms.get(platform) is None:
+            raise E.unimplemented(
+                "service.platform.unavailable",
+                f"platform {platform or 'unspecified'} is not "
+                f"available here (available: {', '.join(self.platforms.available())})",
+            )
+        ch = self.challenges.issue(platform, node_id)
+        self.audit.append(
+            "challenge.issued", node_id or "-", {"challenge_id": ch.id, "platform": platform}
+        )
+        return ch.id, ch.nonce, ch.expires_at
+
+    def attest(
+        self,
+        *,
+        challenge_id: str,
+        node_id: str,
+        platform: str,
+        evidence: Any,
+        runtime_public_key: bytes,
+        suite: str,
+        key_ids: list[str],
+    ) -> AttestOutcome:
+        verifier = self.platforms.get(platform)
+        if verifier is None:
+            raise E.unimplemented(
+                "service.platform.unavailable",
+                f"platform {platform or 'unspecified'} is not available here",
+            )
+        self._check_keys_request(key_ids)
+        try:
+            rk_jwk = jwk(suite, runtime_public_key)
+        except UsageError as e:
+            raise E.invalid(e.code, e.message) from None
+        ch = self.challenges.consume(challenge_id)
+        if ch is None:
+            self.audit.append(
+                "attest.refused",
+                node_id or "-",
+                {"challenge_id": challenge_id[:64], "code": "attest.challenge.invalid"},
+            )
+            raise E.precondition(
+                "attest.challenge.invalid",
+                "challenge unknown, already used or expired; request a new one",
+            )
+        if ch.platform != platform:
+            raise E.precondition(
+                "attest.challenge.platform_mismatch",
+                f"challenge was issued for {ch.platform}, evidence is {platform}",
+            )
+        if ch.node_id and node_id != ch.node_id:
+            raise E.precondition(
+                "attest.challenge.node_mismatch", "challenge was issued to another node"
+            )
+        node: Node | None = None
+        if verifier.needs_enrollment:
+            node = self.st.get_node(node_id) if node_id else None
+            if node is None:
+                self.audit.append(
+                    "attest.refused",
+                    node_id or "-",
+                    {"challenge_id": ch.id, "code": "tpm.ak.unenrolled"},
+                )
+                raise E.denied("tpm.ak.unenrolled", f"node {node_id!r} has no enrolled AK")
+            if node.revoked:
+                self.audit.append(
+                    "attest.refused", node_id, {"challenge_id": ch.id, "code": "tpm.ak.revoked"}
+                )
+                raise E.denied("tpm.ak.revoked", f"node {node_id!r} has been revoked")
+        binding = runtime_binding(ch.nonce, runtime_public_key)
+        roots = self.cfg.snp_roots if platform == "snp" else self.cfg.tdx_roots
+        try:
+            result = verifier.verify(evidence, VerifyContext(binding, node, list(roots)))
+        except SealgateError as e:
+            result = VerifyResult(platform)
+            result.fail_from(e)
+        out = AttestOutcome()
+        if not result.verified:
+            out.evidence_failures = [PolicyFailure(f.code, f.message) for f in result.errors]
+            out.denied = [Denied(k, list(out.evidence_failures)) for k in key_ids]
+            self.audit.append(
+                "attest.denied",
+                node_id or "-",
+                {
+                    "challenge_id": ch.id,
+                    "platform": platform,
+                    "codes": sorted({f.code for f in result.errors}),
+                    "keys": key_ids,
+                },
+            )
+            return out
+        jkt = jwk_thumbprint(rk_jwk)
+        appraisals = self._release(result, key_ids, suite, runtime_public_key, ch.id, out)
+        vector: dict[str, int] = {}
+        for a in appraisals.values():
+            for k, v in a.vector.items():
+                vector[k] = max(vector.get(k, 0), v)
+        policy_ids = [
+            f"sealgate:policy/{k}#{self._policy_rev(k)}" for k in key_ids if k in appraisals
+        ]
+        submod = {
+            "ear.status": ear_status(vector),
+            "ear.trustworthiness-vector": vector,
+            "ear.appraisal-policy-id": policy_ids[0] if policy_ids else "sealgate:policy/none",
+            "sealgate.appraisal-policy-ids": policy_ids,
+            "sealgate.granted-key-ids": [g.key_id for g in out.granted],
+        }
+        now = int(time.time())
+        token, claims = self.tokens.issue(
+            nonce=ch.nonce,
+            runtime_jkt=jkt,
+            submods={platform: submod},
+            now=now,
+            extra={"sub": node_id or ch.id},
+        )
+        self.st.put_attestation(
+            AttestationRecord(
+                claims["jti"],
+                node_id,
+                platform,
+                ch.id,
+                json.dumps(result.claims, sort_keys=True),
+                jkt,
+                now,
+                claims["exp"],
+            )
+        )
+        out.token, out.expires_at = token, int(claims["exp"])
+        self.audit.append(
+            "attest.decided",
+            node_id or "-",
+            {
+                "challenge_id": ch.id,
+                "platform": platform,
+                "jti": claims["jti"],
+                "status": submod["ear.status"],
+                "granted": [f"{g.key_id}@{g.version}" for g in out.granted],
+                "denied": {d.key_id: sorted({f.code for f in d.failures}) for d in out.denied},
+            },
+        )
+        return out
+
+    def _policy_rev(self, key_id: str) -> int:
+        p = self.st.get_policy(key_id)
+        return p.revision if p else 0
+
+    def _check_keys_request(self, key_ids: list[str]) -> None:
+        if not key_ids:
+            raise E.invalid("service.request.no_keys", "ask for at least one key id")
+        if len(key_ids) > self.cfg.limits.max_keys_per_request:
+            raise E.invalid(
+                "service.limits.too_many_keys",
+                f"at most {self.cfg.limits.max_keys_per_request} key ids",
+            )
+
+    def _release(
+        self,
+        result: VerifyResult,
+        key_ids: list[str],
+        suite: str,
+        runtime_public_key: bytes,
+        challenge_id: str,
+        out: AttestOutcome,
+    ) -> dict[str, Appraisal]:
+        """Appraise each wanted key's policy; seal the granted ones to the runtime key."""
+        refs = self.st.list_reference_values(result.platform)
+        appraisals: dict[str, Appraisal] = {}
+        for key_id in dict.fromkeys(key_ids):
+            rec = self.st.get_policy(key_id)
+            mk = self.keys.get(key_id)
+            if rec is None or mk is None:
+                what = "no policy" if rec is None else "no such key"
+                code = "policy.key.no_policy" if rec is None else "broker.key.not_found"
+                out.denied.append(Denied(key_id, [PolicyFailure(code, f"{key_id}: {what}")]))
+                continue
+            a = appraise(parse_policy(rec.document), result, refs)
+            appraisals[key_id] = a
+            if not a.ok:
+                out.denied.append(Denied(key_id, a.failures))
+                continue
+            version, material = self.keys.material(key_id, mk.current_version)
+            info = release_info(key_id, version, challenge_id)
+            out.granted.append(
+                Granted(
+                    key_id, version, suite, seal(suite, runtime_public_key, material, info), info
+                )
+            )
+        return appraisals
+
+    def release_key(
+        self, *, token: str, runtime_public_key: bytes, suite: str, key_ids: list[str]
+    ) -> AttestOutcome:
+        self._check_keys_request(key_ids)
+        try:
+            claims = self.tokens.verify(token)
+        except TokenError as e:
+            raise E.denied(e.code, e.message) from None
+        try:
+            jkt = jwk_thumbprint(jwk(suite, runtime_public_key))
+        except UsageError as e:
+            raise E.invalid(e.code, e.message) from None
+        if not hmac.compare_digest(jkt, str(claims.get("cnf", {}).get("jkt", ""))):
+            raise E.denied(
+                "broker.token.key_mismatch", "runtime key is not the one the token is bound to"
+            )
+        rec = self.st.get_attestation(str(claims["jti"]))
+        if rec is None:
+            raise E.denied("broker.token.unknown", "token does not match an attestation")
+        if rec.node_id:
+            node = self.st.get_node(rec.node_id)
+            if rec.platform == "tpm" and (node is None or node.revoked):
+                raise E.denied("tpm.ak.revoked", f"node {rec.node_id!r} has been revoked")
+        result = VerifyResult(rec.platform, json.loads(rec.claims_json))
+        out = AttestOutcome(token=token, expires_at=int(claims["exp"]))
+        self._release(result, key_ids, suite, runtime_public_key, rec.challenge_id, out)
+        self.audit.append(
+            "key.released",
+            rec.node_id or "-",
+            {
+                "jti": rec.jti,
+                "granted": [f"{g.key_id}@{g.version}" for g in out.granted],
+                "denied": {d.key_id: sorted({f.code for f in d.failures}) for d in out.denied},
+            },
+        )
+        return out
+
+    # -- TPM enrollment -------------------------------------------------------------------
+    def enroll_tpm(
+        self, *, node_id: str, ek_certificate: bytes, ek_chain: list[bytes], ak_public: bytes
+    ) -> EnrollChallenge:
+        if not node_id or len(node_id) > 128:
+            raise E.invalid("tpm.enroll.bad_node_id", "node id must be 1..128 characters")
+        try:
+            info = verify_ek_chain(
+                ek_certificate, [*ek_chain, *self.ek_intermediates], self.ek_roots
+            )
+            ak = check_ak(ak_public)
+        except SealgateError as e:
+            self.audit.append("enroll.refused", node_id, {"code": e.code})
+            raise E.denied(e.code, e.message) from None
+        assert ak.name is not None
+        secret = os.urandom(ENROLL_SECRET_SIZE)
+        cred = make_credential(ek_public_key(info.certificate), ak.name, secret)
+        now = int(time.time())
+        eid = uuid.uuid4().hex
+        self.st.create_enrollment(
+            Enrollment(
+                eid,
+                node_id,
+                info.fingerprint,
+                info.root_fingerprint,
+                ak_public,
+                ak.name,
+                hashlib.sha256(secret).digest(),
+                now,
+                now + self.cfg.enrollment_ttl,
+            )
+        )
+        self.audit.append(
+            "enroll.challenged",
+            node_id,
+            {"enrollment_id": eid, "ek": info.fingerprint, "ak_name": ak.name.hex()},
+        )
+        return EnrollChallenge(
+            eid,
+            cred.id_object,
+            cred.encrypted_secret,
+            cred.tpm2_tools_blob(),
+            now + self.cfg.enrollment_ttl,
+        )
+
+    def activate_tpm(self, *, enrollment_id: str, secret: bytes) -> Node:
+        e = self.st.consume_enrollment(enrollment_id, int(time.time()))
+        if e is None:
+            raise E.precondition(
+                "tpm.enroll.unknown", "enrollment unknown, already answered or expired"
+            )
+        if not hmac.compare_digest(hashlib.sha256(secret).digest(), e.secret_hash):
+            self.audit.append(
+                "enroll.failed",
+                e.node_id,
+                {"enrollment_id": e.id, "code": "tpm.enroll.wrong_secret"},
+            )
+            raise E.denied(
+                "tpm.enroll.wrong_secret",
+                "ActivateCredential answer is wrong: the AK is not in that TPM",
+            )
+        node = Node(
+            e.node_id,
+            "tpm",
+            e.ek_fingerprint,
+            e.ek_ca_fingerprint,
+            e.ak_name,
+            e.ak_public,
+            int(time.time()),
+            False,
+            0,
+        )
+        self.st.upsert_node(node)
+        self.audit.append(
+            "enroll.completed",
+            e.node_id,
+            {"enrollment_id": e.id, "ek": e.ek_fingerprint, "ak_name": e.ak_name.hex()},
+        )
+        return node
+
+    def jwks_json(self) -> str:
+        return json.dumps(self.tokens.jwks(), sort_keys=True)
+
+    # -- Admin ----------------------------------------------------------------------------
+    def add_reference_values(self, actor: str, values: list[ReferenceValue]) -> None:
+        for v in values:
+            if v.platform not in ("tpm", "snp", "tdx"):
+                raise E.invalid("admin.refval.bad_platform", f"platform {v.platform!r}")
+            if not v.name or not v.set_name:
+                raise E.invalid("admin.refval.incomplete", "reference values need set and name")
+            try:
+                bytes.fromhex(v.value)
+            except ValueError:
+                raise E.invalid("admin.refval.bad_value", f"{v.name}: value is not hex") from None
+        try:
+            self.st.add_reference_values(values)
+        except StorageError as e:
+            raise E.ServiceError(grpc.StatusCode.ALREADY_EXISTS, e.code, e.message) from None
+        self.audit.append(
+            "admin.refval.added",
+            actor,
+            {"ids": [v.id for v in values], "sets": sorted({v.set_name for v in values})},
+        )
+
+    def remove_reference_value(self, actor: str, rv_id: str) -> bool:
+        ok = self.st.remove_reference_value(rv_id)
+        if ok:
+            self.audit.append("admin.refval.removed", actor, {"id": rv_id})
+        return ok
+
+    def put_policy(self, actor: str, key_id: str, document: str) -> PolicyRecord:
+        try:
+            canon = canonical_json(document)
+        except UsageError as e:
+            raise E.invalid(e.code, e.message) from None
+        rec = self.st.put_policy(key_id, canon, int(time.time()))
+        self.audit.append(
+            "admin.policy.put",
+            actor,
+            {
+                "key_id": key_id,
+                "revision": rec.revision,
+                "sha256": hashlib.sha256(canon.encode()).hexdigest(),
+            },
+        )
+        return rec
+
+    def delete_policy(self, actor: str, key_id: str) -> bool:
+        ok = self.st.delete_policy(key_id)
+        if ok:
+            self.audit.append("admin.policy.deleted", actor, {"key_id": key_id})
+        return ok
+
+    def create_key(
+        self, actor: str, key_id: str, material: bytes | None, description: str
+    ) -> ModelKeyRecord:
+        try:
+            rec = self.keys.create(key_id, material, description, int(time.time()))
+        except UsageError as e:
+            status = (
+                grpc.StatusCode.ALREADY_EXISTS
+                if e.code.endswith(".exists")
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            raise E.ServiceError(status, e.code, e.message) from None
+        self.audit.append(
+            "admin.key.created", actor, {"key_id": key_id, "imported": material is not None}
+        )
+        return rec
+
+    def rotate_key(self, actor: str, key_id: str, material: bytes | None) -> ModelKeyRecord:
+        try:
+            rec = self.keys.rotate(key_id, material, int(time.time()))
+        except UsageError as e:
+            status = (
+                grpc.StatusCode.NOT_FOUND
+                if e.code.endswith("not_found")
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            raise E.ServiceError(status, e.code, e.message) from None
+        self.audit.append(
+            "admin.key.rotated", actor, {"key_id": key_id, "version": rec.current_version}
+        )
+        return rec
+
+    def revoke_node(self, actor: str, node_id: str) -> Node:
+        node = self.st.revoke_node(node_id, int(time.time()))
+        if node is None:
+            raise E.not_found("admin.node.not_found", f"no node {node_id!r}")
+        self.audit.append("admin.node.revoked", actor, {"node_id": node_id})
+        return node
+
+    def verify_audit(self) -> AuditVerdict:
+        return self.audit.verify()

@@ -1,0 +1,153 @@
+"""The platform registry: which evidence kinds this server can verify.
+
+Each platform adapter turns the evidence message into a call to that platform's facade
+(``sealgate.tpm.verify_quote``, ``sealgate.snp.verify_report``, ``sealgate.tdx.verify_quote``)
+with the runtime-key binding as the expected nonce / report_data, and returns its
+``VerifyResult``. A platform whose facade is not built into this sealgate reports itself
+unavailable and the service answers UNIMPLEMENTED (issue #5: "a platform whose verification
+has not landed yet answers UNIMPLEMENTED until it does").
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sealgate import tpm
+from sealgate.broker import TPM_BINDING_SIZE
+from sealgate.result import VerifyResult
+from sealgate.storage import Node
+
+
+@dataclass
+class VerifyContext:
+    """What a platform verifier may need beyond the evidence."""
+
+    binding: bytes
+    node: Node | None = None
+    roots: list[Path] = field(default_factory=list)
+
+
+class PlatformVerifier:
+    name = ""
+    #: Whether a node must be enrolled first (TPM: the AK comes from enrollment).
+    needs_enrollment = False
+
+    def available(self) -> bool:
+        raise NotImplementedError
+
+    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+        raise NotImplementedError
+
+
+class TpmVerifier(PlatformVerifier):
+    name = "tpm"
+    needs_enrollment = True
+
+    def available(self) -> bool:
+        return True
+
+    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+        assert ctx.node is not None
+        pcrs: tpm.PcrMap | None = None
+        if len(evidence.pcrs):
+            pcrs = {}
+            for p in evidence.pcrs:
+                pcrs.setdefault(p.bank, {})[int(p.index)] = bytes(p.value)
+        res = tpm.verify_quote(
+            ctx.node.ak_public,
+            bytes(evidence.quote),
+            bytes(evidence.signature),
+            pcrs=pcrs,
+            eventlog=bytes(evidence.event_log) if evidence.event_log else None,
+            # The first 32 bytes of SHA-512(nonce ‖ runtime key) are the quote's extraData.
+            nonce=ctx.binding[:TPM_BINDING_SIZE],
+        )
+        res.claims["node_id"] = ctx.node.node_id
+        res.claims["ek_ca_fingerprint"] = ctx.node.ek_ca_fingerprint
+        res.claims["ek_fingerprint"] = ctx.node.ek_fingerprint
+        return res
+
+
+def _module_available(name: str, attr: str) -> bool:
+    try:
+        if importlib.util.find_spec(name) is None:
+            return False
+        return callable(getattr(importlib.import_module(name), attr, None))
+    except ImportError:
+        return False
+
+
+def _read_roots(paths: list[Path]) -> bytes | None:
+    out = b""
+    for p in paths:
+        files = sorted(p.iterdir()) if p.is_dir() else [p]
+        for f in files:
+            out += f.read_bytes() + b"\n"
+    return out or None
+
+
+class SnpVerifier(PlatformVerifier):
+    """SEV-SNP via ``sealgate.snp.verify_report`` (issue #3), report_data = the binding."""
+
+    name = "snp"
+
+    def available(self) -> bool:
+        return _module_available("sealgate.snp", "verify_report")
+
+    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+        snp = importlib.import_module("sealgate.snp")
+        fn: Callable[..., VerifyResult] = snp.verify_report
+        return fn(
+            bytes(evidence.report),
+            vcek=bytes(evidence.vcek) or None,
+            cert_chain=bytes(evidence.cert_chain) or None,
+            roots=_read_roots(ctx.roots),
+            crl=bytes(evidence.crl) or None,
+            report_data=ctx.binding,
+        )
+
+
+class TdxVerifier(PlatformVerifier):
+    """TDX via ``sealgate.tdx.verify_quote`` (issue #4), report_data = the binding."""
+
+    name = "tdx"
+
+    def available(self) -> bool:
+        return _module_available("sealgate.tdx", "verify_quote")
+
+    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+        tdx = importlib.import_module("sealgate.tdx")
+        fn: Callable[..., VerifyResult] = tdx.verify_quote
+        return fn(
+            bytes(evidence.quote),
+            collateral=bytes(evidence.collateral) or None,
+            roots=_read_roots(ctx.roots),
+            ccel=bytes(evidence.ccel) or None,
+            report_data=ctx.binding,
+        )
+
+
+class PlatformRegistry:
+    def __init__(self, verifiers: list[PlatformVerifier] | None = None) -> None:
+        self._v: dict[str, PlatformVerifier] = {}
+        for v in verifiers if verifiers is not None else default_verifiers():
+            self.register(v)
+
+    def register(self, v: PlatformVerifier) -> None:
+        self._v[v.name] = v
+
+    def get(self, name: str) -> PlatformVerifier | None:
+        v = self._v.get(name)
+        return v if v is not None and v.available() else None
+
+    def available(self) -> list[str]:
+        return [n for n, v in self._v.items() if v.available()]
+
+
+def default_verifiers() -> list[PlatformVerifier]:
+    return [TpmVerifier(), SnpVerifier(), TdxVerifier()]

@@ -1,0 +1,819 @@
+"""gRPC adapters and the server factory.
+
+The servicers only translate messages to ``Verifier`` calls and failures to gRPC statuses
+with rich details (``google.rpc.Status`` carrying an ``ErrorInfo`` whose reason is the stable
+code). Anything unexpected becomes INTERNAL with a fixed message; the exception type goes to
+the log, never a stack trace or secret to the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from sealgate._proto import (
+    admin_pb2,
+    admin_pb2_grpc,
+    attestation_pb2,
+    attestation_pb2_grpc,
+    common_pb2,
+)
+from sealgate.appraise import PolicyFailure
+from sealgate.broker.hpke import MLKEM768_X25519, X25519
+from sealgate.errors import SealgateError, UsageError
+from sealgate.service import errors as E
+from sealgate.service.auth import AuthError, OperatorAuth, Principal, generate_operator_key
+from sealgate.service.config import ServiceConfig
+from sealgate.service.core import AttestOutcome, Verifier
+from sealgate.service.metrics import Metrics
+from sealgate.service.platforms import PlatformRegistry
+from sealgate.storage import Node, ReferenceValue, Storage
+from sealgate.storage.sqlite import SqliteStorage
+
+log = logging.getLogger("sealgate.service")
+
+PLATFORM_NAMES = {
+    common_pb2.PLATFORM_TPM: "tpm",
+    common_pb2.PLATFORM_SNP: "snp",
+    common_pb2.PLATFORM_TDX: "tdx",
+}
+PLATFORM_ENUM = {v: k for k, v in PLATFORM_NAMES.items()}
+SUITE_NAMES = {
+    attestation_pb2.HPKE_SUITE_UNSPECIFIED: X25519,
+    attestation_pb2.HPKE_SUITE_X25519_SHA256_AES256GCM: X25519,
+    attestation_pb2.HPKE_SUITE_MLKEM768X25519_SHA256_AES256GCM: MLKEM768_X25519,
+}
+SUITE_ENUM = {
+    X25519: attestation_pb2.HPKE_SUITE_X25519_SHA256_AES256GCM,
+    MLKEM768_X25519: attestation_pb2.HPKE_SUITE_MLKEM768X25519_SHA256_AES256GCM,
+}
+ATTESTATION_SERVICE = "sealgate.v1.Attestation"
+ADMIN_SERVICE = "sealgate.v1.Admin"
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def abort(context: grpc.ServicerContext, err: E.ServiceError) -> Any:
+    """Abort with google.rpc.Status + ErrorInfo(reason=code) in the trailing metadata."""
+    info = error_details_pb2.ErrorInfo(reason=err.code, domain="sealgate")
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    st = status_pb2.Status(
+        code=err.status.value[0], message=f"{err.code}: {err.message}", details=[detail]
+    )
+    context.abort_with_status(rpc_status.to_status(st))
+
+
+class RateLimiter:
+    """Token bucket per key (node id, else peer address)."""
+
+    def __init__(self, rps: float, burst: int) -> None:
+        self.rps = rps
+        self.burst = burst
+        self._lock = threading.Lock()
+        self._b: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._b.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rps)
+            if tokens < 1.0:
+                self._b[key] = (tokens, now)
+                return False
+            self._b[key] = (tokens - 1.0, now)
+            if len(self._b) > 100_000:  # bounded memory: drop idle full buckets
+                self._b = {k: v for k, v in self._b.items() if now - v[1] < 60}
+            return True
+
+
+@dataclass
+class _Call:
+    metrics: Metrics
+    method: str
+
+
+def _failures(fs: list[PolicyFailure]) -> list[common_pb2.Failure]:
+    return [
+        common_pb2.Failure(code=f.code, message=f.message, actual=f.actual, expected=f.expected)
+        for f in fs
+    ]
+
+
+def _outcome_granted(out: AttestOutcome) -> list[attestation_pb2.SealedKey]:
+    return [
+        attestation_pb2.SealedKey(
+            key_id=g.key_id,
+            version=g.version,
+            suite=SUITE_ENUM[g.suite],
+            sealed=g.sealed,
+            info=g.info,
+        )
+        for g in out.granted
+    ]
+
+
+def _outcome_denied(out: AttestOutcome) -> list[attestation_pb2.DeniedKey]:
+    return [
+        attestation_pb2.DeniedKey(key_id=d.key_id, failures=_failures(d.failures))
+        for d in out.denied
+    ]
+
+
+class _Base:
+    def __init__(self, core: Verifier, metrics: Metrics) -> None:
+        self.core = core
+        self.metrics = metrics
+
+    def _run(self, method: str, context: grpc.ServicerContext, fn: Callable[[], Resp]) -> Resp:
+        t0 = time.perf_counter()
+        code = "OK"
+        try:
+            return fn()
+        except E.ServiceError as e:
+            code = e.status.name
+            abort(context, e)
+            raise  # unreachable: abort raises
+        except AuthError as e:
+            status = (
+                grpc.StatusCode.UNAUTHENTICATED
+                if e.unauthenticated
+                else grpc.StatusCode.PERMISSION_DENIED
+            )
+            code = status.name
+            abort(context, E.ServiceError(status, e.code, e.message))
+            raise
+        except UsageError as e:
+            code = "INVALID_ARGUMENT"
+            abort(context, E.invalid(e.code, e.message))
+            raise
+        except SealgateError as e:
+            code = "FAILED_PRECONDITION"
+            abort(context, E.precondition(e.code, e.message))
+            raise
+        except Exception as e:
+            if isinstance(e, grpc.RpcError) or type(e).__name__ == "_AbortError":
+                raise
+            code = "INTERNAL"
+            ref = uuid.uuid4().hex[:12]
+            # The type and a reference only: messages may hold evidence or secrets.
+            log.error("internal error in %s (ref %s): %s", method, ref, type(e).__name__)
+            abort(
+                context,
+                E.ServiceError(
+                    grpc.StatusCode.INTERNAL,
+                    "service.internal.error",
+                    f"internal error (ref {ref})",
+                ),
+            )
+            raise
+        finally:
+            self.metrics.rpc(method, code, time.perf_counter() - t0)
+
+
+class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
+    def __init__(self, core: Verifier, metrics: Metrics, limiter: RateLimiter) -> None:
+        super().__init__(core, metrics)
+        self.limiter = limiter
+
+    def _limit(self, node_id: str, context: grpc.ServicerContext) -> None:
+        key = node_id or f"peer:{context.peer().rsplit(':', 1)[0]}"
+        if not self.limiter.allow(key):
+            raise E.ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "service.rate_limited",
+                "too many requests from this node; slow down",
+            )
+
+    def _check_evidence(self, ev: attestation_pb2.Evidence) -> str:
+        kind = ev.WhichOneof("kind")
+        if kind is None:
+            raise E.invalid("service.request.no_evidence", "evidence is missing")
+        lim = self.core.cfg.limits
+        msg = getattr(ev, kind)
+        for fd, value in msg.ListFields():
+            if fd.name in ("event_log", "ccel"):
+                if len(value) > lim.max_event_log_bytes:
+                    raise E.invalid(
+                        "service.limits.event_log_too_large",
+                        f"{fd.name} exceeds {lim.max_event_log_bytes} bytes",
+                    )
+            elif isinstance(value, bytes) and len(value) > lim.max_evidence_bytes:
+                raise E.invalid(
+                    "service.limits.evidence_too_large",
+                    f"{fd.name} exceeds {lim.max_evidence_bytes} bytes",
+                )
+        if kind == "tpm" and len(msg.pcrs) > 24 * 4:
+            raise E.invalid("service.limits.too_many_pcrs", "at most 96 PCR values")
+        return kind
+
+    def Challenge(
+        self, request: attestation_pb2.ChallengeRequest, context: grpc.ServicerContext
+    ) -> attestation_pb2.ChallengeResponse:
+        def run() -> attestation_pb2.ChallengeResponse:
+            self._limit(request.node_id, context)
+            platform = PLATFORM_NAMES.get(request.platform, "")
+            cid, nonce, exp = self.core.challenge(platform, request.node_id[:128])
+            return attestation_pb2.ChallengeResponse(challenge_id=cid, nonce=nonce, expires_at=exp)
+
+        return self._run("Challenge", context, run)
+
+    def Attest(
+        self, request: attestation_pb2.AttestRequest, context: grpc.ServicerContext
+    ) -> attestation_pb2.AttestResponse:
+        def run() -> attestation_pb2.AttestResponse:
+            self._limit(request.node_id, context)
+            platform = self._check_evidence(request.evidence)
+            suite = SUITE_NAMES.get(request.suite)
+            if suite is None:
+                raise E.invalid("broker.hpke.unsupported_suite", f"suite {request.suite}")
+            out = self.core.attest(
+                challenge_id=request.challenge_id,
+                node_id=request.node_id[:128],
+                platform=platform,
+                evidence=getattr(request.evidence, platform),
+                runtime_public_key=request.runtime_public_key,
+                suite=suite,
+                key_ids=list(request.key_ids),
+            )
+            self.metrics.decision(platform, "granted", len(out.granted))
+            self.metrics.decision(platform, "denied", len(out.denied))
+            return attestation_pb2.AttestResponse(
+                token=out.token,
+                granted=_outcome_granted(out),
+                denied=_outcome_denied(out),
+                evidence_failures=_failures(out.evidence_failures),
+                expires_at=out.expires_at,
+            )
+
+        return self._run("Attest", context, run)
+
+    def ReleaseKey(
+        self, request: attestation_pb2.ReleaseKeyRequest, context: grpc.ServicerContext
+    ) -> attestation_pb2.ReleaseKeyResponse:
+        def run() -> attestation_pb2.ReleaseKeyResponse:
+            self._limit("", context)
+            suite = SUITE_NAMES.get(request.suite)
+            if suite is None:
+                raise E.invalid("broker.hpke.unsupported_suite", f"suite {request.suite}")
+            out = self.core.release_key(
+                token=request.token,
+                runtime_public_key=request.runtime_public_key,
+                suite=suite,
+                key_ids=list(request.key_ids),
+            )
+            return attestation_pb2.ReleaseKeyResponse(
+                granted=_outcome_granted(out), denied=_outcome_denied(out)
+            )
+
+        return self._run("ReleaseKey", context, run)
+
+    def EnrollTpm(
+        self, request: attestation_pb2.EnrollTpmRequest, context: grpc.ServicerContext
+    ) -> attestation_pb2.EnrollTpmResponse:
+        def run() -> attestation_pb2.EnrollTpmResponse:
+            self._limit(request.node_id, context)
+            lim = self.core.cfg.limits.max_evidence_bytes
+            if len(request.ek_certificate) > lim or sum(map(len, request.ek_chain)) > lim:
+                raise E.invalid("service.limits.evidence_too_large", "EK certificates too large")
+            if len(request.ek_chain) > 8:
+                raise E.invalid("service.limits.chain_too_long", "at most 8 EK CA certificates")
+            ch = self.core.enroll_tpm(
+                node_id=request.node_id,
+                ek_certificate=request.ek_certificate,
+                ek_chain=list(request.ek_chain),
+                ak_public=request.ak_public,
+            )
+            return attestation_pb2.EnrollTpmResponse(
+                enrollment_id=ch.enrollment_id,
+                credential_blob=ch.id_object,
+                encrypted_secret=ch.encrypted_secret,
+                tpm2_tools_blob=ch.tpm2_tools_blob,
+                expires_at=ch.expires_at,
+            )
+
+        return self._run("EnrollTpm", context, run)
+
+    def ActivateTpm(
+        self, request: attestation_pb2.ActivateTpmRequest, context: grpc.ServicerContext
+    ) -> attestation_pb2.ActivateTpmResponse:
+        def run() -> attestation_pb2.ActivateTpmResponse:
+            self._limit("", context)
+            node = self.core.activate_tpm(
+                enrollment_id=request.enrollment_id, secret=request.secret
+            )
+            return attestation_pb2.ActivateTpmResponse(node_id=node.node_id, ak_name=node.ak_name)
+
+        return self._run("ActivateTpm", context, run)
+
+    def GetJwks(
+        self, request: attestation_pb2.GetJwksRequest, context: grpc.ServicerContext
+    ) -> attestation_pb2.GetJwksResponse:
+        return self._run(
+            "GetJwks",
+            context,
+            lambda: attestation_pb2.GetJwksResponse(jwks_json=self.core.jwks_json()),
+        )
+
+
+def _rv_to_pb(v: ReferenceValue) -> admin_pb2.ReferenceValue:
+    return admin_pb2.ReferenceValue(
+        id=v.id,
+        platform=PLATFORM_ENUM.get(v.platform, common_pb2.PLATFORM_UNSPECIFIED),
+        set_name=v.set_name,
+        name=v.name,
+        value=v.value,
+        description=v.description,
+        created_at=v.created_at,
+    )
+
+
+def _node_to_pb(n: Node) -> admin_pb2.NodeInfo:
+    return admin_pb2.NodeInfo(
+        node_id=n.node_id,
+        platform=PLATFORM_ENUM.get(n.platform, common_pb2.PLATFORM_UNSPECIFIED),
+        ek_fingerprint=n.ek_fingerprint,
+        ak_name=n.ak_name,
+        enrolled_at=n.enrolled_at,
+        revoked=n.revoked,
+        revoked_at=n.revoked_at,
+    )
+
+
+def _key_to_pb(k: Any) -> admin_pb2.ModelKeyInfo:
+    return admin_pb2.ModelKeyInfo(
+        key_id=k.key_id,
+        current_version=k.current_version,
+        versions=list(k.versions),
+        description=k.description,
+        created_at=k.created_at,
+        rotated_at=k.rotated_at,
+    )
+
+
+def parse_bulk_reference_values(document: str, now: int) -> list[ReferenceValue]:
+    """A list of values, or ``{"platform", "set_name", "values": {name: hex}}`` (JSON/YAML)."""
+    import yaml
+
+    try:
+        doc = json.loads(document)
+    except ValueError:
+        try:
+            doc = yaml.safe_load(document)
+        except yaml.YAMLError as e:
+            raise E.invalid("admin.refval.bad_document", f"not JSON or YAML: {e}") from None
+    items: list[dict[str, Any]] = []
+    if isinstance(doc, dict) and isinstance(doc.get("values"), dict):
+        for name, value in doc["values"].items():
+            items.append(
+                {
+                    "platform": doc.get("platform"),
+                    "set_name": doc.get("set_name"),
+                    "name": name,
+                    "value": value,
+                    "description": doc.get("description", ""),
+                }
+            )
+    elif isinstance(doc, list):
+        items = [i for i in doc if isinstance(i, dict)]
+        if len(items) != len(doc):
+            raise E.invalid("admin.refval.bad_document", "list items must be objects")
+    else:
+        raise E.invalid(
+            "admin.refval.bad_document", "expected a list or {platform, set_name, values}"
+        )
+    out = []
+    for i in items:
+        if not all(isinstance(i.get(k), str) for k in ("platform", "set_name", "name", "value")):
+            raise E.invalid(
+                "admin.refval.bad_document",
+                "each value needs platform, set_name, name and value strings",
+            )
+        out.append(
+            ReferenceValue(
+                uuid.uuid4().hex,
+                i["platform"],
+                i["set_name"],
+                i["name"],
+                i["value"].lower(),
+                str(i.get("description", "")),
+                now,
+            )
+        )
+    return out
+
+
+class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
+    def __init__(self, core: Verifier, metrics: Metrics, auth: OperatorAuth) -> None:
+        super().__init__(core, metrics)
+        self.auth = auth
+
+    def _admin(
+        self, method: str, context: grpc.ServicerContext, fn: Callable[[Principal], Resp]
+    ) -> Resp:
+        def run() -> Resp:
+            md = dict(context.invocation_metadata())
+            header = md.get("authorization")
+            principal = self.auth.authenticate(header if isinstance(header, str) else None)
+            self.auth.authorize(principal, method)
+            return fn(principal)
+
+        return self._run(method, context, run)
+
+    @staticmethod
+    def _actor(p: Principal) -> str:
+        return f"{p.subject}@{p.key_name}"
+
+    def AddReferenceValue(
+        self, request: admin_pb2.AddReferenceValueRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ReferenceValue:
+        def fn(p: Principal) -> admin_pb2.ReferenceValue:
+            v = request.value
+            rv = ReferenceValue(
+                uuid.uuid4().hex,
+                PLATFORM_NAMES.get(v.platform, ""),
+                v.set_name,
+                v.name,
+                v.value.lower(),
+                v.description,
+                int(time.time()),
+            )
+            self.core.add_reference_values(self._actor(p), [rv])
+            return _rv_to_pb(rv)
+
+        return self._admin("AddReferenceValue", context, fn)
+
+    def ListReferenceValues(
+        self, request: admin_pb2.ListReferenceValuesRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListReferenceValuesResponse:
+        def fn(p: Principal) -> admin_pb2.ListReferenceValuesResponse:
+            vals = self.core.st.list_reference_values(
+                PLATFORM_NAMES.get(request.platform) or None, request.set_name or None
+            )
+            return admin_pb2.ListReferenceValuesResponse(values=[_rv_to_pb(v) for v in vals])
+
+        return self._admin("ListReferenceValues", context, fn)
+
+    def RemoveReferenceValue(
+        self, request: admin_pb2.RemoveReferenceValueRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.RemoveReferenceValueResponse:
+        return self._admin(
+            "RemoveReferenceValue",
+            context,
+            lambda p: admin_pb2.RemoveReferenceValueResponse(
+                removed=self.core.remove_reference_value(self._actor(p), request.id)
+            ),
+        )
+
+    def BulkAddReferenceValues(
+        self, request: admin_pb2.BulkAddReferenceValuesRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListReferenceValuesResponse:
+        def fn(p: Principal) -> admin_pb2.ListReferenceValuesResponse:
+            vals = parse_bulk_reference_values(request.document, int(time.time()))
+            self.core.add_reference_values(self._actor(p), vals)
+            return admin_pb2.ListReferenceValuesResponse(values=[_rv_to_pb(v) for v in vals])
+
+        return self._admin("BulkAddReferenceValues", context, fn)
+
+    def PutPolicy(
+        self, request: admin_pb2.PutPolicyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.PolicyDocument:
+        def fn(p: Principal) -> admin_pb2.PolicyDocument:
+            rec = self.core.put_policy(self._actor(p), request.key_id, request.json)
+            return admin_pb2.PolicyDocument(
+                key_id=rec.key_id,
+                json=rec.document,
+                revision=rec.revision,
+                updated_at=rec.updated_at,
+            )
+
+        return self._admin("PutPolicy", context, fn)
+
+    def GetPolicy(
+        self, request: admin_pb2.GetPolicyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.PolicyDocument:
+        def fn(p: Principal) -> admin_pb2.PolicyDocument:
+            rec = self.core.st.get_policy(request.key_id)
+            if rec is None:
+                raise E.not_found("admin.policy.not_found", f"no policy for {request.key_id!r}")
+            return admin_pb2.PolicyDocument(
+                key_id=rec.key_id,
+                json=rec.document,
+                revision=rec.revision,
+                updated_at=rec.updated_at,
+            )
+
+        return self._admin("GetPolicy", context, fn)
+
+    def ListPolicies(
+        self, request: admin_pb2.ListPoliciesRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListPoliciesResponse:
+        return self._admin(
+            "ListPolicies",
+            context,
+            lambda p: admin_pb2.ListPoliciesResponse(
+                policies=[
+                    admin_pb2.PolicyDocument(
+                        key_id=r.key_id,
+                        json=r.document,
+                        revision=r.revision,
+                        updated_at=r.updated_at,
+                    )
+                    for r in self.core.st.list_policies()
+                ]
+            ),
+        )
+
+    def DeletePolicy(
+        self, request: admin_pb2.DeletePolicyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.DeletePolicyResponse:
+        return self._admin(
+            "DeletePolicy",
+            context,
+            lambda p: admin_pb2.DeletePolicyResponse(
+                deleted=self.core.delete_policy(self._actor(p), request.key_id)
+            ),
+        )
+
+    def ImportModelKey(
+        self, request: admin_pb2.ImportModelKeyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ModelKeyInfo:
+        return self._admin(
+            "ImportModelKey",
+            context,
+            lambda p: _key_to_pb(
+                self.core.create_key(
+                    self._actor(p), request.key_id, request.key, request.description
+                )
+            ),
+        )
+
+    def GenerateModelKey(
+        self, request: admin_pb2.GenerateModelKeyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ModelKeyInfo:
+        return self._admin(
+            "GenerateModelKey",
+            context,
+            lambda p: _key_to_pb(
+                self.core.create_key(self._actor(p), request.key_id, None, request.description)
+            ),
+        )
+
+    def RotateModelKey(
+        self, request: admin_pb2.RotateModelKeyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ModelKeyInfo:
+        return self._admin(
+            "RotateModelKey",
+            context,
+            lambda p: _key_to_pb(
+                self.core.rotate_key(self._actor(p), request.key_id, request.key or None)
+            ),
+        )
+
+    def ListModelKeys(
+        self, request: admin_pb2.ListModelKeysRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListModelKeysResponse:
+        return self._admin(
+            "ListModelKeys",
+            context,
+            lambda p: admin_pb2.ListModelKeysResponse(
+                keys=[_key_to_pb(k) for k in self.core.keys.list()]
+            ),
+        )
+
+    def ListNodes(
+        self, request: admin_pb2.ListNodesRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListNodesResponse:
+        return self._admin(
+            "ListNodes",
+            context,
+            lambda p: admin_pb2.ListNodesResponse(
+                nodes=[_node_to_pb(n) for n in self.core.st.list_nodes()]
+            ),
+        )
+
+    def RevokeNode(
+        self, request: admin_pb2.RevokeNodeRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.NodeInfo:
+        return self._admin(
+            "RevokeNode",
+            context,
+            lambda p: _node_to_pb(self.core.revoke_node(self._actor(p), request.node_id)),
+        )
+
+    def ListAudit(
+        self, request: admin_pb2.ListAuditRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListAuditResponse:
+        from sealgate.broker.audit import decode_entry
+
+        def fn(p: Principal) -> admin_pb2.ListAuditResponse:
+            limit = min(request.limit or 100, 1000)
+            out = []
+            for r in self.core.audit.list(request.after_seq, limit):
+                try:
+                    d = decode_entry(r.entry)
+                except ValueError:
+                    d = {"event": "<undecodable>", "time": 0, "actor": "", "details": {}}
+                out.append(
+                    admin_pb2.AuditEntry(
+                        seq=r.seq,
+                        time=int(d.get("time", 0)),
+                        event=str(d.get("event", "")),
+                        actor=str(d.get("actor", "")),
+                        details_json=json.dumps(d.get("details", {}), sort_keys=True, default=str),
+                        hash=r.hash,
+                    )
+                )
+            return admin_pb2.ListAuditResponse(entries=out)
+
+        return self._admin("ListAudit", context, fn)
+
+    def VerifyAudit(
+        self, request: admin_pb2.VerifyAuditRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.VerifyAuditResponse:
+        def fn(p: Principal) -> admin_pb2.VerifyAuditResponse:
+            v = self.core.verify_audit()
+            msg = v.message if v.ok else f"{v.code}: {v.message}"
+            return admin_pb2.VerifyAuditResponse(
+                ok=v.ok, entries=v.entries, first_bad_seq=v.first_bad_seq, message=msg
+            )
+
+        return self._admin("VerifyAudit", context, fn)
+
+
+# -- HTTP side port ----------------------------------------------------------------------
+
+
+def _http_handler(core: Verifier, metrics: Metrics, ready: threading.Event) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "sealgate"
+        sys_version = ""
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            try:
+                if self.path == "/metrics":
+                    self._send(200, metrics.render().encode(), "text/plain; version=0.0.4")
+                elif self.path == "/.well-known/jwks.json":
+                    self._send(200, core.jwks_json().encode(), "application/jwk-set+json")
+                elif self.path == "/healthz":
+                    ok = ready.is_set()
+                    self._send(200 if ok else 503, b"ok\n" if ok else b"draining\n", "text/plain")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+            except Exception as e:  # never a traceback to the client
+                log.error("http side port error: %s", type(e).__name__)
+                with contextlib.suppress(Exception):
+                    self._send(500, b"internal error\n", "text/plain")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # access logs are off by default: paths only, nothing sensitive, but noisy
+
+    return Handler
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    http_port: int
+    core: Verifier
+    metrics: Metrics
+    health: health.HealthServicer
+    storage: Storage
+    _http: ThreadingHTTPServer | None
+    _ready: threading.Event
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Drain: report NOT_SERVING, finish in-flight calls (up to ``grace``), stop."""
+        self._ready.clear()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait(grace + 1)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        self.storage.close()
+
+
+def ensure_bootstrap_operator(cfg: ServiceConfig) -> Path:
+    """First start: a local admin operator key (0600) in the data dir, trusted as admin."""
+    path = cfg.bootstrap_operator_key
+    if not path.exists():
+        import os
+
+        priv, _pub = generate_operator_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(priv)
+    return path
+
+
+def build_auth(cfg: ServiceConfig) -> OperatorAuth:
+    from cryptography.hazmat.primitives import serialization
+
+    auth = OperatorAuth()
+    boot = ensure_bootstrap_operator(cfg)
+    key = serialization.load_pem_private_key(boot.read_bytes(), password=None)
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    auth.trust("bootstrap", pub, ["admin", "operator", "auditor"])
+    for op in cfg.operators:
+        try:
+            auth.trust(op.name, op.public_key.read_bytes(), op.roles)
+        except (OSError, ValueError) as e:
+            raise UsageError("config.operator_key", f"operator {op.name}: {e}") from None
+    return auth
+
+
+def create_server(
+    cfg: ServiceConfig,
+    *,
+    storage: Storage | None = None,
+    platforms: PlatformRegistry | None = None,
+    http: bool = True,
+) -> RunningServer:
+    """Build and start the server; ``listen`` port 0 picks a free port (tests)."""
+    import os
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(cfg.data_dir, 0o700)
+    st = storage or SqliteStorage(cfg.db_path)
+    core = Verifier(cfg, st, platforms=platforms)
+    metrics = Metrics()
+    auth = build_auth(cfg)
+    limits = cfg.limits
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="sealgate"),
+        options=[
+            ("grpc.max_receive_message_length", limits.max_message_bytes),
+            ("grpc.max_send_message_length", limits.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=cfg.max_workers * 16,
+    )
+    attestation_pb2_grpc.add_AttestationServicer_to_server(
+        AttestationServicer(
+            core, metrics, RateLimiter(cfg.rate_limit.per_node_rps, cfg.rate_limit.burst)
+        ),
+        server,
+    )
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(core, metrics, auth), server)
+    hs = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
+    names = (ATTESTATION_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    if cfg.tls:
+        assert cfg.tls_cert is not None and cfg.tls_key is not None
+        creds = grpc.ssl_server_credentials(
+            [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+            root_certificates=cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None,
+            require_client_auth=cfg.tls_client_ca is not None,
+        )
+        port = server.add_secure_port(cfg.listen, creds)
+    else:
+        port = server.add_insecure_port(cfg.listen)
+    if port == 0:
+        raise UsageError("service.listen.failed", f"cannot listen on {cfg.listen}")
+    server.start()
+    for svc in ("", ATTESTATION_SERVICE, ADMIN_SERVICE):
+        hs.set(svc, health_pb2.HealthCheckResponse.SERVING)
+    ready = threading.Event()
+    ready.set()
+    httpd: ThreadingHTTPServer | None = None
+    http_port = 0
+    if http:
+        host, _, p = cfg.http_listen.rpartition(":")
+        httpd = ThreadingHTTPServer((host.strip("[]"), int(p)), _http_handler(core, metrics, ready))
+        httpd.daemon_threads = True
+        http_port = int(httpd.server_address[1])
+        threading.Thread(target=httpd.serve_forever, name="sealgate-http", daemon=True).start()
+    core.audit.append(
+        "service.started",
+        "sealgate",
+        {"listen": cfg.listen, "tls": cfg.tls, "platforms": core.platforms.available()},
+    )
+    return RunningServer(server, port, http_port, core, metrics, hs, st, httpd, ready)
