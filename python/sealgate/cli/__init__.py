@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sealgate import __version__
-from sealgate.cli import eventlog, verify_tpm
+from sealgate.cli import eventlog, service, verify_tpm
 from sealgate.errors import SealgateError, UsageError
 
 EXIT_OK = 0
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eventlog", help="event-log tools")
     esub = ev.add_subparsers(dest="eventlog_command", required=True, parser_class=_Parser)
     eventlog.register(esub)
+    service.register(sub)
     return p
 
 
