@@ -8,7 +8,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from sealgate._proto import admin_pb2, admin_pb2_grpc
 from sealgate.node.agent import AgentError, NodeAgent, explain
 from sealgate.node.tpm import Tpm2ToolsCollector
