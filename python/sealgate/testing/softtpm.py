@@ -29,9 +29,7 @@ class SoftAk:
             self.key = rsa.generate_private_key(65537, 2048)
             n = self.key.public_key().public_numbers().n.to_bytes(256, "big")
             parms = struct.pack(">HHHHI", 0x0010, 0x0014, 0x000B, 2048, 0) + struct.pack(">H", 256)
-            self.public_area = (
-                struct.pack(">HHIH", 0x0001, 0x000B, attributes, 0) + parms + n
-            )
+            self.public_area = struct.pack(">HHIH", 0x0001, 0x000B, attributes, 0) + parms + n
         else:
             self.key = ec.generate_private_key(ec.SECP256R1())
             nums = self.key.public_key().public_numbers()
