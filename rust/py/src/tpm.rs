@@ -365,9 +365,15 @@ fn borrowed_pcrs(sel: &PcrSelectionList, d: &Bound<'_, PyDict>) -> PyResult<Borr
         let bank = bank
             .cast::<PyDict>()
             .map_err(|_| PyTypeError::new_err("PCR bank values must be dicts of index -> bytes"))?;
+        // One pass over the caller's dict (no per-index hashing); keep only quoted PCRs.
+        let mut wanted = 0u64;
         for idx in &s.pcrs {
-            if let Some(v) = bank.get_item(idx)? {
-                out.push((s.hash, *idx, v.extract::<PyBackedBytes>()?));
+            wanted |= 1u64 << idx;
+        }
+        for (k, v) in bank.iter() {
+            let idx = k.extract::<u32>()?;
+            if idx < 64 && wanted & (1u64 << idx) != 0 {
+                out.push((s.hash, idx, v.extract::<PyBackedBytes>()?));
             }
         }
     }
