@@ -14,7 +14,7 @@ from sealgate._proto import admin_pb2, admin_pb2_grpc, common_pb2
 from sealgate.service.auth import mint_operator_token
 from sealgate.service.config import ServiceConfig
 from sealgate.service.server import RunningServer, create_server
-from sealgate.testing.softtpm import SoftwareCa, SoftwareTpm
+from sealgate.testing.softnode import SoftwareCa, SoftwareTpm
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sealgate.broker.hpke import MLKEM768_X25519
 from sealgate.node.agent import AgentError, NodeAgent, explain
 from sealgate.service.auth import generate_operator_key, mint_operator_token
 from sealgate.service.config import OperatorKey
-from sealgate.testing.softtpm import SoftwareTpm
+from sealgate.testing.softnode import SoftwareTpm
 
 from tests.service.conftest import TPM_POLICY, Env
 

@@ -9,6 +9,7 @@ material or tokens: ids, codes and decisions only.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,8 @@ class AuditLog:
             bad = _core.audit_verify([r.entry for r in rows], [r.hash for r in rows], prev)
             if bad is not None:
                 idx, code, message = bad
+                # Rust counts from 0 within the batch; operators think in sequence numbers.
+                message = re.sub(r"^entry \d+", f"entry {rows[idx].seq}", message)
                 return AuditVerdict(False, count + idx, rows[idx].seq, code, message)
             for r in rows:
                 # The chain covers content; the sequence inside each entry covers position.

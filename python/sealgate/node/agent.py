@@ -217,7 +217,7 @@ def explain(result: NodeResult) -> list[str]:
     for d in result.denied:
         for f in d.failures:
             line = f"{d.key_id}: {f.code}: {f.message}"
-            if f.expected:
+            if f.expected and f.expected not in f.message:
                 line += f" (actual {f.actual or '-'}, expected {f.expected})"
             lines.append(line)
     return lines

@@ -1,201 +1,93 @@
-"""A software TPM for tests and benchmarks: enrolls and quotes like a real one.
-
-It has an RSA-2048 EK certified by its own CA (TCG EK profile: EKU 2.23.133.8.1, SAN with
-TPM manufacturer/model/version), an ECC P-256 restricted-signing AK whose TPMT_PUBLIC and
-Name are built as a TPM would (TPM 2.0 Part 2 §12.2.4), answers MakeCredential with a
-software ActivateCredential, and signs TPMS_ATTEST quotes (Part 2 §10.12.12) over its own
-SHA-256 PCR bank. Nothing here is trusted by the service unless its CA is configured as an
-EK root — exactly like a hardware TPM vendor's CA.
+"""A software attestation key that produces TPM-shaped quotes (TPMT_PUBLIC, TPMS_ATTEST,
+TPMT_SIGNATURE) without a TPM, for benchmarks and load tests where swtpm's one-client socket
+would be the bottleneck. Same wire formats as a real TPM (TPM 2.0 Part 2); never used by the
+verifier itself.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import struct
-from pathlib import Path
+from collections.abc import Sequence
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
 
-from sealgate._proto import attestation_pb2
-from sealgate.tpm_enroll import (
-    OID_TCG_KP_EK_CERTIFICATE,
-    OID_TPM_MANUFACTURER,
-    OID_TPM_MODEL,
-    OID_TPM_VERSION,
-    Credential,
-    activate_credential,
-)
-
-TPM_GENERATED = 0xFF544347
-TPM_ST_ATTEST_QUOTE = 0x8018
-TPM_ALG_SHA256 = 0x000B
-TPM_ALG_ECC = 0x0023
-TPM_ALG_ECDSA = 0x0018
-TPM_ALG_NULL = 0x0010
-TPM_ECC_NIST_P256 = 0x0003
-AK_ATTRIBUTES = 0x00050072  # fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|restricted|sign
+ALG = {"sha1": 0x0004, "sha256": 0x000B, "sha384": 0x000C, "sha512": 0x000D}
+#: fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | restricted | sign
+AK_ATTRIBUTES = 0x00050072
 
 
-def _tpm2b(b: bytes) -> bytes:
-    return struct.pack(">H", len(b)) + b
+class SoftAk:
+    """RSA-2048 (RSASSA-SHA256) or ECC P-256 (ECDSA-SHA256) attestation key."""
 
-
-class SoftwareCa:
-    """A root CA that issues EK certificates (a stand-in for a TPM vendor's CA)."""
-
-    def __init__(self, name: str = "sealgate software EK CA") -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
+    def __init__(self, kind: str = "rsa", attributes: int = AK_ATTRIBUTES) -> None:
+        self.kind = kind
+        self.key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+        if kind == "rsa":
+            self.key = rsa.generate_private_key(65537, 2048)
+            n = self.key.public_key().public_numbers().n.to_bytes(256, "big")
+            parms = struct.pack(">HHHHI", 0x0010, 0x0014, 0x000B, 2048, 0) + struct.pack(">H", 256)
+            self.public_area = struct.pack(">HHIH", 0x0001, 0x000B, attributes, 0) + parms + n
+        else:
+            self.key = ec.generate_private_key(ec.SECP256R1())
+            nums = self.key.public_key().public_numbers()
+            x, y = nums.x.to_bytes(32, "big"), nums.y.to_bytes(32, "big")
+            parms = struct.pack(">HHHHH", 0x0010, 0x0018, 0x000B, 0x0003, 0x0010)
+            self.public_area = (
+                struct.pack(">HHIH", 0x0023, 0x000B, attributes, 0)
+                + parms
+                + struct.pack(">H", 32)
+                + x
+                + struct.pack(">H", 32)
+                + y
             )
-            .sign(self.key, hashes.SHA256())
-        )
+        self.name = struct.pack(">H", 0x000B) + hashlib.sha256(self.public_area).digest()
+        self.clock = 1000
 
     @property
-    def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+    def tpm2b_public(self) -> bytes:
+        return struct.pack(">H", len(self.public_area)) + self.public_area
 
-    def write(self, path: Path) -> Path:
-        path.write_bytes(self.pem)
-        return path
-
-    def issue_ek(self, ek: rsa.RSAPublicKey) -> bytes:
-        now = datetime.datetime.now(datetime.UTC)
-        san = x509.SubjectAlternativeName(
-            [
-                x509.DirectoryName(
-                    x509.Name(
-                        [
-                            x509.NameAttribute(OID_TPM_MANUFACTURER, "id:53474154"),
-                            x509.NameAttribute(OID_TPM_MODEL, "softtpm"),
-                            x509.NameAttribute(OID_TPM_VERSION, "id:00010000"),
-                        ]
-                    )
-                )
-            ]
-        )
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([]))
-            .issuer_name(self.cert.subject)
-            .public_key(ek)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(san, critical=True)
-            .add_extension(x509.ExtendedKeyUsage([OID_TCG_KP_EK_CERTIFICATE]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, True, False, False, False, False, False, False),
-                critical=True,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        return cert.public_bytes(serialization.Encoding.DER)
-
-
-class SoftwareTpm:
-    """Collector (``sealgate.node.agent.TpmCollector``) backed by software keys."""
-
-    platform = "tpm"
-
-    def __init__(self, ca: SoftwareCa, selection: tuple[int, ...] = tuple(range(8))) -> None:
-        self.ek = rsa.generate_private_key(65537, 2048)
-        self.ek_cert = ca.issue_ek(self.ek.public_key())
-        self.ak = ec.generate_private_key(ec.SECP256R1())
-        nums = self.ak.public_key().public_numbers()
-        self.ak_tpmt = (
-            struct.pack(">HHI", TPM_ALG_ECC, TPM_ALG_SHA256, AK_ATTRIBUTES)
-            + _tpm2b(b"")
-            + struct.pack(
-                ">HHHHH",
-                TPM_ALG_NULL,
-                TPM_ALG_ECDSA,
-                TPM_ALG_SHA256,
-                TPM_ECC_NIST_P256,
-                TPM_ALG_NULL,
-            )
-            + _tpm2b(nums.x.to_bytes(32, "big"))
-            + _tpm2b(nums.y.to_bytes(32, "big"))
-        )
-        self.ak_name = struct.pack(">H", TPM_ALG_SHA256) + hashlib.sha256(self.ak_tpmt).digest()
-        self.selection = selection
-        self.pcrs = {i: bytes(32) for i in range(24)}
-        self.clock = 1000
-        self.quotes = 0
-
-    def extend(self, pcr: int, data: bytes) -> None:
-        self.pcrs[pcr] = hashlib.sha256(self.pcrs[pcr] + hashlib.sha256(data).digest()).digest()
-
-    # -- TpmCollector -----------------------------------------------------------------
-    def enrollment_material(self) -> tuple[bytes, list[bytes], bytes]:
-        return self.ek_cert, [], _tpm2b(self.ak_tpmt)
-
-    def activate(self, id_object: bytes, encrypted_secret: bytes) -> bytes:
-        """Like TPM2_ActivateCredential: fails unless the blob was made for our EK and AK."""
-        from sealgate.errors import SealgateError
-        from sealgate.node.agent import AgentError
-
-        try:
-            cred = Credential(id_object, encrypted_secret)
-            return activate_credential(self.ek, self.ak_name, cred)
-        except (ValueError, SealgateError):
-            raise AgentError(
-                "node.tpm.activatecredential_failed", "credential not for this EK/AK"
-            ) from None
-
-    def quote(self, extra_data: bytes) -> tuple[bytes, bytes]:
-        """(TPMS_ATTEST, TPMT_SIGNATURE) over the selected SHA-256 PCRs."""
-        bitmap = bytearray(3)
-        for i in self.selection:
-            bitmap[i // 8] |= 1 << (i % 8)
-        pcr_digest = hashlib.sha256(b"".join(self.pcrs[i] for i in sorted(self.selection)))
+    def quote(
+        self,
+        nonce: bytes,
+        pcrs: dict[str, dict[int, bytes]],
+        selection: Sequence[tuple[str, Sequence[int]]],
+    ) -> tuple[bytes, bytes]:
+        """(TPMS_ATTEST, TPMT_SIGNATURE) over `pcrs` restricted to `selection`."""
         self.clock += 1
-        self.quotes += 1
+        sel = struct.pack(">I", len(selection))
+        h = hashlib.sha256()
+        for bank, idx in selection:
+            bitmap = bytearray(3)
+            for i in idx:
+                bitmap[i // 8] |= 1 << (i % 8)
+            sel += struct.pack(">HB", ALG[bank], 3) + bytes(bitmap)
+            for i in sorted(idx):
+                h.update(pcrs[bank][i])
+        signer = struct.pack(">H", len(self.name)) + self.name
         attest = (
-            struct.pack(">IH", TPM_GENERATED, TPM_ST_ATTEST_QUOTE)
-            + _tpm2b(self.ak_name)  # qualifiedSigner (any Name; verifiers do not rely on it)
-            + _tpm2b(extra_data)
-            + struct.pack(">QIIB", self.clock, 1, self.quotes, 1)  # TPMS_CLOCK_INFO
-            + struct.pack(">Q", 0x0001000200030004)  # firmwareVersion
-            + struct.pack(">IHB", 1, TPM_ALG_SHA256, 3)
-            + bytes(bitmap)  # TPML_PCR_SELECTION
-            + _tpm2b(pcr_digest.digest())
+            struct.pack(">IH", 0xFF544347, 0x8018)
+            + signer
+            + struct.pack(">H", len(nonce))
+            + nonce
+            + struct.pack(">QIIB", self.clock, 1, 0, 1)
+            + struct.pack(">Q", 0x2019_1023_0016_3636)
+            + sel
+            + struct.pack(">H", 32)
+            + h.digest()
         )
-        r, s = decode_dss_signature(self.ak.sign(attest, ec.ECDSA(hashes.SHA256())))
-        sig = struct.pack(">HHH", TPM_ALG_ECDSA, TPM_ALG_SHA256, 32) + r.to_bytes(32, "big")
-        sig += struct.pack(">H", 32) + s.to_bytes(32, "big")
-        return attest, sig
-
-    def collect(self, nonce: bytes, binding: bytes) -> attestation_pb2.Evidence:
-        attest, sig = self.quote(binding[:32])
-        return attestation_pb2.Evidence(
-            tpm=attestation_pb2.TpmEvidence(
-                quote=attest,
-                signature=sig,
-                pcrs=[
-                    attestation_pb2.PcrValue(bank="sha256", index=i, value=self.pcrs[i])
-                    for i in sorted(self.selection)
-                ],
+        if isinstance(self.key, rsa.RSAPrivateKey):
+            s = self.key.sign(attest, padding.PKCS1v15(), hashes.SHA256())
+            sig = struct.pack(">HHH", 0x0014, 0x000B, len(s)) + s
+        else:
+            r, ss = decode_dss_signature(self.key.sign(attest, ec.ECDSA(hashes.SHA256())))
+            sig = (
+                struct.pack(">HHH", 0x0018, 0x000B, 32)
+                + r.to_bytes(32, "big")
+                + struct.pack(">H", 32)
+                + ss.to_bytes(32, "big")
             )
-        )
-
-    def pcr_reference_values(self) -> dict[str, str]:
-        return {f"sha256:{i}": self.pcrs[i].hex() for i in sorted(self.selection)}
+        return attest, sig

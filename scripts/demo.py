@@ -1,0 +1,338 @@
+"""`make demo`: the whole sealgate story on one machine, from nothing (issue #5 §7).
+
+1. start the server (SQLite, local KEK file) as its own process;
+2. register a golden swtpm node's PCRs as reference values;
+3. encrypt a sample model file and import its key; write a policy for the key;
+4. a serving node backed by swtpm enrolls (EK chain + MakeCredential/ActivateCredential),
+   attests, receives the key and decrypts the model (hash checked);
+5. a second node with one extra PCR extension is denied, and the explanation names the PCR;
+6. a replayed Attest is refused;
+7. the audit chain verifies (and a tampered copy does not).
+
+Every step runs the real CLI (`sealgate serve | admin | node | model | audit`) against real
+gRPC on loopback. Everything started is stopped at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from sealgate.node.agent import NodeAgent, error_code
+from sealgate.node.tpm import Tpm2ToolsCollector
+from sealgate.testing.eventlog import LogEvent, sample_boot_events
+from sealgate.testing.swtpm import Swtpm, tools_available
+
+BIN = Path(sys.executable).parent / "sealgate"
+KEY_ID = "llama-3-8b"
+SELECTION = "sha256:0,1,2,3,4,5,6,7"
+
+
+def step(n: int, msg: str) -> None:
+    print(f"\n==> [{n}] {msg}", flush=True)
+
+
+def say(msg: str) -> None:
+    print(f"    {msg}", flush=True)
+
+
+def sealgate(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    r = subprocess.run(
+        [str(BIN), *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+    if check and r.returncode != 0:
+        raise RuntimeError(
+            f"sealgate {' '.join(args[:2])} failed ({r.returncode}): {r.stderr.strip()[-400:]}"
+        )
+    return r.stdout + r.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Started:
+    """Everything the demo starts, so ``main`` can stop it whatever happens."""
+
+    server: subprocess.Popen[str] | None = None
+    tpms: list[Swtpm] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            self.server.send_signal(signal.SIGTERM)
+            try:
+                self.server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+        for t in self.tpms:
+            t.stop()
+
+
+def main() -> int:
+    if not tools_available():
+        print("swtpm/tpm2-tools missing: run `make setup`", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="sealgate-demo-"))
+    started = Started()
+    try:
+        return run(tmp, started)
+    finally:
+        started.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp: Path, started: Started) -> int:
+    ca = tmp / "tpm-vendor-ca"
+    golden_tpm = Swtpm(tmp / "golden-tpm", ca_dir=ca)
+    rogue_tpm = Swtpm(tmp / "rogue-tpm", ca_dir=ca)
+    started.tpms += [golden_tpm, rogue_tpm]
+    golden_tpm.start()
+    rogue_tpm.start()
+
+    step(1, "start the sealgate server (SQLite, local KEK file, loopback only)")
+    port, http_port = free_port(), free_port()
+    data = tmp / "server-data"
+    config = tmp / "sealgate.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\nhttp_listen: 127.0.0.1:{http_port}\ndata_dir: {data}\n"
+        f"ek_ca_roots: [{ca / 'swtpm-localca-rootca-cert.pem'}]\n"
+        f"ek_ca_intermediates: [{ca / 'issuercert.pem'}]\n"
+    )
+    server = subprocess.Popen(
+        [str(BIN), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    started.server = server
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if "serving" not in line:
+        raise RuntimeError(f"server did not start: {line}{server.stdout.read()[-500:]}")
+    say(line.strip().removeprefix("sealgate: "))
+    say(f"KEK file {data / 'kek.key'} mode {oct((data / 'kek.key').stat().st_mode & 0o777)}")
+    addr = f"127.0.0.1:{port}"
+    token = sealgate(
+        "admin",
+        "token",
+        "--key",
+        str(data / "operator-key.pem"),
+        "--role",
+        "admin",
+        "--subject",
+        "demo-operator",
+    ).strip()
+    env = dict(os.environ, SEALGATE_SERVER=addr, SEALGATE_TOKEN=token)
+    say("operator token minted from the bootstrap operator key (admin role, 10 minutes)")
+
+    step(2, "golden node boots; its PCRs become the reference values")
+    log_golden, expected = golden_tpm.replay_events(sample_boot_events())
+    (tmp / "golden.log").write_bytes(log_golden)
+    values = {f"sha256:{i}": expected["sha256"].get(i, bytes(32)).hex() for i in range(8)}
+    (tmp / "golden-refs.json").write_text(
+        json.dumps({"platform": "tpm", "set_name": "golden-swtpm", "values": values})
+    )
+    sealgate("admin", "refval-import", str(tmp / "golden-refs.json"), env=env)
+    say(
+        f"registered {len(values)} PCR values in set golden-swtpm "
+        f"(sha256:4 = {values['sha256:4'][:16]}...)"
+    )
+
+    step(3, "encrypt a sample model, import its key, write the policy")
+    model = tmp / "model.safetensors"
+    model.write_bytes(os.urandom(3 << 20) + b"weights")
+    model_hash = hashlib.sha256(model.read_bytes()).hexdigest()
+    key_file = tmp / "operator-model.key"
+    key_file.write_bytes(os.urandom(32))
+    os.chmod(key_file, 0o600)
+    sealgate(
+        "model",
+        "encrypt",
+        "--key-file",
+        str(key_file),
+        "--key-id",
+        KEY_ID,
+        "--key-version",
+        "1",
+        "--in",
+        str(model),
+        "--out",
+        str(tmp / "model.sgm"),
+    )
+    say(
+        f"model.sgm: {(tmp / 'model.sgm').stat().st_size} bytes, plaintext sha256 "
+        f"{model_hash[:16]}..."
+    )
+    sealgate("admin", "key-import", KEY_ID, str(key_file), "--description", "demo model", env=env)
+    key_file.unlink()
+    say(f"key {KEY_ID} imported (stored AES-256-GCM-wrapped under the KEK); local copy deleted")
+    policy = {
+        "platforms": {"tpm": {"reference_sets": ["golden-swtpm"], "required_selection": SELECTION}}
+    }
+    (tmp / "policy.json").write_text(json.dumps(policy))
+    sealgate("admin", "policy-put", KEY_ID, str(tmp / "policy.json"), env=env)
+    say(f"policy: only TPM nodes whose {SELECTION} match golden-swtpm get {KEY_ID}")
+
+    step(4, "the golden node enrolls, attests, receives the key and decrypts the model")
+    out = sealgate(
+        "node",
+        "request-keys",
+        "--server",
+        addr,
+        "--platform",
+        "tpm",
+        "--tcti",
+        golden_tpm.tcti,
+        "--node-id",
+        "serving-node-1",
+        "--key-id",
+        KEY_ID,
+        "--out",
+        str(tmp / "node1-keys"),
+        "--state",
+        str(tmp / "node1-state"),
+        "--eventlog",
+        str(tmp / "golden.log"),
+    )
+    say(out.strip())
+    mode = (tmp / "node1-keys" / f"{KEY_ID}@1.key").stat().st_mode & 0o777
+    say(f"key written 0{mode:o}; decrypting the model with it")
+    sealgate(
+        "model",
+        "decrypt",
+        "--keys-dir",
+        str(tmp / "node1-keys"),
+        "--in",
+        str(tmp / "model.sgm"),
+        "--out",
+        str(tmp / "model.decrypted"),
+    )
+    got = hashlib.sha256((tmp / "model.decrypted").read_bytes()).hexdigest()
+    if got != model_hash:
+        raise RuntimeError("decrypted model hash differs")
+    say(f"decrypted model sha256 {got[:16]}... matches the original")
+    nodes = json.loads(sealgate("admin", "node-list", "--json", env=env))["nodes"]
+    say(
+        f"enrolled nodes: {[n['node_id'] for n in nodes]} (AK bound to EK "
+        f"{nodes[0]['ek_fingerprint'][:16]}...)"
+    )
+
+    step(5, "a second node booted with one extra PCR extension is denied")
+    extra = [*sample_boot_events(), LogEvent(4, 0xD, b"unapproved-bootloader-module")]
+    log_rogue, _ = rogue_tpm.replay_events(extra)
+    (tmp / "rogue.log").write_bytes(log_rogue)
+    r = subprocess.run(
+        [
+            str(BIN),
+            "node",
+            "request-keys",
+            "--server",
+            addr,
+            "--platform",
+            "tpm",
+            "--tcti",
+            rogue_tpm.tcti,
+            "--node-id",
+            "serving-node-2",
+            "--key-id",
+            KEY_ID,
+            "--out",
+            str(tmp / "node2-keys"),
+            "--state",
+            str(tmp / "node2-state"),
+            "--eventlog",
+            str(tmp / "rogue.log"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    for line in (r.stdout + r.stderr).strip().splitlines():
+        say(line)
+    if r.returncode != 1 or "sha256:4" not in r.stdout:
+        raise RuntimeError("the second node was not denied with PCR 4 named")
+    say(
+        f"exit {r.returncode}; no key file written: "
+        f"{not (tmp / 'node2-keys' / f'{KEY_ID}.key').exists()}"
+    )
+
+    step(6, "a replayed Attest is refused")
+    with grpc.insecure_channel(addr) as ch:
+        agent = NodeAgent(
+            ch,
+            "serving-node-1",
+            Tpm2ToolsCollector(golden_tpm.tcti, tmp / "node1-state", eventlog=tmp / "golden.log"),
+        )
+        req = agent.build_attest(agent.challenge(), [KEY_ID])
+        first = agent.stub.Attest(req)
+        say(f"first use of challenge {req.challenge_id[:12]}...: {len(first.granted)} key granted")
+        try:
+            agent.stub.Attest(req)
+        except grpc.RpcError as e:
+            say(f"same request again: {e.code().name}, {error_code(e)}")
+        else:
+            raise RuntimeError("replayed Attest was accepted")
+
+    step(7, "the audit chain verifies; a tampered copy does not")
+    v = json.loads(sealgate("admin", "audit-verify", "--json", env=env))
+    say(
+        f"server: ok={v['ok']}, {v['entries']} entries hash-chained (SHA-256 over "
+        "deterministic CBOR, checked in Rust)"
+    )
+    entries = json.loads(sealgate("admin", "audit-list", "--json", "--limit", "200", env=env))[
+        "entries"
+    ]
+    events: dict[str, int] = {}
+    for entry in entries:
+        events[entry["event"]] = events.get(entry["event"], 0) + 1
+    say("events: " + ", ".join(f"{k} x{n}" for k, n in sorted(events.items())))
+    copy = tmp / "tampered"
+    copy.mkdir()
+    src = sqlite3.connect(data / "sealgate.db")
+    dst = sqlite3.connect(copy / "sealgate.db")
+    src.backup(dst)
+    src.close()
+    row = next(
+        r
+        for r in dst.execute("SELECT seq, entry FROM audit ORDER BY seq")
+        if b"serving-node-2" in bytes(r[1])
+    )
+    dst.execute(
+        "UPDATE audit SET entry = ? WHERE seq = ?",
+        (bytes(row[1]).replace(b"serving-node-2", b"serving-node-X"), row[0]),
+    )
+    dst.commit()
+    dst.close()
+    out = sealgate("audit", "verify", "--data-dir", str(copy), check=False)
+    say(f"copy with entry {row[0]} edited: {out.strip()}")
+
+    step(8, "stop everything")
+    server.send_signal(signal.SIGTERM)
+    rest = server.communicate(timeout=30)[0].strip().splitlines()[-2:]
+    said = " / ".join(x.removeprefix("sealgate: ") for x in rest)
+    say(f"server: {said} (exit {server.returncode})")
+    for t in started.tpms:
+        t.stop()
+    say("swtpm instances stopped")
+    print("\ndemo complete", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
