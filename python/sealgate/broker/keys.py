@@ -74,6 +74,13 @@ class ModelKeys:
     def list(self) -> list[ModelKeyRecord]:
         return self._st.list_model_keys()
 
+    def current(self, key_id: str) -> tuple[int, bytes] | None:
+        """(version, plaintext) of the current version, or None if there is no such key."""
+        kv = self._st.get_current_key_version(key_id)
+        if kv is None:
+            return None
+        return kv.version, self._kek.unwrap(kv.wrapped, key_aad(key_id, kv.version))
+
     def material(self, key_id: str, version: int | None = None) -> tuple[int, bytes]:
         """The plaintext key (current version unless given), for sealing only."""
         if version is None:

@@ -131,6 +131,8 @@ class TokenIssuer:
     def jwks(self, now: int | None = None) -> dict[str, Any]:
         """Public keys that may still verify an unexpired token."""
         at = int(time.time()) if now is None else now
+        # Another worker process or replica may have rotated: read the keys afresh (rare call).
+        self.reload()
         out = []
         for k in self._keys.values():
             if k.retired_at and k.retired_at + self.ttl < at:
@@ -174,6 +176,8 @@ class TokenIssuer:
         except jwt.PyJWTError:
             raise TokenError("broker.token.malformed", "token is not a JWT") from None
         kid = header.get("kid")
+        if isinstance(kid, str) and kid not in self._keys:
+            self.reload()  # signed by a key another worker or replica made since we loaded
         if header.get("alg") != "ES256" or not isinstance(kid, str) or kid not in self._keys:
             raise TokenError("broker.token.unknown_key", "token not signed by a sealgate key")
         try:

@@ -78,6 +78,7 @@ def _register_serve(sub: Any) -> None:
     p.add_argument("--http-listen", help="metrics/JWKS/health HOST:PORT (default 127.0.0.1:9090)")
     p.add_argument("--data-dir", help="state directory (default ./sealgate-data)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to drain on SIGTERM")
+    p.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     p.set_defaults(handler=_serve)
 
 
@@ -85,13 +86,24 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from sealgate.service.config import load_config
-    from sealgate.service.server import create_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = load_config(
-        args.config, listen=args.listen, http_listen=args.http_listen, data_dir=args.data_dir
+        args.config,
+        listen=args.listen,
+        http_listen=args.http_listen,
+        data_dir=args.data_dir,
+        workers=args.workers,
     )
-    srv = create_server(cfg)
+    if cfg.workers <= 1:
+        return _serve_one(cfg, args.grace, 0, reuse_port=False)
+    return _serve_many(cfg, args.grace)
+
+
+def _serve_one(cfg: Any, grace: float, index: int, reuse_port: bool) -> int:
+    from sealgate.service.server import create_server
+
+    srv = create_server(cfg, http=index == 0, reuse_port=reuse_port)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -99,20 +111,73 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    host = cfg.listen.rsplit(":", 1)[0]
-    http_host = cfg.http_listen.rsplit(":", 1)[0]
-    print(
-        f"sealgate: serving gRPC on {host}:{srv.port} ({'TLS' if cfg.tls else 'plaintext'}), "
-        f"HTTP on {http_host}:{srv.http_port}, data in {cfg.data_dir}, platforms "
-        f"{', '.join(srv.core.platforms.available())}",
-        flush=True,
-    )
-    print(f"sealgate: bootstrap operator key {cfg.bootstrap_operator_key}", flush=True)
+    if index == 0:
+        host = cfg.listen.rsplit(":", 1)[0]
+        http_host = cfg.http_listen.rsplit(":", 1)[0]
+        print(
+            f"sealgate: serving gRPC on {host}:{srv.port} "
+            f"({'TLS' if cfg.tls else 'plaintext'}, {max(cfg.workers, 1)} process(es)), "
+            f"HTTP on {http_host}:{srv.http_port}, data in {cfg.data_dir}, platforms "
+            f"{', '.join(srv.core.platforms.available())}",
+            flush=True,
+        )
+        print(f"sealgate: bootstrap operator key {cfg.bootstrap_operator_key}", flush=True)
     stop.wait()
-    print("sealgate: draining", flush=True)
-    srv.stop(grace=args.grace)
-    print("sealgate: stopped", flush=True)
+    if index == 0:
+        print("sealgate: draining", flush=True)
+    srv.stop(grace=grace)
+    if index == 0:
+        print("sealgate: stopped", flush=True)
     return 0
+
+
+def _worker_main(cfg: Any, grace: float, index: int) -> None:
+    sys.exit(_serve_one(cfg, grace, index, reuse_port=True))
+
+
+def _serve_many(cfg: Any, grace: float) -> int:
+    """N processes on one port (SO_REUSEPORT). State is initialized here first (schema,
+    KEK, token signing key, bootstrap operator key) so workers never race to create it."""
+    import multiprocessing
+
+    from sealgate.service.core import Verifier
+    from sealgate.service.server import ensure_bootstrap_operator
+    from sealgate.storage.sqlite import SqliteStorage
+
+    if cfg.listen.endswith(":0"):
+        raise UsageError("cli.serve.port_zero", "several workers need a fixed --listen port")
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = SqliteStorage(cfg.db_path)
+    Verifier(cfg, st)
+    st.close()
+    ensure_bootstrap_operator(cfg)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_main, args=(cfg, grace, i), daemon=False)
+        for i in range(cfg.workers)
+    ]
+    for p in procs:
+        p.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop.wait(0.5):
+        if any(not p.is_alive() for p in procs):
+            print("sealgate: a worker exited; stopping", file=sys.stderr, flush=True)
+            break
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            os.kill(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.join(grace + 5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    return 0 if all(p.exitcode == 0 for p in procs) else 1
 
 
 # -- admin --------------------------------------------------------------------------------

@@ -68,6 +68,9 @@ class ServiceConfig:
     challenge_ttl: int = 60
     enrollment_ttl: int = 300
     max_workers: int = 16
+    #: gRPC server processes sharing the port (SO_REUSEPORT); Python handlers hold the GIL,
+    #: so more processes use more cores. The HTTP side port runs in the first one only.
+    workers: int = 1
     limits: Limits = field(default_factory=Limits)
     rate_limit: RateLimit = field(default_factory=RateLimit)
 

@@ -20,7 +20,14 @@ from typing import Any
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status, parse_policy
+from sealgate.appraise import (
+    Appraisal,
+    Policy,
+    PolicyFailure,
+    appraise,
+    ear_status,
+    parse_policy,
+)
 from sealgate.appraise.policy import canonical_json
 from sealgate.broker import runtime_binding
 from sealgate.broker.audit import AuditLog, AuditVerdict
@@ -116,6 +123,7 @@ class Verifier:
         self.audit = AuditLog(storage)
         self.challenges = Challenges(storage, cfg.challenge_ttl)
         self.platforms = platforms or PlatformRegistry()
+        self._policies: dict[tuple[str, int, int], Policy] = {}
         self.ek_roots = _load_pem_dir(cfg.ek_ca_roots)
         self.ek_intermediates = [
             c.public_bytes(Encoding.DER) for c in _load_pem_dir(cfg.ek_ca_intermediates)
@@ -217,12 +225,10 @@ class Verifier:
         jkt = jwk_thumbprint(rk_jwk)
         appraisals = self._release(result, key_ids, suite, runtime_public_key, ch.id, out)
         vector: dict[str, int] = {}
-        for a in appraisals.values():
+        for a, _rev in appraisals.values():
             for k, v in a.vector.items():
                 vector[k] = max(vector.get(k, 0), v)
-        policy_ids = [
-            f"sealgate:policy/{k}#{self._policy_rev(k)}" for k in key_ids if k in appraisals
-        ]
+        policy_ids = [f"sealgate:policy/{k}#{rev}" for k, (_, rev) in appraisals.items()]
         submod = {
             "ear.status": ear_status(vector),
             "ear.trustworthiness-vector": vector,
@@ -265,9 +271,16 @@ class Verifier:
         )
         return out
 
-    def _policy_rev(self, key_id: str) -> int:
-        p = self.st.get_policy(key_id)
-        return p.revision if p else 0
+    def _policy(self, rec: PolicyRecord) -> Policy:
+        """Parsed policies, cached by (key, revision): a revision never changes content."""
+        key = (rec.key_id, rec.revision, rec.updated_at)
+        pol = self._policies.get(key)
+        if pol is None:
+            pol = parse_policy(rec.document)
+            if len(self._policies) > 10_000:
+                self._policies.clear()
+            self._policies[key] = pol
+        return pol
 
     def _check_keys_request(self, key_ids: list[str]) -> None:
         if not key_ids:
@@ -286,30 +299,30 @@ class Verifier:
         runtime_public_key: bytes,
         challenge_id: str,
         out: AttestOutcome,
-    ) -> dict[str, Appraisal]:
+    ) -> dict[str, tuple[Appraisal, int]]:
         """Appraise each wanted key's policy; seal the granted ones to the runtime key."""
         refs = self.st.list_reference_values(result.platform)
-        appraisals: dict[str, Appraisal] = {}
+        appraisals: dict[str, tuple[Appraisal, int]] = {}
         for key_id in dict.fromkeys(key_ids):
             rec = self.st.get_policy(key_id)
-            mk = self.keys.get(key_id)
-            if rec is None or mk is None:
-                what = "no policy" if rec is None else "no such key"
-                code = "policy.key.no_policy" if rec is None else "broker.key.not_found"
-                out.denied.append(Denied(key_id, [PolicyFailure(code, f"{key_id}: {what}")]))
+            if rec is None:
+                failure = PolicyFailure("policy.key.no_policy", f"{key_id}: no policy")
+                out.denied.append(Denied(key_id, [failure]))
                 continue
-            a = appraise(parse_policy(rec.document), result, refs)
-            appraisals[key_id] = a
+            a = appraise(self._policy(rec), result, refs)
+            appraisals[key_id] = (a, rec.revision)
             if not a.ok:
                 out.denied.append(Denied(key_id, a.failures))
                 continue
-            version, material = self.keys.material(key_id, mk.current_version)
+            current = self.keys.current(key_id)
+            if current is None:
+                failure = PolicyFailure("broker.key.not_found", f"{key_id}: no such key")
+                out.denied.append(Denied(key_id, [failure]))
+                continue
+            version, material = current
             info = release_info(key_id, version, challenge_id)
-            out.granted.append(
-                Granted(
-                    key_id, version, suite, seal(suite, runtime_public_key, material, info), info
-                )
-            )
+            sealed = seal(suite, runtime_public_key, material, info)
+            out.granted.append(Granted(key_id, version, suite, sealed, info))
         return appraisals
 
     def release_key(

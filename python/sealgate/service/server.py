@@ -755,6 +755,7 @@ def create_server(
     storage: Storage | None = None,
     platforms: PlatformRegistry | None = None,
     http: bool = True,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Build and start the server; ``listen`` port 0 picks a free port (tests)."""
     import os
@@ -771,7 +772,7 @@ def create_server(
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
         maximum_concurrent_rpcs=cfg.max_workers * 16,
     )

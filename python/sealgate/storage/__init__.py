@@ -192,6 +192,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def get_key_version(self, key_id: str, version: int) -> KeyVersionRecord | None: ...
 
+    @abc.abstractmethod
+    def get_current_key_version(self, key_id: str) -> KeyVersionRecord | None:
+        """The current version of a model key in one query (the release hot path)."""
+
     # -- TPM enrollment and nodes -----------------------------------------------------
     @abc.abstractmethod
     def create_enrollment(self, e: Enrollment) -> None: ...

@@ -12,6 +12,7 @@ transactions before a power loss may be lost.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -91,6 +92,40 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 _GENESIS = bytes(32)
 
 
+class _WriteLock:
+    """Serializes writers: a thread lock, plus an flock(2) on a side file for other processes.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 ... ms between retries, which wrecks tail
+    latency when several worker processes write; a blocking flock wakes the next writer as
+    soon as the lock is free. BEGIN IMMEDIATE + busy_timeout stay as the safety net.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._thread = threading.Lock()
+        self._fd: int | None = None
+        if path is not None:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        self._thread.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread.release()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class SqliteStorage(Storage):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = str(path)
@@ -99,6 +134,10 @@ class SqliteStorage(Storage):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # Writers in this process queue here instead of in SQLite's busy handler, which
+        # sleeps in steps of milliseconds and wrecks tail latency under load; other
+        # processes still serialize through BEGIN IMMEDIATE + busy_timeout.
+        self._write = _WriteLock(None if self._path == ":memory:" else self._path + ".write-lock")
         self._closed = False
         self.migrate()
 
@@ -122,13 +161,14 @@ class SqliteStorage(Storage):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction taken up front (no lock upgrade deadlocks)."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._write:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._conn().execute(sql, args).fetchall()
@@ -166,9 +206,14 @@ class SqliteStorage(Storage):
                     pass
             self._all.clear()
         self._local = threading.local()
+        self._write.close()
 
     # -- challenges -------------------------------------------------------------------
     def create_challenge(self, ch: Challenge) -> None:
+        with self._write:
+            self._insert_challenge(ch)
+
+    def _insert_challenge(self, ch: Challenge) -> None:
         self._conn().execute(
             "INSERT INTO challenges (id, nonce, platform, node_id, created_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -176,19 +221,22 @@ class SqliteStorage(Storage):
         )
 
     def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
-        with self._tx() as c:
-            cur = c.execute(
-                "UPDATE challenges SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ?",
-                (challenge_id, now),
+        # One conditional UPDATE ... RETURNING: atomic in SQLite and PostgreSQL alike, so at
+        # most one caller (thread, process or replica) ever sees the row.
+        with self._write:
+            rows = (
+                self._conn()
+                .execute(
+                    "UPDATE challenges SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ?"
+                    " RETURNING id, nonce, platform, node_id, created_at, expires_at",
+                    (challenge_id, now),
+                )
+                .fetchall()
             )
-            if cur.rowcount != 1:
-                return None
-            row = c.execute(
-                "SELECT id, nonce, platform, node_id, created_at, expires_at FROM challenges"
-                " WHERE id = ?",
-                (challenge_id,),
-            ).fetchone()
-        return Challenge(row[0], bytes(row[1]), row[2], row[3], row[4], row[5])
+        if len(rows) != 1:
+            return None
+        r = rows[0]
+        return Challenge(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
 
     def purge_challenges(self, before: int) -> int:
         cur = self._conn().execute("DELETE FROM challenges WHERE expires_at < ?", (before,))
@@ -348,6 +396,18 @@ class SqliteStorage(Storage):
         r = rows[0]
         return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
 
+    def get_current_key_version(self, key_id: str) -> KeyVersionRecord | None:
+        rows = self._q(
+            "SELECT v.key_id, v.version, v.wrapped, v.kek_id, v.created_at FROM model_keys k"
+            " JOIN key_versions v ON v.key_id = k.key_id AND v.version = k.current_version"
+            " WHERE k.key_id = ?",
+            (key_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+
     # -- enrollment and nodes ---------------------------------------------------------
     def create_enrollment(self, e: Enrollment) -> None:
         self._conn().execute(
@@ -367,18 +427,20 @@ class SqliteStorage(Storage):
         )
 
     def consume_enrollment(self, enrollment_id: str, now: int) -> Enrollment | None:
-        with self._tx() as c:
-            cur = c.execute(
-                "UPDATE enrollments SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ?",
-                (enrollment_id, now),
+        with self._write:
+            rows = (
+                self._conn()
+                .execute(
+                    "UPDATE enrollments SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ?"
+                    " RETURNING id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public, ak_name,"
+                    " secret_hash, created_at, expires_at",
+                    (enrollment_id, now),
+                )
+                .fetchall()
             )
-            if cur.rowcount != 1:
-                return None
-            r = c.execute(
-                "SELECT id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public, ak_name,"
-                " secret_hash, created_at, expires_at FROM enrollments WHERE id = ?",
-                (enrollment_id,),
-            ).fetchone()
+        if len(rows) != 1:
+            return None
+        r = rows[0]
         return Enrollment(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), r[7], r[8])
 
     def upsert_node(self, node: Node) -> None:
@@ -438,6 +500,10 @@ class SqliteStorage(Storage):
 
     # -- attestations -----------------------------------------------------------------
     def put_attestation(self, rec: AttestationRecord) -> None:
+        with self._write:
+            self._insert_attestation(rec)
+
+    def _insert_attestation(self, rec: AttestationRecord) -> None:
         self._conn().execute(
             "INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
             " runtime_key_jkt, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
