@@ -1,0 +1,217 @@
+"""The service through its CLI: serve (1 and 2 workers), SIGTERM drain, admin, model files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from sealgate._proto import attestation_pb2, attestation_pb2_grpc, common_pb2
+from sealgate.result import VerifyResult
+from sealgate.service.config import ServiceConfig
+from sealgate.service.platforms import (
+    PlatformRegistry,
+    PlatformVerifier,
+    TpmVerifier,
+    VerifyContext,
+)
+from sealgate.service.server import create_server
+
+BIN = str(Path(sys.executable).parent / "sealgate")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(
+    *args: str, env: dict[str, str] | None = None, inp: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [BIN, *args], capture_output=True, timeout=60, env=env, input=inp, check=False
+    )
+
+
+def _start(tmp: Path, workers: int) -> tuple[subprocess.Popen[str], int]:
+    port = _port()
+    proc = subprocess.Popen(
+        [
+            BIN,
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--http-listen",
+            f"127.0.0.1:{_port()}",
+            "--data-dir",
+            str(tmp / "data"),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "serving gRPC" in line, line
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_admin_cli_and_sigterm(tmp_path: Path, workers: int) -> None:
+    proc, port = _start(tmp_path, workers)
+    try:
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+        assert (tmp_path / "data" / "kek.key").stat().st_mode & 0o777 == 0o600
+        tok = _cli("admin", "token", "--key", str(tmp_path / "data" / "operator-key.pem"))
+        assert tok.returncode == 0
+        env = dict(
+            os.environ,
+            SEALGATE_SERVER=f"127.0.0.1:{port}",
+            SEALGATE_TOKEN=tok.stdout.decode().strip(),
+        )
+        (tmp_path / "k.hex").write_text("ab" * 32)
+        assert _cli("admin", "key-import", "m", str(tmp_path / "k.hex"), env=env).returncode == 0
+        (tmp_path / "p.yaml").write_text("platforms:\n  tpm:\n    reference_sets: [g]\n")
+        assert _cli("admin", "policy-put", "m", str(tmp_path / "p.yaml"), env=env).returncode == 0
+        for _ in range(4):  # several calls: with 2 workers both processes answer
+            r = _cli("admin", "key-list", "--json", env=env)
+            keys = json.loads(r.stdout)["keys"]
+            assert keys[0]["key_id"] == "m" and "key" not in keys[0]
+        r = _cli("admin", "policy-get", "m", "--json", env=env)
+        assert json.loads(json.loads(r.stdout)["json"])["platforms"]["tpm"]
+        r = _cli("admin", "audit-verify", env=env)
+        assert r.returncode == 0 and b"ok: True" in r.stdout
+        bad = _cli("admin", "key-list", env=dict(env, SEALGATE_TOKEN="x.y.z"))
+        assert bad.returncode == 1 and b"auth.token" in bad.stderr
+        assert b"Traceback" not in bad.stderr
+    finally:
+        out = _stop(proc)
+    assert proc.returncode == 0 and "stopped" in out
+    r = _cli("audit", "verify", "--data-dir", str(tmp_path / "data"))
+    assert r.returncode == 0 and b"audit chain OK" in r.stdout
+
+
+def test_serve_refuses_plaintext_on_non_loopback(tmp_path: Path) -> None:
+    r = _cli("serve", "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path / "d"))
+    assert r.returncode == 2 and b"without TLS" in r.stderr
+
+
+def test_model_encrypt_decrypt_cli_and_stdin_key(tmp_path: Path) -> None:
+    model = tmp_path / "m.bin"
+    model.write_bytes(os.urandom(300_000))
+    key = tmp_path / "k"
+    key.write_bytes(os.urandom(32))
+    assert (
+        _cli(
+            "model",
+            "encrypt",
+            "--key-file",
+            str(key),
+            "--key-id",
+            "m",
+            "--key-version",
+            "2",
+            "--in",
+            str(model),
+            "--out",
+            str(tmp_path / "m.sgm"),
+            "--chunk-size",
+            "65536",
+        ).returncode
+        == 0
+    )
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "m@2.key").write_bytes(key.read_bytes())
+    assert (
+        _cli(
+            "model",
+            "decrypt",
+            "--keys-dir",
+            str(keys),
+            "--in",
+            str(tmp_path / "m.sgm"),
+            "--out",
+            str(tmp_path / "out"),
+        ).returncode
+        == 0
+    )
+    assert (tmp_path / "out").read_bytes() == model.read_bytes()
+    r = _cli(
+        "model",
+        "decrypt",
+        "--key-file",
+        "-",
+        "--in",
+        str(tmp_path / "m.sgm"),
+        "--out",
+        "-",
+        inp=key.read_bytes(),
+    )
+    assert r.returncode == 0 and r.stdout == model.read_bytes()
+    cut = tmp_path / "cut.sgm"
+    cut.write_bytes((tmp_path / "m.sgm").read_bytes()[:-100])
+    r = _cli(
+        "model", "decrypt", "--keys-dir", str(keys), "--in", str(cut), "--out", str(tmp_path / "o2")
+    )
+    assert r.returncode == 1 and b"model.file." in r.stderr and not (tmp_path / "o2").exists()
+
+
+class _SlowPlatform(PlatformVerifier):
+    """A stand-in platform whose verification takes a while (to test draining)."""
+
+    name = "snp"
+
+    def available(self) -> bool:
+        return True
+
+    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+        time.sleep(1.0)
+        res = VerifyResult("snp")
+        res.fail("snp.test.slow", "verification finished after drain started")
+        return res
+
+
+def test_sigterm_drains_in_flight_calls_and_registry(tmp_path: Path) -> None:
+    cfg = ServiceConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d")
+    srv = create_server(
+        cfg, http=False, platforms=PlatformRegistry([TpmVerifier(), _SlowPlatform()])
+    )
+    ch = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+    stub = attestation_pb2_grpc.AttestationStub(ch)
+    c = stub.Challenge(attestation_pb2.ChallengeRequest(platform=common_pb2.PLATFORM_SNP))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Challenge(attestation_pb2.ChallengeRequest(platform=common_pb2.PLATFORM_TDX))
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    result: list[Any] = []
+    req = attestation_pb2.AttestRequest(
+        challenge_id=c.challenge_id,
+        key_ids=["m"],
+        runtime_public_key=b"\x01" * 32,
+        evidence=attestation_pb2.Evidence(snp=attestation_pb2.SnpEvidence(report=b"r")),
+    )
+    t = threading.Thread(target=lambda: result.append(stub.Attest(req, timeout=10)))
+    t.start()
+    time.sleep(0.3)  # the call is inside the slow verifier now
+    srv.stop(grace=5)
+    t.join()
+    ch.close()
+    assert result and result[0].evidence_failures[0].code == "snp.test.slow"
