@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from sealgate._proto import admin_pb2, admin_pb2_grpc, common_pb2
+from sealgate._proto import admin_pb2, admin_pb2_grpc
 from sealgate.service.auth import mint_operator_token
 from sealgate.service.config import ServiceConfig
 from sealgate.service.server import RunningServer, create_server
@@ -61,7 +61,6 @@ TPM_POLICY = {
         "tpm": {"reference_sets": ["golden"], "required_selection": "sha256:0,1,2,3,4,5,6,7"}
     }
 }
-_ = common_pb2
 
 
 @pytest.fixture

@@ -531,9 +531,9 @@ def _request_keys(args: argparse.Namespace) -> int:
             eventlog=Path(args.eventlog) if args.eventlog else None,
         )
     else:
-        from sealgate.node.tsm import ConfigfsTsmCollector
+        from sealgate.node.cvm import ConfidentialVmCollector
 
-        collector = ConfigfsTsmCollector(
+        collector = ConfidentialVmCollector(
             args.platform,
             Path(args.tsm_dir),
             collateral=read_file(args.collateral, "collateral") if args.collateral else None,

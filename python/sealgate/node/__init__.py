@@ -1,1 +1,1 @@
-"""The serving-node side: evidence collectors and the agent that runs RCAR against a server."""
+"""Node (attester) side: evidence collection."""

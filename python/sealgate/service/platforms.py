@@ -82,12 +82,12 @@ def _module_available(name: str, attr: str) -> bool:
         return False
 
 
-def _read_roots(paths: list[Path]) -> bytes | None:
-    out = b""
+def _read_roots(paths: list[Path]) -> list[bytes] | None:
+    """Configured root certificates, one entry per file (PEM or DER); None = the pinned ones."""
+    out: list[bytes] = []
     for p in paths:
         files = sorted(p.iterdir()) if p.is_dir() else [p]
-        for f in files:
-            out += f.read_bytes() + b"\n"
+        out.extend(f.read_bytes() for f in files if f.is_file())
     return out or None
 
 
@@ -123,9 +123,14 @@ class TdxVerifier(PlatformVerifier):
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
         tdx = importlib.import_module("sealgate.tdx")
         fn: Callable[..., VerifyResult] = tdx.verify_quote
+        collateral = None
+        if evidence.collateral:
+            # Collateral JSON as `sealgate verify tdx --collateral` takes it (issue #4 §3).
+            load = importlib.import_module("sealgate.tdx.collateral").load_collateral_json
+            collateral = load(bytes(evidence.collateral))
         return fn(
             bytes(evidence.quote),
-            collateral=bytes(evidence.collateral) or None,
+            collateral=collateral,
             roots=_read_roots(ctx.roots),
             ccel=bytes(evidence.ccel) or None,
             report_data=ctx.binding,
