@@ -17,7 +17,7 @@ from typing import Any
 import cbor2
 
 from sealgate import _core
-from sealgate.storage import AuditRow, Storage
+from sealgate.storage import AuditAppend, AuditRow, Storage
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,17 @@ class AuditLog:
     def __init__(self, storage: Storage) -> None:
         self._st = storage
 
+    def pending(
+        self, event: str, actor: str, details: dict[str, Any], at: int | None = None
+    ) -> AuditAppend:
+        """An entry to append inside another write's transaction (Storage ``audit=``)."""
+        when = int(time.time()) if at is None else at
+        return (lambda seq: encode_entry(seq, when, event, actor, details), _core.audit_link)
+
     def append(
         self, event: str, actor: str, details: dict[str, Any], at: int | None = None
     ) -> AuditRow:
-        when = int(time.time()) if at is None else at
-        return self._st.append_audit(
-            lambda seq: encode_entry(seq, when, event, actor, details), _core.audit_link
-        )
+        return self._st.append_audit(*self.pending(event, actor, details, at))
 
     def list(self, after_seq: int = 0, limit: int = 100) -> list[AuditRow]:
         return self._st.list_audit(after_seq, limit)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 
-from sealgate.storage import Challenge, Storage
+from sealgate.storage import AuditAppend, Challenge, Storage
 
 NONCE_SIZE = 32
 DEFAULT_TTL = 60
@@ -18,12 +19,19 @@ class Challenges:
         self.ttl = ttl
         self._issued = 0
 
-    def issue(self, platform: str, node_id: str, now: int | None = None) -> Challenge:
+    def issue(
+        self,
+        platform: str,
+        node_id: str,
+        now: int | None = None,
+        audit: Callable[[Challenge], AuditAppend] | None = None,
+    ) -> Challenge:
+        """A new challenge; ``audit`` makes its audit entry, written in the same transaction."""
         at = int(time.time()) if now is None else now
         ch = Challenge(
             uuid.uuid4().hex, os.urandom(NONCE_SIZE), platform, node_id, at, at + self.ttl
         )
-        self._st.create_challenge(ch)
+        self._st.create_challenge(ch, audit(ch) if audit is not None else None)
         self._issued += 1
         if self._issued % 1000 == 0:
             # Old rows only cost space; keep an hour for forensics.

@@ -137,9 +137,12 @@ class Verifier:
                 f"platform {platform or 'unspecified'} is not "
                 f"available here (available: {', '.join(self.platforms.available())})",
             )
-        ch = self.challenges.issue(platform, node_id)
-        self.audit.append(
-            "challenge.issued", node_id or "-", {"challenge_id": ch.id, "platform": platform}
+        ch = self.challenges.issue(
+            platform,
+            node_id,
+            audit=lambda c: self.audit.pending(
+                "challenge.issued", node_id or "-", {"challenge_id": c.id, "platform": platform}
+            ),
         )
         return ch.id, ch.nonce, ch.expires_at
 
@@ -244,20 +247,8 @@ class Verifier:
             now=now,
             extra={"sub": node_id or ch.id},
         )
-        self.st.put_attestation(
-            AttestationRecord(
-                claims["jti"],
-                node_id,
-                platform,
-                ch.id,
-                json.dumps(result.claims, sort_keys=True),
-                jkt,
-                now,
-                claims["exp"],
-            )
-        )
         out.token, out.expires_at = token, int(claims["exp"])
-        self.audit.append(
+        decided = self.audit.pending(
             "attest.decided",
             node_id or "-",
             {
@@ -269,6 +260,18 @@ class Verifier:
                 "denied": {d.key_id: sorted({f.code for f in d.failures}) for d in out.denied},
             },
         )
+        record = AttestationRecord(
+            claims["jti"],
+            node_id,
+            platform,
+            ch.id,
+            json.dumps(result.claims, sort_keys=True),
+            jkt,
+            now,
+            claims["exp"],
+        )
+        # The token's record and its audit entry commit together (one transaction).
+        self.st.put_attestation(record, decided)
         return out
 
     def _policy(self, rec: PolicyRecord) -> Policy:

@@ -132,12 +132,18 @@ class SigningKeyRecord:
     retired_at: int
 
 
+#: A pending audit append: (encode the entry for a sequence number, chain link function).
+#: Passed to writes that must be recorded in the same transaction as the audit entry.
+AuditAppend = tuple[Callable[[int], bytes], Callable[[bytes, bytes], bytes]]
+
+
 class Storage(abc.ABC):
     """The persistence interface. Implementations must be safe for concurrent threads."""
 
     # -- challenges -------------------------------------------------------------------
     @abc.abstractmethod
-    def create_challenge(self, ch: Challenge) -> None: ...
+    def create_challenge(self, ch: Challenge, audit: AuditAppend | None = None) -> None:
+        """Store a challenge (and its audit entry, atomically, when given)."""
 
     @abc.abstractmethod
     def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
@@ -221,7 +227,8 @@ class Storage(abc.ABC):
 
     # -- attestation results ----------------------------------------------------------
     @abc.abstractmethod
-    def put_attestation(self, rec: AttestationRecord) -> None: ...
+    def put_attestation(self, rec: AttestationRecord, audit: AuditAppend | None = None) -> None:
+        """Store what a token stands for (and its audit entry, atomically, when given)."""
 
     @abc.abstractmethod
     def get_attestation(self, jti: str) -> AttestationRecord | None: ...
@@ -254,6 +261,7 @@ class Storage(abc.ABC):
 
 __all__ = [
     "AttestationRecord",
+    "AuditAppend",
     "AuditRow",
     "Challenge",
     "Enrollment",

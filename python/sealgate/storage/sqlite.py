@@ -23,6 +23,7 @@ from typing import Any
 
 from sealgate.storage import (
     AttestationRecord,
+    AuditAppend,
     AuditRow,
     Challenge,
     Enrollment,
@@ -209,9 +210,14 @@ class SqliteStorage(Storage):
         self._write.close()
 
     # -- challenges -------------------------------------------------------------------
-    def create_challenge(self, ch: Challenge) -> None:
-        with self._write:
+    def create_challenge(self, ch: Challenge, audit: AuditAppend | None = None) -> None:
+        if audit is None:
+            with self._write:
+                self._insert_challenge(ch)
+            return
+        with self._tx():
             self._insert_challenge(ch)
+            self._append_audit_in_tx(*audit)
 
     def _insert_challenge(self, ch: Challenge) -> None:
         self._conn().execute(
@@ -499,9 +505,14 @@ class SqliteStorage(Storage):
         return self.get_node(node_id)
 
     # -- attestations -----------------------------------------------------------------
-    def put_attestation(self, rec: AttestationRecord) -> None:
-        with self._write:
+    def put_attestation(self, rec: AttestationRecord, audit: AuditAppend | None = None) -> None:
+        if audit is None:
+            with self._write:
+                self._insert_attestation(rec)
+            return
+        with self._tx():
             self._insert_attestation(rec)
+            self._append_audit_in_tx(*audit)
 
     def _insert_attestation(self, rec: AttestationRecord) -> None:
         self._conn().execute(
@@ -531,13 +542,19 @@ class SqliteStorage(Storage):
     def append_audit(
         self, make_entry: Callable[[int], bytes], link: Callable[[bytes, bytes], bytes]
     ) -> AuditRow:
-        with self._tx() as c:
-            row = c.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            seq = int(row[0]) + 1 if row else 1
-            prev = bytes(row[1]) if row else _GENESIS
-            entry = make_entry(seq)
-            h = link(prev, entry)
-            c.execute("INSERT INTO audit (seq, entry, hash) VALUES (?, ?, ?)", (seq, entry, h))
+        with self._tx():
+            return self._append_audit_in_tx(make_entry, link)
+
+    def _append_audit_in_tx(
+        self, make_entry: Callable[[int], bytes], link: Callable[[bytes, bytes], bytes]
+    ) -> AuditRow:
+        c = self._conn()
+        row = c.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq = int(row[0]) + 1 if row else 1
+        prev = bytes(row[1]) if row else _GENESIS
+        entry = make_entry(seq)
+        h = link(prev, entry)
+        c.execute("INSERT INTO audit (seq, entry, hash) VALUES (?, ?, ?)", (seq, entry, h))
         return AuditRow(seq, entry, h)
 
     def list_audit(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRow]:
