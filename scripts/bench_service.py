@@ -112,10 +112,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--levels", default="1,8,32")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--server-threads", type=int, default=4, help="gRPC threads per process")
     ap.add_argument(
         "--server-workers",
         type=int,
-        default=2,
+        default=1,
         help="server processes (SO_REUSEPORT); the machine has 2 cores",
     )
     args = ap.parse_args()
@@ -131,7 +132,7 @@ def main() -> int:
                     "http_listen": f"127.0.0.1:{_port()}",
                     "data_dir": str(tmp / "data"),
                     "ek_ca_roots": [str(ca.write(tmp / "ca.pem"))],
-                    "max_workers": 32,
+                    "max_workers": args.server_threads,
                     "rate_limit": {"per_node_rps": 1e6, "burst": 1000000},
                 }
             )

@@ -51,6 +51,6 @@ def test_services_expose_every_method() -> None:
         "AddReferenceValue", "ListReferenceValues", "RemoveReferenceValue",
         "BulkAddReferenceValues", "PutPolicy", "GetPolicy", "ListPolicies", "DeletePolicy",
         "ImportModelKey", "GenerateModelKey", "RotateModelKey", "ListModelKeys",
-        "ListNodes", "RevokeNode", "ListAudit", "VerifyAudit",
+        "ListNodes", "RevokeNode", "ListAudit", "VerifyAudit", "RotateSigningKey",
     ):  # fmt: skip
         assert wanted in names

@@ -57,6 +57,10 @@ def test_enroll_attest_release_and_refetch(env: Env, suite: str) -> None:
     assert jwt.decode(res.token, key.key, algorithms=["ES256"])["jti"] == claims["jti"]
     again = agent.refetch(res.token, ["llama"])
     assert again.keys == {"llama": (1, b"K" * 32)}
+    # Rotating the signing key keeps unexpired tokens valid; new tokens use the new kid.
+    rot = env.admin.RotateSigningKey(admin_pb2.RotateSigningKeyRequest(), metadata=env.md)
+    assert rot.kid != kid and {kid, rot.kid} <= set(rot.published_kids)
+    assert agent.refetch(res.token, ["llama"]).keys["llama"][1] == b"K" * 32
     # The token is bound to its runtime key: a stolen token is useless with another key.
     thief, _ = _node(env, "thief", suite=suite)
     thief.build_attest(thief.challenge(), ["llama"])

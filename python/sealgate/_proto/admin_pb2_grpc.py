@@ -114,6 +114,11 @@ class AdminStub:
                 request_serializer=sealgate_dot_v1_dot_admin__pb2.VerifyAuditRequest.SerializeToString,
                 response_deserializer=sealgate_dot_v1_dot_admin__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
+        self.RotateSigningKey = channel.unary_unary(
+                '/sealgate.v1.Admin/RotateSigningKey',
+                request_serializer=sealgate_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.SerializeToString,
+                response_deserializer=sealgate_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -215,6 +220,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateSigningKey(self, request, context):
+        """New result-token signing key; retired keys stay in the JWKS until their tokens expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -297,6 +309,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.VerifyAudit,
                     request_deserializer=sealgate_dot_v1_dot_admin__pb2.VerifyAuditRequest.FromString,
                     response_serializer=sealgate_dot_v1_dot_admin__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'RotateSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSigningKey,
+                    request_deserializer=sealgate_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.FromString,
+                    response_serializer=sealgate_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -731,6 +748,33 @@ class Admin:
             '/sealgate.v1.Admin/VerifyAudit',
             sealgate_dot_v1_dot_admin__pb2.VerifyAuditRequest.SerializeToString,
             sealgate_dot_v1_dot_admin__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealgate.v1.Admin/RotateSigningKey',
+            sealgate_dot_v1_dot_admin__pb2.RotateSigningKeyRequest.SerializeToString,
+            sealgate_dot_v1_dot_admin__pb2.RotateSigningKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

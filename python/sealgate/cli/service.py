@@ -252,6 +252,7 @@ def _register_admin(sub: Any) -> None:
     c.add_argument("--after", type=int, default=0)
     c.add_argument("--limit", type=int, default=100)
     cmd("audit-verify", "verify the audit hash chain", _audit_verify)
+    cmd("signing-key-rotate", "new result-token signing key", _signing_key_rotate)
 
 
 def _admin_token(args: argparse.Namespace) -> int:
@@ -469,6 +470,14 @@ def _audit_verify(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
 
     return stub.VerifyAudit(admin_pb2.VerifyAuditRequest(), metadata=md, timeout=a.timeout)
+
+
+def _signing_key_rotate(a: argparse.Namespace, stub: Any, md: Any) -> Any:
+    from sealgate._proto import admin_pb2
+
+    return stub.RotateSigningKey(
+        admin_pb2.RotateSigningKeyRequest(), metadata=md, timeout=a.timeout
+    )
 
 
 # -- node ---------------------------------------------------------------------------------

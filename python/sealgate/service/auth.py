@@ -48,6 +48,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "RevokeNode": WRITE,
     "ListAudit": READ,
     "VerifyAudit": READ,
+    "RotateSigningKey": KEYS,
 }
 
 

@@ -537,5 +537,10 @@ class Verifier:
         self.audit.append("admin.node.revoked", actor, {"node_id": node_id})
         return node
 
+    def rotate_signing_key(self, actor: str) -> str:
+        kid = self.tokens.rotate()
+        self.audit.append("admin.signing_key.rotated", actor, {"kid": kid})
+        return kid
+
     def verify_audit(self) -> AuditVerdict:
         return self.audit.verify()

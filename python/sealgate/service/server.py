@@ -657,6 +657,16 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
 
         return self._admin("VerifyAudit", context, fn)
 
+    def RotateSigningKey(
+        self, request: admin_pb2.RotateSigningKeyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.RotateSigningKeyResponse:
+        def fn(p: Principal) -> admin_pb2.RotateSigningKeyResponse:
+            kid = self.core.rotate_signing_key(self._actor(p))
+            kids = [k["kid"] for k in self.core.tokens.jwks()["keys"]]
+            return admin_pb2.RotateSigningKeyResponse(kid=kid, published_kids=kids)
+
+        return self._admin("RotateSigningKey", context, fn)
+
 
 # -- HTTP side port ----------------------------------------------------------------------
 
