@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from sealgate.testing.swtpm import Swtpm, tools_available
 
 

@@ -23,7 +23,7 @@ Selection = list[tuple[str, list[int]]]
 #: Digest sizes of the banks sealgate handles.
 BANK_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 #: Reset value of a PCR the event log never extends (PC Client PTP rev 1.05 §3.3.7.1:
-#: PCRs 17–22 reset to all ones outside a dynamic launch; all others to zero).
+#: PCRs 17-22 reset to all ones outside a dynamic launch; all others to zero).
 DRTM_PCRS = range(17, 23)
 
 # tpm2-tools' `tpm2_quote -o` file: the TSS2 in-memory structs written raw, host byte order
@@ -168,8 +168,7 @@ def load_pcrs(data: bytes) -> PcrMap:
 
 def pcrs_to_json(pcrs: PcrMap) -> dict[str, dict[str, str]]:
     return {
-        bank: {str(i): v.hex() for i, v in sorted(values.items())}
-        for bank, values in pcrs.items()
+        bank: {str(i): v.hex() for i, v in sorted(values.items())} for bank, values in pcrs.items()
     }
 
 

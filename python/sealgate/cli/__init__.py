@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sealgate import __version__
-from sealgate.cli import eventlog, verify_tpm
+from sealgate.cli import eventlog, trust, verify_tpm
 from sealgate.errors import SealgateError, UsageError
 
 EXIT_OK = 0
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eventlog", help="event-log tools")
     esub = ev.add_subparsers(dest="eventlog_command", required=True, parser_class=_Parser)
     eventlog.register(esub)
+
+    trust.register(sub)
     return p
 
 
@@ -52,7 +54,9 @@ def read_file(path: str, what: str, limit: int = 64 << 20) -> bytes:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
-        raise UsageError("cli.input.unreadable", f"cannot read {what} {path!r}: {e.strerror}") from None
+        raise UsageError(
+            "cli.input.unreadable", f"cannot read {what} {path!r}: {e.strerror}"
+        ) from None
     if len(data) > limit:
         raise UsageError("cli.input.too_large", f"{what} {path!r} exceeds {limit} bytes")
     return data
@@ -70,8 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except UsageError as e:
         if getattr(args, "json_errors", False):
-            emit({"verified": False, "platform": getattr(args, "platform", None), "claims": {},
-                  "errors": [{"code": e.code, "message": e.message}]})
+            emit(
+                {
+                    "verified": False,
+                    "platform": getattr(args, "platform", None),
+                    "claims": {},
+                    "errors": [{"code": e.code, "message": e.message}],
+                }
+            )
         print(f"sealgate: {e.message}", file=sys.stderr)
         return EXIT_USAGE
     except SealgateError as e:
@@ -79,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - the CLI must never show a traceback
+    except Exception as e:  # the CLI must never show a traceback
         print(f"sealgate: cli.internal.error: {type(e).__name__}", file=sys.stderr)
         return EXIT_USAGE
 

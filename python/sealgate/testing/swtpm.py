@@ -58,7 +58,7 @@ def _port_pair() -> int:
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
+            p: int = s.getsockname()[1]
         if p >= 65535:
             continue
         with socket.socket() as s2:
@@ -143,11 +143,18 @@ class Swtpm:
             self.port = _port_pair()
             self.proc = subprocess.Popen(
                 [
-                    "swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.state}",
-                    "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
-                    "--ctrl", f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
-                    "--flags", "not-need-init,startup-clear",
-                ],  # fmt: skip
+                    "swtpm",
+                    "socket",
+                    "--tpm2",
+                    "--tpmstate",
+                    f"dir={self.state}",
+                    "--server",
+                    f"type=tcp,port={self.port},bindaddr=127.0.0.1",
+                    "--ctrl",
+                    f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
+                    "--flags",
+                    "not-need-init,startup-clear",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
@@ -157,8 +164,9 @@ class Swtpm:
                 if self.proc.poll() is not None:
                     last = (self.proc.stderr.read() if self.proc.stderr else b"").decode()
                     break
-                with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port + 1), timeout=0.2
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", self.port + 1), timeout=0.2),
                 ):
                     return self
                 time.sleep(0.02)
