@@ -174,6 +174,16 @@ def _check_endorsement(
         )
 
 
+def _leaf_product(vcek: bytes) -> str | None:
+    """The product line a VCEK/VLEK names, for decoding when its chain failed."""
+    from sealgate.snp.certs import parse_endorsement_key
+
+    try:
+        return parse_endorsement_key(_load_cert(vcek, "VCEK/VLEK")).product
+    except (ChainError, ParseError):
+        return None
+
+
 def _cached_file(cache: CollateralCache | None, *parts: str) -> bytes | None:
     if cache is None:
         return None
@@ -305,6 +315,7 @@ def verify_report(
     except (ChainError, ParseError, VerificationError) as e:
         res.fail_from(e)
 
+    ek_product: str | None = None
     if entry is not None:
         try:
             rpt, sig_failure = _core.verify_snp_report(entry.key, report)
@@ -320,7 +331,7 @@ def verify_report(
         except (ParseError, VerificationError) as e:
             res.fail_from(e)
             return res
-        ek_product = None
+        ek_product = _leaf_product(vcek)
 
     resolved, mismatch = _resolve_product(product, rpt.cpuid_product, ek_product)
     if resolved is None:
