@@ -61,9 +61,11 @@ fmt: setup
 
 bench: setup
 	$(PY) scripts/bench_tpm.py
+	$(PY) scripts/bench_snp.py
 
 vectors: setup
 	$(PY) scripts/gen_vectors.py
+	$(PY) scripts/gen_snp_vectors.py
 
 clean:
 	rm -rf $(STAMP) target python/sealgate/*.so

@@ -10,6 +10,7 @@ import pytest
 from sealgate.cli import main
 from sealgate.node.tsm import FakeTsm
 from sealgate.snp import verify_report
+from sealgate.snp.certtable import parse_cert_table
 from sealgate.testing.snp import CHIP_A, VALID_AT, SyntheticNode
 
 from tests.httpserver import serve_dir
@@ -183,9 +184,10 @@ def test_configfs_tsm_node_to_verifier(tmp_path: Path) -> None:
     tsm = FakeTsm(tmp_path / "tsm", node.tsm_responder(), platform="snp")
     rd = bytes.fromhex("ab" * 64)
     ev = tsm.collect(rd)
+    assert ev.auxblob is not None
     res = verify_report(
         ev.outblob,
-        vcek=node.vcek_der,
+        vcek=parse_cert_table(ev.auxblob)["vcek"],
         cert_chain=node.cert_chain,
         roots=[node.ark_pem],
         report_data=rd,

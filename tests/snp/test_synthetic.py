@@ -234,3 +234,23 @@ def test_chain_cache_respects_verification_time() -> None:
     res = run("report-v5.bin", at=datetime(2033, 1, 1, tzinfo=UTC))
     assert codes(res) == ["snp.chain.expired"]
     assert run("report-v5.bin").verified
+
+
+def test_committed_vectors_match_the_seeded_keys() -> None:
+    """The seed-derived keys (sealgate.testing.snp) are the ones in the committed certs, so
+    SyntheticNode and the vectors cannot drift apart (full regeneration: gen --check)."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from sealgate.testing.snp import ec_key
+    from sealgate.x509der import load_certificate
+
+    for name, seed in [
+        ("vcek-milan.der", "vcek-milan-chip-a"),
+        ("vlek-milan.der", "vlek-milan"),
+        ("vcek-turin.der", "vcek-turin"),
+    ]:
+        cert = load_certificate(v(name))
+        point = (
+            ec_key(seed).public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        )
+        assert cert.public_key_bits == point, name
+        assert cert.serial == 0

@@ -695,10 +695,14 @@ class SyntheticNode:
         ek = Endorsement(self.vcek_der, self.key, "vcek", self.product, self.tcb, self.chip_id)
         return build_report(ek, f)
 
-    def tsm_responder(self) -> Responder:
-        """A ``FakeTsm`` responder producing this node's reports (no certificate table)."""
+    def tsm_responder(self, with_certs: bool = True) -> Responder:
+        """A ``FakeTsm`` responder producing this node's reports and, as the host would with
+        an extended guest request, the certificate table holding the VCEK in ``auxblob``."""
+        from sealgate.snp.certtable import build_cert_table
+
+        aux = build_cert_table({"vcek": self.vcek_der}) if with_certs else None
 
         def respond(data: bytes) -> tuple[bytes, bytes | None]:
-            return self.report(data), None
+            return self.report(data), aux
 
         return respond

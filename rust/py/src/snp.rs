@@ -7,16 +7,19 @@
 
 use crate::errors::{failure_error, parse_error};
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use pyo3::intern;
 use sealgate_formats::snp::{
-    parse_report, AttestationReport, FirmwareVersion, Product, SigningKey, TcbLayout, TcbVersion, REPORT_SIZE,
+    parse_report, AttestationReport, FirmwareVersion, Product, SigningKey, TcbLayout, TcbVersion,
+    REPORT_SIZE,
 };
 use sealgate_formats::ParseError;
 use sealgate_verify::crypto::{Curve, VerifyingKey};
 use sealgate_verify::failure::hex;
-use sealgate_verify::snp::{check_endorsement, parse_failure, verify_report_signature, Endorsement};
+use sealgate_verify::snp::{
+    check_endorsement, parse_failure, verify_report_signature, Endorsement,
+};
 use sealgate_verify::Failure;
 use std::sync::Arc;
 
@@ -69,7 +72,8 @@ impl SnpKey {
     ) -> PyResult<Self> {
         let product_of = |p: Option<&str>| -> PyResult<Option<Product>> {
             p.map(|s| {
-                Product::from_name(s).ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
+                Product::from_name(s)
+                    .ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
             })
             .transpose()
         };
@@ -79,7 +83,11 @@ impl SnpKey {
                 kind: match k {
                     "vcek" => SigningKey::Vcek,
                     "vlek" => SigningKey::Vlek,
-                    other => return Err(PyValueError::new_err(format!("kind {other:?}: vcek or vlek"))),
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "kind {other:?}: vcek or vlek"
+                        )))
+                    }
                 },
                 product: product_of(product)?,
                 hwid,
@@ -144,7 +152,11 @@ fn fw_dict<'py>(py: Python<'py>, v: FirmwareVersion) -> PyResult<Bound<'py, PyDi
 
 /// Every report field as the CLI/JSON claim set (hex lowercase), TCBs decoded with the
 /// layout of `product`. Keys are interned: this runs once per verified report.
-fn claims_dict<'py>(py: Python<'py>, r: &AttestationReport, product: Product) -> PyResult<Bound<'py, PyDict>> {
+fn claims_dict<'py>(
+    py: Python<'py>,
+    r: &AttestationReport,
+    product: Product,
+) -> PyResult<Bound<'py, PyDict>> {
     let l = product.tcb_layout();
     let d = PyDict::new(py);
     d.set_item(intern!(py, "version"), r.version)?;
@@ -179,14 +191,26 @@ fn claims_dict<'py>(py: Python<'py>, r: &AttestationReport, product: Product) ->
     pid.set_item(intern!(py, "tsme_enabled"), pi.tsme_enabled())?;
     pid.set_item(intern!(py, "ecc_enabled"), pi.ecc_enabled())?;
     pid.set_item(intern!(py, "rapl_disabled"), pi.rapl_disabled())?;
-    pid.set_item(intern!(py, "ciphertext_hiding_enabled"), pi.ciphertext_hiding_enabled())?;
-    pid.set_item(intern!(py, "alias_check_complete"), pi.alias_check_complete())?;
+    pid.set_item(
+        intern!(py, "ciphertext_hiding_enabled"),
+        pi.ciphertext_hiding_enabled(),
+    )?;
+    pid.set_item(
+        intern!(py, "alias_check_complete"),
+        pi.alias_check_complete(),
+    )?;
     pid.set_item(intern!(py, "tio_enabled"), pi.tio_enabled())?;
     pid.set_item(intern!(py, "unknown_bits"), pi.unknown_bits())?;
     d.set_item(intern!(py, "platform_info"), pid)?;
-    d.set_item(intern!(py, "reported_tcb"), tcb_dict(py, r.reported_tcb, l)?)?;
+    d.set_item(
+        intern!(py, "reported_tcb"),
+        tcb_dict(py, r.reported_tcb, l)?,
+    )?;
     d.set_item(intern!(py, "current_tcb"), tcb_dict(py, r.current_tcb, l)?)?;
-    d.set_item(intern!(py, "committed_tcb"), tcb_dict(py, r.committed_tcb, l)?)?;
+    d.set_item(
+        intern!(py, "committed_tcb"),
+        tcb_dict(py, r.committed_tcb, l)?,
+    )?;
     d.set_item(intern!(py, "launch_tcb"), tcb_dict(py, r.launch_tcb, l)?)?;
     d.set_item(intern!(py, "signing_key"), r.signing_key.as_str())?;
     d.set_item(intern!(py, "family_id"), hex(&r.family_id))?;
@@ -208,8 +232,14 @@ fn claims_dict<'py>(py: Python<'py>, r: &AttestationReport, product: Product) ->
         }
         None => d.set_item(intern!(py, "cpuid"), py.None())?,
     }
-    d.set_item(intern!(py, "current_firmware"), fw_dict(py, r.current_version)?)?;
-    d.set_item(intern!(py, "committed_firmware"), fw_dict(py, r.committed_version)?)?;
+    d.set_item(
+        intern!(py, "current_firmware"),
+        fw_dict(py, r.current_version)?,
+    )?;
+    d.set_item(
+        intern!(py, "committed_firmware"),
+        fw_dict(py, r.committed_version)?,
+    )?;
     d.set_item(intern!(py, "launch_mit_vector"), r.launch_mit_vector)?;
     d.set_item(intern!(py, "current_mit_vector"), r.current_mit_vector)?;
     Ok(d)
@@ -278,8 +308,9 @@ impl SnpReport {
     /// Every report field as the CLI/JSON claim set (hex lowercase), TCBs decoded with the
     /// layout of `product`.
     fn claims<'py>(&self, py: Python<'py>, product: &str) -> PyResult<Bound<'py, PyDict>> {
-        let p = Product::from_name(product)
-            .ok_or_else(|| PyValueError::new_err(format!("unknown product {product:?} (Milan, Genoa, Turin)")))?;
+        let p = Product::from_name(product).ok_or_else(|| {
+            PyValueError::new_err(format!("unknown product {product:?} (Milan, Genoa, Turin)"))
+        })?;
         claims_dict(py, &self.report, p)
     }
 
@@ -343,7 +374,10 @@ fn verify_snp<'py>(
     report_data: Option<&[u8]>,
 ) -> PyResult<(Bound<'py, PyDict>, Failures)> {
     let explicit = product
-        .map(|s| Product::from_name(s).ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}"))))
+        .map(|s| {
+            Product::from_name(s)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
+        })
         .transpose()?;
     if report_data.is_some_and(|d| d.len() > 64) {
         return Err(PyValueError::new_err("report_data is at most 64 bytes"));
@@ -365,11 +399,19 @@ fn verify_snp<'py>(
     match (explicit, cpuid, chain) {
         (Some(e), Some(c), _) if e != c => failures.push(Failure::new(
             "snp.report.product_mismatch",
-            format!("report CPUID says {}, verification asked for {}", c.as_str(), e.as_str()),
+            format!(
+                "report CPUID says {}, verification asked for {}",
+                c.as_str(),
+                e.as_str()
+            ),
         )),
         (None, Some(c), Some(ch)) if c != ch => failures.push(Failure::new(
             "snp.report.product_mismatch",
-            format!("report CPUID says {}, chain is for {}", c.as_str(), ch.as_str()),
+            format!(
+                "report CPUID says {}, chain is for {}",
+                c.as_str(),
+                ch.as_str()
+            ),
         )),
         _ => {}
     }
@@ -397,12 +439,19 @@ fn verify_snp<'py>(
         if padded != report.report_data {
             failures.push(Failure::new(
                 "snp.report.report_data_mismatch",
-                format!("REPORT_DATA {}, expected {}", hex(&report.report_data), hex(&padded)),
+                format!(
+                    "REPORT_DATA {}, expected {}",
+                    hex(&report.report_data),
+                    hex(&padded)
+                ),
             ));
         }
     }
     let claims = claims_dict(py, &report, p)?;
-    Ok((claims, failures.into_iter().map(|f| (f.code, f.message)).collect()))
+    Ok((
+        claims,
+        failures.into_iter().map(|f| (f.code, f.message)).collect(),
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -119,7 +119,11 @@ pub fn hwid_len(p: Product) -> usize {
 /// Compare the endorsement with the report: signing-key kind, product, hwID = CHIP_ID
 /// (VCEK), and every SPL = REPORTED_TCB (not CURRENT_TCB: the key is derived from the
 /// reported TCB). Returns every mismatch.
-pub fn check_endorsement(report: &AttestationReport, e: &Endorsement, product: Product) -> Vec<Failure> {
+pub fn check_endorsement(
+    report: &AttestationReport,
+    e: &Endorsement,
+    product: Product,
+) -> Vec<Failure> {
     let mut out = Vec::new();
     if report.signing_key != e.kind {
         out.push(Failure::new(
@@ -135,7 +139,11 @@ pub fn check_endorsement(report: &AttestationReport, e: &Endorsement, product: P
         if p != product {
             out.push(Failure::new(
                 "snp.vcek.product_mismatch",
-                format!("certificate is for {}, report is {}", p.as_str(), product.as_str()),
+                format!(
+                    "certificate is for {}, report is {}",
+                    p.as_str(),
+                    product.as_str()
+                ),
             ));
         }
     }
@@ -143,11 +151,18 @@ pub fn check_endorsement(report: &AttestationReport, e: &Endorsement, product: P
         let n = hwid_len(product);
         let chip = &report.chip_id;
         match &e.hwid {
-            None => out.push(Failure::new("snp.vcek.missing_extension", "VCEK has no hwID extension")),
+            None => out.push(Failure::new(
+                "snp.vcek.missing_extension",
+                "VCEK has no hwID extension",
+            )),
             Some(h) if h.len() != n || h[..] != chip[..n] || chip[n..].iter().any(|&b| b != 0) => {
                 out.push(Failure::new(
                     "snp.vcek.chip_id_mismatch",
-                    format!("VCEK hwID {} is not the report CHIP_ID {}", hex(h), hex(chip)),
+                    format!(
+                        "VCEK hwID {} is not the report CHIP_ID {}",
+                        hex(h),
+                        hex(chip)
+                    ),
                 ))
             }
             Some(_) => {}
@@ -163,11 +178,18 @@ pub fn check_endorsement(report: &AttestationReport, e: &Endorsement, product: P
     if let Some(fmc) = t.fmc {
         fields.insert(0, ("fmc", e.fmc, fmc));
     }
-    let missing: Vec<&str> = fields.iter().filter(|f| f.1.is_none()).map(|f| f.0).collect();
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.1.is_none())
+        .map(|f| f.0)
+        .collect();
     if !missing.is_empty() {
         out.push(Failure::new(
             "snp.vcek.missing_extension",
-            format!("certificate lacks SPL extensions for {}", missing.join(", ")),
+            format!(
+                "certificate lacks SPL extensions for {}",
+                missing.join(", ")
+            ),
         ));
         return out;
     }
@@ -179,7 +201,10 @@ pub fn check_endorsement(report: &AttestationReport, e: &Endorsement, product: P
     if !diff.is_empty() {
         out.push(Failure::new(
             "snp.vcek.tcb_mismatch",
-            format!("certificate TCB differs from REPORTED_TCB: {}", diff.join(", ")),
+            format!(
+                "certificate TCB differs from REPORTED_TCB: {}",
+                diff.join(", ")
+            ),
         ));
     }
     out
@@ -309,21 +334,37 @@ mod tests {
         let mut e = endorsement();
         e.microcode = Some(1);
         e.hwid = Some(vec![1u8; 64]);
-        let codes: Vec<String> = check_endorsement(&r, &e, Product::Milan).into_iter().map(|f| f.code).collect();
-        assert_eq!(codes, ["snp.vcek.chip_id_mismatch", "snp.vcek.tcb_mismatch"]);
+        let codes: Vec<String> = check_endorsement(&r, &e, Product::Milan)
+            .into_iter()
+            .map(|f| f.code)
+            .collect();
+        assert_eq!(
+            codes,
+            ["snp.vcek.chip_id_mismatch", "snp.vcek.tcb_mismatch"]
+        );
         let mut e = endorsement();
         e.kind = SigningKey::Vlek;
         e.tee = None;
-        let codes: Vec<String> = check_endorsement(&r, &e, Product::Genoa).into_iter().map(|f| f.code).collect();
+        let codes: Vec<String> = check_endorsement(&r, &e, Product::Genoa)
+            .into_iter()
+            .map(|f| f.code)
+            .collect();
         assert_eq!(
             codes,
-            ["snp.vcek.kind_mismatch", "snp.vcek.product_mismatch", "snp.vcek.missing_extension"]
+            [
+                "snp.vcek.kind_mismatch",
+                "snp.vcek.product_mismatch",
+                "snp.vcek.missing_extension"
+            ]
         );
         // Turin: an fmcSPL is required and the hwID is 8 bytes.
         let mut e = endorsement();
         e.product = Some(Product::Turin);
         e.hwid = Some(vec![0u8; 8]);
-        let codes: Vec<String> = check_endorsement(&r, &e, Product::Turin).into_iter().map(|f| f.code).collect();
+        let codes: Vec<String> = check_endorsement(&r, &e, Product::Turin)
+            .into_iter()
+            .map(|f| f.code)
+            .collect();
         assert_eq!(codes, ["snp.vcek.missing_extension"]);
     }
 
