@@ -254,3 +254,26 @@ def test_committed_vectors_match_the_seeded_keys() -> None:
         )
         assert cert.public_key_bits == point, name
         assert cert.serial == 0
+
+
+def test_one_bundle_with_ask_ark_and_asvk_serves_both_keys() -> None:
+    bundle = v("ask-milan.pem") + v("ark-milan.pem") + v("asvk-milan.pem")
+    for report, vcek in (
+        ("report-v5.bin", "vcek-milan.der"),
+        ("report-v3-vlek.bin", "vlek-milan.der"),
+    ):
+        res = verify_report(
+            v(report), vcek=v(vcek), cert_chain=bundle, roots=[v("ark-milan.pem")],
+            at=VALID_AT, trust_dir=NO_TRUST_DIR,
+        )  # fmt: skip
+        assert res.verified, (report, res.errors)
+
+
+def test_pem_vcek_is_accepted() -> None:
+    from sealgate.trust import to_pem
+
+    res = verify_report(
+        v("report-v5.bin"), vcek=to_pem(v("vcek-milan.der")), cert_chain=v("cert_chain-milan.pem"),
+        roots=[v("ark-milan.pem")], at=VALID_AT, trust_dir=NO_TRUST_DIR,
+    )  # fmt: skip
+    assert res.verified, res.errors
