@@ -23,7 +23,12 @@ from sealgate.collateral import CollateralCache
 from sealgate.errors import ChainError, ParseError, SealgateError, UsageError, VerificationError
 from sealgate.result import VerifyResult
 from sealgate.snp import kds
-from sealgate.snp.certs import EndorsementKey, VerifiedChain, verify_chain
+from sealgate.snp.certs import (
+    EndorsementKey,
+    VerifiedChain,
+    clear_signature_cache,
+    verify_chain,
+)
 from sealgate.trust import TrustStore
 from sealgate.x509der import (
     Certificate,
@@ -51,9 +56,11 @@ class _Entry:
 
 class _ChainCache:
     """LRU of verified chains, keyed by the exact inputs (certificate bytes, CRL, product,
-    trust/cache directories). A hit is used only when the verification time falls inside
-    the chain's validity window; otherwise the chain is verified again (and fails with the
-    precise reason)."""
+    trust/cache directories), which fix the certificate fingerprints. A hit is used only when
+    the verification time falls inside the chain's validity window (all certificates and the
+    CRL); otherwise the chain is built again and fails with the precise reason. Below it,
+    ``sealgate.snp.certs`` keeps verified signatures by (certificate, issuer) fingerprint, so
+    rebuilding a chain from known certificates does no RSA work."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -86,8 +93,9 @@ _CACHE = _ChainCache(CHAIN_CACHE_SIZE)
 
 
 def clear_cache() -> None:
-    """Forget every verified chain (tests; operators after a trust change)."""
+    """Forget every verified chain and signature (tests; operators after a trust change)."""
     _CACHE.clear()
+    clear_signature_cache()
 
 
 def _load_cert(data: bytes, what: str) -> Certificate:

@@ -148,11 +148,28 @@ def _check_amd_pss(cert_or_crl: Certificate | Crl, what: str) -> None:
         )
 
 
+#: Signatures already verified, keyed by (SHA-256 of the signed certificate or CRL, SHA-256
+#: of the issuer certificate): a new bundle holding known certificates costs no RSA work.
+_VERIFIED: set[tuple[str, str]] = set()
+#: Bound on that set (each entry is two hex digests).
+_VERIFIED_MAX = 65536
+
+
 def _verify(cert: Certificate | Crl, issuer: Certificate, what: str, code: str) -> None:
     _check_amd_pss(cert, what)
+    key = (cert.fingerprint, issuer.fingerprint)
+    if key in _VERIFIED:
+        return
     verify_signature(
         cert.tbs, cert.signature_alg, cert.signature, issuer.public_key(), what, code=code
     )
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED.add(key)
+
+
+def clear_signature_cache() -> None:
+    _VERIFIED.clear()
 
 
 @dataclass(frozen=True)
