@@ -27,6 +27,7 @@ from sealgate.snp.certs import (
     EndorsementKey,
     VerifiedChain,
     clear_signature_cache,
+    parse_endorsement_key,
     verify_chain,
 )
 from sealgate.trust import TrustStore
@@ -137,8 +138,6 @@ def _resolve_product(
 
 def _leaf_product(vcek: bytes) -> str | None:
     """The product line a VCEK/VLEK names, for decoding when its chain failed."""
-    from sealgate.snp.certs import parse_endorsement_key
-
     try:
         return parse_endorsement_key(_load_cert(vcek, "VCEK/VLEK")).product
     except (ChainError, ParseError):
@@ -179,8 +178,6 @@ def _chain_for(
     candidates.extend(store.roots("snp"))
     crl_obj: Crl | None = load_crl(crl) if crl is not None else None
     # Collateral cache: chains and CRLs for the candidate product lines.
-    from sealgate.snp.certs import parse_endorsement_key
-
     ek0 = parse_endorsement_key(leaf)
     line = product or ek0.product
     for p in [line] if line else list(PRODUCTS):
