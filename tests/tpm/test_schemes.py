@@ -8,7 +8,6 @@ import hashlib
 import os
 
 import pytest
-
 from sealgate import _core
 from sealgate.testing.softtpm import SoftAk
 
@@ -18,15 +17,19 @@ PCRS = {
 }
 SEL = [("sha256", [0, 1, 2, 3, 4, 5, 6, 7]), ("sha1", [0, 7])]
 
-MATRIX = [
-    ("rsa", "rsassa", h, bits, "P-256")
-    for h in ("sha1", "sha256", "sha384", "sha512")
-    for bits in (2048, 3072, 4096)
-] + [("rsa", "rsapss", h, 2048, "P-256") for h in ("sha1", "sha256", "sha384", "sha512")] + [
-    ("ecc", "ecdsa", h, 2048, c)
-    for h in ("sha1", "sha256", "sha384", "sha512")
-    for c in ("P-256", "P-384")
-]
+MATRIX = (
+    [
+        ("rsa", "rsassa", h, bits, "P-256")
+        for h in ("sha1", "sha256", "sha384", "sha512")
+        for bits in (2048, 3072, 4096)
+    ]
+    + [("rsa", "rsapss", h, 2048, "P-256") for h in ("sha1", "sha256", "sha384", "sha512")]
+    + [
+        ("ecc", "ecdsa", h, 2048, c)
+        for h in ("sha1", "sha256", "sha384", "sha512")
+        for c in ("P-256", "P-384")
+    ]
+)
 
 
 @pytest.mark.parametrize(("kind", "scheme", "hash_alg", "bits", "curve"), MATRIX)
