@@ -4,10 +4,12 @@ tampered quote. SHA-1 verifies but is reported weak."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sealgate import _core
 from sealgate.testing.softtpm import SoftAk
 
@@ -32,9 +34,16 @@ MATRIX = (
 )
 
 
+@functools.cache
+def rsa_key(bits: int) -> rsa.RSAPrivateKey:
+    """RSA key generation dominates this module's time: one key per size."""
+    return rsa.generate_private_key(65537, bits)
+
+
 @pytest.mark.parametrize(("kind", "scheme", "hash_alg", "bits", "curve"), MATRIX)
 def test_scheme(kind: str, scheme: str, hash_alg: str, bits: int, curve: str) -> None:
-    ak = SoftAk(kind, scheme=scheme, hash_alg=hash_alg, bits=bits, curve=curve)
+    key = rsa_key(bits) if kind == "rsa" else None
+    ak = SoftAk(kind, scheme=scheme, hash_alg=hash_alg, bits=bits, curve=curve, key=key)
     nonce = os.urandom(32)
     attest, sig = ak.quote(nonce, PCRS, SEL)
     pub = _core.TpmPublic.parse(ak.tpm2b_public)

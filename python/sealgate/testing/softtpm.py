@@ -42,6 +42,7 @@ class SoftAk:
         bits: int = 2048,
         curve: str = "P-256",
         attributes: int = AK_ATTRIBUTES,
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None,
     ) -> None:
         self.kind = kind
         self.scheme = scheme or ("rsassa" if kind == "rsa" else "ecdsa")
@@ -51,14 +52,19 @@ class SoftAk:
         sch = struct.pack(">HHH", 0x0010, SCHEME[self.scheme], ALG[hash_alg])
         self.key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
         if kind == "rsa":
-            self.key = rsa.generate_private_key(65537, bits)
+            self.key = (
+                key if isinstance(key, rsa.RSAPrivateKey) else rsa.generate_private_key(65537, bits)
+            )
+            bits = self.key.key_size
             n = self.key.public_key().public_numbers().n.to_bytes(bits // 8, "big")
             self.public_area = (
                 head + sch + struct.pack(">HI", bits, 0) + struct.pack(">H", len(n)) + n
             )
         else:
             crv, cid, size = CURVES[curve]
-            self.key = ec.generate_private_key(crv)
+            self.key = (
+                key if isinstance(key, ec.EllipticCurvePrivateKey) else ec.generate_private_key(crv)
+            )
             nums = self.key.public_key().public_numbers()
             x, y = nums.x.to_bytes(size, "big"), nums.y.to_bytes(size, "big")
             self.public_area = (
