@@ -40,7 +40,7 @@ from sealgate.x509der import (
     pem_blocks,
 )
 
-__all__ = ["PRODUCTS", "clear_cache", "verify_report"]
+__all__ = ["PRODUCTS", "clear_cache", "verify_report", "verify_tsm_evidence"]
 
 PRODUCTS = kds.PRODUCTS
 #: Verified chains kept in memory. An entry is a few KiB; a verifier sees one per chip/TCB.
@@ -318,3 +318,27 @@ def verify_report(
                 f"REPORT_DATA {rpt.report_data.hex()}, expected {want.hex()}",
             )
     return res
+
+
+def verify_tsm_evidence(outblob: bytes, auxblob: bytes | None, **kwargs: Any) -> VerifyResult:
+    """Verify configfs-tsm evidence: ``outblob`` is the report, ``auxblob`` the certificate
+    table the host attached (VCEK or VLEK, optionally ASK/ARK). Certificates passed in
+    ``kwargs`` (``vcek``, ``cert_chain``) take precedence; everything else is as
+    ``verify_report``. A malformed table is a failure, not an exception."""
+    from sealgate.snp.certtable import parse_cert_table
+    from sealgate.trust import to_pem
+
+    if auxblob:
+        try:
+            table = parse_cert_table(auxblob)
+        except ParseError as e:
+            res = VerifyResult(platform="snp")
+            res.fail_from(e)
+            return res
+        leaf = table.get("vcek") or table.get("vlek")
+        if kwargs.get("vcek") is None and leaf is not None:
+            kwargs["vcek"] = leaf
+        chain = b"".join(to_pem(table[k]) for k in ("ask", "ark") if k in table)
+        if kwargs.get("cert_chain") is None and chain:
+            kwargs["cert_chain"] = chain
+    return verify_report(outblob, **kwargs)
