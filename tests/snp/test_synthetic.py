@@ -277,3 +277,30 @@ def test_pem_vcek_is_accepted() -> None:
         roots=[v("ark-milan.pem")], at=VALID_AT, trust_dir=NO_TRUST_DIR,
     )  # fmt: skip
     assert res.verified, res.errors
+
+
+def test_impostor_intermediate_does_not_hide_the_genuine_one() -> None:
+    from sealgate.trust import to_pem
+
+    ask = bytearray(load_ask_der())
+    ask[-1] ^= 0x01  # same name and key, broken signature by the ARK
+    impostor = to_pem(bytes(ask))
+    res = run("report-v5.bin", chain=None)
+    assert codes(res) == ["snp.chain.missing_intermediate"]
+    alone = verify_report(
+        v("report-v5.bin"), vcek=v("vcek-milan.der"), cert_chain=impostor,
+        roots=[v("ark-milan.pem")], at=VALID_AT, trust_dir=NO_TRUST_DIR,
+    )  # fmt: skip
+    assert codes(alone) == ["snp.chain.signature_invalid"]
+    bundle = impostor + v("cert_chain-milan.pem")
+    both = verify_report(
+        v("report-v5.bin"), vcek=v("vcek-milan.der"), cert_chain=bundle,
+        roots=[v("ark-milan.pem")], at=VALID_AT, trust_dir=NO_TRUST_DIR,
+    )  # fmt: skip
+    assert both.verified, both.errors
+
+
+def load_ask_der() -> bytes:
+    from sealgate.x509der import load_certificates
+
+    return load_certificates(v("ask-milan.pem"))[0].der

@@ -243,12 +243,39 @@ def verify_chain(
             "snp.chain.missing_intermediate",
             f"no {want_cn} certificate issued the {ek.kind.upper()} (issuer {leaf.issuer_cn!r})",
         )
-    inter = next((c for c in issuers if c.subject_cn == want_cn), None)
-    if inter is None:
+    matching: dict[str, Certificate] = {}
+    for c in issuers:
+        if c.subject_cn == want_cn:
+            matching.setdefault(c.fingerprint, c)
+    if not matching:
         raise ChainError(
             "snp.chain.wrong_product",
             f"{ek.kind.upper()} issued by {issuers[0].subject_cn!r}, expected {want_cn!r}",
         )
+    # Several candidates can carry the intermediate's name (trust directory, bundle, cache,
+    # or a planted impostor): the chain holds if any of them completes it.
+    first_error: ChainError | None = None
+    for inter in matching.values():
+        try:
+            return _complete(leaf, ek, inter, want_cn, candidates, explicit_roots, product, at, crl)
+        except ChainError as e:
+            first_error = first_error or e
+    assert first_error is not None
+    raise first_error
+
+
+def _complete(
+    leaf: Certificate,
+    ek: EndorsementKey,
+    inter: Certificate,
+    want_cn: str,
+    candidates: list[Certificate],
+    explicit_roots: list[Certificate],
+    product: str,
+    at: datetime,
+    crl: Crl | None,
+) -> VerifiedChain:
+    """The chain above a chosen intermediate: leaf signature, root, validity, CRL."""
     if not inter.is_ca():
         raise ChainError("snp.chain.not_ca", f"{want_cn} is not a CA certificate")
     _verify(leaf, inter, f"{ek.kind.upper()} (signed by {want_cn})", "snp.chain.signature_invalid")
