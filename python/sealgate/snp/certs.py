@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sealgate.errors import ChainError, ParseError
 from sealgate.trust import pin_for
 from sealgate.x509der import (
@@ -172,6 +174,16 @@ def clear_signature_cache() -> None:
     _VERIFIED.clear()
 
 
+#: ARK, ASK and ASVK keys are RSA-4096 (pub. 57230 §2).
+AMD_RSA_BITS = 4096
+
+
+def _require_rsa4096(cert: Certificate, what: str) -> None:
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != AMD_RSA_BITS:
+        raise ChainError("snp.chain.bad_key", f"{what} key is not RSA-{AMD_RSA_BITS}")
+
+
 @dataclass(frozen=True)
 class VerifiedChain:
     leaf: Certificate
@@ -278,6 +290,7 @@ def _complete(
     """The chain above a chosen intermediate: leaf signature, root, validity, CRL."""
     if not inter.is_ca():
         raise ChainError("snp.chain.not_ca", f"{want_cn} is not a CA certificate")
+    _require_rsa4096(inter, want_cn)
     _verify(leaf, inter, f"{ek.kind.upper()} (signed by {want_cn})", "snp.chain.signature_invalid")
 
     pinned = [c for c in candidates if c.subject == inter.issuer and pin_for(c.fingerprint)]
@@ -312,6 +325,7 @@ def _complete(
         raise ChainError(
             "snp.chain.wrong_product", f"root is pinned as {root_pin}, product is {product}"
         )
+    _require_rsa4096(root, root.subject_cn)
     if root.subject != root.issuer or not root.is_ca():
         raise ChainError("snp.chain.bad_root", f"{root.subject_cn!r} is not a self-signed CA")
     _verify(root, root, f"{root.subject_cn} (self-signed)", "snp.chain.signature_invalid")
