@@ -65,6 +65,7 @@ fmt: setup
 
 bench: setup
 	$(PY) scripts/bench_tpm.py
+	$(PY) scripts/bench_snp.py
 	$(PY) scripts/bench_service.py
 
 protos: setup
@@ -72,6 +73,7 @@ protos: setup
 
 vectors: setup
 	$(PY) scripts/gen_vectors.py
+	$(PY) scripts/gen_snp_vectors.py
 
 clean:
 	rm -rf $(STAMP) target python/sealgate/*.so

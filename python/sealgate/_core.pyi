@@ -1,7 +1,7 @@
 # Hand-written stubs for the native module (rust/py). Checked by `mypy.stubtest` in
 # `make lint` so they cannot drift from the binding.
 
-from typing import final
+from typing import Any, final
 
 __version__: str
 
@@ -111,3 +111,54 @@ def audit_chain(entries: list[bytes], prev: bytes | None = None) -> list[bytes]:
 def audit_verify(
     entries: list[bytes], hashes: list[bytes], prev: bytes | None = None
 ) -> tuple[int, str, str] | None: ...
+
+# --- AMD SEV-SNP (rust/py/src/snp.rs) ---
+
+@final
+class SnpKey:
+    @staticmethod
+    def from_sec1(
+        point: bytes,
+        kind: str | None = None,
+        product: str | None = None,
+        chain_product: str | None = None,
+        hwid: bytes | None = None,
+        bootloader: int | None = None,
+        tee: int | None = None,
+        snp: int | None = None,
+        microcode: int | None = None,
+        fmc: int | None = None,
+    ) -> SnpKey: ...
+
+@final
+class SnpReport:
+    @staticmethod
+    def parse(data: bytes) -> SnpReport: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def vmpl(self) -> int: ...
+    @property
+    def signing_key(self) -> str: ...
+    @property
+    def mask_chip_key(self) -> bool: ...
+    @property
+    def cpuid_product(self) -> str | None: ...
+    @property
+    def chip_id(self) -> bytes: ...
+    @property
+    def report_data(self) -> bytes: ...
+    @property
+    def measurement(self) -> bytes: ...
+    @property
+    def reported_tcb_raw(self) -> int: ...
+    def reported_tcb(self, product: str) -> tuple[int, int, int, int, int | None]: ...
+    @property
+    def raw(self) -> bytes: ...
+    def claims(self, product: str) -> dict[str, Any]: ...
+    def verify_signature(self, key: SnpKey) -> tuple[str, str] | None: ...
+
+def verify_snp_report(key: SnpKey, data: bytes) -> tuple[SnpReport, tuple[str, str] | None]: ...
+def verify_snp(
+    key: SnpKey, data: bytes, product: str | None = None, report_data: bytes | None = None
+) -> tuple[dict[str, Any], list[tuple[str, str]]]: ...

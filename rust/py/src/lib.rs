@@ -5,6 +5,7 @@
 
 mod audit;
 mod errors;
+mod snp;
 mod tpm;
 
 use pyo3::prelude::*;
@@ -13,6 +14,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     tpm::register(m)?;
+    snp::register(m)?;
     audit::register(m)?;
     Ok(())
 }

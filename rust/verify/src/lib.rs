@@ -8,6 +8,8 @@ pub mod audit;
 pub mod crypto;
 pub mod eventlog;
 pub mod failure;
+mod legacy;
+pub mod snp;
 pub mod tpm;
 
 pub use failure::Failure;

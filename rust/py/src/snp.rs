@@ -1,0 +1,463 @@
+//! Bindings for SEV-SNP attestation reports.
+//!
+//! `SnpKey` holds a VCEK/VLEK public key parsed once (the Python layer caches it with the
+//! verified chain), so a steady-state verification is one parse plus one P-384 verify with
+//! the GIL released, and the claim dictionary is built here rather than field by field in
+//! Python.
+
+use crate::errors::{failure_error, parse_error};
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use sealgate_formats::snp::{
+    parse_report, AttestationReport, FirmwareVersion, Product, SigningKey, TcbLayout, TcbVersion,
+    REPORT_SIZE,
+};
+use sealgate_formats::ParseError;
+use sealgate_verify::crypto::{Curve, VerifyingKey};
+use sealgate_verify::failure::hex;
+use sealgate_verify::snp::{
+    check_endorsement, parse_failure, verify_report_signature, Endorsement,
+};
+use sealgate_verify::Failure;
+use std::sync::Arc;
+
+fn snp_parse_error(py: Python<'_>, e: &ParseError) -> PyErr {
+    match parse_failure(e) {
+        Some(f) => failure_error(py, &f),
+        None => parse_error(py, e),
+    }
+}
+
+fn layout(product: &str) -> PyResult<TcbLayout> {
+    Product::from_name(product)
+        .map(Product::tcb_layout)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!("unknown product {product:?} (Milan, Genoa, Turin)"))
+        })
+}
+
+/// A VCEK or VLEK public key (P-384), parsed once and reused.
+///
+/// Optionally carries what the certificate endorses (kind, product, hwID, SPLs, from the
+/// verified chain) so `verify_snp` checks it against each report without Python work, and
+/// the product line the chain was verified for.
+#[pyclass(frozen, module = "sealgate._core")]
+pub struct SnpKey {
+    key: Arc<VerifyingKey>,
+    endorsement: Option<Endorsement>,
+    chain_product: Option<Product>,
+}
+
+#[pymethods]
+impl SnpKey {
+    /// From an uncompressed SEC1 point (0x04 ‖ X ‖ Y, 97 bytes), as in the certificate's
+    /// subjectPublicKey. `kind` ("vcek"/"vlek") enables the endorsement checks.
+    #[staticmethod]
+    #[pyo3(signature = (point, kind=None, product=None, chain_product=None, hwid=None, bootloader=None, tee=None, snp=None, microcode=None, fmc=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_sec1(
+        py: Python<'_>,
+        point: &[u8],
+        kind: Option<&str>,
+        product: Option<&str>,
+        chain_product: Option<&str>,
+        hwid: Option<Vec<u8>>,
+        bootloader: Option<u8>,
+        tee: Option<u8>,
+        snp: Option<u8>,
+        microcode: Option<u8>,
+        fmc: Option<u8>,
+    ) -> PyResult<Self> {
+        let product_of = |p: Option<&str>| -> PyResult<Option<Product>> {
+            p.map(|s| {
+                Product::from_name(s)
+                    .ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
+            })
+            .transpose()
+        };
+        let endorsement = match kind {
+            None => None,
+            Some(k) => Some(Endorsement {
+                kind: match k {
+                    "vcek" => SigningKey::Vcek,
+                    "vlek" => SigningKey::Vlek,
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "kind {other:?}: vcek or vlek"
+                        )))
+                    }
+                },
+                product: product_of(product)?,
+                hwid,
+                bootloader,
+                tee,
+                snp,
+                microcode,
+                fmc,
+            }),
+        };
+        let chain_product = product_of(chain_product)?;
+        if point.len() != 97 || point[0] != 0x04 {
+            return Err(failure_error(
+                py,
+                &Failure::new(
+                    "snp.vcek.unsupported_key",
+                    "public key is not an uncompressed P-384 point",
+                ),
+            ));
+        }
+        let key = VerifyingKey::ec(Curve::P384, &point[1..49], &point[49..97]).map_err(|e| {
+            failure_error(
+                py,
+                &Failure::new("snp.vcek.unsupported_key", format!("{e:?}")),
+            )
+        })?;
+        Ok(SnpKey {
+            key: Arc::new(key),
+            endorsement,
+            chain_product,
+        })
+    }
+}
+
+/// A parsed ATTESTATION_REPORT (versions 2, 3, 5).
+#[pyclass(frozen, module = "sealgate._core")]
+pub struct SnpReport {
+    report: AttestationReport,
+    raw: Box<[u8]>,
+}
+
+fn tcb_dict<'py>(py: Python<'py>, t: TcbVersion, l: TcbLayout) -> PyResult<Bound<'py, PyDict>> {
+    let t = t.decode(l);
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "bootloader"), t.bootloader)?;
+    d.set_item(intern!(py, "tee"), t.tee)?;
+    d.set_item(intern!(py, "snp"), t.snp)?;
+    d.set_item(intern!(py, "microcode"), t.microcode)?;
+    if let Some(f) = t.fmc {
+        d.set_item(intern!(py, "fmc"), f)?;
+    }
+    Ok(d)
+}
+
+fn fw_dict<'py>(py: Python<'py>, v: FirmwareVersion) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "major"), v.major)?;
+    d.set_item(intern!(py, "minor"), v.minor)?;
+    d.set_item(intern!(py, "build"), v.build)?;
+    Ok(d)
+}
+
+/// Every report field as the CLI/JSON claim set (hex lowercase), TCBs decoded with the
+/// layout of `product`. Keys are interned: this runs once per verified report.
+fn claims_dict<'py>(
+    py: Python<'py>,
+    r: &AttestationReport,
+    product: Product,
+) -> PyResult<Bound<'py, PyDict>> {
+    let l = product.tcb_layout();
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "version"), r.version)?;
+    d.set_item(intern!(py, "product"), product.as_str())?;
+    d.set_item(intern!(py, "measurement"), hex(&r.measurement))?;
+    d.set_item(intern!(py, "report_data"), hex(&r.report_data))?;
+    d.set_item(intern!(py, "host_data"), hex(&r.host_data))?;
+    d.set_item(intern!(py, "chip_id"), hex(&r.chip_id))?;
+    d.set_item(intern!(py, "vmpl"), r.vmpl)?;
+    d.set_item(intern!(py, "guest_svn"), r.guest_svn)?;
+    let p = r.policy;
+    let pd = PyDict::new(py);
+    pd.set_item(intern!(py, "value"), p.0)?;
+    pd.set_item(intern!(py, "abi_major"), p.abi_major())?;
+    pd.set_item(intern!(py, "abi_minor"), p.abi_minor())?;
+    pd.set_item(intern!(py, "smt"), p.smt())?;
+    pd.set_item(intern!(py, "migrate_ma"), p.migrate_ma())?;
+    pd.set_item(intern!(py, "debug"), p.debug())?;
+    pd.set_item(intern!(py, "single_socket"), p.single_socket())?;
+    pd.set_item(intern!(py, "cxl_allow"), p.cxl_allow())?;
+    pd.set_item(intern!(py, "mem_aes_256_xts"), p.mem_aes_256_xts())?;
+    pd.set_item(intern!(py, "rapl_dis"), p.rapl_dis())?;
+    pd.set_item(intern!(py, "ciphertext_hiding"), p.ciphertext_hiding())?;
+    pd.set_item(intern!(py, "page_swap_disable"), p.page_swap_disable())?;
+    pd.set_item(intern!(py, "reserved_bit17"), p.reserved_one())?;
+    pd.set_item(intern!(py, "unknown_bits"), p.unknown_bits())?;
+    d.set_item(intern!(py, "policy"), pd)?;
+    let pi = r.platform_info;
+    let pid = PyDict::new(py);
+    pid.set_item(intern!(py, "value"), pi.0)?;
+    pid.set_item(intern!(py, "smt_enabled"), pi.smt_enabled())?;
+    pid.set_item(intern!(py, "tsme_enabled"), pi.tsme_enabled())?;
+    pid.set_item(intern!(py, "ecc_enabled"), pi.ecc_enabled())?;
+    pid.set_item(intern!(py, "rapl_disabled"), pi.rapl_disabled())?;
+    pid.set_item(
+        intern!(py, "ciphertext_hiding_enabled"),
+        pi.ciphertext_hiding_enabled(),
+    )?;
+    pid.set_item(
+        intern!(py, "alias_check_complete"),
+        pi.alias_check_complete(),
+    )?;
+    pid.set_item(intern!(py, "tio_enabled"), pi.tio_enabled())?;
+    pid.set_item(intern!(py, "unknown_bits"), pi.unknown_bits())?;
+    d.set_item(intern!(py, "platform_info"), pid)?;
+    d.set_item(
+        intern!(py, "reported_tcb"),
+        tcb_dict(py, r.reported_tcb, l)?,
+    )?;
+    d.set_item(intern!(py, "current_tcb"), tcb_dict(py, r.current_tcb, l)?)?;
+    d.set_item(
+        intern!(py, "committed_tcb"),
+        tcb_dict(py, r.committed_tcb, l)?,
+    )?;
+    d.set_item(intern!(py, "launch_tcb"), tcb_dict(py, r.launch_tcb, l)?)?;
+    d.set_item(intern!(py, "signing_key"), r.signing_key.as_str())?;
+    d.set_item(intern!(py, "family_id"), hex(&r.family_id))?;
+    d.set_item(intern!(py, "image_id"), hex(&r.image_id))?;
+    d.set_item(intern!(py, "id_key_digest"), hex(&r.id_key_digest))?;
+    d.set_item(intern!(py, "author_key_digest"), hex(&r.author_key_digest))?;
+    d.set_item(intern!(py, "author_key_en"), r.author_key_en)?;
+    d.set_item(intern!(py, "mask_chip_key"), r.mask_chip_key)?;
+    d.set_item(intern!(py, "report_id"), hex(&r.report_id))?;
+    d.set_item(intern!(py, "report_id_ma"), hex(&r.report_id_ma))?;
+    d.set_item(intern!(py, "signature_algo"), r.signature_algo)?;
+    match r.cpuid {
+        Some(c) => {
+            let cd = PyDict::new(py);
+            cd.set_item(intern!(py, "family"), c.family)?;
+            cd.set_item(intern!(py, "model"), c.model)?;
+            cd.set_item(intern!(py, "stepping"), c.stepping)?;
+            d.set_item(intern!(py, "cpuid"), cd)?;
+        }
+        None => d.set_item(intern!(py, "cpuid"), py.None())?,
+    }
+    d.set_item(
+        intern!(py, "current_firmware"),
+        fw_dict(py, r.current_version)?,
+    )?;
+    d.set_item(
+        intern!(py, "committed_firmware"),
+        fw_dict(py, r.committed_version)?,
+    )?;
+    d.set_item(intern!(py, "launch_mit_vector"), r.launch_mit_vector)?;
+    d.set_item(intern!(py, "current_mit_vector"), r.current_mit_vector)?;
+    Ok(d)
+}
+
+#[pymethods]
+impl SnpReport {
+    #[staticmethod]
+    fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let report = parse_report(data).map_err(|e| snp_parse_error(py, &e))?;
+        Ok(SnpReport {
+            report,
+            raw: data.into(),
+        })
+    }
+    #[getter]
+    fn version(&self) -> u32 {
+        self.report.version
+    }
+    #[getter]
+    fn vmpl(&self) -> u32 {
+        self.report.vmpl
+    }
+    /// "vcek", "vlek" or "none".
+    #[getter]
+    fn signing_key(&self) -> &'static str {
+        self.report.signing_key.as_str()
+    }
+    #[getter]
+    fn mask_chip_key(&self) -> bool {
+        self.report.mask_chip_key
+    }
+    /// Product line from CPUID (version 3+), or None.
+    #[getter]
+    fn cpuid_product(&self) -> Option<&'static str> {
+        self.report.product_from_cpuid().map(Product::as_str)
+    }
+    #[getter]
+    fn chip_id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.report.chip_id)
+    }
+    #[getter]
+    fn report_data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.report.report_data)
+    }
+    #[getter]
+    fn measurement<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.report.measurement)
+    }
+    /// REPORTED_TCB as the raw little-endian u64.
+    #[getter]
+    fn reported_tcb_raw(&self) -> u64 {
+        self.report.reported_tcb.0
+    }
+    /// REPORTED_TCB decoded for `product`: (bootloader, tee, snp, microcode, fmc|None).
+    fn reported_tcb(&self, product: &str) -> PyResult<(u8, u8, u8, u8, Option<u8>)> {
+        let t = self.report.reported_tcb.decode(layout(product)?);
+        Ok((t.bootloader, t.tee, t.snp, t.microcode, t.fmc))
+    }
+    /// The exact bytes parsed.
+    #[getter]
+    fn raw<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.raw)
+    }
+
+    /// Every report field as the CLI/JSON claim set (hex lowercase), TCBs decoded with the
+    /// layout of `product`.
+    fn claims<'py>(&self, py: Python<'py>, product: &str) -> PyResult<Bound<'py, PyDict>> {
+        let p = Product::from_name(product).ok_or_else(|| {
+            PyValueError::new_err(format!("unknown product {product:?} (Milan, Genoa, Turin)"))
+        })?;
+        claims_dict(py, &self.report, p)
+    }
+
+    /// Verify the report signature with `key`; returns None or (code, message). GIL released.
+    fn verify_signature(&self, py: Python<'_>, key: &SnpKey) -> Option<(String, String)> {
+        let k = key.key.clone();
+        py.detach(|| verify_report_signature(&self.raw, &self.report, &k))
+            .err()
+            .map(|f| (f.code, f.message))
+    }
+}
+
+/// Parse and verify in one call, GIL released for both: (report, None | (code, message)).
+/// Parse errors raise `ParseError` (`VerificationError` `snp.report.unsupported_version`
+/// for unknown versions).
+#[pyfunction]
+fn verify_snp_report(
+    py: Python<'_>,
+    key: &SnpKey,
+    data: &[u8],
+) -> PyResult<(SnpReport, Option<(String, String)>)> {
+    if data.len() != REPORT_SIZE {
+        // Fast, GIL-held rejection of the obvious case; the parser gives the precise error.
+        let e = parse_report(data).err();
+        if let Some(e) = e {
+            return Err(snp_parse_error(py, &e));
+        }
+    }
+    let k = key.key.clone();
+    let out = py.detach(|| {
+        let report = parse_report(data)?;
+        let res = verify_report_signature(data, &report, &k);
+        Ok::<_, ParseError>((report, res))
+    });
+    let (report, res) = out.map_err(|e| snp_parse_error(py, &e))?;
+    Ok((
+        SnpReport {
+            report,
+            raw: data.into(),
+        },
+        res.err().map(|f| (f.code, f.message)),
+    ))
+}
+
+type Failures = Vec<(String, String)>;
+
+/// The steady-state call: parse, verify the signature (GIL released for both), check the
+/// key's endorsement against the report, settle the product line and build the claims — one
+/// crossing into Rust per report. Returns (claims, [(code, message)]); parse errors raise.
+///
+/// Product: `product` (explicit) > CPUID (v3+) > the chain's product > the certificate's
+/// productName; an explicit or chain product that contradicts CPUID is a failure
+/// (`snp.report.product_mismatch`).
+#[pyfunction]
+#[pyo3(signature = (key, data, product=None, report_data=None))]
+fn verify_snp<'py>(
+    py: Python<'py>,
+    key: &SnpKey,
+    data: &[u8],
+    product: Option<&str>,
+    report_data: Option<&[u8]>,
+) -> PyResult<(Bound<'py, PyDict>, Failures)> {
+    let explicit = product
+        .map(|s| {
+            Product::from_name(s)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
+        })
+        .transpose()?;
+    if report_data.is_some_and(|d| d.len() > 64) {
+        return Err(PyValueError::new_err("report_data is at most 64 bytes"));
+    }
+    let k = key.key.clone();
+    let (report, sig) = py
+        .detach(|| {
+            let r = parse_report(data)?;
+            let v = verify_report_signature(data, &r, &k);
+            Ok::<_, ParseError>((r, v))
+        })
+        .map_err(|e| snp_parse_error(py, &e))?;
+    let mut failures: Vec<Failure> = Vec::new();
+    if let Err(f) = sig {
+        failures.push(f);
+    }
+    let cpuid = report.product_from_cpuid();
+    let chain = key.chain_product;
+    match (explicit, cpuid, chain) {
+        (Some(e), Some(c), _) if e != c => failures.push(Failure::new(
+            "snp.report.product_mismatch",
+            format!(
+                "report CPUID says {}, verification asked for {}",
+                c.as_str(),
+                e.as_str()
+            ),
+        )),
+        (None, Some(c), Some(ch)) if c != ch => failures.push(Failure::new(
+            "snp.report.product_mismatch",
+            format!(
+                "report CPUID says {}, chain is for {}",
+                c.as_str(),
+                ch.as_str()
+            ),
+        )),
+        _ => {}
+    }
+    let resolved = explicit
+        .or(cpuid)
+        .or(chain)
+        .or(key.endorsement.as_ref().and_then(|e| e.product));
+    let p = match resolved {
+        Some(p) => p,
+        None => {
+            failures.push(Failure::new(
+                "snp.report.unknown_product",
+                "cannot tell the product line; pass --product",
+            ));
+            // Only Turin's TCB layout differs, and Turin firmware emits v3+ (with CPUID).
+            Product::Milan
+        }
+    };
+    if let Some(e) = &key.endorsement {
+        failures.extend(check_endorsement(&report, e, p));
+    }
+    if let Some(want) = report_data {
+        let mut padded = [0u8; 64];
+        padded[..want.len()].copy_from_slice(want);
+        if padded != report.report_data {
+            failures.push(Failure::new(
+                "snp.report.report_data_mismatch",
+                format!(
+                    "REPORT_DATA {}, expected {}",
+                    hex(&report.report_data),
+                    hex(&padded)
+                ),
+            ));
+        }
+    }
+    let claims = claims_dict(py, &report, p)?;
+    Ok((
+        claims,
+        failures.into_iter().map(|f| (f.code, f.message)).collect(),
+    ))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SnpKey>()?;
+    m.add_class::<SnpReport>()?;
+    m.add_function(wrap_pyfunction!(verify_snp_report, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_snp, m)?)?;
+    Ok(())
+}
