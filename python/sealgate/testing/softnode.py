@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography import x509
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from sealgate._proto import attestation_pb2
+from sealgate.testing import snp
 from sealgate.testing.softtpm import SoftAk
 from sealgate.tpm_enroll import (
     OID_TCG_KP_EK_CERTIFICATE,
@@ -28,6 +30,7 @@ from sealgate.tpm_enroll import (
     Credential,
     activate_credential,
 )
+from sealgate.trust import to_pem
 
 
 class SoftwareCa:
@@ -152,3 +155,30 @@ class SoftwareTpm:
 
     def pcr_reference_values(self) -> dict[str, str]:
         return {f"sha256:{i}": self.pcrs[i].hex() for i in sorted(self.selection)}
+
+
+class SoftwareSnp:
+    """Collector playing an SEV-SNP guest with the synthetic AMD world (issue #3 §5).
+
+    Reports carry the runtime-key binding as REPORT_DATA and are signed by the synthetic
+    VCEK; the evidence carries the VCEK and the ASK/ARK chain as a configfs-tsm node would.
+    """
+
+    platform = "snp"
+
+    def __init__(self, fields: snp.ReportFields | None = None) -> None:
+        self.world = snp.world()
+        self.fields = fields if fields is not None else snp.ReportFields()
+
+    def root_pem(self) -> bytes:
+        return bytes(to_pem(self.world.milan.ark_der))
+
+    def collect(self, nonce: bytes, binding: bytes) -> attestation_pb2.Evidence:
+        report = snp.build_report(self.world.vcek, replace(self.fields, report_data=binding))
+        return attestation_pb2.Evidence(
+            snp=attestation_pb2.SnpEvidence(
+                report=report,
+                vcek=self.world.vcek.der,
+                cert_chain=self.world.milan.cert_chain_pem(),
+            )
+        )
