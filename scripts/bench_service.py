@@ -31,7 +31,7 @@ import grpc
 from sealgate._proto import admin_pb2, admin_pb2_grpc
 from sealgate.node.agent import NodeAgent
 from sealgate.service.auth import mint_operator_token
-from sealgate.testing.softnode import SoftwareCa, SoftwareTpm
+from sealgate.testing.softnode import SoftwareCa, SoftwareSnp, SoftwareTpm
 
 BIN = Path(sys.executable).parent / "sealgate"
 KEY = "bench-model"
@@ -112,6 +112,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--levels", default="1,8,32")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--platform",
+        choices=["tpm", "snp"],
+        default="tpm",
+        help="tpm: software AK enrolled like a TPM's; snp: synthetic AMD hierarchy",
+    )
     ap.add_argument("--server-threads", type=int, default=4, help="gRPC threads per process")
     ap.add_argument(
         "--server-workers",
@@ -125,6 +131,10 @@ def main() -> int:
         tmp = Path(tmp_s)
         ca = SoftwareCa()
         port = _port()
+        snp_roots: Path | None = None
+        if args.platform == "snp":
+            snp_roots = tmp / "amd-roots.pem"
+            snp_roots.write_bytes(SoftwareSnp().root_pem())
         (tmp / "cfg.json").write_text(
             json.dumps(
                 {
@@ -132,6 +142,7 @@ def main() -> int:
                     "http_listen": f"127.0.0.1:{_port()}",
                     "data_dir": str(tmp / "data"),
                     "ek_ca_roots": [str(ca.write(tmp / "ca.pem"))],
+                    "snp_roots": [str(snp_roots)] if snp_roots else [],
                     "max_workers": args.server_threads,
                     "rate_limit": {"per_node_rps": 1e6, "burst": 1000000},
                 }
@@ -155,34 +166,30 @@ def main() -> int:
             )
             md = (("authorization", f"Bearer {token}"),)
             admin = admin_pb2_grpc.AdminStub(ch)
-            nodes = [SoftwareTpm(ca) for _ in range(max(levels))]
-            admin.BulkAddReferenceValues(
-                admin_pb2.BulkAddReferenceValuesRequest(
-                    document=json.dumps(
-                        {
-                            "platform": "tpm",
-                            "set_name": "golden",
-                            "values": nodes[0].pcr_reference_values(),
-                        }
-                    )
-                ),
-                metadata=md,
-            )
             admin.GenerateModelKey(admin_pb2.GenerateModelKeyRequest(key_id=KEY), metadata=md)
-            policy = {
-                "platforms": {
-                    "tpm": {
-                        "reference_sets": ["golden"],
-                        "required_selection": "sha256:0,1,2,3,4,5,6,7",
-                    }
-                }
-            }
+            agents: list[NodeAgent] = []
+            if args.platform == "tpm":
+                nodes = [SoftwareTpm(ca) for _ in range(max(levels))]
+                refs = {"platform": "tpm", "set_name": "golden",
+                        "values": nodes[0].pcr_reference_values()}  # fmt: skip
+                admin.BulkAddReferenceValues(
+                    admin_pb2.BulkAddReferenceValuesRequest(document=json.dumps(refs)), metadata=md
+                )
+                policy: dict[str, object] = {"platforms": {"tpm": {
+                    "reference_sets": ["golden"],
+                    "required_selection": "sha256:0,1,2,3,4,5,6,7"}}}  # fmt: skip
+                agents = [NodeAgent(ch, f"bench-{i}", n) for i, n in enumerate(nodes)]
+                for a in agents:
+                    a.enroll()  # EK chain + MakeCredential/ActivateCredential, like a TPM
+            else:
+                snp_node = SoftwareSnp()
+                policy = {"platforms": {"snp": {
+                    "measurement": [snp_node.fields.measurement.hex()], "vmpl": [0],
+                    "products": ["Milan"]}}}  # fmt: skip
+                agents = [NodeAgent(ch, f"cvm-{i}", snp_node) for i in range(max(levels))]
             admin.PutPolicy(
                 admin_pb2.PutPolicyRequest(key_id=KEY, json=json.dumps(policy)), metadata=md
             )
-            agents = [NodeAgent(ch, f"bench-{i}", n) for i, n in enumerate(nodes)]
-            for a in agents:
-                a.enroll()
             run_level(ch, agents[:1], 1.0)  # warm-up
             results = []
             for n in levels:
@@ -207,8 +214,8 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     print(
-        f"sealgate service benchmark ({os.cpu_count()} cores, server + load generator on this "
-        "machine; flow = Challenge + fresh quote + Attest + unseal)"
+        f"sealgate service benchmark, {args.platform} ({os.cpu_count()} cores, server + load "
+        "generator on this machine; flow = Challenge + fresh evidence + Attest + unseal)"
     )
     head = ("clients", "flows/s", "p50 ms", "p99 ms", "mean ms", "flows", "errors",
             "server cpu ms/flow", "loadgen cpu ms/flow")  # fmt: skip
