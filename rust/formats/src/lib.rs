@@ -7,6 +7,7 @@
 pub mod error;
 pub mod eventlog;
 pub mod reader;
+pub mod tdx;
 pub mod tpm;
 
 pub use error::{ParseError, ParseErrorKind, Platform};

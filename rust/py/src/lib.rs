@@ -4,6 +4,7 @@
 //! bytes (no copy) and release the GIL for per-quote work so gRPC worker threads scale.
 
 mod errors;
+mod tdx;
 mod tpm;
 
 use pyo3::prelude::*;
@@ -12,5 +13,6 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     tpm::register(m)?;
+    tdx::register(m)?;
     Ok(())
 }
