@@ -207,6 +207,7 @@ class PckInfo:
     key: _core.TdxPckKey
     ext: SgxExtension
     ca_kind: str  # "platform" | "processor"
+    ca_fp: str  # fingerprint of the issuing PCK CA (CRL cache key)
     serials: tuple[tuple[x509.Name, int], ...] = field(default=())  # (issuer, serial) per cert
 
 
@@ -290,6 +291,7 @@ def pck_info(chain_pem: bytes, roots: list[x509.Certificate], roots_key: tuple[s
         key=_core.TdxPckKey(nums.x.to_bytes(32, "big"), nums.y.to_bytes(32, "big")),
         ext=ext,
         ca_kind=kind,
+        ca_fp=fingerprint(chain.certs[1]),
         serials=tuple((c.issuer, c.serial_number) for c in chain.certs),
     )
     with _LOCK:

@@ -44,9 +44,11 @@ pub fn verify_quote(buf: &[u8], quote: &Quote, pck: Option<&VerifyingKey>) -> Ve
                 ));
             }
         }
+        // A key that is not on the curve cannot have signed anything: same code as a bad
+        // signature, so consumers need not special-case it.
         Err(e) => out.push(Failure::new(
-            "tdx.quote.attestation_key_invalid",
-            format!("attestation key is not a P-256 point: {e:?}"),
+            "tdx.quote.signature_invalid",
+            format!("attestation key {} is not a valid P-256 point: {e:?}", hex(ak)),
         )),
     }
     // QE report data binds the attestation key and QE auth data (A.4.11 "QE Report").

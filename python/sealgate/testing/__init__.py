@@ -1,0 +1,1 @@
+"""Helpers that play attesters in tests (synthetic, never trusted by default)."""
