@@ -24,7 +24,7 @@ $(STAMP)/venv: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2" "cryptography>=45" "pytest>=8" "pytest-timeout>=2.3" \
-		"hypothesis>=6.100" "ruff>=0.6" "mypy>=1.11"
+		"hypothesis>=6.100" "ruff>=0.6" "mypy>=1.11" "dcap-qvl>=0.7"
 	@touch $@
 
 # Release build of the extension, installed into the venv in develop mode (python/ is used

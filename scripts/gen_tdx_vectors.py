@@ -120,7 +120,12 @@ def build() -> dict[str, tuple[bytes, dict[str, Any]]]:
     good = intel.quote(RD)
     bad_sig = bytearray(good)
     bad_sig[48 + 540] ^= 1  # report_data
-    add("quotes/v4_body_flipped.bin", bytes(bad_sig), verified=False, errors=["tdx.quote.signature_invalid"])
+    add(
+        "quotes/v4_body_flipped.bin",
+        bytes(bad_sig),
+        verified=False,
+        errors=["tdx.quote.signature_invalid"],
+    )
 
     # --- malformed: parse errors ---
     sig_at = 48 + 584
@@ -145,7 +150,9 @@ def build() -> dict[str, tuple[bytes, dict[str, Any]]]:
     (n,) = struct.unpack_from("<I", inner_extra, sig_at)
     inner_extra[sig_at : sig_at + 4] = struct.pack("<I", n + 1)
     inner_extra += b"\x00"
-    add("malformed/sigdata_extra_byte.bin", bytes(inner_extra), errors=["tdx.format.trailing_bytes"])
+    add(
+        "malformed/sigdata_extra_byte.bin", bytes(inner_extra), errors=["tdx.format.trailing_bytes"]
+    )
     return files
 
 

@@ -168,8 +168,7 @@ def load_pcrs(data: bytes) -> PcrMap:
 
 def pcrs_to_json(pcrs: PcrMap) -> dict[str, dict[str, str]]:
     return {
-        bank: {str(i): v.hex() for i, v in sorted(values.items())}
-        for bank, values in pcrs.items()
+        bank: {str(i): v.hex() for i, v in sorted(values.items())} for bank, values in pcrs.items()
     }
 
 

@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
 from sealgate import _core, tdx
 from sealgate.result import VerifyResult
+
 from tests.vectors import shared
 
 pytestmark = pytest.mark.shared
@@ -110,9 +110,7 @@ def test_spr_missing_crl() -> None:
     c = tdx.load_collateral_files(f["tcb"], f["qe"], f["chain"])
     r = tdx.verify_quote(f["quote"], collateral=c, roots=roots(), at=SPR_T)
     assert set(codes(r)) == {"tdx.collateral.crl_missing"}
-    r = tdx.verify_quote(
-        f["quote"], collateral=c, roots=roots(), at=SPR_T, allow_missing_crl=True
-    )
+    r = tdx.verify_quote(f["quote"], collateral=c, roots=roots(), at=SPR_T, allow_missing_crl=True)
     assert r.verified
 
 
@@ -155,7 +153,9 @@ def test_fmspc_mismatch() -> None:
 def test_tampered_collateral_text() -> None:
     q, c = emr()
     doc = json.loads(shared("tdx", "dcapqvl-emr-v4", "tdx_quote_collateral.json").read_bytes())
-    doc["tcb_info"] = doc["tcb_info"].replace('"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":18')
+    doc["tcb_info"] = doc["tcb_info"].replace(
+        '"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":18'
+    )
     r = tdx.verify_quote(
         q, collateral=tdx.load_collateral_json(json.dumps(doc).encode()), roots=roots(), at=EMR_T
     )
@@ -234,7 +234,9 @@ def test_peer_dcap_qvl_same_verdicts() -> None:
         raw = shared("tdx", d, cf).read_bytes()
         ours = tdx.verify_quote(q, collateral=tdx.load_collateral_json(raw), roots=roots(), at=t)
         try:
-            rep = dcap_qvl.verify(q, dcap_qvl.QuoteCollateralV3.from_json(raw.decode()), int(t.timestamp()))
+            rep = dcap_qvl.verify(
+                q, dcap_qvl.QuoteCollateralV3.from_json(raw.decode()), int(t.timestamp())
+            )
             theirs = rep.status == "UpToDate"
         except ValueError:
             theirs = False

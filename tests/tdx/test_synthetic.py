@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from sealgate import _core, tdx
 from sealgate.errors import ParseError
 from sealgate.testing.tdx import FakeIntel, Platform, fresh_quote
+
 from tests.vectors import ROOT, project
 
 EXPECTED: dict[str, dict[str, Any]] = json.loads(project("tdx", "expected.json").read_text())
@@ -71,7 +71,9 @@ def test_fmspc_mismatch() -> None:
     c = tdx.load_collateral_json(
         project("tdx", "collateral", "collateral_other_fmspc.json").read_bytes()
     )
-    r = tdx.verify_quote(project("tdx", "quotes", "v4.bin").read_bytes(), collateral=c, roots=roots())
+    r = tdx.verify_quote(
+        project("tdx", "quotes", "v4.bin").read_bytes(), collateral=c, roots=roots()
+    )
     assert [e.code for e in r.errors] == ["tdx.collateral.fmspc_mismatch"]
 
 
@@ -96,7 +98,9 @@ def test_pck_chain_swapped_in_quote() -> None:
         if len(other_chain) <= len(chain):
             break
     swapped = good.replace(chain, other_chain.ljust(len(chain), b"\x00"))
-    r = tdx.verify_quote(swapped, collateral=intel.collateral(), roots=[intel.root_pem, other.root_pem])
+    r = tdx.verify_quote(
+        swapped, collateral=intel.collateral(), roots=[intel.root_pem, other.root_pem]
+    )
     assert "tdx.qe.signature_invalid" in [e.code for e in r.errors]
 
 
@@ -127,7 +131,9 @@ def test_report_data_check_and_fresh_quote() -> None:
     binding = bytes(range(64))
     q = fresh_quote(binding)
     intel = FakeIntel()
-    ok = tdx.verify_quote(q, collateral=intel.collateral(), roots=[intel.root_pem], report_data=binding)
+    ok = tdx.verify_quote(
+        q, collateral=intel.collateral(), roots=[intel.root_pem], report_data=binding
+    )
     assert ok.verified and ok.claims["report_data"] == binding.hex()
     bad = tdx.verify_quote(
         q, collateral=intel.collateral(), roots=[intel.root_pem], report_data=b"\x01" * 64

@@ -53,7 +53,9 @@ def read_file(path: str, what: str, limit: int = 64 << 20) -> bytes:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
-        raise UsageError("cli.input.unreadable", f"cannot read {what} {path!r}: {e.strerror}") from None
+        raise UsageError(
+            "cli.input.unreadable", f"cannot read {what} {path!r}: {e.strerror}"
+        ) from None
     if len(data) > limit:
         raise UsageError("cli.input.too_large", f"{what} {path!r} exceeds {limit} bytes")
     return data
@@ -71,8 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except UsageError as e:
         if getattr(args, "json_errors", False):
-            emit({"verified": False, "platform": getattr(args, "platform", None), "claims": {},
-                  "errors": [{"code": e.code, "message": e.message}]})
+            emit(
+                {
+                    "verified": False,
+                    "platform": getattr(args, "platform", None),
+                    "claims": {},
+                    "errors": [{"code": e.code, "message": e.message}],
+                }
+            )
         print(f"sealgate: {e.message}", file=sys.stderr)
         return EXIT_USAGE
     except SealgateError as e:
@@ -80,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - the CLI must never show a traceback
+    except Exception as e:
         print(f"sealgate: cli.internal.error: {type(e).__name__}", file=sys.stderr)
         return EXIT_USAGE
 

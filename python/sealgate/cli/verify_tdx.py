@@ -45,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     files = (args.tcb_info, args.qe_identity, args.tcb_signing_chain)
     if args.collateral and any(files):
-        raise UsageError(
-            "cli.usage.conflict", "--collateral excludes --tcb-info/--qe-identity/..."
-        )
+        raise UsageError("cli.usage.conflict", "--collateral excludes --tcb-info/--qe-identity/...")
     if any(files) and not all(files):
         raise UsageError(
             "cli.usage.missing",

@@ -261,7 +261,9 @@ _LOCK = threading.Lock()
 _PCK_CACHE: dict[tuple[bytes, tuple[str, ...]], PckInfo] = {}
 
 
-def pck_info(chain_pem: bytes, roots: list[x509.Certificate], roots_key: tuple[str, ...]) -> PckInfo:
+def pck_info(
+    chain_pem: bytes, roots: list[x509.Certificate], roots_key: tuple[str, ...]
+) -> PckInfo:
     """Verified PCK chain for the quote's certification data (cached)."""
     key = (chain_pem, roots_key)
     hit = _PCK_CACHE.get(key)
@@ -274,9 +276,7 @@ def pck_info(chain_pem: bytes, roots: list[x509.Certificate], roots_key: tuple[s
     if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.name != "secp256r1":
         raise ChainError("tdx.pck.chain_invalid", "PCK key is not ECDSA P-256")
     try:
-        raw = leaf.extensions.get_extension_for_oid(
-            x509.ObjectIdentifier(OID_SGX_EXTENSIONS)
-        ).value
+        raw = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(OID_SGX_EXTENSIONS)).value
     except x509.ExtensionNotFound:
         raise ChainError("tdx.pck.chain_invalid", "PCK certificate has no SGX extension") from None
     if not isinstance(raw, x509.UnrecognizedExtension):

@@ -184,9 +184,7 @@ def evaluate(
     if major > 0:
         ident_id = f"TDX_{major:02X}"
         idents = tcb_info.get("tdxModuleIdentities") or []
-        ident = next(
-            (i for i in idents if isinstance(i, dict) and i.get("id") == ident_id), None
-        )
+        ident = next((i for i in idents if isinstance(i, dict) and i.get("id") == ident_id), None)
         if ident is None:
             failures.append(
                 (

@@ -193,7 +193,9 @@ class FakeIntel:
         self.ca_key = _key(self.seed, "pck-platform-ca")
         self.tcb_key = _key(self.seed, "tcb-signing")
         self.att_key = _key(self.seed, "attestation-key")
-        self.root = _cert("Intel SGX Root CA", "Intel SGX Root CA", self.root_key, self.root_key, 1, True)
+        self.root = _cert(
+            "Intel SGX Root CA", "Intel SGX Root CA", self.root_key, self.root_key, 1, True
+        )
         self.pck_ca = _cert(
             "Intel SGX PCK Platform CA", "Intel SGX Root CA", self.ca_key, self.root_key, 2, True
         )
@@ -243,7 +245,9 @@ class FakeIntel:
     def tcb_info(self, fmspc: bytes = DEFAULT_FMSPC) -> dict[str, Any]:
         """TDX TCB info v3 with four levels (newest first) and TDX module identity TDX_01."""
 
-        def level(sgx: int, pce: int, tdx: int, status: str, date: str, adv: list[str]) -> dict[str, Any]:
+        def level(
+            sgx: int, pce: int, tdx: int, status: str, date: str, adv: list[str]
+        ) -> dict[str, Any]:
             lv: dict[str, Any] = {
                 "tcb": {
                     "sgxtcbcomponents": _comps(sgx),
@@ -279,7 +283,11 @@ class FakeIntel:
                     "attributes": "0000000000000000",
                     "attributesMask": "FFFFFFFFFFFFFFFF",
                     "tcbLevels": [
-                        {"tcb": {"isvsvn": 4}, "tcbDate": "2025-06-01T00:00:00Z", "tcbStatus": "UpToDate"},
+                        {
+                            "tcb": {"isvsvn": 4},
+                            "tcbDate": "2025-06-01T00:00:00Z",
+                            "tcbStatus": "UpToDate",
+                        },
                         {
                             "tcb": {"isvsvn": 2},
                             "tcbDate": "2024-01-01T00:00:00Z",
@@ -292,7 +300,14 @@ class FakeIntel:
             "tcbLevels": [
                 level(2, 11, 0, "UpToDate", "2025-06-01T00:00:00Z", []),
                 level(2, 10, 0, "SWHardeningNeeded", "2025-01-01T00:00:00Z", ["INTEL-SA-00615"]),
-                level(1, 10, 0, "OutOfDate", "2024-01-01T00:00:00Z", ["INTEL-SA-00837", "INTEL-SA-00615"]),
+                level(
+                    1,
+                    10,
+                    0,
+                    "OutOfDate",
+                    "2024-01-01T00:00:00Z",
+                    ["INTEL-SA-00837", "INTEL-SA-00615"],
+                ),
                 level(0, 5, 0, "Revoked", "2023-01-01T00:00:00Z", ["INTEL-SA-00001"]),
             ],
         }
@@ -396,9 +411,7 @@ class FakeIntel:
         plat = platform or Platform()
         pck_key, chain = self.pck_chain(plat)
         header = (
-            struct.pack("<HHIHH", version, 2, 0x81, 0, plat.pcesvn)
-            + QE_VENDOR_ID
-            + b"\x00" * 20
+            struct.pack("<HHIHH", version, 2, 0x81, 0, plat.pcesvn) + QE_VENDOR_ID + b"\x00" * 20
         )
         body = (
             tee_tcb_svn
@@ -436,9 +449,7 @@ class FakeIntel:
             + struct.pack("<HI", 5, len(chain))
             + chain
         )
-        sig_data = (
-            _sign_raw(self.att_key, signed) + ak + struct.pack("<HI", 6, len(inner)) + inner
-        )
+        sig_data = _sign_raw(self.att_key, signed) + ak + struct.pack("<HI", 6, len(inner)) + inner
         return signed + struct.pack("<I", len(sig_data)) + sig_data + trailing
 
 

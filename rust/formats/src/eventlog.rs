@@ -132,7 +132,11 @@ fn parse_spec_id(data: &[u8], base: usize, platform: Platform) -> Result<SpecIdE
         if n == 0 || n > MAX_SPEC_ID_ALGORITHMS {
             return Err(r.err_at(
                 at,
-                if n == 0 { ParseErrorKind::Invalid } else { ParseErrorKind::TooLarge },
+                if n == 0 {
+                    ParseErrorKind::Invalid
+                } else {
+                    ParseErrorKind::TooLarge
+                },
                 "TCG_EfiSpecIdEvent.numberOfAlgorithms",
                 format!("{} algorithms, expected 1..={}", n, MAX_SPEC_ID_ALGORITHMS),
             ));
@@ -207,11 +211,12 @@ pub fn parse_event_log(buf: &[u8], platform: Platform) -> Result<EventLog> {
     let digest = r.take(20, "TCG_PCR_EVENT.digest")?.to_vec();
     let data_at = r.offset() + 4;
     let data = event_data(&mut r)?;
-    let spec_id = if event_type == EV_NO_ACTION && data.len() >= 16 && &data[..16] == SPEC_ID_EVENT03 {
-        Some(parse_spec_id(data, data_at, platform)?)
-    } else {
-        None
-    };
+    let spec_id =
+        if event_type == EV_NO_ACTION && data.len() >= 16 && &data[..16] == SPEC_ID_EVENT03 {
+            Some(parse_spec_id(data, data_at, platform)?)
+        } else {
+            None
+        };
     events.push(Event {
         number: 0,
         offset: first_at,
@@ -327,7 +332,11 @@ pub mod tests {
     fn parses_agile() {
         let mut loc = STARTUP_LOCALITY.to_vec();
         loc.push(3);
-        let b = agile_log(&[(0, EV_NO_ACTION, &loc), (0, 0x8, b"abc"), (0xffff_ffff, 0x1, b"")]);
+        let b = agile_log(&[
+            (0, EV_NO_ACTION, &loc),
+            (0, 0x8, b"abc"),
+            (0xffff_ffff, 0x1, b""),
+        ]);
         let log = parse_event_log(&b, Platform::Tpm).unwrap();
         assert_eq!(log.format, LogFormat::CryptoAgile);
         assert_eq!(log.events.len(), 4);
@@ -374,6 +383,9 @@ pub mod tests {
         b.extend_from_slice(&8u32.to_le_bytes());
         b.extend_from_slice(&0u32.to_le_bytes());
         b.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(parse_event_log(&b, Platform::Tpm).unwrap_err().kind, ParseErrorKind::TooLarge);
+        assert_eq!(
+            parse_event_log(&b, Platform::Tpm).unwrap_err().kind,
+            ParseErrorKind::TooLarge
+        );
     }
 }

@@ -43,7 +43,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Build an error located at the current offset.
-    pub fn err(&self, kind: ParseErrorKind, field: &'static str, detail: impl Into<String>) -> ParseError {
+    pub fn err(
+        &self,
+        kind: ParseErrorKind,
+        field: &'static str,
+        detail: impl Into<String>,
+    ) -> ParseError {
         ParseError::new(self.platform, kind, field, self.pos, detail)
     }
 
@@ -165,6 +170,9 @@ mod tests {
         let data = [1u8, 2];
         let mut r = Reader::new(&data, Platform::Snp);
         r.u8("a").unwrap();
-        assert_eq!(r.expect_end("s").unwrap_err().code(), "snp.format.trailing_bytes");
+        assert_eq!(
+            r.expect_end("s").unwrap_err().code(),
+            "snp.format.trailing_bytes"
+        );
     }
 }

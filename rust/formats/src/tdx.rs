@@ -216,8 +216,16 @@ fn td_body(r: &mut Reader<'_>, v15: bool) -> Result<TdReportBody> {
             r.array("TD Quote Body.RTMR3")?,
         ],
         report_data: r.array("TD Quote Body.REPORTDATA")?,
-        tee_tcb_svn2: if v15 { Some(r.array("TD Quote Body.TEE_TCB_SVN2")?) } else { None },
-        mr_service_td: if v15 { Some(r.array("TD Quote Body.MRSERVICETD")?) } else { None },
+        tee_tcb_svn2: if v15 {
+            Some(r.array("TD Quote Body.TEE_TCB_SVN2")?)
+        } else {
+            None
+        },
+        mr_service_td: if v15 {
+            Some(r.array("TD Quote Body.MRSERVICETD")?)
+        } else {
+            None
+        },
     })
 }
 
@@ -291,8 +299,10 @@ fn signature_data(r: &mut Reader<'_>) -> Result<SignatureData> {
         e
     };
     let parsed = (|| -> Result<SignatureData> {
-        let qe_report_raw: [u8; QE_REPORT_SIZE] = inner.array("QE Report Certification Data.qe_report")?;
-        let qe_report_signature = inner.array("QE Report Certification Data.qe_report_signature")?;
+        let qe_report_raw: [u8; QE_REPORT_SIZE] =
+            inner.array("QE Report Certification Data.qe_report")?;
+        let qe_report_signature =
+            inner.array("QE Report Certification Data.qe_report_signature")?;
         let aat = inner.offset();
         let auth_size = inner.u16_le("QE Authentication Data.size")? as usize;
         if auth_size > MAX_QE_AUTH_DATA_SIZE {
@@ -303,7 +313,9 @@ fn signature_data(r: &mut Reader<'_>) -> Result<SignatureData> {
                 format!("{auth_size} bytes, at most {MAX_QE_AUTH_DATA_SIZE}"),
             ));
         }
-        let qe_auth_data = inner.take(auth_size, "QE Authentication Data.data")?.to_vec();
+        let qe_auth_data = inner
+            .take(auth_size, "QE Authentication Data.data")?
+            .to_vec();
         let nat = inner.offset();
         let (nty, ndata, _) = cert_data_header(&mut inner)?;
         if nty != CERT_TYPE_PCK_CHAIN {
@@ -356,7 +368,11 @@ pub fn parse_quote(buf: &[u8]) -> Result<Quote> {
                     "Quote Body Descriptor.type",
                     format!(
                         "body type {other}, expected 2 (TDX 1.0) or 3 (TDX 1.5){}",
-                        if other == BODY_TYPE_SGX { "; SGX enclave quotes are not verified" } else { "" }
+                        if other == BODY_TYPE_SGX {
+                            "; SGX enclave quotes are not verified"
+                        } else {
+                            ""
+                        }
                     ),
                 ))
             }
@@ -417,7 +433,11 @@ pub mod tests {
         q.extend_from_slice(&[0; 4]);
         q.extend_from_slice(&INTEL_QE_VENDOR_ID);
         q.extend_from_slice(&[0; 20]);
-        let body_len = if body_type == BODY_TYPE_TD15 { 648 } else { 584 };
+        let body_len = if body_type == BODY_TYPE_TD15 {
+            648
+        } else {
+            584
+        };
         if version == 5 {
             q.extend_from_slice(&body_type.to_le_bytes());
             q.extend_from_slice(&(body_len as u32).to_le_bytes());
@@ -462,18 +482,31 @@ pub mod tests {
     fn rejects() {
         let mut b = sample(4, 2, b"x", 0);
         b[0] = 3;
-        assert_eq!(parse_quote(&b).unwrap_err().code(), "tdx.format.unsupported");
+        assert_eq!(
+            parse_quote(&b).unwrap_err().code(),
+            "tdx.format.unsupported"
+        );
         let mut b = sample(4, 2, b"x", 0);
         b[4] = 0;
         assert_eq!(parse_quote(&b).unwrap_err().field, "Quote Header.tee_type");
         let mut b = sample(5, 2, b"x", 0);
         b[50] = 0x49; // size 584 -> 585
-        assert_eq!(parse_quote(&b).unwrap_err().field, "Quote Body Descriptor.size");
+        assert_eq!(
+            parse_quote(&b).unwrap_err().field,
+            "Quote Body Descriptor.size"
+        );
         let b = sample(5, 1, b"x", 0);
-        assert_eq!(parse_quote(&b).unwrap_err().code(), "tdx.format.unsupported");
+        assert_eq!(
+            parse_quote(&b).unwrap_err().code(),
+            "tdx.format.unsupported"
+        );
         let b = sample(4, 2, b"chain", 0);
         for n in 0..b.len() {
-            assert_eq!(parse_quote(&b[..n]).unwrap_err().code(), "tdx.format.truncated", "cut at {n}");
+            assert_eq!(
+                parse_quote(&b[..n]).unwrap_err().code(),
+                "tdx.format.truncated",
+                "cut at {n}"
+            );
         }
         // Signature data length larger than the cap.
         let mut b = sample(4, 2, b"x", 0);
@@ -484,6 +517,9 @@ pub mod tests {
         let len = u32::from_le_bytes(b[632..636].try_into().unwrap()) + 1;
         b[632..636].copy_from_slice(&len.to_le_bytes());
         b.push(0);
-        assert_eq!(parse_quote(&b).unwrap_err().code(), "tdx.format.trailing_bytes");
+        assert_eq!(
+            parse_quote(&b).unwrap_err().code(),
+            "tdx.format.trailing_bytes"
+        );
     }
 }

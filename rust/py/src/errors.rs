@@ -13,7 +13,11 @@ use sealgate_verify::Failure;
 static PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static VERIFY_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-fn class<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyType>>, name: &str) -> PyResult<Bound<'py, PyType>> {
+fn class<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyType>> {
     let t = cell.get_or_try_init(py, || -> PyResult<Py<PyType>> {
         let m = PyModule::import(py, "sealgate.errors")?;
         Ok(m.getattr(name)?.cast_into::<PyType>()?.unbind())

@@ -24,7 +24,10 @@ impl TdxPckKey {
     #[new]
     fn new(py: Python<'_>, x: &[u8], y: &[u8]) -> PyResult<Self> {
         let key = VerifyingKey::ec(Curve::P256, x, y).map_err(|e| {
-            failure_error(py, &Failure::new("tdx.pck.key_invalid", format!("PCK key: {e:?}")))
+            failure_error(
+                py,
+                &Failure::new("tdx.pck.key_invalid", format!("PCK key: {e:?}")),
+            )
         })?;
         Ok(TdxPckKey { key: Arc::new(key) })
     }
@@ -35,7 +38,11 @@ impl TdxPckKey {
         if sig.len() != 64 {
             return false;
         }
-        py.detach(|| self.key.verify_ecdsa(Hash::Sha256, msg, &sig[..32], &sig[32..]).is_ok())
+        py.detach(|| {
+            self.key
+                .verify_ecdsa(Hash::Sha256, msg, &sig[..32], &sig[32..])
+                .is_ok()
+        })
     }
 }
 
@@ -71,7 +78,9 @@ fn td_attributes<'py>(py: Python<'py>, raw: &[u8; 8]) -> PyResult<Bound<'py, PyD
 impl TdxQuote {
     #[staticmethod]
     fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let q = py.detach(|| parse_quote(data)).map_err(|e| parse_error(py, &e))?;
+        let q = py
+            .detach(|| parse_quote(data))
+            .map_err(|e| parse_error(py, &e))?;
         Ok(TdxQuote::new(q, data))
     }
     /// Quote signature, QE binding and (with `pck`) QE report signature, GIL released:
@@ -114,7 +123,12 @@ impl TdxQuote {
     }
     #[getter]
     fn rtmrs<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
-        self.q.body.rtmr.iter().map(|r| PyBytes::new(py, r)).collect()
+        self.q
+            .body
+            .rtmr
+            .iter()
+            .map(|r| PyBytes::new(py, r))
+            .collect()
     }
     #[getter]
     fn debug(&self) -> bool {
@@ -143,7 +157,10 @@ impl TdxQuote {
     /// QE report fields QE-identity matching needs:
     /// (mr_signer, isv_prod_id, isv_svn, misc_select, attributes).
     #[getter]
-    fn qe_report<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, u16, u16, u32, Bound<'py, PyBytes>) {
+    fn qe_report<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Bound<'py, PyBytes>, u16, u16, u32, Bound<'py, PyBytes>) {
         let r = &self.q.signature_data.qe_report;
         (
             PyBytes::new(py, &r.mr_signer),
@@ -189,7 +206,11 @@ impl TdxQuote {
 /// Without `pck` the QE report signature is not checked (the caller reports why).
 #[pyfunction]
 #[pyo3(signature = (data, pck=None))]
-fn verify_tdx_quote(py: Python<'_>, data: &[u8], pck: Option<&TdxPckKey>) -> PyResult<(TdxQuote, Vec<(String, String)>)> {
+fn verify_tdx_quote(
+    py: Python<'_>,
+    data: &[u8],
+    pck: Option<&TdxPckKey>,
+) -> PyResult<(TdxQuote, Vec<(String, String)>)> {
     let key = pck.map(|k| k.key.clone());
     let (q, failures) = py
         .detach(|| {
@@ -198,7 +219,10 @@ fn verify_tdx_quote(py: Python<'_>, data: &[u8], pck: Option<&TdxPckKey>) -> PyR
             Ok((q, f))
         })
         .map_err(|e| parse_error(py, &e))?;
-    Ok((TdxQuote::new(q, data), failures.into_iter().map(|f| (f.code, f.message)).collect()))
+    Ok((
+        TdxQuote::new(q, data),
+        failures.into_iter().map(|f| (f.code, f.message)).collect(),
+    ))
 }
 
 /// Parse a CCEL area and replay it into [RTMR0, RTMR1, RTMR2, RTMR3].

@@ -6,8 +6,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use sealgate_formats::eventlog::{parse_event_log as parse_log, EventLog as RsEventLog, LogFormat};
 use sealgate_formats::tpm::{
-    parse_attest_any, parse_public_any, parse_signature, Attest, PcrSelection, PcrSelectionList, PublicParms,
-    TpmAlg,
+    parse_attest_any, parse_public_any, parse_signature, Attest, PcrSelection, PcrSelectionList,
+    PublicParms, TpmAlg,
 };
 use sealgate_formats::Platform;
 use sealgate_verify::crypto::{Curve, KeyKind, VerifyingKey};
@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 fn bank(name: &str) -> PyResult<TpmAlg> {
-    TpmAlg::hash_from_name(name).ok_or_else(|| PyValueError::new_err(format!("unknown PCR bank {name:?}")))
+    TpmAlg::hash_from_name(name)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown PCR bank {name:?}")))
 }
 
 /// Python `{"sha256": {0: b"..."}}` → PcrMap. Only shapes are checked here; lengths are
@@ -51,7 +52,10 @@ fn pcr_map_to_py<'py>(py: Python<'py>, m: &PcrMap) -> PyResult<Bound<'py, PyDict
 }
 
 fn selection_to_py(s: &PcrSelectionList) -> Vec<(String, Vec<u32>)> {
-    s.selections.iter().map(|b| (b.hash.name(), b.pcrs.clone())).collect()
+    s.selections
+        .iter()
+        .map(|b| (b.hash.name(), b.pcrs.clone()))
+        .collect()
 }
 
 /// A TPM public key: an AK or EK, from TPMT_PUBLIC / TPM2B_PUBLIC or bare key components.
@@ -67,14 +71,19 @@ impl TpmPublic {
     fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
         let p = parse_public_any(data).map_err(|e| parse_error(py, &e))?;
         let ak = AkKey::from_public(p).map_err(|f| failure_error(py, &f))?;
-        Ok(TpmPublic { inner: Arc::new(ak) })
+        Ok(TpmPublic {
+            inner: Arc::new(ak),
+        })
     }
 
     /// RSA key without TPM attributes (from an SPKI): restricted-signing is then unknown.
     #[staticmethod]
     fn from_rsa(py: Python<'_>, modulus: &[u8], exponent: &[u8]) -> PyResult<Self> {
         let key = VerifyingKey::rsa(modulus, exponent).map_err(|e| {
-            failure_error(py, &sealgate_verify::Failure::new("tpm.ak.unsupported_key", format!("{e:?}")))
+            failure_error(
+                py,
+                &sealgate_verify::Failure::new("tpm.ak.unsupported_key", format!("{e:?}")),
+            )
         })?;
         Ok(TpmPublic {
             inner: Arc::new(AkKey { public: None, key }),
@@ -87,10 +96,17 @@ impl TpmPublic {
         let c = match curve {
             "P-256" => Curve::P256,
             "P-384" => Curve::P384,
-            other => return Err(PyValueError::new_err(format!("unsupported curve {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unsupported curve {other:?}"
+                )))
+            }
         };
         let key = VerifyingKey::ec(c, x, y).map_err(|e| {
-            failure_error(py, &sealgate_verify::Failure::new("tpm.ak.unsupported_key", format!("{e:?}")))
+            failure_error(
+                py,
+                &sealgate_verify::Failure::new("tpm.ak.unsupported_key", format!("{e:?}")),
+            )
         })?;
         Ok(TpmPublic {
             inner: Arc::new(AkKey { public: None, key }),
@@ -115,7 +131,10 @@ impl TpmPublic {
 
     #[getter]
     fn restricted_signing(&self) -> Option<bool> {
-        self.inner.public.as_ref().map(|p| p.attributes.is_restricted_signing())
+        self.inner
+            .public
+            .as_ref()
+            .map(|p| p.attributes.is_restricted_signing())
     }
 
     /// "rsa" or "ecc".
@@ -154,14 +173,27 @@ impl TpmPublic {
     }
 
     /// Key components for building an SPKI: ("rsa", n, e) or ("ecc", curve, x ‖ y).
-    fn components<'py>(&self, py: Python<'py>) -> PyResult<Option<(String, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
-        let Some(p) = self.inner.public.as_ref() else { return Ok(None) };
+    fn components<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(String, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+        let Some(p) = self.inner.public.as_ref() else {
+            return Ok(None);
+        };
         Ok(Some(match &p.parms {
-            PublicParms::Rsa(r) => ("rsa".into(), PyBytes::new(py, &r.modulus), PyBytes::new(py, &r.exponent.to_be_bytes())),
+            PublicParms::Rsa(r) => (
+                "rsa".into(),
+                PyBytes::new(py, &r.modulus),
+                PyBytes::new(py, &r.exponent.to_be_bytes()),
+            ),
             PublicParms::Ecc(e) => {
                 let mut xy = e.x.clone();
                 xy.extend_from_slice(&e.y);
-                (e.curve.name(), PyBytes::new(py, &xy), PyBytes::new(py, &(e.x.len() as u32).to_be_bytes()))
+                (
+                    e.curve.name(),
+                    PyBytes::new(py, &xy),
+                    PyBytes::new(py, &(e.x.len() as u32).to_be_bytes()),
+                )
             }
         }))
     }
@@ -304,7 +336,11 @@ fn verify_tpm_quote(
     });
     let signed = signed.to_vec();
     Ok(TpmQuoteResult {
-        failures: outcome.failures.into_iter().map(|f| (f.code, f.message)).collect(),
+        failures: outcome
+            .failures
+            .into_iter()
+            .map(|f| (f.code, f.message))
+            .collect(),
         weak_hash: outcome.weak_hash,
         ak_restricted: outcome.ak_restricted,
         signature_scheme: sig.scheme().name(),
@@ -354,13 +390,22 @@ impl EventLog {
             for (alg, dig) in &e.digests {
                 d.set_item(alg.name(), PyBytes::new(py, dig))?;
             }
-            out.append((e.number, e.offset, e.pcr_index, e.event_type, d, PyBytes::new(py, &e.data)))?;
+            out.append((
+                e.number,
+                e.offset,
+                e.pcr_index,
+                e.event_type,
+                d,
+                PyBytes::new(py, &e.data),
+            ))?;
         }
         Ok(out)
     }
     /// Replay into {bank: {pcr: value}} for every PCR the log extends.
     fn replay<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let r = py.detach(|| replay(&self.log)).map_err(|f| failure_error(py, &f))?;
+        let r = py
+            .detach(|| replay(&self.log))
+            .map_err(|f| failure_error(py, &f))?;
         pcr_map_to_py(py, &r.pcrs)
     }
 }
@@ -373,7 +418,9 @@ fn parse_event_log(py: Python<'_>, data: &[u8], platform: &str) -> PyResult<Even
         "tdx" => Platform::Tdx,
         other => return Err(PyValueError::new_err(format!("unknown platform {other:?}"))),
     };
-    let log = py.detach(|| parse_log(data, p)).map_err(|e| parse_error(py, &e))?;
+    let log = py
+        .detach(|| parse_log(data, p))
+        .map_err(|e| parse_error(py, &e))?;
     Ok(EventLog { log })
 }
 
@@ -403,7 +450,14 @@ fn compare_pcrs<'py>(
     let q = pcr_map(quoted)?;
     Ok(compare(&r, &q)
         .into_iter()
-        .map(|m| (m.bank.name(), m.index, PyBytes::new(py, &m.replayed), PyBytes::new(py, &m.quoted)))
+        .map(|m| {
+            (
+                m.bank.name(),
+                m.index,
+                PyBytes::new(py, &m.replayed),
+                PyBytes::new(py, &m.quoted),
+            )
+        })
         .collect())
 }
 

@@ -152,7 +152,9 @@ pub enum KeyKind {
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingKey").field("kind", &self.kind).finish()
+        f.debug_struct("VerifyingKey")
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -168,8 +170,15 @@ fn der_len(out: &mut Vec<u8>, len: usize) {
 
 /// DER INTEGER for an unsigned big-endian magnitude (X.690 §8.3).
 fn der_uint(out: &mut Vec<u8>, mag: &[u8]) {
-    let start = mag.iter().position(|&b| b != 0).unwrap_or(mag.len().saturating_sub(1));
-    let m = if mag.is_empty() { &[0u8][..] } else { &mag[start..] };
+    let start = mag
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(mag.len().saturating_sub(1));
+    let m = if mag.is_empty() {
+        &[0u8][..]
+    } else {
+        &mag[start..]
+    };
     let pad = m[0] & 0x80 != 0;
     out.push(0x02);
     der_len(out, m.len() + pad as usize);
@@ -189,7 +198,10 @@ fn der_seq(items: &[u8]) -> Vec<u8> {
 impl VerifyingKey {
     /// RSA key from modulus and exponent (big-endian magnitudes).
     pub fn rsa(modulus: &[u8], exponent: &[u8]) -> Result<Self, CryptoError> {
-        let m = &modulus[modulus.iter().position(|&b| b != 0).unwrap_or(modulus.len())..];
+        let m = &modulus[modulus
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(modulus.len())..];
         let bits = if m.is_empty() {
             0
         } else {
@@ -268,9 +280,15 @@ impl VerifyingKey {
             (KeyKind::Rsa { .. }, Scheme::RsaPkcs1v15, Hash::Sha1) => {
                 &s::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
             }
-            (KeyKind::Rsa { .. }, Scheme::RsaPkcs1v15, Hash::Sha256) => &s::RSA_PKCS1_2048_8192_SHA256,
-            (KeyKind::Rsa { .. }, Scheme::RsaPkcs1v15, Hash::Sha384) => &s::RSA_PKCS1_2048_8192_SHA384,
-            (KeyKind::Rsa { .. }, Scheme::RsaPkcs1v15, Hash::Sha512) => &s::RSA_PKCS1_2048_8192_SHA512,
+            (KeyKind::Rsa { .. }, Scheme::RsaPkcs1v15, Hash::Sha256) => {
+                &s::RSA_PKCS1_2048_8192_SHA256
+            }
+            (KeyKind::Rsa { .. }, Scheme::RsaPkcs1v15, Hash::Sha384) => {
+                &s::RSA_PKCS1_2048_8192_SHA384
+            }
+            (KeyKind::Rsa { .. }, Scheme::RsaPkcs1v15, Hash::Sha512) => {
+                &s::RSA_PKCS1_2048_8192_SHA512
+            }
             (KeyKind::Rsa { .. }, Scheme::RsaPss, Hash::Sha256) => &s::RSA_PSS_2048_8192_SHA256,
             (KeyKind::Rsa { .. }, Scheme::RsaPss, Hash::Sha384) => &s::RSA_PSS_2048_8192_SHA384,
             (KeyKind::Rsa { .. }, Scheme::RsaPss, Hash::Sha512) => &s::RSA_PSS_2048_8192_SHA512,
@@ -301,9 +319,17 @@ impl VerifyingKey {
     }
 
     /// RSA PKCS#1 v1.5 or PSS signature over `msg` (the backend hashes `msg` with `h`).
-    pub fn verify_rsa(&self, scheme: Scheme, h: Hash, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    pub fn verify_rsa(
+        &self,
+        scheme: Scheme,
+        h: Hash,
+        msg: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
         if !matches!(self.kind, KeyKind::Rsa { .. }) || scheme == Scheme::Ecdsa {
-            return Err(CryptoError::Unsupported("RSA signature with a non-RSA key".into()));
+            return Err(CryptoError::Unsupported(
+                "RSA signature with a non-RSA key".into(),
+            ));
         }
         self.parsed(scheme, h)?
             .verify_sig(msg, sig)
@@ -315,7 +341,9 @@ impl VerifyingKey {
     /// caller).
     pub fn verify_ecdsa(&self, h: Hash, msg: &[u8], r: &[u8], s: &[u8]) -> Result<(), CryptoError> {
         let KeyKind::Ec(curve) = self.kind else {
-            return Err(CryptoError::Unsupported("ECDSA signature with a non-EC key".into()));
+            return Err(CryptoError::Unsupported(
+                "ECDSA signature with a non-EC key".into(),
+            ));
         };
         let n = curve.coordinate_size();
         let strip = |v: &'_ [u8]| -> Option<Vec<u8>> {
@@ -330,7 +358,10 @@ impl VerifyingKey {
         let (Some(r), Some(s)) = (strip(r), strip(s)) else {
             return Err(CryptoError::BadSignature);
         };
-        let fixed = matches!((curve, h), (Curve::P256, Hash::Sha256) | (Curve::P384, Hash::Sha384));
+        let fixed = matches!(
+            (curve, h),
+            (Curve::P256, Hash::Sha256) | (Curve::P384, Hash::Sha384)
+        );
         let key = self.parsed(Scheme::Ecdsa, h)?;
         let res = if fixed {
             let mut sig = r;
@@ -355,8 +386,11 @@ pub mod tests {
     /// A P-256 key pair for tests: (verifying key, signer).
     pub fn p256_pair() -> (VerifyingKey, EcdsaKeyPair) {
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap();
+        let kp =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+                .unwrap();
         let pt = kp.public_key().as_ref();
         let vk = VerifyingKey::ec(Curve::P256, &pt[1..33], &pt[33..65]).unwrap();
         (vk, kp)
@@ -367,7 +401,8 @@ pub mod tests {
         let (vk, kp) = p256_pair();
         let sig = kp.sign(&SystemRandom::new(), b"msg").unwrap();
         let sig = sig.as_ref();
-        vk.verify_ecdsa(Hash::Sha256, b"msg", &sig[..32], &sig[32..]).unwrap();
+        vk.verify_ecdsa(Hash::Sha256, b"msg", &sig[..32], &sig[32..])
+            .unwrap();
         assert_eq!(
             vk.verify_ecdsa(Hash::Sha256, b"msh", &sig[..32], &sig[32..]),
             Err(CryptoError::BadSignature)
@@ -375,7 +410,8 @@ pub mod tests {
         // Leading zeros in r/s are tolerated, oversize is a bad signature.
         let mut r = vec![0u8, 0];
         r.extend_from_slice(&sig[..32]);
-        vk.verify_ecdsa(Hash::Sha256, b"msg", &r, &sig[32..]).unwrap();
+        vk.verify_ecdsa(Hash::Sha256, b"msg", &r, &sig[32..])
+            .unwrap();
         assert_eq!(
             vk.verify_ecdsa(Hash::Sha256, b"msg", &[1u8; 33], &sig[32..]),
             Err(CryptoError::BadSignature)
@@ -389,16 +425,26 @@ pub mod tests {
         let vk = VerifyingKey::rsa(&comps.n, &comps.e).unwrap();
         let rng = SystemRandom::new();
         for (enc, scheme, h) in [
-            (&signature::RSA_PKCS1_SHA256, Scheme::RsaPkcs1v15, Hash::Sha256),
+            (
+                &signature::RSA_PKCS1_SHA256,
+                Scheme::RsaPkcs1v15,
+                Hash::Sha256,
+            ),
             (&signature::RSA_PSS_SHA384, Scheme::RsaPss, Hash::Sha384),
         ] {
             let mut sig = vec![0u8; kp.public_modulus_len()];
             kp.sign(enc, &rng, b"quote", &mut sig).unwrap();
             vk.verify_rsa(scheme, h, b"quote", &sig).unwrap();
             sig[7] ^= 1;
-            assert_eq!(vk.verify_rsa(scheme, h, b"quote", &sig), Err(CryptoError::BadSignature));
+            assert_eq!(
+                vk.verify_rsa(scheme, h, b"quote", &sig),
+                Err(CryptoError::BadSignature)
+            );
         }
-        assert!(matches!(VerifyingKey::rsa(&[0xff; 128], &[1, 0, 1]), Err(CryptoError::BadKey(_))));
+        assert!(matches!(
+            VerifyingKey::rsa(&[0xff; 128], &[1, 0, 1]),
+            Err(CryptoError::BadKey(_))
+        ));
     }
 
     #[test]

@@ -109,7 +109,9 @@ pub struct PcrMismatch {
 pub fn compare(replay: &PcrMap, quoted: &PcrMap) -> Vec<PcrMismatch> {
     let mut out = Vec::new();
     for (bank, values) in quoted {
-        let Some(rbank) = replay.get(bank) else { continue };
+        let Some(rbank) = replay.get(bank) else {
+            continue;
+        };
         for (idx, q) in values {
             if let Some(r) = rbank.get(idx) {
                 if r != q {
@@ -127,7 +129,10 @@ pub fn compare(replay: &PcrMap, quoted: &PcrMap) -> Vec<PcrMismatch> {
 }
 
 pub fn mismatch_failure(m: &[PcrMismatch]) -> Failure {
-    let names: Vec<String> = m.iter().map(|x| format!("{}:{}", x.bank.name(), x.index)).collect();
+    let names: Vec<String> = m
+        .iter()
+        .map(|x| format!("{}:{}", x.bank.name(), x.index))
+        .collect();
     let detail: Vec<String> = m
         .iter()
         .map(|x| {

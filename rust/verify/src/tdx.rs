@@ -31,7 +31,12 @@ pub fn verify_quote(buf: &[u8], quote: &Quote, pck: Option<&VerifyingKey>) -> Ve
     match VerifyingKey::ec(Curve::P256, &ak[..32], &ak[32..]) {
         Ok(key) => {
             if key
-                .verify_ecdsa(Hash::Sha256, quote.signed_region(buf), &sd.signature[..32], &sd.signature[32..])
+                .verify_ecdsa(
+                    Hash::Sha256,
+                    quote.signed_region(buf),
+                    &sd.signature[..32],
+                    &sd.signature[32..],
+                )
                 .is_err()
             {
                 out.push(Failure::new(
@@ -48,7 +53,10 @@ pub fn verify_quote(buf: &[u8], quote: &Quote, pck: Option<&VerifyingKey>) -> Ve
         // signature, so consumers need not special-case it.
         Err(e) => out.push(Failure::new(
             "tdx.quote.signature_invalid",
-            format!("attestation key {} is not a valid P-256 point: {e:?}", hex(ak)),
+            format!(
+                "attestation key {} is not a valid P-256 point: {e:?}",
+                hex(ak)
+            ),
         )),
     }
     // QE report data binds the attestation key and QE auth data (A.4.11 "QE Report").
@@ -66,7 +74,10 @@ pub fn verify_quote(buf: &[u8], quote: &Quote, pck: Option<&VerifyingKey>) -> Ve
     }
     if let Some(pck) = pck {
         let s = &sd.qe_report_signature;
-        if pck.verify_ecdsa(Hash::Sha256, &sd.qe_report_raw, &s[..32], &s[32..]).is_err() {
+        if pck
+            .verify_ecdsa(Hash::Sha256, &sd.qe_report_raw, &s[..32], &s[32..])
+            .is_err()
+        {
             out.push(Failure::new(
                 "tdx.qe.signature_invalid",
                 "QE report signature does not verify with the PCK certificate's key",
@@ -102,10 +113,17 @@ pub fn replay_ccel(log: &EventLog) -> Result<[[u8; RTMR_SIZE]; CCEL_RTMR_COUNT],
         let Some((_, digest)) = ev.digests.iter().find(|(a, _)| *a == TpmAlg::Sha384) else {
             return Err(Failure::new(
                 "tdx.ccel.missing_digest",
-                format!("event {} at offset {} has no SHA-384 digest", ev.number, ev.offset),
+                format!(
+                    "event {} at offset {} has no SHA-384 digest",
+                    ev.number, ev.offset
+                ),
             ));
         };
-        crypto::extend(Hash::Sha384, &mut rtmr[(idx - CCEL_FIRST_RTMR_INDEX) as usize], digest);
+        crypto::extend(
+            Hash::Sha384,
+            &mut rtmr[(idx - CCEL_FIRST_RTMR_INDEX) as usize],
+            digest,
+        );
     }
     let mut out = [[0u8; RTMR_SIZE]; CCEL_RTMR_COUNT];
     for (o, r) in out.iter_mut().zip(rtmr) {
@@ -115,10 +133,19 @@ pub fn replay_ccel(log: &EventLog) -> Result<[[u8; RTMR_SIZE]; CCEL_RTMR_COUNT],
 }
 
 /// Compare replayed RTMRs with the quote's; `None` when they all agree.
-pub fn compare_rtmrs(replayed: &[[u8; RTMR_SIZE]; 4], quoted: &[[u8; RTMR_SIZE]; 4]) -> Option<Failure> {
+pub fn compare_rtmrs(
+    replayed: &[[u8; RTMR_SIZE]; 4],
+    quoted: &[[u8; RTMR_SIZE]; 4],
+) -> Option<Failure> {
     let bad: Vec<String> = (0..4)
         .filter(|&i| replayed[i] != quoted[i])
-        .map(|i| format!("RTMR{i} replayed {} quoted {}", hex(&replayed[i]), hex(&quoted[i])))
+        .map(|i| {
+            format!(
+                "RTMR{i} replayed {} quoted {}",
+                hex(&replayed[i]),
+                hex(&quoted[i])
+            )
+        })
         .collect();
     if bad.is_empty() {
         None
@@ -186,7 +213,10 @@ mod tests {
 
     fn codes(buf: &[u8], pck: &VerifyingKey) -> Vec<String> {
         match parse_quote(buf) {
-            Ok(q) => verify_quote(buf, &q, Some(pck)).into_iter().map(|f| f.code).collect(),
+            Ok(q) => verify_quote(buf, &q, Some(pck))
+                .into_iter()
+                .map(|f| f.code)
+                .collect(),
             Err(e) => vec![e.code()],
         }
     }
@@ -217,7 +247,10 @@ mod tests {
         assert_eq!(codes(&b, &pck), vec!["tdx.qe.signature_invalid"]);
         let mut b = q.clone();
         b[qe_at + 330] ^= 1;
-        assert_eq!(codes(&b, &pck), vec!["tdx.qe.binding_mismatch", "tdx.qe.signature_invalid"]);
+        assert_eq!(
+            codes(&b, &pck),
+            vec!["tdx.qe.binding_mismatch", "tdx.qe.signature_invalid"]
+        );
         // QE auth data feeds the binding.
         let mut b = q.clone();
         b[qe_at + 384 + 64 + 2] ^= 1;
@@ -284,6 +317,9 @@ mod tests {
         assert!(compare_rtmrs(&r, &r).is_none());
         let mut q = r;
         q[3][0] = 1;
-        assert_eq!(compare_rtmrs(&r, &q).unwrap().code, "tdx.ccel.replay_mismatch");
+        assert_eq!(
+            compare_rtmrs(&r, &q).unwrap().code,
+            "tdx.ccel.replay_mismatch"
+        );
     }
 }

@@ -3,7 +3,9 @@
 use crate::crypto::{self, CryptoError, Curve, Hash, Scheme, VerifyingKey};
 use crate::eventlog::{hash_of, PcrMap};
 use crate::failure::{hex, Failure};
-use sealgate_formats::tpm::{Attest, EccCurve, PcrSelectionList, Public, PublicParms, Signature, TpmAlg};
+use sealgate_formats::tpm::{
+    Attest, EccCurve, PcrSelectionList, Public, PublicParms, Signature, TpmAlg,
+};
 
 /// An attestation key: its TPM public area when known (needed for the restricted-signing
 /// check and the Name), and the verifying key.
@@ -68,7 +70,10 @@ pub struct QuoteOutcome {
 
 fn scheme_of(sig: &Signature) -> Scheme {
     match sig {
-        Signature::Rsa { scheme: TpmAlg::RsaPss, .. } => Scheme::RsaPss,
+        Signature::Rsa {
+            scheme: TpmAlg::RsaPss,
+            ..
+        } => Scheme::RsaPss,
         Signature::Rsa { .. } => Scheme::RsaPkcs1v15,
         Signature::Ecdsa { .. } => Scheme::Ecdsa,
     }
@@ -138,9 +143,9 @@ pub fn verify_quote(
                 sig.hash().name()
             ),
         )),
-        Err(CryptoError::Unsupported(m)) | Err(CryptoError::BadKey(m)) => {
-            out.failures.push(Failure::new("tpm.quote.unsupported_scheme", m))
-        }
+        Err(CryptoError::Unsupported(m)) | Err(CryptoError::BadKey(m)) => out
+            .failures
+            .push(Failure::new("tpm.quote.unsupported_scheme", m)),
     }
 
     // 3. Freshness: extraData carries the verifier's challenge binding.

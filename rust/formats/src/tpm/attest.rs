@@ -71,11 +71,18 @@ pub fn parse_attest(buf: &[u8]) -> Result<Attest> {
             4,
             ParseErrorKind::Unsupported,
             "TPMS_ATTEST.type",
-            format!("0x{:04x}, only quotes (0x{:04x}) are accepted", ty, TPM_ST_ATTEST_QUOTE),
+            format!(
+                "0x{:04x}, only quotes (0x{:04x}) are accepted",
+                ty, TPM_ST_ATTEST_QUOTE
+            ),
         ));
     }
-    let qualified_signer = r.tpm2b("TPMS_ATTEST.qualifiedSigner", MAX_NAME_SIZE)?.to_vec();
-    let extra_data = r.tpm2b("TPMS_ATTEST.extraData", MAX_EXTRA_DATA_SIZE)?.to_vec();
+    let qualified_signer = r
+        .tpm2b("TPMS_ATTEST.qualifiedSigner", MAX_NAME_SIZE)?
+        .to_vec();
+    let extra_data = r
+        .tpm2b("TPMS_ATTEST.extraData", MAX_EXTRA_DATA_SIZE)?
+        .to_vec();
     let clock = r.u64_be("TPMS_CLOCK_INFO.clock")?;
     let reset_count = r.u32_be("TPMS_CLOCK_INFO.resetCount")?;
     let restart_count = r.u32_be("TPMS_CLOCK_INFO.restartCount")?;
@@ -95,7 +102,9 @@ pub fn parse_attest(buf: &[u8]) -> Result<Attest> {
     };
     let firmware_version = r.u64_be("TPMS_ATTEST.firmwareVersion")?;
     let pcr_select = PcrSelectionList::parse(&mut r)?;
-    let pcr_digest = r.tpm2b("TPMS_QUOTE_INFO.pcrDigest", MAX_DIGEST_SIZE)?.to_vec();
+    let pcr_digest = r
+        .tpm2b("TPMS_QUOTE_INFO.pcrDigest", MAX_DIGEST_SIZE)?
+        .to_vec();
     r.expect_end("TPMS_ATTEST")?;
     Ok(Attest {
         qualified_signer,
@@ -175,15 +184,24 @@ pub(crate) mod tests {
     fn errors() {
         let mut b = sample();
         b[5] = 0x17; // certify
-        assert_eq!(parse_attest(&b).unwrap_err().code(), "tpm.format.unsupported");
+        assert_eq!(
+            parse_attest(&b).unwrap_err().code(),
+            "tpm.format.unsupported"
+        );
         let b = sample();
         for n in 0..b.len() {
             let e = parse_attest(&b[..n]).unwrap_err();
-            assert!(matches!(e.kind, ParseErrorKind::Truncated | ParseErrorKind::Invalid));
+            assert!(matches!(
+                e.kind,
+                ParseErrorKind::Truncated | ParseErrorKind::Invalid
+            ));
         }
         let mut b = sample();
         b.push(0);
-        assert_eq!(parse_attest(&b).unwrap_err().kind, ParseErrorKind::TrailingBytes);
+        assert_eq!(
+            parse_attest(&b).unwrap_err().kind,
+            ParseErrorKind::TrailingBytes
+        );
         let mut b = sample();
         b[0] = 0;
         assert_eq!(parse_attest(&b).unwrap_err().field, "TPMS_ATTEST.magic");

@@ -10,5 +10,7 @@ pub mod signature;
 pub use alg::{EccCurve, TpmAlg};
 pub use attest::{parse_attest, parse_attest_any, Attest, ClockInfo, QuoteInfo};
 pub use pcr::{PcrSelection, PcrSelectionList};
-pub use public::{parse_public, parse_public_any, EccParms, ObjectAttributes, Public, PublicParms, RsaParms};
+pub use public::{
+    parse_public, parse_public_any, EccParms, ObjectAttributes, Public, PublicParms, RsaParms,
+};
 pub use signature::{parse_signature, Signature};

@@ -123,17 +123,23 @@ mod tests {
     fn rejects_non_hash_and_caps() {
         let b = [0, 0, 0, 1, 0, 0x01, 3, 0xff, 0, 0];
         assert_eq!(
-            PcrSelectionList::parse(&mut Reader::new(&b, Platform::Tpm)).unwrap_err().kind,
+            PcrSelectionList::parse(&mut Reader::new(&b, Platform::Tpm))
+                .unwrap_err()
+                .kind,
             ParseErrorKind::Invalid
         );
         let b = [0, 0, 0, 17];
         assert_eq!(
-            PcrSelectionList::parse(&mut Reader::new(&b, Platform::Tpm)).unwrap_err().kind,
+            PcrSelectionList::parse(&mut Reader::new(&b, Platform::Tpm))
+                .unwrap_err()
+                .kind,
             ParseErrorKind::TooLarge
         );
         let b = [0, 0, 0, 1, 0, 0x0b, 9];
         assert_eq!(
-            PcrSelectionList::parse(&mut Reader::new(&b, Platform::Tpm)).unwrap_err().kind,
+            PcrSelectionList::parse(&mut Reader::new(&b, Platform::Tpm))
+                .unwrap_err()
+                .kind,
             ParseErrorKind::TooLarge
         );
     }

@@ -138,13 +138,19 @@ pub fn parse_public(buf: &[u8]) -> Result<Public> {
             let key_bits = r.u16_be("TPMS_RSA_PARMS.keyBits")?;
             let exponent = r.u32_be("TPMS_RSA_PARMS.exponent")?;
             let mat = r.offset();
-            let modulus = r.tpm2b("TPMT_PUBLIC.unique.rsa", MAX_RSA_KEY_BYTES)?.to_vec();
+            let modulus = r
+                .tpm2b("TPMT_PUBLIC.unique.rsa", MAX_RSA_KEY_BYTES)?
+                .to_vec();
             if modulus.len() * 8 != key_bits as usize {
                 return Err(r.err_at(
                     mat,
                     ParseErrorKind::Invalid,
                     "TPMT_PUBLIC.unique.rsa",
-                    format!("modulus is {} bits, keyBits says {}", modulus.len() * 8, key_bits),
+                    format!(
+                        "modulus is {} bits, keyBits says {}",
+                        modulus.len() * 8,
+                        key_bits
+                    ),
                 ));
             }
             PublicParms::Rsa(RsaParms {
@@ -252,9 +258,15 @@ pub(crate) mod tests {
         }
         let mut b2 = b.clone();
         b2[1] = 0x08; // keyedhash
-        assert_eq!(parse_public(&b2).unwrap_err().kind, ParseErrorKind::Unsupported);
+        assert_eq!(
+            parse_public(&b2).unwrap_err().kind,
+            ParseErrorKind::Unsupported
+        );
         let mut b3 = b.clone();
         b3.push(0);
-        assert_eq!(parse_public(&b3).unwrap_err().kind, ParseErrorKind::TrailingBytes);
+        assert_eq!(
+            parse_public(&b3).unwrap_err().kind,
+            ParseErrorKind::TrailingBytes
+        );
     }
 }

@@ -8,9 +8,17 @@ use crate::tpm::public::{MAX_ECC_KEY_BYTES, MAX_RSA_KEY_BYTES};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signature {
     /// TPMS_SIGNATURE_RSA with sigAlg RSASSA (PKCS#1 v1.5) or RSAPSS.
-    Rsa { scheme: TpmAlg, hash: TpmAlg, sig: Vec<u8> },
+    Rsa {
+        scheme: TpmAlg,
+        hash: TpmAlg,
+        sig: Vec<u8>,
+    },
     /// TPMS_SIGNATURE_ECC with sigAlg ECDSA; r and s as big-endian integers.
-    Ecdsa { hash: TpmAlg, r: Vec<u8>, s: Vec<u8> },
+    Ecdsa {
+        hash: TpmAlg,
+        r: Vec<u8>,
+        s: Vec<u8>,
+    },
 }
 
 impl Signature {
@@ -37,7 +45,9 @@ pub fn parse_signature(buf: &[u8]) -> Result<Signature> {
         TpmAlg::RsaSsa | TpmAlg::RsaPss => {
             let hash = TpmAlg::from_u16(r.u16_be("TPMS_SIGNATURE_RSA.hash")?);
             check_hash(&r, hat, hash)?;
-            let sig = r.tpm2b("TPMS_SIGNATURE_RSA.sig", MAX_RSA_KEY_BYTES)?.to_vec();
+            let sig = r
+                .tpm2b("TPMS_SIGNATURE_RSA.sig", MAX_RSA_KEY_BYTES)?
+                .to_vec();
             Signature::Rsa {
                 scheme: alg,
                 hash,
@@ -47,8 +57,12 @@ pub fn parse_signature(buf: &[u8]) -> Result<Signature> {
         TpmAlg::Ecdsa => {
             let hash = TpmAlg::from_u16(r.u16_be("TPMS_SIGNATURE_ECC.hash")?);
             check_hash(&r, hat, hash)?;
-            let rr = r.tpm2b("TPMS_SIGNATURE_ECC.signatureR", MAX_ECC_KEY_BYTES)?.to_vec();
-            let ss = r.tpm2b("TPMS_SIGNATURE_ECC.signatureS", MAX_ECC_KEY_BYTES)?.to_vec();
+            let rr = r
+                .tpm2b("TPMS_SIGNATURE_ECC.signatureR", MAX_ECC_KEY_BYTES)?
+                .to_vec();
+            let ss = r
+                .tpm2b("TPMS_SIGNATURE_ECC.signatureS", MAX_ECC_KEY_BYTES)?
+                .to_vec();
             Signature::Ecdsa { hash, r: rr, s: ss }
         }
         other => {
@@ -56,7 +70,10 @@ pub fn parse_signature(buf: &[u8]) -> Result<Signature> {
                 0,
                 ParseErrorKind::Unsupported,
                 "TPMT_SIGNATURE.sigAlg",
-                format!("{} signatures are not supported (RSASSA, RSAPSS, ECDSA)", other.name()),
+                format!(
+                    "{} signatures are not supported (RSASSA, RSAPSS, ECDSA)",
+                    other.name()
+                ),
             ))
         }
     };
@@ -98,6 +115,9 @@ mod tests {
         b.extend_from_slice(&[3u8; 256]);
         assert_eq!(parse_signature(&b).unwrap().scheme(), TpmAlg::RsaSsa);
         let b = [0x00, 0x05, 0x00, 0x0b];
-        assert_eq!(parse_signature(&b).unwrap_err().kind, ParseErrorKind::Unsupported);
+        assert_eq!(
+            parse_signature(&b).unwrap_err().kind,
+            ParseErrorKind::Unsupported
+        );
     }
 }
