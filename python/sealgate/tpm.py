@@ -23,7 +23,7 @@ Selection = list[tuple[str, list[int]]]
 #: Digest sizes of the banks sealgate handles.
 BANK_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 #: Reset value of a PCR the event log never extends (PC Client PTP rev 1.05 §3.3.7.1:
-#: PCRs 17–22 reset to all ones outside a dynamic launch; all others to zero).
+#: PCRs 17-22 reset to all ones outside a dynamic launch; all others to zero).
 DRTM_PCRS = range(17, 23)
 
 # tpm2-tools' `tpm2_quote -o` file: the TSS2 in-memory structs written raw, host byte order

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sealgate import __version__
-from sealgate.cli import eventlog, verify_tdx, verify_tpm
+from sealgate.cli import eventlog, trust, verify_tdx, verify_tpm
 from sealgate.errors import SealgateError, UsageError
 
 EXIT_OK = 0
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eventlog", help="event-log tools")
     esub = ev.add_subparsers(dest="eventlog_command", required=True, parser_class=_Parser)
     eventlog.register(esub)
+
+    trust.register(sub)
     return p
 
 
@@ -88,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130
-    except Exception as e:
+    except Exception as e:  # the CLI must never show a traceback
         print(f"sealgate: cli.internal.error: {type(e).__name__}", file=sys.stderr)
         return EXIT_USAGE
 

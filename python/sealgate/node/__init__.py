@@ -1,0 +1,1 @@
+"""Node (attester) side: evidence collection."""

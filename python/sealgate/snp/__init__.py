@@ -1,0 +1,1 @@
+"""AMD SEV-SNP: attestation report verification (facade), AMD KDS collateral."""

@@ -1,0 +1,213 @@
+"""Trust anchors: vendor roots pinned by SHA-256 fingerprint, stored in a trust directory.
+
+The repository ships fingerprints, not vendor certificates (issue 3 §2). Certificates come
+from the vendor (``sealgate trust fetch <platform>``) or an operator
+(``sealgate trust import FILE``); both paths accept a root only when its SHA-256(DER)
+equals a pin below, and an intermediate only when a pinned root signed it. Loading re-checks
+pins, so a file swapped in the directory later is ignored, never trusted.
+
+Layout: ``<trust_dir>/<platform>/roots/<pin name>.pem`` and
+``<trust_dir>/<platform>/intermediates/<subject CN>.pem``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealgate.collateral import atomic_write
+from sealgate.errors import ChainError, ParseError, UsageError
+from sealgate.x509der import Certificate, load_certificates, verify_signature
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One pinned root certificate."""
+
+    platform: str  # "snp" | "tdx"
+    name: str  # file stem in the trust directory, e.g. "ark-milan"
+    sha256: str  # lowercase hex SHA-256 of the certificate DER
+    description: str
+
+
+#: Pinned roots. Values: ../shared/vectors/PROVENANCE.md "roots/" (independently recomputed
+#: from the published certificates; also what AMD KDS serves at /vcek/v1/<product>/cert_chain).
+PINS: tuple[Pin, ...] = (
+    # --- AMD SEV-SNP: AMD Root Key per product line (RSA-4096, self-signed, RSASSA-PSS). ---
+    Pin(
+        "snp",
+        "ark-milan",
+        "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+        "AMD ARK-Milan (2020-10-22..2045-10-22)",
+    ),
+    Pin(
+        "snp",
+        "ark-genoa",
+        "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+        "AMD ARK-Genoa (2022-01-26..2047-01-26)",
+    ),
+    Pin(
+        "snp",
+        "ark-turin",
+        "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+        "AMD ARK-Turin (2023-05-15..2048-05-15)",
+    ),
+    # --- Intel TDX: Intel SGX Root CA. Added by the TDX work (issue 4); one Pin(...) line. ---
+)
+
+_BY_FINGERPRINT = {p.sha256: p for p in PINS}
+
+
+def pin_for(fingerprint: str) -> Pin | None:
+    return _BY_FINGERPRINT.get(fingerprint.lower())
+
+
+def pins(platform: str) -> list[Pin]:
+    return [p for p in PINS if p.platform == platform]
+
+
+def default_trust_dir() -> Path:
+    """``$SEALGATE_TRUST_DIR``, else ``$XDG_DATA_HOME/sealgate/trust``."""
+    env = os.environ.get("SEALGATE_TRUST_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sealgate" / "trust"
+
+
+def to_pem(der: bytes) -> bytes:
+    b64 = base64.b64encode(der).decode()
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return (
+        "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+    ).encode()
+
+
+def _stem(cn: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", cn.lower()).strip("-")
+    return s[:100] or "unnamed"
+
+
+@dataclass(frozen=True)
+class Imported:
+    platform: str
+    kind: str  # "root" | "intermediate"
+    name: str
+    sha256: str
+    path: Path
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "platform": self.platform,
+            "kind": self.kind,
+            "name": self.name,
+            "sha256": self.sha256,
+            "path": str(self.path),
+        }
+
+
+class TrustStore:
+    """Root and intermediate certificates by platform, pins enforced on every load."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_trust_dir()
+
+    def _dir(self, platform: str, kind: str) -> Path:
+        if not re.fullmatch(r"[a-z0-9]+", platform):
+            raise UsageError("trust.usage.bad_platform", f"bad platform {platform!r}")
+        return self.root / platform / kind
+
+    def _load_dir(self, d: Path) -> list[Certificate]:
+        out: list[Certificate] = []
+        if not d.is_dir():
+            return out
+        for f in sorted(d.glob("*.pem")):
+            try:
+                out.extend(load_certificates(f.read_bytes(), str(f)))
+            except (OSError, ParseError):
+                continue  # An unreadable file is skipped; it can only remove trust.
+        return out
+
+    def roots(self, platform: str) -> list[Certificate]:
+        """Stored roots of ``platform`` whose fingerprint is pinned (others are ignored)."""
+        return [
+            c
+            for c in self._load_dir(self._dir(platform, "roots"))
+            if (p := pin_for(c.fingerprint)) is not None and p.platform == platform
+        ]
+
+    def intermediates(self, platform: str) -> list[Certificate]:
+        """Stored intermediates; callers still verify them against a pinned root."""
+        return self._load_dir(self._dir(platform, "intermediates"))
+
+    def add_root(self, cert: Certificate) -> Imported:
+        pin = pin_for(cert.fingerprint)
+        if pin is None:
+            raise ChainError(
+                "trust.import.unpinned",
+                f"{cert.subject_cn!r} (sha256 {cert.fingerprint}) is not a pinned root",
+            )
+        path = self._dir(pin.platform, "roots") / f"{pin.name}.pem"
+        atomic_write(path, to_pem(cert.der))
+        return Imported(pin.platform, "root", pin.name, cert.fingerprint, path)
+
+    def add_intermediate(self, platform: str, cert: Certificate) -> Imported:
+        name = _stem(cert.subject_cn)
+        path = self._dir(platform, "intermediates") / f"{name}.pem"
+        atomic_write(path, to_pem(cert.der))
+        return Imported(platform, "intermediate", name, cert.fingerprint, path)
+
+    def import_certificates(self, certs: list[Certificate]) -> list[Imported]:
+        """Store pinned roots, then intermediates signed by a pinned root (given or stored).
+
+        Fails as a whole (nothing written) when any certificate is neither.
+        """
+        roots: list[tuple[Pin, Certificate]] = []
+        for c in certs:
+            p = pin_for(c.fingerprint)
+            if p is not None:
+                verify_signature(c.tbs, c.signature_alg, c.signature, c.public_key(), p.name)
+                roots.append((p, c))
+        for platform in {p.platform for p in PINS}:
+            for c in self.roots(platform):
+                p = pin_for(c.fingerprint)
+                if p is not None and all(r.fingerprint != c.fingerprint for _, r in roots):
+                    roots.append((p, c))
+        plan: list[tuple[str, Certificate]] = []
+        for c in certs:
+            if pin_for(c.fingerprint) is not None:
+                continue
+            issuer = next(
+                ((p, r) for p, r in roots if r.subject == c.issuer and _signed_by(c, r)), None
+            )
+            if issuer is None:
+                raise ChainError(
+                    "trust.import.unpinned",
+                    f"{c.subject_cn!r} (sha256 {c.fingerprint}) is neither a pinned root nor "
+                    "signed by one",
+                )
+            plan.append((issuer[0].platform, c))
+        out = [self.add_root(c) for c in certs if pin_for(c.fingerprint) is not None]
+        out.extend(self.add_intermediate(platform, c) for platform, c in plan)
+        return out
+
+
+def _signed_by(cert: Certificate, issuer: Certificate) -> bool:
+    try:
+        verify_signature(cert.tbs, cert.signature_alg, cert.signature, issuer.public_key(), "cert")
+    except (ChainError, ParseError):
+        return False
+    return True
+
+
+def import_file(path: Path, trust_dir: Path | None = None) -> list[Imported]:
+    """Import a PEM bundle or DER certificate into the trust directory, checking pins."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError("cli.input.unreadable", f"cannot read {path}: {e.strerror}") from None
+    certs = load_certificates(data, str(path))
+    return TrustStore(trust_dir).import_certificates(certs)
