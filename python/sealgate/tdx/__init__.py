@@ -76,21 +76,31 @@ def load_roots(roots: list[bytes]) -> tuple[list[x509.Certificate], tuple[str, .
     return out
 
 
+_TRUST_CACHE: dict[tuple[str, int], list[bytes]] = {}
+
+
 def _trust_dir_roots(trust_dir: Path | None) -> list[bytes]:
-    """Pinned Intel SGX Root CA certificates from the trust directory (sealgate.trust)."""
-    try:
-        from sealgate import trust
-    except ImportError:  # pragma: no cover - trust.py lands with the SEV-SNP work
-        return []
+    """Pinned Intel SGX Root CA certificates from the trust directory (``sealgate.trust``
+    re-checks the pin on load). Cached per directory modification time."""
+    from sealgate import trust
+
     store = trust.TrustStore(trust_dir)
-    return [c.der for c in store.roots("tdx")]
+    d = store.root / "tdx" / "roots"
+    try:
+        mtime = d.stat().st_mtime_ns
+    except OSError:
+        mtime = -1
+    key = (str(d), mtime)
+    hit = _TRUST_CACHE.get(key)
+    if hit is None:
+        hit = [c.der for c in store.roots("tdx")]
+        _TRUST_CACHE[key] = hit
+    return hit
 
 
 def _cached_collateral(cache_dir: Path | None, fmspc: bytes) -> TdxCollateral | None:
-    try:
-        from sealgate.tdx.fetch import load_cached
-    except ImportError:  # pragma: no cover
-        return None
+    from sealgate.tdx.fetch import load_cached
+
     return load_cached(fmspc, cache_dir)
 
 

@@ -256,7 +256,7 @@ mod tests {
         b[qe_at + 384 + 64 + 2] ^= 1;
         assert_eq!(codes(&b, &pck), vec!["tdx.qe.binding_mismatch"]);
         // Wrong PCK key.
-        let (_, other) = p256_pair();
+        let (other, _) = p256_pair();
         assert_eq!(codes(&q, &other), vec!["tdx.qe.signature_invalid"]);
     }
 
