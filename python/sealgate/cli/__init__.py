@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sealgate import __version__
-from sealgate.cli import eventlog, trust, verify_tdx, verify_tpm
+from sealgate.cli import collateral, eventlog, trust, verify_snp, verify_tdx, verify_tpm
 from sealgate.errors import SealgateError, UsageError
 
 EXIT_OK = 0
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="verify evidence offline and print claims as JSON")
     vsub = verify.add_subparsers(dest="platform", required=True, parser_class=_Parser)
     verify_tpm.register(vsub)
+    verify_snp.register(vsub)
     verify_tdx.register(vsub)
 
     ev = sub.add_parser("eventlog", help="event-log tools")
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     eventlog.register(esub)
 
     trust.register(sub)
+    collateral.register(sub)
     return p
 
 

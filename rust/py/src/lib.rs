@@ -4,6 +4,7 @@
 //! bytes (no copy) and release the GIL for per-quote work so gRPC worker threads scale.
 
 mod errors;
+mod snp;
 mod tdx;
 mod tpm;
 
@@ -13,6 +14,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     tpm::register(m)?;
+    snp::register(m)?;
     tdx::register(m)?;
     Ok(())
 }

@@ -173,6 +173,7 @@ impl TpmPublic {
     }
 
     /// Key components for building an SPKI: ("rsa", n, e) or ("ecc", curve, x ‖ y).
+    #[allow(clippy::type_complexity)]
     fn components<'py>(
         &self,
         py: Python<'py>,
@@ -441,6 +442,7 @@ fn replay_event_log<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Py
 
 /// Compare a replay with quoted PCRs: [(bank, index, replayed, quoted)] that differ.
 #[pyfunction]
+#[allow(clippy::type_complexity)]
 fn compare_pcrs<'py>(
     py: Python<'py>,
     replayed: &Bound<'py, PyDict>,

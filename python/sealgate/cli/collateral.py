@@ -1,0 +1,60 @@
+"""``sealgate collateral fetch <platform>``: fill the collateral cache from the vendor."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Register the ``collateral`` command group on the top-level sub-parsers."""
+    from sealgate.cli import _Parser
+
+    p = sub.add_parser("collateral", help="fetch and cache verification collateral")
+    csub = p.add_subparsers(dest="collateral_command", required=True, parser_class=_Parser)
+    fetch = csub.add_parser("fetch", help="fetch collateral for evidence into the cache")
+    fsub = fetch.add_subparsers(dest="platform", required=True, parser_class=_Parser)
+
+    snp = fsub.add_parser("snp", help="VCEK, cert_chain and CRL from AMD KDS for a report")
+    snp.add_argument("--report", required=True, help="ATTESTATION_REPORT (1184 bytes)")
+    snp.add_argument(
+        "--product",
+        choices=["Milan", "Genoa", "Turin"],
+        help="product line (required for version 2 reports)",
+    )
+    snp.add_argument("--base-url", help="KDS base URL (default https://kdsintf.amd.com)")
+    snp.add_argument("--cache-dir", type=Path, help="collateral cache directory")
+    snp.add_argument("--no-crl", action="store_true", help="do not fetch the CRL")
+    snp.set_defaults(handler=run_snp)
+
+
+def run_snp(args: argparse.Namespace) -> int:
+    from sealgate import _core
+    from sealgate.cli import EXIT_OK, emit, read_file
+    from sealgate.collateral import CollateralCache
+    from sealgate.errors import UsageError
+    from sealgate.snp import kds
+
+    rpt = _core.SnpReport.parse(read_file(args.report, "report"))
+    product = args.product or rpt.cpuid_product
+    if product is None:
+        raise UsageError("cli.usage.product_required", "version 2 report: pass --product")
+    if rpt.signing_key != "vcek":
+        raise UsageError(
+            "cli.usage.not_vcek", f"report is signed by {rpt.signing_key}; KDS serves VCEKs only"
+        )
+    if rpt.mask_chip_key or not any(rpt.chip_id):
+        raise UsageError("cli.usage.masked_chip_id", "CHIP_ID is masked; no VCEK can be derived")
+    bl, tee, snp, uc, fmc = rpt.reported_tcb(product)
+    cache = CollateralCache(args.cache_dir)
+    files = kds.fetch_into_cache(
+        cache,
+        kds.kds_base_url(args.base_url),
+        product,
+        rpt.chip_id,
+        kds.Tcb(bl, tee, snp, uc, fmc),
+        with_crl=not args.no_crl,
+    )
+    emit({"cache_dir": str(cache.root), "product": product, "files": files})
+    return EXIT_OK

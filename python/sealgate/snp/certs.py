@@ -1,0 +1,307 @@
+"""AMD certificate hierarchy: VCEK → ASK → ARK and VLEK → ASVK → ARK.
+
+Per AMD pub. 57230 (VCEK/KDS specification) §2-3: the ARK (AMD Root Key) is a self-signed
+RSA-4096 certificate per product line; it signs the ASK (AMD SEV Key, CN ``SEV-<product>``)
+and the ASVK (AMD SEV VLEK Key, CN ``SEV-VLEK-<product>``), both RSA-4096; those sign the
+P-384 VCEK (per chip and TCB, CN ``SEV-VCEK``) and VLEK (per cloud provider, CN
+``SEV-VLEK``). All of these signatures are RSASSA-PSS with SHA-384, MGF1-SHA-384 and a
+48-byte salt; sealgate demands exactly that. The VCEK/VLEK carry AMD extensions under
+1.3.6.1.4.1.3704.1 (§3.1 Table 8): structVersion (.1), productName (.2), the TCB security
+patch levels blSPL (.3.1), teeSPL (.3.2), snpSPL (.3.3), ucodeSPL (.3.8), fmcSPL (.3.9,
+Turin), hwID (.4: CHIP_ID; 8 bytes on Turin) and, on a VLEK, cspId (.5).
+
+Chains are verified with ``cryptography`` once and cached (``sealgate.snp``); per-report work
+is the Rust signature check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sealgate.errors import ChainError, ParseError
+from sealgate.trust import pin_for
+from sealgate.x509der import (
+    OID_EC_PUBLIC_KEY,
+    OID_P384,
+    OID_RSASSA_PSS,
+    OID_SHA384,
+    Certificate,
+    Crl,
+    Der,
+    parse_pss_params,
+    verify_signature,
+)
+
+AMD_OID = "1.3.6.1.4.1.3704.1"
+OID_STRUCT_VERSION = f"{AMD_OID}.1"
+OID_PRODUCT_NAME = f"{AMD_OID}.2"
+OID_BL_SPL = f"{AMD_OID}.3.1"
+OID_TEE_SPL = f"{AMD_OID}.3.2"
+OID_SNP_SPL = f"{AMD_OID}.3.3"
+OID_UCODE_SPL = f"{AMD_OID}.3.8"
+OID_FMC_SPL = f"{AMD_OID}.3.9"
+OID_HWID = f"{AMD_OID}.4"
+OID_CSP_ID = f"{AMD_OID}.5"
+
+#: AMD's hierarchy signs with RSASSA-PSS / SHA-384 / MGF1-SHA-384 / salt 48 (pub. 57230 §2).
+AMD_PSS_SALT = 48
+#: hwID sizes: 64-byte CHIP_ID (Milan, Genoa), 8 bytes on Turin (PROVENANCE.md).
+HWID_LEN = {"Milan": 64, "Genoa": 64, "Turin": 8}
+
+
+@dataclass(frozen=True)
+class EndorsementKey:
+    """What a VCEK/VLEK certificate says about the chip and TCB it endorses."""
+
+    kind: str  # "vcek" | "vlek"
+    product_name: str | None  # e.g. "Milan-B0", "Turin"
+    product: str | None  # product line derived from product_name
+    bl_spl: int | None
+    tee_spl: int | None
+    snp_spl: int | None
+    ucode_spl: int | None
+    fmc_spl: int | None
+    hwid: bytes | None
+    csp_id: str | None
+    point: bytes  # uncompressed SEC1 P-384 point
+
+
+def _int_ext(cert: Certificate, oid: str) -> int | None:
+    ext = cert.extensions.get(oid)
+    if ext is None:
+        return None
+    d = Der(ext.value, f"extension {oid}")
+    v = d.integer()
+    d.expect_end()
+    if not 0 <= v <= 255:
+        raise ParseError("snp.vcek.bad_extension", f"extension {oid} value {v} is not a byte")
+    return v
+
+
+def _str_ext(cert: Certificate, oid: str) -> str | None:
+    ext = cert.extensions.get(oid)
+    if ext is None:
+        return None
+    d = Der(ext.value, f"extension {oid}")
+    tag, _, s, e = d.read()
+    d.expect_end()
+    if tag not in (0x0C, 0x13, 0x16):  # UTF8String, PrintableString, IA5String
+        raise ParseError("snp.vcek.bad_extension", f"extension {oid} has tag 0x{tag:02x}")
+    return ext.value[s:e].decode("utf-8", "replace")
+
+
+def product_line(name: str | None) -> str | None:
+    """``Milan-B0`` → ``Milan``."""
+    if not name:
+        return None
+    head = name.split("-", 1)[0]
+    return head if head in HWID_LEN else None
+
+
+def parse_endorsement_key(cert: Certificate) -> EndorsementKey:
+    """Read a VCEK or VLEK certificate's key and AMD extensions."""
+    if (
+        cert.spki_alg.oid != OID_EC_PUBLIC_KEY
+        or cert.spki_alg.params != b"\x06\x05+\x81\x04\x00\x22"
+    ):
+        raise ChainError(
+            "snp.vcek.unsupported_key", f"{cert.subject_cn!r} key is not EC P-384 ({OID_P384})"
+        )
+    point = cert.public_key_bits
+    hwid_ext = cert.extensions.get(OID_HWID)
+    csp = _str_ext(cert, OID_CSP_ID)
+    cn = cert.subject_cn
+    if cn == "SEV-VLEK" or (hwid_ext is None and csp is not None):
+        kind = "vlek"
+    elif cn == "SEV-VCEK" or hwid_ext is not None:
+        kind = "vcek"
+    else:
+        raise ChainError("snp.vcek.unknown_kind", f"{cn!r} is neither a VCEK nor a VLEK")
+    name = _str_ext(cert, OID_PRODUCT_NAME)
+    return EndorsementKey(
+        kind=kind,
+        product_name=name,
+        product=product_line(name),
+        bl_spl=_int_ext(cert, OID_BL_SPL),
+        tee_spl=_int_ext(cert, OID_TEE_SPL),
+        snp_spl=_int_ext(cert, OID_SNP_SPL),
+        ucode_spl=_int_ext(cert, OID_UCODE_SPL),
+        fmc_spl=_int_ext(cert, OID_FMC_SPL),
+        hwid=hwid_ext.value if hwid_ext is not None else None,
+        csp_id=csp,
+        point=point,
+    )
+
+
+def _check_amd_pss(cert_or_crl: Certificate | Crl, what: str) -> None:
+    alg = cert_or_crl.signature_alg
+    if alg.oid != OID_RSASSA_PSS:
+        raise ChainError(
+            "snp.chain.bad_signature_algorithm", f"{what} is signed with {alg.oid}, not RSASSA-PSS"
+        )
+    p = parse_pss_params(alg.params, what)
+    if (p.hash_oid, p.mgf_hash_oid, p.salt_length) != (OID_SHA384, OID_SHA384, AMD_PSS_SALT):
+        raise ChainError(
+            "snp.chain.bad_signature_algorithm",
+            f"{what}: RSASSA-PSS {p}, expected SHA-384/MGF1-SHA-384/salt 48",
+        )
+
+
+def _verify(cert: Certificate | Crl, issuer: Certificate, what: str, code: str) -> None:
+    _check_amd_pss(cert, what)
+    verify_signature(
+        cert.tbs, cert.signature_alg, cert.signature, issuer.public_key(), what, code=code
+    )
+
+
+@dataclass(frozen=True)
+class VerifiedChain:
+    leaf: Certificate
+    endorsement: EndorsementKey
+    intermediate: Certificate
+    root: Certificate
+    root_pin: str | None  # pin name, or None when the root was given explicitly
+    product: str
+    crl: Crl | None
+    not_before: datetime  # the chain (and CRL) are valid in [not_before, not_after]
+    not_after: datetime
+
+
+def intermediate_cn(kind: str, product: str) -> str:
+    return f"SEV-{product}" if kind == "vcek" else f"SEV-VLEK-{product}"
+
+
+def verify_chain(
+    leaf: Certificate,
+    candidates: list[Certificate],
+    explicit_roots: list[Certificate],
+    product: str | None,
+    at: datetime,
+    crl: Crl | None,
+) -> VerifiedChain:
+    """Build and verify leaf → intermediate → root at time ``at``; raise the first failure.
+
+    ``candidates`` are untrusted certificates (bundles, trust directory, cache); a root among
+    them is trusted only if pinned. ``explicit_roots`` are trusted because the caller named
+    them (``--roots``).
+    """
+    ek = parse_endorsement_key(leaf)
+    if product is None:
+        product = ek.product
+    if product is None:
+        # Last resort: the product named by the intermediate that issued the leaf.
+        for c in candidates:
+            if c.subject == leaf.issuer:
+                cn = c.subject_cn
+                product = product_line(cn.removeprefix("SEV-VLEK-").removeprefix("SEV-"))
+                if product:
+                    break
+    if product is None:
+        raise ChainError(
+            "snp.chain.unknown_product", "cannot tell the product line; pass --product"
+        )
+    if ek.product is not None and ek.product != product:
+        raise ChainError(
+            "snp.chain.wrong_product",
+            f"{ek.kind.upper()} is for {ek.product_name}, verification is for {product}",
+        )
+    want_cn = intermediate_cn(ek.kind, product)
+    issuers = [c for c in candidates if c.subject == leaf.issuer]
+    if not issuers:
+        raise ChainError(
+            "snp.chain.missing_intermediate",
+            f"no {want_cn} certificate issued the {ek.kind.upper()} (issuer {leaf.issuer_cn!r})",
+        )
+    inter = next((c for c in issuers if c.subject_cn == want_cn), None)
+    if inter is None:
+        raise ChainError(
+            "snp.chain.wrong_product",
+            f"{ek.kind.upper()} issued by {issuers[0].subject_cn!r}, expected {want_cn!r}",
+        )
+    if not inter.is_ca():
+        raise ChainError("snp.chain.not_ca", f"{want_cn} is not a CA certificate")
+    _verify(leaf, inter, f"{ek.kind.upper()} (signed by {want_cn})", "snp.chain.signature_invalid")
+
+    pinned = [c for c in candidates if c.subject == inter.issuer and pin_for(c.fingerprint)]
+    explicit = [c for c in explicit_roots if c.subject == inter.issuer]
+    root: Certificate | None = None
+    root_pin: str | None = None
+    for c in explicit + pinned:
+        p = pin_for(c.fingerprint)
+        if p is not None and p.platform != "snp":
+            continue
+        try:
+            _verify(
+                inter, c, f"{want_cn} (signed by {c.subject_cn})", "snp.chain.signature_invalid"
+            )
+        except ChainError:
+            continue
+        root, root_pin = c, (p.name if p is not None else None)
+        break
+    if root is None:
+        unpinned = [c for c in candidates if c.subject == inter.issuer]
+        if unpinned or not (explicit or pinned):
+            names = ", ".join(f"{c.subject_cn} sha256 {c.fingerprint}" for c in unpinned)
+            raise ChainError(
+                "snp.chain.untrusted_root",
+                f"no pinned or explicitly given ARK for {want_cn}"
+                + (f" (unpinned candidates: {names})" if names else ""),
+            )
+        raise ChainError(
+            "snp.chain.signature_invalid", f"{want_cn} is not signed by any trusted ARK"
+        )
+    if root_pin is not None and root_pin != f"ark-{product.lower()}":
+        raise ChainError(
+            "snp.chain.wrong_product", f"root is pinned as {root_pin}, product is {product}"
+        )
+    if root.subject != root.issuer or not root.is_ca():
+        raise ChainError("snp.chain.bad_root", f"{root.subject_cn!r} is not a self-signed CA")
+    _verify(root, root, f"{root.subject_cn} (self-signed)", "snp.chain.signature_invalid")
+
+    for c, what in ((leaf, ek.kind.upper()), (inter, want_cn), (root, root.subject_cn)):
+        if at < c.not_before:
+            raise ChainError(
+                "snp.chain.not_yet_valid",
+                f"{what} is valid from {c.not_before.isoformat()}, "
+                f"verification time {at.isoformat()}",
+            )
+        if at > c.not_after:
+            raise ChainError(
+                "snp.chain.expired",
+                f"{what} expired {c.not_after.isoformat()}, verification time {at.isoformat()}",
+            )
+    not_before = max(leaf.not_before, inter.not_before, root.not_before)
+    not_after = min(leaf.not_after, inter.not_after, root.not_after)
+    if crl is not None:
+        if crl.issuer != root.subject:
+            raise ChainError(
+                "snp.crl.wrong_issuer", f"CRL is not issued by {root.subject_cn} (wrong product?)"
+            )
+        _verify(crl, root, f"CRL of {root.subject_cn}", "snp.crl.signature_invalid")
+        if at < crl.this_update or (crl.next_update is not None and at > crl.next_update):
+            nu = crl.next_update.isoformat() if crl.next_update else "-"
+            raise ChainError(
+                "snp.crl.expired",
+                f"CRL valid {crl.this_update.isoformat()}..{nu}, "
+                f"verification time {at.isoformat()}",
+            )
+        for c, what in ((inter, want_cn), (leaf, ek.kind.upper())):
+            if c.serial in crl.revoked:
+                raise ChainError(
+                    "snp.chain.revoked", f"{what} serial {c.serial} is revoked by the ARK's CRL"
+                )
+        not_before = max(not_before, crl.this_update)
+        if crl.next_update is not None:
+            not_after = min(not_after, crl.next_update)
+    return VerifiedChain(
+        leaf=leaf,
+        endorsement=ek,
+        intermediate=inter,
+        root=root,
+        root_pin=root_pin,
+        product=product,
+        crl=crl,
+        not_before=not_before,
+        not_after=not_after,
+    )

@@ -1,0 +1,740 @@
+//! AMD SEV-SNP ATTESTATION_REPORT.
+//!
+//! Source: "SEV Secure Nested Paging Firmware ABI Specification", AMD publication 56860,
+//! revision 1.57 (March 2025): Table 23 "ATTESTATION_REPORT Structure", Table 9
+//! "GUEST_POLICY Structure", Table 3 "TCB_VERSION Structure" (Milan/Genoa) and its Turin
+//! variant (family 1Ah: FMC in byte 0), Table 24 "PLATFORM_INFO", Table 25 "Signature"
+//! / Chapter 10 "ECDSA P-384 with SHA-384" (R and S as 72-byte little-endian integers,
+//! zero-extended). Revision 1.55 (Table 22) introduced report version 3 (CPUID fields);
+//! revision 1.57 version 5 (mitigation vectors). Version 4 was never emitted by released
+//! firmware and is treated like any other unknown version: rejected.
+//!
+//! The report is a fixed 1184-byte structure. Each field's offset is a named constant; the
+//! parser reads them in order with the bounds-checked `Reader`, then checks every reserved
+//! range for zero (a non-zero reserved byte means a layout sealgate does not understand).
+
+use crate::error::{ParseError, ParseErrorKind, Platform, Result};
+use crate::reader::Reader;
+
+/// Table 23: the report is exactly 0x4A0 bytes.
+pub const REPORT_SIZE: usize = 0x4A0;
+/// Table 23: bytes 0x000–0x29F are signed; SIGNATURE starts at 0x2A0.
+pub const SIGNED_LEN: usize = 0x2A0;
+/// Chapter 10: R and S are each a 72-byte little-endian field inside the 512-byte SIGNATURE.
+pub const SIG_COMPONENT_LEN: usize = 72;
+/// Offsets of fields referred to by name elsewhere (Table 23).
+pub const OFF_REPORT_DATA: usize = 0x50;
+pub const OFF_MEASUREMENT: usize = 0x90;
+pub const OFF_REPORTED_TCB: usize = 0x180;
+pub const OFF_CHIP_ID: usize = 0x1A0;
+pub const OFF_SIGNATURE: usize = SIGNED_LEN;
+/// SIGNATURE_ALGO (Table 23 / Chapter 10, Table 128): 1 = ECDSA P-384 with SHA-384.
+pub const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
+/// Report versions sealgate parses.
+pub const SUPPORTED_VERSIONS: [u32; 3] = [2, 3, 5];
+
+/// Which key signed the report (Table 23, bits 4:2 of the key-info word at 0x48).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningKey {
+    /// 0: Versioned Chip Endorsement Key.
+    Vcek,
+    /// 1: Versioned Loaded Endorsement Key (cloud-provider provisioned).
+    Vlek,
+    /// 7: no key; the report is unsigned.
+    None,
+}
+
+impl SigningKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningKey::Vcek => "vcek",
+            SigningKey::Vlek => "vlek",
+            SigningKey::None => "none",
+        }
+    }
+}
+
+/// Processor product line, which fixes the TCB_VERSION byte layout and the AMD key
+/// hierarchy (ARK/ASK per product).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    Milan,
+    Genoa,
+    Turin,
+}
+
+impl Product {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Milan => "Milan",
+            Product::Genoa => "Genoa",
+            Product::Turin => "Turin",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Product> {
+        match s {
+            "Milan" => Some(Product::Milan),
+            "Genoa" => Some(Product::Genoa),
+            "Turin" => Some(Product::Turin),
+            _ => None,
+        }
+    }
+
+    /// From the report's CPUID fields (version 3+). Family 19h models 00h–0Fh are Milan,
+    /// 10h–1Fh and A0h–AFh (Genoa, Bergamo, Siena) use the Genoa hierarchy; family 1Ah
+    /// models 00h–1Fh are Turin. Anything else is unknown to sealgate.
+    pub fn from_cpuid(family: u8, model: u8) -> Option<Product> {
+        match (family, model) {
+            (0x19, 0x00..=0x0F) => Some(Product::Milan),
+            (0x19, 0x10..=0x1F) | (0x19, 0xA0..=0xAF) => Some(Product::Genoa),
+            (0x1A, 0x00..=0x1F) => Some(Product::Turin),
+            _ => None,
+        }
+    }
+
+    /// TCB_VERSION layout used by this product line.
+    pub fn tcb_layout(self) -> TcbLayout {
+        match self {
+            Product::Turin => TcbLayout::Turin,
+            _ => TcbLayout::MilanGenoa,
+        }
+    }
+}
+
+/// The two TCB_VERSION byte layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcbLayout {
+    /// Table 3 (Milan, Genoa): [BOOT_LOADER, TEE, rsvd×4, SNP, MICROCODE].
+    MilanGenoa,
+    /// Turin (family 1Ah): [FMC, BOOT_LOADER, TEE, SNP, rsvd×3, MICROCODE].
+    Turin,
+}
+
+/// A decoded TCB_VERSION: security patch levels of each firmware component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tcb {
+    pub bootloader: u8,
+    pub tee: u8,
+    pub snp: u8,
+    pub microcode: u8,
+    /// Turin only.
+    pub fmc: Option<u8>,
+}
+
+/// A raw TCB_VERSION (u64, little-endian in the report); decoding needs the product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcbVersion(pub u64);
+
+impl TcbVersion {
+    pub fn decode(self, layout: TcbLayout) -> Tcb {
+        let b = self.0.to_le_bytes();
+        match layout {
+            TcbLayout::MilanGenoa => Tcb {
+                bootloader: b[0],
+                tee: b[1],
+                snp: b[6],
+                microcode: b[7],
+                fmc: None,
+            },
+            TcbLayout::Turin => Tcb {
+                fmc: Some(b[0]),
+                bootloader: b[1],
+                tee: b[2],
+                snp: b[3],
+                microcode: b[7],
+            },
+        }
+    }
+}
+
+/// GUEST_POLICY (Table 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestPolicy(pub u64);
+
+impl GuestPolicy {
+    fn bit(self, n: u32) -> bool {
+        self.0 >> n & 1 == 1
+    }
+    /// Bits 7:0: minimum ABI minor version.
+    pub fn abi_minor(self) -> u8 {
+        self.0 as u8
+    }
+    /// Bits 15:8: minimum ABI major version.
+    pub fn abi_major(self) -> u8 {
+        (self.0 >> 8) as u8
+    }
+    /// Bit 16: SMT allowed.
+    pub fn smt(self) -> bool {
+        self.bit(16)
+    }
+    /// Bit 17: reserved, must be one (firmware refuses a policy without it).
+    pub fn reserved_one(self) -> bool {
+        self.bit(17)
+    }
+    /// Bit 18: association with a migration agent allowed.
+    pub fn migrate_ma(self) -> bool {
+        self.bit(18)
+    }
+    /// Bit 19: debugging allowed (host can read/write guest memory).
+    pub fn debug(self) -> bool {
+        self.bit(19)
+    }
+    /// Bit 20: guest may run on one socket only.
+    pub fn single_socket(self) -> bool {
+        self.bit(20)
+    }
+    /// Bit 21: CXL may be populated with guest memory.
+    pub fn cxl_allow(self) -> bool {
+        self.bit(21)
+    }
+    /// Bit 22: AES-256-XTS required for memory encryption.
+    pub fn mem_aes_256_xts(self) -> bool {
+        self.bit(22)
+    }
+    /// Bit 23: running with RAPL disabled required.
+    pub fn rapl_dis(self) -> bool {
+        self.bit(23)
+    }
+    /// Bit 24: ciphertext hiding for DRAM required.
+    pub fn ciphertext_hiding(self) -> bool {
+        self.bit(24)
+    }
+    /// Bit 25: guest support for SNP_PAGE_MOVE / page swap disabled.
+    pub fn page_swap_disable(self) -> bool {
+        self.bit(25)
+    }
+    /// Bits 63:26 (undefined in rev 1.57).
+    pub fn unknown_bits(self) -> u64 {
+        self.0 & !((1u64 << 26) - 1)
+    }
+}
+
+/// PLATFORM_INFO (Table 24).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformInfo(pub u64);
+
+impl PlatformInfo {
+    fn bit(self, n: u32) -> bool {
+        self.0 >> n & 1 == 1
+    }
+    /// Bit 0: SMT enabled in the system.
+    pub fn smt_enabled(self) -> bool {
+        self.bit(0)
+    }
+    /// Bit 1: TSME enabled.
+    pub fn tsme_enabled(self) -> bool {
+        self.bit(1)
+    }
+    /// Bit 2: platform uses ECC memory.
+    pub fn ecc_enabled(self) -> bool {
+        self.bit(2)
+    }
+    /// Bit 3: RAPL disabled.
+    pub fn rapl_disabled(self) -> bool {
+        self.bit(3)
+    }
+    /// Bit 4: ciphertext hiding for DRAM enabled.
+    pub fn ciphertext_hiding_enabled(self) -> bool {
+        self.bit(4)
+    }
+    /// Bit 5: alias check of memory completed (mitigation of the "BadRAM" alias attack).
+    pub fn alias_check_complete(self) -> bool {
+        self.bit(5)
+    }
+    /// Bit 7: SEV-TIO enabled.
+    pub fn tio_enabled(self) -> bool {
+        self.bit(7)
+    }
+    /// Bits sealgate does not name (bit 6 and 63:8).
+    pub fn unknown_bits(self) -> u64 {
+        self.0 & !0xBF
+    }
+}
+
+/// CPUID family/model/stepping (version 3+, Table 23 at 0x188–0x18A).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cpuid {
+    pub family: u8,
+    pub model: u8,
+    pub stepping: u8,
+}
+
+/// Firmware version triple (Table 23 CURRENT_* / COMMITTED_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirmwareVersion {
+    pub major: u8,
+    pub minor: u8,
+    pub build: u8,
+}
+
+/// A parsed ATTESTATION_REPORT. All multi-byte integers are little-endian in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationReport {
+    /// 0x000 VERSION.
+    pub version: u32,
+    /// 0x004 GUEST_SVN.
+    pub guest_svn: u32,
+    /// 0x008 POLICY.
+    pub policy: GuestPolicy,
+    /// 0x010 FAMILY_ID.
+    pub family_id: [u8; 16],
+    /// 0x020 IMAGE_ID.
+    pub image_id: [u8; 16],
+    /// 0x030 VMPL the report was requested at.
+    pub vmpl: u32,
+    /// 0x034 SIGNATURE_ALGO.
+    pub signature_algo: u32,
+    /// 0x038 CURRENT_TCB.
+    pub current_tcb: TcbVersion,
+    /// 0x040 PLATFORM_INFO.
+    pub platform_info: PlatformInfo,
+    /// 0x048 bit 0 AUTHOR_KEY_EN: the author key digest is present.
+    pub author_key_en: bool,
+    /// 0x048 bit 1 MASK_CHIP_KEY: CHIP_ID was masked to zero.
+    pub mask_chip_key: bool,
+    /// 0x048 bits 4:2 SIGNING_KEY.
+    pub signing_key: SigningKey,
+    /// 0x050 REPORT_DATA: guest-supplied.
+    pub report_data: [u8; 64],
+    /// 0x090 MEASUREMENT: launch digest.
+    pub measurement: [u8; 48],
+    /// 0x0C0 HOST_DATA.
+    pub host_data: [u8; 32],
+    /// 0x0E0 ID_KEY_DIGEST.
+    pub id_key_digest: [u8; 48],
+    /// 0x110 AUTHOR_KEY_DIGEST.
+    pub author_key_digest: [u8; 48],
+    /// 0x140 REPORT_ID.
+    pub report_id: [u8; 32],
+    /// 0x160 REPORT_ID_MA.
+    pub report_id_ma: [u8; 32],
+    /// 0x180 REPORTED_TCB: the TCB the VCEK was derived from.
+    pub reported_tcb: TcbVersion,
+    /// 0x188 CPUID_FAM_ID / CPUID_MOD_ID / CPUID_STEP (version 3+).
+    pub cpuid: Option<Cpuid>,
+    /// 0x1A0 CHIP_ID.
+    pub chip_id: [u8; 64],
+    /// 0x1E0 COMMITTED_TCB.
+    pub committed_tcb: TcbVersion,
+    /// 0x1E8 CURRENT_BUILD / CURRENT_MINOR / CURRENT_MAJOR.
+    pub current_version: FirmwareVersion,
+    /// 0x1EC COMMITTED_BUILD / COMMITTED_MINOR / COMMITTED_MAJOR.
+    pub committed_version: FirmwareVersion,
+    /// 0x1F0 LAUNCH_TCB.
+    pub launch_tcb: TcbVersion,
+    /// 0x1F8 LAUNCH_MIT_VECTOR (version 5+).
+    pub launch_mit_vector: Option<u64>,
+    /// 0x200 CURRENT_MIT_VECTOR (version 5+).
+    pub current_mit_vector: Option<u64>,
+    /// 0x2A0 SIGNATURE.R, little-endian.
+    pub signature_r: [u8; SIG_COMPONENT_LEN],
+    /// 0x2E8 SIGNATURE.S, little-endian.
+    pub signature_s: [u8; SIG_COMPONENT_LEN],
+}
+
+impl AttestationReport {
+    /// Product line from CPUID (version 3+), if recognised.
+    pub fn product_from_cpuid(&self) -> Option<Product> {
+        self.cpuid
+            .and_then(|c| Product::from_cpuid(c.family, c.model))
+    }
+}
+
+fn reserved_zero(
+    r: &Reader<'_>,
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    field: &'static str,
+) -> Result<()> {
+    if let Some(i) = buf[start..end].iter().position(|&b| b != 0) {
+        return Err(r.err_at(
+            start + i,
+            ParseErrorKind::ReservedNonZero,
+            field,
+            format!(
+                "byte 0x{:03x} is 0x{:02x}, must be zero",
+                start + i,
+                buf[start + i]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn fw_version(r: &mut Reader<'_>, field: &'static str) -> Result<FirmwareVersion> {
+    let [build, minor, major, _rsvd] = r.array::<4>(field)?;
+    Ok(FirmwareVersion {
+        major,
+        minor,
+        build,
+    })
+}
+
+/// Parse a 1184-byte ATTESTATION_REPORT of version 2, 3 or 5. The input must be exactly one
+/// report (configfs-tsm `outblob` and SNP_GET_REPORT both return exactly that).
+pub fn parse_report(buf: &[u8]) -> Result<AttestationReport> {
+    let mut r = Reader::new(buf, Platform::Snp);
+    if buf.len() > REPORT_SIZE {
+        return Err(r.err_at(
+            REPORT_SIZE,
+            ParseErrorKind::TrailingBytes,
+            "ATTESTATION_REPORT",
+            format!("{} bytes, a report is exactly {}", buf.len(), REPORT_SIZE),
+        ));
+    }
+    if buf.len() < REPORT_SIZE {
+        return Err(r.err_at(
+            buf.len(),
+            ParseErrorKind::Truncated,
+            "ATTESTATION_REPORT",
+            format!("{} bytes, a report is exactly {}", buf.len(), REPORT_SIZE),
+        ));
+    }
+    let version = r.u32_le("ATTESTATION_REPORT.VERSION")?;
+    if !SUPPORTED_VERSIONS.contains(&version) {
+        return Err(r.err_at(
+            0,
+            ParseErrorKind::Unsupported,
+            "ATTESTATION_REPORT.VERSION",
+            format!("version {}, supported: 2, 3, 5", version),
+        ));
+    }
+    let guest_svn = r.u32_le("ATTESTATION_REPORT.GUEST_SVN")?;
+    let policy = GuestPolicy(r.u64_le("ATTESTATION_REPORT.POLICY")?);
+    let family_id = r.array::<16>("ATTESTATION_REPORT.FAMILY_ID")?;
+    let image_id = r.array::<16>("ATTESTATION_REPORT.IMAGE_ID")?;
+    let vmpl = r.u32_le("ATTESTATION_REPORT.VMPL")?;
+    let signature_algo = r.u32_le("ATTESTATION_REPORT.SIGNATURE_ALGO")?;
+    let current_tcb = TcbVersion(r.u64_le("ATTESTATION_REPORT.CURRENT_TCB")?);
+    let platform_info = PlatformInfo(r.u64_le("ATTESTATION_REPORT.PLATFORM_INFO")?);
+    let key_info_at = r.offset();
+    let key_info = r.u32_le("ATTESTATION_REPORT.KEY_INFO")?;
+    // Bits 31:5 of the key-info word are reserved (Table 23).
+    if key_info >> 5 != 0 {
+        return Err(r.err_at(
+            key_info_at,
+            ParseErrorKind::ReservedNonZero,
+            "ATTESTATION_REPORT.KEY_INFO",
+            format!("0x{:08x}: bits 31:5 are reserved", key_info),
+        ));
+    }
+    let signing_key = match (key_info >> 2) & 7 {
+        0 => SigningKey::Vcek,
+        1 => SigningKey::Vlek,
+        7 => SigningKey::None,
+        other => {
+            return Err(r.err_at(
+                key_info_at,
+                ParseErrorKind::Invalid,
+                "ATTESTATION_REPORT.SIGNING_KEY",
+                format!("{} (0 VCEK, 1 VLEK, 7 none)", other),
+            ))
+        }
+    };
+    let _rsvd = r.take(4, "ATTESTATION_REPORT.reserved_04c")?;
+    let report_data = r.array::<64>("ATTESTATION_REPORT.REPORT_DATA")?;
+    let measurement = r.array::<48>("ATTESTATION_REPORT.MEASUREMENT")?;
+    let host_data = r.array::<32>("ATTESTATION_REPORT.HOST_DATA")?;
+    let id_key_digest = r.array::<48>("ATTESTATION_REPORT.ID_KEY_DIGEST")?;
+    let author_key_digest = r.array::<48>("ATTESTATION_REPORT.AUTHOR_KEY_DIGEST")?;
+    let report_id = r.array::<32>("ATTESTATION_REPORT.REPORT_ID")?;
+    let report_id_ma = r.array::<32>("ATTESTATION_REPORT.REPORT_ID_MA")?;
+    let reported_tcb = TcbVersion(r.u64_le("ATTESTATION_REPORT.REPORTED_TCB")?);
+    let [family, model, stepping] = r.array::<3>("ATTESTATION_REPORT.CPUID")?;
+    let cpuid = (version >= 3).then_some(Cpuid {
+        family,
+        model,
+        stepping,
+    });
+    let _rsvd = r.take(0x1A0 - 0x18B, "ATTESTATION_REPORT.reserved_18b")?;
+    let chip_id = r.array::<64>("ATTESTATION_REPORT.CHIP_ID")?;
+    let committed_tcb = TcbVersion(r.u64_le("ATTESTATION_REPORT.COMMITTED_TCB")?);
+    let current_version = fw_version(&mut r, "ATTESTATION_REPORT.CURRENT_VERSION")?;
+    let committed_version = fw_version(&mut r, "ATTESTATION_REPORT.COMMITTED_VERSION")?;
+    let launch_tcb = TcbVersion(r.u64_le("ATTESTATION_REPORT.LAUNCH_TCB")?);
+    let launch_mit = r.u64_le("ATTESTATION_REPORT.LAUNCH_MIT_VECTOR")?;
+    let current_mit = r.u64_le("ATTESTATION_REPORT.CURRENT_MIT_VECTOR")?;
+    let _rsvd = r.take(SIGNED_LEN - 0x208, "ATTESTATION_REPORT.reserved_208")?;
+    let signature_r = r.array::<SIG_COMPONENT_LEN>("ATTESTATION_REPORT.SIGNATURE.R")?;
+    let signature_s = r.array::<SIG_COMPONENT_LEN>("ATTESTATION_REPORT.SIGNATURE.S")?;
+    let _rsvd = r.take(
+        REPORT_SIZE - (SIGNED_LEN + 2 * SIG_COMPONENT_LEN),
+        "ATTESTATION_REPORT.SIGNATURE.reserved",
+    )?;
+    r.expect_end("ATTESTATION_REPORT")?;
+
+    // Reserved (must-be-zero) ranges, per version (Table 23).
+    reserved_zero(&r, buf, 0x04C, 0x050, "ATTESTATION_REPORT.reserved_04c")?;
+    let cpuid_end = if version >= 3 { 0x18B } else { 0x188 };
+    reserved_zero(&r, buf, cpuid_end, 0x1A0, "ATTESTATION_REPORT.reserved_18b")?;
+    reserved_zero(
+        &r,
+        buf,
+        0x1EB,
+        0x1EC,
+        "ATTESTATION_REPORT.CURRENT_VERSION.reserved",
+    )?;
+    reserved_zero(
+        &r,
+        buf,
+        0x1EF,
+        0x1F0,
+        "ATTESTATION_REPORT.COMMITTED_VERSION.reserved",
+    )?;
+    let mit_end = if version >= 5 { 0x208 } else { 0x1F8 };
+    reserved_zero(
+        &r,
+        buf,
+        mit_end,
+        SIGNED_LEN,
+        "ATTESTATION_REPORT.reserved_208",
+    )?;
+    reserved_zero(
+        &r,
+        buf,
+        SIGNED_LEN + 2 * SIG_COMPONENT_LEN,
+        REPORT_SIZE,
+        "ATTESTATION_REPORT.SIGNATURE.reserved",
+    )?;
+
+    Ok(AttestationReport {
+        version,
+        guest_svn,
+        policy,
+        family_id,
+        image_id,
+        vmpl,
+        signature_algo,
+        current_tcb,
+        platform_info,
+        author_key_en: key_info & 1 == 1,
+        mask_chip_key: key_info >> 1 & 1 == 1,
+        signing_key,
+        report_data,
+        measurement,
+        host_data,
+        id_key_digest,
+        author_key_digest,
+        report_id,
+        report_id_ma,
+        reported_tcb,
+        cpuid,
+        chip_id,
+        committed_tcb,
+        current_version,
+        committed_version,
+        launch_tcb,
+        launch_mit_vector: (version >= 5).then_some(launch_mit),
+        current_mit_vector: (version >= 5).then_some(current_mit),
+        signature_r,
+        signature_s,
+    })
+}
+
+/// True when `e` is the "unknown report version" error (callers give it its own code,
+/// `snp.report.unsupported_version`, issue 3 §4).
+pub fn is_unsupported_version(e: &ParseError) -> bool {
+    e.kind == ParseErrorKind::Unsupported && e.field == "ATTESTATION_REPORT.VERSION"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A well-formed report of `version` with recognisable field values.
+    pub fn sample(version: u32) -> Vec<u8> {
+        let mut b = vec![0u8; REPORT_SIZE];
+        b[0..4].copy_from_slice(&version.to_le_bytes());
+        b[4..8].copy_from_slice(&7u32.to_le_bytes());
+        b[8..16].copy_from_slice(&0x0003_0000u64.to_le_bytes());
+        b[0x30] = 1;
+        b[0x34] = 1;
+        b[0x48] = 0b0000_0100; // VLEK
+        b[OFF_REPORT_DATA] = 0xAA;
+        b[OFF_MEASUREMENT] = 0xBB;
+        // REPORTED_TCB in Turin layout: fmc=1 bl=3 tee=2 snp=5 ucode=97.
+        b[OFF_REPORTED_TCB..OFF_REPORTED_TCB + 8].copy_from_slice(&[1, 3, 2, 5, 0, 0, 0, 97]);
+        if version >= 3 {
+            b[0x188..0x18B].copy_from_slice(&[0x1A, 0x02, 0x01]);
+        }
+        b[OFF_CHIP_ID] = 0xCC;
+        b[0x1E8..0x1EB].copy_from_slice(&[3, 58, 1]);
+        if version >= 5 {
+            b[0x1F8] = 0x0B;
+            b[0x200] = 0x0B;
+        }
+        b[SIGNED_LEN] = 1;
+        b[SIGNED_LEN + SIG_COMPONENT_LEN] = 2;
+        b
+    }
+
+    #[test]
+    fn parses_each_version() {
+        for v in SUPPORTED_VERSIONS {
+            let r = parse_report(&sample(v)).unwrap();
+            assert_eq!(r.version, v);
+            assert_eq!(r.guest_svn, 7);
+            assert_eq!(r.vmpl, 1);
+            assert_eq!(r.signing_key, SigningKey::Vlek);
+            assert_eq!(r.report_data[0], 0xAA);
+            assert_eq!(r.measurement[0], 0xBB);
+            assert_eq!(r.chip_id[0], 0xCC);
+            assert_eq!(
+                r.current_version,
+                FirmwareVersion {
+                    major: 1,
+                    minor: 58,
+                    build: 3
+                }
+            );
+            assert_eq!(r.cpuid.is_some(), v >= 3);
+            assert_eq!(r.launch_mit_vector, (v >= 5).then_some(0x0B));
+            assert!(r.policy.smt() && r.policy.reserved_one() && !r.policy.debug());
+            assert_eq!(r.signature_r[0], 1);
+            assert_eq!(r.signature_s[0], 2);
+        }
+    }
+
+    #[test]
+    fn turin_tcb_layout_differs_from_milan() {
+        let r = parse_report(&sample(5)).unwrap();
+        assert_eq!(r.product_from_cpuid(), Some(Product::Turin));
+        let turin = r.reported_tcb.decode(TcbLayout::Turin);
+        assert_eq!(
+            turin,
+            Tcb {
+                fmc: Some(1),
+                bootloader: 3,
+                tee: 2,
+                snp: 5,
+                microcode: 97
+            }
+        );
+        let milan = r.reported_tcb.decode(TcbLayout::MilanGenoa);
+        assert_eq!((milan.bootloader, milan.tee, milan.snp), (1, 3, 0));
+    }
+
+    #[test]
+    fn milan_tcb_from_go_sev_guest() {
+        // PROVENANCE.md gsg-milan-v2: 0x4405000000000002 = bl 2, tee 0, snp 5, ucode 68.
+        let t = TcbVersion(0x4405_0000_0000_0002).decode(TcbLayout::MilanGenoa);
+        assert_eq!(
+            (t.bootloader, t.tee, t.snp, t.microcode, t.fmc),
+            (2, 0, 5, 68, None)
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_versions() {
+        for v in [0u32, 1, 4, 6, 0xFFFF_FFFF] {
+            let mut b = sample(5);
+            b[0..4].copy_from_slice(&v.to_le_bytes());
+            let e = parse_report(&b).unwrap_err();
+            assert!(is_unsupported_version(&e), "{v}: {e}");
+            assert_eq!(e.code(), "snp.format.unsupported");
+        }
+    }
+
+    #[test]
+    fn lengths() {
+        let b = sample(2);
+        assert_eq!(
+            parse_report(&b[..100]).unwrap_err().code(),
+            "snp.format.truncated"
+        );
+        assert_eq!(
+            parse_report(&[]).unwrap_err().code(),
+            "snp.format.truncated"
+        );
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(
+            parse_report(&long).unwrap_err().code(),
+            "snp.format.trailing_bytes"
+        );
+    }
+
+    #[test]
+    fn reserved_ranges_must_be_zero() {
+        // (version, offset) pairs inside reserved ranges.
+        let cases = [
+            (2, 0x04C),
+            (2, 0x188),
+            (3, 0x18B),
+            (5, 0x19F),
+            (2, 0x1EB),
+            (2, 0x1EF),
+            (3, 0x1F8),
+            (5, 0x208),
+            (5, 0x29F),
+            (5, 0x330),
+            (5, 0x49F),
+        ];
+        for (v, off) in cases {
+            let mut b = sample(v);
+            b[off] = 1;
+            let e = parse_report(&b).unwrap_err();
+            assert_eq!(e.code(), "snp.format.reserved_nonzero", "v{v} 0x{off:x}");
+            assert_eq!(e.offset, off);
+        }
+        // Bits 31:5 of the key-info word.
+        let mut b = sample(5);
+        b[0x48] |= 0x20;
+        assert_eq!(
+            parse_report(&b).unwrap_err().code(),
+            "snp.format.reserved_nonzero"
+        );
+    }
+
+    #[test]
+    fn signing_key_values() {
+        for (bits, want) in [
+            (0u8, Some(SigningKey::Vcek)),
+            (1, Some(SigningKey::Vlek)),
+            (7, Some(SigningKey::None)),
+        ] {
+            let mut b = sample(5);
+            b[0x48] = bits << 2 | 0b11;
+            let r = parse_report(&b).unwrap();
+            assert_eq!(Some(r.signing_key), want);
+            assert!(r.author_key_en && r.mask_chip_key);
+        }
+        for bits in 2u8..7 {
+            let mut b = sample(5);
+            b[0x48] = bits << 2;
+            assert_eq!(parse_report(&b).unwrap_err().code(), "snp.format.invalid");
+        }
+    }
+
+    #[test]
+    fn product_from_cpuid() {
+        assert_eq!(Product::from_cpuid(0x19, 0x01), Some(Product::Milan));
+        assert_eq!(Product::from_cpuid(0x19, 0x11), Some(Product::Genoa));
+        assert_eq!(Product::from_cpuid(0x19, 0xA0), Some(Product::Genoa));
+        assert_eq!(Product::from_cpuid(0x1A, 0x02), Some(Product::Turin));
+        assert_eq!(Product::from_cpuid(0x17, 0x31), None);
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1400)) {
+            let _ = parse_report(&data);
+        }
+
+        #[test]
+        fn truncations_are_errors(cut in 0usize..REPORT_SIZE) {
+            let b = sample(5);
+            prop_assert_eq!(parse_report(&b[..cut]).unwrap_err().code(), "snp.format.truncated");
+        }
+
+        #[test]
+        fn bit_flips_never_panic(v in prop::sample::select(vec![2u32, 3, 5]), pos in 0usize..REPORT_SIZE, bit in 0u8..8) {
+            let mut b = sample(v);
+            b[pos] ^= 1 << bit;
+            let _ = parse_report(&b);
+        }
+    }
+}
