@@ -151,7 +151,7 @@ def test_fmspc_mismatch() -> None:
 
 
 def test_tampered_collateral_text() -> None:
-    q, c = emr()
+    q, _ = emr()
     doc = json.loads(shared("tdx", "dcapqvl-emr-v4", "tdx_quote_collateral.json").read_bytes())
     doc["tcb_info"] = doc["tcb_info"].replace(
         '"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":18'

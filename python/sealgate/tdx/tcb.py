@@ -7,7 +7,7 @@ API "Get TDX TCB Info"), as summarised in ../shared/vectors/PROVENANCE.md:
 1. Platform level: the FIRST entry of ``tcbLevels`` (Intel orders them newest first) whose
    16 ``sgxtcbcomponents`` are each ≤ the PCK certificate's component SVNs, whose ``pcesvn``
    ≤ the PCK certificate's PCESVN, and whose ``tdxtcbcomponents`` are each ≤ the quote's
-   TEE_TCB_SVN — from index 2 when TEE_TCB_SVN[1] > 0, because then bytes 0–1 are the TDX
+   TEE_TCB_SVN — from index 2 when TEE_TCB_SVN[1] > 0, because then bytes 0 and 1 are the TDX
    module's SVN and major version, evaluated against the TDX module identity instead.
    No such level → failure ``tdx.tcb.no_matching_level`` (QVL STATUS_TCB_NOT_SUPPORTED).
 2. TDX module: MRSIGNERSEAM and SEAMATTRIBUTES (masked) must match ``tdxModule``; when

@@ -151,7 +151,7 @@ def _cert(
         .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None if ca else None), True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
     )
     for e in extra or []:
         b = b.add_extension(e, False)
