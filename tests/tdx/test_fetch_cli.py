@@ -158,6 +158,10 @@ def test_trust_fetch_tdx_pins(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert r.verified, r.errors
 
 
+def p(*parts: str) -> str:
+    return str(project("tdx", *parts))
+
+
 @pytest.mark.parametrize(
     ("args", "rc", "code"),
     [
@@ -176,7 +180,6 @@ def test_trust_fetch_tdx_pins(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_verify_cli(
     args: list[str], rc: int, code: str | None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    p = lambda *a: str(project("tdx", *a))  # noqa: E731
     argv = ["verify", "tdx", "--roots", p("roots", "fake_intel_root.pem")]
     it = iter(args)
     for a in it:
@@ -195,7 +198,6 @@ def test_verify_cli(
 
 
 def test_verify_cli_pcs_files(capsys: pytest.CaptureFixture[str]) -> None:
-    p = lambda *a: str(project("tdx", *a))  # noqa: E731
     rc = main(
         [
             "verify",

@@ -48,7 +48,7 @@ def read_tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
 
 
 def children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
+    out: list[tuple[int, int, int]] = []
     pos = start
     while pos < end:
         if len(out) >= MAX_ITEMS:
