@@ -19,17 +19,16 @@ from tests.vectors import project, shared
 
 
 @contextmanager
-def fake_pcs(intel: FakeIntel, root_pem: bytes | None = None) -> Iterator[tuple[str, list[str]]]:
+def fake_pcs(
+    intel: FakeIntel, ca_chain_pem: bytes | None = None
+) -> Iterator[tuple[str, list[str]]]:
     """A loopback Intel PCS v4: bodies plus URL-encoded issuer-chain headers."""
     seen: list[str] = []
     tcb_chain = urlquote(intel.tcb_signing_chain.decode())
     from cryptography.hazmat.primitives import serialization
 
-    ca_chain = urlquote(
-        (
-            intel.pck_ca.public_bytes(serialization.Encoding.PEM) + (root_pem or intel.root_pem)
-        ).decode()
-    )
+    default_chain = intel.pck_ca.public_bytes(serialization.Encoding.PEM) + intel.root_pem
+    ca_chain = urlquote((ca_chain_pem or default_chain).decode())
     routes = {
         f"/tdx/certification/v4/tcb?fmspc={DEFAULT_FMSPC.hex().upper()}": (
             intel.pcs_tcb_info(),
@@ -135,16 +134,13 @@ def test_trust_fetch_tdx_pins(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert rc == 1
     assert "trust.import.unpinned" in capsys.readouterr().err
     real = shared("tdx", "roots", "Intel_SGX_Root_CA.pem").read_bytes()
-    # Serve only Intel's real root in the chain header (the PCK CA there is fake, so it is
-    # refused: nothing is written). Then import the real root alone through the same path.
-    with fake_pcs(intel, root_pem=real) as (base, _):
-        rc = main(["trust", "fetch", "tdx", "--base-url", base, "--trust-dir", str(tmp_path)])
-    assert rc == 1
-    capsys.readouterr()
-    rf = tmp_path / "intel.pem"
-    rf.write_bytes(real)
-    assert main(["trust", "import", str(rf), "--trust-dir", str(tmp_path / "t")]) == 0
-    capsys.readouterr()
+    # A chain header carrying Intel's real root is accepted by the pin.
+    with fake_pcs(intel, ca_chain_pem=real) as (base, seen):
+        rc = main(["trust", "fetch", "tdx", "--base-url", base, "--trust-dir", str(tmp_path / "t")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0, out
+    assert seen == ["/sgx/certification/v4/pckcrl?ca=platform&encoding=der"]
+    assert [i["name"] for i in out["imported"]] == ["intel-sgx-root-ca"]
     # Verification from the trust dir (no --roots) then reaches the real root pin.
     q = shared("tdx", "dcapqvl-emr-v4", "tdx_quote").read_bytes()
     c = tdx.load_collateral_json(

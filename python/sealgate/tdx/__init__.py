@@ -109,33 +109,19 @@ def replay_ccel(ccel: bytes) -> list[bytes]:
     return _core.replay_ccel(ccel)
 
 
-def _tcb(
-    v: VerifiedCollateral, q: _core.TdxQuote, pck: PckInfo, claims: dict[str, Any]
-) -> TcbResult:
-    mr_signer, prod_id, isv_svn, misc, attrs = q.qe_report
-    tee = q.tee_tcb_svn
-    key = (
-        pck.ext.cpusvn_components,
-        pck.ext.pcesvn,
-        tee,
-        claims["mr_signer_seam"],
-        claims["seam_attributes"],
-        mr_signer,
-        prod_id,
-        isv_svn,
-        misc,
-        attrs,
-    )
+def _tcb(v: VerifiedCollateral, q: _core.TdxQuote, pck: PckInfo) -> TcbResult:
+    key = (pck.ext.cpusvn_components, pck.ext.pcesvn, q.tcb_key)
     hit: TcbResult | None = v.tcb_cache.get(key)
     if hit is None:
+        mr_signer, prod_id, isv_svn, misc, attrs = q.qe_report
         hit = evaluate(
             v.tcb_info,
             v.qe_identity,
             sgx_components=pck.ext.cpusvn_components,
             pcesvn=pck.ext.pcesvn,
-            tee_tcb_svn=tee,
-            mr_signer_seam=bytes.fromhex(claims["mr_signer_seam"]),
-            seam_attributes=bytes.fromhex(claims["seam_attributes"]),
+            tee_tcb_svn=q.tee_tcb_svn,
+            mr_signer_seam=q.mr_signer_seam,
+            seam_attributes=q.seam_attributes,
             qe_mr_signer=mr_signer,
             qe_isv_prod_id=prod_id,
             qe_isv_svn=isv_svn,
@@ -146,6 +132,20 @@ def _tcb(
             v.tcb_cache.clear()
         v.tcb_cache[key] = hit
     return hit
+
+
+_SPANS: dict[int, tuple[VerifiedCollateral, datetime, datetime]] = {}
+
+
+def _span(v: VerifiedCollateral) -> tuple[datetime, datetime]:
+    hit = _SPANS.get(id(v))
+    if hit is None or hit[0] is not v:
+        lo, hi = v.valid_span()
+        if len(_SPANS) > 1024:
+            _SPANS.clear()
+        _SPANS[id(v)] = (v, lo, hi)
+        return lo, hi
+    return hit[1], hit[2]
 
 
 def verify_quote(
@@ -201,11 +201,7 @@ def verify_quote(
     if pck is None:
         return res
     ext = pck.ext
-    claims["fmspc"] = ext.fmspc.hex()
-    claims["pce_id"] = ext.pceid.hex()
-    claims["pcesvn"] = ext.pcesvn
-    claims["cpusvn"] = ext.cpusvn.hex()
-    claims["pck_ca"] = pck.ca_kind
+    claims.update(pck.claims)
     try:
         pck.chain.check_time(when, "tdx.pck.expired")
     except ChainError as e:
@@ -236,19 +232,21 @@ def verify_quote(
             "tdx.collateral.pceid_mismatch",
             f"TCB info is for PCE-ID {v.pce_id.hex()}, the PCK certificate says {ext.pceid.hex()}",
         )
-    for w in v.windows:
+    lo, hi = _span(v)
+    if not lo <= when <= hi:  # slow path only when something is outside its window
+        for w in v.windows:
+            try:
+                w.check(when)
+            except CollateralError as e:
+                res.fail_from(e)
         try:
-            w.check(when)
-        except CollateralError as e:
+            v.tcb_chain.check_time(when, "tdx.collateral.expired")
+        except ChainError as e:
             res.fail_from(e)
-    try:
-        v.tcb_chain.check_time(when, "tdx.collateral.expired")
-    except ChainError as e:
-        res.fail_from(e)
     _check_revocation(res, coll, v, pck, when, allow_missing_crl)
 
     try:
-        tcb = _tcb(v, q, pck, claims)
+        tcb = _tcb(v, q, pck)
     except SealgateError as e:
         res.fail_from(e)
         return res
@@ -270,9 +268,8 @@ def _check_revocation(
     when: datetime,
     allow_missing_crl: bool,
 ) -> None:
-    certs = pck.chain.certs  # PCK, PCK CA, root
     try:
-        crl = coll.pck_crl_for(v, certs[1], pck.ca_fp)
+        crl = coll.pck_crl_for(v, pck.chain.certs[1], pck.ca_fp)
     except CollateralError as e:
         res.fail_from(e)
         crl = None
@@ -285,22 +282,20 @@ def _check_revocation(
                 crl.window.check(when)
             except CollateralError as e:
                 res.fail_from(e)
-            if certs[0].serial_number in crl.revoked:
-                res.fail(
-                    "tdx.pck.revoked",
-                    f"PCK certificate serial {certs[0].serial_number:x} is on the PCK CRL",
-                )
-    if v.root_crl is None:
+            issuer, serial = pck.serials[0]
+            if crl.revokes(issuer, serial):
+                res.fail("tdx.pck.revoked", f"PCK certificate serial {serial:x} is on the PCK CRL")
+    root_crl = v.root_crl
+    if root_crl is None:
         if not allow_missing_crl:
             res.fail("tdx.collateral.crl_missing", "no Intel SGX Root CA CRL supplied")
-    else:
-        for c in (*certs[1:-1], *v.tcb_chain.certs[:-1]):
-            if c.serial_number in v.root_crl.revoked and c.issuer == v.root_crl.crl.issuer:
-                res.fail(
-                    "tdx.pck.revoked",
-                    f"{c.subject.rfc4514_string()} (serial {c.serial_number:x}) is on the "
-                    "Root CA CRL",
-                )
+        return
+    for issuer, serial in (*pck.serials[1:], *v.tcb_serials):
+        if root_crl.revokes(issuer, serial):
+            res.fail(
+                "tdx.pck.revoked",
+                f"CA certificate serial {serial:x} (PCK CA or TCB signing) is on the Root CA CRL",
+            )
 
 
 def _check_ccel(res: VerifyResult, q: _core.TdxQuote, ccel: bytes) -> None:

@@ -157,6 +157,10 @@ class Crl:
     crl: x509.CertificateRevocationList
     window: Window
     revoked: frozenset[int]
+    issuer_der: bytes = b""
+
+    def revokes(self, issuer_der: bytes, serial: int) -> bool:
+        return serial in self.revoked and issuer_der == self.issuer_der
 
 
 @dataclass
@@ -171,10 +175,18 @@ class VerifiedCollateral:
     tcb_chain: VerifiedChain
     qe_chain: VerifiedChain
     root_crl: Crl | None
+    #: TCB signing chain certificates (issuer DER, serial) below the root.
+    tcb_serials: tuple[tuple[bytes, int], ...] = ()
     #: PCK CRL checked per issuing CA (fingerprint) the first time a quote needs it.
     pck_crls: dict[str, Crl] = field(default_factory=dict)
     #: TCB evaluation results by platform/QE identity tuple (see tcb.evaluate).
     tcb_cache: dict[Any, Any] = field(default_factory=dict)
+
+    def valid_span(self) -> tuple[datetime, datetime]:
+        """(latest issue date, earliest next update) over `windows` and the TCB chain."""
+        lo = max([w.issued for w in self.windows] + [self.tcb_chain.not_before])
+        hi = min([w.next_update for w in self.windows] + [self.tcb_chain.not_after])
+        return lo, hi
 
 
 @dataclass
@@ -292,6 +304,9 @@ class TdxCollateral:
             tcb_chain=tcb_chain,
             qe_chain=qe_chain,
             root_crl=root_crl,
+            tcb_serials=tuple(
+                (c.issuer.public_bytes(), c.serial_number) for c in tcb_chain.certs[:-1]
+            ),
         )
 
     def pck_crl_for(self, v: VerifiedCollateral, ca: x509.Certificate, ca_fp: str) -> Crl | None:
@@ -323,6 +338,7 @@ def _checked_crl(data: bytes, issuer: x509.Certificate, what: str) -> Crl:
         crl=crl,
         window=Window(what, crl.last_update_utc, nu),
         revoked=frozenset(r.serial_number for r in crl),
+        issuer_der=crl.issuer.public_bytes(),
     )
 
 

@@ -12,6 +12,7 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -185,12 +186,17 @@ class VerifiedChain:
 
     certs: tuple[x509.Certificate, ...]  # leaf first, trusted root last
     windows: tuple[tuple[str, datetime, datetime], ...]  # (subject, not_before, not_after)
+    not_before: datetime  # latest notBefore of the chain
+    not_after: datetime  # earliest notAfter of the chain
 
     @property
     def leaf(self) -> x509.Certificate:
         return self.certs[0]
 
     def check_time(self, at: datetime, code: str) -> None:
+        # Fast path: inside every certificate's window (two comparisons per quote).
+        if self.not_before <= at <= self.not_after:
+            return
         for subject, nb, na in self.windows:
             if not nb <= at <= na:
                 raise ChainError(
@@ -207,7 +213,11 @@ class PckInfo:
     ext: SgxExtension
     ca_kind: str  # "platform" | "processor"
     ca_fp: str  # fingerprint of the issuing PCK CA (CRL cache key)
-    serials: tuple[tuple[x509.Name, int], ...] = field(default=())  # (issuer, serial) per cert
+    #: (issuer DER, serial) of every certificate but the root, leaf first: revocation
+    #: checks compare these with CRL entries without re-reading the certificates.
+    serials: tuple[tuple[bytes, int], ...] = field(default=())
+    #: The PCK claims (fmspc, pce_id, pcesvn, cpusvn, pck_ca), built once.
+    claims: dict[str, Any] = field(default_factory=dict)
 
 
 def verify_chain(
@@ -253,7 +263,12 @@ def verify_chain(
     windows = tuple(
         (c.subject.rfc4514_string(), c.not_valid_before_utc, c.not_valid_after_utc) for c in full
     )
-    return VerifiedChain(certs=full, windows=windows)
+    return VerifiedChain(
+        certs=full,
+        windows=windows,
+        not_before=max(w[1] for w in windows),
+        not_after=min(w[2] for w in windows),
+    )
 
 
 _LOCK = threading.Lock()
@@ -291,7 +306,14 @@ def pck_info(
         ext=ext,
         ca_kind=kind,
         ca_fp=fingerprint(chain.certs[1]),
-        serials=tuple((c.issuer, c.serial_number) for c in chain.certs),
+        serials=tuple((c.issuer.public_bytes(), c.serial_number) for c in chain.certs[:-1]),
+        claims={
+            "fmspc": ext.fmspc.hex(),
+            "pce_id": ext.pceid.hex(),
+            "pcesvn": ext.pcesvn,
+            "cpusvn": ext.cpusvn.hex(),
+            "pck_ca": kind,
+        },
     )
     with _LOCK:
         if len(_PCK_CACHE) >= CHAIN_CACHE_SIZE:

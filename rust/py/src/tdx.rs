@@ -62,15 +62,16 @@ impl TdxQuote {
 }
 
 fn td_attributes<'py>(py: Python<'py>, raw: &[u8; 8]) -> PyResult<Bound<'py, PyDict>> {
+    use pyo3::intern;
     // TD_ATTRIBUTES (Intel TDX Module ABI spec, "TDATTRIBUTES"): a little-endian u64.
     let v = u64::from_le_bytes(*raw);
     let d = PyDict::new(py);
-    d.set_item("hex", hex(raw))?;
-    d.set_item("debug", v & 1 != 0)?;
-    d.set_item("sept_ve_disable", v & (1 << 28) != 0)?;
-    d.set_item("pks", v & (1 << 30) != 0)?;
-    d.set_item("kl", v & (1 << 31) != 0)?;
-    d.set_item("perfmon", v & (1 << 63) != 0)?;
+    d.set_item(intern!(py, "hex"), hex(raw))?;
+    d.set_item(intern!(py, "debug"), v & 1 != 0)?;
+    d.set_item(intern!(py, "sept_ve_disable"), v & (1 << 28) != 0)?;
+    d.set_item(intern!(py, "pks"), v & (1 << 30) != 0)?;
+    d.set_item(intern!(py, "kl"), v & (1 << 31) != 0)?;
+    d.set_item(intern!(py, "perfmon"), v & (1 << 63) != 0)?;
     Ok(d)
 }
 
@@ -170,33 +171,61 @@ impl TdxQuote {
             PyBytes::new(py, &r.attributes),
         )
     }
+    /// Everything of the quote that TCB evaluation reads, as one bytes key (for caching):
+    /// TEE_TCB_SVN ‖ MRSIGNERSEAM ‖ SEAMATTRIBUTES ‖ QE MRSIGNER ‖ ISVPRODID ‖ ISVSVN ‖
+    /// MISCSELECT ‖ QE ATTRIBUTES.
+    #[getter]
+    fn tcb_key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let b = &self.q.body;
+        let r = &self.q.signature_data.qe_report;
+        let mut k = Vec::with_capacity(16 + 48 + 8 + 32 + 8 + 16);
+        k.extend_from_slice(&b.tee_tcb_svn);
+        k.extend_from_slice(&b.mr_signer_seam);
+        k.extend_from_slice(&b.seam_attributes);
+        k.extend_from_slice(&r.mr_signer);
+        k.extend_from_slice(&r.isv_prod_id.to_le_bytes());
+        k.extend_from_slice(&r.isv_svn.to_le_bytes());
+        k.extend_from_slice(&r.misc_select.to_le_bytes());
+        k.extend_from_slice(&r.attributes);
+        PyBytes::new(py, &k)
+    }
+    #[getter]
+    fn mr_signer_seam<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.q.body.mr_signer_seam)
+    }
+    #[getter]
+    fn seam_attributes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.q.body.seam_attributes)
+    }
     /// The quote's claims in the CLI contract's spelling (hex lowercase).
     fn claims<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        use pyo3::intern;
         let b = &self.q.body;
         let d = PyDict::new(py);
-        d.set_item("version", self.q.header.version)?;
-        d.set_item("tee_type", self.q.header.tee_type)?;
-        d.set_item("mr_seam", hex(&b.mr_seam))?;
-        d.set_item("mr_signer_seam", hex(&b.mr_signer_seam))?;
-        d.set_item("mr_td", hex(&b.mr_td))?;
-        d.set_item("mr_config_id", hex(&b.mr_config_id))?;
-        d.set_item("mr_owner", hex(&b.mr_owner))?;
-        d.set_item("mr_owner_config", hex(&b.mr_owner_config))?;
-        for (i, r) in b.rtmr.iter().enumerate() {
-            d.set_item(format!("rtmr{i}"), hex(r))?;
-        }
-        d.set_item("report_data", hex(&b.report_data))?;
-        d.set_item("td_attributes", td_attributes(py, &b.td_attributes)?)?;
-        d.set_item("seam_attributes", hex(&b.seam_attributes))?;
-        d.set_item("xfam", hex(&b.xfam))?;
-        d.set_item("tee_tcb_svn", hex(&b.tee_tcb_svn))?;
+        d.set_item(intern!(py, "version"), self.q.header.version)?;
+        d.set_item(intern!(py, "tee_type"), self.q.header.tee_type)?;
+        d.set_item(intern!(py, "mr_seam"), hex(&b.mr_seam))?;
+        d.set_item(intern!(py, "mr_signer_seam"), hex(&b.mr_signer_seam))?;
+        d.set_item(intern!(py, "mr_td"), hex(&b.mr_td))?;
+        d.set_item(intern!(py, "mr_config_id"), hex(&b.mr_config_id))?;
+        d.set_item(intern!(py, "mr_owner"), hex(&b.mr_owner))?;
+        d.set_item(intern!(py, "mr_owner_config"), hex(&b.mr_owner_config))?;
+        d.set_item(intern!(py, "rtmr0"), hex(&b.rtmr[0]))?;
+        d.set_item(intern!(py, "rtmr1"), hex(&b.rtmr[1]))?;
+        d.set_item(intern!(py, "rtmr2"), hex(&b.rtmr[2]))?;
+        d.set_item(intern!(py, "rtmr3"), hex(&b.rtmr[3]))?;
+        d.set_item(intern!(py, "report_data"), hex(&b.report_data))?;
+        d.set_item(intern!(py, "td_attributes"), td_attributes(py, &b.td_attributes)?)?;
+        d.set_item(intern!(py, "seam_attributes"), hex(&b.seam_attributes))?;
+        d.set_item(intern!(py, "xfam"), hex(&b.xfam))?;
+        d.set_item(intern!(py, "tee_tcb_svn"), hex(&b.tee_tcb_svn))?;
         if let Some(v) = &b.tee_tcb_svn2 {
-            d.set_item("tee_tcb_svn2", hex(v))?;
+            d.set_item(intern!(py, "tee_tcb_svn2"), hex(v))?;
         }
         if let Some(v) = &b.mr_service_td {
-            d.set_item("mr_service_td", hex(v))?;
+            d.set_item(intern!(py, "mr_service_td"), hex(v))?;
         }
-        d.set_item("trailing_bytes", self.q.trailing_bytes)?;
+        d.set_item(intern!(py, "trailing_bytes"), self.q.trailing_bytes)?;
         Ok(d)
     }
 }
