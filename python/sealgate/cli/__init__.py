@@ -76,18 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except UsageError as e:
-        if getattr(args, "json_errors", False):
-            emit(
-                {
-                    "verified": False,
-                    "platform": getattr(args, "platform", None),
-                    "claims": {},
-                    "errors": [{"code": e.code, "message": e.message}],
-                }
-            )
+        _json_error(args, e)
         print(f"sealgate: {e.message}", file=sys.stderr)
         return EXIT_USAGE
     except SealgateError as e:
+        _json_error(args, e)
         print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
         return EXIT_REJECTED
     except KeyboardInterrupt:
@@ -95,6 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # the CLI must never show a traceback
         print(f"sealgate: cli.internal.error: {type(e).__name__}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _json_error(args: argparse.Namespace, e: SealgateError) -> None:
+    """Commands with a JSON contract print exactly one document, also on failure."""
+    if getattr(args, "json_errors", False):
+        emit(
+            {
+                "verified": False,
+                "platform": getattr(args, "platform", None),
+                "claims": {},
+                "errors": [{"code": e.code, "message": e.message}],
+            }
+        )
 
 
 def run() -> None:

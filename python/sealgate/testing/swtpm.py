@@ -58,7 +58,7 @@ def _port_pair() -> int:
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            p: int = s.getsockname()[1]
+            p = int(s.getsockname()[1])
         if p >= 65535:
             continue
         with socket.socket() as s2:
@@ -124,9 +124,16 @@ class Swtpm:
             f"active_pcr_banks = {','.join(self.banks)}\n"
         )
         cmd = [
-            "swtpm_setup", "--tpm2", "--tpmstate", str(self.state), "--config", str(setup),
-            "--pcr-banks", ",".join(self.banks), "--overwrite",
-        ]  # fmt: skip
+            "swtpm_setup",
+            "--tpm2",
+            "--tpmstate",
+            str(self.state),
+            "--config",
+            str(setup),
+            "--pcr-banks",
+            ",".join(self.banks),
+            "--overwrite",
+        ]
         if self.ek_certs:
             cmd += ["--create-ek-cert", "--create-platform-cert"]
         else:
@@ -191,14 +198,19 @@ class Swtpm:
         if self.proc.poll() is None:
             with contextlib.suppress(Exception):
                 subprocess.run(
-                    ["tpm2_shutdown", "-c"], env=self._env(), capture_output=True, timeout=5,
+                    ["tpm2_shutdown", "-c"],
+                    env=self._env(),
+                    capture_output=True,
+                    timeout=5,
                     check=False,
-                )  # fmt: skip
+                )
             with contextlib.suppress(Exception):
                 subprocess.run(
                     ["swtpm_ioctl", "--tcp", f"127.0.0.1:{self.port + 1}", "-s"],
-                    capture_output=True, timeout=5, check=False,
-                )  # fmt: skip
+                    capture_output=True,
+                    timeout=5,
+                    check=False,
+                )
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
         self._kill()
@@ -222,9 +234,12 @@ class Swtpm:
             [f"tpm2_{tool}", *args], env=self._env(), capture_output=True, timeout=60, check=False
         )
         subprocess.run(
-            ["tpm2_flushcontext", "-t"], env=self._env(), capture_output=True, timeout=30,
+            ["tpm2_flushcontext", "-t"],
+            env=self._env(),
+            capture_output=True,
+            timeout=30,
             check=False,
-        )  # fmt: skip
+        )
         if check and r.returncode != 0:
             raise SwtpmError(f"tpm2_{tool} failed: {r.stderr.decode(errors='replace')[-400:]}")
         return r
@@ -258,9 +273,22 @@ class Swtpm:
         ctx, pub, name = self._path("ak.ctx"), self._path("ak.pub"), self._path("ak.name")
         alg, scheme = ("rsa", "rsassa") if kind == "rsa" else ("ecc", "ecdsa")
         self.tpm2(
-            "createak", "-C", str(ek.ctx), "-c", str(ctx), "-G", alg, "-g", "sha256",
-            "-s", scheme, "-u", str(pub), "-n", str(name),
-        )  # fmt: skip
+            "createak",
+            "-C",
+            str(ek.ctx),
+            "-c",
+            str(ctx),
+            "-G",
+            alg,
+            "-g",
+            "sha256",
+            "-s",
+            scheme,
+            "-u",
+            str(pub),
+            "-n",
+            str(name),
+        )
         return TpmKey(kind, ctx, pub.read_bytes(), name.read_bytes())
 
     def extend(self, pcr: int, digests: dict[str, bytes]) -> None:
@@ -279,16 +307,32 @@ class Swtpm:
     def quote(self, ak: TpmKey, nonce: bytes, selection: str = "sha256:0,1,2,3,4,5,6,7") -> Quote:
         msg, sig, pcrs = self._path("quote.msg"), self._path("quote.sig"), self._path("quote.pcrs")
         self.tpm2(
-            "quote", "-c", str(ak.ctx), "-l", selection, "-q", nonce.hex(), "-g", "sha256",
-            "-m", str(msg), "-s", str(sig), "-o", str(pcrs),
-        )  # fmt: skip
+            "quote",
+            "-c",
+            str(ak.ctx),
+            "-l",
+            selection,
+            "-q",
+            nonce.hex(),
+            "-g",
+            "sha256",
+            "-m",
+            str(msg),
+            "-s",
+            str(sig),
+            "-o",
+            str(pcrs),
+        )
         return Quote(msg.read_bytes(), sig.read_bytes(), pcrs.read_bytes(), selection)
 
     def write_quote(self, q: Quote, directory: Path) -> dict[str, Path]:
         """Write a quote as files the CLI and tpm2_checkquote take."""
         directory.mkdir(parents=True, exist_ok=True)
-        out = {"quote": directory / "quote.msg", "signature": directory / "quote.sig",
-               "pcrs": directory / "quote.pcrs"}  # fmt: skip
+        out = {
+            "quote": directory / "quote.msg",
+            "signature": directory / "quote.sig",
+            "pcrs": directory / "quote.pcrs",
+        }
         out["quote"].write_bytes(q.message)
         out["signature"].write_bytes(q.signature)
         out["pcrs"].write_bytes(q.pcrs_file)

@@ -3,6 +3,7 @@
 use crate::errors::{failure_error, parse_error};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use sealgate_formats::eventlog::{parse_event_log as parse_log, EventLog as RsEventLog, LogFormat};
 use sealgate_formats::tpm::{
@@ -12,9 +13,15 @@ use sealgate_formats::tpm::{
 use sealgate_formats::Platform;
 use sealgate_verify::crypto::{Curve, KeyKind, VerifyingKey};
 use sealgate_verify::eventlog::{compare, replay, PcrMap};
+use sealgate_verify::tpm::PcrSource;
 use sealgate_verify::tpm::{selection_string, verify_quote, AkKey, QuoteExpectations};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// ("rsa", n, e) or (curve, x ‖ y, coordinate size) — see `TpmPublic::components`.
+type Components<'py> = (String, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+/// (bank, index, replayed, quoted) for a PCR that differs.
+type Mismatch<'py> = (String, u32, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
 
 fn bank(name: &str) -> PyResult<TpmAlg> {
     TpmAlg::hash_from_name(name)
@@ -172,12 +179,15 @@ impl TpmPublic {
         (s != TpmAlg::Null).then(|| (s.name(), h.map(|h| h.name())))
     }
 
+    /// Bare check of a TPMT_SIGNATURE over `message` (no quote semantics), GIL released.
+    fn verify_signature(&self, py: Python<'_>, message: &[u8], signature: &[u8]) -> PyResult<bool> {
+        let sig = parse_signature(signature).map_err(|e| parse_error(py, &e))?;
+        let inner = self.inner.clone();
+        Ok(py.detach(|| sealgate_verify::tpm::verify_signature(&inner.key, message, &sig).is_ok()))
+    }
+
     /// Key components for building an SPKI: ("rsa", n, e) or ("ecc", curve, x ‖ y).
-    #[allow(clippy::type_complexity)]
-    fn components<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(String, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+    fn components<'py>(&self, py: Python<'py>) -> PyResult<Option<Components<'py>>> {
         let Some(p) = self.inner.public.as_ref() else {
             return Ok(None);
         };
@@ -271,11 +281,15 @@ pub struct TpmQuoteResult {
     #[pyo3(get)]
     ak_restricted: Option<bool>,
     #[pyo3(get)]
-    signature_scheme: String,
+    signature_scheme: &'static str,
     #[pyo3(get)]
-    hash_alg: String,
-    quoted: PcrMap,
-    quote: Py<TpmQuote>,
+    hash_alg: &'static str,
+    /// The supplied values of the quoted PCRs, in selection order.
+    quoted: Vec<(TpmAlg, u32, PyBackedBytes)>,
+    /// The parsed quote and the caller's bytes (kept, not copied; `quote` is built on demand).
+    attest: Attest,
+    raw: PyBackedBytes,
+    signed_at: (usize, usize),
 }
 
 #[pymethods]
@@ -285,14 +299,85 @@ impl TpmQuoteResult {
         self.failures.is_empty()
     }
     #[getter]
-    fn quote(&self, py: Python<'_>) -> Py<TpmQuote> {
-        self.quote.clone_ref(py)
+    fn quote(&self, py: Python<'_>) -> PyResult<Py<TpmQuote>> {
+        let (a, b) = self.signed_at;
+        Py::new(
+            py,
+            TpmQuote {
+                attest: self.attest.clone(),
+                signed: self.raw[a..b].to_vec(),
+            },
+        )
     }
     /// The PCR values the digest was recomputed from, for exactly the quoted selection.
     #[getter]
     fn pcrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        pcr_map_to_py(py, &self.quoted)
+        let out = PyDict::new(py);
+        for (alg, i, v) in &self.quoted {
+            let name = alg.name();
+            let inner = match out.get_item(&name)? {
+                Some(d) => d.cast_into::<PyDict>()?,
+                None => {
+                    let d = PyDict::new(py);
+                    out.set_item(&name, &d)?;
+                    d
+                }
+            };
+            inner.set_item(i, PyBytes::new(py, v))?;
+        }
+        Ok(out)
     }
+}
+
+/// Static names for the schemes and hashes a parsed signature can carry.
+fn scheme_name(a: TpmAlg) -> &'static str {
+    match a {
+        TpmAlg::RsaSsa => "rsassa",
+        TpmAlg::RsaPss => "rsapss",
+        TpmAlg::Ecdsa => "ecdsa",
+        TpmAlg::Sha1 => "sha1",
+        TpmAlg::Sha256 => "sha256",
+        TpmAlg::Sha384 => "sha384",
+        TpmAlg::Sha512 => "sha512",
+        _ => "unknown",
+    }
+}
+
+/// The quoted selection's PCR values, borrowed from the caller's bytes objects (no copy;
+/// `PyBackedBytes` keeps them alive while the GIL is released).
+struct BorrowedPcrs(Vec<(TpmAlg, u32, PyBackedBytes)>);
+
+impl PcrSource for BorrowedPcrs {
+    fn pcr(&self, bank: TpmAlg, index: u32) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(b, i, _)| *b == bank && *i == index)
+            .map(|(_, _, v)| &**v)
+    }
+}
+
+fn borrowed_pcrs(sel: &PcrSelectionList, d: &Bound<'_, PyDict>) -> PyResult<BorrowedPcrs> {
+    let mut out = Vec::with_capacity(sel.total());
+    for s in &sel.selections {
+        let Some(bank) = d.get_item(s.hash.name())? else {
+            continue;
+        };
+        let bank = bank
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("PCR bank values must be dicts of index -> bytes"))?;
+        // One pass over the caller's dict (no per-index hashing); keep only quoted PCRs.
+        let mut wanted = 0u64;
+        for idx in &s.pcrs {
+            wanted |= 1u64 << idx;
+        }
+        for (k, v) in bank.iter() {
+            let idx = k.extract::<u32>()?;
+            if idx < 64 && wanted & (1u64 << idx) != 0 {
+                out.push((s.hash, idx, v.extract::<PyBackedBytes>()?));
+            }
+        }
+    }
+    Ok(BorrowedPcrs(out))
 }
 
 fn min_selection(sel: Vec<(String, Vec<u32>)>) -> PyResult<PcrSelectionList> {
@@ -317,15 +402,18 @@ fn min_selection(sel: Vec<(String, Vec<u32>)>) -> PyResult<PcrSelectionList> {
 fn verify_tpm_quote(
     py: Python<'_>,
     ak: &TpmPublic,
-    quote: &[u8],
+    quote: PyBackedBytes,
     signature: &[u8],
     pcrs: &Bound<'_, PyDict>,
     nonce: Option<&[u8]>,
     min_selection: Option<Vec<(String, Vec<u32>)>>,
 ) -> PyResult<TpmQuoteResult> {
-    let (attest, signed) = parse_attest_any(quote).map_err(|e| parse_error(py, &e))?;
+    let (attest, signed) = parse_attest_any(&quote).map_err(|e| parse_error(py, &e))?;
+    // `signed` is a sub-slice of `quote`: remember where, to rebuild it without copying now.
+    let start = signed.as_ptr() as usize - quote.as_ptr() as usize;
+    let signed_at = (start, start + signed.len());
     let sig = parse_signature(signature).map_err(|e| parse_error(py, &e))?;
-    let pcrs = pcr_map(pcrs)?;
+    let pcrs = borrowed_pcrs(&attest.quote.pcr_select, pcrs)?;
     let min = min_selection.map(self::min_selection).transpose()?;
     let ak_inner = ak.inner.clone();
     let outcome = py.detach(|| {
@@ -335,7 +423,6 @@ fn verify_tpm_quote(
         };
         verify_quote(signed, &attest, &sig, &ak_inner, &pcrs, &exp)
     });
-    let signed = signed.to_vec();
     Ok(TpmQuoteResult {
         failures: outcome
             .failures
@@ -344,10 +431,12 @@ fn verify_tpm_quote(
             .collect(),
         weak_hash: outcome.weak_hash,
         ak_restricted: outcome.ak_restricted,
-        signature_scheme: sig.scheme().name(),
-        hash_alg: sig.hash().name(),
-        quoted: outcome.quoted_pcrs,
-        quote: Py::new(py, TpmQuote { attest, signed })?,
+        signature_scheme: scheme_name(sig.scheme()),
+        hash_alg: scheme_name(sig.hash()),
+        quoted: pcrs.0,
+        attest,
+        raw: quote,
+        signed_at,
     })
 }
 
@@ -447,7 +536,7 @@ fn compare_pcrs<'py>(
     py: Python<'py>,
     replayed: &Bound<'py, PyDict>,
     quoted: &Bound<'py, PyDict>,
-) -> PyResult<Vec<(String, u32, Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+) -> PyResult<Vec<Mismatch<'py>>> {
     let r = pcr_map(replayed)?;
     let q = pcr_map(quoted)?;
     Ok(compare(&r, &q)

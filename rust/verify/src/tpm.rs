@@ -47,6 +47,20 @@ pub fn public_name(p: &Public) -> Option<Vec<u8>> {
     Some(name)
 }
 
+/// Where quote verification reads PCR values from: a `PcrMap`, or values borrowed from the
+/// caller without copying (the Python binding).
+pub trait PcrSource {
+    fn pcr(&self, bank: TpmAlg, index: u32) -> Option<&[u8]>;
+}
+
+impl PcrSource for PcrMap {
+    fn pcr(&self, bank: TpmAlg, index: u32) -> Option<&[u8]> {
+        self.get(&bank)
+            .and_then(|b| b.get(&index))
+            .map(|v| v.as_slice())
+    }
+}
+
 /// What the caller demands of the quote.
 #[derive(Debug, Default)]
 pub struct QuoteExpectations<'a> {
@@ -62,8 +76,6 @@ pub struct QuoteOutcome {
     pub failures: Vec<Failure>,
     /// The scheme hash is SHA-1: verified, but policy should refuse it.
     pub weak_hash: bool,
-    /// The values the pcrDigest was recomputed from, for exactly the quoted selection.
-    pub quoted_pcrs: PcrMap,
     /// Whether the AK is a restricted signing key (`None` when only an SPKI was given).
     pub ak_restricted: Option<bool>,
 }
@@ -79,6 +91,20 @@ fn scheme_of(sig: &Signature) -> Scheme {
     }
 }
 
+/// Check a TPMT_SIGNATURE over `message` with `key` (no quote semantics).
+pub fn verify_signature(
+    key: &VerifyingKey,
+    message: &[u8],
+    sig: &Signature,
+) -> Result<(), CryptoError> {
+    let h = hash_of(sig.hash())
+        .ok_or_else(|| CryptoError::Unsupported(format!("hash {}", sig.hash().name())))?;
+    match sig {
+        Signature::Rsa { sig: s, .. } => key.verify_rsa(scheme_of(sig), h, message, s),
+        Signature::Ecdsa { r, s, .. } => key.verify_ecdsa(h, message, r, s),
+    }
+}
+
 /// Verify one quote: the AK's signature over the exact TPMS_ATTEST bytes, the AK's
 /// attributes, the nonce, and the pcrDigest against `pcrs` (bank → index → value).
 /// Every failure is reported, not just the first.
@@ -87,7 +113,7 @@ pub fn verify_quote(
     attest: &Attest,
     sig: &Signature,
     ak: &AkKey,
-    pcrs: &PcrMap,
+    pcrs: &impl PcrSource,
     exp: &QuoteExpectations<'_>,
 ) -> QuoteOutcome {
     let mut out = QuoteOutcome::default();
@@ -129,11 +155,7 @@ pub fn verify_quote(
     // 2. The signature over the TPMS_ATTEST bytes.
     let h = hash_of(sig.hash()).expect("parser admits only SHA-1/256/384/512");
     out.weak_hash = h == Hash::Sha1;
-    let res = match sig {
-        Signature::Rsa { sig: s, .. } => ak.key.verify_rsa(scheme_of(sig), h, signed, s),
-        Signature::Ecdsa { r, s, .. } => ak.key.verify_ecdsa(h, signed, r, s),
-    };
-    match res {
+    match verify_signature(&ak.key, signed, sig) {
         Ok(()) => {}
         Err(CryptoError::BadSignature) => out.failures.push(Failure::new(
             "tpm.quote.signature_invalid",
@@ -182,16 +204,13 @@ pub fn verify_quote(
     let mut missing = Vec::new();
     let mut bad_len = Vec::new();
     for sel in &attest.quote.pcr_select.selections {
-        let bank = pcrs.get(&sel.hash);
-        let entry = out.quoted_pcrs.entry(sel.hash).or_default();
         for idx in &sel.pcrs {
-            match bank.and_then(|b| b.get(idx)) {
+            match pcrs.pcr(sel.hash, *idx) {
                 Some(v) => {
                     if Some(v.len()) != sel.hash.digest_size() {
                         bad_len.push(format!("{}:{} ({} bytes)", sel.hash.name(), idx, v.len()));
                     }
                     hasher.update(v);
-                    entry.insert(*idx, v.clone());
                 }
                 None => missing.push(format!("{}:{}", sel.hash.name(), idx)),
             }

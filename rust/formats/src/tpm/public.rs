@@ -201,18 +201,24 @@ pub fn parse_public(buf: &[u8]) -> Result<Public> {
     })
 }
 
-/// Accept TPMT_PUBLIC or TPM2B_PUBLIC (a big-endian u16 size that equals the rest).
+/// Accept TPMT_PUBLIC or TPM2B_PUBLIC. A TPMT_PUBLIC starts with its type (RSA 0x0001,
+/// KEYEDHASH 0x0008, ECC 0x0023, SYMCIPHER 0x0025); no TPM2B_PUBLIC is that small, so any
+/// other first u16 is a TPM2B size, which must then match the rest exactly.
 pub fn parse_public_any(buf: &[u8]) -> Result<Public> {
-    if buf.len() >= 2 {
-        let size = u16::from_be_bytes([buf[0], buf[1]]) as usize;
-        if size == buf.len() - 2 && size > 2 {
-            return parse_public(&buf[2..]).map_err(|mut e| {
-                e.offset += 2;
-                e
-            });
-        }
+    if buf.len() < 2 {
+        return parse_public(buf);
     }
-    parse_public(buf)
+    let first = u16::from_be_bytes([buf[0], buf[1]]);
+    if matches!(first, 0x0001 | 0x0008 | 0x0023 | 0x0025) {
+        return parse_public(buf);
+    }
+    let mut r = Reader::new(buf, Platform::Tpm);
+    let inner = r.tpm2b("TPM2B_PUBLIC.size", MAX_PUBLIC_SIZE)?;
+    r.expect_end("TPM2B_PUBLIC")?;
+    parse_public(inner).map_err(|mut e| {
+        e.offset += 2;
+        e
+    })
 }
 
 #[cfg(test)]
