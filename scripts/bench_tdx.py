@@ -24,7 +24,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
 from sealgate import _core, tdx
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "tdx"

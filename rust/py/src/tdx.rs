@@ -215,7 +215,10 @@ impl TdxQuote {
         d.set_item(intern!(py, "rtmr2"), hex(&b.rtmr[2]))?;
         d.set_item(intern!(py, "rtmr3"), hex(&b.rtmr[3]))?;
         d.set_item(intern!(py, "report_data"), hex(&b.report_data))?;
-        d.set_item(intern!(py, "td_attributes"), td_attributes(py, &b.td_attributes)?)?;
+        d.set_item(
+            intern!(py, "td_attributes"),
+            td_attributes(py, &b.td_attributes)?,
+        )?;
         d.set_item(intern!(py, "seam_attributes"), hex(&b.seam_attributes))?;
         d.set_item(intern!(py, "xfam"), hex(&b.xfam))?;
         d.set_item(intern!(py, "tee_tcb_svn"), hex(&b.tee_tcb_svn))?;
