@@ -61,9 +61,11 @@ fmt: setup
 
 bench: setup
 	$(PY) scripts/bench_tpm.py
+	$(PY) scripts/bench_tdx.py
 
 vectors: setup
-	$(PY) scripts/gen_vectors.py
+	$(PY) scripts/gen_tpm_vectors.py
+	$(PY) scripts/gen_tdx_vectors.py
 
 clean:
 	rm -rf $(STAMP) target python/sealgate/*.so

@@ -33,9 +33,9 @@ EMR_T = datetime(2025, 7, 19, 10, 0, 34, tzinfo=UTC)
 def measure(fns: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
     """Calls per second of each function, best of interleaved ~50 ms rounds.
 
-    The machine is shared (2 cores, other builds running): interleaving the candidates and
-    keeping each one's best round compares them under the same background load, as
-    ``timeit`` recommends (min of repeats).
+    The machine is shared (2 cores, other builds running): time is this thread's CPU time,
+    candidates are interleaved, and each keeps its best round (``timeit``'s min of repeats),
+    so background load affects all of them alike.
     """
     best = dict.fromkeys(fns, 0.0)
     for fn in fns.values():
@@ -45,12 +45,12 @@ def measure(fns: dict[str, Callable[[], object]], seconds: float) -> dict[str, f
     while time.perf_counter() < deadline:
         for name, fn in fns.items():
             n = 0
-            start = time.perf_counter()
+            start = time.thread_time()
             while True:
                 for _ in range(20):
                     fn()
                 n += 20
-                el = time.perf_counter() - start
+                el = time.thread_time() - start
                 if el >= 0.05:
                     break
             best[name] = max(best[name], n / el)
