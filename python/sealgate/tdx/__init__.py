@@ -250,6 +250,10 @@ def verify_quote(
     except SealgateError as e:
         res.fail_from(e)
         return res
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        # Signed but structurally odd TCB info/QE identity: fail closed, never a traceback.
+        res.fail("tdx.collateral.invalid", f"TCB info / QE identity shape: {type(e).__name__}")
+        return res
     for code, message in tcb.failures:
         res.fail(code, message)
     claims["tcb_status"] = tcb.status or None

@@ -72,7 +72,7 @@ def extract_json_member(text: str, key: str) -> tuple[str, Any]:
                 raise ValueError("expected ':'")
             start = skip(pos + 1)
             value, end = dec.raw_decode(text, start)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise _coll("tdx.collateral.invalid", f"malformed JSON: {e}") from None
         if name in seen:
             # Duplicate keys make "the signed value" ambiguous: refuse.
@@ -211,9 +211,10 @@ class TdxCollateral:
     def fmspc(self) -> str:
         """FMSPC the TCB info is for (uppercase hex as Intel writes it), unverified."""
         try:
-            return str(json.loads(self.tcb_info_json).get("fmspc", ""))
-        except ValueError:
+            doc = json.loads(self.tcb_info_json)
+        except (ValueError, RecursionError):
             return ""
+        return str(doc.get("fmspc", "")) if isinstance(doc, dict) else ""
 
     def verified(
         self, roots: list[x509.Certificate], roots_key: tuple[str, ...]
@@ -262,7 +263,7 @@ class TdxCollateral:
         try:
             tcb = json.loads(self.tcb_info_json)
             qe = json.loads(self.qe_identity_json)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise _coll("tdx.collateral.invalid", f"collateral JSON: {e}") from None
         if not isinstance(tcb, dict) or not isinstance(qe, dict):
             raise _coll("tdx.collateral.invalid", "tcbInfo / enclaveIdentity must be objects")
@@ -383,7 +384,7 @@ def load_collateral_json(data: bytes) -> TdxCollateral:
     def build() -> TdxCollateral:
         try:
             doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise UsageError("cli.input.bad_json", f"collateral is not JSON: {e}") from None
         if not isinstance(doc, dict):
             raise UsageError("cli.input.bad_json", "collateral JSON must be an object")
