@@ -8,8 +8,9 @@ Endpoints (Intel "Provisioning Certification Service for ECDSA Attestation", API
   ``SGX-Enclave-Identity-Issuer-Chain``;
 - ``GET {base}/sgx/certification/v4/pckcrl?ca={platform|processor}&encoding=der`` → PCK CRL
   (DER), chain (PCK CA ‖ Root CA) in ``SGX-PCK-CRL-Issuer-Chain``;
-- ``GET {base}/sgx/certification/v4/rootcacrl`` → Root CA CRL (DER; PCCS serves it
-  hex-encoded, both are accepted).
+- Root CA CRL: Intel publishes it at the root certificate's CRL distribution point
+  (``https://certificates.trustedservices.intel.com/IntelSGXRootCA.der``); a PCCS serves it
+  at ``GET {base}/sgx/certification/v4/rootcacrl`` (DER or hex, both are accepted).
 
 Fetched bytes are never trusted as such: they are verified like any collateral when used.
 The cache stores one dcap-qvl-layout JSON per FMSPC: ``<cache>/tdx/<FMSPC>/collateral.json``.
@@ -41,6 +42,8 @@ from sealgate.tdx.pck import (
 )
 
 DEFAULT_PCS_URL = "https://api.trustedservices.intel.com"
+#: CRL distribution point of the Intel SGX Root CA certificate.
+INTEL_ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
 #: Issuer chain headers are two certificates, URL-encoded: a few KiB.
 MAX_HEADER_CHAIN = 16 << 10
 
@@ -124,7 +127,10 @@ def fetch_collateral(fmspc: bytes, ca: str = "platform", base: str | None = None
     pck_crl, _ = fetch_with_header(
         f"{b}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der", "SGX-PCK-CRL-Issuer-Chain"
     )
-    root_crl, _ = fetch_with_header(f"{b}/sgx/certification/v4/rootcacrl", None)
+    root_crl_url = (
+        INTEL_ROOT_CRL_URL if b == DEFAULT_PCS_URL else f"{b}/sgx/certification/v4/rootcacrl"
+    )
+    root_crl, _ = fetch_with_header(root_crl_url, None)
     c = load_collateral_files(tcb, qe, _need(tcb_chain), _maybe_hex(pck_crl), _maybe_hex(root_crl))
     if _need(qe_chain) != tcb_chain:
         c = TdxCollateral(
