@@ -10,10 +10,10 @@ API "Get TDX TCB Info"), as summarised in ../shared/vectors/PROVENANCE.md:
    TEE_TCB_SVN — from index 2 when TEE_TCB_SVN[1] > 0, because then bytes 0 and 1 are the TDX
    module's SVN and major version, evaluated against the TDX module identity instead.
    No such level → failure ``tdx.tcb.no_matching_level`` (QVL STATUS_TCB_NOT_SUPPORTED).
-2. TDX module: MRSIGNERSEAM and SEAMATTRIBUTES (masked) must match ``tdxModule``; when
-   TEE_TCB_SVN[1] > 0 the identity ``TDX_%02X`` % TEE_TCB_SVN[1] in
-   ``tdxModuleIdentities`` is matched too and its first level with isvsvn ≤ TEE_TCB_SVN[0]
-   gives the module status.
+2. TDX module (QVL ``TdxModuleCheck``): with TEE_TCB_SVN[1] == 0, MRSIGNERSEAM and
+   SEAMATTRIBUTES (masked) must match ``tdxModule``; with TEE_TCB_SVN[1] > 0 they must match
+   the identity ``TDX_%02X`` % TEE_TCB_SVN[1] in ``tdxModuleIdentities``, whose first level
+   with isvsvn ≤ TEE_TCB_SVN[0] gives the module status.
 3. QE identity (TD_QE): MRSIGNER, ISVPRODID, MISCSELECT and ATTRIBUTES (masked) must match;
    the first level with isvsvn ≤ the QE report's ISVSVN gives the QE status (none → Revoked,
    as QVL's ``EnclaveIdentityV2::getTcbStatus``).
@@ -165,8 +165,11 @@ def evaluate(
         failures.append(("tdx.qe.revoked", f"QE ISVSVN {qe_isv_svn} is revoked"))
 
     # --- TDX module ---
+    # QVL TdxModuleCheck: with TEE_TCB_SVN[1] == 0 MRSIGNERSEAM/SEAMATTRIBUTES are checked
+    # against ``tdxModule``; otherwise against the matching ``tdxModuleIdentities`` entry.
+    major = tee_tcb_svn[1]
     module = tcb_info.get("tdxModule")
-    if isinstance(module, dict):
+    if major == 0 and isinstance(module, dict):
         if _hexfield(module, "mrsigner", "tdxModule") != mr_signer_seam:
             failures.append(
                 ("tdx.tcb.tdx_module_mismatch", "MRSIGNERSEAM differs from tcbInfo.tdxModule")
@@ -180,7 +183,6 @@ def evaluate(
                 ("tdx.tcb.tdx_module_mismatch", "SEAMATTRIBUTES do not match tcbInfo.tdxModule")
             )
     module_status: str | None = None
-    major = tee_tcb_svn[1]
     if major > 0:
         ident_id = f"TDX_{major:02X}"
         idents = tcb_info.get("tdxModuleIdentities") or []
