@@ -46,6 +46,13 @@ pub const QE_REPORT_SIZE: usize = 384;
 pub const ECDSA_SIG_SIZE: usize = 64;
 pub const ECDSA_KEY_SIZE: usize = 64;
 
+// The declared layouts add up to the spec's sizes (A.3 tables; `sgx_report_body_t`).
+const _: () = assert!(2 + 2 + 4 + 2 + 2 + 16 + 20 == HEADER_SIZE);
+const _: () =
+    assert!(16 + 48 + 48 + 8 + 8 + 8 + 48 + 48 + 48 + 48 + 4 * 48 + 64 == TD_REPORT_BODY_10_SIZE);
+const _: () = assert!(TD_REPORT_BODY_10_SIZE + 16 + 48 == TD_REPORT_BODY_15_SIZE);
+const _: () = assert!(16 + 4 + 28 + 16 + 32 + 32 + 32 + 96 + 2 + 2 + 60 + 64 == QE_REPORT_SIZE);
+
 /// Header.attestation_key_type: 2 = ECDSA-256-with-P-256 (A.3). Type 3 (P-384) is reserved.
 pub const ATT_KEY_TYPE_ECDSA_P256: u16 = 2;
 /// Header.tee_type: 0x00000081 = TDX (0 is SGX, which sealgate does not verify).
