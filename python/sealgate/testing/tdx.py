@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -453,16 +454,31 @@ class FakeIntel:
         return signed + struct.pack("<I", len(sig_data)) + sig_data + trailing
 
 
+_DEFAULT = FakeIntel()
+
+
+def tsm_responder(
+    intel: FakeIntel | None = None, **kw: Any
+) -> Callable[[bytes], tuple[bytes, bytes | None]]:
+    """A ``sealgate.node.tsm.FakeTsm`` responder that answers like a TDX guest's
+    configfs-tsm (``provider`` ``tdx_guest``): ``outblob`` = a quote over ``inblob``."""
+    fake = intel or _DEFAULT
+
+    def respond(inblob: bytes) -> tuple[bytes, bytes | None]:
+        return fake.quote(inblob, **kw), None
+
+    return respond
+
+
 def fresh_quote(report_data: bytes, intel: FakeIntel | None = None, **kw: Any) -> bytes:
     """A freshly signed quote for ``report_data`` from the default fake hierarchy."""
     return (intel or _DEFAULT).quote(report_data, **kw)
 
-
-_DEFAULT = FakeIntel()
 
 __all__ = [
     "FakeIntel",
     "Platform",
     "fresh_quote",
     "sgx_extension",
+    "tsm_responder",
 ]
