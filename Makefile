@@ -61,10 +61,12 @@ fmt: setup
 
 bench: setup
 	$(PY) scripts/bench_tpm.py
+	$(PY) scripts/bench_snp.py
 	$(PY) scripts/bench_tdx.py
 
 vectors: setup
 	$(PY) scripts/gen_tpm_vectors.py
+	$(PY) scripts/gen_snp_vectors.py
 	$(PY) scripts/gen_tdx_vectors.py
 
 clean:

@@ -115,3 +115,13 @@ def test_cli_trust_fetch_rejects_a_substituted_root(tmp_path: Path) -> None:
         )
     assert rc == 1
     assert not (tmp_path / "t" / "snp").exists()
+
+
+def test_cli_trust_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = shared(*BUNDLES, "ask_ark_turin_vcek.pem")
+    assert main(["trust", "import", str(f), "--trust-dir", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {i["name"] for i in doc["imported"]} == {"ark-turin", "sev-turin"}
+    vcek = shared("sev-snp", "gsg-milan-v2", "vcek.der")
+    assert main(["trust", "import", str(vcek), "--trust-dir", str(tmp_path)]) == 1
+    assert main(["trust", "import", "/nonexistent", "--trust-dir", str(tmp_path)]) == 2

@@ -112,7 +112,18 @@ def format_pcr_selection(sel: _Selection) -> str: ...
 @final
 class SnpKey:
     @staticmethod
-    def from_sec1(point: bytes) -> SnpKey: ...
+    def from_sec1(
+        point: bytes,
+        kind: str | None = None,
+        product: str | None = None,
+        chain_product: str | None = None,
+        hwid: bytes | None = None,
+        bootloader: int | None = None,
+        tee: int | None = None,
+        snp: int | None = None,
+        microcode: int | None = None,
+        fmc: int | None = None,
+    ) -> SnpKey: ...
 
 @final
 class SnpReport:
@@ -143,6 +154,9 @@ class SnpReport:
     def verify_signature(self, key: SnpKey) -> tuple[str, str] | None: ...
 
 def verify_snp_report(key: SnpKey, data: bytes) -> tuple[SnpReport, tuple[str, str] | None]: ...
+def verify_snp(
+    key: SnpKey, data: bytes, product: str | None = None, report_data: bytes | None = None
+) -> tuple[dict[str, Any], list[tuple[str, str]]]: ...
 
 # --- Intel TDX (rust/py/src/tdx.rs) ---
 

@@ -23,7 +23,7 @@ from sealgate.collateral import CollateralCache
 from sealgate.errors import ChainError, ParseError, SealgateError, UsageError, VerificationError
 from sealgate.result import VerifyResult
 from sealgate.snp import kds
-from sealgate.snp.certs import HWID_LEN, EndorsementKey, VerifiedChain, verify_chain
+from sealgate.snp.certs import EndorsementKey, VerifiedChain, verify_chain
 from sealgate.trust import TrustStore
 from sealgate.x509der import (
     Certificate,
@@ -127,51 +127,14 @@ def _resolve_product(
     return product, None
 
 
-def _check_endorsement(
-    res: VerifyResult, rpt: _core.SnpReport, ek: EndorsementKey, product: str
-) -> None:
-    """The VCEK/VLEK extensions must describe this report's chip and REPORTED_TCB."""
-    if rpt.signing_key != ek.kind:
-        res.fail(
-            "snp.vcek.kind_mismatch",
-            f"report SIGNING_KEY is {rpt.signing_key}, certificate is a {ek.kind.upper()}",
-        )
-    if ek.product is not None and ek.product != product:
-        res.fail(
-            "snp.vcek.product_mismatch",
-            f"certificate productName {ek.product_name!r}, report product {product}",
-        )
-    if ek.kind == "vcek":
-        chip = rpt.chip_id
-        n = HWID_LEN[product]
-        if ek.hwid is None:
-            res.fail("snp.vcek.missing_extension", "VCEK has no hwID extension")
-        elif len(ek.hwid) != n or ek.hwid != chip[:n] or any(chip[n:]):
-            res.fail(
-                "snp.vcek.chip_id_mismatch",
-                f"VCEK hwID {ek.hwid.hex()} is not the report CHIP_ID {chip.hex()}",
-            )
-    bl, tee, snp, ucode, fmc = rpt.reported_tcb(product)
-    want = {"bootloader": bl, "tee": tee, "snp": snp, "microcode": ucode}
-    have: dict[str, int | None] = {
-        "bootloader": ek.bl_spl,
-        "tee": ek.tee_spl,
-        "snp": ek.snp_spl,
-        "microcode": ek.ucode_spl,
-    }
-    if product == "Turin":
-        want["fmc"] = fmc if fmc is not None else -1
-        have["fmc"] = ek.fmc_spl
-    missing = [k for k, v in have.items() if v is None]
-    if missing:
-        res.fail("snp.vcek.missing_extension", f"certificate lacks SPL extensions for {missing}")
-        return
-    diff = [f"{k} cert {have[k]} report {want[k]}" for k in want if have[k] != want[k]]
-    if diff:
-        res.fail(
-            "snp.vcek.tcb_mismatch",
-            "certificate TCB differs from REPORTED_TCB: " + ", ".join(diff),
-        )
+def _leaf_product(vcek: bytes) -> str | None:
+    """The product line a VCEK/VLEK names, for decoding when its chain failed."""
+    from sealgate.snp.certs import parse_endorsement_key
+
+    try:
+        return parse_endorsement_key(_load_cert(vcek, "VCEK/VLEK")).product
+    except (ChainError, ParseError):
+        return None
 
 
 def _cached_file(cache: CollateralCache | None, *parts: str) -> bytes | None:
@@ -225,7 +188,18 @@ def _chain_for(
             crl_obj = load_crl(data, f"cached {line} CRL")
     chain = verify_chain(leaf, candidates, explicit, product, at, crl_obj)
     ek = chain.endorsement
-    snp_key = _core.SnpKey.from_sec1(ek.point)
+    snp_key = _core.SnpKey.from_sec1(
+        ek.point,
+        kind=ek.kind,
+        product=ek.product,
+        chain_product=chain.product,
+        hwid=ek.hwid,
+        bootloader=ek.bl_spl,
+        tee=ek.tee_spl,
+        snp=ek.snp_spl,
+        microcode=ek.ucode_spl,
+        fmc=ek.fmc_spl,
+    )
     claims = {
         "kind": ek.kind,
         "sha256": hashlib.sha256(leaf.der).hexdigest(),
@@ -306,41 +280,31 @@ def verify_report(
         res.fail_from(e)
 
     if entry is not None:
+        # Steady state: one call into Rust (parse, signature, endorsement, claims).
         try:
-            rpt, sig_failure = _core.verify_snp_report(entry.key, report)
+            claims, failures = _core.verify_snp(entry.key, report, product, report_data)
         except (ParseError, VerificationError) as e:
             res.fail_from(e)
             return res
-        if sig_failure is not None:
-            res.fail(*sig_failure)
-        ek_product = entry.chain.product
-    else:
-        try:
-            rpt = _core.SnpReport.parse(report)
-        except (ParseError, VerificationError) as e:
-            res.fail_from(e)
-            return res
-        ek_product = None
+        res.claims = claims
+        claims["endorsement_key"] = entry.claims
+        if entry.ek.kind == "vlek":
+            claims["csp_id"] = entry.ek.csp_id
+        for code, message in failures:
+            res.fail(code, message)
+        return res
 
-    resolved, mismatch = _resolve_product(product, rpt.cpuid_product, ek_product)
-    if resolved is None:
-        res.fail("snp.report.unknown_product", "cannot tell the product line; pass --product")
-    # v2 report without a chain: decode with the Milan/Genoa layout (only Turin differs and
-    # Turin firmware emits v3+).
-    prod = resolved or "Milan"
+    # The chain failed: still parse and report the claims (the failure is already recorded).
+    try:
+        rpt = _core.SnpReport.parse(report)
+    except (ParseError, VerificationError) as e:
+        res.fail_from(e)
+        return res
+    resolved, mismatch = _resolve_product(product, rpt.cpuid_product, _leaf_product(vcek))
     if mismatch:
         res.fail("snp.report.product_mismatch", mismatch)
-    elif entry is not None and rpt.cpuid_product and rpt.cpuid_product != entry.chain.product:
-        res.fail(
-            "snp.report.product_mismatch",
-            f"report CPUID says {rpt.cpuid_product}, chain is for {entry.chain.product}",
-        )
-    res.claims.update(rpt.claims(prod))
-    if entry is not None:
-        _check_endorsement(res, rpt, entry.ek, prod)
-        res.claims["endorsement_key"] = entry.claims
-        if entry.ek.kind == "vlek":
-            res.claims["csp_id"] = entry.ek.csp_id
+    # Only Turin's TCB layout differs, and Turin firmware emits v3+ reports (with CPUID).
+    res.claims.update(rpt.claims(resolved or "Milan"))
     if report_data is not None:
         want = report_data.ljust(64, b"\x00")
         if rpt.report_data != want:

@@ -209,6 +209,19 @@ def verify_chain(
     want_cn = intermediate_cn(ek.kind, product)
     issuers = [c for c in candidates if c.subject == leaf.issuer]
     if not issuers:
+        others = sorted(
+            {
+                c.subject_cn
+                for c in candidates
+                if (pl := product_line(c.subject_cn.split("-")[-1])) and pl != product
+            }
+        )
+        if others:
+            raise ChainError(
+                "snp.chain.wrong_product",
+                f"{ek.kind.upper()} for {product} needs {want_cn}; the chain holds "
+                + ", ".join(others),
+            )
         raise ChainError(
             "snp.chain.missing_intermediate",
             f"no {want_cn} certificate issued the {ek.kind.upper()} (issuer {leaf.issuer_cn!r})",

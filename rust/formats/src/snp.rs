@@ -1,13 +1,14 @@
 //! AMD SEV-SNP ATTESTATION_REPORT.
 //!
 //! Source: "SEV Secure Nested Paging Firmware ABI Specification", AMD publication 56860,
-//! revision 1.57 (March 2025): Table 23 "ATTESTATION_REPORT Structure", Table 9
-//! "GUEST_POLICY Structure", Table 3 "TCB_VERSION Structure" (Milan/Genoa) and its Turin
-//! variant (family 1Ah: FMC in byte 0), Table 24 "PLATFORM_INFO", Table 25 "Signature"
-//! / Chapter 10 "ECDSA P-384 with SHA-384" (R and S as 72-byte little-endian integers,
-//! zero-extended). Revision 1.55 (Table 22) introduced report version 3 (CPUID fields);
-//! revision 1.57 version 5 (mitigation vectors). Version 4 was never emitted by released
-//! firmware and is treated like any other unknown version: rejected.
+//! revision 1.57: Table 23 "ATTESTATION_REPORT Structure", "GUEST_POLICY Structure" (Table 9
+//! or 10 depending on the revision), Table 3 "TCB_VERSION Structure" (Milan/Genoa) and its
+//! Turin variant (family 1Ah: FMC in byte 0), "PLATFORM_INFO" and the signature format of
+//! Chapter 10 (ECDSA P-384 with SHA-384; R and S as 72-byte little-endian integers,
+//! zero-extended). Table numbers shift by one between revisions; the structure names are the
+//! stable reference. Report version 3 added the CPUID fields, version 5 the launch/current
+//! mitigation vectors. Version 4 does not occur in released firmware and, like any other
+//! unknown version, is rejected.
 //!
 //! The report is a fixed 1184-byte structure. Each field's offset is a named constant; the
 //! parser reads them in order with the bounds-checked `Reader`, then checks every reserved
@@ -28,7 +29,7 @@ pub const OFF_MEASUREMENT: usize = 0x90;
 pub const OFF_REPORTED_TCB: usize = 0x180;
 pub const OFF_CHIP_ID: usize = 0x1A0;
 pub const OFF_SIGNATURE: usize = SIGNED_LEN;
-/// SIGNATURE_ALGO (Table 23 / Chapter 10, Table 128): 1 = ECDSA P-384 with SHA-384.
+/// SIGNATURE_ALGO (Table 23, Chapter 10 "Signature Formats"): 1 = ECDSA P-384 with SHA-384.
 pub const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
 /// Report versions sealgate parses.
 pub const SUPPORTED_VERSIONS: [u32; 3] = [2, 3, 5];
@@ -148,7 +149,7 @@ impl TcbVersion {
     }
 }
 
-/// GUEST_POLICY (Table 9).
+/// GUEST_POLICY ("GUEST_POLICY Structure").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestPolicy(pub u64);
 
@@ -210,7 +211,7 @@ impl GuestPolicy {
     }
 }
 
-/// PLATFORM_INFO (Table 24).
+/// PLATFORM_INFO (report offset 0x40).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlatformInfo(pub u64);
 

@@ -7,15 +7,19 @@
 
 use crate::errors::{failure_error, parse_error};
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use sealgate_formats::snp::{
-    parse_report, AttestationReport, FirmwareVersion, Product, TcbLayout, TcbVersion, REPORT_SIZE,
+    parse_report, AttestationReport, FirmwareVersion, Product, SigningKey, TcbLayout, TcbVersion,
+    REPORT_SIZE,
 };
 use sealgate_formats::ParseError;
 use sealgate_verify::crypto::{Curve, VerifyingKey};
 use sealgate_verify::failure::hex;
-use sealgate_verify::snp::{parse_failure, verify_report_signature};
+use sealgate_verify::snp::{
+    check_endorsement, parse_failure, verify_report_signature, Endorsement,
+};
 use sealgate_verify::Failure;
 use std::sync::Arc;
 
@@ -35,17 +39,66 @@ fn layout(product: &str) -> PyResult<TcbLayout> {
 }
 
 /// A VCEK or VLEK public key (P-384), parsed once and reused.
+///
+/// Optionally carries what the certificate endorses (kind, product, hwID, SPLs, from the
+/// verified chain) so `verify_snp` checks it against each report without Python work, and
+/// the product line the chain was verified for.
 #[pyclass(frozen, module = "sealgate._core")]
 pub struct SnpKey {
     key: Arc<VerifyingKey>,
+    endorsement: Option<Endorsement>,
+    chain_product: Option<Product>,
 }
 
 #[pymethods]
 impl SnpKey {
     /// From an uncompressed SEC1 point (0x04 ‖ X ‖ Y, 97 bytes), as in the certificate's
-    /// subjectPublicKey.
+    /// subjectPublicKey. `kind` ("vcek"/"vlek") enables the endorsement checks.
     #[staticmethod]
-    fn from_sec1(py: Python<'_>, point: &[u8]) -> PyResult<Self> {
+    #[pyo3(signature = (point, kind=None, product=None, chain_product=None, hwid=None, bootloader=None, tee=None, snp=None, microcode=None, fmc=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_sec1(
+        py: Python<'_>,
+        point: &[u8],
+        kind: Option<&str>,
+        product: Option<&str>,
+        chain_product: Option<&str>,
+        hwid: Option<Vec<u8>>,
+        bootloader: Option<u8>,
+        tee: Option<u8>,
+        snp: Option<u8>,
+        microcode: Option<u8>,
+        fmc: Option<u8>,
+    ) -> PyResult<Self> {
+        let product_of = |p: Option<&str>| -> PyResult<Option<Product>> {
+            p.map(|s| {
+                Product::from_name(s)
+                    .ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
+            })
+            .transpose()
+        };
+        let endorsement = match kind {
+            None => None,
+            Some(k) => Some(Endorsement {
+                kind: match k {
+                    "vcek" => SigningKey::Vcek,
+                    "vlek" => SigningKey::Vlek,
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "kind {other:?}: vcek or vlek"
+                        )))
+                    }
+                },
+                product: product_of(product)?,
+                hwid,
+                bootloader,
+                tee,
+                snp,
+                microcode,
+                fmc,
+            }),
+        };
+        let chain_product = product_of(chain_product)?;
         if point.len() != 97 || point[0] != 0x04 {
             return Err(failure_error(
                 py,
@@ -61,7 +114,11 @@ impl SnpKey {
                 &Failure::new("snp.vcek.unsupported_key", format!("{e:?}")),
             )
         })?;
-        Ok(SnpKey { key: Arc::new(key) })
+        Ok(SnpKey {
+            key: Arc::new(key),
+            endorsement,
+            chain_product,
+        })
     }
 }
 
@@ -75,21 +132,116 @@ pub struct SnpReport {
 fn tcb_dict<'py>(py: Python<'py>, t: TcbVersion, l: TcbLayout) -> PyResult<Bound<'py, PyDict>> {
     let t = t.decode(l);
     let d = PyDict::new(py);
-    d.set_item("bootloader", t.bootloader)?;
-    d.set_item("tee", t.tee)?;
-    d.set_item("snp", t.snp)?;
-    d.set_item("microcode", t.microcode)?;
+    d.set_item(intern!(py, "bootloader"), t.bootloader)?;
+    d.set_item(intern!(py, "tee"), t.tee)?;
+    d.set_item(intern!(py, "snp"), t.snp)?;
+    d.set_item(intern!(py, "microcode"), t.microcode)?;
     if let Some(f) = t.fmc {
-        d.set_item("fmc", f)?;
+        d.set_item(intern!(py, "fmc"), f)?;
     }
     Ok(d)
 }
 
 fn fw_dict<'py>(py: Python<'py>, v: FirmwareVersion) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("major", v.major)?;
-    d.set_item("minor", v.minor)?;
-    d.set_item("build", v.build)?;
+    d.set_item(intern!(py, "major"), v.major)?;
+    d.set_item(intern!(py, "minor"), v.minor)?;
+    d.set_item(intern!(py, "build"), v.build)?;
+    Ok(d)
+}
+
+/// Every report field as the CLI/JSON claim set (hex lowercase), TCBs decoded with the
+/// layout of `product`. Keys are interned: this runs once per verified report.
+fn claims_dict<'py>(
+    py: Python<'py>,
+    r: &AttestationReport,
+    product: Product,
+) -> PyResult<Bound<'py, PyDict>> {
+    let l = product.tcb_layout();
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "version"), r.version)?;
+    d.set_item(intern!(py, "product"), product.as_str())?;
+    d.set_item(intern!(py, "measurement"), hex(&r.measurement))?;
+    d.set_item(intern!(py, "report_data"), hex(&r.report_data))?;
+    d.set_item(intern!(py, "host_data"), hex(&r.host_data))?;
+    d.set_item(intern!(py, "chip_id"), hex(&r.chip_id))?;
+    d.set_item(intern!(py, "vmpl"), r.vmpl)?;
+    d.set_item(intern!(py, "guest_svn"), r.guest_svn)?;
+    let p = r.policy;
+    let pd = PyDict::new(py);
+    pd.set_item(intern!(py, "value"), p.0)?;
+    pd.set_item(intern!(py, "abi_major"), p.abi_major())?;
+    pd.set_item(intern!(py, "abi_minor"), p.abi_minor())?;
+    pd.set_item(intern!(py, "smt"), p.smt())?;
+    pd.set_item(intern!(py, "migrate_ma"), p.migrate_ma())?;
+    pd.set_item(intern!(py, "debug"), p.debug())?;
+    pd.set_item(intern!(py, "single_socket"), p.single_socket())?;
+    pd.set_item(intern!(py, "cxl_allow"), p.cxl_allow())?;
+    pd.set_item(intern!(py, "mem_aes_256_xts"), p.mem_aes_256_xts())?;
+    pd.set_item(intern!(py, "rapl_dis"), p.rapl_dis())?;
+    pd.set_item(intern!(py, "ciphertext_hiding"), p.ciphertext_hiding())?;
+    pd.set_item(intern!(py, "page_swap_disable"), p.page_swap_disable())?;
+    pd.set_item(intern!(py, "reserved_bit17"), p.reserved_one())?;
+    pd.set_item(intern!(py, "unknown_bits"), p.unknown_bits())?;
+    d.set_item(intern!(py, "policy"), pd)?;
+    let pi = r.platform_info;
+    let pid = PyDict::new(py);
+    pid.set_item(intern!(py, "value"), pi.0)?;
+    pid.set_item(intern!(py, "smt_enabled"), pi.smt_enabled())?;
+    pid.set_item(intern!(py, "tsme_enabled"), pi.tsme_enabled())?;
+    pid.set_item(intern!(py, "ecc_enabled"), pi.ecc_enabled())?;
+    pid.set_item(intern!(py, "rapl_disabled"), pi.rapl_disabled())?;
+    pid.set_item(
+        intern!(py, "ciphertext_hiding_enabled"),
+        pi.ciphertext_hiding_enabled(),
+    )?;
+    pid.set_item(
+        intern!(py, "alias_check_complete"),
+        pi.alias_check_complete(),
+    )?;
+    pid.set_item(intern!(py, "tio_enabled"), pi.tio_enabled())?;
+    pid.set_item(intern!(py, "unknown_bits"), pi.unknown_bits())?;
+    d.set_item(intern!(py, "platform_info"), pid)?;
+    d.set_item(
+        intern!(py, "reported_tcb"),
+        tcb_dict(py, r.reported_tcb, l)?,
+    )?;
+    d.set_item(intern!(py, "current_tcb"), tcb_dict(py, r.current_tcb, l)?)?;
+    d.set_item(
+        intern!(py, "committed_tcb"),
+        tcb_dict(py, r.committed_tcb, l)?,
+    )?;
+    d.set_item(intern!(py, "launch_tcb"), tcb_dict(py, r.launch_tcb, l)?)?;
+    d.set_item(intern!(py, "signing_key"), r.signing_key.as_str())?;
+    d.set_item(intern!(py, "family_id"), hex(&r.family_id))?;
+    d.set_item(intern!(py, "image_id"), hex(&r.image_id))?;
+    d.set_item(intern!(py, "id_key_digest"), hex(&r.id_key_digest))?;
+    d.set_item(intern!(py, "author_key_digest"), hex(&r.author_key_digest))?;
+    d.set_item(intern!(py, "author_key_en"), r.author_key_en)?;
+    d.set_item(intern!(py, "mask_chip_key"), r.mask_chip_key)?;
+    d.set_item(intern!(py, "report_id"), hex(&r.report_id))?;
+    d.set_item(intern!(py, "report_id_ma"), hex(&r.report_id_ma))?;
+    d.set_item(intern!(py, "signature_algo"), r.signature_algo)?;
+    match r.cpuid {
+        Some(c) => {
+            let cd = PyDict::new(py);
+            cd.set_item(intern!(py, "family"), c.family)?;
+            cd.set_item(intern!(py, "model"), c.model)?;
+            cd.set_item(intern!(py, "stepping"), c.stepping)?;
+            d.set_item(intern!(py, "cpuid"), cd)?;
+        }
+        None => d.set_item(intern!(py, "cpuid"), py.None())?,
+    }
+    d.set_item(
+        intern!(py, "current_firmware"),
+        fw_dict(py, r.current_version)?,
+    )?;
+    d.set_item(
+        intern!(py, "committed_firmware"),
+        fw_dict(py, r.committed_version)?,
+    )?;
+    d.set_item(intern!(py, "launch_mit_vector"), r.launch_mit_vector)?;
+    d.set_item(intern!(py, "current_mit_vector"), r.current_mit_vector)?;
     Ok(d)
 }
 
@@ -156,75 +308,10 @@ impl SnpReport {
     /// Every report field as the CLI/JSON claim set (hex lowercase), TCBs decoded with the
     /// layout of `product`.
     fn claims<'py>(&self, py: Python<'py>, product: &str) -> PyResult<Bound<'py, PyDict>> {
-        let l = layout(product)?;
-        let r = &self.report;
-        let d = PyDict::new(py);
-        d.set_item("version", r.version)?;
-        d.set_item("product", product)?;
-        d.set_item("measurement", hex(&r.measurement))?;
-        d.set_item("report_data", hex(&r.report_data))?;
-        d.set_item("host_data", hex(&r.host_data))?;
-        d.set_item("chip_id", hex(&r.chip_id))?;
-        d.set_item("vmpl", r.vmpl)?;
-        d.set_item("guest_svn", r.guest_svn)?;
-        let p = r.policy;
-        let pd = PyDict::new(py);
-        pd.set_item("value", p.0)?;
-        pd.set_item("abi_major", p.abi_major())?;
-        pd.set_item("abi_minor", p.abi_minor())?;
-        pd.set_item("smt", p.smt())?;
-        pd.set_item("migrate_ma", p.migrate_ma())?;
-        pd.set_item("debug", p.debug())?;
-        pd.set_item("single_socket", p.single_socket())?;
-        pd.set_item("cxl_allow", p.cxl_allow())?;
-        pd.set_item("mem_aes_256_xts", p.mem_aes_256_xts())?;
-        pd.set_item("rapl_dis", p.rapl_dis())?;
-        pd.set_item("ciphertext_hiding", p.ciphertext_hiding())?;
-        pd.set_item("page_swap_disable", p.page_swap_disable())?;
-        pd.set_item("reserved_bit17", p.reserved_one())?;
-        pd.set_item("unknown_bits", p.unknown_bits())?;
-        d.set_item("policy", pd)?;
-        let pi = r.platform_info;
-        let pid = PyDict::new(py);
-        pid.set_item("value", pi.0)?;
-        pid.set_item("smt_enabled", pi.smt_enabled())?;
-        pid.set_item("tsme_enabled", pi.tsme_enabled())?;
-        pid.set_item("ecc_enabled", pi.ecc_enabled())?;
-        pid.set_item("rapl_disabled", pi.rapl_disabled())?;
-        pid.set_item("ciphertext_hiding_enabled", pi.ciphertext_hiding_enabled())?;
-        pid.set_item("alias_check_complete", pi.alias_check_complete())?;
-        pid.set_item("tio_enabled", pi.tio_enabled())?;
-        pid.set_item("unknown_bits", pi.unknown_bits())?;
-        d.set_item("platform_info", pid)?;
-        d.set_item("reported_tcb", tcb_dict(py, r.reported_tcb, l)?)?;
-        d.set_item("current_tcb", tcb_dict(py, r.current_tcb, l)?)?;
-        d.set_item("committed_tcb", tcb_dict(py, r.committed_tcb, l)?)?;
-        d.set_item("launch_tcb", tcb_dict(py, r.launch_tcb, l)?)?;
-        d.set_item("signing_key", r.signing_key.as_str())?;
-        d.set_item("family_id", hex(&r.family_id))?;
-        d.set_item("image_id", hex(&r.image_id))?;
-        d.set_item("id_key_digest", hex(&r.id_key_digest))?;
-        d.set_item("author_key_digest", hex(&r.author_key_digest))?;
-        d.set_item("author_key_en", r.author_key_en)?;
-        d.set_item("mask_chip_key", r.mask_chip_key)?;
-        d.set_item("report_id", hex(&r.report_id))?;
-        d.set_item("report_id_ma", hex(&r.report_id_ma))?;
-        d.set_item("signature_algo", r.signature_algo)?;
-        match r.cpuid {
-            Some(c) => {
-                let cd = PyDict::new(py);
-                cd.set_item("family", c.family)?;
-                cd.set_item("model", c.model)?;
-                cd.set_item("stepping", c.stepping)?;
-                d.set_item("cpuid", cd)?;
-            }
-            None => d.set_item("cpuid", py.None())?,
-        }
-        d.set_item("current_firmware", fw_dict(py, r.current_version)?)?;
-        d.set_item("committed_firmware", fw_dict(py, r.committed_version)?)?;
-        d.set_item("launch_mit_vector", r.launch_mit_vector)?;
-        d.set_item("current_mit_vector", r.current_mit_vector)?;
-        Ok(d)
+        let p = Product::from_name(product).ok_or_else(|| {
+            PyValueError::new_err(format!("unknown product {product:?} (Milan, Genoa, Turin)"))
+        })?;
+        claims_dict(py, &self.report, p)
     }
 
     /// Verify the report signature with `key`; returns None or (code, message). GIL released.
@@ -268,9 +355,109 @@ fn verify_snp_report(
     ))
 }
 
+type Failures = Vec<(String, String)>;
+
+/// The steady-state call: parse, verify the signature (GIL released for both), check the
+/// key's endorsement against the report, settle the product line and build the claims — one
+/// crossing into Rust per report. Returns (claims, [(code, message)]); parse errors raise.
+///
+/// Product: `product` (explicit) > CPUID (v3+) > the chain's product > the certificate's
+/// productName; an explicit or chain product that contradicts CPUID is a failure
+/// (`snp.report.product_mismatch`).
+#[pyfunction]
+#[pyo3(signature = (key, data, product=None, report_data=None))]
+fn verify_snp<'py>(
+    py: Python<'py>,
+    key: &SnpKey,
+    data: &[u8],
+    product: Option<&str>,
+    report_data: Option<&[u8]>,
+) -> PyResult<(Bound<'py, PyDict>, Failures)> {
+    let explicit = product
+        .map(|s| {
+            Product::from_name(s)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
+        })
+        .transpose()?;
+    if report_data.is_some_and(|d| d.len() > 64) {
+        return Err(PyValueError::new_err("report_data is at most 64 bytes"));
+    }
+    let k = key.key.clone();
+    let (report, sig) = py
+        .detach(|| {
+            let r = parse_report(data)?;
+            let v = verify_report_signature(data, &r, &k);
+            Ok::<_, ParseError>((r, v))
+        })
+        .map_err(|e| snp_parse_error(py, &e))?;
+    let mut failures: Vec<Failure> = Vec::new();
+    if let Err(f) = sig {
+        failures.push(f);
+    }
+    let cpuid = report.product_from_cpuid();
+    let chain = key.chain_product;
+    match (explicit, cpuid, chain) {
+        (Some(e), Some(c), _) if e != c => failures.push(Failure::new(
+            "snp.report.product_mismatch",
+            format!(
+                "report CPUID says {}, verification asked for {}",
+                c.as_str(),
+                e.as_str()
+            ),
+        )),
+        (None, Some(c), Some(ch)) if c != ch => failures.push(Failure::new(
+            "snp.report.product_mismatch",
+            format!(
+                "report CPUID says {}, chain is for {}",
+                c.as_str(),
+                ch.as_str()
+            ),
+        )),
+        _ => {}
+    }
+    let resolved = explicit
+        .or(cpuid)
+        .or(chain)
+        .or(key.endorsement.as_ref().and_then(|e| e.product));
+    let p = match resolved {
+        Some(p) => p,
+        None => {
+            failures.push(Failure::new(
+                "snp.report.unknown_product",
+                "cannot tell the product line; pass --product",
+            ));
+            // Only Turin's TCB layout differs, and Turin firmware emits v3+ (with CPUID).
+            Product::Milan
+        }
+    };
+    if let Some(e) = &key.endorsement {
+        failures.extend(check_endorsement(&report, e, p));
+    }
+    if let Some(want) = report_data {
+        let mut padded = [0u8; 64];
+        padded[..want.len()].copy_from_slice(want);
+        if padded != report.report_data {
+            failures.push(Failure::new(
+                "snp.report.report_data_mismatch",
+                format!(
+                    "REPORT_DATA {}, expected {}",
+                    hex(&report.report_data),
+                    hex(&padded)
+                ),
+            ));
+        }
+    }
+    let claims = claims_dict(py, &report, p)?;
+    Ok((
+        claims,
+        failures.into_iter().map(|f| (f.code, f.message)).collect(),
+    ))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SnpKey>()?;
     m.add_class::<SnpReport>()?;
     m.add_function(wrap_pyfunction!(verify_snp_report, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_snp, m)?)?;
     Ok(())
 }

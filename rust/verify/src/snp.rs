@@ -8,9 +8,9 @@
 //! the already-trusted P-384 key.
 
 use crate::crypto::{Curve, Hash, KeyKind, VerifyingKey};
-use crate::failure::Failure;
+use crate::failure::{hex, Failure};
 use sealgate_formats::snp::{
-    is_unsupported_version, parse_report, AttestationReport, SigningKey, SIGNED_LEN,
+    is_unsupported_version, parse_report, AttestationReport, Product, SigningKey, SIGNED_LEN,
     SIG_ALGO_ECDSA_P384_SHA384, SIG_COMPONENT_LEN,
 };
 use sealgate_formats::ParseError;
@@ -88,6 +88,126 @@ pub fn verify_report_signature(
             ),
         )
     })
+}
+
+/// What a VCEK/VLEK certificate endorses (its AMD extensions, pub. 57230 Table 8), read
+/// once when the chain is verified and compared with every report it signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endorsement {
+    /// VCEK or VLEK (never `None`).
+    pub kind: SigningKey,
+    /// Product line named by the certificate's productName, if any.
+    pub product: Option<Product>,
+    /// hwID (VCEK only): 64-byte CHIP_ID, or its first 8 bytes on Turin.
+    pub hwid: Option<Vec<u8>>,
+    /// blSPL, teeSPL, snpSPL, ucodeSPL and (Turin) fmcSPL; `None` when an extension is absent.
+    pub bootloader: Option<u8>,
+    pub tee: Option<u8>,
+    pub snp: Option<u8>,
+    pub microcode: Option<u8>,
+    pub fmc: Option<u8>,
+}
+
+/// hwID length per product (PROVENANCE.md: Turin VCEKs carry the 8-byte form).
+pub fn hwid_len(p: Product) -> usize {
+    match p {
+        Product::Turin => 8,
+        _ => 64,
+    }
+}
+
+/// Compare the endorsement with the report: signing-key kind, product, hwID = CHIP_ID
+/// (VCEK), and every SPL = REPORTED_TCB (not CURRENT_TCB: the key is derived from the
+/// reported TCB). Returns every mismatch.
+pub fn check_endorsement(
+    report: &AttestationReport,
+    e: &Endorsement,
+    product: Product,
+) -> Vec<Failure> {
+    let mut out = Vec::new();
+    if report.signing_key != e.kind {
+        out.push(Failure::new(
+            "snp.vcek.kind_mismatch",
+            format!(
+                "report SIGNING_KEY is {}, certificate is a {}",
+                report.signing_key.as_str(),
+                e.kind.as_str().to_uppercase()
+            ),
+        ));
+    }
+    if let Some(p) = e.product {
+        if p != product {
+            out.push(Failure::new(
+                "snp.vcek.product_mismatch",
+                format!(
+                    "certificate is for {}, report is {}",
+                    p.as_str(),
+                    product.as_str()
+                ),
+            ));
+        }
+    }
+    if e.kind == SigningKey::Vcek {
+        let n = hwid_len(product);
+        let chip = &report.chip_id;
+        match &e.hwid {
+            None => out.push(Failure::new(
+                "snp.vcek.missing_extension",
+                "VCEK has no hwID extension",
+            )),
+            Some(h) if h.len() != n || h[..] != chip[..n] || chip[n..].iter().any(|&b| b != 0) => {
+                out.push(Failure::new(
+                    "snp.vcek.chip_id_mismatch",
+                    format!(
+                        "VCEK hwID {} is not the report CHIP_ID {}",
+                        hex(h),
+                        hex(chip)
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let t = report.reported_tcb.decode(product.tcb_layout());
+    let mut fields = vec![
+        ("bootloader", e.bootloader, t.bootloader),
+        ("tee", e.tee, t.tee),
+        ("snp", e.snp, t.snp),
+        ("microcode", e.microcode, t.microcode),
+    ];
+    if let Some(fmc) = t.fmc {
+        fields.insert(0, ("fmc", e.fmc, fmc));
+    }
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.1.is_none())
+        .map(|f| f.0)
+        .collect();
+    if !missing.is_empty() {
+        out.push(Failure::new(
+            "snp.vcek.missing_extension",
+            format!(
+                "certificate lacks SPL extensions for {}",
+                missing.join(", ")
+            ),
+        ));
+        return out;
+    }
+    let diff: Vec<String> = fields
+        .iter()
+        .filter(|f| f.1 != Some(f.2))
+        .map(|f| format!("{} cert {} report {}", f.0, f.1.unwrap_or(0), f.2))
+        .collect();
+    if !diff.is_empty() {
+        out.push(Failure::new(
+            "snp.vcek.tcb_mismatch",
+            format!(
+                "certificate TCB differs from REPORTED_TCB: {}",
+                diff.join(", ")
+            ),
+        ));
+    }
+    out
 }
 
 /// Parse and verify in one step (used by tests and benchmarks of the Rust layer).
@@ -191,6 +311,61 @@ mod tests {
             parse_and_verify(&b, &key).unwrap_err().code,
             "snp.report.unsupported_version"
         );
+    }
+
+    fn endorsement() -> Endorsement {
+        Endorsement {
+            kind: SigningKey::Vcek,
+            product: Some(Product::Milan),
+            hwid: Some(vec![0u8; 64]),
+            bootloader: Some(0),
+            tee: Some(0),
+            snp: Some(0),
+            microcode: Some(0),
+            fmc: None,
+        }
+    }
+
+    #[test]
+    fn endorsement_checks() {
+        let (b, _) = signed_report();
+        let r = parse_report(&b).unwrap();
+        assert!(check_endorsement(&r, &endorsement(), Product::Milan).is_empty());
+        let mut e = endorsement();
+        e.microcode = Some(1);
+        e.hwid = Some(vec![1u8; 64]);
+        let codes: Vec<String> = check_endorsement(&r, &e, Product::Milan)
+            .into_iter()
+            .map(|f| f.code)
+            .collect();
+        assert_eq!(
+            codes,
+            ["snp.vcek.chip_id_mismatch", "snp.vcek.tcb_mismatch"]
+        );
+        let mut e = endorsement();
+        e.kind = SigningKey::Vlek;
+        e.tee = None;
+        let codes: Vec<String> = check_endorsement(&r, &e, Product::Genoa)
+            .into_iter()
+            .map(|f| f.code)
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "snp.vcek.kind_mismatch",
+                "snp.vcek.product_mismatch",
+                "snp.vcek.missing_extension"
+            ]
+        );
+        // Turin: an fmcSPL is required and the hwID is 8 bytes.
+        let mut e = endorsement();
+        e.product = Some(Product::Turin);
+        e.hwid = Some(vec![0u8; 8]);
+        let codes: Vec<String> = check_endorsement(&r, &e, Product::Turin)
+            .into_iter()
+            .map(|f| f.code)
+            .collect();
+        assert_eq!(codes, ["snp.vcek.missing_extension"]);
     }
 
     proptest! {
