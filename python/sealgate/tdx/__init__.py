@@ -294,11 +294,14 @@ def _check_revocation(
         if not allow_missing_crl:
             res.fail("tdx.collateral.crl_missing", "no Intel SGX Root CA CRL supplied")
         return
-    for issuer, serial in (*pck.serials[1:], *v.tcb_serials):
+    for issuer, serial in pck.serials[1:]:
+        if root_crl.revokes(issuer, serial):
+            res.fail("tdx.pck.revoked", f"PCK CA serial {serial:x} is on the Root CA CRL")
+    for issuer, serial in v.tcb_serials:
         if root_crl.revokes(issuer, serial):
             res.fail(
-                "tdx.pck.revoked",
-                f"CA certificate serial {serial:x} (PCK CA or TCB signing) is on the Root CA CRL",
+                "tdx.collateral.revoked",
+                f"TCB signing certificate serial {serial:x} is on the Root CA CRL",
             )
 
 

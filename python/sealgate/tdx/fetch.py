@@ -155,10 +155,33 @@ def store(c: TdxCollateral, fmspc: bytes, cache_dir: Path | None = None) -> Path
     return CollateralCache(cache_dir).put("tdx", *cache_parts(fmspc), data=to_json(c))
 
 
+_FILE_CACHE: dict[tuple[str, int, int], TdxCollateral] = {}
+
+
 def load_cached(fmspc: bytes, cache_dir: Path | None = None) -> TdxCollateral | None:
-    """Collateral cached for ``fmspc``, or None (loaded objects are memoised by content)."""
-    data = CollateralCache(cache_dir).get("tdx", *cache_parts(fmspc))
-    return load_collateral_json(data) if data is not None else None
+    """Collateral cached for ``fmspc``, or None.
+
+    The file is re-read only when its mtime or size changes, so a verifier serving from the
+    cache pays one ``stat`` per quote; the loaded object keeps its verification caches.
+    """
+    cache = CollateralCache(cache_dir)
+    path = cache.path("tdx", *cache_parts(fmspc))
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    hit = _FILE_CACHE.get(key)
+    if hit is not None:
+        return hit
+    data = cache.get("tdx", *cache_parts(fmspc))
+    if data is None:
+        return None
+    c = load_collateral_json(data)
+    if len(_FILE_CACHE) > 1024:
+        _FILE_CACHE.clear()
+    _FILE_CACHE[key] = c
+    return c
 
 
 def fetch_root(base: str | None = None) -> bytes:

@@ -229,7 +229,11 @@ def verify_chain(
     byte-identical to a trusted one (a look-alike self-signed root is refused).
     """
     if not roots:
-        raise ChainError(code, "no trusted Intel SGX Root CA is configured")
+        raise ChainError(
+            code,
+            "no trusted Intel SGX Root CA is configured (run `sealgate trust fetch tdx` or "
+            "`sealgate trust import FILE`, or pass roots)",
+        )
     root_fps = {fingerprint(r): r for r in roots}
     chain = list(certs)
     if chain and chain[-1].subject == chain[-1].issuer:
