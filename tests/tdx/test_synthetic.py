@@ -166,3 +166,18 @@ def test_parse_errors_raise_typed() -> None:
     with pytest.raises(ParseError) as e:
         _core.TdxQuote.parse(b"\x04\x00")
     assert e.value.code == "tdx.format.truncated"
+
+
+@pytest.mark.parametrize(
+    ("serials", "codes"),
+    [
+        ((2,), ["tdx.pck.revoked"]),
+        ((3,), ["tdx.collateral.revoked"]),
+        ((2, 3), ["tdx.pck.revoked", "tdx.collateral.revoked"]),
+        ((99,), []),
+    ],
+)
+def test_root_crl_revocations(serials: tuple[int, ...], codes: list[str]) -> None:
+    intel = FakeIntel(root_revoked=serials)
+    r = tdx.verify_quote(intel.quote(b"r"), collateral=intel.collateral(), roots=[intel.root_pem])
+    assert [e.code for e in r.errors] == codes

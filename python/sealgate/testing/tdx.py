@@ -183,6 +183,8 @@ class FakeIntel:
 
     seed: bytes = b"sealgate-tdx-test"
     revoked_serials: tuple[int, ...] = (0xDEAD,)
+    #: Serials on the Root CA CRL (2 = PCK Platform CA, 3 = TCB signing certificate).
+    root_revoked: tuple[int, ...] = ()
     issue_date: datetime = ISSUE_DATE
     next_update: datetime = NEXT_UPDATE
     _pck: dict[tuple[Any, ...], tuple[ec.EllipticCurvePrivateKey, bytes]] = field(
@@ -366,7 +368,7 @@ class FakeIntel:
         return self.crl("Intel SGX PCK Platform CA", self.ca_key, self.revoked_serials)
 
     def root_crl(self) -> bytes:
-        return self.crl("Intel SGX Root CA", self.root_key, ())
+        return self.crl("Intel SGX Root CA", self.root_key, self.root_revoked)
 
     def collateral_json(self, fmspc: bytes = DEFAULT_FMSPC) -> bytes:
         """Collateral in dcap-qvl's QuoteCollateralV3 JSON layout."""
