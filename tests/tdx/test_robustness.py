@@ -93,3 +93,18 @@ def test_signed_but_odd_tcb_info_fails_closed() -> None:
         roots=[intel.root_pem],
     )
     assert [e.code for e in r.errors] == ["tdx.collateral.invalid"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_mutated_pck_chain_never_crashes(data: st.DataObject) -> None:
+    """Bytes changed inside the quote's PEM chain give codes, never exceptions."""
+    intel = FakeIntel()
+    q = bytearray(intel.quote(b"m"))
+    start = q.index(b"-----BEGIN CERTIFICATE-----")
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(start, len(q) - 1))
+        q[i] = data.draw(st.sampled_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef0123456789+/=\n-"))
+    r = tdx.verify_quote(bytes(q), collateral=intel.collateral(), roots=[intel.root_pem])
+    for e in r.errors:
+        assert e.code.startswith("tdx."), e

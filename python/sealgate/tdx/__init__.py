@@ -196,6 +196,9 @@ def verify_quote(
             e.code if e.code.startswith("tdx.") else "tdx.pck.chain_invalid",
             e.message,
         )
+    except (ValueError, TypeError) as e:
+        # cryptography parses extensions and keys lazily; a malformed PCK chain surfaces here.
+        res.fail("tdx.pck.chain_invalid", f"PCK chain unreadable: {e}")
     for code, message in q.verify(pck.key if pck else None):
         res.fail(code, message)
     if pck is None:
@@ -221,6 +224,9 @@ def verify_quote(
     except (CollateralError, ChainError, ParseError) as e:
         res.fail_from(e)
         return res
+    except (ValueError, TypeError) as e:
+        res.fail("tdx.collateral.invalid", f"collateral unreadable: {e}")
+        return res
     if v.fmspc != ext.fmspc:
         res.fail(
             "tdx.collateral.fmspc_mismatch",
@@ -243,7 +249,10 @@ def verify_quote(
             v.tcb_chain.check_time(when, "tdx.collateral.expired")
         except ChainError as e:
             res.fail_from(e)
-    _check_revocation(res, coll, v, pck, when, allow_missing_crl)
+    try:
+        _check_revocation(res, coll, v, pck, when, allow_missing_crl)
+    except (ValueError, TypeError) as e:
+        res.fail("tdx.collateral.invalid", f"PCK CRL unreadable: {e}")
 
     try:
         tcb = _tcb(v, q, pck)
