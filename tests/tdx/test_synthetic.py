@@ -181,3 +181,24 @@ def test_root_crl_revocations(serials: tuple[int, ...], codes: list[str]) -> Non
     intel = FakeIntel(root_revoked=serials)
     r = tdx.verify_quote(intel.quote(b"r"), collateral=intel.collateral(), roots=[intel.root_pem])
     assert [e.code for e in r.errors] == codes
+
+
+def test_pck_key_cannot_sign_collateral() -> None:
+    """A platform's own PCK key (chained to the root) is not a TCB signing key."""
+    from sealgate.testing.tdx import _sign_raw
+
+    intel = FakeIntel()
+    pck_key, chain = intel.pck_chain(Platform())
+    doc = json.loads(intel.collateral_json())
+    for member, sig in (
+        ("tcb_info", "tcb_info_signature"),
+        ("qe_identity", "qe_identity_signature"),
+    ):
+        doc[sig] = _sign_raw(pck_key, doc[member].encode()).hex()
+    doc["tcb_info_issuer_chain"] = doc["qe_identity_issuer_chain"] = chain.rstrip(b"\x00").decode()
+    r = tdx.verify_quote(
+        intel.quote(b"x"),
+        collateral=tdx.load_collateral_json(json.dumps(doc).encode()),
+        roots=[intel.root_pem],
+    )
+    assert [e.code for e in r.errors] == ["tdx.collateral.chain_invalid"]

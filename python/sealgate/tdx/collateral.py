@@ -31,7 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sealgate.errors import ChainError, CollateralError, ParseError, UsageError
-from sealgate.tdx.pck import VerifiedChain, load_pem_chain, verify_chain
+from sealgate.tdx.pck import (
+    CN_TCB_SIGNING,
+    VerifiedChain,
+    check_roles,
+    load_pem_chain,
+    verify_chain,
+)
 
 #: Collateral documents larger than this are refused (TCB info is ~10 KiB, PCK CRLs tens of
 #: KiB; PCS bodies are far below 1 MiB).
@@ -234,15 +240,15 @@ class TdxCollateral:
                 roots,
                 "tdx.collateral.chain_invalid",
             )
-            qe_chain = (
-                tcb_chain
-                if self.qe_identity_issuer_chain == self.tcb_info_issuer_chain
-                else verify_chain(
+            check_roles(tcb_chain, ((CN_TCB_SIGNING,),), "tdx.collateral.chain_invalid")
+            qe_chain = tcb_chain
+            if self.qe_identity_issuer_chain != self.tcb_info_issuer_chain:
+                qe_chain = verify_chain(
                     load_pem_chain(self.qe_identity_issuer_chain, "QE identity issuer chain"),
                     roots,
                     "tdx.collateral.chain_invalid",
                 )
-            )
+                check_roles(qe_chain, ((CN_TCB_SIGNING,),), "tdx.collateral.chain_invalid")
         except ChainError as e:
             code = e.code if e.code.startswith("tdx.collateral") else "tdx.collateral.chain_invalid"
             raise _coll(code, e.message) from None

@@ -48,6 +48,14 @@ OID_FMSPC = OID_SGX_EXTENSIONS + ".4"
 OID_SGX_TYPE = OID_SGX_EXTENSIONS + ".5"
 OID_PLATFORM_INSTANCE_ID = OID_SGX_EXTENSIONS + ".6"
 
+#: Subject common names of Intel's DCAP hierarchy ("Intel SGX PCK Certificate and
+#: Certificate Revocation List Profile Specification", certificate hierarchy; QVL checks
+#: the same names). Each role is pinned to its name so that, e.g., a PCK certificate (whose
+#: key lives in a platform) can never pass as the TCB signing certificate.
+CN_PCK = "Intel SGX PCK Certificate"
+CN_PCK_CAS = ("Intel SGX PCK Platform CA", "Intel SGX PCK Processor CA")
+CN_TCB_SIGNING = "Intel SGX TCB Signing"
+
 #: A PCK chain is three certificates; more than this is not Intel's.
 MAX_CHAIN_CERTS = 4
 #: Entries kept in the verified-chain cache (one per platform the verifier has seen).
@@ -162,6 +170,24 @@ def load_certificate(data: bytes) -> x509.Certificate:
 
 def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def common_name(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(attrs[0].value) if len(attrs) == 1 else ""
+
+
+def check_roles(chain: VerifiedChain, names: tuple[tuple[str, ...], ...], code: str) -> None:
+    """``chain`` (leaf … root) has exactly ``len(names) + 1`` certificates whose subject CNs
+    are, in order, one of ``names[i]`` (the root was already matched to a trusted one)."""
+    if len(chain.certs) != len(names) + 1:
+        raise ChainError(
+            code, f"chain of {len(chain.certs)} certificates, expected {len(names) + 1}"
+        )
+    for cert, allowed in zip(chain.certs, names, strict=False):
+        cn = common_name(cert.subject)
+        if cn not in allowed:
+            raise ChainError(code, f"certificate {cn!r} where {' or '.join(allowed)} belongs")
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -289,6 +315,7 @@ def pck_info(
         return hit
     certs = load_pem_chain(chain_pem, "PCK certificate chain")
     chain = verify_chain(certs, roots, "tdx.pck.chain_invalid")
+    check_roles(chain, ((CN_PCK,), CN_PCK_CAS), "tdx.pck.chain_invalid")
     leaf = chain.leaf
     pub = leaf.public_key()
     if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.name != "secp256r1":
