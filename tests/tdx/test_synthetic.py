@@ -202,3 +202,20 @@ def test_pck_key_cannot_sign_collateral() -> None:
         roots=[intel.root_pem],
     )
     assert [e.code for e in r.errors] == ["tdx.collateral.chain_invalid"]
+
+
+def test_processor_ca_platform() -> None:
+    intel = FakeIntel()
+    q = intel.quote(b"p", platform=Platform(ca="processor"))
+    ok = tdx.verify_quote(q, collateral=intel.collateral(ca="processor"), roots=[intel.root_pem])
+    assert ok.verified, ok.errors
+    assert ok.claims["pck_ca"] == "processor"
+    # The platform CA's CRL cannot vouch for a processor-CA PCK.
+    bad = tdx.verify_quote(q, collateral=intel.collateral(), roots=[intel.root_pem])
+    assert [e.code for e in bad.errors] == ["tdx.collateral.crl_issuer_mismatch"]
+    revoked = tdx.verify_quote(
+        intel.quote(b"p", platform=Platform(ca="processor", serial=0xDEAD)),
+        collateral=intel.collateral(ca="processor"),
+        roots=[intel.root_pem],
+    )
+    assert [e.code for e in revoked.errors] == ["tdx.pck.revoked"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from sealgate import _core
 from sealgate.errors import (
@@ -196,7 +197,7 @@ def verify_quote(
             e.code if e.code.startswith("tdx.") else "tdx.pck.chain_invalid",
             e.message,
         )
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         # cryptography parses extensions and keys lazily; a malformed PCK chain surfaces here.
         res.fail("tdx.pck.chain_invalid", f"PCK chain unreadable: {e}")
     for code, message in q.verify(pck.key if pck else None):
@@ -224,7 +225,7 @@ def verify_quote(
     except (CollateralError, ChainError, ParseError) as e:
         res.fail_from(e)
         return res
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         res.fail("tdx.collateral.invalid", f"collateral unreadable: {e}")
         return res
     if v.fmspc != ext.fmspc:
@@ -251,7 +252,7 @@ def verify_quote(
             res.fail_from(e)
     try:
         _check_revocation(res, coll, v, pck, when, allow_missing_crl)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         res.fail("tdx.collateral.invalid", f"PCK CRL unreadable: {e}")
 
     try:

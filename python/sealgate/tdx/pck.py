@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -151,7 +151,7 @@ def load_pem_chain(data: bytes, what: str) -> list[x509.Certificate]:
     """Certificates from concatenated PEM (a trailing NUL, as quotes carry, is ignored)."""
     try:
         certs = x509.load_pem_x509_certificates(data.rstrip(b"\x00 \r\n\t") + b"\n")
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
         raise ChainError("tdx.pck.chain_invalid", f"{what} is not a PEM chain: {e}") from None
     if not certs or len(certs) > MAX_CHAIN_CERTS:
         raise ChainError("tdx.pck.chain_invalid", f"{what} holds {len(certs)} certificates")
@@ -164,7 +164,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
         raise ChainError("tdx.root.invalid", f"not a certificate: {e}") from None
 
 
@@ -201,7 +201,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 

@@ -175,6 +175,8 @@ class Platform:
     pcesvn: int = 11
     fmspc: bytes = DEFAULT_FMSPC
     serial: int = 0x1001
+    #: "platform" (multi-package platforms) or "processor": which PCK CA issued the PCK.
+    ca: str = "platform"
 
 
 @dataclass
@@ -199,6 +201,15 @@ class FakeIntel:
         self.root = _cert(
             "Intel SGX Root CA", "Intel SGX Root CA", self.root_key, self.root_key, 1, True
         )
+        self.proc_ca_key = _key(self.seed, "pck-processor-ca")
+        self.pck_proc_ca = _cert(
+            "Intel SGX PCK Processor CA",
+            "Intel SGX Root CA",
+            self.proc_ca_key,
+            self.root_key,
+            4,
+            True,
+        )
         self.pck_ca = _cert(
             "Intel SGX PCK Platform CA", "Intel SGX Root CA", self.ca_key, self.root_key, 2, True
         )
@@ -220,7 +231,7 @@ class FakeIntel:
 
     def pck_chain(self, platform: Platform) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
         """(PCK private key, PEM chain PCK ‖ PCK CA ‖ root) for ``platform`` (cached)."""
-        k = (platform.components, platform.pcesvn, platform.fmspc, platform.serial)
+        k = (platform.components, platform.pcesvn, platform.fmspc, platform.serial, platform.ca)
         hit = self._pck.get(k)
         if hit is None:
             key = _key(self.seed, f"pck-{k}")
@@ -230,16 +241,18 @@ class FakeIntel:
                     components=platform.components, pcesvn=platform.pcesvn, fmspc=platform.fmspc
                 ),
             )
+            proc = platform.ca == "processor"
+            ca_cert = self.pck_proc_ca if proc else self.pck_ca
             cert = _cert(
                 "Intel SGX PCK Certificate",
-                "Intel SGX PCK Platform CA",
+                f"Intel SGX PCK {'Processor' if proc else 'Platform'} CA",
                 key,
-                self.ca_key,
+                self.proc_ca_key if proc else self.ca_key,
                 platform.serial,
                 False,
                 [ext],
             )
-            hit = (key, _pem(cert) + _pem(self.pck_ca) + _pem(self.root) + b"\x00")
+            hit = (key, _pem(cert) + _pem(ca_cert) + _pem(self.root) + b"\x00")
             self._pck[k] = hit
         return hit
 
@@ -364,21 +377,25 @@ class FakeIntel:
         crl = b.sign(key, hashes.SHA256(), ecdsa_deterministic=True)
         return crl.public_bytes(serialization.Encoding.DER)
 
-    def pck_crl(self) -> bytes:
+    def pck_crl(self, ca: str = "platform") -> bytes:
+        if ca == "processor":
+            return self.crl("Intel SGX PCK Processor CA", self.proc_ca_key, self.revoked_serials)
         return self.crl("Intel SGX PCK Platform CA", self.ca_key, self.revoked_serials)
 
     def root_crl(self) -> bytes:
         return self.crl("Intel SGX Root CA", self.root_key, self.root_revoked)
 
-    def collateral_json(self, fmspc: bytes = DEFAULT_FMSPC) -> bytes:
+    def collateral_json(self, fmspc: bytes = DEFAULT_FMSPC, ca: str = "platform") -> bytes:
         """Collateral in dcap-qvl's QuoteCollateralV3 JSON layout."""
         tcb_text, tcb_sig = self._signed_body("tcbInfo", self.tcb_info(fmspc))
         qe_text, qe_sig = self._signed_body("enclaveIdentity", self.qe_identity())
         chain = self.tcb_signing_chain.decode()
         doc = {
-            "pck_crl_issuer_chain": (_pem(self.pck_ca) + _pem(self.root)).decode(),
+            "pck_crl_issuer_chain": (
+                _pem(self.pck_proc_ca if ca == "processor" else self.pck_ca) + _pem(self.root)
+            ).decode(),
             "root_ca_crl": self.root_crl().hex(),
-            "pck_crl": self.pck_crl().hex(),
+            "pck_crl": self.pck_crl(ca).hex(),
             "tcb_info_issuer_chain": chain,
             "tcb_info": tcb_text,
             "tcb_info_signature": tcb_sig.hex(),
@@ -388,8 +405,8 @@ class FakeIntel:
         }
         return json.dumps(doc, indent=1).encode()
 
-    def collateral(self, fmspc: bytes = DEFAULT_FMSPC) -> TdxCollateral:
-        return load_collateral_json(self.collateral_json(fmspc))
+    def collateral(self, fmspc: bytes = DEFAULT_FMSPC, ca: str = "platform") -> TdxCollateral:
+        return load_collateral_json(self.collateral_json(fmspc, ca))
 
     # --- quotes ---
 
