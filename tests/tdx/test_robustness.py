@@ -108,3 +108,24 @@ def test_mutated_pck_chain_never_crashes(data: st.DataObject) -> None:
     r = tdx.verify_quote(bytes(q), collateral=intel.collateral(), roots=[intel.root_pem])
     for e in r.errors:
         assert e.code.startswith("tdx."), e
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_mutation_of_a_quote_gives_codes(data: st.DataObject) -> None:
+    """Flips and truncations anywhere in a quote: a verdict with tdx.* codes, never a crash;
+    a changed byte inside the quote's structures is never accepted."""
+    intel = FakeIntel()
+    good = intel.quote(b"z", version=data.draw(st.sampled_from([4, 5])))
+    q = bytearray(good)
+    flips = data.draw(st.lists(st.integers(0, len(q) - 1), min_size=1, max_size=3))
+    for i in flips:
+        q[i] ^= data.draw(st.integers(1, 255))
+    cut = data.draw(st.integers(0, len(q)))
+    r = tdx.verify_quote(bytes(q[:cut]), collateral=intel.collateral(), roots=[intel.root_pem])
+    assert all(e.code.startswith("tdx.") for e in r.errors), r.errors
+    if bytes(q[:cut]) != good:
+        # Only a change confined to a PEM line break or the trailing NUL may keep it valid.
+        if r.verified:
+            chain = good.index(b"-----BEGIN CERTIFICATE-----")
+            assert cut == len(good) and all(i >= chain for i in flips), (cut, flips)
