@@ -236,34 +236,34 @@ fn td_body(r: &mut Reader<'_>, v15: bool) -> Result<TdReportBody> {
     })
 }
 
-/// SGX report body (`sgx_report_body_t`): reserved ranges are skipped, not checked — the
-/// QE report is signed by the PCK key, and Intel's QE fills some "reserved" bytes in newer
-/// versions (e.g. CONFIGID/ISVFAMILYID live there in SGX2).
-fn qe_report(raw: &[u8; QE_REPORT_SIZE]) -> QeReport {
-    let a = |o: usize, n: usize| &raw[o..o + n];
-    let mut cpu_svn = [0u8; 16];
-    cpu_svn.copy_from_slice(a(0, 16));
-    let mut attributes = [0u8; 16];
-    attributes.copy_from_slice(a(48, 16));
-    let mut mr_enclave = [0u8; 32];
-    mr_enclave.copy_from_slice(a(64, 32));
-    let mut mr_signer = [0u8; 32];
-    mr_signer.copy_from_slice(a(128, 32));
-    let mut report_data = [0u8; 64];
-    report_data.copy_from_slice(a(320, 64));
-    QeReport {
+/// SGX report body (`sgx_report_body_t`, Intel SGX SDK `sgx_report.h`), read in wire order.
+/// Reserved ranges are skipped, not checked: the QE report is signed by the PCK key, and
+/// newer QEs fill some of them (CONFIGID, ISVFAMILYID and ISVEXTPRODID live there in SGX2).
+fn qe_report(raw: &[u8; QE_REPORT_SIZE]) -> Result<QeReport> {
+    let mut r = Reader::new(raw, Platform::Tdx);
+    let cpu_svn = r.array("QE Report.CPUSVN")?;
+    let misc_select = r.u32_le("QE Report.MISCSELECT")?;
+    r.take(28, "QE Report.reserved1")?;
+    let attributes = r.array("QE Report.ATTRIBUTES")?;
+    let mr_enclave = r.array("QE Report.MRENCLAVE")?;
+    r.take(32, "QE Report.reserved2")?;
+    let mr_signer = r.array("QE Report.MRSIGNER")?;
+    r.take(96, "QE Report.reserved3")?;
+    let isv_prod_id = r.u16_le("QE Report.ISVPRODID")?;
+    let isv_svn = r.u16_le("QE Report.ISVSVN")?;
+    r.take(60, "QE Report.reserved4")?;
+    let report_data = r.array("QE Report.REPORTDATA")?;
+    r.expect_end("QE Report")?;
+    Ok(QeReport {
         cpu_svn,
-        // Offsets: cpu_svn 0, misc_select 16, reserved1 20..48, attributes 48, mr_enclave 64,
-        // reserved2 96..128, mr_signer 128, reserved3 160..256, isv_prod_id 256, isv_svn 258,
-        // reserved4 260..320, report_data 320.
-        misc_select: u32::from_le_bytes([raw[16], raw[17], raw[18], raw[19]]),
+        misc_select,
         attributes,
         mr_enclave,
         mr_signer,
-        isv_prod_id: u16::from_le_bytes([raw[256], raw[257]]),
-        isv_svn: u16::from_le_bytes([raw[258], raw[259]]),
+        isv_prod_id,
+        isv_svn,
         report_data,
-    }
+    })
 }
 
 /// Certification Data header: type and size, size capped.
@@ -338,7 +338,7 @@ fn signature_data(r: &mut Reader<'_>) -> Result<SignatureData> {
         Ok(SignatureData {
             signature,
             attestation_key,
-            qe_report: qe_report(&qe_report_raw),
+            qe_report: qe_report(&qe_report_raw)?,
             qe_report_raw,
             qe_report_signature,
             qe_auth_data,
