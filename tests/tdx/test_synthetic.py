@@ -219,3 +219,26 @@ def test_processor_ca_platform() -> None:
         roots=[intel.root_pem],
     )
     assert [e.code for e in revoked.errors] == ["tdx.pck.revoked"]
+
+
+def test_core_one_call_and_pck_key() -> None:
+    """The binding's one-call path and the reusable PCK key agree with the facade."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    intel = FakeIntel()
+    q = intel.quote(b"one-call")
+    parsed = _core.TdxQuote.parse(q)
+    leaf = x509.load_pem_x509_certificates(parsed.pck_chain.rstrip(b"\x00"))[0].public_key()
+    assert isinstance(leaf, ec.EllipticCurvePublicKey)
+    n = leaf.public_numbers()
+    key = _core.TdxPckKey(n.x.to_bytes(32, "big"), n.y.to_bytes(32, "big"))
+    quote, failures = _core.verify_tdx_quote(q, key)
+    assert failures == [] and quote.report_data.startswith(b"one-call")
+    _, without_pck = _core.verify_tdx_quote(q)
+    assert without_pck == []  # QE report signature is simply not checked without a key
+    bad = bytearray(q)
+    bad[parsed.signed_len + 4 + 134 + 10] ^= 1  # QE report CPUSVN byte
+    assert [c for c, _ in _core.verify_tdx_quote(bytes(bad), key)[1]] == [
+        "tdx.qe.signature_invalid"
+    ]
