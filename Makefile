@@ -64,7 +64,7 @@ bench: setup
 	$(PY) scripts/bench_snp.py
 
 vectors: setup
-	$(PY) scripts/gen_vectors.py
+	$(PY) scripts/gen_tpm_vectors.py
 	$(PY) scripts/gen_snp_vectors.py
 
 clean:
