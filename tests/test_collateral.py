@@ -42,3 +42,28 @@ def test_fetch_ok_404_limit_and_unreachable(tmp_path: Path) -> None:
     assert e.value.code == "collateral.fetch.unreachable"
     with pytest.raises(UsageError):
         fetch("file:///etc/passwd")
+
+
+def test_fetch_refuses_redirect_off_http() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/etc/passwd")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(CollateralError) as e:
+            fetch(f"http://127.0.0.1:{server.server_address[1]}/x", timeout=5)
+        assert e.value.code == "collateral.fetch.bad_redirect"
+    finally:
+        server.shutdown()
+        server.server_close()

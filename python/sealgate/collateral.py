@@ -89,6 +89,20 @@ class CollateralCache:
         return p
 
 
+class _SameSchemeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http(s) URLs (urllib would also follow ftp://)."""
+
+    def redirect_request(  # type: ignore[no-untyped-def]
+        self, req, fp, code, msg, headers, newurl
+    ):
+        if not newurl.startswith(("http://", "https://")):
+            raise CollateralError("collateral.fetch.bad_redirect", f"redirect to {newurl!r}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameSchemeRedirects)
+
+
 def fetch(
     url: str,
     *,
@@ -106,7 +120,7 @@ def fetch(
         raise UsageError("collateral.fetch.bad_url", f"only http(s) URLs are fetched: {url!r}")
     req = urllib.request.Request(url, headers=headers or {}, method="GET")  # noqa: S310
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with _OPENER.open(req, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) > max_bytes:
                 raise CollateralError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -254,8 +255,9 @@ class Certificate:
     public_key_bits: bytes
     extensions: dict[str, Extension] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
+        """SHA-256 of the DER encoding, lowercase hex (computed once)."""
         return hashlib.sha256(self.der).hexdigest()
 
     @property
@@ -372,7 +374,7 @@ class Crl:
     next_update: datetime | None
     revoked: frozenset[int]
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return hashlib.sha256(self.der).hexdigest()
 

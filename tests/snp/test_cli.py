@@ -194,3 +194,36 @@ def test_configfs_tsm_node_to_verifier(tmp_path: Path) -> None:
         trust_dir=Path(NO_TRUST),
     )
     assert res.verified, res.errors
+
+
+def test_tsm_evidence_with_full_cert_table(tmp_path: Path) -> None:
+    from sealgate.snp import verify_tsm_evidence
+    from sealgate.snp.certtable import build_cert_table
+    from sealgate.x509der import load_certificates
+
+    node = SyntheticNode.load()
+    ask, ark = load_certificates(node.cert_chain)
+    aux = build_cert_table({"vcek": node.vcek_der, "ask": ask.der, "ark": ark.der})
+    rd = bytes(64)
+    res = verify_tsm_evidence(
+        node.report(rd), aux, roots=[node.ark_pem], report_data=rd, trust_dir=Path(NO_TRUST)
+    )
+    assert res.verified, res.errors
+    bad = verify_tsm_evidence(node.report(rd), b"\x01" * 10, trust_dir=Path(NO_TRUST))
+    assert [e.code for e in bad.errors] == ["snp.format.truncated"]
+
+
+def test_verification_from_threads_releases_the_gil() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    node = SyntheticNode.load()
+    reports = [node.report(bytes([i]) * 64) for i in range(32)]
+
+    def one(r: bytes) -> bool:
+        return verify_report(
+            r, vcek=node.vcek_der, cert_chain=node.cert_chain, roots=[node.ark_pem],
+            trust_dir=Path(NO_TRUST),
+        ).verified  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(one, reports))

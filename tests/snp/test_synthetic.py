@@ -254,3 +254,53 @@ def test_committed_vectors_match_the_seeded_keys() -> None:
         )
         assert cert.public_key_bits == point, name
         assert cert.serial == 0
+
+
+def test_one_bundle_with_ask_ark_and_asvk_serves_both_keys() -> None:
+    bundle = v("ask-milan.pem") + v("ark-milan.pem") + v("asvk-milan.pem")
+    for report, vcek in (
+        ("report-v5.bin", "vcek-milan.der"),
+        ("report-v3-vlek.bin", "vlek-milan.der"),
+    ):
+        res = verify_report(
+            v(report), vcek=v(vcek), cert_chain=bundle, roots=[v("ark-milan.pem")],
+            at=VALID_AT, trust_dir=NO_TRUST_DIR,
+        )  # fmt: skip
+        assert res.verified, (report, res.errors)
+
+
+def test_pem_vcek_is_accepted() -> None:
+    from sealgate.trust import to_pem
+
+    res = verify_report(
+        v("report-v5.bin"), vcek=to_pem(v("vcek-milan.der")), cert_chain=v("cert_chain-milan.pem"),
+        roots=[v("ark-milan.pem")], at=VALID_AT, trust_dir=NO_TRUST_DIR,
+    )  # fmt: skip
+    assert res.verified, res.errors
+
+
+def test_impostor_intermediate_does_not_hide_the_genuine_one() -> None:
+    from sealgate.trust import to_pem
+
+    ask = bytearray(load_ask_der())
+    ask[-1] ^= 0x01  # same name and key, broken signature by the ARK
+    impostor = to_pem(bytes(ask))
+    res = run("report-v5.bin", chain=None)
+    assert codes(res) == ["snp.chain.missing_intermediate"]
+    alone = verify_report(
+        v("report-v5.bin"), vcek=v("vcek-milan.der"), cert_chain=impostor,
+        roots=[v("ark-milan.pem")], at=VALID_AT, trust_dir=NO_TRUST_DIR,
+    )  # fmt: skip
+    assert codes(alone) == ["snp.chain.signature_invalid"]
+    bundle = impostor + v("cert_chain-milan.pem")
+    both = verify_report(
+        v("report-v5.bin"), vcek=v("vcek-milan.der"), cert_chain=bundle,
+        roots=[v("ark-milan.pem")], at=VALID_AT, trust_dir=NO_TRUST_DIR,
+    )  # fmt: skip
+    assert both.verified, both.errors
+
+
+def load_ask_der() -> bytes:
+    from sealgate.x509der import load_certificates
+
+    return load_certificates(v("ask-milan.pem"))[0].der

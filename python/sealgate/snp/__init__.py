@@ -23,7 +23,13 @@ from sealgate.collateral import CollateralCache
 from sealgate.errors import ChainError, ParseError, SealgateError, UsageError, VerificationError
 from sealgate.result import VerifyResult
 from sealgate.snp import kds
-from sealgate.snp.certs import EndorsementKey, VerifiedChain, verify_chain
+from sealgate.snp.certs import (
+    EndorsementKey,
+    VerifiedChain,
+    clear_signature_cache,
+    parse_endorsement_key,
+    verify_chain,
+)
 from sealgate.trust import TrustStore
 from sealgate.x509der import (
     Certificate,
@@ -34,7 +40,7 @@ from sealgate.x509der import (
     pem_blocks,
 )
 
-__all__ = ["PRODUCTS", "clear_cache", "verify_report"]
+__all__ = ["PRODUCTS", "clear_cache", "verify_report", "verify_tsm_evidence"]
 
 PRODUCTS = kds.PRODUCTS
 #: Verified chains kept in memory. An entry is a few KiB; a verifier sees one per chip/TCB.
@@ -51,9 +57,11 @@ class _Entry:
 
 class _ChainCache:
     """LRU of verified chains, keyed by the exact inputs (certificate bytes, CRL, product,
-    trust/cache directories). A hit is used only when the verification time falls inside
-    the chain's validity window; otherwise the chain is verified again (and fails with the
-    precise reason)."""
+    trust/cache directories), which fix the certificate fingerprints. A hit is used only when
+    the verification time falls inside the chain's validity window (all certificates and the
+    CRL); otherwise the chain is built again and fails with the precise reason. Below it,
+    ``sealgate.snp.certs`` keeps verified signatures by (certificate, issuer) fingerprint, so
+    rebuilding a chain from known certificates does no RSA work."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -86,8 +94,9 @@ _CACHE = _ChainCache(CHAIN_CACHE_SIZE)
 
 
 def clear_cache() -> None:
-    """Forget every verified chain (tests; operators after a trust change)."""
+    """Forget every verified chain and signature (tests; operators after a trust change)."""
     _CACHE.clear()
+    clear_signature_cache()
 
 
 def _load_cert(data: bytes, what: str) -> Certificate:
@@ -129,8 +138,6 @@ def _resolve_product(
 
 def _leaf_product(vcek: bytes) -> str | None:
     """The product line a VCEK/VLEK names, for decoding when its chain failed."""
-    from sealgate.snp.certs import parse_endorsement_key
-
     try:
         return parse_endorsement_key(_load_cert(vcek, "VCEK/VLEK")).product
     except (ChainError, ParseError):
@@ -171,8 +178,6 @@ def _chain_for(
     candidates.extend(store.roots("snp"))
     crl_obj: Crl | None = load_crl(crl) if crl is not None else None
     # Collateral cache: chains and CRLs for the candidate product lines.
-    from sealgate.snp.certs import parse_endorsement_key
-
     ek0 = parse_endorsement_key(leaf)
     line = product or ek0.product
     for p in [line] if line else list(PRODUCTS):
@@ -313,3 +318,27 @@ def verify_report(
                 f"REPORT_DATA {rpt.report_data.hex()}, expected {want.hex()}",
             )
     return res
+
+
+def verify_tsm_evidence(outblob: bytes, auxblob: bytes | None, **kwargs: Any) -> VerifyResult:
+    """Verify configfs-tsm evidence: ``outblob`` is the report, ``auxblob`` the certificate
+    table the host attached (VCEK or VLEK, optionally ASK/ARK). Certificates passed in
+    ``kwargs`` (``vcek``, ``cert_chain``) take precedence; everything else is as
+    ``verify_report``. A malformed table is a failure, not an exception."""
+    from sealgate.snp.certtable import parse_cert_table
+    from sealgate.trust import to_pem
+
+    if auxblob:
+        try:
+            table = parse_cert_table(auxblob)
+        except ParseError as e:
+            res = VerifyResult(platform="snp")
+            res.fail_from(e)
+            return res
+        leaf = table.get("vcek") or table.get("vlek")
+        if kwargs.get("vcek") is None and leaf is not None:
+            kwargs["vcek"] = leaf
+        chain = b"".join(to_pem(table[k]) for k in ("ask", "ark") if k in table)
+        if kwargs.get("cert_chain") is None and chain:
+            kwargs["cert_chain"] = chain
+    return verify_report(outblob, **kwargs)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sealgate.errors import ChainError, ParseError
 from sealgate.trust import pin_for
 from sealgate.x509der import (
@@ -148,11 +150,38 @@ def _check_amd_pss(cert_or_crl: Certificate | Crl, what: str) -> None:
         )
 
 
+#: Signatures already verified, keyed by (SHA-256 of the signed certificate or CRL, SHA-256
+#: of the issuer certificate): a new bundle holding known certificates costs no RSA work.
+_VERIFIED: set[tuple[str, str]] = set()
+#: Bound on that set (each entry is two hex digests).
+_VERIFIED_MAX = 65536
+
+
 def _verify(cert: Certificate | Crl, issuer: Certificate, what: str, code: str) -> None:
     _check_amd_pss(cert, what)
+    key = (cert.fingerprint, issuer.fingerprint)
+    if key in _VERIFIED:
+        return
     verify_signature(
         cert.tbs, cert.signature_alg, cert.signature, issuer.public_key(), what, code=code
     )
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED.add(key)
+
+
+def clear_signature_cache() -> None:
+    _VERIFIED.clear()
+
+
+#: ARK, ASK and ASVK keys are RSA-4096 (pub. 57230 §2).
+AMD_RSA_BITS = 4096
+
+
+def _require_rsa4096(cert: Certificate, what: str) -> None:
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != AMD_RSA_BITS:
+        raise ChainError("snp.chain.bad_key", f"{what} key is not RSA-{AMD_RSA_BITS}")
 
 
 @dataclass(frozen=True)
@@ -226,14 +255,42 @@ def verify_chain(
             "snp.chain.missing_intermediate",
             f"no {want_cn} certificate issued the {ek.kind.upper()} (issuer {leaf.issuer_cn!r})",
         )
-    inter = next((c for c in issuers if c.subject_cn == want_cn), None)
-    if inter is None:
+    matching: dict[str, Certificate] = {}
+    for c in issuers:
+        if c.subject_cn == want_cn:
+            matching.setdefault(c.fingerprint, c)
+    if not matching:
         raise ChainError(
             "snp.chain.wrong_product",
             f"{ek.kind.upper()} issued by {issuers[0].subject_cn!r}, expected {want_cn!r}",
         )
+    # Several candidates can carry the intermediate's name (trust directory, bundle, cache,
+    # or a planted impostor): the chain holds if any of them completes it.
+    first_error: ChainError | None = None
+    for inter in matching.values():
+        try:
+            return _complete(leaf, ek, inter, want_cn, candidates, explicit_roots, product, at, crl)
+        except ChainError as e:
+            first_error = first_error or e
+    assert first_error is not None
+    raise first_error
+
+
+def _complete(
+    leaf: Certificate,
+    ek: EndorsementKey,
+    inter: Certificate,
+    want_cn: str,
+    candidates: list[Certificate],
+    explicit_roots: list[Certificate],
+    product: str,
+    at: datetime,
+    crl: Crl | None,
+) -> VerifiedChain:
+    """The chain above a chosen intermediate: leaf signature, root, validity, CRL."""
     if not inter.is_ca():
         raise ChainError("snp.chain.not_ca", f"{want_cn} is not a CA certificate")
+    _require_rsa4096(inter, want_cn)
     _verify(leaf, inter, f"{ek.kind.upper()} (signed by {want_cn})", "snp.chain.signature_invalid")
 
     pinned = [c for c in candidates if c.subject == inter.issuer and pin_for(c.fingerprint)]
@@ -268,6 +325,7 @@ def verify_chain(
         raise ChainError(
             "snp.chain.wrong_product", f"root is pinned as {root_pin}, product is {product}"
         )
+    _require_rsa4096(root, root.subject_cn)
     if root.subject != root.issuer or not root.is_ca():
         raise ChainError("snp.chain.bad_root", f"{root.subject_cn!r} is not a self-signed CA")
     _verify(root, root, f"{root.subject_cn} (self-signed)", "snp.chain.signature_invalid")

@@ -531,7 +531,6 @@ fn replay_event_log<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, Py
 
 /// Compare a replay with quoted PCRs: [(bank, index, replayed, quoted)] that differ.
 #[pyfunction]
-#[allow(clippy::type_complexity)]
 fn compare_pcrs<'py>(
     py: Python<'py>,
     replayed: &Bound<'py, PyDict>,

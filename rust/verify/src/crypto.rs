@@ -339,6 +339,11 @@ impl VerifyingKey {
                 "RSA signature with a non-RSA key".into(),
             ));
         }
+        if (scheme, h) == (Scheme::RsaPss, Hash::Sha1) {
+            return crate::legacy::rsa_pss_sha1(&self.encoded, msg, sig)
+                .then_some(())
+                .ok_or(CryptoError::BadSignature);
+        }
         self.parsed(scheme, h)?
             .verify_sig(msg, sig)
             .map_err(|_| CryptoError::BadSignature)
@@ -366,6 +371,11 @@ impl VerifyingKey {
         let (Some(r), Some(s)) = (strip(r), strip(s)) else {
             return Err(CryptoError::BadSignature);
         };
+        if (curve, h) == (Curve::P384, Hash::Sha1) {
+            return crate::legacy::ecdsa_p384_sha1(&self.encoded, msg, &r, &s)
+                .then_some(())
+                .ok_or(CryptoError::BadSignature);
+        }
         let fixed = matches!(
             (curve, h),
             (Curve::P256, Hash::Sha256) | (Curve::P384, Hash::Sha384)

@@ -7,6 +7,7 @@
 pub mod crypto;
 pub mod eventlog;
 pub mod failure;
+mod legacy;
 pub mod snp;
 pub mod tdx;
 pub mod tpm;
