@@ -224,3 +224,23 @@ def test_eventlog_replay_ccel(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(capsys.readouterr().out)
     assert list(doc) == ["rtmr0", "rtmr1", "rtmr2", "rtmr3"]
     assert doc["rtmr0"].startswith("3fa2f61f")
+
+
+def test_verify_cli_bad_collateral_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    rc = main(
+        [
+            "verify",
+            "tdx",
+            "--quote",
+            p("quotes", "v4.bin"),
+            "--roots",
+            p("roots", "fake_intel_root.pem"),
+            "--collateral",
+            str(bad),
+        ]
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1 and doc["errors"][0]["code"] == "tdx.collateral.invalid"
+    assert doc["platform"] == "tdx"

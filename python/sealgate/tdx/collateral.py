@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from sealgate.errors import ChainError, CollateralError, ParseError, UsageError
+from sealgate.errors import ChainError, CollateralError, ParseError
 from sealgate.tdx.pck import (
     CN_TCB_SIGNING,
     VerifiedChain,
@@ -391,9 +391,9 @@ def load_collateral_json(data: bytes) -> TdxCollateral:
         try:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            raise UsageError("cli.input.bad_json", f"collateral is not JSON: {e}") from None
+            raise _coll("tdx.collateral.invalid", f"collateral is not JSON: {e}") from None
         if not isinstance(doc, dict):
-            raise UsageError("cli.input.bad_json", "collateral JSON must be an object")
+            raise _coll("tdx.collateral.invalid", "collateral JSON must be an object")
         try:
             tcb_chain = str(doc["tcb_info_issuer_chain"]).encode()
             return TdxCollateral(
