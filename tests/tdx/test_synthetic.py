@@ -242,3 +242,37 @@ def test_core_one_call_and_pck_key() -> None:
     assert [c for c, _ in _core.verify_tdx_quote(bytes(bad), key)[1]] == [
         "tdx.qe.signature_invalid"
     ]
+
+
+#: Malformed vectors dcap-qvl accepts (it ignores the outer certification data type and
+#: bytes left inside the signature data); sealgate refuses both as format errors.
+PEER_LENIENT = {"malformed/cert_type5_outer.bin", "malformed/sigdata_extra_byte.bin"}
+
+
+@pytest.mark.parametrize("name", QUOTES)
+def test_peer_dcap_qvl_on_synthetic(name: str) -> None:
+    """dcap-qvl, given the fake root, reaches the same verdict, TCB status and advisories."""
+    dcap_qvl = pytest.importorskip("dcap_qvl")
+    from cryptography.hazmat.primitives import serialization
+
+    root = tdx.load_roots(roots())[0][0].public_bytes(serialization.Encoding.DER)
+    raw = project("tdx", "collateral", "collateral.json").read_text()
+    quote = project("tdx", name).read_bytes()
+    ours = tdx.verify_quote(quote, collateral=collateral(), roots=roots())
+    try:
+        rep = dcap_qvl.verify_with_root_ca(
+            quote,
+            dcap_qvl.QuoteCollateralV3.from_json(raw),
+            root,
+            int(datetime.now(UTC).timestamp()),
+        )
+        theirs: tuple[bool, str | None, list[str]] = (True, rep.status, list(rep.advisory_ids))
+    except ValueError:
+        theirs = (False, None, [])
+    ok = ours.verified and not ours.claims["td_attributes"]["debug"]
+    if name in PEER_LENIENT:
+        assert not ours.verified and theirs[0]
+        return
+    assert ok == (theirs[0] and theirs[1] != "Revoked"), (ours.errors, theirs)
+    if ok:
+        assert (ours.claims["tcb_status"], ours.claims["advisory_ids"]) == theirs[1:]

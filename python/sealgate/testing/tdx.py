@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 
 from sealgate.tdx.collateral import TdxCollateral, load_collateral_json
 
-QE_VENDOR_ID = bytes.fromhex("939a7233f79b4ca9940a0db3957f0607")
+QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
 #: Intel's TD_QE MRSIGNER (from PCS QE identity responses).
 QE_MRSIGNER = bytes.fromhex("dc9e2a7c6f948f17474e34a7fc43ed030f7c1563f1babddf6340c82e0e54a8c5")
 QE_ATTRIBUTES = bytes.fromhex("11000000000000000000000000000000")
@@ -153,6 +153,24 @@ def _cert(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=not ca,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            True,
+        )
     )
     for e in extra or []:
         b = b.add_extension(e, False)
@@ -366,6 +384,12 @@ class FakeIntel:
             .issuer_name(_name(issuer))
             .last_update(self.issue_date)
             .next_update(self.next_update)
+            # RFC 5280 §5.2: conforming CRLs carry a CRL number and the issuer's key id (as
+            # Intel's do; some verifiers, e.g. dcap-qvl, refuse CRLs without them).
+            .add_extension(x509.CRLNumber(1), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False
+            )
         )
         for s in revoked:
             b = b.add_revoked_certificate(

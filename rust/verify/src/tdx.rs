@@ -13,7 +13,7 @@
 use crate::crypto::{self, Curve, Hash, VerifyingKey};
 use crate::failure::{hex, Failure};
 use sealgate_formats::eventlog::{EventLog, EV_NO_ACTION};
-use sealgate_formats::tdx::Quote;
+use sealgate_formats::tdx::{Quote, INTEL_QE_VENDOR_ID};
 use sealgate_formats::tpm::TpmAlg;
 
 /// RTMR width: SHA-384 (TDX Module ABI spec, TDG.MR.RTMR.EXTEND).
@@ -26,6 +26,18 @@ pub const CCEL_RTMR_COUNT: usize = 4;
 /// Every failure of the per-quote checks (all are reported, not just the first).
 pub fn verify_quote(buf: &[u8], quote: &Quote, pck: Option<&VerifyingKey>) -> Vec<Failure> {
     let mut out = Vec::new();
+    // Only Intel's QE is appraisable: its identity (TD_QE) is what the collateral describes
+    // (A.3 "QE Vendor ID"; Intel's QVL and dcap-qvl refuse other vendors too).
+    if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID {
+        out.push(Failure::new(
+            "tdx.quote.unsupported_qe_vendor",
+            format!(
+                "QE vendor ID {}, expected Intel's {}",
+                hex(&quote.header.qe_vendor_id),
+                hex(&INTEL_QE_VENDOR_ID)
+            ),
+        ));
+    }
     let sd = &quote.signature_data;
     let ak = &sd.attestation_key;
     match VerifyingKey::ec(Curve::P256, &ak[..32], &ak[32..]) {
