@@ -193,7 +193,8 @@ def test_wrong_root() -> None:
     [
         (0x30 + 100, "tdx.quote.signature_invalid"),  # TD body (MRSEAM area)
         (0x30 + 520, "tdx.quote.signature_invalid"),  # report_data
-        (20, "tdx.quote.signature_invalid"),  # header QE vendor id
+        (20, "tdx.quote.signature_invalid"),  # header QE vendor id ...
+        (20, "tdx.quote.unsupported_qe_vendor"),  # ... which must be Intel's
         (632 + 4 + 10, "tdx.quote.signature_invalid"),  # the quote signature itself
         (632 + 4 + 70, "tdx.quote.signature_invalid"),  # attestation key (binding too)
         (632 + 4 + 134 + 5, "tdx.qe.signature_invalid"),  # QE report cpusvn
