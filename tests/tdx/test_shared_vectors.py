@@ -103,6 +103,8 @@ def test_spr_pcs_files_up_to_date_debug_flagged() -> None:
     assert r.claims["qe_status"] == "UpToDate"
     assert r.claims["td_attributes"]["debug"] is True
     assert r.claims["fmspc"] == "50806f000000"
+    assert r.claims["pck_ca"] == "platform"
+    assert r.claims["platform_instance_id"] == "021ac64d355ba904e2d5948d228d5482"
 
 
 def test_spr_missing_crl() -> None:

@@ -344,6 +344,11 @@ def pck_info(
             "pcesvn": ext.pcesvn,
             "cpusvn": ext.cpusvn.hex(),
             "pck_ca": kind,
+            # Platform CA certificates only (multi-package platforms); the OCTET STRING as
+            # the certificate carries it (CoCo trustee prints it byte-reversed).
+            "platform_instance_id": (
+                ext.platform_instance_id.hex() if ext.platform_instance_id is not None else None
+            ),
         },
     )
     with _LOCK:
