@@ -244,3 +244,27 @@ def test_verify_cli_bad_collateral_json(tmp_path: Path, capsys: pytest.CaptureFi
     doc = json.loads(capsys.readouterr().out)
     assert rc == 1 and doc["errors"][0]["code"] == "tdx.collateral.invalid"
     assert doc["platform"] == "tdx"
+
+
+def test_verify_cli_ccel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--ccel`: the GCE log replays to the quote's RTMRs; a changed digest is named."""
+    g = ("tdx", "gce-cos113-ccel")
+    quote, ccel = shared(*g, "cos-113-tdx-quote.dat"), shared(*g, "ccel_data.dat")
+    roots = str(shared("tdx", "roots", "Intel_SGX_Root_CA.pem"))
+    argv = ["verify", "tdx", "--quote", str(quote), "--roots", roots, "--ccel"]
+    assert main([*argv, str(ccel)]) == 1  # no collateral ships with this vector
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["code"] for e in doc["errors"]] == ["tdx.collateral.missing"]
+    assert doc["claims"]["ccel"]["rtmr2"] == doc["claims"]["rtmr2"]
+    bad = bytearray(ccel.read_bytes())
+    from sealgate import _core
+
+    events = _core.parse_event_log(bytes(bad), "tdx").events
+    off = next(e[1] for e in events if e[0] > 0 and e[2] == 1 and e[3] != 3)
+    bad[off + 14] ^= 0xFF
+    f = tmp_path / "ccel.bin"
+    f.write_bytes(bytes(bad))
+    assert main([*argv, str(f)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["errors"][0]["code"] == "tdx.ccel.replay_mismatch"
+    assert "RTMR0" in doc["errors"][0]["message"]
