@@ -19,7 +19,7 @@ $(STAMP)/apt: scripts/setup-system.sh
 	bash scripts/setup-system.sh
 	@touch $@
 
-$(STAMP)/venv: pyproject.toml
+$(STAMP)/venv: pyproject.toml Makefile
 	@mkdir -p $(STAMP)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

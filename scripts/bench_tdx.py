@@ -136,7 +136,7 @@ def main() -> None:
     )
 
     try:
-        import dcap_qvl  # type: ignore[import-untyped]
+        import dcap_qvl  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError:
         dcap_qvl = None
 
