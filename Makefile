@@ -19,7 +19,7 @@ $(STAMP)/apt: scripts/setup-system.sh
 	bash scripts/setup-system.sh
 	@touch $@
 
-$(STAMP)/venv: pyproject.toml
+$(STAMP)/venv: pyproject.toml Makefile
 	@mkdir -p $(STAMP)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -28,7 +28,7 @@ $(STAMP)/venv: pyproject.toml
 		"grpcio>=1.80,<2" "grpcio-health-checking>=1.80,<2" "grpcio-reflection>=1.80,<2" \
 		"grpcio-status>=1.80,<2" "protobuf>=7.35.1,<8" "cbor2>=5.6" "pyjwt>=2.9" "pyyaml>=6" \
 		"grpcio-tools==1.85.1" "mypy-protobuf==5.1.0" "types-protobuf>=6" "types-grpcio>=1.0" \
-		"types-pyyaml>=6"
+		"types-pyyaml>=6" "dcap-qvl>=0.7"
 	@touch $@
 
 # Release build of the extension, installed into the venv in develop mode (python/ is used
@@ -66,14 +66,16 @@ fmt: setup
 bench: setup
 	$(PY) scripts/bench_tpm.py
 	$(PY) scripts/bench_snp.py
+	$(PY) scripts/bench_tdx.py
 	$(PY) scripts/bench_service.py
 
 protos: setup
 	$(PY) scripts/gen_protos.py
 
 vectors: setup
-	$(PY) scripts/gen_vectors.py
+	$(PY) scripts/gen_tpm_vectors.py
 	$(PY) scripts/gen_snp_vectors.py
+	$(PY) scripts/gen_tdx_vectors.py
 
 clean:
 	rm -rf $(STAMP) target python/sealgate/*.so

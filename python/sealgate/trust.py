@@ -55,7 +55,13 @@ PINS: tuple[Pin, ...] = (
         "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
         "AMD ARK-Turin (2023-05-15..2048-05-15)",
     ),
-    # --- Intel TDX: Intel SGX Root CA. Added by the TDX work (issue 4); one Pin(...) line. ---
+    # --- Intel TDX: Intel SGX Root CA (ECDSA P-256, 2018-05-21..2049-12-31). ---
+    Pin(
+        "tdx",
+        "intel-sgx-root-ca",
+        "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3",
+        "Intel SGX Root CA (2018-05-21..2049-12-31)",
+    ),
 )
 
 _BY_FINGERPRINT = {p.sha256: p for p in PINS}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sealgate import __version__
-from sealgate.cli import collateral, eventlog, service, trust, verify_snp, verify_tpm
+from sealgate.cli import collateral, eventlog, service, trust, verify_snp, verify_tdx, verify_tpm
 from sealgate.errors import SealgateError, UsageError
 
 EXIT_OK = 0
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     vsub = verify.add_subparsers(dest="platform", required=True, parser_class=_Parser)
     verify_tpm.register(vsub)
     verify_snp.register(vsub)
+    verify_tdx.register(vsub)
 
     ev = sub.add_parser("eventlog", help="event-log tools")
     esub = ev.add_subparsers(dest="eventlog_command", required=True, parser_class=_Parser)

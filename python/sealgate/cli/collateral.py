@@ -28,6 +28,12 @@ def register(sub: Any) -> None:
     snp.add_argument("--no-crl", action="store_true", help="do not fetch the CRL")
     snp.set_defaults(handler=run_snp)
 
+    tdx = fsub.add_parser("tdx", help="TCB info, QE identity, CRLs from Intel PCS for a quote")
+    tdx.add_argument("--quote", required=True, help="TDX quote (its PCK certificate names FMSPC)")
+    tdx.add_argument("--base-url", help="PCS/PCCS base URL (default Intel PCS)")
+    tdx.add_argument("--cache-dir", type=Path, help="collateral cache directory")
+    tdx.set_defaults(handler=run_tdx)
+
 
 def run_snp(args: argparse.Namespace) -> int:
     from sealgate import _core
@@ -57,4 +63,23 @@ def run_snp(args: argparse.Namespace) -> int:
         with_crl=not args.no_crl,
     )
     emit({"cache_dir": str(cache.root), "product": product, "files": files})
+    return EXIT_OK
+
+
+def run_tdx(args: argparse.Namespace) -> int:
+    from sealgate.cli import EXIT_OK, emit, read_file
+    from sealgate.collateral import CollateralCache
+    from sealgate.tdx import fetch
+
+    fmspc, ca = fetch.quote_platform(read_file(args.quote, "quote"))
+    coll = fetch.fetch_collateral(fmspc, ca, args.base_url)
+    path = fetch.store(coll, fmspc, args.cache_dir)
+    emit(
+        {
+            "cache_dir": str(CollateralCache(args.cache_dir).root),
+            "fmspc": fmspc.hex(),
+            "pck_ca": ca,
+            "files": [str(path)],
+        }
+    )
     return EXIT_OK

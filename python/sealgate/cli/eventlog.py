@@ -14,9 +14,10 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="event log file")
     p.add_argument(
         "--format",
-        choices=["tcg"],
+        choices=["tcg", "ccel"],
         default="tcg",
-        help="tcg: TPM PC Client log → {bank: {pcr: hex}}",
+        help="tcg: TPM PC Client log → {bank: {pcr: hex}}; "
+        "ccel: TDX CC event log → {rtmr0..rtmr3: hex}",
     )
     p.set_defaults(handler=run)
 
@@ -25,5 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from sealgate.cli import EXIT_OK, emit, read_file
 
     data = read_file(args.file, "event log")
+    if args.format == "ccel":
+        emit({f"rtmr{i}": v.hex() for i, v in enumerate(_core.replay_ccel(data))})
+        return EXIT_OK
     emit(pcrs_to_json(_core.replay_event_log(data)))
     return EXIT_OK

@@ -30,6 +30,10 @@ def register(sub: Any) -> None:
     )
     snp.add_argument("--no-vlek", action="store_true", help="skip the VLEK (ASVK) chains")
     snp.set_defaults(handler=run_fetch_snp)
+    tdx = fsub.add_parser("tdx", help="Intel SGX Root CA (+ PCK Platform CA) from Intel PCS")
+    tdx.add_argument("--base-url", help="PCS/PCCS base URL (default Intel PCS)")
+    tdx.add_argument("--trust-dir", type=Path, help="trust directory (default: see README)")
+    tdx.set_defaults(handler=run_fetch_tdx)
 
     imp = tsub.add_parser("import", help="import a root/intermediate file (PEM or DER)")
     imp.add_argument("file", type=Path)
@@ -50,6 +54,18 @@ def run_fetch_snp(args: argparse.Namespace) -> int:
             pem = kds.fetch_chain(base, product, key)
             certs = load_certificates(pem, f"{product} {key} cert_chain")
             imported.extend(i.as_dict() for i in store.import_certificates(certs))
+    emit({"trust_dir": str(store.root), "imported": imported})
+    return EXIT_OK
+
+
+def run_fetch_tdx(args: argparse.Namespace) -> int:
+    from sealgate.cli import EXIT_OK, emit
+    from sealgate.tdx import fetch
+
+    pem = fetch.fetch_root(args.base_url)
+    certs = load_certificates(pem, "SGX-PCK-CRL-Issuer-Chain")
+    store = trust.TrustStore(args.trust_dir)
+    imported = [i.as_dict() for i in store.import_certificates(certs)]
     emit({"trust_dir": str(store.root), "imported": imported})
     return EXIT_OK
 

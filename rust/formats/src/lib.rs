@@ -8,6 +8,7 @@ pub mod error;
 pub mod eventlog;
 pub mod reader;
 pub mod snp;
+pub mod tdx;
 pub mod tpm;
 
 pub use error::{ParseError, ParseErrorKind, Platform};

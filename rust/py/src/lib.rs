@@ -6,6 +6,7 @@
 mod audit;
 mod errors;
 mod snp;
+mod tdx;
 mod tpm;
 
 use pyo3::prelude::*;
@@ -15,6 +16,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     tpm::register(m)?;
     snp::register(m)?;
+    tdx::register(m)?;
     audit::register(m)?;
     Ok(())
 }

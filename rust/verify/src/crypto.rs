@@ -252,8 +252,16 @@ impl VerifyingKey {
             Curve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
             Curve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
         };
-        ParsedPublicKey::new(alg, &k.encoded)
+        let parsed = ParsedPublicKey::new(alg, &k.encoded)
             .map_err(|_| CryptoError::BadKey(format!("not a valid {} point", curve.name())))?;
+        // Keep the validated key for the curve's own hash (the slot `algorithm` picks for
+        // (Ecdsa, P-256/SHA-256) or (Ecdsa, P-384/SHA-384)): a per-quote key such as the
+        // TDX attestation key is then parsed once, not twice.
+        let slot = match curve {
+            Curve::P256 => Hash::Sha256.index(),
+            Curve::P384 => Hash::Sha384.index(),
+        };
+        let _ = k.cache[slot].set(Some(parsed));
         Ok(k)
     }
 

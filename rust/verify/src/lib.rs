@@ -10,6 +10,7 @@ pub mod eventlog;
 pub mod failure;
 mod legacy;
 pub mod snp;
+pub mod tdx;
 pub mod tpm;
 
 pub use failure::Failure;

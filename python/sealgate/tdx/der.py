@@ -1,0 +1,83 @@
+"""A minimal strict DER reader for the Intel SGX PCK certificate extension.
+
+``cryptography`` hands unknown extensions over as raw bytes; the SGX extension
+(OID 1.2.840.113741.1.13.1, "Intel SGX PCK Certificate and Certificate Revocation List
+Profile Specification" §3.5) is a SEQUENCE of (OID, value) pairs, some nested. This reads
+only definite-length DER (X.690 §10.1) and refuses anything else.
+"""
+
+from __future__ import annotations
+
+from sealgate.errors import ParseError
+
+#: The SGX extension is ~500 bytes; nothing legitimate nests deeper than 4 levels.
+MAX_EXTENSION_LEN = 4096
+MAX_ITEMS = 64
+
+T_BOOLEAN, T_INTEGER, T_OCTET_STRING, T_OID, T_ENUMERATED, T_SEQUENCE = 1, 2, 4, 6, 10, 0x30
+
+
+def _err(msg: str, offset: int) -> ParseError:
+    return ParseError("tdx.format.invalid", f"SGX extension: {msg}", "SGX extension", offset)
+
+
+def read_tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the TLV at ``pos``; checks every bound."""
+    if pos + 2 > end:
+        raise _err("truncated TLV header", pos)
+    tag = buf[pos]
+    if tag & 0x1F == 0x1F:
+        raise _err("high tag numbers are not used by this extension", pos)
+    first = buf[pos + 1]
+    p = pos + 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 2:
+            raise _err("indefinite or oversized length", pos)
+        if p + n > end:
+            raise _err("truncated length", pos)
+        length = int.from_bytes(buf[p : p + n], "big")
+        if length < 0x80 or (n == 2 and length < 0x100):
+            raise _err("non-minimal length encoding", pos)
+        p += n
+    if p + length > end:
+        raise _err("value runs past its container", pos)
+    return tag, p, p + length
+
+
+def children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    out: list[tuple[int, int, int]] = []
+    pos = start
+    while pos < end:
+        if len(out) >= MAX_ITEMS:
+            raise _err("too many elements", pos)
+        tag, vs, ve = read_tlv(buf, pos, end)
+        out.append((tag, vs, ve))
+        pos = ve
+    return out
+
+
+def decode_oid(raw: bytes) -> str:
+    if not raw or raw[-1] & 0x80:
+        raise _err("bad OID", 0)
+    arcs: list[int] = []
+    v = 0
+    for b in raw:
+        v = (v << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(v)
+            v = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(x) for x in [first, arcs[0] - 40 * first, *arcs[1:]])
+
+
+def decode_uint(raw: bytes, offset: int) -> int:
+    if not raw:
+        raise _err("empty INTEGER", offset)
+    if raw[0] & 0x80:
+        raise _err("negative INTEGER where an SVN is expected", offset)
+    if len(raw) > 1 and raw[0] == 0 and not raw[1] & 0x80:
+        raise _err("non-minimal INTEGER", offset)
+    return int.from_bytes(raw, "big")
