@@ -31,7 +31,7 @@ import grpc
 from sealgate._proto import admin_pb2, admin_pb2_grpc
 from sealgate.node.agent import NodeAgent
 from sealgate.service.auth import mint_operator_token
-from sealgate.testing.softnode import SoftwareCa, SoftwareSnp, SoftwareTpm
+from sealgate.testing.softnode import SoftwareCa, SoftwareSnp, SoftwareTdx, SoftwareTpm
 
 BIN = Path(sys.executable).parent / "sealgate"
 KEY = "bench-model"
@@ -114,9 +114,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
         "--platform",
-        choices=["tpm", "snp"],
+        choices=["tpm", "snp", "tdx"],
         default="tpm",
-        help="tpm: software AK enrolled like a TPM's; snp: synthetic AMD hierarchy",
+        help="tpm: software AK enrolled like a TPM's; snp/tdx: synthetic vendor hierarchies",
     )
     ap.add_argument("--server-threads", type=int, default=4, help="gRPC threads per process")
     ap.add_argument(
@@ -132,9 +132,14 @@ def main() -> int:
         ca = SoftwareCa()
         port = _port()
         snp_roots: Path | None = None
+        tdx_roots: Path | None = None
         if args.platform == "snp":
             snp_roots = tmp / "amd-roots.pem"
             snp_roots.write_bytes(SoftwareSnp().root_pem())
+        tdx_node = SoftwareTdx() if args.platform == "tdx" else None
+        if tdx_node is not None:
+            tdx_roots = tmp / "intel-root.pem"
+            tdx_roots.write_bytes(tdx_node.root_pem())
         (tmp / "cfg.json").write_text(
             json.dumps(
                 {
@@ -143,6 +148,7 @@ def main() -> int:
                     "data_dir": str(tmp / "data"),
                     "ek_ca_roots": [str(ca.write(tmp / "ca.pem"))],
                     "snp_roots": [str(snp_roots)] if snp_roots else [],
+                    "tdx_roots": [str(tdx_roots)] if tdx_roots else [],
                     "max_workers": args.server_threads,
                     "rate_limit": {"per_node_rps": 1e6, "burst": 1000000},
                 }
@@ -181,6 +187,10 @@ def main() -> int:
                 agents = [NodeAgent(ch, f"bench-{i}", n) for i, n in enumerate(nodes)]
                 for a in agents:
                     a.enroll()  # EK chain + MakeCredential/ActivateCredential, like a TPM
+            elif tdx_node is not None:
+                policy = {"platforms": {"tdx": {"mr_td": [(b"\x5a" * 48).hex()],
+                                                "tcb_statuses": ["UpToDate"]}}}  # fmt: skip
+                agents = [NodeAgent(ch, f"td-{i}", tdx_node) for i in range(max(levels))]
             else:
                 snp_node = SoftwareSnp()
                 policy = {"platforms": {"snp": {

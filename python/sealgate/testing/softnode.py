@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from sealgate._proto import attestation_pb2
-from sealgate.testing import snp
+from sealgate.testing import snp, tdx
 from sealgate.testing.softtpm import SoftAk
 from sealgate.tpm_enroll import (
     OID_TCG_KP_EK_CERTIFICATE,
@@ -181,4 +181,25 @@ class SoftwareSnp:
                 vcek=self.world.vcek.der,
                 cert_chain=self.world.milan.cert_chain_pem(),
             )
+        )
+
+
+class SoftwareTdx:
+    """Collector playing a TDX guest with the fake Intel DCAP hierarchy (issue #4 §4):
+    quotes over the binding as REPORTDATA, collateral JSON sent with the evidence."""
+
+    platform = "tdx"
+
+    def __init__(self, intel: tdx.FakeIntel | None = None, **quote_kw: object) -> None:
+        self.intel = intel or tdx.FakeIntel()
+        self.quote_kw = quote_kw
+        self.collateral = self.intel.collateral_json()
+
+    def root_pem(self) -> bytes:
+        return bytes(self.intel.root_pem)
+
+    def collect(self, nonce: bytes, binding: bytes) -> attestation_pb2.Evidence:
+        quote = self.intel.quote(binding, **self.quote_kw)  # type: ignore[arg-type]
+        return attestation_pb2.Evidence(
+            tdx=attestation_pb2.TdxEvidence(quote=quote, collateral=self.collateral)
         )
