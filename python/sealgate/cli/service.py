@@ -288,12 +288,14 @@ def _admin_call(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Any,
             resp = fn(args, stub, md)
         except grpc.RpcError as e:
             return _rpc_error(e)
-    doc = json_format.MessageToDict(resp, preserving_proto_field_name=True)
+    doc = json_format.MessageToDict(
+        resp, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         _human(doc)
-    if "ok" in doc or args.admin_command == "audit-verify":
+    if args.admin_command == "audit-verify":
         return 0 if doc.get("ok") else 1
     return 0
 
