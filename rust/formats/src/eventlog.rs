@@ -96,8 +96,12 @@ impl EventLog {
     }
 }
 
-fn is_padding(rest: &[u8]) -> bool {
-    !rest.is_empty() && (rest.iter().all(|&b| b == 0) || rest.iter().all(|&b| b == 0xff))
+/// Where trailing padding starts: the offset after the last byte that is not 0x00, or not
+/// 0xFF, whichever is smaller. Computed once, so checking "is the rest padding?" at each
+/// event is O(1) — a per-event scan would be quadratic on a crafted log of zero events.
+fn padding_start(buf: &[u8]) -> usize {
+    let after_last = |pad: u8| buf.iter().rposition(|&b| b != pad).map_or(0, |i| i + 1);
+    after_last(0x00).min(after_last(0xff))
 }
 
 fn event_data<'a>(r: &mut Reader<'a>) -> Result<&'a [u8]> {
@@ -227,8 +231,9 @@ pub fn parse_event_log(buf: &[u8], platform: Platform) -> Result<EventLog> {
     });
 
     let mut padding = 0;
+    let pad_at = padding_start(buf);
     while !r.is_empty() {
-        if is_padding(r.rest()) {
+        if r.offset() >= pad_at {
             padding = r.remaining();
             break;
         }
@@ -359,6 +364,19 @@ pub mod tests {
                 assert!(e.code().starts_with("tdx.format."));
             }
         }
+    }
+
+    #[test]
+    fn zero_events_then_junk_is_linear() {
+        // 16-byte all-zero crypto-agile events (PCR 0, type 0, no digests, no data) up to
+        // the cap, then one non-zero byte: must fail fast, not rescan the tail per event.
+        let mut b = agile_log(&[]);
+        b.extend_from_slice(&vec![0u8; 16 * (MAX_EVENTS + 10)]);
+        b.push(1);
+        let t = std::time::Instant::now();
+        let e = parse_event_log(&b, Platform::Tpm).unwrap_err();
+        assert_eq!(e.kind, ParseErrorKind::TooLarge);
+        assert!(t.elapsed().as_secs() < 5);
     }
 
     #[test]
