@@ -23,6 +23,22 @@ DEFAULT_AK_HANDLE = "0x81010002"
 DEFAULT_SELECTION = "sha256:0,1,2,3,4,5,6,7"
 
 
+def run_tpm2(tcti: str | None, tool: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run `tpm2_<tool>` (TCTI from `tcti` or the environment), then flush transient
+    handles: without a resource manager they pile up and the third object fails with 0x902
+    (../shared/notes/tpm.md). Real hosts use /dev/tpmrm0, where the flush is harmless."""
+    env = dict(os.environ)
+    if tcti:
+        env["TPM2TOOLS_TCTI"] = tcti
+    r = subprocess.run(
+        [f"tpm2_{tool}", *args], env=env, capture_output=True, timeout=60, check=False
+    )
+    subprocess.run(
+        ["tpm2_flushcontext", "-t"], env=env, capture_output=True, timeout=30, check=False
+    )
+    return r
+
+
 class Tpm2ToolsCollector:
     platform = "tpm"
 
@@ -52,23 +68,8 @@ class Tpm2ToolsCollector:
         self._ek_ready = False
         self._ak_public: bytes | None = None
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.tcti:
-            env["TPM2TOOLS_TCTI"] = self.tcti
-        return env
-
     def run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        r = subprocess.run(
-            [f"tpm2_{tool}", *args], env=self._env(), capture_output=True, timeout=60, check=False
-        )
-        subprocess.run(
-            ["tpm2_flushcontext", "-t"],
-            env=self._env(),
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        r = run_tpm2(self.tcti, tool, *args)
         if check and r.returncode != 0:
             err = r.stderr.decode(errors="replace").strip().splitlines()
             raise AgentError(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from sealgate.node.tpm import run_tpm2
 from sealgate.testing.eventlog import LogEvent, build_event_log, digests_for
 
 NV_EK_CERT = {"rsa": "0x01c00002", "ecc": "0x01c00016"}
@@ -230,16 +231,7 @@ class Swtpm:
 
     def tpm2(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         """Run `tpm2_<tool>` against this TPM, then flush transient handles."""
-        r = subprocess.run(
-            [f"tpm2_{tool}", *args], env=self._env(), capture_output=True, timeout=60, check=False
-        )
-        subprocess.run(
-            ["tpm2_flushcontext", "-t"],
-            env=self._env(),
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        r = run_tpm2(self.tcti, tool, *args)
         if check and r.returncode != 0:
             raise SwtpmError(f"tpm2_{tool} failed: {r.stderr.decode(errors='replace')[-400:]}")
         return r
