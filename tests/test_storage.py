@@ -156,3 +156,37 @@ def test_audit_append_chains_under_concurrency(tmp_path: Path) -> None:
     rows = st.list_audit(0, 100)
     assert [r.seq for r in rows] == list(range(1, 21))
     assert _core.audit_verify([r.entry for r in rows], [r.hash for r in rows]) is None
+
+
+def test_config_generation_moves_with_every_appraisal_input(tmp_path: Path) -> None:
+    """Verifiers cache reference values, policies and keys per generation (migration 2):
+    every write to those tables, from any connection, must move it."""
+    st = SqliteStorage(tmp_path / "s.db")
+    other = SqliteStorage(tmp_path / "s.db")  # another process's view of the same file
+    seen = [st.config_generation()]
+
+    def moved() -> None:
+        g = other.config_generation()
+        assert g > seen[-1]
+        seen.append(g)
+
+    st.add_reference_values([ReferenceValue("r1", "tpm", "s", "sha256:0", "00" * 32, "", 1)])
+    moved()
+    assert st.remove_reference_value("r1")
+    moved()
+    st.put_policy("k", "{}", 5)
+    moved()
+    st.put_policy("k", '{"a":1}', 6)
+    moved()
+    assert st.delete_policy("k")
+    moved()
+    st.add_key_version("m", KeyVersionRecord("m", 1, b"w" * 60, "kek", 1), "", create=True)
+    moved()
+    st.add_key_version("m", KeyVersionRecord("m", 2, b"v" * 60, "kek", 2), "", create=False)
+    moved()
+    # Writes to other tables leave it alone (no cache churn per attestation).
+    st.create_challenge(_challenge("c"))
+    st.consume_challenge("c", now=1500)
+    assert other.config_generation() == seen[-1]
+    st.close()
+    other.close()

@@ -215,3 +215,23 @@ def test_sigterm_drains_in_flight_calls_and_registry(tmp_path: Path) -> None:
     t.join()
     ch.close()
     assert result and result[0].evidence_failures[0].code == "snp.test.slow"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"token_ttl": "300"},
+        {"workers": True},
+        {"max_workers": 0},
+        {"listen": 5},
+        {"allow_insecure_remote": "yes"},
+    ],
+)
+def test_config_scalars_are_type_checked(tmp_path: Path, doc: dict[str, object]) -> None:
+    from sealgate.errors import UsageError
+    from sealgate.service.config import load_config
+
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    with pytest.raises(UsageError) as e:
+        load_config(tmp_path / "c.json")
+    assert e.value.code == "config.invalid"

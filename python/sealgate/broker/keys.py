@@ -79,7 +79,11 @@ class ModelKeys:
         kv = self._st.get_current_key_version(key_id)
         if kv is None:
             return None
-        return kv.version, self._kek.unwrap(kv.wrapped, key_aad(key_id, kv.version))
+        return kv.version, self.unwrap(kv)
+
+    def unwrap(self, kv: KeyVersionRecord) -> bytes:
+        """The plaintext of a stored version (the AAD checks it belongs to its row)."""
+        return self._kek.unwrap(kv.wrapped, key_aad(kv.key_id, kv.version))
 
     def material(self, key_id: str, version: int | None = None) -> tuple[int, bytes]:
         """The plaintext key (current version unless given), for sealing only."""

@@ -121,18 +121,25 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
 
 
 def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
-    simple = {
-        "listen",
-        "http_listen",
-        "verifier_id",
-        "token_ttl",
-        "challenge_ttl",
-        "enrollment_ttl",
-        "max_workers",
-        "allow_insecure_remote",
+    # Scalar keys and the type each must have (bool is an int in Python: refuse it apart).
+    simple: dict[str, type] = {
+        "listen": str,
+        "http_listen": str,
+        "verifier_id": str,
+        "token_ttl": int,
+        "challenge_ttl": int,
+        "enrollment_ttl": int,
+        "max_workers": int,
+        "workers": int,
+        "allow_insecure_remote": bool,
     }
     for key, value in doc.items():
         if key in simple:
+            want = simple[key]
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise UsageError("config.invalid", f"{key} must be a {want.__name__}")
+            if isinstance(value, int) and value < (0 if key == "workers" else 1):
+                raise UsageError("config.invalid", f"{key} must be positive")
             setattr(cfg, key, value)
         elif key in ("data_dir", "tls_cert", "tls_key", "tls_client_ca"):
             setattr(cfg, key, Path(value) if value else None)

@@ -22,11 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sealgate.appraise import (
     Appraisal,
-    Policy,
     PolicyFailure,
     appraise,
     ear_status,
-    parse_policy,
 )
 from sealgate.appraise.policy import canonical_json
 from sealgate.broker import runtime_binding
@@ -39,6 +37,7 @@ from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
 from sealgate.result import VerifyResult
 from sealgate.service import errors as E
+from sealgate.service.cache import ConfigCache
 from sealgate.service.config import ServiceConfig
 from sealgate.service.platforms import PlatformRegistry, VerifyContext
 from sealgate.storage import (
@@ -123,7 +122,7 @@ class Verifier:
         self.audit = AuditLog(storage)
         self.challenges = Challenges(storage, cfg.challenge_ttl)
         self.platforms = platforms or PlatformRegistry()
-        self._policies: dict[tuple[str, int, int], Policy] = {}
+        self.config = ConfigCache(storage)
         self.ek_roots = _load_pem_dir(cfg.ek_ca_roots)
         self.ek_intermediates = [
             c.public_bytes(Encoding.DER) for c in _load_pem_dir(cfg.ek_ca_intermediates)
@@ -274,17 +273,6 @@ class Verifier:
         self.st.put_attestation(record, decided)
         return out
 
-    def _policy(self, rec: PolicyRecord) -> Policy:
-        """Parsed policies, cached by (key, revision): a revision never changes content."""
-        key = (rec.key_id, rec.revision, rec.updated_at)
-        pol = self._policies.get(key)
-        if pol is None:
-            pol = parse_policy(rec.document)
-            if len(self._policies) > 10_000:
-                self._policies.clear()
-            self._policies[key] = pol
-        return pol
-
     def _check_keys_request(self, key_ids: list[str]) -> None:
         if not key_ids:
             raise E.invalid("service.request.no_keys", "ask for at least one key id")
@@ -304,25 +292,27 @@ class Verifier:
         out: AttestOutcome,
     ) -> dict[str, tuple[Appraisal, int]]:
         """Appraise each wanted key's policy; seal the granted ones to the runtime key."""
-        refs = self.st.list_reference_values(result.platform)
+        view = self.config.view()
+        refs = view.reference_values(result.platform)
         appraisals: dict[str, tuple[Appraisal, int]] = {}
         for key_id in dict.fromkeys(key_ids):
-            rec = self.st.get_policy(key_id)
-            if rec is None:
+            entry = view.policy(key_id)
+            if entry is None:
                 failure = PolicyFailure("policy.key.no_policy", f"{key_id}: no policy")
                 out.denied.append(Denied(key_id, [failure]))
                 continue
-            a = appraise(self._policy(rec), result, refs)
+            rec, policy = entry
+            a = appraise(policy, result, refs)
             appraisals[key_id] = (a, rec.revision)
             if not a.ok:
                 out.denied.append(Denied(key_id, a.failures))
                 continue
-            current = self.keys.current(key_id)
-            if current is None:
+            kv = view.current_key(key_id)
+            if kv is None:
                 failure = PolicyFailure("broker.key.not_found", f"{key_id}: no such key")
                 out.denied.append(Denied(key_id, [failure]))
                 continue
-            version, material = current
+            version, material = kv.version, self.keys.unwrap(kv)
             info = release_info(key_id, version, challenge_id)
             sealed = seal(suite, runtime_public_key, material, info)
             out.granted.append(Granted(key_id, version, suite, sealed, info))

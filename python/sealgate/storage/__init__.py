@@ -156,6 +156,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def purge_challenges(self, before: int) -> int: ...
 
+    @abc.abstractmethod
+    def config_generation(self) -> int:
+        """A counter that moves whenever reference values, policies or model keys change
+        (in the changing transaction), so readers may cache those per generation."""
+
     # -- reference values -------------------------------------------------------------
     @abc.abstractmethod
     def add_reference_values(self, values: list[ReferenceValue]) -> None: ...

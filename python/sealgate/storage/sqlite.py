@@ -89,6 +89,39 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
 ]
 
+
+_BUMP = "UPDATE config_generation SET generation = generation + 1; END"
+
+MIGRATIONS.append(
+    (
+        2,
+        # One counter that every change to what appraisal reads (reference values, policies,
+        # model keys) bumps in the same transaction, by trigger so no write path can forget
+        # it. Verifiers cache those tables per generation and re-read when it moves: one
+        # indexed read per attestation instead of four, and a change made by any process
+        # or replica takes effect on the next attestation.
+        [
+            "CREATE TABLE config_generation (generation INTEGER NOT NULL)",
+            "INSERT INTO config_generation (generation) VALUES (1)",
+            "CREATE TRIGGER reference_values_gen_insert AFTER INSERT ON reference_values BEGIN "
+            + _BUMP,
+            "CREATE TRIGGER reference_values_gen_update AFTER UPDATE ON reference_values BEGIN "
+            + _BUMP,
+            "CREATE TRIGGER reference_values_gen_delete AFTER DELETE ON reference_values BEGIN "
+            + _BUMP,
+            "CREATE TRIGGER policies_gen_insert AFTER INSERT ON policies BEGIN " + _BUMP,
+            "CREATE TRIGGER policies_gen_update AFTER UPDATE ON policies BEGIN " + _BUMP,
+            "CREATE TRIGGER policies_gen_delete AFTER DELETE ON policies BEGIN " + _BUMP,
+            "CREATE TRIGGER model_keys_gen_insert AFTER INSERT ON model_keys BEGIN " + _BUMP,
+            "CREATE TRIGGER model_keys_gen_update AFTER UPDATE ON model_keys BEGIN " + _BUMP,
+            "CREATE TRIGGER model_keys_gen_delete AFTER DELETE ON model_keys BEGIN " + _BUMP,
+            "CREATE TRIGGER key_versions_gen_insert AFTER INSERT ON key_versions BEGIN " + _BUMP,
+            "CREATE TRIGGER key_versions_gen_update AFTER UPDATE ON key_versions BEGIN " + _BUMP,
+            "CREATE TRIGGER key_versions_gen_delete AFTER DELETE ON key_versions BEGIN " + _BUMP,
+        ],
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _GENESIS = bytes(32)
 
@@ -243,6 +276,9 @@ class SqliteStorage(Storage):
             return None
         r = rows[0]
         return Challenge(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
+
+    def config_generation(self) -> int:
+        return int(self._q("SELECT generation FROM config_generation")[0][0])
 
     def purge_challenges(self, before: int) -> int:
         cur = self._conn().execute("DELETE FROM challenges WHERE expires_at < ?", (before,))

@@ -36,7 +36,18 @@ from sealgate.trust import to_pem
 class SoftwareCa:
     """A root CA that issues EK certificates (a stand-in for a TPM vendor's CA)."""
 
-    def __init__(self, name: str = "sealgate software EK CA") -> None:
+    def __init__(
+        self, name: str = "sealgate software EK CA", *, pem: tuple[bytes, bytes] | None = None
+    ) -> None:
+        if pem is not None:
+            # (private key, certificate) from ``to_pem``: another process issues EK
+            # certificates under the same root (the service benchmark's load generators).
+            key = serialization.load_pem_private_key(pem[0], None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise TypeError("software EK CA keys are ECC")
+            self.key = key
+            self.cert = x509.load_pem_x509_certificate(pem[1])
+            return
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -59,6 +70,15 @@ class SoftwareCa:
     @property
     def pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def to_pem(self) -> tuple[bytes, bytes]:
+        """Private key and certificate, for ``SoftwareCa(pem=...)`` in another process."""
+        key = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return key, self.pem
 
     def write(self, path: Path) -> Path:
         path.write_bytes(self.pem)
