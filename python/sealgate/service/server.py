@@ -8,13 +8,14 @@ the log, never a stack trace or secret to the client.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, message_factory
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -68,17 +70,71 @@ ADMIN_SERVICE = "sealgate.v1.Admin"
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+T = TypeVar("T")
+Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-def abort(context: grpc.ServicerContext, err: E.ServiceError) -> Any:
-    """Abort with google.rpc.Status + ErrorInfo(reason=code) in the trailing metadata."""
+def rich_status(err: E.ServiceError) -> grpc.Status:
+    """google.rpc.Status + ErrorInfo(reason=code), sent in the trailing metadata."""
     info = error_details_pb2.ErrorInfo(reason=err.code, domain="sealgate")
     detail = any_pb2.Any()
     detail.Pack(info)
     st = status_pb2.Status(
         code=err.status.value[0], message=f"{err.code}: {err.message}", details=[detail]
     )
-    context.abort_with_status(rpc_status.to_status(st))
+    status: grpc.Status = rpc_status.to_status(st)
+    return status
+
+
+class _Malformed:
+    """What a request that does not parse as its message type deserializes to."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+
+def _add_service(server: grpc.aio.Server, module: Any, name: str, servicer: _Base) -> None:
+    """Register ``servicer``'s unary methods from the service descriptor, like the generated
+    ``add_*Servicer_to_server``, except that bytes which do not parse as the request type
+    are answered INVALID_ARGUMENT with a stable code (the stock path answers UNKNOWN and
+    logs a traceback)."""
+    service = module.DESCRIPTOR.services_by_name[name]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for m in service.methods:
+        req_cls = message_factory.GetMessageClass(m.input_type)
+        resp_cls = message_factory.GetMessageClass(m.output_type)
+
+        def parse(data: bytes, _cls: Any = req_cls) -> Any:
+            try:
+                return _cls.FromString(data)
+            except DecodeError:
+                return _Malformed(_cls.DESCRIPTOR.full_name)
+
+        handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+            _guard(m.name, getattr(servicer, m.name), servicer.metrics),
+            request_deserializer=parse,
+            response_serializer=resp_cls.SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+
+
+def _guard(
+    method: str,
+    fn: Callable[[Any, Ctx], Coroutine[Any, Any, Any]],
+    metrics: Metrics,
+) -> Callable[[Any, Ctx], Coroutine[Any, Any, Any]]:
+    async def handler(request: Any, context: Ctx) -> Any:
+        if isinstance(request, _Malformed):
+            err = E.invalid(
+                "service.request.malformed", f"request is not a valid {request.type_name}"
+            )
+            metrics.rpc(method, err.status.name, 0.0)
+            await context.abort_with_status(rich_status(err))
+        return await fn(request, context)
+
+    return handler
 
 
 class RateLimiter:
@@ -102,12 +158,6 @@ class RateLimiter:
             if len(self._b) > 100_000:  # bounded memory: drop idle full buckets
                 self._b = {k: v for k, v in self._b.items() if now - v[1] < 60}
             return True
-
-
-@dataclass
-class _Call:
-    metrics: Metrics
-    method: str
 
 
 def _failures(fs: list[PolicyFailure]) -> list[common_pb2.Failure]:
@@ -138,62 +188,68 @@ def _outcome_denied(out: AttestOutcome) -> list[attestation_pb2.DeniedKey]:
 
 
 class _Base:
-    def __init__(self, core: Verifier, metrics: Metrics) -> None:
+    def __init__(self, core: Verifier, metrics: Metrics, pool: futures.Executor) -> None:
         self.core = core
         self.metrics = metrics
+        self._pool = pool
 
-    def _run(self, method: str, context: grpc.ServicerContext, fn: Callable[[], Resp]) -> Resp:
+    async def _run(
+        self,
+        method: str,
+        context: Ctx,
+        fn: Callable[[], Resp],
+        *,
+        offload: bool = False,
+    ) -> Resp:
+        """Run ``fn`` and map failures to statuses.
+
+        The attestation hot path runs on the event loop itself: its work is short and
+        CPU-bound, and running it inline avoids a thread hand-off per call and GIL convoys
+        (threads that release the GIL around SQLite calls wait up to a switch interval to get
+        it back, stretching the time the audit write lock is held). Calls that may take long
+        (admin, enrollment) go to the thread pool (``offload``) so they never stall it.
+        """
         t0 = time.perf_counter()
-        code = "OK"
         try:
-            return fn()
+            if offload:
+                result = await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+            else:
+                result = fn()
+            self.metrics.rpc(method, "OK", time.perf_counter() - t0)
+            return result
         except E.ServiceError as e:
-            code = e.status.name
-            abort(context, e)
-            raise  # unreachable: abort raises
+            err = e
         except AuthError as e:
             status = (
                 grpc.StatusCode.UNAUTHENTICATED
                 if e.unauthenticated
                 else grpc.StatusCode.PERMISSION_DENIED
             )
-            code = status.name
-            abort(context, E.ServiceError(status, e.code, e.message))
-            raise
+            err = E.ServiceError(status, e.code, e.message)
         except UsageError as e:
-            code = "INVALID_ARGUMENT"
-            abort(context, E.invalid(e.code, e.message))
-            raise
+            err = E.invalid(e.code, e.message)
         except SealgateError as e:
-            code = "FAILED_PRECONDITION"
-            abort(context, E.precondition(e.code, e.message))
-            raise
+            err = E.precondition(e.code, e.message)
         except Exception as e:
-            if isinstance(e, grpc.RpcError) or type(e).__name__ == "_AbortError":
-                raise
-            code = "INTERNAL"
             ref = uuid.uuid4().hex[:12]
             # The type and a reference only: messages may hold evidence or secrets.
             log.error("internal error in %s (ref %s): %s", method, ref, type(e).__name__)
-            abort(
-                context,
-                E.ServiceError(
-                    grpc.StatusCode.INTERNAL,
-                    "service.internal.error",
-                    f"internal error (ref {ref})",
-                ),
+            err = E.ServiceError(
+                grpc.StatusCode.INTERNAL, "service.internal.error", f"internal error (ref {ref})"
             )
-            raise
-        finally:
-            self.metrics.rpc(method, code, time.perf_counter() - t0)
+        self.metrics.rpc(method, err.status.name, time.perf_counter() - t0)
+        await context.abort_with_status(rich_status(err))
+        raise AssertionError("abort_with_status returned")  # it raises
 
 
 class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
-    def __init__(self, core: Verifier, metrics: Metrics, limiter: RateLimiter) -> None:
-        super().__init__(core, metrics)
+    def __init__(
+        self, core: Verifier, metrics: Metrics, pool: futures.Executor, limiter: RateLimiter
+    ) -> None:
+        super().__init__(core, metrics, pool)
         self.limiter = limiter
 
-    def _limit(self, node_id: str, context: grpc.ServicerContext) -> None:
+    def _limit(self, node_id: str, context: Ctx) -> None:
         key = node_id or f"peer:{context.peer().rsplit(':', 1)[0]}"
         if not self.limiter.allow(key):
             raise E.ServiceError(
@@ -224,8 +280,8 @@ class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
             raise E.invalid("service.limits.too_many_pcrs", "at most 96 PCR values")
         return kind
 
-    def Challenge(
-        self, request: attestation_pb2.ChallengeRequest, context: grpc.ServicerContext
+    async def Challenge(
+        self, request: attestation_pb2.ChallengeRequest, context: Ctx
     ) -> attestation_pb2.ChallengeResponse:
         def run() -> attestation_pb2.ChallengeResponse:
             self._limit(request.node_id, context)
@@ -233,10 +289,10 @@ class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
             cid, nonce, exp = self.core.challenge(platform, request.node_id[:128])
             return attestation_pb2.ChallengeResponse(challenge_id=cid, nonce=nonce, expires_at=exp)
 
-        return self._run("Challenge", context, run)
+        return await self._run("Challenge", context, run)
 
-    def Attest(
-        self, request: attestation_pb2.AttestRequest, context: grpc.ServicerContext
+    async def Attest(
+        self, request: attestation_pb2.AttestRequest, context: Ctx
     ) -> attestation_pb2.AttestResponse:
         def run() -> attestation_pb2.AttestResponse:
             self._limit(request.node_id, context)
@@ -263,10 +319,12 @@ class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
                 expires_at=out.expires_at,
             )
 
-        return self._run("Attest", context, run)
+        return await self._run("Attest", context, run)
 
-    def ReleaseKey(
-        self, request: attestation_pb2.ReleaseKeyRequest, context: grpc.ServicerContext
+    async def ReleaseKey(
+        self,
+        request: attestation_pb2.ReleaseKeyRequest,
+        context: Ctx,
     ) -> attestation_pb2.ReleaseKeyResponse:
         def run() -> attestation_pb2.ReleaseKeyResponse:
             self._limit("", context)
@@ -283,10 +341,10 @@ class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
                 granted=_outcome_granted(out), denied=_outcome_denied(out)
             )
 
-        return self._run("ReleaseKey", context, run)
+        return await self._run("ReleaseKey", context, run)
 
-    def EnrollTpm(
-        self, request: attestation_pb2.EnrollTpmRequest, context: grpc.ServicerContext
+    async def EnrollTpm(
+        self, request: attestation_pb2.EnrollTpmRequest, context: Ctx
     ) -> attestation_pb2.EnrollTpmResponse:
         def run() -> attestation_pb2.EnrollTpmResponse:
             self._limit(request.node_id, context)
@@ -309,10 +367,12 @@ class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
                 expires_at=ch.expires_at,
             )
 
-        return self._run("EnrollTpm", context, run)
+        return await self._run("EnrollTpm", context, run, offload=True)
 
-    def ActivateTpm(
-        self, request: attestation_pb2.ActivateTpmRequest, context: grpc.ServicerContext
+    async def ActivateTpm(
+        self,
+        request: attestation_pb2.ActivateTpmRequest,
+        context: Ctx,
     ) -> attestation_pb2.ActivateTpmResponse:
         def run() -> attestation_pb2.ActivateTpmResponse:
             self._limit("", context)
@@ -321,12 +381,12 @@ class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
             )
             return attestation_pb2.ActivateTpmResponse(node_id=node.node_id, ak_name=node.ak_name)
 
-        return self._run("ActivateTpm", context, run)
+        return await self._run("ActivateTpm", context, run, offload=True)
 
-    def GetJwks(
-        self, request: attestation_pb2.GetJwksRequest, context: grpc.ServicerContext
+    async def GetJwks(
+        self, request: attestation_pb2.GetJwksRequest, context: Ctx
     ) -> attestation_pb2.GetJwksResponse:
-        return self._run(
+        return await self._run(
             "GetJwks",
             context,
             lambda: attestation_pb2.GetJwksResponse(jwks_json=self.core.jwks_json()),
@@ -421,28 +481,35 @@ def parse_bulk_reference_values(document: str, now: int) -> list[ReferenceValue]
 
 
 class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
-    def __init__(self, core: Verifier, metrics: Metrics, auth: OperatorAuth) -> None:
-        super().__init__(core, metrics)
+    def __init__(
+        self, core: Verifier, metrics: Metrics, pool: futures.Executor, auth: OperatorAuth
+    ) -> None:
+        super().__init__(core, metrics, pool)
         self.auth = auth
 
-    def _admin(
-        self, method: str, context: grpc.ServicerContext, fn: Callable[[Principal], Resp]
+    async def _admin(
+        self,
+        method: str,
+        context: Ctx,
+        fn: Callable[[Principal], Resp],
     ) -> Resp:
         def run() -> Resp:
-            md = dict(context.invocation_metadata())
+            md = dict(context.invocation_metadata() or ())
             header = md.get("authorization")
             principal = self.auth.authenticate(header if isinstance(header, str) else None)
             self.auth.authorize(principal, method)
             return fn(principal)
 
-        return self._run(method, context, run)
+        return await self._run(method, context, run, offload=True)
 
     @staticmethod
     def _actor(p: Principal) -> str:
         return f"{p.subject}@{p.key_name}"
 
-    def AddReferenceValue(
-        self, request: admin_pb2.AddReferenceValueRequest, context: grpc.ServicerContext
+    async def AddReferenceValue(
+        self,
+        request: admin_pb2.AddReferenceValueRequest,
+        context: Ctx,
     ) -> admin_pb2.ReferenceValue:
         def fn(p: Principal) -> admin_pb2.ReferenceValue:
             v = request.value
@@ -458,10 +525,12 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             self.core.add_reference_values(self._actor(p), [rv])
             return _rv_to_pb(rv)
 
-        return self._admin("AddReferenceValue", context, fn)
+        return await self._admin("AddReferenceValue", context, fn)
 
-    def ListReferenceValues(
-        self, request: admin_pb2.ListReferenceValuesRequest, context: grpc.ServicerContext
+    async def ListReferenceValues(
+        self,
+        request: admin_pb2.ListReferenceValuesRequest,
+        context: Ctx,
     ) -> admin_pb2.ListReferenceValuesResponse:
         def fn(p: Principal) -> admin_pb2.ListReferenceValuesResponse:
             vals = self.core.st.list_reference_values(
@@ -469,12 +538,14 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             )
             return admin_pb2.ListReferenceValuesResponse(values=[_rv_to_pb(v) for v in vals])
 
-        return self._admin("ListReferenceValues", context, fn)
+        return await self._admin("ListReferenceValues", context, fn)
 
-    def RemoveReferenceValue(
-        self, request: admin_pb2.RemoveReferenceValueRequest, context: grpc.ServicerContext
+    async def RemoveReferenceValue(
+        self,
+        request: admin_pb2.RemoveReferenceValueRequest,
+        context: Ctx,
     ) -> admin_pb2.RemoveReferenceValueResponse:
-        return self._admin(
+        return await self._admin(
             "RemoveReferenceValue",
             context,
             lambda p: admin_pb2.RemoveReferenceValueResponse(
@@ -482,18 +553,20 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             ),
         )
 
-    def BulkAddReferenceValues(
-        self, request: admin_pb2.BulkAddReferenceValuesRequest, context: grpc.ServicerContext
+    async def BulkAddReferenceValues(
+        self,
+        request: admin_pb2.BulkAddReferenceValuesRequest,
+        context: Ctx,
     ) -> admin_pb2.ListReferenceValuesResponse:
         def fn(p: Principal) -> admin_pb2.ListReferenceValuesResponse:
             vals = parse_bulk_reference_values(request.document, int(time.time()))
             self.core.add_reference_values(self._actor(p), vals)
             return admin_pb2.ListReferenceValuesResponse(values=[_rv_to_pb(v) for v in vals])
 
-        return self._admin("BulkAddReferenceValues", context, fn)
+        return await self._admin("BulkAddReferenceValues", context, fn)
 
-    def PutPolicy(
-        self, request: admin_pb2.PutPolicyRequest, context: grpc.ServicerContext
+    async def PutPolicy(
+        self, request: admin_pb2.PutPolicyRequest, context: Ctx
     ) -> admin_pb2.PolicyDocument:
         def fn(p: Principal) -> admin_pb2.PolicyDocument:
             rec = self.core.put_policy(self._actor(p), request.key_id, request.json)
@@ -504,10 +577,10 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
                 updated_at=rec.updated_at,
             )
 
-        return self._admin("PutPolicy", context, fn)
+        return await self._admin("PutPolicy", context, fn)
 
-    def GetPolicy(
-        self, request: admin_pb2.GetPolicyRequest, context: grpc.ServicerContext
+    async def GetPolicy(
+        self, request: admin_pb2.GetPolicyRequest, context: Ctx
     ) -> admin_pb2.PolicyDocument:
         def fn(p: Principal) -> admin_pb2.PolicyDocument:
             rec = self.core.st.get_policy(request.key_id)
@@ -520,12 +593,12 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
                 updated_at=rec.updated_at,
             )
 
-        return self._admin("GetPolicy", context, fn)
+        return await self._admin("GetPolicy", context, fn)
 
-    def ListPolicies(
-        self, request: admin_pb2.ListPoliciesRequest, context: grpc.ServicerContext
+    async def ListPolicies(
+        self, request: admin_pb2.ListPoliciesRequest, context: Ctx
     ) -> admin_pb2.ListPoliciesResponse:
-        return self._admin(
+        return await self._admin(
             "ListPolicies",
             context,
             lambda p: admin_pb2.ListPoliciesResponse(
@@ -541,10 +614,10 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             ),
         )
 
-    def DeletePolicy(
-        self, request: admin_pb2.DeletePolicyRequest, context: grpc.ServicerContext
+    async def DeletePolicy(
+        self, request: admin_pb2.DeletePolicyRequest, context: Ctx
     ) -> admin_pb2.DeletePolicyResponse:
-        return self._admin(
+        return await self._admin(
             "DeletePolicy",
             context,
             lambda p: admin_pb2.DeletePolicyResponse(
@@ -552,10 +625,10 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             ),
         )
 
-    def ImportModelKey(
-        self, request: admin_pb2.ImportModelKeyRequest, context: grpc.ServicerContext
+    async def ImportModelKey(
+        self, request: admin_pb2.ImportModelKeyRequest, context: Ctx
     ) -> admin_pb2.ModelKeyInfo:
-        return self._admin(
+        return await self._admin(
             "ImportModelKey",
             context,
             lambda p: _key_to_pb(
@@ -565,10 +638,12 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             ),
         )
 
-    def GenerateModelKey(
-        self, request: admin_pb2.GenerateModelKeyRequest, context: grpc.ServicerContext
+    async def GenerateModelKey(
+        self,
+        request: admin_pb2.GenerateModelKeyRequest,
+        context: Ctx,
     ) -> admin_pb2.ModelKeyInfo:
-        return self._admin(
+        return await self._admin(
             "GenerateModelKey",
             context,
             lambda p: _key_to_pb(
@@ -576,10 +651,10 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             ),
         )
 
-    def RotateModelKey(
-        self, request: admin_pb2.RotateModelKeyRequest, context: grpc.ServicerContext
+    async def RotateModelKey(
+        self, request: admin_pb2.RotateModelKeyRequest, context: Ctx
     ) -> admin_pb2.ModelKeyInfo:
-        return self._admin(
+        return await self._admin(
             "RotateModelKey",
             context,
             lambda p: _key_to_pb(
@@ -587,10 +662,10 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             ),
         )
 
-    def ListModelKeys(
-        self, request: admin_pb2.ListModelKeysRequest, context: grpc.ServicerContext
+    async def ListModelKeys(
+        self, request: admin_pb2.ListModelKeysRequest, context: Ctx
     ) -> admin_pb2.ListModelKeysResponse:
-        return self._admin(
+        return await self._admin(
             "ListModelKeys",
             context,
             lambda p: admin_pb2.ListModelKeysResponse(
@@ -598,10 +673,10 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             ),
         )
 
-    def ListNodes(
-        self, request: admin_pb2.ListNodesRequest, context: grpc.ServicerContext
+    async def ListNodes(
+        self, request: admin_pb2.ListNodesRequest, context: Ctx
     ) -> admin_pb2.ListNodesResponse:
-        return self._admin(
+        return await self._admin(
             "ListNodes",
             context,
             lambda p: admin_pb2.ListNodesResponse(
@@ -609,17 +684,17 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
             ),
         )
 
-    def RevokeNode(
-        self, request: admin_pb2.RevokeNodeRequest, context: grpc.ServicerContext
+    async def RevokeNode(
+        self, request: admin_pb2.RevokeNodeRequest, context: Ctx
     ) -> admin_pb2.NodeInfo:
-        return self._admin(
+        return await self._admin(
             "RevokeNode",
             context,
             lambda p: _node_to_pb(self.core.revoke_node(self._actor(p), request.node_id)),
         )
 
-    def ListAudit(
-        self, request: admin_pb2.ListAuditRequest, context: grpc.ServicerContext
+    async def ListAudit(
+        self, request: admin_pb2.ListAuditRequest, context: Ctx
     ) -> admin_pb2.ListAuditResponse:
         from sealgate.broker.audit import decode_entry
 
@@ -643,10 +718,10 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
                 )
             return admin_pb2.ListAuditResponse(entries=out)
 
-        return self._admin("ListAudit", context, fn)
+        return await self._admin("ListAudit", context, fn)
 
-    def VerifyAudit(
-        self, request: admin_pb2.VerifyAuditRequest, context: grpc.ServicerContext
+    async def VerifyAudit(
+        self, request: admin_pb2.VerifyAuditRequest, context: Ctx
     ) -> admin_pb2.VerifyAuditResponse:
         def fn(p: Principal) -> admin_pb2.VerifyAuditResponse:
             v = self.core.verify_audit()
@@ -655,17 +730,19 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
                 ok=v.ok, entries=v.entries, first_bad_seq=v.first_bad_seq, message=msg
             )
 
-        return self._admin("VerifyAudit", context, fn)
+        return await self._admin("VerifyAudit", context, fn)
 
-    def RotateSigningKey(
-        self, request: admin_pb2.RotateSigningKeyRequest, context: grpc.ServicerContext
+    async def RotateSigningKey(
+        self,
+        request: admin_pb2.RotateSigningKeyRequest,
+        context: Ctx,
     ) -> admin_pb2.RotateSigningKeyResponse:
         def fn(p: Principal) -> admin_pb2.RotateSigningKeyResponse:
             kid = self.core.rotate_signing_key(self._actor(p))
             kids = [k["kid"] for k in self.core.tokens.jwks()["keys"]]
             return admin_pb2.RotateSigningKeyResponse(kid=kid, published_kids=kids)
 
-        return self._admin("RotateSigningKey", context, fn)
+        return await self._admin("RotateSigningKey", context, fn)
 
 
 # -- HTTP side port ----------------------------------------------------------------------
@@ -705,27 +782,54 @@ def _http_handler(core: Verifier, metrics: Metrics, ready: threading.Event) -> t
     return Handler
 
 
+class _Loop:
+    """An asyncio event loop on its own thread: the gRPC server lives there, while callers
+    (the CLI, tests) stay synchronous."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="sealgate-grpc", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
 @dataclass
 class RunningServer:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
     http_port: int
     core: Verifier
     metrics: Metrics
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
     storage: Storage
     _http: ThreadingHTTPServer | None
     _ready: threading.Event
+    _loop: _Loop
+    _pool: futures.ThreadPoolExecutor
 
     def stop(self, grace: float = 5.0) -> None:
         """Drain: report NOT_SERVING, finish in-flight calls (up to ``grace``), stop."""
         self._ready.clear()
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait(grace + 1)
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-        self.storage.close()
+        try:
+            self._loop.run(self.health.enter_graceful_shutdown(), 5)
+            self._loop.run(self.server.stop(grace), grace + 5)
+        finally:
+            self._loop.close()
+            self._pool.shutdown(wait=True)
+            if self._http is not None:
+                self._http.shutdown()
+                self._http.server_close()
+            self.storage.close()
 
 
 def ensure_bootstrap_operator(cfg: ServiceConfig) -> Path:
@@ -776,42 +880,14 @@ def create_server(
     core = Verifier(cfg, st, platforms=platforms)
     metrics = Metrics()
     auth = build_auth(cfg)
-    limits = cfg.limits
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="sealgate"),
-        options=[
-            ("grpc.max_receive_message_length", limits.max_message_bytes),
-            ("grpc.max_send_message_length", limits.max_message_bytes),
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ],
-        maximum_concurrent_rpcs=cfg.max_workers * 16,
-    )
-    attestation_pb2_grpc.add_AttestationServicer_to_server(
-        AttestationServicer(
-            core, metrics, RateLimiter(cfg.rate_limit.per_node_rps, cfg.rate_limit.burst)
-        ),
-        server,
-    )
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(core, metrics, auth), server)
-    hs = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
-    names = (ATTESTATION_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
-    if cfg.tls:
-        assert cfg.tls_cert is not None and cfg.tls_key is not None
-        creds = grpc.ssl_server_credentials(
-            [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
-            root_certificates=cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None,
-            require_client_auth=cfg.tls_client_ca is not None,
-        )
-        port = server.add_secure_port(cfg.listen, creds)
-    else:
-        port = server.add_insecure_port(cfg.listen)
-    if port == 0:
-        raise UsageError("service.listen.failed", f"cannot listen on {cfg.listen}")
-    server.start()
-    for svc in ("", ATTESTATION_SERVICE, ADMIN_SERVICE):
-        hs.set(svc, health_pb2.HealthCheckResponse.SERVING)
+    pool = futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="sealgate")
+    loop = _Loop()
+    try:
+        server, port, hs = loop.run(_start_grpc(cfg, core, metrics, auth, pool, reuse_port))
+    except BaseException:
+        loop.close()
+        pool.shutdown()
+        raise
     ready = threading.Event()
     ready.set()
     httpd: ThreadingHTTPServer | None = None
@@ -827,4 +903,48 @@ def create_server(
         "sealgate",
         {"listen": cfg.listen, "tls": cfg.tls, "platforms": core.platforms.available()},
     )
-    return RunningServer(server, port, http_port, core, metrics, hs, st, httpd, ready)
+    return RunningServer(server, port, http_port, core, metrics, hs, st, httpd, ready, loop, pool)
+
+
+async def _start_grpc(
+    cfg: ServiceConfig,
+    core: Verifier,
+    metrics: Metrics,
+    auth: OperatorAuth,
+    pool: futures.ThreadPoolExecutor,
+    reuse_port: bool,
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    limits = cfg.limits
+    server = grpc.aio.server(
+        pool,
+        options=[
+            ("grpc.max_receive_message_length", limits.max_message_bytes),
+            ("grpc.max_send_message_length", limits.max_message_bytes),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
+        maximum_concurrent_rpcs=cfg.max_workers * 16,
+    )
+    limiter = RateLimiter(cfg.rate_limit.per_node_rps, cfg.rate_limit.burst)
+    _add_service(server, attestation_pb2, "Attestation", AttestationServicer(
+        core, metrics, pool, limiter))  # fmt: skip
+    _add_service(server, admin_pb2, "Admin", AdminServicer(core, metrics, pool, auth))
+    hs = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
+    names = (ATTESTATION_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    if cfg.tls:
+        assert cfg.tls_cert is not None and cfg.tls_key is not None
+        creds = grpc.ssl_server_credentials(
+            [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+            root_certificates=cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None,
+            require_client_auth=cfg.tls_client_ca is not None,
+        )
+        port = server.add_secure_port(cfg.listen, creds)
+    else:
+        port = server.add_insecure_port(cfg.listen)
+    if port == 0:
+        raise UsageError("service.listen.failed", f"cannot listen on {cfg.listen}")
+    await server.start()
+    for svc in ("", ATTESTATION_SERVICE, ADMIN_SERVICE):
+        await hs.set(svc, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, hs
