@@ -235,3 +235,23 @@ def test_config_scalars_are_type_checked(tmp_path: Path, doc: dict[str, object])
     with pytest.raises(UsageError) as e:
         load_config(tmp_path / "c.json")
     assert e.value.code == "config.invalid"
+
+
+def test_http_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
+    """The gRPC side starts first; if the HTTP side port cannot bind, it is stopped again
+    and the caller gets a coded error, not a half-started server."""
+    from sealgate.errors import UsageError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = ServiceConfig(
+            data_dir=tmp_path, listen="127.0.0.1:0", http_listen=f"127.0.0.1:{port}"
+        )
+        with pytest.raises(UsageError) as e:
+            create_server(cfg)
+        assert e.value.code == "service.listen.failed"
+    srv = create_server(ServiceConfig(data_dir=tmp_path, listen="127.0.0.1:0",
+                                      http_listen="127.0.0.1:0"))  # fmt: skip
+    srv.stop(grace=1)

@@ -894,7 +894,17 @@ def create_server(
     http_port = 0
     if http:
         host, _, p = cfg.http_listen.rpartition(":")
-        httpd = ThreadingHTTPServer((host.strip("[]"), int(p)), _http_handler(core, metrics, ready))
+        try:
+            httpd = ThreadingHTTPServer(
+                (host.strip("[]"), int(p)), _http_handler(core, metrics, ready)
+            )
+        except (OSError, ValueError) as e:
+            loop.run(server.stop(None), 10)
+            loop.close()
+            pool.shutdown()
+            raise UsageError(
+                "service.listen.failed", f"cannot listen on {cfg.http_listen}: {e}"
+            ) from None
         httpd.daemon_threads = True
         http_port = int(httpd.server_address[1])
         threading.Thread(target=httpd.serve_forever, name="sealgate-http", daemon=True).start()
