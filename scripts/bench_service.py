@@ -146,7 +146,7 @@ def loadgen(conn: Connection, setup: dict[str, Any]) -> None:
         node = SoftwareTdx()
         agents = [(g, NodeAgent(ch, f"td-{g}", node)) for g in mine]
     else:
-        cvm = SoftwareSnp()
+        cvm = SoftwareSnp(portable=setup["snp"])
         agents = [(g, NodeAgent(ch, f"cvm-{g}", cvm)) for g in mine]
     conn.send("ready")
     while True:
@@ -229,9 +229,10 @@ def main() -> int:
         port = _port()
         snp_roots: Path | None = None
         tdx_roots: Path | None = None
-        if args.platform == "snp":
+        snp_node = SoftwareSnp() if args.platform == "snp" else None
+        if snp_node is not None:
             snp_roots = tmp / "amd-roots.pem"
-            snp_roots.write_bytes(SoftwareSnp().root_pem())
+            snp_roots.write_bytes(snp_node.root_pem())
         if args.platform == "tdx":
             tdx_roots = tmp / "intel-root.pem"
             tdx_roots.write_bytes(SoftwareTdx().root_pem())
@@ -285,8 +286,9 @@ def main() -> int:
                 policy = {"platforms": {"tdx": {"mr_td": [(b"\x5a" * 48).hex()],
                                                 "tcb_statuses": ["UpToDate"]}}}  # fmt: skip
             else:
+                assert snp_node is not None
                 policy = {"platforms": {"snp": {
-                    "measurement": [SoftwareSnp().fields.measurement.hex()], "vmpl": [0],
+                    "measurement": [snp_node.fields.measurement.hex()], "vmpl": [0],
                     "products": ["Milan"]}}}  # fmt: skip
             admin.PutPolicy(
                 admin_pb2.PutPolicyRequest(key_id=KEY, json=json.dumps(policy)), metadata=md
@@ -300,6 +302,7 @@ def main() -> int:
                     "address": address,
                     "platform": args.platform,
                     "ca": ca.to_pem(),
+                    "snp": snp_node.to_portable() if snp_node is not None else None,
                     "clients": list(range(p, most, nprocs)),
                 }
                 proc = ctx.Process(target=loadgen, args=(child, setup), daemon=True)

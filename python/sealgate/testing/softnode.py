@@ -186,22 +186,69 @@ class SoftwareSnp:
 
     platform = "snp"
 
-    def __init__(self, fields: snp.ReportFields | None = None) -> None:
-        self.world = snp.world()
+    def __init__(
+        self, fields: snp.ReportFields | None = None, *, portable: dict[str, object] | None = None
+    ) -> None:
         self.fields = fields if fields is not None else snp.ReportFields()
+        if portable is None:
+            world = snp.world()
+            self.vcek = world.vcek
+            self.chain_pem = world.milan.cert_chain_pem()
+            self.ark_der = world.milan.ark_der
+            return
+        # Built by ``to_portable`` in another process: the synthetic world's RSA-4096 prime
+        # searches run in pure Python, once per process, and take a while on a slow core.
+        key = serialization.load_pem_private_key(_bytes(portable["vcek_key"]), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError("a VCEK key is ECC")
+        tcb = portable["tcb"]
+        if not isinstance(tcb, snp.Tcb):
+            raise TypeError("tcb must be a Tcb")
+        self.vcek = snp.Endorsement(
+            _bytes(portable["vcek_der"]),
+            key,
+            str(portable["kind"]),
+            str(portable["product"]),
+            tcb,
+            _bytes(portable["chip_id"]),
+        )
+        self.chain_pem = _bytes(portable["chain_pem"])
+        self.ark_der = _bytes(portable["ark_der"])
+
+    def to_portable(self) -> dict[str, object]:
+        """Picklable material for ``SoftwareSnp(portable=...)`` in another process."""
+        key = self.vcek.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return {
+            "vcek_der": self.vcek.der,
+            "vcek_key": key,
+            "kind": self.vcek.kind,
+            "product": self.vcek.product,
+            "tcb": self.vcek.tcb,
+            "chip_id": self.vcek.chip_id,
+            "chain_pem": self.chain_pem,
+            "ark_der": self.ark_der,
+        }
 
     def root_pem(self) -> bytes:
-        return bytes(to_pem(self.world.milan.ark_der))
+        return bytes(to_pem(self.ark_der))
 
     def collect(self, nonce: bytes, binding: bytes) -> attestation_pb2.Evidence:
-        report = snp.build_report(self.world.vcek, replace(self.fields, report_data=binding))
+        report = snp.build_report(self.vcek, replace(self.fields, report_data=binding))
         return attestation_pb2.Evidence(
             snp=attestation_pb2.SnpEvidence(
-                report=report,
-                vcek=self.world.vcek.der,
-                cert_chain=self.world.milan.cert_chain_pem(),
+                report=report, vcek=self.vcek.der, cert_chain=self.chain_pem
             )
         )
+
+
+def _bytes(v: object) -> bytes:
+    if not isinstance(v, bytes):
+        raise TypeError("expected bytes")
+    return v
 
 
 class SoftwareTdx:
