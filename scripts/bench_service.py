@@ -7,9 +7,10 @@ token, audit) → unseal the granted key with HPKE.
 
 The server runs as its own process(es) (`sealgate serve`, SQLite WAL, local KEK file) on
 loopback. The load generator is `--client-procs` processes (default 2, one per core: a
-single Python process's GIL would cap the clients, not the server) with one thread per
-client, each client its own enrolled node. Server and load generator share this machine's
-two cores, as the issue asks; CPU per flow is reported for both.
+single Python process's GIL would cap the clients, not the server), each running its
+clients as coroutines on grpcio's asyncio client, each client its own enrolled node.
+Server and load generator share this machine's two cores, as the issue asks; CPU per flow
+is reported for both.
 
 Two kinds of run:
 - closed loop (`--levels 1,8,32`): each client starts its next flow when the last ends, so
@@ -27,6 +28,7 @@ Bounded: each run lasts `--seconds` and stops by itself.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -36,15 +38,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import grpc
-from sealgate._proto import admin_pb2, admin_pb2_grpc
-from sealgate.node.agent import NodeAgent
+from sealgate._proto import admin_pb2, admin_pb2_grpc, attestation_pb2, attestation_pb2_grpc
+from sealgate.node.agent import PLATFORMS, NodeAgent
 from sealgate.service.auth import mint_operator_token
 from sealgate.testing.softnode import SoftwareCa, SoftwareSnp, SoftwareTdx, SoftwareTpm
 
@@ -74,7 +75,8 @@ def _cpu(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def run_clients(
+async def run_clients(
+    address: str,
     agents: list[tuple[int, NodeAgent]],
     total: int,
     rate: float | None,
@@ -83,6 +85,11 @@ def run_clients(
 ) -> tuple[list[float], int]:
     """This process's share of a run: ``agents`` are (global index, agent) of ``total``.
 
+    Each client is a coroutine on this process's event loop (grpcio's asyncio client: no
+    thread per client, so the load generator's own overhead stays small). A flow is the node
+    agent's: ``Challenge`` → ``build_attest`` (fresh runtime key, evidence over the binding)
+    → ``Attest`` → ``unseal``.
+
     Closed loop (``rate`` None): a client starts its next flow as soon as the last ends.
     Paced: client g's k-th flow is due at start + (k·total + g) / rate (time.monotonic is
     CLOCK_MONOTONIC, shared by every process); a client that falls behind starts late and
@@ -90,43 +97,42 @@ def run_clients(
     """
     lat: list[float] = []
     errors = 0
-    lock = threading.Lock()
     stop_at = start + seconds
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = attestation_pb2_grpc.AttestationStub(channel)
 
-    def worker(g: int, agent: NodeAgent) -> None:
-        nonlocal errors
-        mine: list[float] = []
-        bad = 0
-        k = 0
-        while True:
-            if rate is None:
-                due = max(time.monotonic(), start)
-            else:
-                due = start + (k * total + g) / rate
-                k += 1
-            if due >= stop_at:
-                break
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            try:
-                res = agent.attest([KEY], auto_enroll=False)
-                ok = KEY in res.keys
-            except Exception:
-                ok = False
-            if ok:
-                mine.append(time.monotonic() - due)
-            else:
-                bad += 1
-        with lock:
-            lat.extend(mine)
-            errors += bad
+        async def client(g: int, agent: NodeAgent) -> None:
+            nonlocal errors
+            k = 0
+            while True:
+                if rate is None:
+                    due = max(time.monotonic(), start)
+                else:
+                    due = start + (k * total + g) / rate
+                    k += 1
+                if due >= stop_at:
+                    return
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                try:
+                    ch = await stub.Challenge(
+                        attestation_pb2.ChallengeRequest(
+                            platform=PLATFORMS[agent.collector.platform], node_id=agent.node_id
+                        ),
+                        timeout=30,
+                    )
+                    resp = await stub.Attest(agent.build_attest(ch, [KEY]), timeout=30)
+                    got = agent.unseal(resp.token, resp.expires_at, resp.granted, resp.denied)
+                    ok = KEY in got.keys
+                except Exception:
+                    ok = False
+                if ok:
+                    lat.append(time.monotonic() - due)
+                else:
+                    errors += 1
 
-    threads = [threading.Thread(target=worker, args=ga) for ga in agents]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        await asyncio.gather(*(client(g, a) for g, a in agents))
     return lat, errors
 
 
@@ -155,8 +161,10 @@ def loadgen(conn: Connection, setup: dict[str, Any]) -> None:
             break
         total, rate, start, seconds = cmd
         c0 = os.times()
-        lat, errors = run_clients([ga for ga in agents if ga[0] < total], total, rate, start,
-                                  seconds)  # fmt: skip
+        mine_now = [ga for ga in agents if ga[0] < total]
+        lat, errors = asyncio.run(
+            run_clients(setup["address"], mine_now, total, rate, start, seconds)
+        )
         c1 = os.times()
         conn.send((lat, errors, c1.user - c0.user + c1.system - c0.system))
     ch.close()

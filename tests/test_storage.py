@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sealgate import _core
 from sealgate.storage import (
+    AttestationRecord,
     Challenge,
     Enrollment,
     KeyVersionRecord,
@@ -190,3 +191,66 @@ def test_config_generation_moves_with_every_appraisal_input(tmp_path: Path) -> N
     assert other.config_generation() == seen[-1]
     st.close()
     other.close()
+
+
+def _attestation(jti: str, cid: str) -> AttestationRecord:
+    return AttestationRecord(jti, "n1", "tpm", cid, "{}", "jkt", 1000, 1300)
+
+
+def _complete_in_process(db: str, q: multiprocessing.Queue[bool], jti: str) -> None:
+    st = SqliteStorage(db)
+    q.put(
+        st.complete_attestation(
+            "q",
+            1500,
+            (lambda seq: f"{seq}:{jti}".encode(), _core.audit_link),
+            _attestation(jti, "q"),
+        )
+    )
+    st.close()
+
+
+def test_attestation_completes_once_and_writes_only_then(tmp_path: Path) -> None:
+    """Attest reads the challenge, verifies, then consumes it in the transaction that records
+    the decision: of concurrent completions (threads and processes) exactly one commits, and
+    the losers leave no attestation row and no audit entry."""
+    db = str(tmp_path / "s.db")
+    st = SqliteStorage(db)
+    st.create_challenge(_challenge("t"))
+    assert st.get_challenge("t", now=1500) is not None
+    assert st.get_challenge("t", now=2000) is None  # expired at its expiry second
+    wins: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        audit = (lambda seq: f"{seq}:t{i}".encode(), _core.audit_link)
+        wins.append(st.complete_attestation("t", 1500, audit, _attestation(f"t{i}", "t")))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False] * 5 + [True]
+    assert st.get_challenge("t", now=1500) is None
+    assert sum(st.get_attestation(f"t{i}") is not None for i in range(6)) == 1
+    assert len(st.list_audit()) == 1
+    # Expired: nothing is written.
+    st.create_challenge(_challenge("x", expires=1200))
+    assert not st.complete_attestation("x", 1200, (lambda seq: b"x", _core.audit_link))
+    assert len(st.list_audit()) == 1
+    # Across processes.
+    st.create_challenge(_challenge("q"))
+    ctx = multiprocessing.get_context("spawn")
+    q: multiprocessing.Queue[bool] = ctx.Queue()
+    procs = [ctx.Process(target=_complete_in_process, args=(db, q, f"q{i}")) for i in range(4)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert sorted(results) == [False, False, False, True]
+    assert sum(st.get_attestation(f"q{i}") is not None for i in range(4)) == 1
+    assert len(st.list_audit()) == 2
+    st.close()

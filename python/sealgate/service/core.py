@@ -42,6 +42,7 @@ from sealgate.service.config import ServiceConfig
 from sealgate.service.platforms import PlatformRegistry, VerifyContext
 from sealgate.storage import (
     AttestationRecord,
+    AuditAppend,
     Enrollment,
     ModelKeyRecord,
     Node,
@@ -167,7 +168,10 @@ class Verifier:
             rk_jwk = jwk(suite, runtime_public_key)
         except UsageError as e:
             raise E.invalid(e.code, e.message) from None
-        ch = self.challenges.consume(challenge_id)
+        # Read now, consume at the end in the transaction that records the decision (one
+        # write-lock section per Attest instead of two); a concurrent second use of the same
+        # challenge then loses there and gets nothing (``_complete``).
+        ch = self.st.get_challenge(challenge_id, int(time.time()))
         if ch is None:
             self.audit.append(
                 "attest.refused",
@@ -179,11 +183,13 @@ class Verifier:
                 "challenge unknown, already used or expired; request a new one",
             )
         if ch.platform != platform:
+            self.challenges.consume(ch.id)
             raise E.precondition(
                 "attest.challenge.platform_mismatch",
                 f"challenge was issued for {ch.platform}, evidence is {platform}",
             )
         if ch.node_id and node_id != ch.node_id:
+            self.challenges.consume(ch.id)
             raise E.precondition(
                 "attest.challenge.node_mismatch", "challenge was issued to another node"
             )
@@ -191,15 +197,23 @@ class Verifier:
         if verifier.needs_enrollment:
             node = self.st.get_node(node_id) if node_id else None
             if node is None:
-                self.audit.append(
-                    "attest.refused",
-                    node_id or "-",
-                    {"challenge_id": ch.id, "code": "tpm.ak.unenrolled"},
+                self._complete(
+                    ch.id,
+                    self.audit.pending(
+                        "attest.refused",
+                        node_id or "-",
+                        {"challenge_id": ch.id, "code": "tpm.ak.unenrolled"},
+                    ),
                 )
                 raise E.denied("tpm.ak.unenrolled", f"node {node_id!r} has no enrolled AK")
             if node.revoked:
-                self.audit.append(
-                    "attest.refused", node_id, {"challenge_id": ch.id, "code": "tpm.ak.revoked"}
+                self._complete(
+                    ch.id,
+                    self.audit.pending(
+                        "attest.refused",
+                        node_id,
+                        {"challenge_id": ch.id, "code": "tpm.ak.revoked"},
+                    ),
                 )
                 raise E.denied("tpm.ak.revoked", f"node {node_id!r} has been revoked")
         binding = runtime_binding(ch.nonce, runtime_public_key)
@@ -213,15 +227,18 @@ class Verifier:
         if not result.verified:
             out.evidence_failures = [PolicyFailure(f.code, f.message) for f in result.errors]
             out.denied = [Denied(k, list(out.evidence_failures)) for k in key_ids]
-            self.audit.append(
-                "attest.denied",
-                node_id or "-",
-                {
-                    "challenge_id": ch.id,
-                    "platform": platform,
-                    "codes": sorted({f.code for f in result.errors}),
-                    "keys": key_ids,
-                },
+            self._complete(
+                ch.id,
+                self.audit.pending(
+                    "attest.denied",
+                    node_id or "-",
+                    {
+                        "challenge_id": ch.id,
+                        "platform": platform,
+                        "codes": sorted({f.code for f in result.errors}),
+                        "keys": key_ids,
+                    },
+                ),
             )
             return out
         jkt = jwk_thumbprint(rk_jwk)
@@ -269,9 +286,26 @@ class Verifier:
             now,
             claims["exp"],
         )
-        # The token's record and its audit entry commit together (one transaction).
-        self.st.put_attestation(record, decided)
+        # The challenge's consumption, the token's record and its audit entry commit
+        # together (one transaction); nothing is returned unless they did.
+        self._complete(ch.id, decided, record)
         return out
+
+    def _complete(
+        self, challenge_id: str, audit: AuditAppend, record: AttestationRecord | None = None
+    ) -> None:
+        if not self.st.complete_attestation(challenge_id, int(time.time()), audit, record):
+            # Another Attest used this challenge while this one was being verified, or it
+            # expired meanwhile: this outcome (token, sealed keys) is dropped unsent.
+            self.audit.append(
+                "attest.refused",
+                "-",
+                {"challenge_id": challenge_id[:64], "code": "attest.challenge.invalid"},
+            )
+            raise E.precondition(
+                "attest.challenge.invalid",
+                "challenge unknown, already used or expired; request a new one",
+            )
 
     def _check_keys_request(self, key_ids: list[str]) -> None:
         if not key_ids:

@@ -232,11 +232,23 @@ class Storage(abc.ABC):
 
     # -- attestation results ----------------------------------------------------------
     @abc.abstractmethod
-    def put_attestation(self, rec: AttestationRecord, audit: AuditAppend | None = None) -> None:
-        """Store what a token stands for (and its audit entry, atomically, when given)."""
+    def get_attestation(self, jti: str) -> AttestationRecord | None: ...
 
     @abc.abstractmethod
-    def get_attestation(self, jti: str) -> AttestationRecord | None: ...
+    def get_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        """A live, unused challenge, without consuming it (``complete_attestation`` does)."""
+
+    @abc.abstractmethod
+    def complete_attestation(
+        self,
+        challenge_id: str,
+        now: int,
+        audit: AuditAppend,
+        record: AttestationRecord | None = None,
+    ) -> bool:
+        """Consume the challenge and, in the same transaction, store ``record`` (if any) and
+        append ``audit``. False, with nothing written, if the challenge is no longer live and
+        unused: of any number of concurrent callers at most one completes."""
 
     # -- audit ------------------------------------------------------------------------
     @abc.abstractmethod

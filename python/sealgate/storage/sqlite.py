@@ -541,14 +541,37 @@ class SqliteStorage(Storage):
         return self.get_node(node_id)
 
     # -- attestations -----------------------------------------------------------------
-    def put_attestation(self, rec: AttestationRecord, audit: AuditAppend | None = None) -> None:
-        if audit is None:
-            with self._write:
-                self._insert_attestation(rec)
-            return
-        with self._tx():
-            self._insert_attestation(rec)
+    def get_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        rows = self._q(
+            "SELECT id, nonce, platform, node_id, created_at, expires_at FROM challenges"
+            " WHERE id = ? AND used = 0 AND expires_at > ?",
+            (challenge_id, now),
+        )
+        if len(rows) != 1:
+            return None
+        r = rows[0]
+        return Challenge(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
+
+    def complete_attestation(
+        self,
+        challenge_id: str,
+        now: int,
+        audit: AuditAppend,
+        record: AttestationRecord | None = None,
+    ) -> bool:
+        with self._tx() as c:
+            # The same conditional UPDATE as consume_challenge, inside the transaction that
+            # writes the outcome: the decision and the challenge's single use commit together.
+            cur = c.execute(
+                "UPDATE challenges SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ?",
+                (challenge_id, now),
+            )
+            if cur.rowcount != 1:
+                return False
+            if record is not None:
+                self._insert_attestation(record)
             self._append_audit_in_tx(*audit)
+        return True
 
     def _insert_attestation(self, rec: AttestationRecord) -> None:
         self._conn().execute(
