@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,19 @@ def test_challenge_consumed_once_across_threads(tmp_path: Path) -> None:
     assert sorted(wins) == [False] * 7 + [True]
 
 
+def _race_in_processes(target: Callable[..., None], args: list[tuple[str, ...]]) -> list[bool]:
+    """Run ``target(*a, queue)`` in one spawned process per ``a``; their results."""
+    ctx = multiprocessing.get_context("spawn")
+    q: multiprocessing.Queue[bool] = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, q)) for a in args]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    return results
+
+
 def _consume_in_process(db: str, q: multiprocessing.Queue[bool]) -> None:
     st = SqliteStorage(db)
     q.put(st.consume_challenge("p", now=1500) is not None)
@@ -89,14 +103,7 @@ def test_challenge_consumed_once_across_processes(tmp_path: Path) -> None:
     db = str(tmp_path / "s.db")
     st = SqliteStorage(db)
     st.create_challenge(_challenge("p"))
-    ctx = multiprocessing.get_context("spawn")
-    q: multiprocessing.Queue[bool] = ctx.Queue()
-    procs = [ctx.Process(target=_consume_in_process, args=(db, q)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    results = _race_in_processes(_consume_in_process, [(db,)] * 4)
     assert sorted(results) == [False, False, False, True]
 
 
@@ -197,7 +204,7 @@ def _attestation(jti: str, cid: str) -> AttestationRecord:
     return AttestationRecord(jti, "n1", "tpm", cid, "{}", "jkt", 1000, 1300)
 
 
-def _complete_in_process(db: str, q: multiprocessing.Queue[bool], jti: str) -> None:
+def _complete_in_process(db: str, jti: str, q: multiprocessing.Queue[bool]) -> None:
     st = SqliteStorage(db)
     q.put(
         st.complete_attestation(
@@ -242,14 +249,7 @@ def test_attestation_completes_once_and_writes_only_then(tmp_path: Path) -> None
     assert len(st.list_audit()) == 1
     # Across processes.
     st.create_challenge(_challenge("q"))
-    ctx = multiprocessing.get_context("spawn")
-    q: multiprocessing.Queue[bool] = ctx.Queue()
-    procs = [ctx.Process(target=_complete_in_process, args=(db, q, f"q{i}")) for i in range(4)]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    results = _race_in_processes(_complete_in_process, [(db, f"q{i}") for i in range(4)])
     assert sorted(results) == [False, False, False, True]
     assert sum(st.get_attestation(f"q{i}") is not None for i in range(4)) == 1
     assert len(st.list_audit()) == 2
