@@ -98,11 +98,15 @@ async def run_clients(
     lat: list[float] = []
     errors = 0
     stop_at = start + seconds
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = attestation_pb2_grpc.AttestationStub(channel)
 
-        async def client(g: int, agent: NodeAgent) -> None:
-            nonlocal errors
+    async def client(g: int, agent: NodeAgent) -> None:
+        nonlocal errors
+        # One connection per client, as each node is its own machine: a local subchannel
+        # pool stops grpcio from sharing one TCP connection between channels, and with
+        # several connections SO_REUSEPORT spreads them over the server's processes.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
+            stub = attestation_pb2_grpc.AttestationStub(channel)
             k = 0
             while True:
                 if rate is None:
@@ -132,7 +136,7 @@ async def run_clients(
                 else:
                     errors += 1
 
-        await asyncio.gather(*(client(g, a) for g, a in agents))
+    await asyncio.gather(*(client(g, a) for g, a in agents))
     return lat, errors
 
 
