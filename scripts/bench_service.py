@@ -59,6 +59,23 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
+def host_probe() -> float:
+    """Milliseconds of CPU for a fixed pure-Python loop (best of 3).
+
+    This VM's cores run at very different speeds from minute to minute (the same loop has
+    taken from 1 to 2.3 times its best time here), so every run is reported with the probe taken
+    just before it: figures from runs with different probes are not comparable.
+    """
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        x = 0
+        for i in range(1_000_000):
+            x += i
+        best = min(best, time.process_time() - t)
+    return best * 1000
+
+
 def _cpu(pid: int) -> float:
     """User + system CPU seconds of a process and its children (/proc/PID/stat 14-15)."""
     total = 0.0
@@ -326,8 +343,10 @@ def main() -> int:
             run(procs, 1, None, 1.0)  # warm-up
             results = []
             for n, rate in runs:
+                probe = host_probe()
                 s0 = _cpu(server.pid)
                 r = run(procs, n, rate, args.seconds)
+                r["probe_ms"] = probe
                 s1 = _cpu(server.pid)
                 flows = max(1.0, r["flows"])
                 r["server_cpu_ms_per_flow"] = (s1 - s0) / flows * 1000
@@ -357,7 +376,7 @@ def main() -> int:
         "Challenge + fresh evidence + Attest + unseal)"
     )
     head = ("clients", "offered", "flows/s", "p50 ms", "p99 ms", "mean ms", "flows", "errors",
-            "server cpu ms/flow", "loadgen cpu ms/flow")  # fmt: skip
+            "server cpu ms/flow", "loadgen cpu ms/flow", "probe ms")  # fmt: skip
     print("  ".join(f"{h:>8}" for h in head))
     for r in results:
         offered = f"{r['offered_per_s']:.0f}/s" if r["offered_per_s"] else "max"
@@ -365,7 +384,7 @@ def main() -> int:
                f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['mean_ms']:.2f}",
                f"{r['flows']:.0f}", f"{r['errors']:.0f}",
                f"{r['server_cpu_ms_per_flow']:.2f}",
-               f"{r['client_cpu_ms_per_flow']:.2f}")  # fmt: skip
+               f"{r['client_cpu_ms_per_flow']:.2f}", f"{r['probe_ms']:.0f}")  # fmt: skip
         print("  ".join(f"{c:>8}" for c in row))
     return 0
 
