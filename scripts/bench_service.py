@@ -276,7 +276,12 @@ def main() -> int:
                     "tdx_roots": [str(tdx_roots)] if tdx_roots else [],
                     "max_workers": args.server_threads,
                     "workers": args.server_workers,
-                    "rate_limit": {"per_node_rps": 1e6, "burst": 1000000},
+                    "rate_limit": {
+                        "per_node_rps": 1e6,
+                        "burst": 1000000,
+                        "per_peer_rps": 1e6,
+                        "peer_burst": 1000000,
+                    },
                 }
             )
         )

@@ -334,6 +334,27 @@ def test_rate_limit_per_node(make_env: Callable[..., Env]) -> None:
     )
 
 
+def test_rate_limit_per_peer_when_node_ids_rotate(make_env: Callable[..., Env]) -> None:
+    """Node ids come from the client: a caller inventing a new one per request is still
+    limited by its address."""
+    from sealgate.service.config import RateLimit
+
+    env = make_env(
+        rate_limit=RateLimit(per_node_rps=1000, burst=1000, per_peer_rps=0.001, peer_burst=3)
+    )
+    stub = attestation_pb2_grpc.AttestationStub(env.channel)
+    for i in range(3):
+        stub.Challenge(
+            attestation_pb2.ChallengeRequest(platform=common_pb2.PLATFORM_TPM, node_id=f"n{i}")
+        )
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Challenge(
+            attestation_pb2.ChallengeRequest(platform=common_pb2.PLATFORM_TPM, node_id="n9")
+        )
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "service.rate_limited" in (e.value.details() or "")
+
+
 def test_http_side_port_health_and_reflection(env: Env) -> None:
     base = f"http://127.0.0.1:{env.server.http_port}"
     with urllib.request.urlopen(base + "/healthz", timeout=5) as r:  # noqa: S310 - loopback

@@ -44,6 +44,10 @@ class RateLimit:
     #: Sustained requests per second per node id (or peer address without one), and burst.
     per_node_rps: float = 20.0
     burst: int = 40
+    #: Per peer address as well: node ids are chosen by the client, so a caller rotating
+    #: them would otherwise never be limited. Generous, as many nodes may share a NAT.
+    per_peer_rps: float = 200.0
+    peer_burst: int = 400
 
 
 @dataclass

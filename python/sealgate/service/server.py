@@ -244,14 +244,21 @@ class _Base:
 
 class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
     def __init__(
-        self, core: Verifier, metrics: Metrics, pool: futures.Executor, limiter: RateLimiter
+        self,
+        core: Verifier,
+        metrics: Metrics,
+        pool: futures.Executor,
+        limiter: RateLimiter,
+        peer_limiter: RateLimiter,
     ) -> None:
         super().__init__(core, metrics, pool)
         self.limiter = limiter
+        self.peer_limiter = peer_limiter
 
     def _limit(self, node_id: str, context: Ctx) -> None:
-        key = node_id or f"peer:{context.peer().rsplit(':', 1)[0]}"
-        if not self.limiter.allow(key):
+        # "ipv4:10.0.0.7:51234" → "ipv4:10.0.0.7" (the port changes per connection).
+        peer = f"peer:{context.peer().rsplit(':', 1)[0]}"
+        if not self.peer_limiter.allow(peer) or not self.limiter.allow(node_id or peer):
             raise E.ServiceError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "service.rate_limited",
@@ -934,9 +941,11 @@ async def _start_grpc(
         ],
         maximum_concurrent_rpcs=cfg.max_workers * 16,
     )
-    limiter = RateLimiter(cfg.rate_limit.per_node_rps, cfg.rate_limit.burst)
+    rl = cfg.rate_limit
+    limiter = RateLimiter(rl.per_node_rps, rl.burst)
+    peer_limiter = RateLimiter(rl.per_peer_rps, rl.peer_burst)
     _add_service(server, attestation_pb2, "Attestation", AttestationServicer(
-        core, metrics, pool, limiter))  # fmt: skip
+        core, metrics, pool, limiter, peer_limiter))  # fmt: skip
     _add_service(server, admin_pb2, "Admin", AdminServicer(core, metrics, pool, auth))
     hs = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
