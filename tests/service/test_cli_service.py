@@ -255,3 +255,60 @@ def test_http_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
     srv = create_server(ServiceConfig(data_dir=tmp_path, listen="127.0.0.1:0",
                                       http_listen="127.0.0.1:0"))  # fmt: skip
     srv.stop(grace=1)
+
+
+def test_metrics_add_up_sibling_snapshots() -> None:
+    from sealgate.service.metrics import Metrics
+
+    a, b = Metrics(), Metrics()
+    a.rpc("Attest", "OK", 0.003)
+    b.rpc("Attest", "OK", 0.2)
+    b.decision("tpm", "granted", 2)
+    text = a.render([b.snapshot(), {"rpcs": "junk"}, {"nonsense": 1}])
+    assert 'sealgate_rpc_total{method="Attest",code="OK"} 2' in text
+    assert 'sealgate_rpc_duration_seconds_bucket{method="Attest",le="0.005"} 1' in text
+    assert 'sealgate_rpc_duration_seconds_count{method="Attest"} 2' in text
+    assert 'sealgate_key_decisions_total{platform="tpm",outcome="granted"} 2' in text
+
+
+def test_metrics_cover_every_worker(tmp_path: Path) -> None:
+    """With --workers 2 only the first process serves HTTP; /metrics still counts calls
+    answered by the other (its snapshot is published every second)."""
+    import urllib.request
+
+    port, http_port = _port(), _port()
+    proc = subprocess.Popen(
+        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--http-listen",
+         f"127.0.0.1:{http_port}", "--data-dir", str(tmp_path / "data"), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "serving gRPC" in proc.stdout.readline()
+        calls = 16
+        for i in range(calls):
+            # A connection per call, so SO_REUSEPORT spreads them over both workers.
+            opts = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
+                attestation_pb2_grpc.AttestationStub(ch).Challenge(
+                    attestation_pb2.ChallengeRequest(
+                        platform=common_pb2.PLATFORM_TPM, node_id=f"m{i}"
+                    ),
+                    timeout=10,
+                )
+        want = f'sealgate_rpc_total{{method="Challenge",code="OK"}} {calls}'
+        text = ""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            url = f"http://127.0.0.1:{http_port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as r:
+                text = r.read().decode()
+            published = (tmp_path / "data" / "run" / "metrics-1.json").exists()
+            if want in text and published:
+                break
+            time.sleep(0.3)
+        assert want in text, text
+        assert published
+    finally:
+        out = _stop(proc)
+    assert proc.returncode == 0, out

@@ -101,9 +101,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_one(cfg: Any, grace: float, index: int, reuse_port: bool) -> int:
+    from sealgate.service.metrics import MetricsShare
     from sealgate.service.server import create_server
 
-    srv = create_server(cfg, http=index == 0, reuse_port=reuse_port)
+    share = MetricsShare(cfg.data_dir / "run", index) if cfg.workers > 1 else None
+    srv = create_server(cfg, http=index == 0, reuse_port=reuse_port, share=share)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -141,6 +143,7 @@ def _serve_many(cfg: Any, grace: float) -> int:
     import multiprocessing
 
     from sealgate.service.core import Verifier
+    from sealgate.service.metrics import MetricsShare
     from sealgate.service.server import ensure_bootstrap_operator
     from sealgate.storage.sqlite import SqliteStorage
 
@@ -151,6 +154,7 @@ def _serve_many(cfg: Any, grace: float) -> int:
     Verifier(cfg, st)
     st.close()
     ensure_bootstrap_operator(cfg)
+    MetricsShare.reset(cfg.data_dir / "run")
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_worker_main, args=(cfg, grace, i), daemon=False)

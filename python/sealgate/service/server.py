@@ -43,7 +43,7 @@ from sealgate.service import errors as E
 from sealgate.service.auth import AuthError, OperatorAuth, Principal, generate_operator_key
 from sealgate.service.config import ServiceConfig
 from sealgate.service.core import AttestOutcome, Verifier
-from sealgate.service.metrics import Metrics
+from sealgate.service.metrics import Metrics, MetricsShare
 from sealgate.service.platforms import PlatformRegistry
 from sealgate.storage import Node, ReferenceValue, Storage
 from sealgate.storage.sqlite import SqliteStorage
@@ -755,7 +755,12 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
 # -- HTTP side port ----------------------------------------------------------------------
 
 
-def _http_handler(core: Verifier, metrics: Metrics, ready: threading.Event) -> type:
+def _http_handler(
+    core: Verifier,
+    metrics: Metrics,
+    ready: threading.Event,
+    share: MetricsShare | None,
+) -> type:
     class Handler(BaseHTTPRequestHandler):
         server_version = "sealgate"
         sys_version = ""
@@ -770,7 +775,9 @@ def _http_handler(core: Verifier, metrics: Metrics, ready: threading.Event) -> t
         def do_GET(self) -> None:
             try:
                 if self.path == "/metrics":
-                    self._send(200, metrics.render().encode(), "text/plain; version=0.0.4")
+                    others = share.others() if share is not None else []
+                    body = metrics.render(others).encode()
+                    self._send(200, body, "text/plain; version=0.0.4")
                 elif self.path == "/.well-known/jwks.json":
                     self._send(200, core.jwks_json().encode(), "application/jwk-set+json")
                 elif self.path == "/healthz":
@@ -823,6 +830,7 @@ class RunningServer:
     _ready: threading.Event
     _loop: _Loop
     _pool: futures.ThreadPoolExecutor
+    _share: MetricsShare | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         """Drain: report NOT_SERVING, finish in-flight calls (up to ``grace``), stop."""
@@ -831,6 +839,8 @@ class RunningServer:
             self._loop.run(self.health.enter_graceful_shutdown(), 5)
             self._loop.run(self.server.stop(grace), grace + 5)
         finally:
+            if self._share is not None and self._http is None:
+                self._share.stop(self.metrics)
             self._loop.close()
             self._pool.shutdown(wait=True)
             if self._http is not None:
@@ -877,8 +887,12 @@ def create_server(
     platforms: PlatformRegistry | None = None,
     http: bool = True,
     reuse_port: bool = False,
+    share: MetricsShare | None = None,
 ) -> RunningServer:
-    """Build and start the server; ``listen`` port 0 picks a free port (tests)."""
+    """Build and start the server; ``listen`` port 0 picks a free port (tests).
+
+    ``share``: with several worker processes, where they exchange metrics snapshots; the
+    one serving HTTP reads the others', the others publish theirs."""
     import os
 
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -903,7 +917,7 @@ def create_server(
         host, _, p = cfg.http_listen.rpartition(":")
         try:
             httpd = ThreadingHTTPServer(
-                (host.strip("[]"), int(p)), _http_handler(core, metrics, ready)
+                (host.strip("[]"), int(p)), _http_handler(core, metrics, ready, share)
             )
         except (OSError, ValueError) as e:
             loop.run(server.stop(None), 10)
@@ -920,7 +934,11 @@ def create_server(
         "sealgate",
         {"listen": cfg.listen, "tls": cfg.tls, "platforms": core.platforms.available()},
     )
-    return RunningServer(server, port, http_port, core, metrics, hs, st, httpd, ready, loop, pool)
+    if share is not None and not http:
+        share.start_publishing(metrics)
+    return RunningServer(
+        server, port, http_port, core, metrics, hs, st, httpd, ready, loop, pool, share
+    )
 
 
 async def _start_grpc(
