@@ -13,8 +13,10 @@ from sealgate.errors import ChainError, VerificationError
 from sealgate.testing.swtpm import Swtpm, TpmKey
 from sealgate.tpm_enroll import (
     Credential,
+    EkParams,
     activate_credential,
     check_ak,
+    ek_params,
     ek_public_key,
     load_certificate,
     make_credential,
@@ -52,6 +54,42 @@ def test_make_credential_ecc_p256_ek_activates_on_real_tpm(swtpm: Swtpm, tmp_pat
     ak = swtpm.create_ak(ek, "ecc")
     cred = make_credential(key, ak.name, b"ecc-secret")
     assert _activate_on_tpm(swtpm, ek, ak, cred.tpm2_tools_blob(), tmp_path) == b"ecc-secret"
+
+
+def test_make_credential_ecc_p384_ek_activates_on_real_tpm(swtpm: Swtpm, tmp_path: Path) -> None:
+    """ECC P-384 with nameAlg SHA-384 and AES-256-CFB: the crypto of the high-range H-3 EK
+    template (TCG EK Credential Profile 2.x), whose seed derivation, KDFe and HMAC all change
+    with the curve and hash. swtpm's certified H-3 EK sits behind a PolicyOR that
+    tpm2_activatecredential cannot satisfy, so the primary here has the same parameters with
+    userWithAuth instead of that policy (the policy is not part of the credential math)."""
+    ek_ctx, ek_pub = tmp_path / "ek.ctx", tmp_path / "ek.pub"
+    swtpm.tpm2("createprimary", "-C", "e", "-G", "ecc384:aes256cfb", "-g", "sha384", "-a",
+               "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|decrypt",
+               "-c", str(ek_ctx))  # fmt: skip
+    swtpm.tpm2("readpublic", "-c", str(ek_ctx), "-o", str(ek_pub))
+    key = tpm_public_key(_core.TpmPublic.parse(ek_pub.read_bytes()))
+    assert ek_params(key) == EkParams("sha384", 256)
+    ak_pub, ak_priv = tmp_path / "ak.pub", tmp_path / "ak.priv"
+    ak_ctx, ak_name = tmp_path / "ak.ctx", tmp_path / "ak.name"
+    swtpm.tpm2("create", "-C", str(ek_ctx), "-G", "ecc256:ecdsa-sha256:null", "-g", "sha256",
+               "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign",
+               "-u", str(ak_pub), "-r", str(ak_priv))  # fmt: skip
+    swtpm.tpm2("load", "-C", str(ek_ctx), "-u", str(ak_pub), "-r", str(ak_priv),
+               "-c", str(ak_ctx), "-n", str(ak_name))  # fmt: skip
+    name = ak_name.read_bytes()
+
+    def activate(blob: bytes) -> bytes | None:
+        inp, out = tmp_path / "cred.blob", tmp_path / "secret.out"
+        inp.write_bytes(blob)
+        out.unlink(missing_ok=True)
+        r = swtpm.tpm2("activatecredential", "-c", str(ak_ctx), "-C", str(ek_ctx),
+                       "-i", str(inp), "-o", str(out), check=False)  # fmt: skip
+        return out.read_bytes() if r.returncode == 0 else None
+
+    cred = make_credential(key, name, b"p384-secret")
+    assert activate(cred.tpm2_tools_blob()) == b"p384-secret"
+    other = make_credential(key, b"\x00\x0b" + b"\x22" * 32, b"p384-secret")
+    assert activate(other.tpm2_tools_blob()) is None
 
 
 @pytest.mark.parametrize("kind", ["rsa"])
