@@ -116,6 +116,19 @@ def fetch(
     ``collateral.fetch.http_error`` (other statuses), ``collateral.fetch.too_large`` and
     ``collateral.fetch.unreachable`` (DNS, refused, timeout, TLS).
     """
+    return fetch_with_header(url, None, timeout=timeout, max_bytes=max_bytes, headers=headers)[0]
+
+
+def fetch_with_header(
+    url: str,
+    header: str | None,
+    *,
+    timeout: float = FETCH_TIMEOUT,
+    max_bytes: int = MAX_FETCH_BYTES,
+    headers: dict[str, str] | None = None,
+) -> tuple[bytes, str | None]:
+    """``fetch``, also returning one response header's raw value (None when absent): Intel
+    PCS delivers issuer chains in headers. Same limits, redirect rule and error codes."""
     if not url.startswith(("http://", "https://")):
         raise UsageError("collateral.fetch.bad_url", f"only http(s) URLs are fetched: {url!r}")
     req = urllib.request.Request(url, headers=headers or {}, method="GET")  # noqa: S310
@@ -127,6 +140,7 @@ def fetch(
                     "collateral.fetch.too_large", f"{url}: {length} bytes exceeds {max_bytes}"
                 )
             body: bytes = resp.read(max_bytes + 1)
+            value: str | None = resp.headers.get(header) if header else None
     except urllib.error.HTTPError as e:
         code = "collateral.fetch.not_found" if e.code == 404 else "collateral.fetch.http_error"
         raise CollateralError(code, f"{url}: HTTP {e.code}") from None
@@ -135,4 +149,4 @@ def fetch(
         raise CollateralError("collateral.fetch.unreachable", f"{url}: {reason}") from None
     if len(body) > max_bytes:
         raise CollateralError("collateral.fetch.too_large", f"{url}: exceeds {max_bytes} bytes")
-    return body
+    return body, value

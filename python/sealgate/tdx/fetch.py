@@ -19,15 +19,13 @@ The cache stores one dcap-qvl-layout JSON per FMSPC: ``<cache>/tdx/<FMSPC>/colla
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote
 
 from cryptography import x509
 
-from sealgate import _core
-from sealgate.collateral import FETCH_TIMEOUT, MAX_FETCH_BYTES, CollateralCache
+from sealgate import _core, collateral
+from sealgate.collateral import CollateralCache
 from sealgate.errors import ChainError, CollateralError, UsageError
 from sealgate.tdx.collateral import (
     TdxCollateral,
@@ -54,26 +52,12 @@ def pcs_base_url(base: str | None = None) -> str:
 
 
 def fetch_with_header(url: str, header: str | None) -> tuple[bytes, bytes | None]:
-    """GET ``url`` (bounded like ``sealgate.collateral.fetch``) → (body, decoded header).
+    """GET ``url`` (``sealgate.collateral.fetch_with_header``) → (body, decoded header).
 
-    PCS delivers issuer chains in HTTP headers, which the shared body-only helper does not
-    return; limits and error codes are the same.
+    PCS delivers issuer chains URL-encoded in HTTP headers; a requested header that is
+    absent or oversized is ``collateral.fetch.missing_header``.
     """
-    if not url.startswith(("http://", "https://")):
-        raise UsageError("collateral.fetch.bad_url", f"only http(s) URLs are fetched: {url!r}")
-    req = urllib.request.Request(url, method="GET")  # noqa: S310
-    try:
-        with urllib.request.urlopen(req, timeout=FETCH_TIMEOUT) as resp:  # noqa: S310
-            body: bytes = resp.read(MAX_FETCH_BYTES + 1)
-            raw = resp.headers.get(header) if header else None
-    except urllib.error.HTTPError as e:
-        code = "collateral.fetch.not_found" if e.code == 404 else "collateral.fetch.http_error"
-        raise CollateralError(code, f"{url}: HTTP {e.code}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise CollateralError("collateral.fetch.unreachable", f"{url}: {reason}") from None
-    if len(body) > MAX_FETCH_BYTES:
-        raise CollateralError("collateral.fetch.too_large", f"{url}: exceeds {MAX_FETCH_BYTES}")
+    body, raw = collateral.fetch_with_header(url, header)
     chain = None
     if header:
         if raw is None or len(raw) > MAX_HEADER_CHAIN:
