@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from sealgate.node.tsm import Responder
+from sealgate.snp import kds
 from sealgate.trust import to_pem
 
 # --------------------------------------------------------------------------------------
@@ -332,12 +333,8 @@ REVOKED_SERIAL = 0x5EA1
 
 
 @dataclass(frozen=True)
-class Tcb:
-    bootloader: int
-    tee: int
-    snp: int
-    microcode: int
-    fmc: int | None = None
+class Tcb(kds.Tcb):
+    """``sealgate.snp.kds.Tcb`` that also encodes itself, for building reports."""
 
     def encode(self, product: str) -> bytes:
         """TCB_VERSION bytes (ABI rev 1.57 Table 3; Turin: [fmc, bl, tee, snp, 0, 0, 0, ucode])."""
