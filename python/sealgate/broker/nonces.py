@@ -38,6 +38,12 @@ class Challenges:
             self._st.purge_challenges(before=at - 3600)
         return ch
 
+    def live(self, challenge_id: str, now: int | None = None) -> Challenge | None:
+        """The challenge if still live and unused, without consuming it: Attest consumes it
+        in the transaction that records its decision (``Storage.complete_attestation``)."""
+        at = int(time.time()) if now is None else now
+        return self._st.get_challenge(challenge_id, at)
+
     def consume(self, challenge_id: str, now: int | None = None) -> Challenge | None:
         at = int(time.time()) if now is None else now
         return self._st.consume_challenge(challenge_id, at)

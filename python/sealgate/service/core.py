@@ -171,7 +171,7 @@ class Verifier:
         # Read now, consume at the end in the transaction that records the decision (one
         # write-lock section per Attest instead of two); a concurrent second use of the same
         # challenge then loses there and gets nothing (``_complete``).
-        ch = self.st.get_challenge(challenge_id, int(time.time()))
+        ch = self.challenges.live(challenge_id)
         if ch is None:
             self.audit.append(
                 "attest.refused",

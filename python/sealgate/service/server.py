@@ -951,7 +951,6 @@ async def _start_grpc(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     limits = cfg.limits
     server = grpc.aio.server(
-        pool,
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),

@@ -126,6 +126,14 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 _GENESIS = bytes(32)
 
 
+def _challenge(rows: list[tuple[Any, ...]]) -> Challenge | None:
+    """The one challenge row of a query (id, nonce, platform, node_id, created, expires)."""
+    if len(rows) != 1:
+        return None
+    r = rows[0]
+    return Challenge(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
+
+
 class _WriteLock:
     """Serializes writers: a thread lock, plus an flock(2) on a side file for other processes.
 
@@ -272,10 +280,15 @@ class SqliteStorage(Storage):
                 )
                 .fetchall()
             )
-        if len(rows) != 1:
-            return None
-        r = rows[0]
-        return Challenge(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
+        return _challenge(rows)
+
+    def get_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        rows = self._q(
+            "SELECT id, nonce, platform, node_id, created_at, expires_at FROM challenges"
+            " WHERE id = ? AND used = 0 AND expires_at > ?",
+            (challenge_id, now),
+        )
+        return _challenge(rows)
 
     def config_generation(self) -> int:
         return int(self._q("SELECT generation FROM config_generation")[0][0])
@@ -541,17 +554,6 @@ class SqliteStorage(Storage):
         return self.get_node(node_id)
 
     # -- attestations -----------------------------------------------------------------
-    def get_challenge(self, challenge_id: str, now: int) -> Challenge | None:
-        rows = self._q(
-            "SELECT id, nonce, platform, node_id, created_at, expires_at FROM challenges"
-            " WHERE id = ? AND used = 0 AND expires_at > ?",
-            (challenge_id, now),
-        )
-        if len(rows) != 1:
-            return None
-        r = rows[0]
-        return Challenge(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
-
     def complete_attestation(
         self,
         challenge_id: str,
