@@ -254,3 +254,33 @@ def test_attestation_completes_once_and_writes_only_then(tmp_path: Path) -> None
     assert sum(st.get_attestation(f"q{i}") is not None for i in range(4)) == 1
     assert len(st.list_audit()) == 2
     st.close()
+
+
+def test_atomic_commits_all_or_nothing(tmp_path: Path) -> None:
+    """Storage.atomic: an admin change and its audit entry commit together or not at all."""
+    st = SqliteStorage(tmp_path / "s.db")
+    entry = (lambda seq: f"{seq}".encode(), _core.audit_link)
+    with pytest.raises(RuntimeError), st.atomic():
+        st.put_policy("k", "{}", 5)
+        st.append_audit(*entry)
+        raise RuntimeError("crash between the change and the commit")
+    assert st.get_policy("k") is None and st.list_audit() == []
+
+    rv = ReferenceValue("r1", "tpm", "golden", "sha256:0", "00" * 32, "", 1)
+    st.add_reference_values([rv])
+    seen_outside: list[object] = []
+    with st.atomic():
+        st.put_policy("k", "{}", 6)
+        # A failing call inside is a savepoint: only its own writes are undone.
+        rv2 = ReferenceValue("r2", "tpm", "golden", "sha256:1", "00" * 32, "", 1)
+        with pytest.raises(StorageError):
+            st.add_reference_values([rv2, rv])
+        st.append_audit(*entry)
+        # Other connections see nothing until the commit.
+        t = threading.Thread(target=lambda: seen_outside.append(st.get_policy("k")))
+        t.start()
+        t.join()
+    assert seen_outside == [None]
+    assert st.get_policy("k") is not None
+    assert [v.id for v in st.list_reference_values()] == ["r1"]
+    assert [r.seq for r in st.list_audit()] == [1]

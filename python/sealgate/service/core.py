@@ -408,24 +408,24 @@ class Verifier:
         cred = make_credential(ek_public_key(info.certificate), ak.name, secret)
         now = int(time.time())
         eid = uuid.uuid4().hex
-        self.st.create_enrollment(
-            Enrollment(
-                eid,
-                node_id,
-                info.fingerprint,
-                info.root_fingerprint,
-                ak_public,
-                ak.name,
-                hashlib.sha256(secret).digest(),
-                now,
-                now + self.cfg.enrollment_ttl,
-            )
-        )
-        self.audit.append(
-            "enroll.challenged",
+        enrollment = Enrollment(
+            eid,
             node_id,
-            {"enrollment_id": eid, "ek": info.fingerprint, "ak_name": ak.name.hex()},
+            info.fingerprint,
+            info.root_fingerprint,
+            ak_public,
+            ak.name,
+            hashlib.sha256(secret).digest(),
+            now,
+            now + self.cfg.enrollment_ttl,
         )
+        with self.st.atomic():
+            self.st.create_enrollment(enrollment)
+            self.audit.append(
+                "enroll.challenged",
+                node_id,
+                {"enrollment_id": eid, "ek": info.fingerprint, "ak_name": ak.name.hex()},
+            )
         return EnrollChallenge(
             eid,
             cred.id_object,
@@ -435,44 +435,53 @@ class Verifier:
         )
 
     def activate_tpm(self, *, enrollment_id: str, secret: bytes) -> Node:
-        e = self.st.consume_enrollment(enrollment_id, int(time.time()))
-        if e is None:
-            raise E.precondition(
-                "tpm.enroll.unknown", "enrollment unknown, already answered or expired"
-            )
-        if not hmac.compare_digest(hashlib.sha256(secret).digest(), e.secret_hash):
-            self.audit.append(
-                "enroll.failed",
-                e.node_id,
-                {"enrollment_id": e.id, "code": "tpm.enroll.wrong_secret"},
-            )
+        # The enrollment's single use, the node it makes trusted (or the failed answer) and
+        # the audit entry commit together; the refusal is raised after the commit.
+        with self.st.atomic():
+            e = self.st.consume_enrollment(enrollment_id, int(time.time()))
+            if e is None:
+                wrong = False
+            elif not hmac.compare_digest(hashlib.sha256(secret).digest(), e.secret_hash):
+                wrong = True
+                self.audit.append(
+                    "enroll.failed",
+                    e.node_id,
+                    {"enrollment_id": e.id, "code": "tpm.enroll.wrong_secret"},
+                )
+            else:
+                node = Node(
+                    e.node_id,
+                    "tpm",
+                    e.ek_fingerprint,
+                    e.ek_ca_fingerprint,
+                    e.ak_name,
+                    e.ak_public,
+                    int(time.time()),
+                    False,
+                    0,
+                )
+                self.st.upsert_node(node)
+                self.audit.append(
+                    "enroll.completed",
+                    e.node_id,
+                    {"enrollment_id": e.id, "ek": e.ek_fingerprint, "ak_name": e.ak_name.hex()},
+                )
+                return node
+        if wrong:
             raise E.denied(
                 "tpm.enroll.wrong_secret",
                 "ActivateCredential answer is wrong: the AK is not in that TPM",
             )
-        node = Node(
-            e.node_id,
-            "tpm",
-            e.ek_fingerprint,
-            e.ek_ca_fingerprint,
-            e.ak_name,
-            e.ak_public,
-            int(time.time()),
-            False,
-            0,
+        raise E.precondition(
+            "tpm.enroll.unknown", "enrollment unknown, already answered or expired"
         )
-        self.st.upsert_node(node)
-        self.audit.append(
-            "enroll.completed",
-            e.node_id,
-            {"enrollment_id": e.id, "ek": e.ek_fingerprint, "ak_name": e.ak_name.hex()},
-        )
-        return node
 
     def jwks_json(self) -> str:
         return json.dumps(self.tokens.jwks(), sort_keys=True)
 
     # -- Admin ----------------------------------------------------------------------------
+    # Every change commits in one transaction with its audit entry (Storage.atomic): a crash
+    # can lose neither the entry of a change that happened nor invent one that did not.
     def add_reference_values(self, actor: str, values: list[ReferenceValue]) -> None:
         for v in values:
             if v.platform not in ("tpm", "snp", "tdx"):
@@ -484,19 +493,21 @@ class Verifier:
             except ValueError:
                 raise E.invalid("admin.refval.bad_value", f"{v.name}: value is not hex") from None
         try:
-            self.st.add_reference_values(values)
+            with self.st.atomic():
+                self.st.add_reference_values(values)
+                self.audit.append(
+                    "admin.refval.added",
+                    actor,
+                    {"ids": [v.id for v in values], "sets": sorted({v.set_name for v in values})},
+                )
         except StorageError as e:
             raise E.ServiceError(grpc.StatusCode.ALREADY_EXISTS, e.code, e.message) from None
-        self.audit.append(
-            "admin.refval.added",
-            actor,
-            {"ids": [v.id for v in values], "sets": sorted({v.set_name for v in values})},
-        )
 
     def remove_reference_value(self, actor: str, rv_id: str) -> bool:
-        ok = self.st.remove_reference_value(rv_id)
-        if ok:
-            self.audit.append("admin.refval.removed", actor, {"id": rv_id})
+        with self.st.atomic():
+            ok = self.st.remove_reference_value(rv_id)
+            if ok:
+                self.audit.append("admin.refval.removed", actor, {"id": rv_id})
         return ok
 
     def put_policy(self, actor: str, key_id: str, document: str) -> PolicyRecord:
@@ -504,29 +515,37 @@ class Verifier:
             canon = canonical_json(document)
         except UsageError as e:
             raise E.invalid(e.code, e.message) from None
-        rec = self.st.put_policy(key_id, canon, int(time.time()))
-        self.audit.append(
-            "admin.policy.put",
-            actor,
-            {
-                "key_id": key_id,
-                "revision": rec.revision,
-                "sha256": hashlib.sha256(canon.encode()).hexdigest(),
-            },
-        )
+        with self.st.atomic():
+            rec = self.st.put_policy(key_id, canon, int(time.time()))
+            self.audit.append(
+                "admin.policy.put",
+                actor,
+                {
+                    "key_id": key_id,
+                    "revision": rec.revision,
+                    "sha256": hashlib.sha256(canon.encode()).hexdigest(),
+                },
+            )
         return rec
 
     def delete_policy(self, actor: str, key_id: str) -> bool:
-        ok = self.st.delete_policy(key_id)
-        if ok:
-            self.audit.append("admin.policy.deleted", actor, {"key_id": key_id})
+        with self.st.atomic():
+            ok = self.st.delete_policy(key_id)
+            if ok:
+                self.audit.append("admin.policy.deleted", actor, {"key_id": key_id})
         return ok
 
     def create_key(
         self, actor: str, key_id: str, material: bytes | None, description: str
     ) -> ModelKeyRecord:
         try:
-            rec = self.keys.create(key_id, material, description, int(time.time()))
+            with self.st.atomic():
+                rec = self.keys.create(key_id, material, description, int(time.time()))
+                self.audit.append(
+                    "admin.key.created",
+                    actor,
+                    {"key_id": key_id, "imported": material is not None},
+                )
         except UsageError as e:
             status = (
                 grpc.StatusCode.ALREADY_EXISTS
@@ -534,14 +553,15 @@ class Verifier:
                 else grpc.StatusCode.INVALID_ARGUMENT
             )
             raise E.ServiceError(status, e.code, e.message) from None
-        self.audit.append(
-            "admin.key.created", actor, {"key_id": key_id, "imported": material is not None}
-        )
         return rec
 
     def rotate_key(self, actor: str, key_id: str, material: bytes | None) -> ModelKeyRecord:
         try:
-            rec = self.keys.rotate(key_id, material, int(time.time()))
+            with self.st.atomic():
+                rec = self.keys.rotate(key_id, material, int(time.time()))
+                self.audit.append(
+                    "admin.key.rotated", actor, {"key_id": key_id, "version": rec.current_version}
+                )
         except UsageError as e:
             status = (
                 grpc.StatusCode.NOT_FOUND
@@ -549,21 +569,26 @@ class Verifier:
                 else grpc.StatusCode.INVALID_ARGUMENT
             )
             raise E.ServiceError(status, e.code, e.message) from None
-        self.audit.append(
-            "admin.key.rotated", actor, {"key_id": key_id, "version": rec.current_version}
-        )
         return rec
 
     def revoke_node(self, actor: str, node_id: str) -> Node:
-        node = self.st.revoke_node(node_id, int(time.time()))
+        with self.st.atomic():
+            node = self.st.revoke_node(node_id, int(time.time()))
+            if node is not None:
+                self.audit.append("admin.node.revoked", actor, {"node_id": node_id})
         if node is None:
             raise E.not_found("admin.node.not_found", f"no node {node_id!r}")
-        self.audit.append("admin.node.revoked", actor, {"node_id": node_id})
         return node
 
     def rotate_signing_key(self, actor: str) -> str:
-        kid = self.tokens.rotate()
-        self.audit.append("admin.signing_key.rotated", actor, {"kid": kid})
+        try:
+            with self.st.atomic():
+                kid = self.tokens.rotate()
+                self.audit.append("admin.signing_key.rotated", actor, {"kid": kid})
+        except BaseException:
+            # rotate() loaded the new key inside the transaction; it was rolled back.
+            self.tokens.reload()
+            raise
         return kid
 
     def verify_audit(self) -> AuditVerdict:

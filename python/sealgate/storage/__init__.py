@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 
@@ -155,6 +156,13 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def purge_challenges(self, before: int) -> int: ...
+
+    @abc.abstractmethod
+    def atomic(self) -> AbstractContextManager[None]:
+        """One write transaction around several calls on this thread: every Storage call
+        inside joins it (as a savepoint), and all of it commits on normal exit or none of it
+        on an exception. Admin changes use it to commit the change and its audit entry
+        together."""
 
     @abc.abstractmethod
     def config_generation(self) -> int:

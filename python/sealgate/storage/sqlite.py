@@ -12,6 +12,7 @@ transactions before a power loss may be lost.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -201,16 +202,33 @@ class SqliteStorage(Storage):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (no lock upgrade deadlocks)."""
+        """A write transaction taken up front (no lock upgrade deadlocks).
+
+        Inside an open transaction on this thread's connection (``atomic``), it is a
+        SAVEPOINT instead: the enclosing transaction holds the write lock and commits, and a
+        failure here undoes only this call's writes (SQLite "SAVEPOINT", lang_savepoint).
+        """
         conn = self._conn()
-        with self._write:
-            conn.execute("BEGIN IMMEDIATE")
+        nested = conn.in_transaction
+        begin, undo, end = (
+            ("SAVEPOINT nested", ("ROLLBACK TO nested", "RELEASE nested"), "RELEASE nested")
+            if nested
+            else ("BEGIN IMMEDIATE", ("ROLLBACK",), "COMMIT")
+        )
+        with contextlib.nullcontext() if nested else self._write:
+            conn.execute(begin)
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                for sql in undo:
+                    conn.execute(sql)
                 raise
-            conn.execute("COMMIT")
+            conn.execute(end)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self._tx():
+            yield
 
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._conn().execute(sql, args).fetchall()
@@ -252,13 +270,10 @@ class SqliteStorage(Storage):
 
     # -- challenges -------------------------------------------------------------------
     def create_challenge(self, ch: Challenge, audit: AuditAppend | None = None) -> None:
-        if audit is None:
-            with self._write:
-                self._insert_challenge(ch)
-            return
         with self._tx():
             self._insert_challenge(ch)
-            self._append_audit_in_tx(*audit)
+            if audit is not None:
+                self._append_audit_in_tx(*audit)
 
     def _insert_challenge(self, ch: Challenge) -> None:
         self._conn().execute(
@@ -270,7 +285,7 @@ class SqliteStorage(Storage):
     def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
         # One conditional UPDATE ... RETURNING: atomic in SQLite and PostgreSQL alike, so at
         # most one caller (thread, process or replica) ever sees the row.
-        with self._write:
+        with self._tx():
             rows = (
                 self._conn()
                 .execute(
@@ -482,7 +497,7 @@ class SqliteStorage(Storage):
         )
 
     def consume_enrollment(self, enrollment_id: str, now: int) -> Enrollment | None:
-        with self._write:
+        with self._tx():
             rows = (
                 self._conn()
                 .execute(

@@ -1,0 +1,109 @@
+"""Admin changes commit in one transaction with their audit entry (issue #5 §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sealgate.broker.audit import AuditLog
+from sealgate.service.config import load_config
+from sealgate.service.core import Verifier
+from sealgate.storage import ReferenceValue
+from sealgate.storage.sqlite import SqliteStorage
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[Verifier]:
+    cfg = load_config(None, data_dir=tmp_path)
+    st = SqliteStorage(cfg.db_path)
+    yield Verifier(cfg, st)
+    st.close()
+
+
+POLICY = '{"platforms": {"tpm": {"reference_sets": ["g"]}}}'
+
+
+def _events(core: Verifier) -> list[str]:
+    from sealgate.broker.audit import decode_entry
+
+    return [decode_entry(r.entry)["event"] for r in core.st.list_audit()]
+
+
+CHANGES: list[tuple[str, Callable[[Verifier], Any], Callable[[Verifier], bool]]] = [
+    (
+        "admin.refval.added",
+        lambda c: c.add_reference_values(
+            "op", [ReferenceValue("r1", "tpm", "g", "sha256:0", "00" * 32, "", 1)]
+        ),
+        lambda c: bool(c.st.list_reference_values()),
+    ),
+    (
+        "admin.policy.put",
+        lambda c: c.put_policy("op", "k", POLICY),
+        lambda c: c.st.get_policy("k") is not None,
+    ),
+    (
+        "admin.key.created",
+        lambda c: c.create_key("op", "k", None, ""),
+        lambda c: c.st.get_model_key("k") is not None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "change", "visible"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_change_is_undone_when_its_audit_entry_fails(
+    core: Verifier,
+    monkeypatch: pytest.MonkeyPatch,
+    event: str,
+    change: Callable[[Verifier], Any],
+    visible: Callable[[Verifier], bool],
+) -> None:
+    def failing_append(*_: object, **__: object) -> None:
+        raise OSError("disk full while appending the audit entry")
+
+    monkeypatch.setattr(AuditLog, "append", failing_append)
+    with pytest.raises(OSError):
+        change(core)
+    assert not visible(core), "a change without its audit entry was committed"
+    monkeypatch.undo()
+    change(core)
+    assert visible(core) and _events(core) == [event]
+
+
+def test_every_admin_change_leaves_one_entry(core: Verifier) -> None:
+    core.create_key("op", "k", None, "")
+    core.rotate_key("op", "k", None)
+    core.put_policy("op", "k", POLICY)
+    assert core.delete_policy("op", "k") and not core.delete_policy("op", "k")
+    rv = ReferenceValue("r1", "tpm", "g", "sha256:0", "00" * 32, "", 1)
+    core.add_reference_values("op", [rv])
+    assert core.remove_reference_value("op", "r1")
+    kid = core.rotate_signing_key("op")
+    assert core.tokens.active_kid == kid
+    assert _events(core) == [
+        "admin.key.created",
+        "admin.key.rotated",
+        "admin.policy.put",
+        "admin.policy.deleted",
+        "admin.refval.added",
+        "admin.refval.removed",
+        "admin.signing_key.rotated",
+    ]
+    assert core.verify_audit().ok
+
+
+def test_failed_signing_key_rotation_keeps_the_old_key(
+    core: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = core.tokens.active_kid
+
+    def failing_append(*_: object, **__: object) -> None:
+        raise OSError("audit write failed")
+
+    monkeypatch.setattr(AuditLog, "append", failing_append)
+    with pytest.raises(OSError):
+        core.rotate_signing_key("op")
+    assert core.tokens.active_kid == before
+    assert [k.kid for k in core.st.list_signing_keys()] == [before]
