@@ -115,18 +115,54 @@ class RuntimeKeyPair:
     suite: str
     private: Any
     public_bytes: bytes
+    # The component private keys (ML-KEM first, as in the public key): the hybrid HPKE key
+    # object does not give its halves back, and to_private_bytes needs them.
+    parts: tuple[Any, ...] = ()
+
+    # An ML-KEM-768 private key is stored as its FIPS 203 seed d ‖ z (64 B), the form
+    # cryptography's private_bytes_raw() returns and from_seed_bytes() takes.
+    _MLKEM768_SEED_LEN = 64
 
     @classmethod
     def generate(cls, suite: str = X25519) -> RuntimeKeyPair:
-        xk = x25519.X25519PrivateKey.generate()
+        pq = mlkem.MLKEM768PrivateKey.generate() if suite == MLKEM768_X25519 else None
+        return cls._from_keys(suite, x25519.X25519PrivateKey.generate(), pq)
+
+    @classmethod
+    def _from_keys(
+        cls, suite: str, xk: x25519.X25519PrivateKey, pq: mlkem.MLKEM768PrivateKey | None
+    ) -> RuntimeKeyPair:
         xpub = xk.public_key().public_bytes_raw()
         if suite == X25519:
-            return cls(suite, xk, xpub)
-        if suite == MLKEM768_X25519:
-            pq = mlkem.MLKEM768PrivateKey.generate()
+            return cls(suite, xk, xpub, (xk,))
+        if suite == MLKEM768_X25519 and pq is not None:
             priv = hpke.MLKEM768X25519PrivateKey(pq, xk)
-            return cls(suite, priv, pq.public_key().public_bytes_raw() + xpub)
+            return cls(suite, priv, pq.public_key().public_bytes_raw() + xpub, (pq, xk))
         raise UsageError("broker.hpke.unsupported_suite", f"unknown HPKE suite {suite!r}")
+
+    def to_private_bytes(self) -> bytes:
+        """The private key, raw: X25519 (32 B), or for the hybrid the ML-KEM-768 seed
+        (d ‖ z, 64 B, FIPS 203 §7.1) ‖ X25519 (32 B), in the public key's order."""
+        if not self.parts:  # built by hand from a private key object: nothing to serialize
+            raise UsageError("broker.hpke.no_private_parts", "key pair has no serializable parts")
+        return b"".join(k.private_bytes_raw() for k in self.parts)
+
+    @classmethod
+    def from_private_bytes(cls, suite: str, data: bytes) -> RuntimeKeyPair:
+        """Inverse of :meth:`to_private_bytes`; the length must be exactly the suite's."""
+        want = {X25519: _X25519_LEN, MLKEM768_X25519: cls._MLKEM768_SEED_LEN + _X25519_LEN}
+        if suite not in want:
+            raise UsageError("broker.hpke.unsupported_suite", f"unknown HPKE suite {suite!r}")
+        if len(data) != want[suite]:
+            raise UsageError(
+                "broker.hpke.bad_private_key",
+                f"{suite} runtime private key is {len(data)} bytes, expected {want[suite]}",
+            )
+        xk = x25519.X25519PrivateKey.from_private_bytes(data[-_X25519_LEN:])
+        pq = None
+        if suite == MLKEM768_X25519:
+            pq = mlkem.MLKEM768PrivateKey.from_seed_bytes(data[: cls._MLKEM768_SEED_LEN])
+        return cls._from_keys(suite, xk, pq)
 
     def open(self, sealed: bytes, info: bytes) -> bytes:
         try:

@@ -13,9 +13,12 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sealgate.errors import UsageError
+
+if TYPE_CHECKING:
+    from sealgate.node.agent import NodeResult
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -511,6 +514,15 @@ def _register_node(sub: Any) -> None:
     r.add_argument("--suite", default="x25519", choices=["x25519", "mlkem768-x25519"])
     r.add_argument("--json", action="store_true")
     r.set_defaults(handler=_request_keys)
+    f = nsub.add_parser("refetch", help="receive model keys again with a saved session")
+    _add_client_args(f)
+    f.add_argument(
+        "--session", required=True, help="request-keys' --out directory, or its session.json"
+    )
+    f.add_argument("--key-id", action="append", required=True, dest="key_ids")
+    f.add_argument("--out", required=True, help="directory for keys (0600), or - for stdout")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(handler=_refetch)
 
 
 def _safe(key_id: str) -> str:
@@ -532,8 +544,8 @@ def write_secret(path: Path, data: bytes) -> None:
 
 
 def _request_keys(args: argparse.Namespace) -> int:
-    from sealgate.cli import EXIT_OK, EXIT_REJECTED, read_file
-    from sealgate.node.agent import AgentError, NodeAgent, explain
+    from sealgate.cli import EXIT_REJECTED, read_file
+    from sealgate.node.agent import AgentError, NodeAgent
 
     collector: Any
     if args.platform == "tpm":
@@ -560,6 +572,54 @@ def _request_keys(args: argparse.Namespace) -> int:
         except AgentError as e:
             print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
             return EXIT_REJECTED
+    saved: dict[str, bytes] = {}
+    if res.token and agent.runtime is not None and args.out != "-":
+        from sealgate.node.session import SESSION_FILE, NodeSession
+
+        saved["token.jwt"] = res.token.encode()
+        saved[SESSION_FILE] = NodeSession(
+            args.node_id, res.token, res.expires_at, agent.runtime
+        ).dump()
+    return _deliver_keys(args, res, saved)
+
+
+class _NoEvidence:
+    """The collector of an agent that only refetches: the token stands for the evidence."""
+
+    platform = "none"
+
+    def collect(self, nonce: bytes, binding: bytes) -> Any:
+        raise AssertionError("refetch never collects evidence")
+
+
+def _refetch(args: argparse.Namespace) -> int:
+    from sealgate.cli import EXIT_REJECTED
+    from sealgate.node.agent import AgentError, NodeAgent
+    from sealgate.node.session import read_session
+
+    session = read_session(Path(args.session))
+    session.check_unexpired()
+    with _channel(args) as ch:
+        agent = NodeAgent(
+            ch, session.node_id, _NoEvidence(), suite=session.runtime.suite, timeout=args.timeout
+        )
+        agent.runtime = session.runtime
+        try:
+            res = agent.refetch(session.token, args.key_ids)
+        except AgentError as e:
+            print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
+            return EXIT_REJECTED
+    res.expires_at = session.expires_at  # ReleaseKey does not repeat it
+    return _deliver_keys(args, res, {})
+
+
+def _deliver_keys(args: argparse.Namespace, res: NodeResult, saved: dict[str, bytes]) -> int:
+    """Write granted keys (``<key>@<version>.key`` and ``<key>.key``, 0600, plus the
+    ``saved`` files) into ``--out``, or the one key to stdout with ``--out -``; then print
+    what was granted and denied. Exit 0 when nothing was denied."""
+    from sealgate.cli import EXIT_OK, EXIT_REJECTED
+    from sealgate.node.agent import explain
+
     if args.out == "-":
         if len(res.keys) != 1 or len(args.key_ids) != 1:
             raise UsageError("cli.node.stdout_one_key", "--out - needs exactly one granted key")
@@ -571,8 +631,8 @@ def _request_keys(args: argparse.Namespace) -> int:
         for key_id, (version, key) in res.keys.items():
             write_secret(out / f"{_safe(key_id)}@{version}.key", key)
             write_secret(out / f"{_safe(key_id)}.key", key)
-        if res.token:
-            write_secret(out / "token.jwt", res.token.encode())
+        for name, data in saved.items():
+            write_secret(out / name, data)
     summary: dict[str, Any] = {
         "granted": {k: v for k, (v, _) in res.keys.items()},
         "denied": {d.key_id: [f.code for f in d.failures] for d in res.denied},
