@@ -282,7 +282,7 @@ fn monotonic_now() -> f64 {
 }
 
 /// This process's user + system CPU seconds (getrusage(RUSAGE_SELF), all threads).
-fn cpu_seconds() -> f64 {
+pub fn cpu_seconds() -> f64 {
     // SAFETY: an all-zero rusage is a valid value; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer to a rusage.
@@ -348,7 +348,10 @@ async fn client_loop(
 pub struct RunResult {
     latencies: Vec<f64>,
     errors: BTreeMap<String, u64>,
+    /// CPU seconds of the run: `cpu_seconds()` at the end minus `cpu_start`.
     cpu_s: f64,
+    /// The whole process's CPU seconds (start-up, setup parsing and RNG seeding included).
+    process_cpu_s: f64,
     clocks: Vec<Option<u64>>,
 }
 
@@ -360,13 +363,15 @@ impl RunResult {
             "errors": errors,
             "error_kinds": self.errors,
             "cpu_s": self.cpu_s,
+            "process_cpu_s": self.process_cpu_s,
             "clocks": self.clocks,
         })
         .to_string()
     }
 }
 
-pub async fn run(prepared: Prepared, params: &RunParams) -> RunResult {
+/// `cpu_start`: `cpu_seconds()` before the clients connected.
+pub async fn run(prepared: Prepared, params: &RunParams, cpu_start: f64) -> RunResult {
     let start = instant_at(params.start);
     let stop_at = start + Duration::from_secs_f64(params.seconds);
     let total = prepared.clients.len();
@@ -394,10 +399,12 @@ pub async fn run(prepared: Prepared, params: &RunParams) -> RunResult {
             clocks[c.g] = Some(q.clock);
         }
     }
+    let process_cpu_s = cpu_seconds();
     RunResult {
         latencies,
         errors,
-        cpu_s: cpu_seconds(),
+        cpu_s: process_cpu_s - cpu_start,
+        process_cpu_s,
         clocks,
     }
 }
