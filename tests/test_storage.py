@@ -284,3 +284,35 @@ def test_atomic_commits_all_or_nothing(tmp_path: Path) -> None:
     assert st.get_policy("k") is not None
     assert [v.id for v in st.list_reference_values()] == ["r1"]
     assert [r.seq for r in st.list_audit()] == [1]
+
+
+def test_purge_expired_in_batches_keeps_live_rows(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "s.db")
+    for i in range(1203):
+        st.create_challenge(_challenge(f"old{i}", expires=1500))
+    st.create_challenge(_challenge("live", expires=3000))
+    st.create_enrollment(Enrollment("e-old", "n", "fp", "ca", b"p", b"a", b"h" * 32, 1, 1500))
+    st.create_enrollment(Enrollment("e-live", "n", "fp", "ca", b"p", b"b", b"h" * 32, 1, 3000))
+    assert st.consume_challenge("old0", 1000) is not None  # used or not, expired rows go
+    assert st.purge_expired(2000, batch=500) == 1203 + 1
+    assert st.purge_expired(2000) == 0
+    assert st.get_challenge("live", 2000) is not None
+    assert st.consume_enrollment("e-live", 2000) is not None
+    left = sqlite3.connect(tmp_path / "s.db").execute("SELECT COUNT(*) FROM challenges")
+    assert left.fetchone()[0] == 1
+
+
+def test_checkpoint_folds_the_wal(tmp_path: Path) -> None:
+    """Request connections leave checkpoints to housekeeping (a high autocheckpoint bound)."""
+    from sealgate.storage.sqlite import WAL_AUTOCHECKPOINT_PAGES
+
+    st = SqliteStorage(tmp_path / "s.db")
+    assert st._q("PRAGMA wal_autocheckpoint") == [(WAL_AUTOCHECKPOINT_PAGES,)]
+    for i in range(300):
+        st.create_challenge(_challenge(f"c{i}"))
+    other = sqlite3.connect(tmp_path / "s.db")
+    # (busy, frames in the WAL, frames checkpointed): nothing folded in yet.
+    assert other.execute("PRAGMA wal_checkpoint(NOOP)").fetchone()[1] > 0
+    st.checkpoint()
+    busy, frames, done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames == done

@@ -158,6 +158,18 @@ class Storage(abc.ABC):
     def purge_challenges(self, before: int) -> int: ...
 
     @abc.abstractmethod
+    def purge_expired(self, now: int, batch: int = 500) -> int:
+        """Delete challenges and enrollments that expired before ``now`` (used or not: past
+        expiry they can never be used again; the audit log keeps what happened), in
+        transactions of at most ``batch`` rows so writers on the hot path never wait long.
+        Returns how many rows went."""
+
+    @abc.abstractmethod
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database, off the request path (SQLite WAL; a
+        backend without one to fold does nothing)."""
+
+    @abc.abstractmethod
     def atomic(self) -> AbstractContextManager[None]:
         """One write transaction around several calls on this thread: every Storage call
         inside joins it (as a savepoint), and all of it commits on normal exit or none of it
