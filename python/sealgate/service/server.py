@@ -948,7 +948,7 @@ def create_server(
     # stall every in-flight call waits out, scans only what requests allocate. Measured
     # under benchmark load: the oldest generation held ≈ 800 objects instead of ≈ 38 000
     # (a full collection of those took ≈ 21 ms), and gen-1 pauses went from ≈ 1.3 to
-    # ≈ 0.3–0.5 ms.
+    # ≈ 0.3 to 0.5 ms.
     gc.collect()
     gc.freeze()
     return RunningServer(
