@@ -1,12 +1,15 @@
 """Background upkeep of one server process, off the request path.
 
-- **WAL checkpoints** every second. SQLite's default makes the COMMIT that crosses 1000 WAL
-  pages copy them into the database and fsync while it still holds the write lock that
-  every writer in every worker process queues behind; here a separate connection does it
-  with a PASSIVE checkpoint, which waits for nobody (``Storage.checkpoint``).
-- **Expired challenges and enrollments** are deleted every ``purge_every`` seconds, in
-  small transactions (``Storage.purge_expired``). Every Challenge adds a row; without this
-  the table, its index and every insert into it would grow for as long as the service runs.
+Expired challenges and enrollments are deleted every ``every`` seconds, in small
+transactions (``Storage.purge_expired``). Every Challenge adds a row; without this the
+table, its index and every insert into it would grow for as long as the service runs.
+
+WAL checkpoints are left where SQLite puts them, in the COMMIT that crosses 1000 WAL pages:
+that COMMIT still holds the service's write lock, so no other writer can append while it
+copies, the checkpoint completes and the next writer restarts the WAL from its start. A
+PASSIVE checkpoint from a background thread was tried and measured worse: writers appended
+during it, it never caught up, and under continuous load the WAL grew to the 64 MB bound
+set for it, whose checkpoint then stalled a request for seconds.
 
 A failure is logged (its type only: messages may carry paths or SQL) and retried on the next
 round; upkeep never takes the server down.
@@ -29,32 +32,25 @@ class Housekeeper:
         self,
         storage: Storage,
         *,
-        checkpoint_every: float = 1.0,
-        purge_every: float = 10.0,
+        every: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.st = storage
-        self.checkpoint_every = checkpoint_every
-        self.purge_every = purge_every
+        self.every = every
         self.clock = clock
         self.purged = 0
-        self._next_purge = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> None:
-        now = self.clock()
         try:
-            if now >= self._next_purge:
-                self._next_purge = now + self.purge_every
-                self.purged += self.st.purge_expired(int(now))
-            self.st.checkpoint()
+            self.purged += self.st.purge_expired(int(self.clock()))
         except Exception as e:
             log.warning("housekeeping failed (%s); next round retries", type(e).__name__)
 
     def start(self) -> None:
         def loop() -> None:
-            while not self._stop.wait(self.checkpoint_every):
+            while not self._stop.wait(self.every):
                 self.run_once()
 
         self._thread = threading.Thread(target=loop, name="sealgate-housekeeping", daemon=True)

@@ -165,11 +165,6 @@ class Storage(abc.ABC):
         Returns how many rows went."""
 
     @abc.abstractmethod
-    def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database, off the request path (SQLite WAL; a
-        backend without one to fold does nothing)."""
-
-    @abc.abstractmethod
     def atomic(self) -> AbstractContextManager[None]:
         """One write transaction around several calls on this thread: every Storage call
         inside joins it (as a savepoint), and all of it commits on normal exit or none of it

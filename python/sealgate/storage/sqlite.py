@@ -38,10 +38,6 @@ from sealgate.storage import (
     StorageError,
 )
 
-#: WAL size (pages) at which a committing connection checkpoints by itself; the server's
-#: housekeeping checkpoints every second, long before (see ``_conn``).
-WAL_AUTOCHECKPOINT_PAGES = 16384
-
 #: Schema migrations, applied in order from the stored version (0 = empty database). Never
 #: edit a released step; append a new one.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -198,12 +194,6 @@ class SqliteStorage(Storage):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
-            # Checkpoints run in the server's housekeeping thread (``checkpoint``), not in
-            # the COMMIT of whichever request crosses the default 1000 pages: that one would
-            # copy pages and fsync while holding the write lock every other writer, in every
-            # worker process, queues behind. The higher threshold stays as a bound on the WAL
-            # for processes without housekeeping (CLI tools) or if it falls behind.
-            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
             with self._lock:
@@ -336,12 +326,6 @@ class SqliteStorage(Storage):
                 if n < batch:
                     break
         return total
-
-    def checkpoint(self) -> None:
-        # PASSIVE: copies what it can without waiting on readers or writers
-        # (sqlite.org/pragma.html#pragma_wal_checkpoint); another process's concurrent
-        # checkpoint just makes this one a no-op.
-        self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     # -- reference values -------------------------------------------------------------
     def add_reference_values(self, values: list[ReferenceValue]) -> None:
