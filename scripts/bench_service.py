@@ -93,6 +93,21 @@ def host_probe() -> float:
     return best * 1000
 
 
+def _cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat "cpu" line: user nice system idle iowait
+    irq softirq steal ...), in clock ticks."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def steal_percent(before: list[int], after: list[int]) -> float:
+    """Share of the machine's time the hypervisor gave to others (steal) between two
+    readings. On this VM, p99 spikes come with steal bursts (vmstat showed 7-22 % during the
+    runs that missed), so each run reports it next to the probe."""
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    return 100.0 * d[7] / sum(d) if sum(d) > 0 else 0.0
+
+
 def _cpu(pid: int) -> float:
     """User + system CPU seconds of a process and its children (/proc/PID/stat 14-15)."""
     total = 0.0
@@ -541,7 +556,9 @@ def main() -> int:
             for n, rate in runs:
                 probe = host_probe()
                 s0 = _cpu(server.pid)
+                t0 = _cpu_times()
                 r = run(n, rate, args.seconds)
+                r["steal_pct"] = steal_percent(t0, _cpu_times())
                 r["probe_ms"] = probe
                 s1 = _cpu(server.pid)
                 flows = max(1.0, r["flows"])
@@ -574,7 +591,7 @@ def main() -> int:
         "flow = Challenge + fresh evidence + Attest + unseal)"
     )
     head = ("clients", "offered", "flows/s", "p50 ms", "p99 ms", "mean ms", "flows", "errors",
-            "server cpu ms/flow", "loadgen cpu ms/flow", "probe ms")  # fmt: skip
+            "server cpu ms/flow", "loadgen cpu ms/flow", "probe ms", "steal %")  # fmt: skip
     print("  ".join(f"{h:>8}" for h in head))
     for r in results:
         offered = f"{r['offered_per_s']:.0f}/s" if r["offered_per_s"] else "max"
@@ -582,7 +599,8 @@ def main() -> int:
                f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['mean_ms']:.2f}",
                f"{r['flows']:.0f}", f"{r['errors']:.0f}",
                f"{r['server_cpu_ms_per_flow']:.2f}",
-               f"{r['client_cpu_ms_per_flow']:.2f}", f"{r['probe_ms']:.0f}")  # fmt: skip
+               f"{r['client_cpu_ms_per_flow']:.2f}", f"{r['probe_ms']:.0f}",
+               f"{r['steal_pct']:.1f}")  # fmt: skip
         print("  ".join(f"{c:>8}" for c in row))
     return 0
 
