@@ -59,7 +59,7 @@ def test_challenge_single_use_and_expiry(tmp_path: Path) -> None:
     st.create_challenge(_challenge("b", expires=1200))
     assert st.consume_challenge("b", now=1200) is None  # expired at its expiry second
     assert st.consume_challenge("missing", now=0) is None
-    assert st.purge_challenges(before=1500) == 1
+    assert st.purge_expired(1500) == 1  # "b"; "a" (used) expires at 2000
 
 
 def test_challenge_consumed_once_across_threads(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_a_failing_round_is_logged_and_retried(
     hk = Housekeeper(st, clock=_Clock(5000.0))
     calls = 0
 
-    def broken(now: int, batch: int = 500) -> int:
+    def broken(now: int, batch: int = 200) -> int:
         nonlocal calls
         calls += 1
         raise OSError("/secret/path: disk I/O error")

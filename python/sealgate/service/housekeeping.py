@@ -1,8 +1,10 @@
 """Background upkeep of one server process, off the request path.
 
 Expired challenges and enrollments are deleted every ``every`` seconds, in small
-transactions (``Storage.purge_expired``). Every Challenge adds a row; without this the
-table, its index and every insert into it would grow for as long as the service runs.
+transactions under the write lock (``Storage.purge_expired``). Every Challenge adds a row.
+This replaces a purge that ran inline in every 1000th Challenge: one DELETE of all rows
+expired over an hour before, unbatched and outside the write lock, on the event loop that
+serves every other call (and enrollments were never purged).
 
 WAL checkpoints are left where SQLite puts them, in the COMMIT that crosses 1000 WAL pages:
 that COMMIT still holds the service's write lock, so no other writer can append while it

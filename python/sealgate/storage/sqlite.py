@@ -308,11 +308,7 @@ class SqliteStorage(Storage):
     def config_generation(self) -> int:
         return int(self._q("SELECT generation FROM config_generation")[0][0])
 
-    def purge_challenges(self, before: int) -> int:
-        cur = self._conn().execute("DELETE FROM challenges WHERE expires_at < ?", (before,))
-        return cur.rowcount
-
-    def purge_expired(self, now: int, batch: int = 500) -> int:
+    def purge_expired(self, now: int, batch: int = 200) -> int:
         total = 0
         for table in ("challenges", "enrollments"):
             while True:
