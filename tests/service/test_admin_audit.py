@@ -25,6 +25,10 @@ def core(tmp_path: Path) -> Iterator[Verifier]:
 POLICY = '{"platforms": {"tpm": {"reference_sets": ["g"]}}}'
 
 
+def _failing_append(*_: object, **__: object) -> None:
+    raise OSError("disk full while appending the audit entry")
+
+
 def _events(core: Verifier) -> list[str]:
     from sealgate.broker.audit import decode_entry
 
@@ -60,10 +64,7 @@ def test_change_is_undone_when_its_audit_entry_fails(
     change: Callable[[Verifier], Any],
     visible: Callable[[Verifier], bool],
 ) -> None:
-    def failing_append(*_: object, **__: object) -> None:
-        raise OSError("disk full while appending the audit entry")
-
-    monkeypatch.setattr(AuditLog, "append", failing_append)
+    monkeypatch.setattr(AuditLog, "append", _failing_append)
     with pytest.raises(OSError):
         change(core)
     assert not visible(core), "a change without its audit entry was committed"
@@ -99,10 +100,7 @@ def test_failed_signing_key_rotation_keeps_the_old_key(
 ) -> None:
     before = core.tokens.active_kid
 
-    def failing_append(*_: object, **__: object) -> None:
-        raise OSError("audit write failed")
-
-    monkeypatch.setattr(AuditLog, "append", failing_append)
+    monkeypatch.setattr(AuditLog, "append", _failing_append)
     with pytest.raises(OSError):
         core.rotate_signing_key("op")
     assert core.tokens.active_kid == before
