@@ -5,8 +5,13 @@ signing-key rotation reaches every process sharing the database."""
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,14 +19,15 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sealgate._proto import admin_pb2, attestation_pb2, attestation_pb2_grpc
+from sealgate._proto import admin_pb2, admin_pb2_grpc, attestation_pb2, attestation_pb2_grpc
 from sealgate.broker.hpke import jwk, jwk_thumbprint
 from sealgate.broker.kek import LocalKeyFileProvider
 from sealgate.broker.tokens import _aad
 from sealgate.node.agent import AgentError, NodeAgent
+from sealgate.service.auth import mint_operator_token
 from sealgate.service.server import create_server
 from sealgate.storage.sqlite import SqliteStorage
-from sealgate.testing.softnode import SoftwareTpm
+from sealgate.testing.softnode import SoftwareCa, SoftwareTpm
 
 from tests.service.conftest import TPM_POLICY, Env
 
@@ -188,3 +194,57 @@ def test_signing_key_rotation_reaches_another_process(env: Env) -> None:
     finally:
         channel.close()
         other.stop(grace=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_signing_key_rotation_reaches_every_worker_of_serve(tmp_path: Path) -> None:
+    """``sealgate serve --workers 2``: after RotateSigningKey, every token either process
+    issues is signed with the new key (a connection per Attest, so SO_REUSEPORT spreads
+    them over both workers; before, about half still carried the retired kid)."""
+    ca = SoftwareCa()
+    conf = tmp_path / "sealgate.json"
+    conf.write_text(json.dumps({"ek_ca_roots": [str(ca.write(tmp_path / "ek-ca.pem"))]}))
+    port, data = _free_port(), tmp_path / "data"
+    bin_ = str(Path(sys.executable).parent / "sealgate")
+    proc = subprocess.Popen(
+        [bin_, "serve", "--config", str(conf), "--listen", f"127.0.0.1:{port}",
+         "--http-listen", f"127.0.0.1:{_free_port()}", "--data-dir", str(data), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "serving gRPC" in proc.stdout.readline()
+        op = mint_operator_token((data / "operator-key.pem").read_bytes(), "t", ["admin"])
+        md = (("authorization", f"Bearer {op}"),)
+        tpm = SoftwareTpm(ca)
+        opts = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
+            admin = admin_pb2_grpc.AdminStub(ch)
+            doc = {"platform": "tpm", "set_name": "golden", "values": tpm.pcr_reference_values()}
+            admin.BulkAddReferenceValues(
+                admin_pb2.BulkAddReferenceValuesRequest(document=json.dumps(doc)), metadata=md
+            )
+            admin.ImportModelKey(
+                admin_pb2.ImportModelKeyRequest(key_id="m", key=b"M" * 32), metadata=md
+            )
+            admin.PutPolicy(
+                admin_pb2.PutPolicyRequest(key_id="m", json=json.dumps(TPM_POLICY)), metadata=md
+            )
+            NodeAgent(ch, "node-a", tpm).enroll()
+            kid = admin.RotateSigningKey(admin_pb2.RotateSigningKeyRequest(), metadata=md).kid
+        kids = []
+        for _ in range(12):
+            with grpc.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
+                res = NodeAgent(ch, "node-a", tpm).attest(["m"], auto_enroll=False)
+                assert res.keys["m"] == (1, b"M" * 32)
+                kids.append(jwt.get_unverified_header(res.token)["kid"])
+        assert kids == [kid] * 12
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
