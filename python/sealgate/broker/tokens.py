@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -119,6 +120,8 @@ class TokenIssuer:
         self.verifier_id = verifier_id
         self.ttl = ttl
         self._snap = _Keys(-1, {}, None)
+        # Serializes reloads, so a slower one never installs an older snapshot over a newer.
+        self._reload_lock = threading.Lock()
         self.reload()
         if self._snap.active is None:
             self.rotate()
@@ -126,6 +129,10 @@ class TokenIssuer:
     def reload(self) -> None:
         """Read the keys afresh. Keys already loaded keep their unwrapped private part (one
         KEK unwrap per key and process, not per reload)."""
+        with self._reload_lock:
+            self._reload()
+
+    def _reload(self) -> None:
         # The generation first: a rotation committed between the two reads only costs
         # one more reload later, never a stale snapshot labelled current.
         generation = self._st.config_generation()
