@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,17 +123,17 @@ def test_forged_tokens_from_a_leaked_signing_key_are_refused(env: Env) -> None:
     thief.build_attest(thief.challenge(), ["llama"])  # the thief's own runtime key
     assert thief.runtime is not None
     thief_jkt = jwk_thumbprint(jwk(thief.suite, thief.runtime.public_bytes))
-    current = _signing_key(env, kid)
-    # The current key, the real jti, the thief's runtime key: the record's binding differs.
-    forged = _forge(current, kid, claims, cnf={"jkt": thief_jkt})
+    leaked = _signing_key(env, kid)
+    # The active key, the real jti, the thief's runtime key: the record's binding differs.
+    forged = _forge(leaked, kid, claims, cnf={"jkt": thief_jkt})
     assert _refused(thief, forged, ["llama"]) == "broker.token.record_mismatch"
     # The real runtime key but a longer life: the record's expiry differs.
-    assert _refused(agent, _forge(current, kid, claims, exp=claims["exp"] + 60), ["llama"]) == (
+    assert _refused(agent, _forge(leaked, kid, claims, exp=claims["exp"] + 60), ["llama"]) == (
         "broker.token.record_mismatch"
     )
     # Ten years: no token lives longer than the maximum lifetime.
     decade = claims["iat"] + 10 * 365 * 86400
-    assert _refused(agent, _forge(current, kid, claims, exp=decade), ["llama"]) == (
+    assert _refused(agent, _forge(leaked, kid, claims, exp=decade), ["llama"]) == (
         "broker.token.invalid"
     )
     assert [d["code"] for d in _audit(env, "key.refused")] == ["broker.token.record_mismatch"] * 2
@@ -142,15 +143,32 @@ def test_forged_tokens_from_a_leaked_signing_key_are_refused(env: Env) -> None:
     env.admin.RotateSigningKey(admin_pb2.RotateSigningKeyRequest(), metadata=env.md)
     now = int(time.time())
     late = {"iat": now, "exp": now + 300, "cnf": {"jkt": thief_jkt}}
-    assert _refused(thief, _forge(current, kid, claims, **late), ["llama"]) == (
+    assert _refused(thief, _forge(leaked, kid, claims, **late), ["llama"]) == (
         "broker.token.record_mismatch"
     )
     ten_years = {"iat": now, "exp": now + 10 * 365 * 86400}
-    assert _refused(agent, _forge(current, kid, claims, **ten_years), ["llama"]) == (
+    assert _refused(agent, _forge(leaked, kid, claims, **ten_years), ["llama"]) == (
         "broker.token.invalid"
     )
     # The genuine token, issued before the rotation, still works until it expires.
     assert agent.refetch(res.token, ["llama"]).keys["llama"][1] == b"llama".ljust(32, b".")
+
+
+def test_a_key_retired_longer_than_the_token_lifetime_verifies_nothing(
+    make_env: Callable[..., Env],
+) -> None:
+    env = make_env(token_ttl=1)
+    agent, tpm = _agent(env, "node-a")
+    _keys(env, tpm, "llama")
+    res = agent.attest(["llama"])
+    kid = jwt.get_unverified_header(res.token)["kid"]
+    claims = jwt.decode(res.token, options={"verify_signature": False})
+    leaked = _signing_key(env, kid)
+    env.admin.RotateSigningKey(admin_pb2.RotateSigningKeyRequest(), metadata=env.md)
+    time.sleep(2.1)
+    # Dated before the retirement, alive for five more minutes: the key is out of service.
+    forged = _forge(leaked, kid, claims, exp=int(time.time()) + 300)
+    assert _refused(agent, forged, ["llama"]) == "broker.token.key_retired"
 
 
 def test_a_purged_record_is_a_clean_denial(env: Env) -> None:
