@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -23,7 +25,7 @@ from sealgate.broker.hpke import (
 )
 from sealgate.broker.kek import KekError, LocalKeyFileProvider
 from sealgate.broker.keys import ModelKeys
-from sealgate.broker.tokens import EAR_PROFILE, TokenError, TokenIssuer
+from sealgate.broker.tokens import EAR_PROFILE, ROTATION_GRACE, TokenError, TokenIssuer
 from sealgate.errors import UsageError
 from sealgate.storage.sqlite import SqliteStorage
 
@@ -184,3 +186,96 @@ def test_audit_chain_detects_edit_delete_reorder(st: SqliteStorage, tmp_path: Pa
     db2.commit()
     v = log2.verify()
     assert not v.ok and v.first_bad_seq == 2
+
+
+def _leaked(st: SqliteStorage, kek: LocalKeyFileProvider, kid: str) -> Any:
+    """A signing key's private part, as whoever holds the database and the KEK has it."""
+    from cryptography.hazmat.primitives import serialization
+    from sealgate.broker.tokens import _aad
+
+    rec = next(r for r in st.list_signing_keys() if r.kid == kid)
+    return serialization.load_der_private_key(
+        kek.unwrap(rec.wrapped_private, _aad(kid)), password=None
+    )
+
+
+def _claims(iat: int, exp: int, **extra: Any) -> dict[str, Any]:
+    return {"eat_profile": EAR_PROFILE, "iat": iat, "exp": exp, "jti": "j", "cnf": {"jkt": "a"},
+            **extra}  # fmt: skip
+
+
+def test_a_retired_key_verifies_only_what_it_signed_before_retirement(
+    st: SqliteStorage, kek: LocalKeyFileProvider
+) -> None:
+    now = int(time.time())
+    iss = TokenIssuer(st, kek, ttl=3600)
+    old = iss.active_kid
+    key = _leaked(st, kek, old)
+    iss.rotate(now=now - 1000)  # retired 1000 s ago, within the token lifetime
+
+    def code(claims: dict[str, Any], at: int | None = None) -> str:
+        tok = jwt.encode(claims, key, algorithm="ES256", headers={"kid": old})
+        with pytest.raises(TokenError) as e:
+            iss.verify(tok, now=at)
+        return e.value.code
+
+    # Dated before the retirement: still verifies (tokens it signed live on).
+    tok = jwt.encode(_claims(now - 1100, now + 100), key, algorithm="ES256", headers={"kid": old})
+    assert iss.verify(tok)["jti"] == "j"
+    # Dated after it (beyond the grace for processes that had not seen the rotation yet).
+    assert code(_claims(now - 1000 + ROTATION_GRACE + 1, now + 100)) == "broker.token.key_retired"
+    # Ten years: no token outlives the maximum lifetime, whatever key signed it.
+    assert code(_claims(now - 1100, now + 10 * 365 * 86400)) == "broker.token.invalid"
+    # Once retired longer than the token lifetime the key verifies nothing at all, not
+    # even the tokens it signed (they have expired).
+    assert code(_claims(now - 1100, now + 100), at=now - 1000 + 3601) == "broker.token.key_retired"
+    iss2 = TokenIssuer(st, kek, ttl=300)  # a shorter configured lifetime bounds it sooner
+    with pytest.raises(TokenError) as e:
+        iss2.verify(tok)
+    assert e.value.code == "broker.token.key_retired"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": "4102444800"},
+        {"iat": "1"},
+        {"iat": True},
+        {"exp": None},
+        {"exp": 2**64},
+        {"jti": 7},
+        {"cnf": "abc"},
+        {"cnf": {"jkt": 5}},
+        {"cnf": {"jkt": "é"}},
+    ],
+)
+def test_tokens_with_claims_of_the_wrong_type_are_invalid(
+    st: SqliteStorage, kek: LocalKeyFileProvider, changes: dict[str, Any]
+) -> None:
+    iss = TokenIssuer(st, kek)
+    now = int(time.time())
+    tok = jwt.encode(
+        {**_claims(now, now + 60), **changes},
+        _leaked(st, kek, iss.active_kid),
+        algorithm="ES256",
+        headers={"kid": iss.active_kid},
+    )
+    with pytest.raises(TokenError) as e:
+        iss.verify(tok)
+    assert e.value.code in ("broker.token.invalid", "broker.token.expired")
+
+
+def test_rotation_in_one_process_is_used_by_the_next_token_of_another(
+    tmp_path: Path, kek: LocalKeyFileProvider
+) -> None:
+    """Two issuers on two connections to one database file, as two worker processes."""
+    a = TokenIssuer(SqliteStorage(tmp_path / "w.db"), kek)
+    b = TokenIssuer(SqliteStorage(tmp_path / "w.db"), kek)
+    sub: dict[str, dict[str, Any]] = {}
+    tok, _ = b.issue(nonce=b"n" * 32, runtime_jkt="abc", submods=sub)
+    assert jwt.get_unverified_header(tok)["kid"] == a.active_kid
+    new = a.rotate()
+    tok, _ = b.issue(nonce=b"n" * 32, runtime_jkt="abc", submods=sub)
+    assert jwt.get_unverified_header(tok)["kid"] == new == b.active_kid
+    assert a.verify(tok)["cnf"] == {"jkt": "abc"}
+    assert new in {k["kid"] for k in b.jwks()["keys"]}

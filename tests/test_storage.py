@@ -17,6 +17,7 @@ from sealgate.storage import (
     KeyVersionRecord,
     Node,
     ReferenceValue,
+    SigningKeyRecord,
     StorageError,
 )
 from sealgate.storage.sqlite import SCHEMA_VERSION, SqliteStorage
@@ -312,3 +313,40 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
         st.create_challenge(_challenge(f"c{i:05d}"), audit=audit)
     wal = tmp_path / "s.db-wal"
     assert wal.stat().st_size < 8 * 1024 * 1024, wal.stat().st_size
+
+
+def test_attestation_records_keep_their_granted_keys_and_are_purged_after_expiry(
+    tmp_path: Path,
+) -> None:
+    st = SqliteStorage(tmp_path / "s.db")
+    audit = (lambda seq: f"{seq}".encode(), _core.audit_link)
+    for i in range(205):
+        st.create_challenge(_challenge(f"c{i}", expires=3000))
+        rec = AttestationRecord(f"old{i}", "n1", "tpm", f"c{i}", "{}", "jkt", 1000, 1300)
+        assert st.complete_attestation(f"c{i}", 1100, audit, rec)
+    st.create_challenge(_challenge("live", expires=3000))
+    live = AttestationRecord("live", "n1", "tpm", "live", "{}", "jkt", 1000, 2500, ("a", "b"))
+    assert st.complete_attestation("live", 1100, audit, live)
+    assert st.get_attestation("live") == live
+    old = st.get_attestation("old0")
+    assert old is not None and old.granted_key_ids == ()
+    # Batched like the challenges (200 a transaction); challenges live until 3000.
+    assert st.purge_expired(2000) == 205
+    assert st.get_attestation("old0") is None and st.get_attestation("old204") is None
+    assert st.get_attestation("live") == live
+    assert st.purge_expired(2600) == 1 and st.get_attestation("live") is None
+    st.close()
+
+
+def test_signing_key_changes_move_the_generation(tmp_path: Path) -> None:
+    """Every process notices a signing-key rotation by the generation it reads anyway."""
+    st = SqliteStorage(tmp_path / "s.db")
+    other = SqliteStorage(tmp_path / "s.db")
+    g = other.config_generation()
+    st.add_signing_key(SigningKeyRecord("k1", b"w", "{}", 1, 0), retire_others_at=1)
+    assert other.config_generation() > g
+    g = other.config_generation()
+    st.add_signing_key(SigningKeyRecord("k2", b"w", "{}", 2, 0), retire_others_at=2)
+    assert other.config_generation() > g
+    st.close()
+    other.close()

@@ -62,3 +62,21 @@ def test_server_runs_housekeeping_and_stops_it(tmp_path: Path) -> None:
     assert hk is not None and hk._thread is not None and hk._thread.is_alive()
     srv.stop(0)
     assert not hk._thread.is_alive()
+
+
+def test_purges_attestation_records_once_their_tokens_expired(tmp_path: Path) -> None:
+    from sealgate._core import audit_link
+    from sealgate.storage import AttestationRecord
+
+    st = SqliteStorage(tmp_path / "s.db")
+    clock = _Clock(1000.0)
+    hk = Housekeeper(st, clock=clock)
+    st.create_challenge(Challenge("c", b"n" * 32, "tpm", "", 900, 5000))
+    rec = AttestationRecord("j", "", "tpm", "c", "{}", "jkt", 950, 1250, ("k",))
+    assert st.complete_attestation("c", 960, (lambda seq: b"e", audit_link), rec)
+    hk.run_once()
+    assert st.get_attestation("j") == rec
+    clock.t = 1251.0
+    hk.run_once()
+    assert hk.purged == 1 and st.get_attestation("j") is None
+    st.close()

@@ -6,14 +6,18 @@ Claims: ``eat_profile``, ``iat``, ``exp`` (default 5 minutes), ``jti``, ``ear.ve
 (RFC 7800) with ``jkt``: the RFC 7638 thumbprint of the runtime key, so only the holder of
 that key can use the token to fetch keys. The JWT header carries ``kid``.
 
-Signing keys rotate: a new key signs from now on; retired keys stay in the JWKS until every
-token they signed has expired (retired_at + max token lifetime).
+Signing keys rotate: a new key signs from now on, in every process (rotation moves the
+storage's configuration generation, which each issue checks); retired keys stay in the JWKS
+and verify tokens dated before their retirement until every token they signed has expired
+(retired_at + token lifetime), then nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -66,6 +70,41 @@ class _Key:
     retired_at: int
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """One immutable snapshot of the signing keys, replaced whole (thread-safe reads)."""
+
+    #: Storage.config_generation() read before these keys were.
+    generation: int
+    by_kid: dict[str, _Key]
+    active: _Key | None
+
+
+#: Largest NumericDate accepted: the I-JSON exact-integer range (RFC 7493 §2.2).
+MAX_NUMERIC_DATE = 2**53 - 1
+
+#: How long after its retirement a key's tokens may still be dated. Retirement is stamped
+#: just before the rotating transaction commits; a process that read the configuration
+#: generation before that commit signs with the retired key until its next read, i.e. its
+#: token in flight. That token must stay good, a token dated later must not.
+ROTATION_GRACE = 10
+
+
+def numeric_date(value: object) -> int | None:
+    """A JWT NumericDate (RFC 7519 §2) as an int, or None if it is not one.
+
+    Integers and finite floats in 0..MAX_NUMERIC_DATE; never bool, string or null (PyJWT
+    coerces numeric strings and bools with int(), so its own checks let them through).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not 0 <= value <= MAX_NUMERIC_DATE:
+        return None
+    return int(value)
+
+
 class TokenIssuer:
     def __init__(
         self,
@@ -80,36 +119,60 @@ class TokenIssuer:
         self._kek = kek
         self.verifier_id = verifier_id
         self.ttl = ttl
-        self._keys: dict[str, _Key] = {}
-        self._active: _Key | None = None
+        self._snap = _Keys(-1, {}, None)
+        # Serializes reloads, so a slower one never installs an older snapshot over a newer.
+        self._reload_lock = threading.Lock()
         self.reload()
-        if self._active is None:
+        if self._snap.active is None:
             self.rotate()
 
     def reload(self) -> None:
+        """Read the keys afresh. Keys already loaded keep their unwrapped private part (one
+        KEK unwrap per key and process, not per reload)."""
+        with self._reload_lock:
+            self._reload()
+
+    def _reload(self) -> None:
+        # The generation first: a rotation committed between the two reads only costs
+        # one more reload later, never a stale snapshot labelled current.
+        generation = self._st.config_generation()
+        prev = self._snap.by_kid
         keys: dict[str, _Key] = {}
         active: _Key | None = None
         for rec in self._st.list_signing_keys():
-            pub_jwk = json.loads(rec.public_jwk)
+            old = prev.get(rec.kid)
             private: ec.EllipticCurvePrivateKey | None = None
             if rec.retired_at == 0:
-                der = self._kek.unwrap(rec.wrapped_private, _aad(rec.kid))
-                loaded = serialization.load_der_private_key(der, password=None)
-                assert isinstance(loaded, ec.EllipticCurvePrivateKey)
-                private = loaded
-            x = int.from_bytes(base64.urlsafe_b64decode(pub_jwk["x"] + "=="), "big")
-            y = int.from_bytes(base64.urlsafe_b64decode(pub_jwk["y"] + "=="), "big")
-            public = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
-            k = _Key(rec.kid, private, public, pub_jwk, rec.retired_at)
+                if old is not None and old.private is not None:
+                    private = old.private
+                else:
+                    der = self._kek.unwrap(rec.wrapped_private, _aad(rec.kid))
+                    loaded = serialization.load_der_private_key(der, password=None)
+                    assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+                    private = loaded
+            if old is not None:
+                k = _Key(rec.kid, private, old.public, old.jwk, rec.retired_at)
+            else:
+                pub_jwk = json.loads(rec.public_jwk)
+                x = int.from_bytes(base64.urlsafe_b64decode(pub_jwk["x"] + "=="), "big")
+                y = int.from_bytes(base64.urlsafe_b64decode(pub_jwk["y"] + "=="), "big")
+                public = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+                k = _Key(rec.kid, private, public, pub_jwk, rec.retired_at)
             keys[rec.kid] = k
             if private is not None:
                 active = k
-        self._keys = keys
-        self._active = active
+        self._snap = _Keys(generation, keys, active)
+
+    def refresh(self, generation: int | None = None) -> None:
+        """Reload if the keys changed since they were read: in any process, because every
+        change to signing_keys moves ``Storage.config_generation`` (one indexed read, or
+        none when the caller read the generation already)."""
+        current = self._st.config_generation() if generation is None else generation
+        if current != self._snap.generation:
+            self.reload()
 
     def rotate(self, now: int | None = None) -> str:
         """Make a new signing key active; the old ones only verify from now on."""
-        at = int(time.time()) if now is None else now
         key = ec.generate_private_key(ec.SECP256R1())
         pub = ec_public_jwk(key.public_key())
         kid = jwk_thumbprint(pub)
@@ -118,23 +181,29 @@ class TokenIssuer:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        rec = SigningKeyRecord(kid, self._kek.wrap(der, _aad(kid)), json.dumps(pub), at, 0)
+        wrapped = self._kek.wrap(der, _aad(kid))
+        # Stamped after the (possibly remote) KEK wrap, as close to the commit as possible:
+        # tokens the old key signs until other processes see the commit must not postdate
+        # its retirement by more than ROTATION_GRACE.
+        at = int(time.time()) if now is None else now
+        rec = SigningKeyRecord(kid, wrapped, json.dumps(pub), at, 0)
         self._st.add_signing_key(rec, retire_others_at=at)
         self.reload()
         return kid
 
     @property
     def active_kid(self) -> str:
-        assert self._active is not None
-        return self._active.kid
+        active = self._snap.active
+        assert active is not None
+        return active.kid
 
     def jwks(self, now: int | None = None) -> dict[str, Any]:
         """Public keys that may still verify an unexpired token."""
         at = int(time.time()) if now is None else now
-        # Another worker process or replica may have rotated: read the keys afresh (rare call).
-        self.reload()
+        # Another worker process or replica may have rotated.
+        self.refresh()
         out = []
-        for k in self._keys.values():
+        for k in self._snap.by_kid.values():
             if k.retired_at and k.retired_at + self.ttl < at:
                 continue
             out.append({**k.jwk, "kid": k.kid, "use": "sig", "alg": "ES256"})
@@ -148,8 +217,14 @@ class TokenIssuer:
         submods: dict[str, dict[str, Any]],
         now: int | None = None,
         extra: dict[str, Any] | None = None,
+        generation: int | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        if self._active is None or self._active.private is None:
+        """Sign a token with the current key. ``generation``: the caller's fresh read of
+        ``Storage.config_generation`` (else this reads it), so a rotation made by another
+        process is used from this token on."""
+        self.refresh(generation)
+        active = self._snap.active
+        if active is None or active.private is None:
             raise SealgateError("broker.token.no_key", "no active signing key")
         at = int(time.time()) if now is None else now
         claims: dict[str, Any] = {
@@ -164,26 +239,37 @@ class TokenIssuer:
         }
         if extra:
             claims.update(extra)
-        token = jwt.encode(
-            claims, self._active.private, algorithm="ES256", headers={"kid": self._active.kid}
-        )
+        token = jwt.encode(claims, active.private, algorithm="ES256", headers={"kid": active.kid})
         return token, claims
 
-    def verify(self, token: str, now: int | None = None) -> dict[str, Any]:
-        """Signature (by kid), expiry and shape; TokenError with a stable code otherwise."""
+    def verify(
+        self, token: str, now: int | None = None, generation: int | None = None
+    ) -> dict[str, Any]:
+        """Signature (by kid), expiry, shape and the signing key's retirement; TokenError with
+        a stable code otherwise. A retired key verifies only tokens dated before its
+        retirement (+ ROTATION_GRACE), and nothing once it has been retired longer than the
+        token lifetime: a leaked old key cannot mint tokens that verify."""
+        at = int(time.time()) if now is None else now
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise TokenError("broker.token.malformed", "token is not a JWT") from None
         kid = header.get("kid")
-        if isinstance(kid, str) and kid not in self._keys:
-            self.reload()  # signed by a key another worker or replica made since we loaded
-        if header.get("alg") != "ES256" or not isinstance(kid, str) or kid not in self._keys:
+        # A key made by another process or replica moved the generation: no reload per
+        # unknown kid (which any caller could send).
+        self.refresh(generation)
+        key = self._snap.by_kid.get(kid) if isinstance(kid, str) else None
+        if header.get("alg") != "ES256" or key is None:
             raise TokenError("broker.token.unknown_key", "token not signed by a sealgate key")
+        if key.retired_at and at > key.retired_at + self.ttl:
+            raise TokenError(
+                "broker.token.key_retired",
+                "token signed by a key retired longer than the token lifetime",
+            )
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._keys[kid].public,
+                key.public,
                 algorithms=["ES256"],
                 options={"require": ["exp", "iat", "jti", "cnf"]},
                 leeway=0,
@@ -192,8 +278,26 @@ class TokenIssuer:
             raise TokenError("broker.token.expired", "token has expired") from None
         except jwt.PyJWTError as e:
             raise TokenError("broker.token.invalid", f"token rejected: {e}") from None
-        if now is not None and claims["exp"] <= now:
+        iat, exp = numeric_date(claims["iat"]), numeric_date(claims["exp"])
+        cnf = claims["cnf"]
+        if (
+            iat is None
+            or exp is None
+            or not isinstance(claims["jti"], str)
+            or not isinstance(cnf, dict)
+            or not isinstance(cnf.get("jkt"), str)
+            # A thumbprint is base64url (RFC 7638 §3); hmac.compare_digest takes only ASCII str.
+            or not cnf["jkt"].isascii()
+        ):
+            raise TokenError("broker.token.invalid", "token claims have the wrong types")
+        if not 0 < exp - iat <= MAX_TTL:
+            raise TokenError("broker.token.invalid", f"token lifetime outside 1..{MAX_TTL}s")
+        if exp <= at:
             raise TokenError("broker.token.expired", "token has expired")
+        if key.retired_at and iat > key.retired_at + ROTATION_GRACE:
+            raise TokenError(
+                "broker.token.key_retired", "token dated after its signing key was retired"
+            )
         if claims.get("eat_profile") != EAR_PROFILE:
             raise TokenError("broker.token.invalid", "not an EAR token")
         return claims

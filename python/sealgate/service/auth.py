@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sealgate.broker.hpke import jwk_thumbprint
-from sealgate.broker.tokens import ec_public_jwk
+from sealgate.broker.tokens import ec_public_jwk, numeric_date
 from sealgate.errors import SealgateError
 
 AUDIENCE = "sealgate-admin"
@@ -118,8 +118,15 @@ class OperatorAuth:
             raise AuthError("auth.token.expired", "bearer token has expired", True) from None
         except jwt.PyJWTError as e:
             raise AuthError("auth.token.invalid", f"bearer token rejected: {e}", True) from None
+        # PyJWT's own checks coerce with int(), so "123" and true pass them: the claims
+        # must be NumericDates (RFC 7519 §2) before any arithmetic on them.
+        iat, exp = numeric_date(claims["iat"]), numeric_date(claims["exp"])
+        if iat is None or exp is None:
+            raise AuthError("auth.token.invalid", "iat and exp must be NumericDates", True)
         at = int(time.time()) if now is None else now
-        if claims["exp"] - claims["iat"] > MAX_OPERATOR_TTL or claims["iat"] > at + 60:
+        if exp <= at:
+            raise AuthError("auth.token.expired", "bearer token has expired", True)
+        if exp - iat > MAX_OPERATOR_TTL or iat > at + 60:
             raise AuthError("auth.token.lifetime", "operator tokens live at most an hour", True)
         roles = claims.get("roles", [])
         if not isinstance(roles, list):

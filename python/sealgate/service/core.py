@@ -37,7 +37,7 @@ from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
 from sealgate.result import VerifyResult
 from sealgate.service import errors as E
-from sealgate.service.cache import ConfigCache
+from sealgate.service.cache import ConfigCache, ConfigView
 from sealgate.service.config import ServiceConfig
 from sealgate.service.platforms import PlatformRegistry, VerifyContext
 from sealgate.storage import (
@@ -242,7 +242,8 @@ class Verifier:
             )
             return out
         jkt = jwk_thumbprint(rk_jwk)
-        appraisals = self._release(result, key_ids, suite, runtime_public_key, ch.id, out)
+        view = self.config.view()
+        appraisals = self._release(view, result, key_ids, suite, runtime_public_key, ch.id, out)
         vector: dict[str, int] = {}
         for a, _rev in appraisals.values():
             for k, v in a.vector.items():
@@ -262,6 +263,7 @@ class Verifier:
             submods={platform: submod},
             now=now,
             extra={"sub": node_id or ch.id},
+            generation=view.generation,
         )
         out.token, out.expires_at = token, int(claims["exp"])
         decided = self.audit.pending(
@@ -285,6 +287,7 @@ class Verifier:
             jkt,
             now,
             claims["exp"],
+            tuple(g.key_id for g in out.granted),
         )
         # The challenge's consumption, the token's record and its audit entry commit
         # together (one transaction); nothing is returned unless they did.
@@ -318,21 +321,33 @@ class Verifier:
 
     def _release(
         self,
+        view: ConfigView,
         result: VerifyResult,
         key_ids: list[str],
         suite: str,
         runtime_public_key: bytes,
         challenge_id: str,
         out: AttestOutcome,
+        granted_at_attest: frozenset[str] | None = None,
     ) -> dict[str, tuple[Appraisal, int]]:
-        """Appraise each wanted key's policy; seal the granted ones to the runtime key."""
-        view = self.config.view()
+        """Appraise each wanted key's policy; seal the granted ones to the runtime key.
+
+        ``granted_at_attest`` (ReleaseKey): only these keys may be served; any other is
+        denied unappraised, so a token is never wider than its attestation's decision.
+        """
         refs = view.reference_values(result.platform)
         appraisals: dict[str, tuple[Appraisal, int]] = {}
         for key_id in dict.fromkeys(key_ids):
             entry = view.policy(key_id)
             if entry is None:
                 failure = PolicyFailure("policy.key.no_policy", f"{key_id}: no policy")
+                out.denied.append(Denied(key_id, [failure]))
+                continue
+            if granted_at_attest is not None and key_id not in granted_at_attest:
+                failure = PolicyFailure(
+                    "broker.key.not_granted",
+                    f"{key_id}: not granted at Attest; attest again to ask for it",
+                )
                 out.denied.append(Denied(key_id, [failure]))
                 continue
             rec, policy = entry
@@ -356,28 +371,41 @@ class Verifier:
         self, *, token: str, runtime_public_key: bytes, suite: str, key_ids: list[str]
     ) -> AttestOutcome:
         self._check_keys_request(key_ids)
+        # One generation read serves the signing keys (a rotation elsewhere) and appraisal.
+        view = self.config.view()
         try:
-            claims = self.tokens.verify(token)
+            claims = self.tokens.verify(token, generation=view.generation)
         except TokenError as e:
             raise E.denied(e.code, e.message) from None
         try:
             jkt = jwk_thumbprint(jwk(suite, runtime_public_key))
         except UsageError as e:
             raise E.invalid(e.code, e.message) from None
-        if not hmac.compare_digest(jkt, str(claims.get("cnf", {}).get("jkt", ""))):
+        if not hmac.compare_digest(jkt, claims["cnf"]["jkt"]):
             raise E.denied(
                 "broker.token.key_mismatch", "runtime key is not the one the token is bound to"
             )
-        rec = self.st.get_attestation(str(claims["jti"]))
+        rec = self.st.get_attestation(claims["jti"])
         if rec is None:
+            # Unknown, or purged after its token expired.
             raise E.denied("broker.token.unknown", "token does not match an attestation")
+        self._check_token_record(claims, rec)
         if rec.node_id:
             node = self.st.get_node(rec.node_id)
             if rec.platform == "tpm" and (node is None or node.revoked):
                 raise E.denied("tpm.ak.revoked", f"node {rec.node_id!r} has been revoked")
         result = VerifyResult(rec.platform, json.loads(rec.claims_json))
         out = AttestOutcome(token=token, expires_at=int(claims["exp"]))
-        self._release(result, key_ids, suite, runtime_public_key, rec.challenge_id, out)
+        self._release(
+            view,
+            result,
+            key_ids,
+            suite,
+            runtime_public_key,
+            rec.challenge_id,
+            out,
+            frozenset(rec.granted_key_ids),
+        )
         self.audit.append(
             "key.released",
             rec.node_id or "-",
@@ -388,6 +416,27 @@ class Verifier:
             },
         )
         return out
+
+    def _check_token_record(self, claims: dict[str, Any], rec: AttestationRecord) -> None:
+        """The token must be the one issued for its record, not merely signed by one of our
+        keys: whoever holds a leaked signing key can mint any claims around a jti from the
+        audit log, but not the record's runtime-key thumbprint and lifetime. Such a token is
+        audited: it means a signing key is out."""
+        if (
+            hmac.compare_digest(rec.runtime_key_jkt, claims["cnf"]["jkt"])
+            and rec.expires_at == claims["exp"]
+            and rec.issued_at == claims["iat"]
+        ):
+            return
+        self.audit.append(
+            "key.refused",
+            rec.node_id or "-",
+            {"jti": rec.jti, "code": "broker.token.record_mismatch"},
+        )
+        raise E.denied(
+            "broker.token.record_mismatch",
+            "token does not match the attestation it names (binding or lifetime differ)",
+        )
 
     # -- TPM enrollment -------------------------------------------------------------------
     def enroll_tpm(

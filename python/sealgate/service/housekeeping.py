@@ -1,7 +1,8 @@
 """Background upkeep of one server process, off the request path.
 
-Expired challenges and enrollments are deleted every ``every`` seconds, in small
-transactions under the write lock (``Storage.purge_expired``). Every Challenge adds a row.
+Expired challenges and enrollments, and attestation records whose tokens expired, are
+deleted every ``every`` seconds, in small transactions under the write lock
+(``Storage.purge_expired``). Every Challenge adds a row, every Attest that verifies another.
 This replaces a purge that ran inline in every 1000th Challenge: one DELETE of all rows
 expired over an hour before, unbatched and outside the write lock, on the event loop that
 serves every other call (and enrollments were never purged).

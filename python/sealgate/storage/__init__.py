@@ -113,6 +113,8 @@ class AttestationRecord:
     runtime_key_jkt: str
     issued_at: int
     expires_at: int
+    #: The key ids granted at Attest: all that ReleaseKey may ever serve for this token.
+    granted_key_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,9 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def purge_expired(self, now: int, batch: int = 200) -> int:
-        """Delete challenges and enrollments that expired before ``now`` (used or not: past
-        expiry they can never be used again; the audit log keeps what happened), in
+        """Delete challenges, enrollments and attestation records (their tokens) that expired
+        before ``now`` (used or not: past expiry they can never be used again; the audit log
+        keeps what happened), in
         transactions of at most ``batch`` rows so writers on the hot path never wait long (here a
         batch of 500 held the write lock 1 to 2 ms, one of 200 0.6 to 1.3 ms, and either up to
         5 to 8 ms when its COMMIT also checkpointed the WAL).
@@ -172,8 +175,9 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def config_generation(self) -> int:
-        """A counter that moves whenever reference values, policies or model keys change
-        (in the changing transaction), so readers may cache those per generation."""
+        """A counter that moves whenever reference values, policies, model keys or token
+        signing keys change (in the changing transaction), so readers may cache those per
+        generation."""
 
     # -- reference values -------------------------------------------------------------
     @abc.abstractmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -119,6 +120,26 @@ MIGRATIONS.append(
             "CREATE TRIGGER key_versions_gen_insert AFTER INSERT ON key_versions BEGIN " + _BUMP,
             "CREATE TRIGGER key_versions_gen_update AFTER UPDATE ON key_versions BEGIN " + _BUMP,
             "CREATE TRIGGER key_versions_gen_delete AFTER DELETE ON key_versions BEGIN " + _BUMP,
+        ],
+    )
+)
+
+MIGRATIONS.append(
+    (
+        4,
+        [
+            # The key ids granted at Attest (a JSON list): ReleaseKey serves only those, so a
+            # token is never wider than its attestation's decision. Records from before this
+            # step grant nothing on ReleaseKey (fail closed; they expire within the token TTL).
+            "ALTER TABLE attestations ADD COLUMN granted_keys TEXT NOT NULL DEFAULT '[]'",
+            # Records are purged once their tokens expired (Storage.purge_expired).
+            "CREATE INDEX attestations_expiry ON attestations (expires_at)",
+            # Rotating the token signing key moves the generation too, so every process
+            # (worker or replica) signs with the current key from its next token on: the
+            # generation is already read once per attestation.
+            "CREATE TRIGGER signing_keys_gen_insert AFTER INSERT ON signing_keys BEGIN " + _BUMP,
+            "CREATE TRIGGER signing_keys_gen_update AFTER UPDATE ON signing_keys BEGIN " + _BUMP,
+            "CREATE TRIGGER signing_keys_gen_delete AFTER DELETE ON signing_keys BEGIN " + _BUMP,
         ],
     )
 )
@@ -310,7 +331,7 @@ class SqliteStorage(Storage):
 
     def purge_expired(self, now: int, batch: int = 200) -> int:
         total = 0
-        for table in ("challenges", "enrollments"):
+        for table in ("challenges", "enrollments", "attestations"):
             while True:
                 with self._tx() as c:
                     n = c.execute(
@@ -604,7 +625,8 @@ class SqliteStorage(Storage):
     def _insert_attestation(self, rec: AttestationRecord) -> None:
         self._conn().execute(
             "INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
-            " runtime_key_jkt, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " runtime_key_jkt, issued_at, expires_at, granted_keys)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rec.jti,
                 rec.node_id,
@@ -614,16 +636,21 @@ class SqliteStorage(Storage):
                 rec.runtime_key_jkt,
                 rec.issued_at,
                 rec.expires_at,
+                json.dumps(list(rec.granted_key_ids)),
             ),
         )
 
     def get_attestation(self, jti: str) -> AttestationRecord | None:
         rows = self._q(
             "SELECT jti, node_id, platform, challenge_id, claims, runtime_key_jkt, issued_at,"
-            " expires_at FROM attestations WHERE jti = ?",
+            " expires_at, granted_keys FROM attestations WHERE jti = ?",
             (jti,),
         )
-        return AttestationRecord(*rows[0]) if rows else None
+        if not rows:
+            return None
+        r = rows[0]
+        granted = tuple(str(k) for k in json.loads(r[8]))
+        return AttestationRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], granted)
 
     # -- audit ------------------------------------------------------------------------
     def append_audit(
