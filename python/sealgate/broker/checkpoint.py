@@ -134,7 +134,7 @@ def _bad(message: str) -> CheckpointError:
 
 def parse_verifier_key(text: str) -> NoteVerifier:
     """Parse a verifier key as published on ``/audit/checkpoint-key``."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)
     if len(parts) != 3 or not _NAME_OK.match(parts[0]):
         raise CheckpointError(
             "audit.checkpoint.bad_key", "verifier key is not <name>+<hash>+<base64 key>"
@@ -153,19 +153,19 @@ def parse_verifier_key(text: str) -> NoteVerifier:
     return v
 
 
-def sign_checkpoint(cp: Checkpoint, signer: CheckpointSigner) -> bytes:
-    """The signed note: body, a blank line, one signature line by the origin-named key."""
-    body = cp.body()
-    sig = signer.sign(body)
-    blob = base64.b64encode(key_hash(cp.origin, signer.public_key()) + sig).decode()
-    return body + f"\n{_EM_DASH} {cp.origin} {blob}\n".encode()
+def sign_note(text: bytes, name: str, signer: CheckpointSigner) -> bytes:
+    """A signed note: ``text`` (ending in LF), a blank line, one signature line by ``name``."""
+    if not text.endswith(b"\n") or not _NAME_OK.match(name):
+        raise ValueError("note text must end with a newline; key names have no space or +")
+    blob = base64.b64encode(key_hash(name, signer.public_key()) + signer.sign(text)).decode()
+    return text + f"\n{_EM_DASH} {name} {blob}\n".encode()
 
 
-def open_checkpoint(note: bytes, verifier: NoteVerifier) -> Checkpoint:
-    """Parse a signed checkpoint and verify ``verifier``'s signature on it.
+def open_note(note: bytes, verifier: NoteVerifier) -> str:
+    """The text of a signed note that carries a valid signature by ``verifier``.
 
-    Signatures by other keys are ignored, as signed-note requires; one valid signature by
-    ``verifier`` is needed, and its name must be the checkpoint's origin.
+    Signatures by other keys are ignored, as signed-note requires; one by ``verifier`` must
+    be there and verify. Checked before anything in the text is interpreted.
     """
     if len(note) > MAX_NOTE_BYTES:
         raise _bad(f"checkpoint exceeds {MAX_NOTE_BYTES} bytes")
@@ -181,8 +181,46 @@ def open_checkpoint(note: bytes, verifier: NoteVerifier) -> Checkpoint:
     if cut < 0:
         raise _bad("checkpoint has no signature block")
     body, sigs = text[: cut + 1], text[cut + 2 :]
-    lines = body[:-1].split("\n")
-    if len(lines) < 3 or not lines[0] or any(not line for line in lines):
+    sig_lines = sigs[:-1].split("\n")
+    if len(sig_lines) > _MAX_SIGNATURES:
+        raise _bad(f"more than {_MAX_SIGNATURES} signatures")
+    parsed: list[tuple[str, bytes]] = []
+    for line in sig_lines:  # every line well-formed, known key or not
+        m = re.fullmatch(_EM_DASH + r" ([^\s+]+) (\S+)", line)
+        if m is None:
+            raise _bad("malformed signature line")
+        try:
+            blob = base64.b64decode(m.group(2), validate=True)
+        except binascii.Error:
+            raise _bad("signature is not base64") from None
+        if len(blob) < 4:
+            raise _bad("signature shorter than its key hash")
+        parsed.append((m.group(1), blob))
+    public = Ed25519PublicKey.from_public_bytes(verifier.public_key)
+    for name, blob in parsed:
+        if name != verifier.name or blob[:4] != verifier.key_hash:
+            continue
+        try:
+            if len(blob) != 4 + 64:
+                raise InvalidSignature
+            public.verify(blob[4:], body.encode())
+        except InvalidSignature:
+            raise CheckpointError(
+                "audit.checkpoint.bad_signature",
+                f"checkpoint signature by {verifier.name} does not verify",
+            ) from None
+        return body
+    raise CheckpointError(
+        "audit.checkpoint.bad_signature",
+        f"checkpoint carries no signature by {verifier.name}+{verifier.key_hash.hex()}",
+    )
+
+
+def parse_checkpoint(text: str) -> Checkpoint:
+    """The tlog-checkpoint lines of a note's text (extension lines after the third are
+    allowed and ignored, as c2sp.org/tlog-checkpoint says)."""
+    lines = text[:-1].split("\n") if text.endswith("\n") else []
+    if len(lines) < 3 or any(not line for line in lines):
         raise _bad("checkpoint needs origin, size and root hash lines")
     origin, size_s, root_s = lines[0], lines[1], lines[2]
     if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_s):
@@ -193,42 +231,23 @@ def open_checkpoint(note: bytes, verifier: NoteVerifier) -> Checkpoint:
         raise _bad("root hash is not base64") from None
     if len(root) != HASH_SIZE:
         raise _bad(f"root hash is {len(root)} bytes, expected {HASH_SIZE}")
-    sig_lines = sigs[:-1].split("\n")
-    if len(sig_lines) > _MAX_SIGNATURES:
-        raise _bad(f"more than {_MAX_SIGNATURES} signatures")
-    public = Ed25519PublicKey.from_public_bytes(verifier.public_key)
-    signed = body.encode()
-    for line in sig_lines:
-        m = re.fullmatch(_EM_DASH + r" (\S+) (\S+)", line)
-        if m is None:
-            raise _bad("malformed signature line")
-        try:
-            blob = base64.b64decode(m.group(2), validate=True)
-        except binascii.Error:
-            raise _bad("signature is not base64") from None
-        if m.group(1) != verifier.name or blob[:4] != verifier.key_hash:
-            continue
-        if len(blob) != 4 + 64:
-            raise CheckpointError(
-                "audit.checkpoint.bad_signature", "Ed25519 signatures are 64 bytes"
-            )
-        try:
-            public.verify(blob[4:], signed)
-        except InvalidSignature:
-            raise CheckpointError(
-                "audit.checkpoint.bad_signature",
-                f"checkpoint signature by {verifier.name} does not verify",
-            ) from None
-        if origin != verifier.name:
-            raise CheckpointError(
-                "audit.checkpoint.bad_signature",
-                f"checkpoint origin {origin[:64]!r} is not the key's log {verifier.name!r}",
-            )
-        return Checkpoint(origin, int(size_s), root)
-    raise CheckpointError(
-        "audit.checkpoint.bad_signature",
-        f"checkpoint carries no signature by {verifier.name}+{verifier.key_hash.hex()}",
-    )
+    return Checkpoint(origin, int(size_s), root)
+
+
+def sign_checkpoint(cp: Checkpoint, signer: CheckpointSigner) -> bytes:
+    """The checkpoint as a note signed by the key named after its origin."""
+    return sign_note(cp.body(), cp.origin, signer)
+
+
+def open_checkpoint(note: bytes, verifier: NoteVerifier) -> Checkpoint:
+    """A checkpoint signed by ``verifier``, whose name must be the checkpoint's origin."""
+    cp = parse_checkpoint(open_note(note, verifier))
+    if cp.origin != verifier.name:
+        raise CheckpointError(
+            "audit.checkpoint.bad_signature",
+            f"checkpoint origin {cp.origin[:64]!r} is not the key's log {verifier.name!r}",
+        )
+    return cp
 
 
 class CheckpointStore:
