@@ -71,6 +71,8 @@ def test_an_oversized_entry_is_kept_cut_and_marked(kek: LocalKeyFileProvider) ->
     assert summary["keys"][0].startswith("kkk") and summary["keys"][0].endswith("[4000000 chars]")
     assert summary["keys"][-1] == "…[101 items]" and len(summary["keys"]) == 17
     assert doc["actor"].endswith("[10000 chars]") and doc["event"] == "attest.denied"
+    # The MAC is spliced into the encoding: it must be the deterministic encoding still.
+    assert e == cbor2.dumps(doc, canonical=True)
     # Ordinary entries are untouched.
     small = decode_entry(encode_entry(2, 5, "attest.denied", "n", {"keys": ["a"]}))
     assert small["details"] == {"keys": ["a"]}

@@ -25,7 +25,7 @@ from sealgate.broker.checkpoint import (
     sign_checkpoint,
     sign_note,
 )
-from sealgate.broker.kek import Ed25519Signer, LocalKeyFileProvider
+from sealgate.broker.kek import Ed25519Signer, KekError, LocalKeyFileProvider
 from sealgate.service.checkpoints import CheckpointThread
 from sealgate.storage.sqlite import SqliteStorage
 
@@ -222,3 +222,16 @@ def test_checkpoint_thread_anchors_while_appending_and_at_stop(
     note = cps.store.latest()
     assert note is not None and open_checkpoint(note, cps.verifier).size == st.audit_head()[0]
     assert log.verify_anchored(cps.store, cps.verifier).ok
+
+
+def test_audit_keys_come_from_the_kek_and_stay(tmp_path: Path) -> None:
+    a = LocalKeyFileProvider(tmp_path / "kek.key")
+    b = LocalKeyFileProvider(tmp_path / "kek.key")  # the next start
+    other = LocalKeyFileProvider(tmp_path / "other.key")
+    assert a.checkpoint_signer().public_key() == b.checkpoint_signer().public_key()
+    assert a.audit_mac(b"e") == b.audit_mac(b"e") != other.audit_mac(b"e")
+    assert a.checkpoint_signer().public_key() != other.checkpoint_signer().public_key()
+    # Offline tools never create a KEK for a data directory that has none.
+    with pytest.raises(KekError) as e:
+        LocalKeyFileProvider(tmp_path / "none.key", create=False)
+    assert e.value.code == "broker.kek.missing" and not (tmp_path / "none.key").exists()

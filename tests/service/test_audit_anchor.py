@@ -268,3 +268,38 @@ def test_huge_key_ids_are_refused_at_the_door_and_add_nothing(tmp_path: Path) ->
         ch.close()
         grown = sum(len(r.entry) for r in srv.storage.list_audit(0, 1000)) - size0
         assert refused == 20 and grown < 20 * 1024, grown
+
+
+def test_list_audit_pages_through_huge_old_entries(tmp_path: Path) -> None:
+    """Entries written before the bound (key ids copied whole) no longer break ListAudit."""
+    cfg = _cfg(tmp_path)
+    with _serve(cfg) as (_srv, admin, md):
+        with _db(cfg) as c:
+            seq, prev = c.execute(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            prev = bytes(prev)
+            for s in range(seq + 1, seq + 6):
+                doc = {"seq": s, "time": 1, "event": "attest.denied", "actor": "-",
+                       "details": {"keys": ["k" * 2_000_000]}}  # fmt: skip
+                e = cbor2.dumps(doc, canonical=True)
+                prev = _core.audit_link(prev, e)
+                c.execute("INSERT INTO audit (seq, entry, hash) VALUES (?, ?, ?)", (s, e, prev))
+        seen: list[int] = []
+        after = 0
+        for _ in range(10):
+            page = admin.ListAudit(
+                admin_pb2.ListAuditRequest(after_seq=after, limit=1000), metadata=md
+            ).entries
+            if not page:
+                break
+            assert all(len(e.details_json) < 64 * 1024 for e in page)
+            seen += [e.seq for e in page]
+            after = page[-1].seq
+        assert seen == list(range(1, seq + 6))
+        big = json.loads(
+            admin.ListAudit(admin_pb2.ListAuditRequest(after_seq=seq, limit=1), metadata=md)
+            .entries[0]
+            .details_json
+        )
+        assert big["truncated"]["bytes"] > 2_000_000

@@ -94,7 +94,8 @@ class LocalKeyFileProvider(KekProvider):
         self._aead = AESGCM(self._key)
         # Identifies the KEK in stored records without revealing it.
         self._id = "file:" + hashlib.sha256(b"sealgate kek id" + self._key).hexdigest()[:16]
-        self._mac_key = _derive(self._key, _AUDIT_MAC_LABEL)
+        # Keyed once; each MAC copies it (saves re-keying on every audit append).
+        self._mac = hmac.new(_derive(self._key, _AUDIT_MAC_LABEL), digestmod=hashlib.sha256)
         self._signer = Ed25519Signer(
             Ed25519PrivateKey.from_private_bytes(_derive(self._key, _CHECKPOINT_LABEL))
         )
@@ -144,7 +145,9 @@ class LocalKeyFileProvider(KekProvider):
             ) from None
 
     def audit_mac(self, data: bytes) -> bytes:
-        return hmac.new(self._mac_key, data, hashlib.sha256).digest()
+        h = self._mac.copy()
+        h.update(data)
+        return h.digest()
 
     def checkpoint_signer(self) -> CheckpointSigner:
         return self._signer
