@@ -753,6 +753,7 @@ def _audit_verify_offline(args: argparse.Namespace) -> int:
     from sealgate.broker.audit import AuditLog, EntryMac
     from sealgate.broker.checkpoint import (
         MAX_NOTE_BYTES,
+        CheckpointError,
         CheckpointStore,
         NoteVerifier,
         parse_verifier_key,
@@ -791,7 +792,11 @@ def _audit_verify_offline(args: argparse.Namespace) -> int:
         log = AuditLog(st, mac)
         # An auditor's own checkpoint anchors on its own; without one, the data directory's
         # checkpoints are required.
-        use_store = store if not kept or store.all() else None
+        try:
+            stored = bool(store.all())
+        except (CheckpointError, OSError):
+            stored = True  # there, but unreadable: verify_anchored names it
+        use_store = store if not kept or stored else None
         v = log.verify_anchored(use_store, verifier, kept)
     finally:
         st.close()
