@@ -29,6 +29,7 @@ from sealgate.broker.checkpoint import open_checkpoint, parse_verifier_key, sign
 from sealgate.broker.kek import LocalKeyFileProvider
 from sealgate.cli import main as cli_main
 from sealgate.service.auth import mint_operator_token
+from sealgate.service.checkpoints import CHECKPOINT_EVERY
 from sealgate.service.config import ServiceConfig
 from sealgate.service.server import RunningServer, create_server
 
@@ -303,3 +304,17 @@ def test_list_audit_pages_through_huge_old_entries(tmp_path: Path) -> None:
             .details_json
         )
         assert big["truncated"]["bytes"] > 2_000_000
+
+
+def test_a_running_server_checkpoints_new_entries_by_itself(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    with _serve(cfg) as (srv, admin, md):
+        _changes(admin, md, 3)
+        url = f"http://127.0.0.1:{srv.http_port}/audit/checkpoint"
+        deadline = time.monotonic() + 4 * CHECKPOINT_EVERY
+        size = 0
+        while time.monotonic() < deadline and size < 4:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                size = open_checkpoint(r.read(), srv.core.checkpointer.verifier).size
+            time.sleep(0.1)
+        assert size == 4
