@@ -92,6 +92,9 @@ def test_every_admin_change_leaves_one_entry(core: Verifier) -> None:
         "admin.refval.removed",
         "admin.signing_key.rotated",
     ]
+    # Without a checkpoint the head is not anchored, and verification says so.
+    assert core.verify_audit().code == "audit.checkpoint.missing"
+    assert core.checkpointer.run_once() is not None
     assert core.verify_audit().ok
 
 

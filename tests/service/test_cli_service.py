@@ -107,6 +107,10 @@ def test_serve_admin_cli_and_sigterm(tmp_path: Path, workers: int) -> None:
     assert proc.returncode == 0 and "stopped" in out
     r = _cli("audit", "verify", "--data-dir", str(tmp_path / "data"))
     assert r.returncode == 0 and b"audit chain OK" in r.stdout
+    # Every worker's clean stop anchored the head: nothing is left unanchored.
+    r = _cli("audit", "verify", "--json", "--data-dir", str(tmp_path / "data"))
+    v = json.loads(r.stdout)
+    assert v["ok"] and v["authenticated"] and v["anchored"] == v["entries"] >= 2 + workers, v
 
 
 def test_serve_refuses_plaintext_on_non_loopback(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from sealgate.errors import UsageError
 from sealgate.storage import KeyVersionRecord, ModelKeyRecord, Storage, StorageError
 
 MODEL_KEY_SIZE = 32  # AES-256
-_KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_KEY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 
 
 def key_aad(key_id: str, version: int) -> bytes:
@@ -24,7 +24,11 @@ def key_aad(key_id: str, version: int) -> bytes:
 
 
 def check_key_id(key_id: str) -> str:
-    if not _KEY_ID_RE.match(key_id):
+    """The one rule for model key ids, wherever one arrives (creation, Attest, ReleaseKey).
+
+    ``fullmatch``: with ``match``, ``$`` also matches before a final newline.
+    """
+    if len(key_id) > 128 or not _KEY_ID_RE.fullmatch(key_id):
         raise UsageError(
             "broker.key.bad_id",
             f"key id {key_id[:64]!r} must be 1-128 chars of [A-Za-z0-9._:/-], starting alnum",

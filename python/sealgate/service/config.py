@@ -87,6 +87,11 @@ class ServiceConfig:
         return self.data_dir / "kek.key"
 
     @property
+    def audit_checkpoint_dir(self) -> Path:
+        """Signed audit checkpoints, outside the database (``broker.checkpoint``)."""
+        return self.data_dir / "audit-checkpoints"
+
+    @property
     def bootstrap_operator_key(self) -> Path:
         return self.data_dir / "operator-key.pem"
 

@@ -29,9 +29,10 @@ from sealgate.appraise import (
 from sealgate.appraise.policy import canonical_json
 from sealgate.broker import runtime_binding
 from sealgate.broker.audit import AuditLog, AuditVerdict
+from sealgate.broker.checkpoint import Checkpointer, CheckpointStore, log_origin
 from sealgate.broker.hpke import jwk, jwk_thumbprint, release_info, seal
 from sealgate.broker.kek import KekProvider, LocalKeyFileProvider
-from sealgate.broker.keys import ModelKeys
+from sealgate.broker.keys import ModelKeys, check_key_id
 from sealgate.broker.nonces import Challenges
 from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
@@ -120,7 +121,11 @@ class Verifier:
         self.kek = kek or LocalKeyFileProvider(cfg.kek_path)
         self.keys = ModelKeys(storage, self.kek)
         self.tokens = TokenIssuer(storage, self.kek, cfg.verifier_id, cfg.token_ttl)
-        self.audit = AuditLog(storage)
+        self.audit = AuditLog(storage, self.kek.audit_mac)
+        self.checkpoints = CheckpointStore(cfg.audit_checkpoint_dir)
+        self.checkpointer = Checkpointer(
+            storage, self.kek.checkpoint_signer(), self.checkpoints, log_origin(cfg.verifier_id)
+        )
         self.challenges = Challenges(storage, cfg.challenge_ttl)
         self.platforms = platforms or PlatformRegistry()
         self.config = ConfigCache(storage)
@@ -318,6 +323,13 @@ class Verifier:
                 "service.limits.too_many_keys",
                 f"at most {self.cfg.limits.max_keys_per_request} key ids",
             )
+        # The rule keys are created under: a name no key can have is refused at the door,
+        # before it reaches a policy lookup or an audit entry.
+        for k in key_ids:
+            try:
+                check_key_id(k)
+            except UsageError as e:
+                raise E.invalid(e.code, e.message) from None
 
     def _release(
         self,
@@ -641,4 +653,10 @@ class Verifier:
         return kid
 
     def verify_audit(self) -> AuditVerdict:
-        return self.audit.verify()
+        """The chain, every entry's MAC, and every stored checkpoint (signature, and that
+        the chain holds its head at its size)."""
+        return self.audit.verify_anchored(self.checkpoints, self.checkpointer.verifier)
+
+    def checkpoint_key(self) -> str:
+        """The checkpoint verifier key (signed-note vkey) auditors keep."""
+        return self.checkpointer.verifier.encode()

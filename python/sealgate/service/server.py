@@ -42,6 +42,7 @@ from sealgate.broker.hpke import MLKEM768_X25519, X25519
 from sealgate.errors import SealgateError, UsageError
 from sealgate.service import errors as E
 from sealgate.service.auth import AuthError, OperatorAuth, Principal, generate_operator_key
+from sealgate.service.checkpoints import CheckpointThread
 from sealgate.service.config import ServiceConfig
 from sealgate.service.core import AttestOutcome, Verifier
 from sealgate.service.housekeeping import Housekeeper
@@ -705,23 +706,22 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
     async def ListAudit(
         self, request: admin_pb2.ListAuditRequest, context: Ctx
     ) -> admin_pb2.ListAuditResponse:
-        from sealgate.broker.audit import decode_entry
+        from sealgate.broker.audit import entry_view
 
         def fn(p: Principal) -> admin_pb2.ListAuditResponse:
+            # A page is at most 1000 entries and about AUDIT_PAGE_BYTES of them (each shown
+            # at most about MAX_ENTRY_BYTES): callers page on with after_seq = the last seq.
             limit = min(request.limit or 100, 1000)
             out = []
             for r in self.core.audit.list(request.after_seq, limit):
-                try:
-                    d = decode_entry(r.entry)
-                except ValueError:
-                    d = {"event": "<undecodable>", "time": 0, "actor": "", "details": {}}
+                d = entry_view(r.entry)
                 out.append(
                     admin_pb2.AuditEntry(
                         seq=r.seq,
-                        time=int(d.get("time", 0)),
-                        event=str(d.get("event", "")),
-                        actor=str(d.get("actor", "")),
-                        details_json=json.dumps(d.get("details", {}), sort_keys=True, default=str),
+                        time=int(d["time"]),
+                        event=d["event"],
+                        actor=d["actor"],
+                        details_json=json.dumps(d["details"], sort_keys=True, default=str),
                         hash=r.hash,
                     )
                 )
@@ -782,6 +782,17 @@ def _http_handler(
                     self._send(200, body, "text/plain; version=0.0.4")
                 elif self.path == "/.well-known/jwks.json":
                     self._send(200, core.jwks_json().encode(), "application/jwk-set+json")
+                elif self.path == "/audit/checkpoint":
+                    # The latest signed checkpoint of the audit chain (C2SP tlog-checkpoint);
+                    # auditors keep copies to check the log against later.
+                    note = core.checkpoints.latest()
+                    if note is None:
+                        self._send(404, b"no checkpoint yet\n", "text/plain")
+                    else:
+                        self._send(200, note, "text/plain; charset=utf-8")
+                elif self.path == "/audit/checkpoint-key":
+                    key = (core.checkpoint_key() + "\n").encode()
+                    self._send(200, key, "text/plain; charset=utf-8")
                 elif self.path == "/healthz":
                     ok = ready.is_set()
                     self._send(200 if ok else 503, b"ok\n" if ok else b"draining\n", "text/plain")
@@ -834,6 +845,7 @@ class RunningServer:
     _pool: futures.ThreadPoolExecutor
     _share: MetricsShare | None = None
     _housekeeper: Housekeeper | None = None
+    _checkpoints: CheckpointThread | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         """Drain: report NOT_SERVING, finish in-flight calls (up to ``grace``), stop."""
@@ -851,6 +863,9 @@ class RunningServer:
                 self._http.server_close()
             if self._housekeeper is not None:
                 self._housekeeper.stop()
+            if self._checkpoints is not None:
+                # After the drain: the last entries of this run are anchored too.
+                self._checkpoints.stop()
             self.storage.close()
 
 
@@ -943,6 +958,9 @@ def create_server(
         share.start_publishing(metrics)
     housekeeper = Housekeeper(st)
     housekeeper.start()
+    checkpoints = CheckpointThread(core.checkpointer)
+    checkpoints.run_once()  # the head as found at start, service.started included
+    checkpoints.start()
     # Everything loaded so far (modules, protobuf descriptors, grpc, keys) lives as long as
     # the process: freeze it out of the collector's generations, so a full collection (a
     # stall every in-flight call waits out) scans only what requests allocate. Measured
@@ -965,6 +983,7 @@ def create_server(
         pool,
         share,
         housekeeper,
+        checkpoints,
     )
 
 

@@ -135,6 +135,9 @@ class SigningKeyRecord:
     retired_at: int
 
 
+#: Default byte budget of one page of audit entries (list and verify hold one at a time).
+AUDIT_PAGE_BYTES = 1 << 20
+
 #: A pending audit append: (encode the entry for a sequence number, chain link function).
 #: Passed to writes that must be recorded in the same transaction as the audit entry.
 AuditAppend = tuple[Callable[[int], bytes], Callable[[bytes, bytes], bytes]]
@@ -277,10 +280,27 @@ class Storage(abc.ABC):
         number and ``link(prev_hash, entry)`` chains it (genesis prev = 32 zero bytes)."""
 
     @abc.abstractmethod
-    def list_audit(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRow]: ...
+    def list_audit(
+        self, after_seq: int = 0, limit: int = 1000, max_bytes: int = AUDIT_PAGE_BYTES
+    ) -> list[AuditRow]:
+        """Entries after ``after_seq`` in order: at most ``limit``, and no more once their
+        entries add up to ``max_bytes`` (at least one, so a caller paging by the last
+        sequence number always moves on)."""
 
     @abc.abstractmethod
-    def iter_audit(self, batch: int = 5000) -> Iterator[list[AuditRow]]: ...
+    def iter_audit(
+        self, batch: int = 1000, max_bytes: int = AUDIT_PAGE_BYTES
+    ) -> Iterator[list[AuditRow]]:
+        """The whole log as ``list_audit`` pages, each read in its own query (no read
+        transaction held across the walk, so WAL checkpoints are not held back)."""
+
+    @abc.abstractmethod
+    def audit_head(self) -> tuple[int, bytes]:
+        """(sequence number, hash) of the last entry; (0, 32 zero bytes) when empty."""
+
+    @abc.abstractmethod
+    def audit_hash_at(self, seq: int) -> bytes | None:
+        """The stored hash of entry ``seq``, or None if there is no such entry."""
 
     # -- token signing keys -----------------------------------------------------------
     @abc.abstractmethod
@@ -295,6 +315,7 @@ class Storage(abc.ABC):
 
 
 __all__ = [
+    "AUDIT_PAGE_BYTES",
     "AttestationRecord",
     "AuditAppend",
     "AuditRow",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sealgate.storage import (
+    AUDIT_PAGE_BYTES,
     AttestationRecord,
     AuditAppend,
     AuditRow,
@@ -671,21 +672,45 @@ class SqliteStorage(Storage):
         c.execute("INSERT INTO audit (seq, entry, hash) VALUES (?, ?, ?)", (seq, entry, h))
         return AuditRow(seq, entry, h)
 
-    def list_audit(self, after_seq: int = 0, limit: int = 1000) -> list[AuditRow]:
-        rows = self._q(
+    def list_audit(
+        self, after_seq: int = 0, limit: int = 1000, max_bytes: int = AUDIT_PAGE_BYTES
+    ) -> list[AuditRow]:
+        cur = self._conn().execute(
             "SELECT seq, entry, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
-        return [AuditRow(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+        out: list[AuditRow] = []
+        size = 0
+        try:
+            # Row by row, so a page of huge entries stops at the byte budget instead of
+            # being fetched whole.
+            for r in cur:
+                out.append(AuditRow(int(r[0]), bytes(r[1]), bytes(r[2])))
+                size += len(r[1])
+                if size >= max_bytes:
+                    break
+        finally:
+            cur.close()
+        return out
 
-    def iter_audit(self, batch: int = 5000) -> Iterator[list[AuditRow]]:
+    def iter_audit(
+        self, batch: int = 1000, max_bytes: int = AUDIT_PAGE_BYTES
+    ) -> Iterator[list[AuditRow]]:
         after = 0
         while True:
-            rows = self.list_audit(after, batch)
+            rows = self.list_audit(after, batch, max_bytes)
             if not rows:
                 return
             yield rows
             after = rows[-1].seq
+
+    def audit_head(self) -> tuple[int, bytes]:
+        rows = self._q("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, _GENESIS)
+
+    def audit_hash_at(self, seq: int) -> bytes | None:
+        rows = self._q("SELECT hash FROM audit WHERE seq = ?", (seq,))
+        return bytes(rows[0][0]) if rows else None
 
     # -- signing keys -----------------------------------------------------------------
     def add_signing_key(self, rec: SigningKeyRecord, retire_others_at: int) -> None:
