@@ -449,3 +449,43 @@ def test_verified_evidence_without_identity_is_refused(env: Env) -> None:
         grpc.StatusCode.PERMISSION_DENIED,
     )
     assert _entries(env, "attest.refused")[-1]["details"]["code"] == "attest.identity.missing"
+
+
+def test_cli_revoke_list_lift_forget(env: Env) -> None:
+    import os
+    import subprocess
+    import sys
+
+    agent, _tpm = _tpm_env(env)
+    agent.enroll()
+    bin_ = str(Path(sys.executable).parent / "sealgate")
+    cli_env = dict(
+        os.environ, SEALGATE_SERVER=f"127.0.0.1:{env.server.port}", SEALGATE_TOKEN=env.token
+    )
+
+    def cli(*args: str) -> tuple[int, Any, str]:
+        r = subprocess.run(
+            [bin_, "admin", *args], capture_output=True, timeout=60, env=cli_env, check=False
+        )
+        out = r.stdout.decode()
+        return r.returncode, json.loads(out) if "--json" in args else out, r.stderr.decode()
+
+    chip = "chip_id:" + "ab" * 64
+    rc, doc, _ = cli("revoke", "--platform", "snp", chip, "--reason", "rma", "--json")
+    assert rc == 0 and doc["identity"] == chip and doc["reason"] == "rma"
+    rc, doc, _ = cli("revocation-list", "--json")
+    assert rc == 0 and [r["identity"] for r in doc["revocations"]] == [chip]
+    rc, doc, _ = cli("revocation-lift", "--platform", "snp", chip, "--json")
+    assert rc == 0 and int(doc["lifted_at"]) > 0
+    rc, doc, _ = cli("revocation-list", "--json")
+    assert rc == 0 and doc["revocations"] == []
+    rc, doc, _ = cli("revocation-list", "--all", "--json")
+    assert [r["identity"] for r in doc["revocations"]] == [chip]
+    rc, _, err = cli("revoke", "--platform", "tdx", chip)
+    assert rc != 0 and "admin.revocation.bad_identity" in err and "Traceback" not in err
+    assert cli("node-revoke", "node-a", "--reason", "gone")[0] == 0
+    rc, doc, _ = cli("revocation-list", "--json")
+    assert {r["identity"].split(":")[0] for r in doc["revocations"]} == {"ek", "ak"}
+    assert cli("node-forget", "node-a")[0] == 0
+    rc, _, err = cli("node-forget", "node-a")
+    assert rc != 0 and "admin.node.not_found" in err
