@@ -489,3 +489,26 @@ def test_cli_revoke_list_lift_forget(env: Env) -> None:
     assert cli("node-forget", "node-a")[0] == 0
     rc, _, err = cli("node-forget", "node-a")
     assert rc != 0 and "admin.node.not_found" in err
+
+
+def test_unexpected_failure_after_lookup_consumes_and_audits(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent, _tpm = _tpm_env(env)
+    agent.enroll()
+
+    def broken(*_: object) -> bytes:
+        raise RuntimeError("KEK unavailable")
+
+    monkeypatch.setattr(env.server.core.keys, "unwrap", broken)
+    ch = agent.challenge()
+    req = agent.build_attest(ch, ["llama"])
+    stub = attestation_pb2_grpc.AttestationStub(env.channel)
+    assert _rpc_code(lambda: stub.Attest(req)) == (
+        "service.internal.error",
+        grpc.StatusCode.INTERNAL,
+    )
+    refused = _entries(env, "attest.refused")[-1]["details"]
+    assert refused == {"challenge_id": ch.challenge_id, "code": "service.internal.error"}
+    monkeypatch.undo()
+    assert _rpc_code(lambda: stub.Attest(req))[0] == "attest.challenge.invalid"

@@ -6,6 +6,7 @@ issuer's keys are immutable snapshots, counters are under a lock).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -155,6 +156,39 @@ class Verifier:
         return ch.id, ch.nonce, ch.expires_at
 
     def attest(
+        self,
+        *,
+        challenge_id: str,
+        node_id: str,
+        platform: str,
+        evidence: Any,
+        runtime_public_key: bytes,
+        suite: str,
+        key_ids: list[str],
+    ) -> AttestOutcome:
+        try:
+            return self._attest(
+                challenge_id=challenge_id,
+                node_id=node_id,
+                platform=platform,
+                evidence=evidence,
+                runtime_public_key=runtime_public_key,
+                suite=suite,
+                key_ids=key_ids,
+            )
+        except E.ServiceError:
+            raise  # every refusal has consumed the challenge and been audited already
+        except Exception as e:
+            # Something unexpected after the challenge lookup (a failing KEK, a bug): the
+            # challenge is used up and the failure audited all the same (the servicer maps
+            # the exception to a status). A challenge no longer live is left alone.
+            code = e.code if isinstance(e, SealgateError) else "service.internal.error"
+            if self.challenges.live(challenge_id) is not None:
+                with contextlib.suppress(Exception):
+                    self._refuse(challenge_id, node_id, code)
+            raise
+
+    def _attest(
         self,
         *,
         challenge_id: str,
