@@ -512,3 +512,43 @@ def test_unexpected_failure_after_lookup_consumes_and_audits(
     assert refused == {"challenge_id": ch.challenge_id, "code": "service.internal.error"}
     monkeypatch.undo()
     assert _rpc_code(lambda: stub.Attest(req))[0] == "attest.challenge.invalid"
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("auditor", {"ListRevocations"}),
+        ("operator", {"ListRevocations", "RevokeIdentity", "ForgetNode"}),
+        ("admin", {"ListRevocations", "RevokeIdentity", "ForgetNode", "LiftRevocation"}),
+    ],
+)
+def test_revocation_rbac(env: Env, role: str, allowed: set[str]) -> None:
+    tok = mint_operator_token(env.cfg.bootstrap_operator_key.read_bytes(), "r", [role])
+    md = (("authorization", f"Bearer {tok}"),)
+    ident = "chip_id:" + "cd" * 64
+    calls: dict[str, Callable[[], object]] = {
+        "ListRevocations": lambda: env.admin.ListRevocations(
+            admin_pb2.ListRevocationsRequest(), metadata=md
+        ),
+        "RevokeIdentity": lambda: env.admin.RevokeIdentity(
+            admin_pb2.RevokeIdentityRequest(platform=SNP, identity=ident), metadata=md
+        ),
+        "ForgetNode": lambda: env.admin.ForgetNode(
+            admin_pb2.ForgetNodeRequest(node_id="none"), metadata=md
+        ),
+        "LiftRevocation": lambda: env.admin.LiftRevocation(
+            admin_pb2.LiftRevocationRequest(platform=SNP, identity=ident), metadata=md
+        ),
+    }
+    for name, call in calls.items():
+        try:
+            call()
+            status = grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            status = e.code()
+        if name in allowed:
+            assert status != grpc.StatusCode.PERMISSION_DENIED, name
+        else:
+            assert status == grpc.StatusCode.PERMISSION_DENIED, name
+    events = [e["event"] for e in _entries(env, "admin.identity.revoked")]
+    assert len(events) == (1 if "RevokeIdentity" in allowed else 0)
