@@ -442,8 +442,8 @@ class Verifier:
         rec = self.st.get_attestation(str(claims["jti"]))
         if rec is None:
             raise E.denied("broker.token.unknown", "token does not match an attestation")
+        self._check_not_revoked(rec)
         result = VerifyResult(rec.platform, json.loads(rec.claims_json))
-        self._check_not_revoked(rec, result.claims)
         out = AttestOutcome(token=token, expires_at=int(claims["exp"]))
         self._release(result, key_ids, suite, runtime_public_key, rec.challenge_id, out)
         self.audit.append(
@@ -457,10 +457,11 @@ class Verifier:
         )
         return out
 
-    def _check_not_revoked(self, rec: AttestationRecord, claims: dict[str, Any]) -> None:
+    def _check_not_revoked(self, rec: AttestationRecord) -> None:
         """A token is dead once one of its identities is revoked, and stays dead after the
         revocation is lifted: any revocation with a seq above the token's mark (decided
         after it) counts, lifted or not."""
+        claims = json.loads(rec.claims_json)
         ids = identities(rec.platform, claims)
         _mark, revs = self.st.revocation_state(rec.platform, ids) if ids else (0, [])
         dead = [r.identity for r in revs if not r.lifted_at or r.seq > rec.revocation_mark]

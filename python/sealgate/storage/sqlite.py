@@ -140,6 +140,9 @@ MIGRATIONS.append(
                 revoked_by TEXT NOT NULL, lifted_at INTEGER NOT NULL DEFAULT 0,
                 lifted_by TEXT NOT NULL DEFAULT '')""",
             "CREATE INDEX revocations_identity ON revocations (platform, identity)",
+            # At most one revocation in force per identity (add_revocation checks first).
+            "CREATE UNIQUE INDEX revocations_in_force ON revocations (platform, identity)"
+            " WHERE lifted_at = 0",
             "ALTER TABLE attestations ADD COLUMN revocation_mark INTEGER NOT NULL DEFAULT 0",
             # Nodes revoked before this version: their EK stays revoked.
             """INSERT INTO revocations (platform, identity, node_id, reason, revoked_at,
