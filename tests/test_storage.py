@@ -325,10 +325,11 @@ def test_migration_3_keeps_nodes_revoked_before_it_revoked_by_ek(tmp_path: Path)
             for sql in statements:
                 c.execute(sql)
             c.execute("INSERT INTO schema_version VALUES (?)", (version,))
-    for node_id, revoked in (("old", 1), ("live", 0)):
+    # Two revoked nodes with one EK (two AKs), one live node.
+    for node_id, ek, revoked in (("old", "old", 1), ("older", "old", 1), ("live", "live", 0)):
         c.execute(
             "INSERT INTO nodes VALUES (?, 'tpm', ?, 'ca', ?, x'00', 1, ?, 7)",
-            (node_id, f"fp-{node_id}", node_id.encode(), revoked),
+            (node_id, f"fp-{ek}", node_id.encode(), revoked),
         )
     c.execute("INSERT INTO attestations VALUES ('j', 'old', 'tpm', 'c', '{}', 'k', 1, 9)")
     c.commit()

@@ -144,10 +144,11 @@ MIGRATIONS.append(
             "CREATE UNIQUE INDEX revocations_in_force ON revocations (platform, identity)"
             " WHERE lifted_at = 0",
             "ALTER TABLE attestations ADD COLUMN revocation_mark INTEGER NOT NULL DEFAULT 0",
-            # Nodes revoked before this version: their EK stays revoked.
+            # Nodes revoked before this version: their EK stays revoked (once per EK).
             """INSERT INTO revocations (platform, identity, node_id, reason, revoked_at,
-                revoked_by) SELECT 'tpm', 'ek:' || ek_fingerprint, node_id,
-                'node revoked', revoked_at, 'migration' FROM nodes WHERE revoked = 1""",
+                revoked_by) SELECT 'tpm', 'ek:' || ek_fingerprint, MIN(node_id),
+                'node revoked', MIN(revoked_at), 'migration' FROM nodes WHERE revoked = 1
+                GROUP BY ek_fingerprint""",
         ],
     )
 )
