@@ -101,6 +101,54 @@ def test_hpke_seal_open_and_info_binding(suite: str) -> None:
         seal(suite, node.public_bytes[:-1], b"m", info)
 
 
+_P = 2**255 - 19
+#: Every 32-byte encoding of a small-order Curve25519 point under RFC 7748 §5 decoding:
+#: 0, 1, the two order-8 points, p - 1, and p, p + 1 (non-canonical 0 and 1).
+_LOW_ORDER = [
+    v.to_bytes(32, "little")
+    for v in (
+        0,
+        1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+        _P - 1,
+        _P,
+        _P + 1,
+    )
+]
+
+
+@pytest.mark.parametrize("suite", [X25519, MLKEM768_X25519])
+@pytest.mark.parametrize("point", range(len(_LOW_ORDER)))
+def test_low_order_x25519_runtime_key_refused(suite: str, point: int) -> None:
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    low = _LOW_ORDER[point]
+    # The list is right: X25519 with this peer key gives the all-zero secret (RFC 7748 §6.1),
+    # which the library refuses.
+    with pytest.raises(ValueError):
+        x25519.X25519PrivateKey.generate().exchange(x25519.X25519PublicKey.from_public_bytes(low))
+    good = RuntimeKeyPair.generate(suite).public_bytes
+    bad = good[:-32] + low  # the hybrid: ML-KEM part fine, X25519 part of small order
+    for fn in (lambda: jwk(suite, bad), lambda: seal(suite, bad, b"m", b"i")):
+        with pytest.raises(UsageError) as e:
+            fn()
+        assert e.value.code == "broker.hpke.low_order_key"
+    # Setting the masked top bit does not make it acceptable (RFC 7748 §5 ignores it).
+    flipped = bad[:-1] + bytes([bad[-1] | 0x80])
+    with pytest.raises(UsageError):
+        jwk(suite, flipped)
+
+
+def test_ordinary_x25519_keys_are_not_flagged() -> None:
+    # 2p - 1 and 2^256 - 1 decode (top bit masked) to ordinary points: the library accepts
+    # them, so must sealgate.
+    for v in (2 * _P - 1, 2**256 - 1):
+        assert jwk(X25519, v.to_bytes(32, "little"))["crv"] == "X25519"
+    for _ in range(50):
+        assert jwk(X25519, RuntimeKeyPair.generate().public_bytes)["kty"] == "OKP"
+
+
 def test_jwk_thumbprint_rfc7638_example() -> None:
     # RFC 7638 §3.1 example key and thumbprint.
     key = {

@@ -350,3 +350,66 @@ def test_signing_key_changes_move_the_generation(tmp_path: Path) -> None:
     assert other.config_generation() > g
     st.close()
     other.close()
+
+
+def test_migration_3_keeps_nodes_revoked_before_it_revoked_by_ek(tmp_path: Path) -> None:
+    from sealgate.storage.sqlite import MIGRATIONS
+
+    db = tmp_path / "s.db"
+    c = sqlite3.connect(db)
+    c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, statements in MIGRATIONS:
+        if version <= 2:
+            for sql in statements:
+                c.execute(sql)
+            c.execute("INSERT INTO schema_version VALUES (?)", (version,))
+    # Two revoked nodes with one EK (two AKs), one live node.
+    for node_id, ek, revoked in (("old", "old", 1), ("older", "old", 1), ("live", "live", 0)):
+        c.execute(
+            "INSERT INTO nodes VALUES (?, 'tpm', ?, 'ca', ?, x'00', 1, ?, 7)",
+            (node_id, f"fp-{ek}", node_id.encode(), revoked),
+        )
+    c.execute("INSERT INTO attestations VALUES ('j', 'old', 'tpm', 'c', '{}', 'k', 1, 9)")
+    c.commit()
+    c.close()
+    st = SqliteStorage(db)
+    revs = st.list_revocations()
+    assert [(r.platform, r.identity, r.node_id, r.revoked_at) for r in revs] == [
+        ("tpm", "ek:fp-old", "old", 7)
+    ]
+    rec = st.get_attestation("j")
+    assert rec is not None and rec.revocation_mark == 0
+
+
+def test_revocations_are_kept_lifted_and_seq_only_grows(tmp_path: Path) -> None:
+    from sealgate.storage import Revocation
+
+    st = SqliteStorage(tmp_path / "s.db")
+    assert st.revocation_state("snp", ["chip_id:aa"]) == (0, [])
+    assert st.revocation_state("snp", []) == (0, [])
+    r1, new = st.add_revocation(Revocation(0, "snp", "chip_id:aa", "n", "why", 5, "op"))
+    assert new and r1.seq >= 1 and r1.lifted_at == 0
+    again, new = st.add_revocation(Revocation(0, "snp", "chip_id:aa", "n", "other", 6, "op"))
+    assert not new and again == r1
+    # Same identity string on another platform is another identity.
+    r2, _ = st.add_revocation(Revocation(0, "tdx", "chip_id:aa", "", "", 6, "op"))
+    assert r2.seq > r1.seq
+    mark, rows = st.revocation_state("snp", ["chip_id:aa", "vcek:bb", "chip_id:aa"])
+    assert mark == r2.seq and rows == [r1]
+    lifted = st.lift_revocation("snp", "chip_id:aa", 8, "admin")
+    assert lifted is not None and lifted.lifted_at == 8 and lifted.lifted_by == "admin"
+    assert st.lift_revocation("snp", "chip_id:aa", 9, "admin") is None
+    r3, new = st.add_revocation(Revocation(0, "snp", "chip_id:aa", "", "again", 10, "op"))
+    assert new and r3.seq > r2.seq
+    mark, rows = st.revocation_state("snp", ["chip_id:aa"])
+    assert mark == r3.seq and [r.seq for r in rows] == [r1.seq, r3.seq]
+    assert [r.seq for r in st.list_revocations()] == [r2.seq, r3.seq]
+    assert [r.seq for r in st.list_revocations(include_lifted=True)] == [r1.seq, r2.seq, r3.seq]
+
+
+def test_delete_node(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "s.db")
+    st.upsert_node(Node("n1", "tpm", "fp", "ca", b"name", b"pub", 1, False, 0))
+    gone = st.delete_node("n1")
+    assert gone is not None and gone.node_id == "n1"
+    assert st.get_node("n1") is None and st.delete_node("n1") is None

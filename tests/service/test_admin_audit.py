@@ -53,6 +53,11 @@ CHANGES: list[tuple[str, Callable[[Verifier], Any], Callable[[Verifier], bool]]]
         lambda c: c.create_key("op", "k", None, ""),
         lambda c: c.st.get_model_key("k") is not None,
     ),
+    (
+        "admin.identity.revoked",
+        lambda c: c.revoke_identity("op", "snp", "chip_id:" + "ab" * 64, "rma"),
+        lambda c: bool(c.st.list_revocations()),
+    ),
 ]
 
 
@@ -108,3 +113,35 @@ def test_failed_signing_key_rotation_keeps_the_old_key(
         core.rotate_signing_key("op")
     assert core.tokens.active_kid == before
     assert [k.kid for k in core.st.list_signing_keys()] == [before]
+
+
+def test_lift_and_forget_are_undone_when_their_audit_entry_fails(
+    core: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sealgate.storage import Node
+
+    ident = "ppid:" + "11" * 16
+    core.revoke_identity("op", "tdx", ident)
+    core.st.upsert_node(
+        Node("n", "tpm", "ee" * 32, "ca", b"\x00\x0b" + b"a" * 32, b"p", 1, False, 0)
+    )
+    monkeypatch.setattr(AuditLog, "append", _failing_append)
+    with pytest.raises(OSError):
+        core.lift_revocation("admin", "tdx", ident)
+    with pytest.raises(OSError):
+        core.forget_node("op", "n")
+    with pytest.raises(OSError):
+        core.revoke_node("op", "n")
+    assert [r.identity for r in core.st.list_revocations()] == [ident]
+    node = core.st.get_node("n")
+    assert node is not None and not node.revoked
+    monkeypatch.undo()
+    core.revoke_node("op", "n")
+    core.lift_revocation("admin", "tdx", ident)
+    core.forget_node("op", "n")
+    assert _events(core)[1:] == [
+        "admin.node.revoked",
+        "admin.identity.lifted",
+        "admin.node.forgotten",
+    ]
+    assert core.st.get_node("n") is None

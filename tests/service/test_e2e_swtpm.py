@@ -114,3 +114,30 @@ def test_swtpm_nodes_enroll_attest_and_extra_pcr_is_denied(
         assert e.value.code == "tpm.ak.revoked"
     finally:
         ch.close()
+
+
+def test_swtpm_revocation_sticks_to_the_tpm_and_node_ids_stay_bound(
+    tmp_path: Path, tpms: tuple[Swtpm, Swtpm], server: RunningServer
+) -> None:
+    golden, rogue = tpms
+    ch = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    cfg = server.core.cfg
+    token = mint_operator_token(cfg.bootstrap_operator_key.read_bytes(), "t", ["admin"])
+    md = (("authorization", f"Bearer {token}"),)
+    admin = admin_pb2_grpc.AdminStub(ch)
+    try:
+        NodeAgent(ch, "golden", Tpm2ToolsCollector(golden.tcti, tmp_path / "sa")).enroll()
+        # A second genuine TPM cannot take the enrolled node id.
+        with pytest.raises(AgentError) as e:
+            NodeAgent(ch, "golden", Tpm2ToolsCollector(rogue.tcti, tmp_path / "sb")).enroll()
+        assert e.value.code == "tpm.enroll.node_id_taken"
+        admin.RevokeNode(admin_pb2.RevokeNodeRequest(node_id="golden"), metadata=md)
+        # The revoked TPM, with a fresh AK, under a fresh node id: still refused.
+        with pytest.raises(AgentError) as e:
+            fresh_ak = Tpm2ToolsCollector(golden.tcti, tmp_path / "sc", ak_handle="0x81010077")
+            NodeAgent(ch, "golden-2", fresh_ak).enroll()
+        assert e.value.code == "tpm.enroll.revoked"
+        # Other TPMs are unaffected.
+        NodeAgent(ch, "rogue", Tpm2ToolsCollector(rogue.tcti, tmp_path / "sb")).enroll()
+    finally:
+        ch.close()

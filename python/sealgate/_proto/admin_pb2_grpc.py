@@ -104,6 +104,26 @@ class AdminStub:
                 request_serializer=sealgate_dot_v1_dot_admin__pb2.RevokeNodeRequest.SerializeToString,
                 response_deserializer=sealgate_dot_v1_dot_admin__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.ForgetNode = channel.unary_unary(
+                '/sealgate.v1.Admin/ForgetNode',
+                request_serializer=sealgate_dot_v1_dot_admin__pb2.ForgetNodeRequest.SerializeToString,
+                response_deserializer=sealgate_dot_v1_dot_admin__pb2.NodeInfo.FromString,
+                _registered_method=True)
+        self.RevokeIdentity = channel.unary_unary(
+                '/sealgate.v1.Admin/RevokeIdentity',
+                request_serializer=sealgate_dot_v1_dot_admin__pb2.RevokeIdentityRequest.SerializeToString,
+                response_deserializer=sealgate_dot_v1_dot_admin__pb2.Revocation.FromString,
+                _registered_method=True)
+        self.ListRevocations = channel.unary_unary(
+                '/sealgate.v1.Admin/ListRevocations',
+                request_serializer=sealgate_dot_v1_dot_admin__pb2.ListRevocationsRequest.SerializeToString,
+                response_deserializer=sealgate_dot_v1_dot_admin__pb2.ListRevocationsResponse.FromString,
+                _registered_method=True)
+        self.LiftRevocation = channel.unary_unary(
+                '/sealgate.v1.Admin/LiftRevocation',
+                request_serializer=sealgate_dot_v1_dot_admin__pb2.LiftRevocationRequest.SerializeToString,
+                response_deserializer=sealgate_dot_v1_dot_admin__pb2.Revocation.FromString,
+                _registered_method=True)
         self.ListAudit = channel.unary_unary(
                 '/sealgate.v1.Admin/ListAudit',
                 request_serializer=sealgate_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
@@ -203,7 +223,35 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeNode(self, request, context):
+        """Revokes the node and its TPM (EK and AK): no re-enrollment under any node id until lifted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetNode(self, request, context):
+        """Unbinds a node id from its TPM so another TPM may enroll under it (revocations stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeIdentity(self, request, context):
+        """Revocation by hardware identity, for every platform (see Revocation.identity).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevocations(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LiftRevocation(self, request, context):
+        """Admin only. Tokens decided before the revocation stay dead.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -299,6 +347,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RevokeNode,
                     request_deserializer=sealgate_dot_v1_dot_admin__pb2.RevokeNodeRequest.FromString,
                     response_serializer=sealgate_dot_v1_dot_admin__pb2.NodeInfo.SerializeToString,
+            ),
+            'ForgetNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetNode,
+                    request_deserializer=sealgate_dot_v1_dot_admin__pb2.ForgetNodeRequest.FromString,
+                    response_serializer=sealgate_dot_v1_dot_admin__pb2.NodeInfo.SerializeToString,
+            ),
+            'RevokeIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeIdentity,
+                    request_deserializer=sealgate_dot_v1_dot_admin__pb2.RevokeIdentityRequest.FromString,
+                    response_serializer=sealgate_dot_v1_dot_admin__pb2.Revocation.SerializeToString,
+            ),
+            'ListRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevocations,
+                    request_deserializer=sealgate_dot_v1_dot_admin__pb2.ListRevocationsRequest.FromString,
+                    response_serializer=sealgate_dot_v1_dot_admin__pb2.ListRevocationsResponse.SerializeToString,
+            ),
+            'LiftRevocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.LiftRevocation,
+                    request_deserializer=sealgate_dot_v1_dot_admin__pb2.LiftRevocationRequest.FromString,
+                    response_serializer=sealgate_dot_v1_dot_admin__pb2.Revocation.SerializeToString,
             ),
             'ListAudit': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAudit,
@@ -694,6 +762,114 @@ class Admin:
             '/sealgate.v1.Admin/RevokeNode',
             sealgate_dot_v1_dot_admin__pb2.RevokeNodeRequest.SerializeToString,
             sealgate_dot_v1_dot_admin__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealgate.v1.Admin/ForgetNode',
+            sealgate_dot_v1_dot_admin__pb2.ForgetNodeRequest.SerializeToString,
+            sealgate_dot_v1_dot_admin__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealgate.v1.Admin/RevokeIdentity',
+            sealgate_dot_v1_dot_admin__pb2.RevokeIdentityRequest.SerializeToString,
+            sealgate_dot_v1_dot_admin__pb2.Revocation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealgate.v1.Admin/ListRevocations',
+            sealgate_dot_v1_dot_admin__pb2.ListRevocationsRequest.SerializeToString,
+            sealgate_dot_v1_dot_admin__pb2.ListRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LiftRevocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealgate.v1.Admin/LiftRevocation',
+            sealgate_dot_v1_dot_admin__pb2.LiftRevocationRequest.SerializeToString,
+            sealgate_dot_v1_dot_admin__pb2.Revocation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,14 @@ class AdminStub:
     ListModelKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListModelKeysRequest, _admin_pb2.ListModelKeysResponse]
     ListNodes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListNodesRequest, _admin_pb2.ListNodesResponse]
     RevokeNode: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeNodeRequest, _admin_pb2.NodeInfo]
+    """Revokes the node and its TPM (EK and AK): no re-enrollment under any node id until lifted."""
+    ForgetNode: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ForgetNodeRequest, _admin_pb2.NodeInfo]
+    """Unbinds a node id from its TPM so another TPM may enroll under it (revocations stay)."""
+    RevokeIdentity: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeIdentityRequest, _admin_pb2.Revocation]
+    """Revocation by hardware identity, for every platform (see Revocation.identity)."""
+    ListRevocations: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListRevocationsRequest, _admin_pb2.ListRevocationsResponse]
+    LiftRevocation: _grpc.UnaryUnaryMultiCallable[_admin_pb2.LiftRevocationRequest, _admin_pb2.Revocation]
+    """Admin only. Tokens decided before the revocation stay dead."""
     ListAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditResponse]
     VerifyAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditRequest, _admin_pb2.VerifyAuditResponse]
     RotateSigningKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateSigningKeyRequest, _admin_pb2.RotateSigningKeyResponse]
@@ -69,6 +77,14 @@ class AdminAsyncStub(AdminStub):
     ListModelKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListModelKeysRequest, _admin_pb2.ListModelKeysResponse]  # type: ignore[assignment]
     ListNodes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListNodesRequest, _admin_pb2.ListNodesResponse]  # type: ignore[assignment]
     RevokeNode: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeNodeRequest, _admin_pb2.NodeInfo]  # type: ignore[assignment]
+    """Revokes the node and its TPM (EK and AK): no re-enrollment under any node id until lifted."""
+    ForgetNode: _aio.UnaryUnaryMultiCallable[_admin_pb2.ForgetNodeRequest, _admin_pb2.NodeInfo]  # type: ignore[assignment]
+    """Unbinds a node id from its TPM so another TPM may enroll under it (revocations stay)."""
+    RevokeIdentity: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeIdentityRequest, _admin_pb2.Revocation]  # type: ignore[assignment]
+    """Revocation by hardware identity, for every platform (see Revocation.identity)."""
+    ListRevocations: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListRevocationsRequest, _admin_pb2.ListRevocationsResponse]  # type: ignore[assignment]
+    LiftRevocation: _aio.UnaryUnaryMultiCallable[_admin_pb2.LiftRevocationRequest, _admin_pb2.Revocation]  # type: ignore[assignment]
+    """Admin only. Tokens decided before the revocation stay dead."""
     ListAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditRequest, _admin_pb2.ListAuditResponse]  # type: ignore[assignment]
     VerifyAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditRequest, _admin_pb2.VerifyAuditResponse]  # type: ignore[assignment]
     RotateSigningKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateSigningKeyRequest, _admin_pb2.RotateSigningKeyResponse]  # type: ignore[assignment]
@@ -171,7 +187,39 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _admin_pb2.RevokeNodeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.NodeInfo, _abc.Awaitable[_admin_pb2.NodeInfo]]: ...
+    ) -> _typing.Union[_admin_pb2.NodeInfo, _abc.Awaitable[_admin_pb2.NodeInfo]]:
+        """Revokes the node and its TPM (EK and AK): no re-enrollment under any node id until lifted."""
+
+    @_abc_1.abstractmethod
+    def ForgetNode(
+        self,
+        request: _admin_pb2.ForgetNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.NodeInfo, _abc.Awaitable[_admin_pb2.NodeInfo]]:
+        """Unbinds a node id from its TPM so another TPM may enroll under it (revocations stay)."""
+
+    @_abc_1.abstractmethod
+    def RevokeIdentity(
+        self,
+        request: _admin_pb2.RevokeIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.Revocation, _abc.Awaitable[_admin_pb2.Revocation]]:
+        """Revocation by hardware identity, for every platform (see Revocation.identity)."""
+
+    @_abc_1.abstractmethod
+    def ListRevocations(
+        self,
+        request: _admin_pb2.ListRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListRevocationsResponse, _abc.Awaitable[_admin_pb2.ListRevocationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def LiftRevocation(
+        self,
+        request: _admin_pb2.LiftRevocationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.Revocation, _abc.Awaitable[_admin_pb2.Revocation]]:
+        """Admin only. Tokens decided before the revocation stay dead."""
 
     @_abc_1.abstractmethod
     def ListAudit(

@@ -59,6 +59,34 @@ def release_info(key_id: str, version: int, challenge_id: str) -> bytes:
     )
 
 
+_P25519 = 2**255 - 19
+#: The u-coordinates (mod p) of the small-order points of Curve25519: 0 (order 2), 1 and
+#: p - 1 (order 4), and the two order-8 points ("Which Curve25519 public keys are weak?",
+#: cr.yp.to/ecdh.html). With one of them as the peer key every X25519 output is all zero.
+_LOW_ORDER_U = frozenset(
+    {
+        0,
+        1,
+        _P25519 - 1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    }
+)
+
+
+def _check_x25519(data: bytes) -> None:
+    """Refuse a small-order X25519 public key (RFC 7748 §6.1: the shared secret would be all
+    zero, so HPKE's DH fails and nothing secret binds the sealed key to the node). The u
+    value is decoded as RFC 7748 §5 does: top bit masked, reduced mod p; so p and p + 1,
+    the non-canonical encodings of 0 and 1, are caught too."""
+    u = (int.from_bytes(data, "little") & ((1 << 255) - 1)) % _P25519
+    if u in _LOW_ORDER_U:
+        raise UsageError(
+            "broker.hpke.low_order_key",
+            "X25519 runtime public key is of small order (RFC 7748 §6.1): refused",
+        )
+
+
 def _check_len(data: bytes, want: int, suite: str) -> None:
     if len(data) != want:
         raise UsageError(
@@ -70,9 +98,11 @@ def _check_len(data: bytes, want: int, suite: str) -> None:
 def load_public_key(suite: str, data: bytes) -> Any:
     if suite == X25519:
         _check_len(data, _X25519_LEN, suite)
+        _check_x25519(data)
         return x25519.X25519PublicKey.from_public_bytes(data)
     if suite == MLKEM768_X25519:
         _check_len(data, _MLKEM768_EK_LEN + _X25519_LEN, suite)
+        _check_x25519(data[_MLKEM768_EK_LEN:])
         try:
             pq = mlkem.MLKEM768PublicKey.from_public_bytes(data[:_MLKEM768_EK_LEN])
         except ValueError:

@@ -253,8 +253,20 @@ def _register_admin(sub: Any) -> None:
     c.add_argument("--from-file", help="import this material instead of generating")
     cmd("key-list", "list model keys (metadata only)", _key_list)
     cmd("node-list", "list enrolled nodes", _node_list)
-    c = cmd("node-revoke", "revoke a node", _node_revoke)
+    c = cmd("node-revoke", "revoke a node and its TPM (EK, AK)", _node_revoke)
     c.add_argument("node_id")
+    c.add_argument("--reason", default="")
+    c = cmd("node-forget", "unbind a node id from its TPM (another may enroll)", _node_forget)
+    c.add_argument("node_id")
+    c = cmd("revoke", "revoke a hardware identity (any platform)", _identity_revoke)
+    c.add_argument("--platform", required=True, choices=["tpm", "snp", "tdx"])
+    c.add_argument("identity", help="KIND:HEX, e.g. ek:<sha256>, chip_id:<hex>, ppid:<hex>")
+    c.add_argument("--reason", default="")
+    c = cmd("revocation-list", "list revoked identities", _revocation_list)
+    c.add_argument("--all", action="store_true", help="include lifted revocations")
+    c = cmd("revocation-lift", "lift a revocation (admin role)", _revocation_lift)
+    c.add_argument("--platform", required=True, choices=["tpm", "snp", "tdx"])
+    c.add_argument("identity")
     c = cmd("audit-list", "list audit entries", _audit_list)
     c.add_argument("--after", type=int, default=0)
     c.add_argument("--limit", type=int, default=100)
@@ -463,8 +475,44 @@ def _node_revoke(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
 
     return stub.RevokeNode(
-        admin_pb2.RevokeNodeRequest(node_id=a.node_id), metadata=md, timeout=a.timeout
+        admin_pb2.RevokeNodeRequest(node_id=a.node_id, reason=a.reason),
+        metadata=md,
+        timeout=a.timeout,
     )
+
+
+def _node_forget(a: argparse.Namespace, stub: Any, md: Any) -> Any:
+    from sealgate._proto import admin_pb2
+
+    return stub.ForgetNode(
+        admin_pb2.ForgetNodeRequest(node_id=a.node_id), metadata=md, timeout=a.timeout
+    )
+
+
+def _identity_revoke(a: argparse.Namespace, stub: Any, md: Any) -> Any:
+    from sealgate._proto import admin_pb2
+    from sealgate.node.agent import PLATFORMS
+
+    req = admin_pb2.RevokeIdentityRequest(
+        platform=PLATFORMS[a.platform], identity=a.identity, reason=a.reason
+    )
+    return stub.RevokeIdentity(req, metadata=md, timeout=a.timeout)
+
+
+def _revocation_list(a: argparse.Namespace, stub: Any, md: Any) -> Any:
+    from sealgate._proto import admin_pb2
+
+    return stub.ListRevocations(
+        admin_pb2.ListRevocationsRequest(include_lifted=a.all), metadata=md, timeout=a.timeout
+    )
+
+
+def _revocation_lift(a: argparse.Namespace, stub: Any, md: Any) -> Any:
+    from sealgate._proto import admin_pb2
+    from sealgate.node.agent import PLATFORMS
+
+    req = admin_pb2.LiftRevocationRequest(platform=PLATFORMS[a.platform], identity=a.identity)
+    return stub.LiftRevocation(req, metadata=md, timeout=a.timeout)
 
 
 def _audit_list(a: argparse.Namespace, stub: Any, md: Any) -> Any:

@@ -46,6 +46,11 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "ListModelKeys": READ,
     "ListNodes": READ,
     "RevokeNode": WRITE,
+    "ForgetNode": WRITE,
+    "RevokeIdentity": WRITE,
+    "ListRevocations": READ,
+    # Lifting undoes a refusal: admin only, like model keys.
+    "LiftRevocation": KEYS,
     "ListAudit": READ,
     "VerifyAudit": READ,
     "RotateSigningKey": KEYS,

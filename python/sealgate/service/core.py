@@ -6,6 +6,8 @@ issuer's keys are immutable snapshots, counters are under a lock).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -40,7 +42,13 @@ from sealgate.result import VerifyResult
 from sealgate.service import errors as E
 from sealgate.service.cache import ConfigCache, ConfigView
 from sealgate.service.config import ServiceConfig
-from sealgate.service.platforms import PlatformRegistry, VerifyContext
+from sealgate.service.platforms import (
+    PlatformRegistry,
+    VerifyContext,
+    identities,
+    parse_identity,
+    tpm_identities,
+)
 from sealgate.storage import (
     AttestationRecord,
     AuditAppend,
@@ -49,6 +57,7 @@ from sealgate.storage import (
     Node,
     PolicyRecord,
     ReferenceValue,
+    Revocation,
     Storage,
     StorageError,
 )
@@ -162,6 +171,39 @@ class Verifier:
         suite: str,
         key_ids: list[str],
     ) -> AttestOutcome:
+        try:
+            return self._attest(
+                challenge_id=challenge_id,
+                node_id=node_id,
+                platform=platform,
+                evidence=evidence,
+                runtime_public_key=runtime_public_key,
+                suite=suite,
+                key_ids=key_ids,
+            )
+        except E.ServiceError:
+            raise  # every refusal has consumed the challenge and been audited already
+        except Exception as e:
+            # Something unexpected after the challenge lookup (a failing KEK, a bug): the
+            # challenge is used up and the failure audited all the same (the servicer maps
+            # the exception to a status). A challenge no longer live is left alone.
+            code = e.code if isinstance(e, SealgateError) else "service.internal.error"
+            if self.challenges.live(challenge_id) is not None:
+                with contextlib.suppress(Exception):
+                    self._refuse(challenge_id, node_id, code)
+            raise
+
+    def _attest(
+        self,
+        *,
+        challenge_id: str,
+        node_id: str,
+        platform: str,
+        evidence: Any,
+        runtime_public_key: bytes,
+        suite: str,
+        key_ids: list[str],
+    ) -> AttestOutcome:
         verifier = self.platforms.get(platform)
         if verifier is None:
             raise E.unimplemented(
@@ -187,40 +229,36 @@ class Verifier:
                 "attest.challenge.invalid",
                 "challenge unknown, already used or expired; request a new one",
             )
+        # From here on every outcome consumes the challenge and is audited, in one
+        # transaction (``_refuse`` / ``_complete``).
         if ch.platform != platform:
-            self.challenges.consume(ch.id)
+            self._refuse(ch.id, node_id, "attest.challenge.platform_mismatch")
             raise E.precondition(
                 "attest.challenge.platform_mismatch",
                 f"challenge was issued for {ch.platform}, evidence is {platform}",
             )
         if ch.node_id and node_id != ch.node_id:
-            self.challenges.consume(ch.id)
+            self._refuse(ch.id, node_id, "attest.challenge.node_mismatch")
             raise E.precondition(
                 "attest.challenge.node_mismatch", "challenge was issued to another node"
             )
         node: Node | None = None
+        #: The hardware identities and the revocation mark recorded with the token.
+        ids: list[str] = []
+        mark = 0
         if verifier.needs_enrollment:
             node = self.st.get_node(node_id) if node_id else None
             if node is None:
-                self._complete(
-                    ch.id,
-                    self.audit.pending(
-                        "attest.refused",
-                        node_id or "-",
-                        {"challenge_id": ch.id, "code": "tpm.ak.unenrolled"},
-                    ),
-                )
+                self._refuse(ch.id, node_id, "tpm.ak.unenrolled")
                 raise E.denied("tpm.ak.unenrolled", f"node {node_id!r} has no enrolled AK")
             if node.revoked:
-                self._complete(
-                    ch.id,
-                    self.audit.pending(
-                        "attest.refused",
-                        node_id,
-                        {"challenge_id": ch.id, "code": "tpm.ak.revoked"},
-                    ),
-                )
+                self._refuse(ch.id, node_id, "tpm.ak.revoked")
                 raise E.denied("tpm.ak.revoked", f"node {node_id!r} has been revoked")
+            ids = tpm_identities(node.ek_fingerprint, node.ak_name)
+            mark, revoked = self._revoked(platform, ids)
+            if revoked:
+                self._refuse(ch.id, node_id, "tpm.ak.revoked", revoked=revoked)
+                raise E.denied("tpm.ak.revoked", f"node {node_id!r}: its TPM has been revoked")
         binding = runtime_binding(ch.nonce, runtime_public_key)
         roots = self.cfg.snp_roots if platform == "snp" else self.cfg.tdx_roots
         try:
@@ -246,6 +284,21 @@ class Verifier:
                 ),
             )
             return out
+        if not verifier.needs_enrollment:
+            # Only verified claims name an identity (a failed report names nothing).
+            ids = identities(platform, result.claims)
+            if not ids:
+                self._refuse(ch.id, node_id, "attest.identity.missing")
+                raise E.denied(
+                    "attest.identity.missing",
+                    "verified evidence names no hardware identity: revocation cannot be checked",
+                )
+            mark, revoked = self._revoked(platform, ids)
+            if revoked:
+                self._refuse(ch.id, node_id, "attest.identity.revoked", revoked=revoked)
+                raise E.denied(
+                    "attest.identity.revoked", f"{platform} identity {revoked[0]} is revoked"
+                )
         jkt = jwk_thumbprint(rk_jwk)
         view = self.config.view()
         appraisals = self._release(view, result, key_ids, suite, runtime_public_key, ch.id, out)
@@ -278,6 +331,7 @@ class Verifier:
                 "challenge_id": ch.id,
                 "platform": platform,
                 "jti": claims["jti"],
+                "identities": ids,
                 "status": submod["ear.status"],
                 "granted": [f"{g.key_id}@{g.version}" for g in out.granted],
                 "denied": {d.key_id: sorted({f.code for f in d.failures}) for d in out.denied},
@@ -293,11 +347,28 @@ class Verifier:
             now,
             claims["exp"],
             tuple(g.key_id for g in out.granted),
+            mark,
         )
         # The challenge's consumption, the token's record and its audit entry commit
         # together (one transaction); nothing is returned unless they did.
         self._complete(ch.id, decided, record)
         return out
+
+    def _revoked(self, platform: str, ids: list[str]) -> tuple[int, list[str]]:
+        """The revocation mark to record, and which of ``ids`` are revoked now."""
+        mark, revs = self.st.revocation_state(platform, ids)
+        return mark, sorted({r.identity for r in revs if not r.lifted_at})
+
+    def _refuse(self, challenge_id: str, node_id: str, code: str, **details: Any) -> None:
+        """Consume the challenge with an ``attest.refused`` entry naming ``code``."""
+        self._complete(
+            challenge_id,
+            self.audit.pending(
+                "attest.refused",
+                node_id or "-",
+                {"challenge_id": challenge_id, "code": code, **details},
+            ),
+        )
 
     def _complete(
         self, challenge_id: str, audit: AuditAppend, record: AttestationRecord | None = None
@@ -402,10 +473,7 @@ class Verifier:
             # Unknown, or purged after its token expired.
             raise E.denied("broker.token.unknown", "token does not match an attestation")
         self._check_token_record(claims, rec)
-        if rec.node_id:
-            node = self.st.get_node(rec.node_id)
-            if rec.platform == "tpm" and (node is None or node.revoked):
-                raise E.denied("tpm.ak.revoked", f"node {rec.node_id!r} has been revoked")
+        self._check_not_revoked(rec)
         result = VerifyResult(rec.platform, json.loads(rec.claims_json))
         out = AttestOutcome(token=token, expires_at=int(claims["exp"]))
         self._release(
@@ -450,6 +518,32 @@ class Verifier:
             "token does not match the attestation it names (binding or lifetime differ)",
         )
 
+    def _check_not_revoked(self, rec: AttestationRecord) -> None:
+        """A token is dead once one of its identities is revoked, and stays dead after the
+        revocation is lifted: any revocation with a seq above the token's mark (decided
+        after it) counts, lifted or not."""
+        claims = json.loads(rec.claims_json)
+        ids = identities(rec.platform, claims)
+        _mark, revs = self.st.revocation_state(rec.platform, ids) if ids else (0, [])
+        dead = [r.identity for r in revs if not r.lifted_at or r.seq > rec.revocation_mark]
+        if rec.platform == "tpm":
+            node = self.st.get_node(rec.node_id) if rec.node_id else None
+            # The node id re-bound to another TPM (forgotten, enrolled again) is not the
+            # node that attested.
+            if (
+                dead
+                or node is None
+                or node.revoked
+                or (node.ek_fingerprint != claims.get("ek_fingerprint"))
+            ):
+                raise E.denied("tpm.ak.revoked", f"node {rec.node_id!r} has been revoked")
+        elif not ids:
+            raise E.denied("attest.identity.missing", "attestation names no hardware identity")
+        elif dead:
+            raise E.denied(
+                "attest.identity.revoked", f"{rec.platform} identity {dead[0]} is revoked"
+            )
+
     # -- TPM enrollment -------------------------------------------------------------------
     def enroll_tpm(
         self, *, node_id: str, ek_certificate: bytes, ek_chain: list[bytes], ak_public: bytes
@@ -465,6 +559,10 @@ class Verifier:
             self.audit.append("enroll.refused", node_id, {"code": e.code})
             raise E.denied(e.code, e.message) from None
         assert ak.name is not None
+        refusal = self._enroll_refusal(node_id, info.fingerprint, ak.name)
+        if refusal is not None:
+            self.audit.append("enroll.refused", node_id, refusal[1])
+            raise refusal[0]
         secret = os.urandom(ENROLL_SECRET_SIZE)
         cred = make_credential(ek_public_key(info.certificate), ak.name, secret)
         now = int(time.time())
@@ -495,9 +593,37 @@ class Verifier:
             now + self.cfg.enrollment_ttl,
         )
 
+    def _enroll_refusal(
+        self, node_id: str, ek_fingerprint: str, ak_name: bytes
+    ) -> tuple[E.ServiceError, dict[str, Any]] | None:
+        """Why this EK/AK may not (re-)enroll under ``node_id``, with the audit details."""
+        ids = tpm_identities(ek_fingerprint, ak_name)
+        _mark, revoked = self._revoked("tpm", ids)
+        if revoked:
+            return E.denied(
+                "tpm.enroll.revoked",
+                "this TPM's EK or AK is revoked; an operator must lift the revocation",
+            ), {"code": "tpm.enroll.revoked", "revoked": revoked}
+        bound = self.st.get_node(node_id)
+        if bound is not None and bound.ek_fingerprint != ek_fingerprint:
+            # A second genuine TPM must not take over a node id (and its name in the audit
+            # log): re-binding needs an operator (ForgetNode).
+            return E.ServiceError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                "tpm.enroll.node_id_taken",
+                f"node id {node_id!r} is bound to another TPM (EK); an operator must forget "
+                "it first",
+            ), {
+                "code": "tpm.enroll.node_id_taken",
+                "ek": ek_fingerprint,
+                "bound_ek": bound.ek_fingerprint,
+            }
+        return None
+
     def activate_tpm(self, *, enrollment_id: str, secret: bytes) -> Node:
         # The enrollment's single use, the node it makes trusted (or the failed answer) and
         # the audit entry commit together; the refusal is raised after the commit.
+        refusal: E.ServiceError | None = None
         with self.st.atomic():
             e = self.st.consume_enrollment(enrollment_id, int(time.time()))
             if e is None:
@@ -509,6 +635,13 @@ class Verifier:
                     e.node_id,
                     {"enrollment_id": e.id, "code": "tpm.enroll.wrong_secret"},
                 )
+            elif (
+                found := self._enroll_refusal(e.node_id, e.ek_fingerprint, e.ak_name)
+            ) is not None:
+                # Checked again here, in the transaction that would bind the node: a
+                # revocation or another enrollment may have landed since EnrollTpm.
+                refusal = found[0]
+                self.audit.append("enroll.refused", e.node_id, {"enrollment_id": e.id, **found[1]})
             else:
                 node = Node(
                     e.node_id,
@@ -528,6 +661,8 @@ class Verifier:
                     {"enrollment_id": e.id, "ek": e.ek_fingerprint, "ak_name": e.ak_name.hex()},
                 )
                 return node
+        if refusal is not None:
+            raise refusal
         if wrong:
             raise E.denied(
                 "tpm.enroll.wrong_secret",
@@ -632,14 +767,90 @@ class Verifier:
             raise E.ServiceError(status, e.code, e.message) from None
         return rec
 
-    def revoke_node(self, actor: str, node_id: str) -> Node:
+    def revoke_node(self, actor: str, node_id: str, reason: str = "") -> Node:
+        """Revoke a TPM node and, with it, its hardware (EK and AK): it cannot enroll
+        again under any node id until an operator lifts the revocation."""
+        now = int(time.time())
         with self.st.atomic():
-            node = self.st.revoke_node(node_id, int(time.time()))
+            node = self.st.revoke_node(node_id, now)
             if node is not None:
-                self.audit.append("admin.node.revoked", actor, {"node_id": node_id})
+                ids = tpm_identities(node.ek_fingerprint, node.ak_name)
+                for ident in ids:
+                    self.st.add_revocation(
+                        Revocation(0, "tpm", ident, node_id, reason[:256], now, actor)
+                    )
+                self.audit.append(
+                    "admin.node.revoked", actor, {"node_id": node_id, "identities": ids}
+                )
         if node is None:
             raise E.not_found("admin.node.not_found", f"no node {node_id!r}")
         return node
+
+    def forget_node(self, actor: str, node_id: str) -> Node:
+        """Unbind a node id from its TPM so another TPM may enroll under it. Revocations of
+        the old TPM stay; its tokens die (ReleaseKey compares the node's EK)."""
+        with self.st.atomic():
+            node = self.st.delete_node(node_id)
+            if node is not None:
+                self.audit.append(
+                    "admin.node.forgotten",
+                    actor,
+                    {"node_id": node_id, "ek": node.ek_fingerprint, "ak_name": node.ak_name.hex()},
+                )
+        if node is None:
+            raise E.not_found("admin.node.not_found", f"no node {node_id!r}")
+        return node
+
+    @staticmethod
+    def _identity(platform: str, identity: str) -> str:
+        try:
+            return parse_identity(platform, identity)
+        except ValueError as e:
+            raise E.invalid("admin.revocation.bad_identity", str(e)) from None
+
+    def revoke_identity(
+        self, actor: str, platform: str, identity: str, reason: str = ""
+    ) -> Revocation:
+        ident = self._identity(platform, identity)
+        with self.st.atomic():
+            rev, new = self.st.add_revocation(
+                Revocation(0, platform, ident, "", reason[:256], int(time.time()), actor)
+            )
+            if new:
+                self.audit.append(
+                    "admin.identity.revoked",
+                    actor,
+                    {"platform": platform, "identity": ident, "seq": rev.seq, "reason": rev.reason},
+                )
+        return rev
+
+    def lift_revocation(self, actor: str, platform: str, identity: str) -> Revocation:
+        """Let the identity enroll and attest again. Tokens decided before the revocation
+        stay dead. A TPM node whose EK and AK are then both clear is un-revoked."""
+        ident = self._identity(platform, identity)
+        with self.st.atomic():
+            rev = self.st.lift_revocation(platform, ident, int(time.time()), actor)
+            if rev is not None:
+                restored = self._restore_nodes(ident) if platform == "tpm" else []
+                self.audit.append(
+                    "admin.identity.lifted",
+                    actor,
+                    {"platform": platform, "identity": ident, "seq": rev.seq, "nodes": restored},
+                )
+        if rev is None:
+            raise E.not_found(
+                "admin.revocation.not_found", f"{platform} identity {ident} is not revoked"
+            )
+        return rev
+
+    def _restore_nodes(self, ident: str) -> list[str]:
+        out = []
+        for n in self.st.list_nodes():
+            ids = tpm_identities(n.ek_fingerprint, n.ak_name)
+            if n.revoked and ident in ids and not self._revoked("tpm", ids)[1]:
+                self.st.upsert_node(dataclasses.replace(n, revoked=False, revoked_at=0))
+                out.append(n.node_id)
+        return out
 
     def rotate_signing_key(self, actor: str) -> str:
         try:

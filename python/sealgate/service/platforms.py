@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ class TpmVerifier(PlatformVerifier):
         res.claims["node_id"] = ctx.node.node_id
         res.claims["ek_ca_fingerprint"] = ctx.node.ek_ca_fingerprint
         res.claims["ek_fingerprint"] = ctx.node.ek_fingerprint
+        res.claims["ak_name"] = ctx.node.ak_name.hex()
         return res
 
 
@@ -156,3 +158,74 @@ class PlatformRegistry:
 
 def default_verifiers() -> list[PlatformVerifier]:
     return [TpmVerifier(), SnpVerifier(), TdxVerifier()]
+
+
+# -- Hardware identities (what revocation sticks to) ---------------------------------------
+
+#: Identity kinds per platform and the byte lengths their values may have.
+IDENTITY_KINDS: dict[str, dict[str, tuple[int, ...]]] = {
+    # SHA-256 of the EK certificate; the AK's TPM Name (2-byte nameAlg ‖ digest).
+    "tpm": {"ek": (32,), "ak": (22, 34, 50, 66)},
+    # CHIP_ID (64 bytes; Turin: 8 bytes then zeros); SHA-256 of the VCEK/VLEK certificate.
+    "snp": {"chip_id": (64,), "vcek": (32,), "vlek": (32,)},
+    # PPID and platform instance id from the PCK certificate's SGX extension.
+    "tdx": {"ppid": (16,), "platform_instance_id": (16,)},
+}
+
+_IDENTITY = re.compile(r"([a-z_]+):([0-9a-f]+)")
+
+
+def tpm_identities(ek_fingerprint: str, ak_name: bytes) -> list[str]:
+    return [f"ek:{ek_fingerprint}", f"ak:{ak_name.hex()}"]
+
+
+def identities(platform: str, claims: Mapping[str, Any]) -> list[str]:
+    """The hardware identities a verified attestation names, as ``kind:hex``: what a
+    revocation is keyed on (with the platform), never the node id the client chose.
+
+    TPM: the EK certificate's SHA-256 and the AK's Name, from the enrolled node (the AK is
+    bound to that EK by ActivateCredential at enrollment).
+    SNP: CHIP_ID, unless masked (all zero); a VCEK-signed report must carry the VCEK's
+    hwID as CHIP_ID (checked in verification), so VCEK reports always name the chip. And the
+    SHA-256 of the VCEK/VLEK certificate. A VLEK is shared by a cloud provider's hosts at one
+    TCB, so a VLEK report with a masked CHIP_ID names only the VLEK, and revoking that
+    revokes every host it signs for.
+    TDX: the PPID (stable across TCB recovery, unlike the PCK certificate) and, for PCK
+    certificates issued by the Platform CA, the platform instance id.
+    """
+    out: list[str] = []
+    if platform == "tpm":
+        ek = claims.get("ek_fingerprint")
+        if isinstance(ek, str) and ek:
+            out.append(f"ek:{ek}")
+        ak = claims.get("ak_name")
+        if isinstance(ak, str) and ak:
+            out.append(f"ak:{ak}")
+    elif platform == "snp":
+        chip = claims.get("chip_id")
+        if isinstance(chip, str) and chip.strip("0"):
+            out.append(f"chip_id:{chip}")
+        ek = claims.get("endorsement_key")
+        if isinstance(ek, Mapping) and ek.get("kind") in ("vcek", "vlek") and ek.get("sha256"):
+            out.append(f"{ek['kind']}:{ek['sha256']}")
+    elif platform == "tdx":
+        for kind in ("ppid", "platform_instance_id"):
+            v = claims.get(kind)
+            if isinstance(v, str) and v:
+                out.append(f"{kind}:{v}")
+    return out
+
+
+def parse_identity(platform: str, identity: str) -> str:
+    """An operator-given identity, checked and normalised (lowercase hex); ValueError says
+    what is wrong."""
+    kinds = IDENTITY_KINDS.get(platform)
+    if kinds is None:
+        raise ValueError(f"platform {platform or 'unspecified'} has no identities")
+    m = _IDENTITY.fullmatch(identity.strip().lower())
+    if m is None or m.group(1) not in kinds:
+        raise ValueError(f"{platform} identities are KIND:HEX with KIND one of {', '.join(kinds)}")
+    kind, value = m.groups()
+    if len(value) % 2 or len(value) // 2 not in kinds[kind]:
+        raise ValueError(f"{kind} is {' or '.join(map(str, kinds[kind]))} bytes")
+    return f"{kind}:{value}"

@@ -48,7 +48,7 @@ from sealgate.service.core import AttestOutcome, Verifier
 from sealgate.service.housekeeping import Housekeeper
 from sealgate.service.metrics import Metrics, MetricsShare
 from sealgate.service.platforms import PlatformRegistry
-from sealgate.storage import Node, ReferenceValue, Storage
+from sealgate.storage import Node, ReferenceValue, Revocation, Storage
 from sealgate.storage.sqlite import SqliteStorage
 
 log = logging.getLogger("sealgate.service")
@@ -427,6 +427,20 @@ def _node_to_pb(n: Node) -> admin_pb2.NodeInfo:
     )
 
 
+def _revocation_to_pb(r: Revocation) -> admin_pb2.Revocation:
+    return admin_pb2.Revocation(
+        seq=r.seq,
+        platform=PLATFORM_ENUM.get(r.platform, common_pb2.PLATFORM_UNSPECIFIED),
+        identity=r.identity,
+        node_id=r.node_id,
+        reason=r.reason,
+        revoked_at=r.revoked_at,
+        revoked_by=r.revoked_by,
+        lifted_at=r.lifted_at,
+        lifted_by=r.lifted_by,
+    )
+
+
 def _key_to_pb(k: Any) -> admin_pb2.ModelKeyInfo:
     return admin_pb2.ModelKeyInfo(
         key_id=k.key_id,
@@ -700,7 +714,61 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
         return await self._admin(
             "RevokeNode",
             context,
-            lambda p: _node_to_pb(self.core.revoke_node(self._actor(p), request.node_id)),
+            lambda p: _node_to_pb(
+                self.core.revoke_node(self._actor(p), request.node_id, request.reason)
+            ),
+        )
+
+    async def ForgetNode(
+        self, request: admin_pb2.ForgetNodeRequest, context: Ctx
+    ) -> admin_pb2.NodeInfo:
+        return await self._admin(
+            "ForgetNode",
+            context,
+            lambda p: _node_to_pb(self.core.forget_node(self._actor(p), request.node_id)),
+        )
+
+    async def RevokeIdentity(
+        self, request: admin_pb2.RevokeIdentityRequest, context: Ctx
+    ) -> admin_pb2.Revocation:
+        return await self._admin(
+            "RevokeIdentity",
+            context,
+            lambda p: _revocation_to_pb(
+                self.core.revoke_identity(
+                    self._actor(p),
+                    PLATFORM_NAMES.get(request.platform, ""),
+                    request.identity,
+                    request.reason,
+                )
+            ),
+        )
+
+    async def ListRevocations(
+        self, request: admin_pb2.ListRevocationsRequest, context: Ctx
+    ) -> admin_pb2.ListRevocationsResponse:
+        return await self._admin(
+            "ListRevocations",
+            context,
+            lambda p: admin_pb2.ListRevocationsResponse(
+                revocations=[
+                    _revocation_to_pb(r)
+                    for r in self.core.st.list_revocations(request.include_lifted)
+                ]
+            ),
+        )
+
+    async def LiftRevocation(
+        self, request: admin_pb2.LiftRevocationRequest, context: Ctx
+    ) -> admin_pb2.Revocation:
+        return await self._admin(
+            "LiftRevocation",
+            context,
+            lambda p: _revocation_to_pb(
+                self.core.lift_revocation(
+                    self._actor(p), PLATFORM_NAMES.get(request.platform, ""), request.identity
+                )
+            ),
         )
 
     async def ListAudit(

@@ -115,6 +115,29 @@ class AttestationRecord:
     expires_at: int
     #: The key ids granted at Attest: all that ReleaseKey may ever serve for this token.
     granted_key_ids: tuple[str, ...] = ()
+    #: The highest revocation ``seq`` when the attestation was decided: a revocation of one
+    #: of its identities with a higher seq (even one lifted since) kills the token.
+    revocation_mark: int = 0
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A hardware identity refused at enrollment, Attest and ReleaseKey (see
+    ``sealgate.service.platforms.identities``). Rows are never deleted: lifting one sets
+    ``lifted_at``, and tokens decided before its ``seq`` stay dead."""
+
+    seq: int
+    platform: str
+    #: ``kind:hex``, e.g. ``ek:<sha256>``, ``chip_id:<hex>``, ``ppid:<hex>``.
+    identity: str
+    #: The node id it was revoked through (informational; may be empty).
+    node_id: str
+    reason: str
+    revoked_at: int
+    revoked_by: str
+    #: 0 while in force.
+    lifted_at: int = 0
+    lifted_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -251,6 +274,33 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def revoke_node(self, node_id: str, now: int) -> Node | None: ...
 
+    @abc.abstractmethod
+    def delete_node(self, node_id: str) -> Node | None:
+        """Remove a node (its revocations stay); the removed node, or None."""
+
+    # -- identity revocations ---------------------------------------------------------
+    @abc.abstractmethod
+    def add_revocation(self, r: Revocation) -> tuple[Revocation, bool]:
+        """Revoke ``(r.platform, r.identity)`` (``r.seq`` is assigned here, ascending).
+        Returns the revocation in force and whether it is new: an identity already revoked
+        keeps its first revocation."""
+
+    @abc.abstractmethod
+    def lift_revocation(
+        self, platform: str, identity: str, now: int, actor: str
+    ) -> Revocation | None:
+        """Lift the revocation in force; None if there is none."""
+
+    @abc.abstractmethod
+    def list_revocations(self, include_lifted: bool = False) -> list[Revocation]: ...
+
+    @abc.abstractmethod
+    def revocation_state(
+        self, platform: str, identities: list[str]
+    ) -> tuple[int, list[Revocation]]:
+        """The highest revocation seq so far (0 if none) and every revocation, in force or
+        lifted, of one of ``identities`` (one indexed read: the attestation hot path)."""
+
     # -- attestation results ----------------------------------------------------------
     @abc.abstractmethod
     def get_attestation(self, jti: str) -> AttestationRecord | None: ...
@@ -326,6 +376,7 @@ __all__ = [
     "Node",
     "PolicyRecord",
     "ReferenceValue",
+    "Revocation",
     "SigningKeyRecord",
     "Storage",
     "StorageError",

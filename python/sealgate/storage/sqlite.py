@@ -35,6 +35,7 @@ from sealgate.storage import (
     Node,
     PolicyRecord,
     ReferenceValue,
+    Revocation,
     SigningKeyRecord,
     Storage,
     StorageError,
@@ -121,6 +122,35 @@ MIGRATIONS.append(
             "CREATE TRIGGER key_versions_gen_insert AFTER INSERT ON key_versions BEGIN " + _BUMP,
             "CREATE TRIGGER key_versions_gen_update AFTER UPDATE ON key_versions BEGIN " + _BUMP,
             "CREATE TRIGGER key_versions_gen_delete AFTER DELETE ON key_versions BEGIN " + _BUMP,
+        ],
+    )
+)
+
+MIGRATIONS.append(
+    (
+        3,
+        # Revocation sticks to the hardware identity (TPM EK and AK, SNP CHIP_ID or
+        # endorsement key, TDX PPID), not to the client-chosen node id: re-enrolling or
+        # attesting under any id is refused while it is in force. Rows are never deleted, and
+        # ``seq`` only grows, so each attestation records the highest seq it saw
+        # (``revocation_mark``) and a token is dead once any revocation of its identities
+        # has a higher one, lifted or not.
+        [
+            """CREATE TABLE revocations (
+                seq INTEGER PRIMARY KEY, platform TEXT NOT NULL, identity TEXT NOT NULL,
+                node_id TEXT NOT NULL, reason TEXT NOT NULL, revoked_at INTEGER NOT NULL,
+                revoked_by TEXT NOT NULL, lifted_at INTEGER NOT NULL DEFAULT 0,
+                lifted_by TEXT NOT NULL DEFAULT '')""",
+            "CREATE INDEX revocations_identity ON revocations (platform, identity)",
+            # At most one revocation in force per identity (add_revocation checks first).
+            "CREATE UNIQUE INDEX revocations_in_force ON revocations (platform, identity)"
+            " WHERE lifted_at = 0",
+            "ALTER TABLE attestations ADD COLUMN revocation_mark INTEGER NOT NULL DEFAULT 0",
+            # Nodes revoked before this version: their EK stays revoked (once per EK).
+            """INSERT INTO revocations (platform, identity, node_id, reason, revoked_at,
+                revoked_by) SELECT 'tpm', 'ek:' || ek_fingerprint, MIN(node_id),
+                'node revoked', MIN(revoked_at), 'migration' FROM nodes WHERE revoked = 1
+                GROUP BY ek_fingerprint""",
         ],
     )
 )
@@ -601,6 +631,74 @@ class SqliteStorage(Storage):
         )
         return self.get_node(node_id)
 
+    def delete_node(self, node_id: str) -> Node | None:
+        with self._tx() as c:
+            node = self.get_node(node_id)
+            if node is not None:
+                c.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+        return node
+
+    # -- identity revocations ---------------------------------------------------------
+    _REV_COLS = (
+        "seq, platform, identity, node_id, reason, revoked_at, revoked_by, lifted_at, lifted_by"
+    )
+
+    @staticmethod
+    def _revocation(r: tuple[Any, ...]) -> Revocation:
+        return Revocation(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], int(r[7]), r[8])
+
+    def _active_revocation(self, platform: str, identity: str) -> Revocation | None:
+        rows = self._q(
+            f"SELECT {self._REV_COLS} FROM revocations"  # noqa: S608 (fixed columns)
+            " WHERE platform = ? AND identity = ? AND lifted_at = 0",
+            (platform, identity),
+        )
+        return self._revocation(rows[0]) if rows else None
+
+    def add_revocation(self, r: Revocation) -> tuple[Revocation, bool]:
+        with self._tx() as c:
+            current = self._active_revocation(r.platform, r.identity)
+            if current is not None:
+                return current, False
+            row = c.execute(
+                "INSERT INTO revocations (platform, identity, node_id, reason, revoked_at,"  # noqa: S608
+                f" revoked_by) VALUES (?, ?, ?, ?, ?, ?) RETURNING {self._REV_COLS}",
+                (r.platform, r.identity, r.node_id, r.reason, r.revoked_at, r.revoked_by),
+            ).fetchone()
+        return self._revocation(row), True
+
+    def lift_revocation(
+        self, platform: str, identity: str, now: int, actor: str
+    ) -> Revocation | None:
+        with self._tx() as c:
+            rows = c.execute(
+                "UPDATE revocations SET lifted_at = ?, lifted_by = ?"  # noqa: S608
+                " WHERE platform = ? AND identity = ? AND lifted_at = 0"
+                f" RETURNING {self._REV_COLS}",
+                (max(now, 1), actor, platform, identity),
+            ).fetchall()
+        return self._revocation(rows[0]) if rows else None
+
+    def list_revocations(self, include_lifted: bool = False) -> list[Revocation]:
+        where = "" if include_lifted else " WHERE lifted_at = 0"
+        rows = self._q(f"SELECT {self._REV_COLS} FROM revocations{where} ORDER BY seq")  # noqa: S608
+        return [self._revocation(r) for r in rows]
+
+    def revocation_state(
+        self, platform: str, identities: list[str]
+    ) -> tuple[int, list[Revocation]]:
+        ids = list(dict.fromkeys(identities))
+        marks = ", ".join("?" for _ in ids) or "NULL"
+        # One statement: the mark and the matching rows (a row per match, or one NULL row).
+        rows = self._q(
+            f"SELECT (SELECT COALESCE(MAX(seq), 0) FROM revocations), {self._REV_COLS}"  # noqa: S608
+            " FROM (SELECT 1) LEFT JOIN revocations"
+            f" ON platform = ? AND identity IN ({marks}) ORDER BY seq",
+            (platform, *ids),
+        )
+        mark = int(rows[0][0]) if rows else 0
+        return mark, [self._revocation(r[1:]) for r in rows if r[1] is not None]
+
     # -- attestations -----------------------------------------------------------------
     def complete_attestation(
         self,
@@ -626,8 +724,8 @@ class SqliteStorage(Storage):
     def _insert_attestation(self, rec: AttestationRecord) -> None:
         self._conn().execute(
             "INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
-            " runtime_key_jkt, issued_at, expires_at, granted_keys)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " runtime_key_jkt, issued_at, expires_at, granted_keys, revocation_mark)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rec.jti,
                 rec.node_id,
@@ -638,20 +736,21 @@ class SqliteStorage(Storage):
                 rec.issued_at,
                 rec.expires_at,
                 json.dumps(list(rec.granted_key_ids)),
+                rec.revocation_mark,
             ),
         )
 
     def get_attestation(self, jti: str) -> AttestationRecord | None:
         rows = self._q(
             "SELECT jti, node_id, platform, challenge_id, claims, runtime_key_jkt, issued_at,"
-            " expires_at, granted_keys FROM attestations WHERE jti = ?",
+            " expires_at, granted_keys, revocation_mark FROM attestations WHERE jti = ?",
             (jti,),
         )
         if not rows:
             return None
         r = rows[0]
         granted = tuple(str(k) for k in json.loads(r[8]))
-        return AttestationRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], granted)
+        return AttestationRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], granted, int(r[9]))
 
     # -- audit ------------------------------------------------------------------------
     def append_audit(

@@ -344,6 +344,8 @@ def pck_info(
             "pcesvn": ext.pcesvn,
             "cpusvn": ext.cpusvn.hex(),
             "pck_ca": kind,
+            # The platform's identity for revocation (stable across TCB recovery).
+            "ppid": ext.ppid.hex(),
             # Platform CA certificates only (multi-package platforms); the OCTET STRING as
             # the certificate carries it (CoCo trustee prints it byte-reversed).
             "platform_instance_id": (

@@ -195,6 +195,8 @@ class Platform:
     serial: int = 0x1001
     #: "platform" (multi-package platforms) or "processor": which PCK CA issued the PCK.
     ca: str = "platform"
+    #: The PPID in the PCK certificate (the platform's identity).
+    ppid: bytes = b"\x11" * 16
 
 
 @dataclass
@@ -249,14 +251,25 @@ class FakeIntel:
 
     def pck_chain(self, platform: Platform) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
         """(PCK private key, PEM chain PCK ‖ PCK CA ‖ root) for ``platform`` (cached)."""
-        k = (platform.components, platform.pcesvn, platform.fmspc, platform.serial, platform.ca)
+        k: tuple[Any, ...] = (
+            platform.components,
+            platform.pcesvn,
+            platform.fmspc,
+            platform.serial,
+            platform.ca,
+        )
+        if platform.ppid != Platform.ppid:  # keyed as before for the default (same keys)
+            k = (*k, platform.ppid)
         hit = self._pck.get(k)
         if hit is None:
             key = _key(self.seed, f"pck-{k}")
             ext = x509.UnrecognizedExtension(
                 x509.ObjectIdentifier("1.2.840.113741.1.13.1"),
                 sgx_extension(
-                    components=platform.components, pcesvn=platform.pcesvn, fmspc=platform.fmspc
+                    components=platform.components,
+                    pcesvn=platform.pcesvn,
+                    fmspc=platform.fmspc,
+                    ppid=platform.ppid,
                 ),
             )
             proc = platform.ca == "processor"
