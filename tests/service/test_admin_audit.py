@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,37 @@ def test_failed_signing_key_rotation_keeps_the_old_key(
         core.rotate_signing_key("op")
     assert core.tokens.active_kid == before
     assert [k.kid for k in core.st.list_signing_keys()] == [before]
+
+
+def test_policy_without_measurement_refused_and_explicit_any_audited(core: Verifier) -> None:
+    import grpc
+    from sealgate.broker.audit import decode_entry
+    from sealgate.service.errors import ServiceError
+
+    for doc in ('{"platforms": {"snp": {}}}', '{"platforms": {"tdx": {"tcb_statuses": ["x"]}}}'):
+        with pytest.raises(ServiceError) as e:
+            core.put_policy("op", "k", doc)
+        assert e.value.status == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.code == "policy.document.no_measurement"
+    assert core.st.get_policy("k") is None and _events(core) == []
+    core.put_policy("op", "k", '{"platforms": {"snp": {"allow_any_measurement": true}}}')
+    core.put_policy("op", "k", POLICY)
+    entries = [decode_entry(r.entry) for r in core.st.list_audit()]
+    assert [e["event"] for e in entries] == ["admin.policy.put"] * 2
+    assert "snp" in json.dumps(entries[0]) and "allow_any_measurement" in json.dumps(entries[0])
+    assert "allow_any_measurement" not in json.dumps(entries[1])
+
+
+@pytest.mark.parametrize("key_id", ["", "a\n", "-k", "k" * 129, "k y", "k\x00"])
+def test_policy_key_ids_validated_like_model_key_ids(core: Verifier, key_id: str) -> None:
+    from sealgate.errors import SealgateError
+
+    for change in (
+        lambda: core.put_policy("op", key_id, POLICY),
+        lambda: core.delete_policy("op", key_id),
+        lambda: core.create_key("op", key_id, None, ""),
+    ):
+        with pytest.raises(SealgateError) as e:
+            change()
+        assert e.value.code == "broker.key.bad_id"
+    assert _events(core) == []

@@ -126,7 +126,8 @@ def _serve_one(cfg: Any, grace: float, index: int, reuse_port: bool) -> int:
             f"{', '.join(srv.core.platforms.available())}",
             flush=True,
         )
-        print(f"sealgate: bootstrap operator key {cfg.bootstrap_operator_key}", flush=True)
+        if cfg.bootstrap_operator:
+            print(f"sealgate: bootstrap operator key {cfg.bootstrap_operator_key}", flush=True)
     stop.wait()
     if index == 0:
         print("sealgate: draining", flush=True)
@@ -156,7 +157,8 @@ def _serve_many(cfg: Any, grace: float) -> int:
     st = SqliteStorage(cfg.db_path)
     Verifier(cfg, st)
     st.close()
-    ensure_bootstrap_operator(cfg)
+    if cfg.bootstrap_operator:
+        ensure_bootstrap_operator(cfg)
     MetricsShare.reset(cfg.data_dir / "run")
     ctx = multiprocessing.get_context("spawn")
     procs = [
