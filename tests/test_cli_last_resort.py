@@ -119,3 +119,16 @@ def test_bad_collateral_json_is_rejected_with_json(
     doc, _ = _one_doc(capsys)
     assert rc == cli.EXIT_REJECTED
     assert [e["code"] for e in doc["errors"]] == ["tdx.collateral.invalid"]
+
+
+@pytest.mark.parametrize("command", ["policy-put", "refval-import"])
+def test_non_utf8_operator_documents_refused_not_replaced(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    f = tmp_path / "doc.yaml"
+    f.write_bytes(b"platforms:\n  tpm: {reference_sets: [g\xff]}\n")
+    args = ["admin", command, *(["m"] if command == "policy-put" else []), str(f)]
+    # No server is listening there: the file is refused before any call.
+    rc = main([*args, "--token", "t", "--server", "127.0.0.1:9", "--timeout", "1"])
+    _, err = capsys.readouterr()
+    assert rc == cli.EXIT_USAGE and "is not UTF-8 (byte 37)" in err

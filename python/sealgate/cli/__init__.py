@@ -67,6 +67,17 @@ def read_file(path: str, what: str, limit: int = 64 << 20) -> bytes:
     return data
 
 
+def read_text(path: str, what: str, limit: int) -> str:
+    """An operator document as text: UTF-8 or a usage error (never silently replaced)."""
+    data = read_file(path, what, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            "cli.input.not_utf8", f"{what} {path!r} is not UTF-8 (byte {e.start})"
+        ) from None
+
+
 def emit(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 

@@ -360,9 +360,9 @@ def _refval_remove(a: argparse.Namespace, stub: Any, md: Any) -> Any:
 
 def _refval_import(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
-    from sealgate.cli import read_file
+    from sealgate.cli import read_text
 
-    doc = read_file(a.file, "reference values", limit=16 << 20).decode(errors="replace")
+    doc = read_text(a.file, "reference values", limit=16 << 20)
     return stub.BulkAddReferenceValues(
         admin_pb2.BulkAddReferenceValuesRequest(document=doc), metadata=md, timeout=a.timeout
     )
@@ -370,9 +370,9 @@ def _refval_import(a: argparse.Namespace, stub: Any, md: Any) -> Any:
 
 def _policy_put(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
-    from sealgate.cli import read_file
+    from sealgate.cli import read_text
 
-    text = read_file(a.file, "policy", limit=1 << 20).decode(errors="replace")
+    text = read_text(a.file, "policy", limit=1 << 20)
     return stub.PutPolicy(
         admin_pb2.PutPolicyRequest(key_id=a.key_id, json=text), metadata=md, timeout=a.timeout
     )
