@@ -194,6 +194,9 @@ def test_bad_bulk_reference_values_refused(doc: str) -> None:
         b'"expires_at": 1, "runtime_private_key": "AA=="}',
         b'{"a": "\\ud800"}',
         b"\xff\xfe",
+        # Non-ASCII base64 is a plain ValueError from b64decode, not binascii.Error.
+        b'{"format": "sealgate.node.session/1", "suite": "x25519", "node_id": "n", '
+        b'"token": "t", "expires_at": 1, "runtime_private_key": "\xc3\xa9"}',
     ],
 )
 def test_bad_session_files_refused(data: bytes) -> None:

@@ -165,8 +165,10 @@ def load_document(
 
 
 def _load_yaml(text: str, max_depth: int, bad: Callable[[str], SealgateError]) -> Any:
-    loader = _DocumentLoader(text, max_depth)
+    loader: _DocumentLoader | None = None
     try:
+        # The reader already refuses non-printable characters in the constructor.
+        loader = _DocumentLoader(text, max_depth)
         return loader.get_single_data()
     except yaml.YAMLError as e:
         raise bad(f"not valid JSON or YAML: {e}") from None
@@ -177,7 +179,8 @@ def _load_yaml(text: str, max_depth: int, bad: Callable[[str], SealgateError]) -
     except RecursionError:
         raise bad("nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_shape(doc: Any, max_depth: int, bad: Callable[[str], SealgateError]) -> None:

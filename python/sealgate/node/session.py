@@ -10,7 +10,6 @@ are refused with a ``cli.node.session_*`` code. Messages never carry the token o
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import stat
@@ -92,7 +91,7 @@ def parse_session(path: Path, data: bytes) -> NodeSession:
     try:
         raw = base64.b64decode(doc["runtime_private_key"], validate=True)
         runtime = RuntimeKeyPair.from_private_bytes(doc["suite"], raw)
-    except (binascii.Error, UsageError):
+    except (ValueError, UsageError):  # binascii.Error, and non-ASCII text (a ValueError)
         raise _malformed(path, f"runtime_private_key is not a {doc['suite']} key") from None
     return NodeSession(doc["node_id"], doc["token"], exp, runtime)
 
