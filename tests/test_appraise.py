@@ -246,7 +246,13 @@ def test_empty_requirements_fail_closed(
     assert a.ok == (not codes)
 
 
-def test_empty_tcb_statuses_refused() -> None:
+def test_empty_tcb_statuses_refused_and_never_any() -> None:
+    from sealgate.appraise.policy import canonical_json
+
+    doc = '{"platforms": {"tdx": {"mr_td": ["' + "22" * 48 + '"], "tcb_statuses": []}}}'
     with pytest.raises(UsageError) as e:
-        parse_policy('{"platforms": {"tdx": {"mr_td": ["aa"], "tcb_statuses": []}}}')
+        canonical_json(doc)
     assert e.value.code == "policy.document.invalid"
+    # Stored before this check: it accepts no status, not every status.
+    a = appraise(parse_policy(doc), VerifyResult("tdx", _tdx_claims()), [])
+    assert [f.code for f in a.failures] == ["policy.tdx.tcb_status_not_allowed"]

@@ -154,9 +154,10 @@ def _tpm(d: dict[str, Any]) -> TpmRequirements:
         if not isinstance(values, dict):
             raise _bad(f"tpm.pcrs.{bank} must map PCR index to hex values")
         for idx, hexes in values.items():
-            if not (idx.isascii() and idx.isdigit() and len(idx) <= 2):
-                raise _bad(f"tpm.pcrs.{bank}: bad PCR index {idx[:20]!r}")
-            i = int(idx)
+            try:
+                i = int(idx)  # keys are strings (the loader refuses others)
+            except ValueError:
+                raise _bad(f"tpm.pcrs.{bank}: bad PCR index {idx[:20]!r}") from None
             if not 0 <= i <= 23:
                 raise _bad(f"tpm.pcrs.{bank}: PCR {i} out of range")
             r.pcrs.setdefault(str(bank), {})[i] = _hex_list(hexes, f"tpm.pcrs.{bank}.{idx}")
@@ -235,10 +236,8 @@ def _tdx(d: dict[str, Any]) -> TdxRequirements:
         if name in d:
             r.measurements[name] = _hex_list(d[name], f"tdx.{name}")
     if "tcb_statuses" in d:
+        # An empty list accepts no status at all (check_writable refuses to store one).
         r.tcb_statuses = _str_list(d["tcb_statuses"], "tdx.tcb_statuses")
-        if not r.tcb_statuses:
-            # An empty list would read as "any status": name them instead.
-            raise _bad("tdx.tcb_statuses must name at least one TCB status")
     r.allow_debug = _bool(d.get("allow_debug", False), "tdx.allow_debug")
     r.allow_any_measurement = _bool(
         d.get("allow_any_measurement", False), "tdx.allow_any_measurement"
@@ -289,6 +288,9 @@ def check_writable(p: Policy) -> None:
     ``measurement``; TDX: no ``mr_td``/RTMR), neither inline nor through a reference set,
     releases the key to any genuine machine running any code. That must be written down
     (``allow_any_measurement: true``), never be the result of leaving fields out."""
+    if p.tdx is not None and not p.tdx.tcb_statuses:
+        # Once read as "any status"; say which statuses are acceptable instead.
+        raise _bad("tdx.tcb_statuses must name at least one TCB status")
     missing: list[str] = []
     if p.tpm is not None and not p.tpm.allow_any_measurement:
         if not p.tpm.reference_sets and not any(v for b in p.tpm.pcrs.values() for v in b.values()):
