@@ -140,7 +140,7 @@ def load_document(
         return error(code, f"{what}: {reason}")
 
     if len(data) > max_bytes:
-        raise bad(f"{len(data)} bytes exceeds the {max_bytes}-byte limit")
+        raise bad(f"exceeds the {max_bytes}-byte limit")
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
