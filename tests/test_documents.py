@@ -126,6 +126,7 @@ def test_policy_regressions_refused(doc: str) -> None:
         ("operators: [{public_key: k.pem, roles: [[admin]]}]\n", "operators entries"),
         ("operators: [{public_key: k.pem, rolse: [admin]}]\n", "operators entries"),
         ("bootstrap_operator: no-thanks\n", "bootstrap_operator must be a bool"),
+        ("bootstrap_operator: false\n", "no operators are configured"),
         ('{"a":' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
         ("listen: " + "[" * 5000 + "]" * 5000, "nested deeper than"),
         (ALIAS_BOMB, "anchors are not allowed"),

@@ -227,6 +227,11 @@ def is_loopback(hostport: str) -> bool:
 
 
 def check_listen(cfg: ServiceConfig) -> None:
+    if not cfg.bootstrap_operator and not cfg.operators:
+        # Checked here too so ``serve --workers N`` refuses before starting any worker.
+        raise UsageError(
+            "config.invalid", "bootstrap_operator is false but no operators are configured"
+        )
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise UsageError("config.invalid", "tls_cert and tls_key go together")
     if cfg.tls_client_ca is not None and cfg.tls_cert is None:
