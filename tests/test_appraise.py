@@ -150,3 +150,109 @@ def test_bad_policies_refused(doc: str) -> None:
     with pytest.raises(UsageError) as e:
         parse_policy(doc)
     assert e.value.code == "policy.document.invalid"
+
+
+# -- empty requirements are not permissions ------------------------------------------------
+
+NO_MEASUREMENT = [
+    '{"platforms": {"tpm": {}}}',
+    '{"platforms": {"snp": {}}}',
+    '{"platforms": {"tdx": {}}}',
+    '{"platforms": {"tpm": {"required_selection": "sha256:0,7"}}}',
+    '{"platforms": {"tpm": {"pcrs": {"sha256": {"7": []}}}}}',
+    '{"platforms": {"snp": {"host_data": ["00"], "products": ["Milan"]}}}',
+    '{"platforms": {"snp": {"measurement": []}}}',
+    '{"platforms": {"tdx": {"mr_config_id": ["00"], "tcb_statuses": ["UpToDate"]}}}',
+    '{"platforms": {"tdx": {"mr_td": []}}}',
+    '{"platforms": {"tpm": {"reference_sets": ["golden"]}, "snp": {"vmpl": [0]}}}',
+]
+
+
+@pytest.mark.parametrize("doc", NO_MEASUREMENT)
+def test_policy_without_measurement_refused_when_written(doc: str) -> None:
+    from sealgate.appraise.policy import canonical_json
+
+    with pytest.raises(UsageError) as e:
+        canonical_json(doc)
+    assert e.value.code == "policy.document.no_measurement"
+    # The stored-policy reader still parses it: appraisal refuses it instead (below).
+    parse_policy(doc)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        '{"platforms": {"tpm": {"allow_any_measurement": true}}}',
+        '{"platforms": {"snp": {"allow_any_measurement": true, "products": ["Milan"]}}}',
+        '{"platforms": {"tdx": {"allow_any_measurement": true}}}',
+        '{"platforms": {"tpm": {"pcrs": {"sha256": {"7": ["aa"]}}}}}',
+        '{"platforms": {"snp": {"measurement": ["aa"]}}}',
+        '{"platforms": {"tdx": {"rtmr2": ["aa"]}}}',
+        '{"platforms": {"snp": {"reference_sets": ["prod"]}}}',
+    ],
+)
+def test_explicit_or_constrained_policies_written(doc: str) -> None:
+    from sealgate.appraise.policy import canonical_json
+
+    canonical_json(doc)
+
+
+APPRAISE_EMPTY: list[tuple[str, str, dict[str, Any], list[ReferenceValue], list[str]]] = [
+    # Stored before the write-time check: nothing constrains the measurement.
+    ("tpm", '{"platforms": {"tpm": {}}}', _tpm_claims(), REFS, ["policy.tpm.no_measurement"]),
+    ("snp", '{"platforms": {"snp": {}}}', _snp_claims(), REFS, ["policy.snp.no_measurement"]),
+    ("tdx", '{"platforms": {"tdx": {}}}', _tdx_claims(), REFS, ["policy.tdx.no_measurement"]),
+    # A set holding only host_data leaves the launch digest unchecked.
+    ("snp", '{"platforms": {"snp": {"reference_sets": ["hd"]}}}', _snp_claims(),
+     [ReferenceValue("5", "snp", "hd", "host_data", "00" * 32, "", 0)],
+     ["policy.snp.no_reference_values"]),
+    # A set holding only mr_config_id measures no code.
+    ("tdx", '{"platforms": {"tdx": {"reference_sets": ["cfg"]}}}', _tdx_claims(mr_config_id="00"),
+     [ReferenceValue("6", "tdx", "cfg", "mr_config_id", "00", "", 0)],
+     ["policy.tdx.no_reference_values"]),
+    ("snp", '{"platforms": {"snp": {"reference_sets": ["prod"]}}}', _snp_claims(), [],
+     ["policy.snp.no_reference_values"]),
+    ("tdx", '{"platforms": {"tdx": {"reference_sets": ["prod"]}}}', _tdx_claims(), [],
+     ["policy.tdx.no_reference_values"]),
+    # Explicitly any measurement: granted.
+    ("snp", '{"platforms": {"snp": {"allow_any_measurement": true}}}', _snp_claims(), [], []),
+    ("tpm", '{"platforms": {"tpm": {"allow_any_measurement": true}}}', _tpm_claims(), [], []),
+    ("tdx", '{"platforms": {"tdx": {"allow_any_measurement": true}}}', _tdx_claims(), [], []),
+    # ... but named sets that hold nothing still fail closed.
+    ("tpm", '{"platforms": {"tpm": {"reference_sets": ["x"], "allow_any_measurement": true}}}',
+     _tpm_claims(), REFS, ["policy.tpm.no_reference_values"]),
+    # Unset tcb_statuses means UpToDate only.
+    ("tdx", '{"platforms": {"tdx": {"mr_td": ["' + "22" * 48 + '"]}}}',
+     _tdx_claims(tcb_status="OutOfDate"), [], ["policy.tdx.tcb_status_not_allowed"]),
+    ("tdx", '{"platforms": {"tdx": {"mr_td": ["' + "22" * 48 + '"]}}}',
+     _tdx_claims(tcb_status="SWHardeningNeeded"), [], ["policy.tdx.tcb_status_not_allowed"]),
+    ("tdx", '{"platforms": {"tdx": {"mr_td": ["' + "22" * 48 + '"]}}}', _tdx_claims(), [], []),
+    ("tdx", '{"platforms": {"tdx": {"mr_td": ["' + "22" * 48 + '"], '
+     '"tcb_statuses": ["UpToDate", "SWHardeningNeeded"]}}}',
+     _tdx_claims(tcb_status="SWHardeningNeeded"), [], []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("platform", "policy", "claims", "refs", "codes"), APPRAISE_EMPTY)
+def test_empty_requirements_fail_closed(
+    platform: str,
+    policy: str,
+    claims: dict[str, Any],
+    refs: list[ReferenceValue],
+    codes: list[str],
+) -> None:
+    a = appraise(parse_policy(policy), VerifyResult(platform, claims), refs)
+    assert [f.code for f in a.failures] == codes
+    assert a.ok == (not codes)
+
+
+def test_empty_tcb_statuses_refused_and_never_any() -> None:
+    from sealgate.appraise.policy import canonical_json
+
+    doc = '{"platforms": {"tdx": {"mr_td": ["' + "22" * 48 + '"], "tcb_statuses": []}}}'
+    with pytest.raises(UsageError) as e:
+        canonical_json(doc)
+    assert e.value.code == "policy.document.invalid"
+    # Stored before this check: it accepts no status, not every status.
+    a = appraise(parse_policy(doc), VerifyResult("tdx", _tdx_claims()), [])
+    assert [f.code for f in a.failures] == ["policy.tdx.tcb_status_not_allowed"]

@@ -6,7 +6,6 @@ arguments into calls and the outcome into the CLI/JSON claim set.
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
 
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sealgate import _core
+from sealgate.documents import load_document
 from sealgate.errors import ParseError, UsageError, VerificationError
 from sealgate.result import VerifyResult
 
@@ -143,10 +143,9 @@ def _parse_tpm2_tools_pcrs(data: bytes) -> PcrMap:
 def load_pcrs(data: bytes) -> PcrMap:
     """PCR values from sealgate's JSON (``{"sha256": {"0": "hex"}}``) or ``tpm2_quote -o``."""
     if data.lstrip()[:1] == b"{":
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise UsageError("cli.input.bad_json", f"PCR file is not valid JSON: {e}") from None
+        doc = load_document(
+            data, code="cli.input.bad_json", what="PCR file", yaml_ok=False, max_bytes=1 << 20
+        )
         if not isinstance(doc, dict):
             raise UsageError("cli.input.bad_json", "PCR JSON must be an object")
         out: PcrMap = {}
@@ -156,12 +155,24 @@ def load_pcrs(data: bytes) -> PcrMap:
             if not isinstance(values, dict):
                 raise UsageError("cli.input.bad_json", f"bank {bank} must map index to hex")
             for idx, hexval in values.items():
-                try:
-                    out.setdefault(bank, {})[int(idx)] = bytes.fromhex(str(hexval))
-                except ValueError:
+                # A TPMS_PCR_SELECT bitmap names PCRs 0..31 (TPM 2.0 Part 2 §10.6.1, at most
+                # 4 select bytes here); anything else cannot be in a quote, and would not fit
+                # the u32 index the verifier takes.
+                if not (idx.isascii() and idx.isdigit() and len(idx) <= 2 and int(idx) <= 31):
                     raise UsageError(
-                        "cli.input.bad_json", f"bad PCR {bank}:{idx} value {hexval!r}"
-                    ) from None
+                        "cli.input.bad_json",
+                        f"PCR index {idx[:20]!r} in bank {bank} is not 0..31",
+                    )
+                try:
+                    value = bytes.fromhex(hexval) if isinstance(hexval, str) else None
+                except ValueError:
+                    value = None
+                if value is None:
+                    raise UsageError(
+                        "cli.input.bad_json",
+                        f"PCR {bank}:{idx} value {str(hexval)[:80]!r} is not hex",
+                    )
+                out.setdefault(bank, {})[int(idx)] = value
         return out
     return _parse_tpm2_tools_pcrs(data)
 

@@ -145,3 +145,37 @@ def test_lift_and_forget_are_undone_when_their_audit_entry_fails(
         "admin.node.forgotten",
     ]
     assert core.st.get_node("n") is None
+
+
+def test_policy_without_measurement_refused_and_explicit_any_audited(core: Verifier) -> None:
+    import grpc
+    from sealgate.broker.audit import decode_entry
+    from sealgate.service.errors import ServiceError
+
+    for doc in ('{"platforms": {"snp": {}}}', '{"platforms": {"tdx": {"tcb_statuses": ["x"]}}}'):
+        with pytest.raises(ServiceError) as e:
+            core.put_policy("op", "k", doc)
+        assert e.value.status == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.code == "policy.document.no_measurement"
+    assert core.st.get_policy("k") is None and _events(core) == []
+    core.put_policy("op", "k", '{"platforms": {"snp": {"allow_any_measurement": true}}}')
+    core.put_policy("op", "k", POLICY)
+    entries = [decode_entry(r.entry) for r in core.st.list_audit()]
+    assert [e["event"] for e in entries] == ["admin.policy.put"] * 2
+    assert "snp" in repr(entries[0]) and "allow_any_measurement" in repr(entries[0])
+    assert "allow_any_measurement" not in repr(entries[1])
+
+
+@pytest.mark.parametrize("key_id", ["", "a\n", "-k", "k" * 129, "k y", "k\x00"])
+def test_policy_key_ids_validated_like_model_key_ids(core: Verifier, key_id: str) -> None:
+    from sealgate.errors import SealgateError
+
+    for change in (
+        lambda: core.put_policy("op", key_id, POLICY),
+        lambda: core.delete_policy("op", key_id),
+        lambda: core.create_key("op", key_id, None, ""),
+    ):
+        with pytest.raises(SealgateError) as e:
+            change()
+        assert e.value.code == "broker.key.bad_id"
+    assert _events(core) == []

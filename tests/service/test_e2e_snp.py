@@ -66,10 +66,12 @@ def test_snp_node_attests_and_policy_decides(make_env: Callable[..., Env], tmp_p
 def test_snp_wrong_report_data_refused(make_env: Callable[..., Env], tmp_path: Path) -> None:
     from sealgate._proto import attestation_pb2_grpc
     from sealgate.node.agent import NodeAgent
+    from sealgate.testing import snp
 
     env, node = _env(make_env, tmp_path)
     env.key("m", b"S" * 32)
-    env.policy("m", {"platforms": {"snp": {"products": ["Milan"]}}})
+    measurement = snp.ReportFields().measurement.hex()
+    env.policy("m", {"platforms": {"snp": {"products": ["Milan"], "measurement": [measurement]}}})
     agent = NodeAgent(env.channel, "cvm-1", node)
     req = agent.build_attest(agent.challenge(), ["m"])
     other = NodeAgent(env.channel, "x", node)

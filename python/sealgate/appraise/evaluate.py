@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sealgate.appraise.policy import (
+    TDX_CODE_MEASUREMENTS,
     Policy,
     SnpRequirements,
     TdxRequirements,
@@ -76,6 +77,25 @@ def ear_status(vector: dict[str, int]) -> str:
     return "none"
 
 
+def _unconstrained(a: Appraisal, platform: str, sets: list[str], what: str) -> None:
+    """No value to compare the measurement with: fail closed (an empty requirement is not a
+    permission). With reference sets named, they yielded nothing for it; without, the policy
+    predates the write-time check (``policy.document.no_measurement``)."""
+    if sets:
+        a.fail(
+            f"policy.{platform}.no_reference_values",
+            f"reference set(s) {', '.join(sets)} hold no {what}",
+            "",
+            sets,
+        )
+    else:
+        a.fail(
+            f"policy.{platform}.no_measurement",
+            f"the policy constrains no {what} and does not set allow_any_measurement",
+        )
+    a.worse("executables", UNRECOGNIZED_EXECUTABLES)
+
+
 def _refs(refs: Sequence[ReferenceValue], platform: str, sets: list[str]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for r in refs:
@@ -135,15 +155,9 @@ def _tpm(
     for bank, pcrs in req.pcrs.items():
         for pcr, hexes in pcrs.items():
             expected.setdefault(bank, {}).setdefault(pcr, set()).update(hexes)
-    if req.reference_sets and not expected:
+    if not any(expected.values()) and (req.reference_sets or not req.allow_any_measurement):
         # A policy naming reference sets that hold nothing must not mean "anything goes".
-        a.fail(
-            "policy.tpm.no_reference_values",
-            f"reference set(s) {', '.join(req.reference_sets)} hold no TPM PCR values",
-            "",
-            req.reference_sets,
-        )
-        a.worse("executables", UNRECOGNIZED_EXECUTABLES)
+        _unconstrained(a, "tpm", req.reference_sets, "TPM PCR values")
     quoted: dict[str, dict[str, str]] = claims.get("pcrs") or {}
     for bank in sorted(expected):
         if bank == "sha1" and not req.allow_weak_hashes:
@@ -231,14 +245,11 @@ def _snp(
     ref = _refs(refs, "snp", req.reference_sets)
     measurements = set(req.measurement) | ref.get("measurement", set())
     host_data = set(req.host_data) | ref.get("host_data", set())
-    if req.reference_sets and not (ref.get("measurement") or ref.get("host_data")):
-        a.fail(
-            "policy.snp.no_reference_values",
-            f"reference set(s) {', '.join(req.reference_sets)} hold no SNP values",
-            "",
-            req.reference_sets,
-        )
-        a.worse("executables", UNRECOGNIZED_EXECUTABLES)
+    if not measurements and not req.allow_any_measurement:
+        # host_data alone (inline or from the sets) leaves the launch digest unchecked.
+        _unconstrained(a, "snp", req.reference_sets, "SNP measurement")
+    elif req.reference_sets and not (ref.get("measurement") or ref.get("host_data")):
+        _unconstrained(a, "snp", req.reference_sets, "SNP values")
     _one_of(
         a,
         "policy.snp.measurement_mismatch",
@@ -298,14 +309,12 @@ def _tdx(
     for claim in ("hardware", "executables", "configuration", "runtime_opaque"):
         a.worse(claim, AFFIRMING)
     ref = _refs(refs, "tdx", req.reference_sets)
-    if req.reference_sets and not ref:
-        a.fail(
-            "policy.tdx.no_reference_values",
-            f"reference set(s) {', '.join(req.reference_sets)} hold no TDX values",
-            "",
-            req.reference_sets,
-        )
-        a.worse("executables", UNRECOGNIZED_EXECUTABLES)
+    code_measured = any(req.measurements.get(n) or ref.get(n) for n in TDX_CODE_MEASUREMENTS)
+    if not code_measured and not req.allow_any_measurement:
+        # mr_config_id alone is host-chosen configuration, not a measurement of code.
+        _unconstrained(a, "tdx", req.reference_sets, "TDX MRTD or RTMR value")
+    elif req.reference_sets and not ref:
+        _unconstrained(a, "tdx", req.reference_sets, "TDX values")
     names = sorted(set(req.measurements) | set(ref))
     for name in names:
         allowed = set(req.measurements.get(name, [])) | ref.get(name, set())
@@ -321,7 +330,7 @@ def _tdx(
             "policy.tdx.debug_enabled", "TD attributes allow debugging", "debug=true", "debug=false"
         )
         a.worse("configuration", CONTRAINDICATED)
-    if req.tcb_statuses and claims.get("tcb_status") not in req.tcb_statuses:
+    if claims.get("tcb_status") not in req.tcb_statuses:
         a.fail(
             "policy.tdx.tcb_status_not_allowed",
             f"TCB status {claims.get('tcb_status')}",

@@ -23,17 +23,16 @@ def key_aad(key_id: str, version: int) -> bytes:
     return b"sealgate/v1 model-key" + struct.pack(">H", len(kid)) + kid + struct.pack(">I", version)
 
 
-def check_key_id(key_id: str) -> str:
-    """The one rule for model key ids, wherever one arrives (creation, Attest, ReleaseKey).
-
-    ``fullmatch``: with ``match``, ``$`` also matches before a final newline.
-    """
+def check_key_id(key_id: str) -> None:
+    """The one rule for model key ids, wherever a key id enters (key and policy admin,
+    Attest, ReleaseKey): 1-128 characters of ``[A-Za-z0-9._:/-]``, starting alphanumeric.
+    UsageError ``broker.key.bad_id`` otherwise (INVALID_ARGUMENT over gRPC)."""
+    # fullmatch: "$" would also match before a trailing newline.
     if len(key_id) > 128 or not _KEY_ID_RE.fullmatch(key_id):
         raise UsageError(
             "broker.key.bad_id",
             f"key id {key_id[:64]!r} must be 1-128 chars of [A-Za-z0-9._:/-], starting alnum",
         )
-    return key_id
 
 
 class ModelKeys:

@@ -8,6 +8,7 @@ ever produces a traceback: unexpected exceptions are reported as ``cli.internal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -66,42 +67,68 @@ def read_file(path: str, what: str, limit: int = 64 << 20) -> bytes:
     return data
 
 
+def read_text(path: str, what: str, limit: int) -> str:
+    """An operator document as text: UTF-8 or a usage error (never silently replaced)."""
+    data = read_file(path, what, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            "cli.input.not_utf8", f"{what} {path!r} is not UTF-8 (byte {e.start})"
+        ) from None
+
+
 def emit(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
+    args: argparse.Namespace | None = None
     try:
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.handler
         return handler(args)
     except UsageError as e:
         _json_error(args, e)
-        print(f"sealgate: {e.message}", file=sys.stderr)
+        _say(f"sealgate: {e.message}")
         return EXIT_USAGE
     except SealgateError as e:
         _json_error(args, e)
-        print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
+        _say(f"sealgate: {e.code}: {e.message}")
         return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # the CLI must never show a traceback
-        print(f"sealgate: cli.internal.error: {type(e).__name__}", file=sys.stderr)
+        # Last resort, for every command and also while arguments are handled: still one
+        # JSON document with a code on stdout. Only the type: a message may hold secrets.
+        err = SealgateError("cli.internal.error", f"internal error ({type(e).__name__})")
+        _json_error(args, err, always=True)
+        _say(f"sealgate: cli.internal.error: {type(e).__name__}")
         return EXIT_USAGE
 
 
-def _json_error(args: argparse.Namespace, e: SealgateError) -> None:
-    """Commands with a JSON contract print exactly one document, also on failure."""
+def _say(line: str) -> None:
+    with contextlib.suppress(Exception):
+        print(line, file=sys.stderr)
+
+
+def _json_error(args: argparse.Namespace | None, e: SealgateError, always: bool = False) -> None:
+    """Commands with a JSON contract print exactly one document, also on failure; with
+    ``always`` (an internal error) every command does."""
+    doc: dict[str, Any] = {"errors": [{"code": e.code, "message": e.message}]}
     if getattr(args, "json_errors", False):
-        emit(
-            {
-                "verified": False,
-                "platform": getattr(args, "platform", None),
-                "claims": {},
-                "errors": [{"code": e.code, "message": e.message}],
-            }
-        )
+        doc = {
+            "verified": False,
+            "platform": getattr(args, "platform", None),
+            "claims": {},
+            "errors": doc["errors"],
+        }
+    elif not always:
+        return
+    # Best effort: stdout itself may be what failed (closed pipe, full disk).
+    with contextlib.suppress(Exception):
+        emit(doc)
+        sys.stdout.flush()
 
 
 def run() -> None:

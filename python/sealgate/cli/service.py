@@ -126,7 +126,8 @@ def _serve_one(cfg: Any, grace: float, index: int, reuse_port: bool) -> int:
             f"{', '.join(srv.core.platforms.available())}",
             flush=True,
         )
-        print(f"sealgate: bootstrap operator key {cfg.bootstrap_operator_key}", flush=True)
+        if cfg.bootstrap_operator:
+            print(f"sealgate: bootstrap operator key {cfg.bootstrap_operator_key}", flush=True)
     stop.wait()
     if index == 0:
         print("sealgate: draining", flush=True)
@@ -156,7 +157,8 @@ def _serve_many(cfg: Any, grace: float) -> int:
     st = SqliteStorage(cfg.db_path)
     Verifier(cfg, st)
     st.close()
-    ensure_bootstrap_operator(cfg)
+    if cfg.bootstrap_operator:
+        ensure_bootstrap_operator(cfg)
     MetricsShare.reset(cfg.data_dir / "run")
     ctx = multiprocessing.get_context("spawn")
     procs = [
@@ -370,9 +372,9 @@ def _refval_remove(a: argparse.Namespace, stub: Any, md: Any) -> Any:
 
 def _refval_import(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
-    from sealgate.cli import read_file
+    from sealgate.cli import read_text
 
-    doc = read_file(a.file, "reference values", limit=16 << 20).decode(errors="replace")
+    doc = read_text(a.file, "reference values", limit=16 << 20)
     return stub.BulkAddReferenceValues(
         admin_pb2.BulkAddReferenceValuesRequest(document=doc), metadata=md, timeout=a.timeout
     )
@@ -380,9 +382,9 @@ def _refval_import(a: argparse.Namespace, stub: Any, md: Any) -> Any:
 
 def _policy_put(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
-    from sealgate.cli import read_file
+    from sealgate.cli import read_text
 
-    text = read_file(a.file, "policy", limit=1 << 20).decode(errors="replace")
+    text = read_text(a.file, "policy", limit=1 << 20)
     return stub.PutPolicy(
         admin_pb2.PutPolicyRequest(key_id=a.key_id, json=text), metadata=md, timeout=a.timeout
     )

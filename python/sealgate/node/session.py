@@ -10,7 +10,6 @@ are refused with a ``cli.node.session_*`` code. Messages never carry the token o
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import stat
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sealgate.broker.hpke import SUITES, RuntimeKeyPair
+from sealgate.documents import load_document
 from sealgate.errors import SealgateError, UsageError
 
 SESSION_FILE = "session.json"
@@ -66,19 +66,22 @@ def _malformed(path: Path, why: str) -> UsageError:
 
 def parse_session(path: Path, data: bytes) -> NodeSession:
     """Session bytes → NodeSession; every field is required and nothing else is allowed."""
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
-        raise _malformed(path, "not JSON") from None
+    doc = load_document(
+        data,
+        code="cli.node.session_malformed",
+        what=f"session file {str(path)!r}",
+        yaml_ok=False,
+        max_bytes=MAX_SESSION_BYTES,
+    )
     if not isinstance(doc, dict):
         raise _malformed(path, "not a JSON object")
     if set(doc) != _FIELDS:
         missing, extra = sorted(_FIELDS - set(doc)), sorted(set(doc) - _FIELDS)
         raise _malformed(path, f"missing fields {missing}, unknown fields {extra}")
     if doc["format"] != FORMAT:
-        raise _malformed(path, f"format is {doc['format']!r}, expected {FORMAT!r}")
-    if doc["suite"] not in SUITES:
-        raise _malformed(path, f"suite {doc['suite']!r} is not one of {list(SUITES)}")
+        raise _malformed(path, f"format is {str(doc['format'])[:40]!r}, expected {FORMAT!r}")
+    if not isinstance(doc["suite"], str) or doc["suite"] not in SUITES:
+        raise _malformed(path, f"suite {str(doc['suite'])[:40]!r} is not one of {list(SUITES)}")
     for name in ("node_id", "token", "runtime_private_key"):
         if not isinstance(doc[name], str) or not doc[name]:
             raise _malformed(path, f"{name} must be a non-empty string")
@@ -88,7 +91,7 @@ def parse_session(path: Path, data: bytes) -> NodeSession:
     try:
         raw = base64.b64decode(doc["runtime_private_key"], validate=True)
         runtime = RuntimeKeyPair.from_private_bytes(doc["suite"], raw)
-    except (binascii.Error, UsageError):
+    except (ValueError, UsageError):  # binascii.Error, and non-ASCII text (a ValueError)
         raise _malformed(path, f"runtime_private_key is not a {doc['suite']} key") from None
     return NodeSession(doc["node_id"], doc["token"], exp, runtime)
 

@@ -6,13 +6,13 @@ then only loopback addresses are accepted, unless ``allow_insecure_remote`` is s
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from sealgate.documents import load_document
 from sealgate.errors import UsageError
 
 ROLES = ("admin", "operator", "auditor")
@@ -61,6 +61,10 @@ class ServiceConfig:
     tls_client_ca: Path | None = None
     allow_insecure_remote: bool = False
     operators: list[OperatorKey] = field(default_factory=list)
+    #: Trust the bootstrap admin key in the data dir (``operator-key.pem``, made on first
+    #: start). Set false once real operators are configured: the file is then neither
+    #: created nor trusted.
+    bootstrap_operator: bool = True
     #: EK CA roots (PEM files or directories) and known intermediates.
     ek_ca_roots: list[Path] = field(default_factory=list)
     ek_ca_intermediates: list[Path] = field(default_factory=list)
@@ -108,17 +112,19 @@ def _paths(v: Any, where: str) -> list[Path]:
     return [Path(x) for x in v]
 
 
+#: Configuration files are a few KiB.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
     cfg = ServiceConfig()
     if path is not None:
         try:
-            text = Path(path).read_text()
+            with open(path, "rb") as f:
+                data = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as e:
             raise UsageError("config.unreadable", f"cannot read {path}: {e.strerror}") from None
-        try:
-            doc = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as e:
-            raise UsageError("config.invalid", f"{path}: {e}") from None
+        doc = load_document(data, code="config.invalid", what=str(path), max_bytes=MAX_CONFIG_BYTES)
         if not isinstance(doc, dict):
             raise UsageError("config.invalid", f"{path}: top level must be a mapping")
         _apply(cfg, doc)
@@ -127,6 +133,36 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
             setattr(cfg, k, Path(v) if k == "data_dir" else v)
     check_listen(cfg)
     return cfg
+
+
+def _section(cls: type[Any], value: Any, where: str) -> Any:
+    """A ``limits``/``rate_limit`` mapping → its dataclass; every field typed and positive."""
+    if not isinstance(value, dict):
+        raise UsageError("config.invalid", f"{where} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise UsageError("config.invalid", f"unknown {where} key(s) {', '.join(unknown)}")
+    out = cls()
+    for key, v in value.items():
+        want = type(getattr(out, key))
+        ok = (
+            isinstance(v, int | float) if want is float else isinstance(v, want)
+        ) and not isinstance(v, bool)
+        if not ok:
+            raise UsageError("config.invalid", f"{where}.{key} must be a {want.__name__}")
+        if not v > 0:
+            raise UsageError("config.invalid", f"{where}.{key} must be positive")
+        setattr(out, key, want(v))
+    return out
+
+
+def _path(value: Any, key: str) -> Path | None:
+    if value is None and key != "data_dir":
+        return None
+    if not isinstance(value, str) or not value:
+        raise UsageError("config.invalid", f"{key} must be a non-empty path string")
+    return Path(value)
 
 
 def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
@@ -141,17 +177,18 @@ def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
         "max_workers": int,
         "workers": int,
         "allow_insecure_remote": bool,
+        "bootstrap_operator": bool,
     }
     for key, value in doc.items():
         if key in simple:
             want = simple[key]
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
                 raise UsageError("config.invalid", f"{key} must be a {want.__name__}")
-            if isinstance(value, int) and value < (0 if key == "workers" else 1):
+            if isinstance(value, int) and want is int and value < (0 if key == "workers" else 1):
                 raise UsageError("config.invalid", f"{key} must be positive")
             setattr(cfg, key, value)
         elif key in ("data_dir", "tls_cert", "tls_key", "tls_client_ca"):
-            setattr(cfg, key, Path(value) if value else None)
+            setattr(cfg, key, _path(value, key))
         elif key in ("ek_ca_roots", "ek_ca_intermediates", "snp_roots", "tdx_roots"):
             setattr(cfg, key, _paths(value, key))
         elif key == "operators":
@@ -161,8 +198,12 @@ def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
                 roles = op.get("roles", []) if isinstance(op, dict) else None
                 if (
                     not isinstance(op, dict)
+                    or not set(op) <= {"name", "public_key", "roles"}
+                    or not isinstance(op.get("name", ""), str)
                     or not isinstance(op.get("public_key"), str)
+                    or not op["public_key"]
                     or not isinstance(roles, list)
+                    or not all(isinstance(r, str) for r in roles)
                     or not set(roles) <= set(ROLES)
                 ):
                     raise UsageError(
@@ -173,11 +214,11 @@ def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
                     OperatorKey(str(op.get("name", "operator")), Path(op["public_key"]), roles)
                 )
         elif key == "limits":
-            cfg.limits = Limits(**value)
+            cfg.limits = _section(Limits, value, "limits")
         elif key == "rate_limit":
-            cfg.rate_limit = RateLimit(**value)
+            cfg.rate_limit = _section(RateLimit, value, "rate_limit")
         else:
-            raise UsageError("config.invalid", f"unknown configuration key {key!r}")
+            raise UsageError("config.invalid", f"unknown configuration key {key[:40]!r}")
 
 
 def is_loopback(hostport: str) -> bool:
@@ -191,6 +232,11 @@ def is_loopback(hostport: str) -> bool:
 
 
 def check_listen(cfg: ServiceConfig) -> None:
+    if not cfg.bootstrap_operator and not cfg.operators:
+        # Checked here too so ``serve --workers N`` refuses before starting any worker.
+        raise UsageError(
+            "config.invalid", "bootstrap_operator is false but no operators are configured"
+        )
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise UsageError("config.invalid", "tls_cert and tls_key go together")
     if cfg.tls_client_ca is not None and cfg.tls_cert is None:

@@ -28,7 +28,7 @@ from sealgate.appraise import (
     appraise,
     ear_status,
 )
-from sealgate.appraise.policy import canonical_json
+from sealgate.appraise.policy import canonical
 from sealgate.broker import runtime_binding
 from sealgate.broker.audit import AuditLog, AuditVerdict
 from sealgate.broker.checkpoint import Checkpointer, CheckpointStore, log_origin
@@ -707,24 +707,27 @@ class Verifier:
         return ok
 
     def put_policy(self, actor: str, key_id: str, document: str) -> PolicyRecord:
+        check_key_id(key_id)
         try:
-            canon = canonical_json(document)
+            canon, policy = canonical(document)
         except UsageError as e:
             raise E.invalid(e.code, e.message) from None
+        entry: dict[str, Any] = {
+            "key_id": key_id,
+            "revision": 0,
+            "sha256": hashlib.sha256(canon.encode()).hexdigest(),
+        }
+        if policy.any_measurement:
+            # An explicit "any measurement" is a decision an auditor must be able to find.
+            entry["allow_any_measurement"] = policy.any_measurement
         with self.st.atomic():
             rec = self.st.put_policy(key_id, canon, int(time.time()))
-            self.audit.append(
-                "admin.policy.put",
-                actor,
-                {
-                    "key_id": key_id,
-                    "revision": rec.revision,
-                    "sha256": hashlib.sha256(canon.encode()).hexdigest(),
-                },
-            )
+            entry["revision"] = rec.revision
+            self.audit.append("admin.policy.put", actor, entry)
         return rec
 
     def delete_policy(self, actor: str, key_id: str) -> bool:
+        check_key_id(key_id)
         with self.st.atomic():
             ok = self.st.delete_policy(key_id)
             if ok:

@@ -39,6 +39,8 @@ from sealgate._proto import (
 )
 from sealgate.appraise import PolicyFailure
 from sealgate.broker.hpke import MLKEM768_X25519, X25519
+from sealgate.broker.keys import check_key_id
+from sealgate.documents import load_document
 from sealgate.errors import SealgateError, UsageError
 from sealgate.service import errors as E
 from sealgate.service.auth import AuthError, OperatorAuth, Principal, generate_operator_key
@@ -452,17 +454,18 @@ def _key_to_pb(k: Any) -> admin_pb2.ModelKeyInfo:
     )
 
 
+#: A bulk reference-value document: thousands of values fit; the message limit binds first.
+MAX_BULK_BYTES = 16 << 20
+
+
 def parse_bulk_reference_values(document: str, now: int) -> list[ReferenceValue]:
     """A list of values, or ``{"platform", "set_name", "values": {name: hex}}`` (JSON/YAML)."""
-    import yaml
-
-    try:
-        doc = json.loads(document)
-    except ValueError:
-        try:
-            doc = yaml.safe_load(document)
-        except yaml.YAMLError as e:
-            raise E.invalid("admin.refval.bad_document", f"not JSON or YAML: {e}") from None
+    doc = load_document(
+        document,
+        code="admin.refval.bad_document",
+        what="reference values",
+        max_bytes=MAX_BULK_BYTES,
+    )
     items: list[dict[str, Any]] = []
     if isinstance(doc, dict) and isinstance(doc.get("values"), dict):
         for name, value in doc["values"].items():
@@ -607,6 +610,7 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.GetPolicyRequest, context: Ctx
     ) -> admin_pb2.PolicyDocument:
         def fn(p: Principal) -> admin_pb2.PolicyDocument:
+            check_key_id(request.key_id)
             rec = self.core.st.get_policy(request.key_id)
             if rec is None:
                 raise E.not_found("admin.policy.not_found", f"no policy for {request.key_id!r}")
@@ -954,12 +958,17 @@ def build_auth(cfg: ServiceConfig) -> OperatorAuth:
     from cryptography.hazmat.primitives import serialization
 
     auth = OperatorAuth()
-    boot = ensure_bootstrap_operator(cfg)
-    key = serialization.load_pem_private_key(boot.read_bytes(), password=None)
-    pub = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    auth.trust("bootstrap", pub, ["admin", "operator", "auditor"])
+    if cfg.bootstrap_operator:
+        boot = ensure_bootstrap_operator(cfg)
+        key = serialization.load_pem_private_key(boot.read_bytes(), password=None)
+        pub = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        auth.trust("bootstrap", pub, ["admin", "operator", "auditor"])
+    elif not cfg.operators:
+        raise UsageError(
+            "config.invalid", "bootstrap_operator is false but no operators are configured"
+        )
     for op in cfg.operators:
         try:
             auth.trust(op.name, op.public_key.read_bytes(), op.roles)

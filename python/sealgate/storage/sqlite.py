@@ -221,11 +221,29 @@ class _WriteLock:
             self._fd = None
 
 
+def _make_private(path: str) -> None:
+    """The database holds wrapped keys, tokens' records and the audit log: 0600.
+
+    SQLite would create it with 0644 under the usual umask; the unix VFS creates the -wal
+    and -shm files with the database file's own mode (sqlite.org/src os_unix.c
+    ``findCreateFileMode``), so creating the database 0600 first covers them too, whenever
+    they appear. Files left wider by an older version are narrowed."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path + suffix, 0o600)
+
+
 class SqliteStorage(Storage):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = str(path)
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            _make_private(self._path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

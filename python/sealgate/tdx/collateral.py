@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from sealgate.documents import load_document
 from sealgate.errors import ChainError, CollateralError, ParseError
 from sealgate.tdx.pck import (
     CN_TCB_SIGNING,
@@ -116,6 +117,19 @@ def _hex(s: Any, what: str, size: int | None = None) -> bytes:
     if not b or (size is not None and len(b) != size):
         raise _coll("tdx.collateral.invalid", f"{what} is not {size or 'some'} bytes of hex")
     return b
+
+
+def _signed_json(text: str, what: str) -> Any:
+    """A signed body's JSON (after its signature verified): the shared loader's rules, so
+    a repeated member cannot make "the signed value" ambiguous."""
+    return load_document(
+        text,
+        code="tdx.collateral.invalid",
+        what=what,
+        yaml_ok=False,
+        max_bytes=MAX_COLLATERAL_LEN,
+        error=CollateralError,
+    )
 
 
 def _load_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
@@ -266,11 +280,8 @@ class TdxCollateral:
                 "tdx.collateral.signature_invalid",
                 "QE identity signature does not verify with the TCB signing certificate",
             )
-        try:
-            tcb = json.loads(self.tcb_info_json)
-            qe = json.loads(self.qe_identity_json)
-        except (ValueError, RecursionError) as e:
-            raise _coll("tdx.collateral.invalid", f"collateral JSON: {e}") from None
+        tcb = _signed_json(self.tcb_info_json, "tcbInfo")
+        qe = _signed_json(self.qe_identity_json, "enclaveIdentity")
         if not isinstance(tcb, dict) or not isinstance(qe, dict):
             raise _coll("tdx.collateral.invalid", "tcbInfo / enclaveIdentity must be objects")
         if tcb.get("id") != "TDX" or tcb.get("version") != 3:
@@ -388,25 +399,36 @@ def load_collateral_json(data: bytes) -> TdxCollateral:
         raise _coll("tdx.collateral.invalid", "collateral JSON too large")
 
     def build() -> TdxCollateral:
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            raise _coll("tdx.collateral.invalid", f"collateral is not JSON: {e}") from None
+        # The shared loader also refuses strings with lone surrogates ("\ud800"), which
+        # could not be encoded back to the UTF-8 bytes the signatures cover.
+        doc = load_document(
+            data,
+            code="tdx.collateral.invalid",
+            what="collateral JSON",
+            yaml_ok=False,
+            max_bytes=MAX_COLLATERAL_LEN,
+            error=CollateralError,
+        )
         if not isinstance(doc, dict):
             raise _coll("tdx.collateral.invalid", "collateral JSON must be an object")
+
+        def text(name: str, default: str | None = None) -> str:
+            v = doc.get(name) or default
+            if not isinstance(v, str):
+                raise _coll("tdx.collateral.invalid", f"collateral JSON {name} must be a string")
+            return v
+
         try:
-            tcb_chain = str(doc["tcb_info_issuer_chain"]).encode()
+            tcb_chain = text("tcb_info_issuer_chain")
             return TdxCollateral(
-                tcb_info_json=str(doc["tcb_info"]),
+                tcb_info_json=text("tcb_info"),
                 tcb_info_signature=_hex(doc["tcb_info_signature"], "tcb_info_signature", 64),
-                qe_identity_json=str(doc["qe_identity"]),
+                qe_identity_json=text("qe_identity"),
                 qe_identity_signature=_hex(
                     doc["qe_identity_signature"], "qe_identity_signature", 64
                 ),
-                tcb_info_issuer_chain=tcb_chain,
-                qe_identity_issuer_chain=str(
-                    doc.get("qe_identity_issuer_chain") or tcb_chain.decode()
-                ).encode(),
+                tcb_info_issuer_chain=tcb_chain.encode(),
+                qe_identity_issuer_chain=text("qe_identity_issuer_chain", tcb_chain).encode(),
                 pck_crl=_crl_bytes(doc.get("pck_crl"), "pck_crl"),
                 root_crl=_crl_bytes(doc.get("root_ca_crl"), "root_ca_crl"),
                 source="dcap-qvl json",
