@@ -39,7 +39,7 @@ from sealgate.result import VerifyResult
 from sealgate.service import errors as E
 from sealgate.service.cache import ConfigCache
 from sealgate.service.config import ServiceConfig
-from sealgate.service.platforms import PlatformRegistry, VerifyContext
+from sealgate.service.platforms import PlatformRegistry, VerifyContext, default_verifiers
 from sealgate.storage import (
     AttestationRecord,
     AuditAppend,
@@ -122,7 +122,12 @@ class Verifier:
         self.tokens = TokenIssuer(storage, self.kek, cfg.verifier_id, cfg.token_ttl)
         self.audit = AuditLog(storage)
         self.challenges = Challenges(storage, cfg.challenge_ttl)
-        self.platforms = platforms or PlatformRegistry()
+        self.platforms = platforms or PlatformRegistry(default_verifiers(cfg))
+        if cfg.snp_allow_missing_crl:
+            log.warning(
+                "snp_allow_missing_crl is set: SNP evidence is accepted without a current "
+                "verifier-side AMD CRL (revoked VCEKs/ASKs may pass)"
+            )
         self.config = ConfigCache(storage)
         self.ek_roots = _load_pem_dir(cfg.ek_ca_roots)
         self.ek_intermediates = [
