@@ -229,3 +229,32 @@ def test_warm_check_tells_hits_from_misses() -> None:
     assert snp.chain_cached(v("vcek-milan.der"), **kw)
     assert not snp.chain_cached(v("vcek-milan-revoked.der"), **kw)
     assert not snp.chain_cached(v("vcek-milan.der"), **{**kw, "cert_chain": _fake_asks(9)})
+
+
+# --- the CLI: unchanged unless asked --------------------------------------------------------
+
+
+def test_cli_require_crl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from sealgate.cli import main
+
+    def cli(report: str, vcek: str, *extra: str) -> tuple[int, list[str]]:
+        rc = main(["verify", "snp", "--report", str(project("sev-snp", report)),
+                   "--vcek", str(project("sev-snp", vcek)),
+                   "--cert-chain", str(project("sev-snp", "cert_chain-milan.pem")),
+                   "--roots", str(project("sev-snp", "ark-milan.pem")),
+                   "--at", VALID_AT.isoformat(), "--trust-dir", str(NO_TRUST_DIR),
+                   "--cache-dir", str(tmp_path), *extra])  # fmt: skip
+        return rc, [e["code"] for e in json.loads(capsys.readouterr().out)["errors"]]
+
+    crl = str(project("sev-snp", "crl-milan.der"))
+    assert cli("report-v5.bin", "vcek-milan.der") == (0, [])
+    assert cli("report-v5.bin", "vcek-milan.der", "--require-crl") == (1, ["snp.crl.missing"])
+    assert cli("report-v5.bin", "vcek-milan.der", "--require-crl", "--crl", crl) == (0, [])
+    stale = str(project("sev-snp", "crl-milan-expired.der"))
+    assert cli("report-v5.bin", "vcek-milan.der", "--require-crl", "--crl", stale) == (
+        1,
+        ["snp.crl.expired"],
+    )
+    assert cli(*REVOKED, "--require-crl", "--crl", crl) == (1, ["snp.chain.revoked"])

@@ -91,3 +91,27 @@ def test_loaded_collateral_cache_is_bounded_by_bytes(monkeypatch: pytest.MonkeyP
     for i in range(8):  # padded copies: distinct bodies of ~1 MiB each
         coll_mod.load_collateral_json(body + b" " * ((1 << 20) + i))
     assert small.bytes <= 3 << 20 and len(small) <= 3
+
+
+def test_cli_max_collateral_age(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from sealgate.cli import main
+
+    old = FakeIntel(issue_date=ISSUED, revoked_serials=())
+    (tmp_path / "q").write_bytes(old.quote(b"x"))
+    (tmp_path / "c.json").write_bytes(old.collateral_json())
+    (tmp_path / "r.pem").write_bytes(old.root_pem)
+    at = (ISSUED + timedelta(days=20)).isoformat()
+
+    def cli(*extra: str) -> tuple[int, list[str]]:
+        rc = main(["verify", "tdx", "--quote", str(tmp_path / "q"),
+                   "--collateral", str(tmp_path / "c.json"), "--roots", str(tmp_path / "r.pem"),
+                   "--at", at, *extra])  # fmt: skip
+        doc = json.loads(capsys.readouterr().out)
+        return rc, sorted({e["code"] for e in doc.get("errors", [])} or {doc.get("code", "")})
+
+    assert cli() == (0, [""])
+    assert cli("--max-collateral-age", "7") == (1, ["tdx.collateral.stale"])
+    assert cli("--max-collateral-age", "30") == (0, [""])
+    assert cli("--max-collateral-age", "0")[0] == 2

@@ -20,6 +20,7 @@ from typing import Any
 
 from sealgate import tpm
 from sealgate.broker import TPM_BINDING_SIZE
+from sealgate.errors import UsageError
 from sealgate.result import VerifyResult
 from sealgate.service.config import ServiceConfig
 from sealgate.storage import Node
@@ -252,6 +253,12 @@ class PlatformRegistry:
 def default_verifiers(cfg: ServiceConfig | None = None) -> list[PlatformVerifier]:
     if cfg is None:
         return [TpmVerifier(), SnpVerifier(), TdxVerifier()]
+    for p in cfg.snp_crls:
+        # A mistyped path would otherwise surface only as snp.crl.missing on every node.
+        if not p.exists():
+            raise UsageError("config.invalid", f"snp_crls: {p} does not exist")
+    if cfg.tdx_collateral_max_age < 3600:
+        raise UsageError("config.invalid", "tdx_collateral_max_age must be at least 3600 s")
     return [
         TpmVerifier(),
         SnpVerifier(

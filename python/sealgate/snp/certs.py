@@ -22,6 +22,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sealgate.errors import ChainError, ParseError
+from sealgate.lru import BoundedCache
 from sealgate.trust import pin_for
 from sealgate.x509der import (
     OID_EC_PUBLIC_KEY,
@@ -155,9 +156,9 @@ def _check_amd_pss(cert_or_crl: Certificate | Crl, what: str) -> None:
 
 #: Signatures already verified, keyed by (SHA-256 of the signed certificate or CRL, SHA-256
 #: of the issuer certificate): a new bundle holding known certificates costs no RSA work.
-_VERIFIED: set[tuple[str, str]] = set()
-#: Bound on that set (each entry is two hex digests).
+#: Entries are two hex digests (fixed size), bounded in number and so in bytes.
 _VERIFIED_MAX = 65536
+_VERIFIED: BoundedCache[tuple[str, str], bool] = BoundedCache(_VERIFIED_MAX, _VERIFIED_MAX * 320)
 
 
 def _verify(cert: Certificate | Crl, issuer: Certificate, what: str, code: str) -> None:
@@ -168,9 +169,7 @@ def _verify(cert: Certificate | Crl, issuer: Certificate, what: str, code: str) 
     verify_signature(
         cert.tbs, cert.signature_alg, cert.signature, issuer.public_key(), what, code=code
     )
-    if len(_VERIFIED) >= _VERIFIED_MAX:
-        _VERIFIED.clear()
-    _VERIFIED.add(key)
+    _VERIFIED.put(key, True, 192)
 
 
 def clear_signature_cache() -> None:

@@ -8,7 +8,6 @@ verifications plus comparisons.
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from sealgate.errors import (
     SealgateError,
     VerificationError,
 )
+from sealgate.lru import BoundedCache
 from sealgate.result import VerifyResult
 from sealgate.tdx.collateral import (
     TdxCollateral,
@@ -52,8 +52,10 @@ __all__ = [
     "verify_quote",
 ]
 
-_ROOTS_LOCK = threading.Lock()
-_ROOTS: dict[tuple[bytes, ...], tuple[list[x509.Certificate], tuple[str, ...]]] = {}
+#: Loaded root sets by their bytes (operator-supplied: a handful), bounded all the same.
+_ROOTS: BoundedCache[tuple[bytes, ...], tuple[list[x509.Certificate], tuple[str, ...]]] = (
+    BoundedCache(64, 16 << 20)
+)
 
 
 def load_roots(roots: list[bytes]) -> tuple[list[x509.Certificate], tuple[str, ...]]:
@@ -73,12 +75,11 @@ def load_roots(roots: list[bytes]) -> tuple[list[x509.Certificate], tuple[str, .
         else:
             certs.append(load_certificate(blob))
     out = (certs, tuple(sorted(fingerprint(c) for c in certs)))
-    with _ROOTS_LOCK:
-        _ROOTS[key] = out
+    _ROOTS.put(key, out, 2 * sum(len(b) for b in roots))
     return out
 
 
-_TRUST_CACHE: dict[tuple[str, int], list[bytes]] = {}
+_TRUST_CACHE: BoundedCache[tuple[str, int], list[bytes]] = BoundedCache(16, 4 << 20)
 
 
 def _trust_dir_roots(trust_dir: Path | None) -> list[bytes]:
@@ -96,7 +97,7 @@ def _trust_dir_roots(trust_dir: Path | None) -> list[bytes]:
     hit = _TRUST_CACHE.get(key)
     if hit is None:
         hit = [c.der for c in store.roots("tdx")]
-        _TRUST_CACHE[key] = hit
+        _TRUST_CACHE.put(key, hit, sum(len(d) for d in hit))
     return hit
 
 
