@@ -258,3 +258,21 @@ def test_cli_require_crl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         ["snp.crl.expired"],
     )
     assert cli(*REVOKED, "--require-crl", "--crl", crl) == (1, ["snp.chain.revoked"])
+
+
+def test_cached_crls_apply_to_their_own_hierarchy(tmp_path: Path) -> None:
+    vlek: dict[str, Any] = {
+        "report": "report-v3-vlek.bin",
+        "vcek": "vlek-milan.der",
+        "cert_chain": v("vlek_cert_chain-milan.pem"),
+    }
+    d = tmp_path / "snp" / "Milan"
+    d.mkdir(parents=True)
+    (d / "crl.der").write_bytes(v("crl-milan.der"))  # the VCEK hierarchy's
+    assert codes(run(**vlek, revocation=CrlSource([], tmp_path).revocation())) == [
+        "snp.crl.missing"
+    ]
+    assert run(revocation=CrlSource([], tmp_path).revocation()).verified
+    (d / "vlek_crl.der").write_bytes(v("crl-milan.der"))
+    res = run(**vlek, revocation=CrlSource([], tmp_path).revocation())
+    assert res.verified, res.errors

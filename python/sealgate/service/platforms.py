@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -129,18 +130,20 @@ class SnpVerifier(PlatformVerifier):
         self.allow_missing_crl = allow_missing_crl
         self._crls = list(crls or [])
         self._state: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()
 
     def available(self) -> bool:
         return _module_available("sealgate.snp", "verify_report")
 
     def _snp(self) -> tuple[Any, Any, Any]:
         snp = importlib.import_module("sealgate.snp")
-        if self._state is None:
-            source = snp.CrlSource(
-                self._crls, self.collateral_dir, allow_missing=self.allow_missing_crl
-            )
-            self._state = (source, snp.new_chain_cache())
-        return snp, self._state[0], self._state[1]
+        with self._lock:
+            if self._state is None:
+                source = snp.CrlSource(
+                    self._crls, self.collateral_dir, allow_missing=self.allow_missing_crl
+                )
+                self._state = (source, snp.new_chain_cache())
+            return snp, self._state[0], self._state[1]
 
     def warm(self, evidence: Any) -> bool:
         if not evidence.vcek or any(

@@ -371,16 +371,18 @@ class CrlSource:
         self._scanned = -1e9
         self._lock = threading.Lock()
 
-    def files(self) -> list[Path]:
+    def files(self) -> list[tuple[Path, str | None]]:
+        """(file, the hierarchy it is for: "vcek", "vlek" or None for both)."""
         if not self.paths:
             return [
-                self.cache.path("snp", *kds.crl_cache_parts(p, kind))
+                (self.cache.path("snp", *kds.crl_cache_parts(p, kind)), kind)
                 for p in PRODUCTS
                 for kind in ("vcek", "vlek")
             ]
-        out: list[Path] = []
+        out: list[tuple[Path, str | None]] = []
         for p in self.paths:
-            out.extend(sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p])
+            files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+            out.extend((f, None) for f in files)
         return out
 
     def revocation(self) -> Revocation:
@@ -393,13 +395,14 @@ class CrlSource:
 
     def _rescan(self) -> None:
         crls: list[Crl] = []
+        by_kind: list[tuple[str, Crl]] = []
         seen: dict[Path, tuple[tuple[int, int], Crl | None]] = {}
         try:
             files = self.files()
         except OSError as e:
             log.warning("cannot list the configured SNP CRLs: %s", e.strerror)
             files = []
-        for f in files:
+        for f, kind in files:
             try:
                 st = f.stat()
             except OSError:
@@ -408,10 +411,12 @@ class CrlSource:
             old = self._loaded.get(f)
             crl = old[1] if old is not None and old[0] == stamp else self._read(f)
             seen[f] = (stamp, crl)
-            if crl is not None:
+            if crl is not None and kind is None:
                 crls.append(crl)
+            elif crl is not None and kind is not None:
+                by_kind.append((kind, crl))
         self._loaded = seen
-        self._current = Revocation(tuple(crls), self.allow_missing)
+        self._current = Revocation(tuple(crls), self.allow_missing, tuple(by_kind))
         self._scanned = time.monotonic()
 
     @staticmethod

@@ -400,7 +400,7 @@ def _complete(
             if crl.next_update is not None:
                 not_after = min(not_after, crl.next_update)
     if revocation is not None:
-        own = revocation.check(root, at, ((inter, want_cn), (leaf, ek.kind.upper())))
+        own = revocation.check(root, at, ((inter, want_cn), (leaf, ek.kind.upper())), ek.kind)
         if own is not None:
             crl = own
             not_before = max(not_before, own.this_update)
@@ -442,18 +442,30 @@ class Revocation:
 
     crls: tuple[Crl, ...] = ()
     allow_missing: bool = False
+    #: CRLs for one hierarchy only ("vcek" or "vlek"): KDS serves one per hierarchy, both
+    #: signed by the ARK, so the issuer alone cannot tell them apart.
+    kind_crls: tuple[tuple[str, Crl], ...] = ()
 
     @property
     def key(self) -> tuple[object, ...]:
         """What the chain cache must key on: the CRLs' fingerprints and the setting."""
-        return (tuple(c.fingerprint for c in self.crls), self.allow_missing)
+        return (
+            tuple(c.fingerprint for c in self.crls),
+            tuple((k, c.fingerprint) for k, c in self.kind_crls),
+            self.allow_missing,
+        )
 
     def check(
-        self, root: Certificate, at: datetime, certs: tuple[tuple[Certificate, str], ...]
+        self,
+        root: Certificate,
+        at: datetime,
+        certs: tuple[tuple[Certificate, str], ...],
+        kind: str,
     ) -> Crl | None:
         """Raise when a certificate is revoked or no current CRL applies (and that is not
         allowed); return the current CRL that bounds the result's validity, if any."""
-        mine = [c for c in self.crls if c.issuer == root.subject]
+        pool = [*self.crls, *(c for k, c in self.kind_crls if k == kind)]
+        mine = [c for c in pool if c.issuer == root.subject]
         current: Crl | None = None
         for c in mine:
             _verify(c, root, f"CRL of {root.subject_cn}", "snp.crl.signature_invalid")
