@@ -190,7 +190,7 @@ def test_padded_bundles_are_refused_and_cache_keys_are_fingerprints() -> None:
     chain = v("cert_chain-milan.pem")
     padded = chain + b"#" * (1 << 20)
     res = run(cert_chain=padded, chain_cache=cache)
-    assert codes(res) == ["snp.format.trailing_bytes"]
+    assert codes(res) == ["x509.format.trailing_bytes"]
     assert len(cache) == 0
     # Re-wrapped and re-spaced copies of the same certificates share one entry.
     for i in range(5):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -106,14 +105,11 @@ def _load_cert(data: bytes, what: str) -> Certificate:
 def _leaf_der(data: bytes, what: str) -> bytes:
     """The DER of a certificate given as DER or as one PEM block (nothing else around it)."""
     if data.lstrip().startswith(b"-----BEGIN"):
-        blocks = _pem_ders(data, what, 1)
+        blocks = _pem_ders(data, what, 1) if data.count(b"-----BEGIN") == 1 else []
         if len(blocks) != 1:
             raise ParseError("x509.format.invalid", f"{what}: expected one certificate")
         return blocks[0]
     return data
-
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
 
 
 def _pem_ders(data: bytes, what: str, limit: int) -> list[bytes]:
@@ -125,15 +121,7 @@ def _pem_ders(data: bytes, what: str, limit: int) -> list[bytes]:
             "snp.chain.too_many_certificates",
             f"{what} holds {n} PEM blocks; at most {limit} certificates are accepted",
         )
-    rest = _PEM_BLOCK.sub(b"", data)
-    if rest.strip():
-        raise ParseError(
-            "snp.format.trailing_bytes",
-            f"{what}: {len(rest.strip())} bytes outside the PEM certificate blocks",
-            what,
-            0,
-        )
-    return pem_blocks(data)
+    return pem_blocks(data, strict=True)
 
 
 def _bundle_ders(data: bytes | None, what: str) -> list[bytes]:

@@ -9,7 +9,6 @@ comparisons, not signature verifications.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -308,7 +307,6 @@ CHAIN_CACHE_BYTES = 64 << 20
 _PCK_CACHE: BoundedCache[tuple[Any, ...], PckInfo] = BoundedCache(
     CHAIN_CACHE_SIZE, CHAIN_CACHE_BYTES
 )
-_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
 
 
 def chain_key(chain_pem: bytes) -> tuple[bytes, ...]:
@@ -320,18 +318,13 @@ def chain_key(chain_pem: bytes) -> tuple[bytes, ...]:
         raise ChainError(
             "tdx.pck.chain_invalid", f"PCK chain holds more than {MAX_CHAIN_CERTS} certificates"
         )
-    rest = _PEM_BLOCK.sub(b"", chain_pem).strip(b"\x00 \r\n\t")
-    if rest:
-        raise ParseError(
-            "tdx.format.trailing_bytes",
-            f"PCK chain: {len(rest)} bytes outside the PEM certificate blocks",
-            "PCK chain",
-            0,
-        )
     try:
-        return tuple(hashlib.sha256(d).digest() for d in pem_blocks(chain_pem))
+        ders = pem_blocks(chain_pem.rstrip(b"\x00 \r\n\t"), strict=True)
     except ParseError as e:
+        if e.code == "x509.format.trailing_bytes":
+            raise ParseError("tdx.format.trailing_bytes", f"PCK chain: {e.message}") from None
         raise ChainError("tdx.pck.chain_invalid", f"PCK chain: {e.message}") from None
+    return tuple(hashlib.sha256(d).digest() for d in ders)
 
 
 def pck_cached(chain_pem: bytes, roots_key: tuple[str, ...]) -> PckInfo | None:
