@@ -112,16 +112,30 @@ def test_snp_revoked_vcek_denied_when_the_node_sends_no_crl(
     _measured(env)
     keys, codes = _attest(env, node)
     assert keys == {"m": (1, b"S" * 32)}, codes
-    # The verifier has the chain now: a repeat runs on the event loop, a new one does not.
-    verifier = env.server.core.platforms.get("snp")
-    assert verifier is not None
-    assert verifier.warm(node.collect(bytes(32), bytes(64)).snp)
     revoked = SoftwareSnp()
     revoked.vcek = snp.world().vcek_revoked
-    assert not verifier.warm(revoked.collect(bytes(32), bytes(64)).snp)
     # The evidence carries no CRL; the verifier's own CRL revokes this VCEK.
     keys, codes = _attest(env, revoked, "cvm-2")
     assert keys == {} and codes == ["snp.chain.revoked"]
+
+
+def test_snp_chain_cache_decides_where_verification_runs(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    from sealgate.testing import snp
+
+    env, node = _env(make_env, tmp_path)
+    _measured(env)
+    verifier = env.server.core.platforms.get("snp")
+    assert verifier is not None
+    assert not verifier.warm(node.collect(bytes(32), bytes(64)).snp)  # first time: the pool
+    assert _attest(env, node)[0] == {"m": (1, b"S" * 32)}
+    # The verifier has the chain now: the next report runs on the event loop, another
+    # VCEK (a cache miss) does not.
+    assert verifier.warm(node.collect(bytes(32), bytes(64)).snp)
+    other = SoftwareSnp()
+    other.vcek = snp.world().vcek_chip_b
+    assert not verifier.warm(other.collect(bytes(32), bytes(64)).snp)
 
 
 def test_snp_missing_or_stale_crl_denied_unless_allowed(
