@@ -56,9 +56,10 @@ class PlatformVerifier:
 
 
 #: Evidence fields larger than this are never checked for a cache hit on the event loop
-#: (hashing them would be the work the check is meant to avoid): real SNP chains and TDX
-#: quotes are a few KiB, TDX collateral tens of KiB.
-WARM_CHECK_MAX_BYTES = 256 << 10
+#: (the check runs before the rate limiter; hashing large fields there would be the work it
+#: is meant to avoid): real SNP chains and TDX quotes are a few KiB, TDX collateral JSON
+#: 16-20 KiB.
+WARM_CHECK_MAX_BYTES = 64 << 10
 
 
 class TpmVerifier(PlatformVerifier):
