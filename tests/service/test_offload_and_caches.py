@@ -90,3 +90,26 @@ def test_bounded_cache_bounds_entries_and_bytes() -> None:
     assert c.bytes <= 10_000 and len(c) == 2
     with pytest.raises(ValueError):
         BoundedCache(0, 1)
+
+
+def test_configured_crl_paths_are_checked_at_start(tmp_path: Path) -> None:
+    from sealgate.errors import UsageError
+    from sealgate.service.config import load_config
+    from sealgate.service.platforms import SnpVerifier, default_verifiers
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(
+        f"snp_crls: [{tmp_path / 'missing.crl'}]\nsnp_allow_missing_crl: true\n"
+        "tdx_collateral_max_age: 86400\n"
+    )
+    cfg = load_config(cfg_file)
+    assert cfg.snp_allow_missing_crl and cfg.tdx_collateral_max_age == 86400
+    with pytest.raises(UsageError) as e:
+        default_verifiers(cfg)
+    assert e.value.code == "config.invalid"
+    (tmp_path / "missing.crl").write_bytes(b"")
+    snp = [v for v in default_verifiers(cfg) if isinstance(v, SnpVerifier)]
+    assert snp and snp[0].allow_missing_crl
+    cfg.tdx_collateral_max_age = 60
+    with pytest.raises(UsageError):
+        default_verifiers(cfg)
