@@ -436,12 +436,11 @@ def main() -> int:
         tmp = Path(tmp_s)
         ca = SoftwareCa()
         port = _port()
-        snp_roots: Path | None = None
+        snp_trust: dict[str, list[Path]] = {}
         tdx_roots: Path | None = None
         snp_node = SoftwareSnp() if args.platform == "snp" else None
         if snp_node is not None:
-            snp_roots = tmp / "amd-roots.pem"
-            snp_roots.write_bytes(snp_node.root_pem())
+            snp_trust = snp_node.write_trust(tmp)
         if args.platform == "tdx":
             tdx_roots = tmp / "intel-root.pem"
             tdx_roots.write_bytes(SoftwareTdx().root_pem())
@@ -452,7 +451,8 @@ def main() -> int:
                     "http_listen": f"127.0.0.1:{_port()}",
                     "data_dir": str(tmp / "data"),
                     "ek_ca_roots": [str(ca.write(tmp / "ca.pem"))],
-                    "snp_roots": [str(snp_roots)] if snp_roots else [],
+                    "snp_roots": [str(p) for p in snp_trust.get("snp_roots", [])],
+                    "snp_crls": [str(p) for p in snp_trust.get("snp_crls", [])],
                     "tdx_roots": [str(tdx_roots)] if tdx_roots else [],
                     "max_workers": args.server_threads,
                     "workers": args.server_workers,

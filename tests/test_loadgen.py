@@ -85,9 +85,7 @@ def _server(make: Callable[..., Env], tmp_path: Path, platform: str) -> tuple[En
         policy = {"tdx": {"mr_td": [(b"\x5a" * 48).hex()], "tcb_statuses": ["UpToDate"]}}
     else:
         snp_node = SoftwareSnp()  # the synthetic world is cached per process (snp.world)
-        roots = tmp_path / "amd-roots.pem"
-        roots.write_bytes(snp_node.root_pem())
-        env = make(snp_roots=[roots])
+        env = make(**snp_node.write_trust(tmp_path))
         policy = {"snp": {"measurement": [snp_node.fields.measurement.hex()], "vmpl": [0],
                           "products": ["Milan"]}}  # fmt: skip
     env.policy("bench-model", {"platforms": policy})

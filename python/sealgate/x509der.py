@@ -433,8 +433,10 @@ def pem_to_der(data: bytes, label: str, what: str) -> bytes:
     return blocks[0]
 
 
-def pem_blocks(data: bytes, label: str = "CERTIFICATE") -> list[bytes]:
-    """Every ``-----BEGIN <label>-----`` block of a PEM bundle, decoded."""
+def pem_blocks(data: bytes, label: str = "CERTIFICATE", *, strict: bool = False) -> list[bytes]:
+    """Every ``-----BEGIN <label>-----`` block of a PEM bundle, decoded. ``strict``: only
+    whitespace may surround the blocks (``x509.format.trailing_bytes`` otherwise): RFC 7468
+    allows explanatory text, but in evidence it is padding an attester chose."""
     import base64
     import binascii
 
@@ -444,6 +446,10 @@ def pem_blocks(data: bytes, label: str = "CERTIFICATE") -> list[bytes]:
     pos = 0
     while True:
         s = data.find(begin, pos)
+        if strict and data[pos : s if s >= 0 else len(data)].strip():
+            raise ParseError(
+                "x509.format.trailing_bytes", f"PEM: bytes outside the {label} blocks", "PEM", pos
+            )
         if s < 0:
             return out
         e = data.find(end, s)

@@ -17,11 +17,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _env(make_env: Callable[..., Env], tmp_path: Path) -> tuple[Env, SoftwareSnp]:
+def _env(make_env: Callable[..., Env], tmp_path: Path, **cfg: object) -> tuple[Env, SoftwareSnp]:
     node = SoftwareSnp()
-    roots = tmp_path / "amd-roots.pem"
-    roots.write_bytes(node.root_pem())
-    return make_env(snp_roots=[roots]), node
+    trust = node.write_trust(tmp_path)
+    return make_env(**{"collateral_dir": tmp_path / "collateral", **trust, **cfg}), node
 
 
 def test_snp_node_attests_and_policy_decides(make_env: Callable[..., Env], tmp_path: Path) -> None:
@@ -83,3 +82,96 @@ def test_snp_wrong_report_data_refused(make_env: Callable[..., Env], tmp_path: P
     assert any("report_data" in f.code for f in resp.evidence_failures), [
         f.code for f in resp.evidence_failures
     ]
+
+
+MEASURED = {"platforms": {"snp": {"products": ["Milan"], "vmpl": [0]}}}
+
+
+def _measured(env: Env) -> None:
+    from sealgate.testing import snp
+
+    want = {**MEASURED["platforms"]["snp"], "measurement": [snp.ReportFields().measurement.hex()]}
+    doc = {"platforms": {"snp": want}}
+    env.key("m", b"S" * 32)
+    env.policy("m", doc)
+
+
+def _attest(
+    env: Env, node: SoftwareSnp, name: str = "cvm-1"
+) -> tuple[dict[str, object], list[str]]:
+    from sealgate.node.agent import NodeAgent
+
+    res = NodeAgent(env.channel, name, node).attest(["m"])
+    return dict(res.keys), sorted({f.code for d in res.denied for f in d.failures})
+
+
+def test_snp_revoked_vcek_denied_when_the_node_sends_no_crl(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    from sealgate.testing import snp
+
+    env, node = _env(make_env, tmp_path)
+    _measured(env)
+    keys, codes = _attest(env, node)
+    assert keys == {"m": (1, b"S" * 32)}, codes
+    revoked = SoftwareSnp()
+    revoked.vcek = snp.world().vcek_revoked
+    # The evidence carries no CRL; the verifier's own CRL revokes this VCEK.
+    keys, codes = _attest(env, revoked, "cvm-2")
+    assert keys == {} and codes == ["snp.chain.revoked"]
+
+
+def test_snp_chain_cache_decides_where_verification_runs(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    from sealgate.testing import snp
+
+    env, node = _env(make_env, tmp_path)
+    _measured(env)
+    verifier = env.server.core.platforms.get("snp")
+    assert verifier is not None
+    assert not verifier.warm(node.collect(bytes(32), bytes(64)).snp)  # first time: the pool
+    assert _attest(env, node)[0] == {"m": (1, b"S" * 32)}
+    # The verifier has the chain now: the next report runs on the event loop, another
+    # VCEK (a cache miss) does not.
+    assert verifier.warm(node.collect(bytes(32), bytes(64)).snp)
+    other = SoftwareSnp()
+    other.vcek = snp.world().vcek_chip_b
+    assert not verifier.warm(other.collect(bytes(32), bytes(64)).snp)
+
+
+def test_snp_missing_or_stale_crl_denied_unless_allowed(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    from sealgate.testing import snp
+
+    stale = tmp_path / "stale.crl"
+    stale.write_bytes(snp.world().crl_expired)
+    cases: list[tuple[dict[str, object], list[str]]] = [
+        ({"snp_crls": [stale]}, ["snp.crl.expired"]),
+        ({"snp_crls": []}, ["snp.crl.missing"]),  # and nothing in the collateral cache
+        ({"snp_crls": [stale], "snp_allow_missing_crl": True}, []),
+        ({"snp_crls": [], "snp_allow_missing_crl": True}, []),
+    ]
+    for i, (cfg, want) in enumerate(cases):
+        d = tmp_path / f"case{i}"
+        d.mkdir()
+        env, node = _env(make_env, d, **cfg)
+        _measured(env)
+        keys, codes = _attest(env, node)
+        assert codes == want, (cfg, codes)
+        assert bool(keys) == (not want)
+
+
+def test_snp_crl_from_the_collateral_cache(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    from sealgate.testing import snp
+
+    cache = tmp_path / "collateral"
+    (cache / "snp" / "Milan").mkdir(parents=True)
+    (cache / "snp" / "Milan" / "crl.der").write_bytes(snp.world().crl)
+    env, node = _env(make_env, tmp_path, snp_crls=[])
+    _measured(env)
+    assert _attest(env, node)[0] == {"m": (1, b"S" * 32)}
+    revoked = SoftwareSnp()
+    revoked.vcek = snp.world().vcek_revoked
+    assert _attest(env, revoked, "cvm-2") == ({}, ["snp.chain.revoked"])

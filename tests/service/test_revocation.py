@@ -281,9 +281,7 @@ def test_snp_chip_revoked_then_lifted(make_env: Callable[..., Env], tmp_path: Pa
     from sealgate.testing import snp
 
     node = SoftwareSnp()
-    roots = tmp_path / "amd-roots.pem"
-    roots.write_bytes(node.root_pem())
-    env = make_env(snp_roots=[roots])
+    env = make_env(collateral_dir=tmp_path / "collateral", **node.write_trust(tmp_path))
     env.key("m", b"S" * 32)
     env.policy("m", {"platforms": {"snp": {"measurement": [snp.ReportFields().measurement.hex()]}}})
     chip_b = SoftwareSnp()

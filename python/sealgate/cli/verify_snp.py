@@ -25,6 +25,11 @@ def register(sub: Any) -> None:
     p.add_argument("--report-data", help="expected REPORT_DATA, hex (zero-padded to 64 bytes)")
     p.add_argument("--trust-dir", type=Path, help="trust directory (default: see README)")
     p.add_argument("--cache-dir", type=Path, help="collateral cache directory")
+    p.add_argument(
+        "--require-crl",
+        action="store_true",
+        help="fail unless a current AMD CRL (--crl, else the collateral cache) covers the chain",
+    )
     p.set_defaults(handler=run, json_errors=True)
 
 
@@ -66,12 +71,17 @@ def run(args: argparse.Namespace) -> int:
         vcek=read_file(args.vcek, "VCEK") if args.vcek else None,
         cert_chain=read_file(args.cert_chain, "cert chain") if args.cert_chain else None,
         roots=read_roots(args.roots) if args.roots else None,
-        crl=read_file(args.crl, "CRL") if args.crl else None,
+        crl=read_file(args.crl, "CRL") if args.crl and not args.require_crl else None,
         at=at,
         product=args.product,
         report_data=report_data,
         trust_dir=args.trust_dir,
         cache_dir=args.cache_dir,
+        revocation=(
+            snp.CrlSource([Path(args.crl)] if args.crl else [], args.cache_dir).revocation()
+            if args.require_crl
+            else None
+        ),
     )
     emit(res.as_dict())
     return EXIT_OK if res.verified else EXIT_REJECTED

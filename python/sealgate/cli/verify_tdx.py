@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -23,6 +23,12 @@ def register(sub: Any) -> None:
     p.add_argument("--report-data", help="expected report_data, hex")
     p.add_argument("--trust-dir", help="trust directory (default: $SEALGATE_TRUST_DIR)")
     p.add_argument("--cache-dir", help="collateral cache (default: $SEALGATE_CACHE_DIR)")
+    p.add_argument(
+        "--max-collateral-age",
+        type=float,
+        metavar="DAYS",
+        help="refuse TCB info / QE identity / PCK CRL issued more than DAYS before --at",
+    )
     p.set_defaults(handler=run, json_errors=True)
 
 
@@ -72,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
             read_file(args.root_crl, "Root CA CRL") if args.root_crl else None,
         )
     roots = [read_file(args.roots, "roots")] if args.roots else None
+    max_age = None
+    if args.max_collateral_age is not None:
+        if not 0 < args.max_collateral_age < 36500:
+            raise UsageError("cli.usage.bad_age", "--max-collateral-age must be 0 < DAYS < 36500")
+        max_age = timedelta(days=args.max_collateral_age)
     res = tdx.verify_quote(
         quote,
         collateral=collateral,
@@ -82,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         report_data=report_data,
         trust_dir=Path(args.trust_dir) if args.trust_dir else None,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        collateral_max_age=max_age,
     )
     emit(res.as_dict())
     return EXIT_OK if res.verified else EXIT_REJECTED

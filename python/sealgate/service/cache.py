@@ -12,48 +12,56 @@ from __future__ import annotations
 import threading
 
 from sealgate.appraise import Policy, parse_policy
+from sealgate.lru import BoundedCache
 from sealgate.storage import KeyVersionRecord, PolicyRecord, ReferenceValue, Storage
 
-#: Bound on memoized lookups per view: key ids come from clients, and a flood of unknown
-#: ids must not grow memory without limit.
+#: Bounds on memoized lookups per view. Only ids that exist are memoized (operators create
+#: them, so they are few and short); an unknown id, which any client can send, is looked up
+#: again each time and never stored.
 MAX_ENTRIES = 4096
+MAX_BYTES = 16 << 20
 
 
 class ConfigView:
-    """A lazily filled snapshot of one generation. Thread-safe: entries are only added,
-    and two threads filling the same entry store equal values."""
+    """A lazily filled snapshot of one generation. Thread-safe: the memo caches are
+    (``BoundedCache``), and two threads filling the same entry store equal values."""
 
     def __init__(self, storage: Storage, generation: int) -> None:
         self._st = storage
         self.generation = generation
-        self._refs: dict[str, list[ReferenceValue]] = {}
-        self._policies: dict[str, tuple[PolicyRecord, Policy] | None] = {}
-        self._keys: dict[str, KeyVersionRecord | None] = {}
+        self._refs: BoundedCache[str, list[ReferenceValue]] = BoundedCache(MAX_ENTRIES, MAX_BYTES)
+        self._policies: BoundedCache[str, tuple[PolicyRecord, Policy]] = BoundedCache(
+            MAX_ENTRIES, MAX_BYTES
+        )
+        self._keys: BoundedCache[str, KeyVersionRecord] = BoundedCache(MAX_ENTRIES, MAX_BYTES)
 
     def reference_values(self, platform: str) -> list[ReferenceValue]:
         refs = self._refs.get(platform)
         if refs is None:
             refs = self._st.list_reference_values(platform)
-            if len(self._refs) < MAX_ENTRIES:
-                self._refs[platform] = refs
+            size = sum(len(r.name) + len(r.value) + len(r.description) + 128 for r in refs)
+            self._refs.put(platform, refs, len(platform) + size)
         return refs
 
     def policy(self, key_id: str) -> tuple[PolicyRecord, Policy] | None:
-        if key_id in self._policies:
-            return self._policies[key_id]
+        hit = self._policies.get(key_id)
+        if hit is not None:
+            return hit
         rec = self._st.get_policy(key_id)
+        if rec is None:
+            return None
         # Stored policies were validated when put; parse once per generation.
-        entry = (rec, parse_policy(rec.document)) if rec is not None else None
-        if len(self._policies) < MAX_ENTRIES:
-            self._policies[key_id] = entry
+        entry = (rec, parse_policy(rec.document))
+        self._policies.put(key_id, entry, 2 * len(key_id) + 4 * len(rec.document))
         return entry
 
     def current_key(self, key_id: str) -> KeyVersionRecord | None:
-        if key_id in self._keys:
-            return self._keys[key_id]
+        hit = self._keys.get(key_id)
+        if hit is not None:
+            return hit
         kv = self._st.get_current_key_version(key_id)
-        if len(self._keys) < MAX_ENTRIES:
-            self._keys[key_id] = kv
+        if kv is not None:
+            self._keys.put(key_id, kv, 2 * len(key_id) + 1024)
         return kv
 
 

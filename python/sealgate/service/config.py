@@ -71,6 +71,18 @@ class ServiceConfig:
     #: SNP/TDX trust roots handed to the platform verifiers (files or directories).
     snp_roots: list[Path] = field(default_factory=list)
     tdx_roots: list[Path] = field(default_factory=list)
+    #: The verifier's own AMD CRLs (files or directories); empty: the collateral cache's.
+    snp_crls: list[Path] = field(default_factory=list)
+    #: Accept SNP evidence when the verifier holds no current CRL for the chain's ARK.
+    snp_allow_missing_crl: bool = False
+    #: Collateral cache (``sealgate collateral fetch`` fills it); None: the default one.
+    collateral_dir: Path | None = None
+    #: Oldest node-supplied or cached TDX TCB info / QE identity (issueDate) and PCK CRL
+    #: (thisUpdate) accepted, in seconds. Intel PCS issues them with a 30-day window and
+    #: re-issues them daily (a PCCS refreshes daily by default), so genuine collateral is
+    #: a day or two old; a week tolerates a PCCS outage while a CRL older than that, which
+    #: may predate a revocation, is refused.
+    tdx_collateral_max_age: int = 7 * 86400
     verifier_id: str = "sealgate"
     token_ttl: int = 300
     challenge_ttl: int = 60
@@ -178,6 +190,8 @@ def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
         "workers": int,
         "allow_insecure_remote": bool,
         "bootstrap_operator": bool,
+        "snp_allow_missing_crl": bool,
+        "tdx_collateral_max_age": int,
     }
     for key, value in doc.items():
         if key in simple:
@@ -187,9 +201,9 @@ def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
             if isinstance(value, int) and want is int and value < (0 if key == "workers" else 1):
                 raise UsageError("config.invalid", f"{key} must be positive")
             setattr(cfg, key, value)
-        elif key in ("data_dir", "tls_cert", "tls_key", "tls_client_ca"):
+        elif key in ("data_dir", "tls_cert", "tls_key", "tls_client_ca", "collateral_dir"):
             setattr(cfg, key, _path(value, key))
-        elif key in ("ek_ca_roots", "ek_ca_intermediates", "snp_roots", "tdx_roots"):
+        elif key in ("ek_ca_roots", "ek_ca_intermediates", "snp_roots", "tdx_roots", "snp_crls"):
             setattr(cfg, key, _paths(value, key))
         elif key == "operators":
             if not isinstance(value, list):

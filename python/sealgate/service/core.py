@@ -45,6 +45,7 @@ from sealgate.service.config import ServiceConfig
 from sealgate.service.platforms import (
     PlatformRegistry,
     VerifyContext,
+    default_verifiers,
     identities,
     parse_identity,
     tpm_identities,
@@ -136,7 +137,12 @@ class Verifier:
             storage, self.kek.checkpoint_signer(), self.checkpoints, log_origin(cfg.verifier_id)
         )
         self.challenges = Challenges(storage, cfg.challenge_ttl)
-        self.platforms = platforms or PlatformRegistry()
+        self.platforms = platforms or PlatformRegistry(default_verifiers(cfg))
+        if cfg.snp_allow_missing_crl:
+            log.warning(
+                "snp_allow_missing_crl is set: SNP evidence is accepted without a current "
+                "verifier-side AMD CRL (revoked VCEKs/ASKs may pass)"
+            )
         self.config = ConfigCache(storage)
         self.ek_roots = _load_pem_dir(cfg.ek_ca_roots)
         self.ek_intermediates = [

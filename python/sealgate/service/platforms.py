@@ -13,14 +13,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sealgate import tpm
 from sealgate.broker import TPM_BINDING_SIZE
+from sealgate.errors import UsageError
 from sealgate.result import VerifyResult
+from sealgate.service.config import ServiceConfig
 from sealgate.storage import Node
 
 
@@ -43,6 +47,20 @@ class PlatformVerifier:
 
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
         raise NotImplementedError
+
+    def warm(self, evidence: Any) -> bool:
+        """Whether verifying ``evidence`` costs only the per-report work (what it derives
+        from certificates and collateral is cached): the service runs it on its event loop
+        then, and everything else (chain building, RSA, collateral signatures) in its thread
+        pool. Must itself be cheap and bounded; when unsure, False."""
+        return True
+
+
+#: Evidence fields larger than this are never checked for a cache hit on the event loop
+#: (the check runs before the rate limiter; hashing large fields there would be the work it
+#: is meant to avoid): real SNP chains and TDX quotes are a few KiB, TDX collateral JSON
+#: 16-20 KiB.
+WARM_CHECK_MAX_BYTES = 64 << 10
 
 
 class TpmVerifier(PlatformVerifier):
@@ -94,15 +112,62 @@ def _read_roots(paths: list[Path]) -> list[bytes] | None:
 
 
 class SnpVerifier(PlatformVerifier):
-    """SEV-SNP via ``sealgate.snp.verify_report`` (issue #3), report_data = the binding."""
+    """SEV-SNP via ``sealgate.snp.verify_report`` (issue #3), report_data = the binding.
+
+    Revocation is the verifier's: its own CRLs (``snp_crls``, else the collateral cache),
+    never only what the node sends (``sealgate.snp.CrlSource``). It owns its chain cache.
+    """
 
     name = "snp"
+
+    def __init__(
+        self,
+        *,
+        roots: list[Path] | None = None,
+        crls: list[Path] | None = None,
+        collateral_dir: Path | None = None,
+        allow_missing_crl: bool = False,
+    ) -> None:
+        self.roots = list(roots or [])
+        self.collateral_dir = collateral_dir
+        self.allow_missing_crl = allow_missing_crl
+        self._crls = list(crls or [])
+        self._state: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()
 
     def available(self) -> bool:
         return _module_available("sealgate.snp", "verify_report")
 
-    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+    def _snp(self) -> tuple[Any, Any, Any]:
         snp = importlib.import_module("sealgate.snp")
+        with self._lock:
+            if self._state is None:
+                source = snp.CrlSource(
+                    self._crls, self.collateral_dir, allow_missing=self.allow_missing_crl
+                )
+                self._state = (source, snp.new_chain_cache())
+            return snp, self._state[0], self._state[1]
+
+    def warm(self, evidence: Any) -> bool:
+        if not evidence.vcek or any(
+            len(b) > WARM_CHECK_MAX_BYTES
+            for b in (evidence.vcek, evidence.cert_chain, evidence.crl)
+        ):
+            return False
+        snp, source, cache = self._snp()
+        ok: bool = snp.chain_cached(
+            bytes(evidence.vcek),
+            cert_chain=bytes(evidence.cert_chain) or None,
+            roots=_read_roots(self.roots),
+            crl=bytes(evidence.crl) or None,
+            cache_dir=self.collateral_dir,
+            revocation=source.revocation(),
+            chain_cache=cache,
+        )
+        return ok
+
+    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+        snp, source, cache = self._snp()
         fn: Callable[..., VerifyResult] = snp.verify_report
         return fn(
             bytes(evidence.report),
@@ -111,16 +176,48 @@ class SnpVerifier(PlatformVerifier):
             roots=_read_roots(ctx.roots),
             crl=bytes(evidence.crl) or None,
             report_data=ctx.binding,
+            cache_dir=self.collateral_dir,
+            revocation=source.revocation(),
+            chain_cache=cache,
         )
 
 
 class TdxVerifier(PlatformVerifier):
-    """TDX via ``sealgate.tdx.verify_quote`` (issue #4), report_data = the binding."""
+    """TDX via ``sealgate.tdx.verify_quote`` (issue #4), report_data = the binding.
+
+    Collateral cached for the quote's FMSPC (``sealgate collateral fetch tdx``) is used in
+    preference to the node's; either is refused when older than ``collateral_max_age``.
+    """
 
     name = "tdx"
 
+    def __init__(
+        self,
+        *,
+        roots: list[Path] | None = None,
+        collateral_dir: Path | None = None,
+        collateral_max_age: int = 7 * 86400,
+    ) -> None:
+        self.roots = list(roots or [])
+        self.collateral_dir = collateral_dir
+        self.max_age = timedelta(seconds=collateral_max_age)
+
     def available(self) -> bool:
         return _module_available("sealgate.tdx", "verify_quote")
+
+    def warm(self, evidence: Any) -> bool:
+        if len(evidence.quote) > WARM_CHECK_MAX_BYTES or (
+            len(evidence.collateral) > WARM_CHECK_MAX_BYTES
+        ):
+            return False
+        tdx = importlib.import_module("sealgate.tdx")
+        ok: bool = tdx.quote_cached(
+            bytes(evidence.quote),
+            collateral=bytes(evidence.collateral) or None,
+            roots=_read_roots(self.roots),
+            cache_dir=self.collateral_dir,
+        )
+        return ok
 
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
         tdx = importlib.import_module("sealgate.tdx")
@@ -136,6 +233,9 @@ class TdxVerifier(PlatformVerifier):
             roots=_read_roots(ctx.roots),
             ccel=bytes(evidence.ccel) or None,
             report_data=ctx.binding,
+            cache_dir=self.collateral_dir,
+            prefer_cached=True,
+            collateral_max_age=self.max_age,
         )
 
 
@@ -156,8 +256,29 @@ class PlatformRegistry:
         return [n for n, v in self._v.items() if v.available()]
 
 
-def default_verifiers() -> list[PlatformVerifier]:
-    return [TpmVerifier(), SnpVerifier(), TdxVerifier()]
+def default_verifiers(cfg: ServiceConfig | None = None) -> list[PlatformVerifier]:
+    if cfg is None:
+        return [TpmVerifier(), SnpVerifier(), TdxVerifier()]
+    for p in cfg.snp_crls:
+        # A mistyped path would otherwise surface only as snp.crl.missing on every node.
+        if not p.exists():
+            raise UsageError("config.invalid", f"snp_crls: {p} does not exist")
+    if cfg.tdx_collateral_max_age < 3600:
+        raise UsageError("config.invalid", "tdx_collateral_max_age must be at least 3600 s")
+    return [
+        TpmVerifier(),
+        SnpVerifier(
+            roots=cfg.snp_roots,
+            crls=cfg.snp_crls,
+            collateral_dir=cfg.collateral_dir,
+            allow_missing_crl=cfg.snp_allow_missing_crl,
+        ),
+        TdxVerifier(
+            roots=cfg.tdx_roots,
+            collateral_dir=cfg.collateral_dir,
+            collateral_max_age=cfg.tdx_collateral_max_age,
+        ),
+    ]
 
 
 # -- Hardware identities (what revocation sticks to) ---------------------------------------

@@ -331,7 +331,18 @@ class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
                 expires_at=out.expires_at,
             )
 
-        return await self._run("Attest", context, run)
+        # Chain building and collateral checks the verifier has not cached yet cost
+        # signature verifications an attester can choose: those requests go to the pool,
+        # cache hits stay on the loop (the hot path).
+        kind = request.evidence.WhichOneof("kind")
+        verifier = self.core.platforms.get(kind) if kind else None
+        try:
+            offload = verifier is not None and not verifier.warm(
+                getattr(request.evidence, str(kind))
+            )
+        except Exception:
+            offload = True  # the verification itself will name what is wrong
+        return await self._run("Attest", context, run, offload=offload)
 
     async def ReleaseKey(
         self,

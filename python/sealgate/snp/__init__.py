@@ -11,8 +11,10 @@ few dictionary look-ups. The VCEK's AMD extensions are compared with the report 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
-from collections import OrderedDict
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +23,12 @@ from typing import Any
 from sealgate import _core
 from sealgate.collateral import CollateralCache
 from sealgate.errors import ChainError, ParseError, SealgateError, UsageError, VerificationError
+from sealgate.lru import BoundedCache
 from sealgate.result import VerifyResult
 from sealgate.snp import kds
 from sealgate.snp.certs import (
     EndorsementKey,
+    Revocation,
     VerifiedChain,
     clear_signature_cache,
     parse_endorsement_key,
@@ -32,6 +36,7 @@ from sealgate.snp.certs import (
 )
 from sealgate.trust import TrustStore
 from sealgate.x509der import (
+    MAX_CRL_LEN,
     Certificate,
     Crl,
     load_certificate,
@@ -40,11 +45,28 @@ from sealgate.x509der import (
     pem_blocks,
 )
 
-__all__ = ["PRODUCTS", "clear_cache", "verify_report", "verify_tsm_evidence"]
+__all__ = [
+    "PRODUCTS",
+    "CrlSource",
+    "Revocation",
+    "clear_cache",
+    "verify_report",
+    "verify_tsm_evidence",
+]
+
+log = logging.getLogger("sealgate.snp")
 
 PRODUCTS = kds.PRODUCTS
-#: Verified chains kept in memory. An entry is a few KiB; a verifier sees one per chip/TCB.
+#: Verified chains kept in memory: a verifier sees one per chip/TCB. Entries are keyed by
+#: certificate fingerprints, so their size does not depend on how the attester pads its
+#: evidence; the byte bound is a second guard (an entry is a few KiB).
 CHAIN_CACHE_SIZE = 4096
+CHAIN_CACHE_BYTES = 64 << 20
+#: Certificates one bundle from the evidence (``cert_chain``) may hold. AMD's cert_chain
+#: holds two (ASK or ASVK, then the ARK); four leaves room for both intermediates and a
+#: spare. Every candidate carrying the intermediate's name costs an RSA-4096 verification,
+#: so the attester must not choose how many there are.
+MAX_BUNDLE_CERTS = 4
 
 
 @dataclass(frozen=True)
@@ -55,42 +77,19 @@ class _Entry:
     claims: dict[str, Any]
 
 
-class _ChainCache:
-    """LRU of verified chains, keyed by the exact inputs (certificate bytes, CRL, product,
-    trust/cache directories), which fix the certificate fingerprints. A hit is used only when
-    the verification time falls inside the chain's validity window (all certificates and the
-    CRL); otherwise the chain is built again and fails with the precise reason. Below it,
-    ``sealgate.snp.certs`` keeps verified signatures by (certificate, issuer) fingerprint, so
-    rebuilding a chain from known certificates does no RSA work."""
+def new_chain_cache() -> BoundedCache[tuple[Any, ...], _Entry]:
+    """A chain cache for one verifier (``verify_report(chain_cache=...)``).
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._d: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, k: tuple[Any, ...], at: datetime) -> _Entry | None:
-        with self._lock:
-            e = self._d.get(k)
-            if e is None:
-                return None
-            self._d.move_to_end(k)
-        if e.chain.not_before <= at <= e.chain.not_after:
-            return e
-        return None
-
-    def put(self, k: tuple[Any, ...], e: _Entry) -> None:
-        with self._lock:
-            self._d[k] = e
-            self._d.move_to_end(k)
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._d.clear()
+    Keyed by the inputs' fingerprints (leaf, bundle certificates, roots, CRLs, product,
+    trust/cache directories). A hit is used only when the verification time falls inside
+    the chain's validity window (all certificates and the CRL); otherwise the chain is built
+    again and fails with the precise reason. Below it, ``sealgate.snp.certs`` keeps verified
+    signatures by (certificate, issuer) fingerprint, so rebuilding a chain from known
+    certificates does no RSA work."""
+    return BoundedCache(CHAIN_CACHE_SIZE, CHAIN_CACHE_BYTES)
 
 
-_CACHE = _ChainCache(CHAIN_CACHE_SIZE)
+_CACHE = new_chain_cache()
 
 
 def clear_cache() -> None:
@@ -100,16 +99,45 @@ def clear_cache() -> None:
 
 
 def _load_cert(data: bytes, what: str) -> Certificate:
+    return load_certificate(_leaf_der(data, what), what)
+
+
+def _leaf_der(data: bytes, what: str) -> bytes:
+    """The DER of a certificate given as DER or as one PEM block (nothing else around it)."""
     if data.lstrip().startswith(b"-----BEGIN"):
-        blocks = pem_blocks(data)
+        blocks = _pem_ders(data, what, 1) if data.count(b"-----BEGIN") == 1 else []
         if len(blocks) != 1:
             raise ParseError("x509.format.invalid", f"{what}: expected one certificate")
-        data = blocks[0]
-    return load_certificate(data, what)
+        return blocks[0]
+    return data
+
+
+def _pem_ders(data: bytes, what: str, limit: int) -> list[bytes]:
+    """The certificates of a PEM bundle from evidence: at most ``limit``, and nothing but
+    whitespace outside the blocks (padding would otherwise ride along unnoticed)."""
+    n = data.count(b"-----BEGIN")
+    if n > limit:
+        raise ChainError(
+            "snp.chain.too_many_certificates",
+            f"{what} holds {n} PEM blocks; at most {limit} certificates are accepted",
+        )
+    return pem_blocks(data, strict=True)
+
+
+def _bundle_ders(data: bytes | None, what: str) -> list[bytes]:
+    if data is None:
+        return []
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return _pem_ders(data, what, MAX_BUNDLE_CERTS)
+    return [data]  # one DER certificate; the parser refuses anything after it
 
 
 def _certs(data: bytes | None, what: str) -> list[Certificate]:
     return [] if data is None else load_certificates(data, what)
+
+
+def _fp(b: bytes) -> bytes:
+    return hashlib.sha256(b).digest()
 
 
 def _tcb_claim(ek: EndorsementKey) -> dict[str, int | None]:
@@ -153,6 +181,76 @@ def _cached_file(cache: CollateralCache | None, *parts: str) -> bytes | None:
         return None
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """The chain inputs split into DER certificates, and the cache key they determine."""
+
+    leaf: bytes
+    bundle: list[bytes]
+    key: tuple[Any, ...]
+
+
+def _inputs(
+    leaf_der: bytes,
+    cert_chain: bytes | None,
+    roots: list[bytes] | None,
+    crl: bytes | None,
+    product: str | None,
+    trust_dir: Path | None,
+    cache: CollateralCache | None,
+    revocation: Revocation | None,
+) -> _Inputs:
+    leaf = _leaf_der(leaf_der, "VCEK/VLEK")
+    bundle = _bundle_ders(cert_chain, "cert chain")
+    key = (
+        _fp(leaf),
+        tuple(sorted({_fp(d) for d in bundle})),
+        tuple(_fp(r) for r in roots or ()),
+        _fp(crl) if crl is not None else None,
+        product,
+        trust_dir,
+        cache and cache.root,
+        revocation.key if revocation is not None else None,
+    )
+    return _Inputs(leaf, bundle, key)
+
+
+def chain_cached(
+    vcek: bytes | None,
+    *,
+    cert_chain: bytes | None = None,
+    roots: list[bytes] | None = None,
+    crl: bytes | None = None,
+    product: str | None = None,
+    at: datetime | None = None,
+    trust_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    revocation: Revocation | None = None,
+    chain_cache: BoundedCache[tuple[Any, ...], _Entry] | None = None,
+) -> bool:
+    """Whether ``verify_report`` with these arguments would find its chain verified in
+    memory (cheap: hashing, no parsing or signature work). A service runs the misses,
+    which may cost RSA verifications, off its event loop."""
+    if vcek is None:
+        return False
+    try:
+        inp = _inputs(
+            vcek,
+            cert_chain,
+            roots,
+            crl,
+            product,
+            trust_dir,
+            CollateralCache(cache_dir) if cache_dir is not None else None,
+            revocation,
+        )
+    except SealgateError:
+        return False
+    e = (chain_cache if chain_cache is not None else _CACHE).get(inp.key)
+    when = at if at is not None else datetime.now(UTC)
+    return e is not None and e.chain.not_before <= when <= e.chain.not_after
+
+
 def _chain_for(
     leaf_der: bytes,
     cert_chain: bytes | None,
@@ -162,14 +260,16 @@ def _chain_for(
     at: datetime,
     trust_dir: Path | None,
     cache: CollateralCache | None,
+    revocation: Revocation | None,
+    chain_cache: BoundedCache[tuple[Any, ...], _Entry],
 ) -> _Entry:
     """Verified chain for a leaf, from the in-memory cache or verified now."""
-    key = (leaf_der, cert_chain, tuple(roots or ()), crl, product, trust_dir, cache and cache.root)
-    hit = _CACHE.get(key, at)
-    if hit is not None:
+    inp = _inputs(leaf_der, cert_chain, roots, crl, product, trust_dir, cache, revocation)
+    hit = chain_cache.get(inp.key)
+    if hit is not None and hit.chain.not_before <= at <= hit.chain.not_after:
         return hit
-    leaf = _load_cert(leaf_der, "VCEK/VLEK")
-    candidates = _certs(cert_chain, "cert chain")
+    leaf = load_certificate(inp.leaf, "VCEK/VLEK")
+    candidates = [load_certificate(d, "cert chain") for d in inp.bundle]
     explicit: list[Certificate] = []
     for i, r in enumerate(roots or []):
         explicit.extend(_certs(r, f"root #{i}"))
@@ -187,11 +287,13 @@ def _chain_for(
                 candidates.extend(load_certificates(data, f"cached {p} chain"))
             except ParseError:
                 pass  # A corrupt cache file only removes candidates.
-    if crl_obj is None and line:
+    # Without a revocation source of its own (the CLI), the cached CRL stands in for one
+    # the caller did not pass; with one, that source already covers the cache.
+    if revocation is None and crl_obj is None and line:
         data = _cached_file(cache, *kds.crl_cache_parts(line, ek0.kind))
         if data is not None:
             crl_obj = load_crl(data, f"cached {line} CRL")
-    chain = verify_chain(leaf, candidates, explicit, product, at, crl_obj)
+    chain = verify_chain(leaf, candidates, explicit, product, at, crl_obj, revocation=revocation)
     ek = chain.endorsement
     snp_key = _core.SnpKey.from_sec1(
         ek.point,
@@ -219,8 +321,103 @@ def _chain_for(
         "crl_checked": chain.crl is not None,
     }
     entry = _Entry(snp_key, chain, ek, claims)
-    _CACHE.put(key, entry)
+    # Parsed certificates hold their DER a few times over (tbs, fields); the verifier's own
+    # CRLs are shared between entries and not charged to each.
+    size = 3 * sum(len(c.der) for c in (leaf, chain.intermediate, chain.root))
+    if crl_obj is not None and chain.crl is crl_obj:
+        size += len(crl_obj.der)
+    chain_cache.put(inp.key, entry, size + 64 * len(inp.key[1]))
     return entry
+
+
+class CrlSource:
+    """The verifier's own AMD CRLs, for ``verify_report(revocation=...)``.
+
+    ``paths``: CRL files (DER or PEM) or directories of them, as configured; when none is
+    configured, every product's CRLs in the collateral cache (``cache_dir``, which
+    ``sealgate collateral fetch snp`` fills). Files are looked at again at most every
+    ``RESCAN_SECONDS`` and re-read when their size or modification time changed, so a
+    refreshed CRL takes effect without a restart. A file that does not parse as a CRL is
+    left out (and logged): the verifier then holds no CRL for that ARK, which fails
+    closed unless ``allow_missing``.
+    """
+
+    RESCAN_SECONDS = 1.0
+
+    def __init__(
+        self,
+        paths: Sequence[Path] = (),
+        cache_dir: Path | None = None,
+        *,
+        allow_missing: bool = False,
+    ) -> None:
+        self.paths = list(paths)
+        self.cache = CollateralCache(cache_dir)
+        self.allow_missing = allow_missing
+        self._loaded: dict[Path, tuple[tuple[int, int], Crl | None]] = {}
+        self._current = Revocation((), allow_missing)
+        self._scanned = -1e9
+        self._lock = threading.Lock()
+
+    def files(self) -> list[tuple[Path, str | None]]:
+        """(file, the hierarchy it is for: "vcek", "vlek" or None for both)."""
+        if not self.paths:
+            return [
+                (self.cache.path("snp", *kds.crl_cache_parts(p, kind)), kind)
+                for p in PRODUCTS
+                for kind in ("vcek", "vlek")
+            ]
+        out: list[tuple[Path, str | None]] = []
+        for p in self.paths:
+            files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+            out.extend((f, None) for f in files)
+        return out
+
+    def revocation(self) -> Revocation:
+        if time.monotonic() - self._scanned < self.RESCAN_SECONDS:
+            return self._current
+        with self._lock:
+            if time.monotonic() - self._scanned >= self.RESCAN_SECONDS:
+                self._rescan()
+            return self._current
+
+    def _rescan(self) -> None:
+        crls: list[Crl] = []
+        by_kind: list[tuple[str, Crl]] = []
+        seen: dict[Path, tuple[tuple[int, int], Crl | None]] = {}
+        try:
+            files = self.files()
+        except OSError as e:
+            log.warning("cannot list the configured SNP CRLs: %s", e.strerror)
+            files = []
+        for f, kind in files:
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            stamp = (st.st_mtime_ns, st.st_size)
+            old = self._loaded.get(f)
+            crl = old[1] if old is not None and old[0] == stamp else self._read(f)
+            seen[f] = (stamp, crl)
+            if crl is not None and kind is None:
+                crls.append(crl)
+            elif crl is not None and kind is not None:
+                by_kind.append((kind, crl))
+        self._loaded = seen
+        self._current = Revocation(tuple(crls), self.allow_missing, tuple(by_kind))
+        self._scanned = time.monotonic()
+
+    @staticmethod
+    def _read(f: Path) -> Crl | None:
+        try:
+            with open(f, "rb") as fh:
+                data = fh.read(MAX_CRL_LEN + 1)
+            return load_crl(data, str(f))
+        except OSError as e:
+            log.warning("cannot read the SNP CRL %s: %s", f, e.strerror)
+        except SealgateError as e:
+            log.warning("the SNP CRL %s is unusable: %s", f, e.code)
+        return None
 
 
 def verify_report(
@@ -235,6 +432,8 @@ def verify_report(
     report_data: bytes | None = None,
     trust_dir: Path | None = None,
     cache_dir: Path | None = None,
+    revocation: Revocation | None = None,
+    chain_cache: BoundedCache[tuple[Any, ...], _Entry] | None = None,
 ) -> VerifyResult:
     """Verify an SEV-SNP attestation report; every failure is in the result, never raised.
 
@@ -243,7 +442,10 @@ def verify_report(
     ARK in any order. ``roots``: explicitly trusted roots (otherwise only pinned ARKs from
     the chain, trust directory or cache). ``crl``: AMD's per-product CRL (else the cached
     one, if any). ``at``: verification time (default now). ``report_data``: expected
-    REPORT_DATA (shorter values are zero-padded to 64 bytes).
+    REPORT_DATA (shorter values are zero-padded to 64 bytes). ``revocation``: the
+    verifier's own CRLs (``CrlSource.revocation()``); when given, they decide revocation and
+    ``crl`` can only add to them. ``chain_cache``: the verifier's chain cache
+    (``new_chain_cache()``; default: one per process).
     """
     res = VerifyResult(platform="snp")
     when = at if at is not None else datetime.now(UTC)
@@ -280,7 +482,18 @@ def verify_report(
 
     entry: _Entry | None = None
     try:
-        entry = _chain_for(vcek, cert_chain, roots, crl, product, when, trust_dir, cache)
+        entry = _chain_for(
+            vcek,
+            cert_chain,
+            roots,
+            crl,
+            product,
+            when,
+            trust_dir,
+            cache,
+            revocation,
+            chain_cache if chain_cache is not None else _CACHE,
+        )
     except (ChainError, ParseError, VerificationError) as e:
         res.fail_from(e)
 

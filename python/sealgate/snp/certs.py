@@ -22,6 +22,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sealgate.errors import ChainError, ParseError
+from sealgate.lru import BoundedCache
 from sealgate.trust import pin_for
 from sealgate.x509der import (
     OID_EC_PUBLIC_KEY,
@@ -45,6 +46,9 @@ OID_UCODE_SPL = f"{AMD_OID}.3.8"
 OID_FMC_SPL = f"{AMD_OID}.3.9"
 OID_HWID = f"{AMD_OID}.4"
 OID_CSP_ID = f"{AMD_OID}.5"
+#: RFC 5280 §4.2.1.2 subjectKeyIdentifier and §4.2.1.1 authorityKeyIdentifier.
+OID_SUBJECT_KEY_ID = "2.5.29.14"
+OID_AUTHORITY_KEY_ID = "2.5.29.35"
 
 #: AMD's hierarchy signs with RSASSA-PSS / SHA-384 / MGF1-SHA-384 / salt 48 (pub. 57230 §2).
 AMD_PSS_SALT = 48
@@ -152,9 +156,9 @@ def _check_amd_pss(cert_or_crl: Certificate | Crl, what: str) -> None:
 
 #: Signatures already verified, keyed by (SHA-256 of the signed certificate or CRL, SHA-256
 #: of the issuer certificate): a new bundle holding known certificates costs no RSA work.
-_VERIFIED: set[tuple[str, str]] = set()
-#: Bound on that set (each entry is two hex digests).
+#: Entries are two hex digests (fixed size), bounded in number and so in bytes.
 _VERIFIED_MAX = 65536
+_VERIFIED: BoundedCache[tuple[str, str], bool] = BoundedCache(_VERIFIED_MAX, _VERIFIED_MAX * 320)
 
 
 def _verify(cert: Certificate | Crl, issuer: Certificate, what: str, code: str) -> None:
@@ -165,9 +169,7 @@ def _verify(cert: Certificate | Crl, issuer: Certificate, what: str, code: str) 
     verify_signature(
         cert.tbs, cert.signature_alg, cert.signature, issuer.public_key(), what, code=code
     )
-    if len(_VERIFIED) >= _VERIFIED_MAX:
-        _VERIFIED.clear()
-    _VERIFIED.add(key)
+    _VERIFIED.put(key, True, 192)
 
 
 def clear_signature_cache() -> None:
@@ -184,6 +186,34 @@ def _require_rsa4096(cert: Certificate, what: str) -> None:
         raise ChainError("snp.chain.bad_key", f"{what} key is not RSA-{AMD_RSA_BITS}")
 
 
+def _key_id(cert: Certificate, oid: str) -> bytes | None:
+    """The key identifier a certificate states: its own (SKI, an OCTET STRING) or its
+    issuer's (AKI's ``[0] keyIdentifier``); None when absent."""
+    ext = cert.extensions.get(oid)
+    if ext is None:
+        return None
+    d = Der(ext.value, f"extension {oid}")
+    if oid == OID_SUBJECT_KEY_ID:
+        return d.content(0x04)
+    seq = d.sub(0x30)
+    return seq.content(0x80) if seq.peek_tag() == 0x80 else None
+
+
+def may_have_issued(cert: Certificate, candidate: Certificate) -> bool:
+    """Whether ``candidate`` can be ``cert``'s issuer without a signature check: the names
+    link and, when both state key identifiers, those agree (RFC 5280 §4.2.1.1: the AKI
+    names the key that signed). Only candidates passing this are worth an RSA
+    verification; a malformed identifier rules the candidate out."""
+    if candidate.subject != cert.issuer:
+        return False
+    try:
+        aki = _key_id(cert, OID_AUTHORITY_KEY_ID)
+        ski = _key_id(candidate, OID_SUBJECT_KEY_ID)
+    except ParseError:
+        return False
+    return aki is None or ski is None or aki == ski
+
+
 @dataclass(frozen=True)
 class VerifiedChain:
     leaf: Certificate
@@ -192,7 +222,7 @@ class VerifiedChain:
     root: Certificate
     root_pin: str | None  # pin name, or None when the root was given explicitly
     product: str
-    crl: Crl | None
+    crl: Crl | None  # the CRL that was checked (the verifier's own when it has one)
     not_before: datetime  # the chain (and CRL) are valid in [not_before, not_after]
     not_after: datetime
 
@@ -208,12 +238,16 @@ def verify_chain(
     product: str | None,
     at: datetime,
     crl: Crl | None,
+    *,
+    revocation: Revocation | None = None,
 ) -> VerifiedChain:
     """Build and verify leaf → intermediate → root at time ``at``; raise the first failure.
 
     ``candidates`` are untrusted certificates (bundles, trust directory, cache); a root among
     them is trusted only if pinned. ``explicit_roots`` are trusted because the caller named
-    them (``--roots``).
+    them (``--roots``). ``crl``: a CRL as supplied with the evidence. ``revocation``: the
+    verifier's own CRLs; when given they decide (``Revocation``) and ``crl`` can only add
+    revocations.
     """
     ek = parse_endorsement_key(leaf)
     if product is None:
@@ -236,7 +270,7 @@ def verify_chain(
             f"{ek.kind.upper()} is for {ek.product_name}, verification is for {product}",
         )
     want_cn = intermediate_cn(ek.kind, product)
-    issuers = [c for c in candidates if c.subject == leaf.issuer]
+    issuers = [c for c in candidates if may_have_issued(leaf, c)]
     if not issuers:
         others = sorted(
             {
@@ -269,7 +303,9 @@ def verify_chain(
     first_error: ChainError | None = None
     for inter in matching.values():
         try:
-            return _complete(leaf, ek, inter, want_cn, candidates, explicit_roots, product, at, crl)
+            return _complete(
+                leaf, ek, inter, want_cn, candidates, explicit_roots, product, at, crl, revocation
+            )
         except ChainError as e:
             first_error = first_error or e
     assert first_error is not None
@@ -286,6 +322,7 @@ def _complete(
     product: str,
     at: datetime,
     crl: Crl | None,
+    revocation: Revocation | None,
 ) -> VerifiedChain:
     """The chain above a chosen intermediate: leaf signature, root, validity, CRL."""
     if not inter.is_ca():
@@ -293,8 +330,8 @@ def _complete(
     _require_rsa4096(inter, want_cn)
     _verify(leaf, inter, f"{ek.kind.upper()} (signed by {want_cn})", "snp.chain.signature_invalid")
 
-    pinned = [c for c in candidates if c.subject == inter.issuer and pin_for(c.fingerprint)]
-    explicit = [c for c in explicit_roots if c.subject == inter.issuer]
+    pinned = [c for c in candidates if may_have_issued(inter, c) and pin_for(c.fingerprint)]
+    explicit = [c for c in explicit_roots if may_have_issued(inter, c)]
     root: Certificate | None = None
     root_pin: str | None = None
     for c in explicit + pinned:
@@ -357,14 +394,18 @@ def _complete(
                 f"CRL valid {crl.this_update.isoformat()}..{nu}, "
                 f"verification time {at.isoformat()}",
             )
-        for c, what in ((inter, want_cn), (leaf, ek.kind.upper())):
-            if c.serial in crl.revoked:
-                raise ChainError(
-                    "snp.chain.revoked", f"{what} serial {c.serial} is revoked by the ARK's CRL"
-                )
-        not_before = max(not_before, crl.this_update)
-        if crl.next_update is not None:
-            not_after = min(not_after, crl.next_update)
+        _check_revoked(crl, ((inter, want_cn), (leaf, ek.kind.upper())))
+        if revocation is None:
+            not_before = max(not_before, crl.this_update)
+            if crl.next_update is not None:
+                not_after = min(not_after, crl.next_update)
+    if revocation is not None:
+        own = revocation.check(root, at, ((inter, want_cn), (leaf, ek.kind.upper())), ek.kind)
+        if own is not None:
+            crl = own
+            not_before = max(not_before, own.this_update)
+            if own.next_update is not None:
+                not_after = min(not_after, own.next_update)
     return VerifiedChain(
         leaf=leaf,
         endorsement=ek,
@@ -376,3 +417,75 @@ def _complete(
         not_before=not_before,
         not_after=not_after,
     )
+
+
+def _check_revoked(crl: Crl, certs: tuple[tuple[Certificate, str], ...]) -> None:
+    for c, what in certs:
+        if c.serial in crl.revoked:
+            raise ChainError(
+                "snp.chain.revoked", f"{what} serial {c.serial} is revoked by the ARK's CRL"
+            )
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """The verifier's own AMD CRLs (configured files or the collateral cache), so that
+    revocation does not depend on what the attester chooses to send.
+
+    A CRL applies to a chain when the chain's ARK issued it and its signature verifies
+    (pub. 57230 §4: ``/vcek/v1/{product}/crl`` is signed by the ARK). Every applicable CRL's
+    revocations count. At least one of them must be current at the verification time
+    (RFC 5280 §5.1.2.4-5: thisUpdate ≤ time ≤ nextUpdate); otherwise the chain fails with
+    ``snp.crl.missing`` (none applies) or ``snp.crl.expired`` (none is current), unless
+    ``allow_missing`` says the operator accepts that.
+    """
+
+    crls: tuple[Crl, ...] = ()
+    allow_missing: bool = False
+    #: CRLs for one hierarchy only ("vcek" or "vlek"): KDS serves one per hierarchy, both
+    #: signed by the ARK, so the issuer alone cannot tell them apart.
+    kind_crls: tuple[tuple[str, Crl], ...] = ()
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What the chain cache must key on: the CRLs' fingerprints and the setting."""
+        return (
+            tuple(c.fingerprint for c in self.crls),
+            tuple((k, c.fingerprint) for k, c in self.kind_crls),
+            self.allow_missing,
+        )
+
+    def check(
+        self,
+        root: Certificate,
+        at: datetime,
+        certs: tuple[tuple[Certificate, str], ...],
+        kind: str,
+    ) -> Crl | None:
+        """Raise when a certificate is revoked or no current CRL applies (and that is not
+        allowed); return the current CRL that bounds the result's validity, if any."""
+        pool = [*self.crls, *(c for k, c in self.kind_crls if k == kind)]
+        mine = [c for c in pool if c.issuer == root.subject]
+        current: Crl | None = None
+        for c in mine:
+            _verify(c, root, f"CRL of {root.subject_cn}", "snp.crl.signature_invalid")
+            _check_revoked(c, certs)
+            if c.this_update <= at and (c.next_update is None or at <= c.next_update):
+                if current is None or c.this_update > current.this_update:
+                    current = c
+        if current is None and not self.allow_missing:
+            if not mine:
+                raise ChainError(
+                    "snp.crl.missing",
+                    f"the verifier has no CRL of {root.subject_cn} (configure snp_crls or run "
+                    "`sealgate collateral fetch snp`)",
+                )
+            latest = max(mine, key=lambda c: c.this_update)
+            nu = latest.next_update.isoformat() if latest.next_update else "-"
+            raise ChainError(
+                "snp.crl.expired",
+                f"the verifier's CRL of {root.subject_cn} is valid "
+                f"{latest.this_update.isoformat()}..{nu}, verification time {at.isoformat()} "
+                "(refresh it with `sealgate collateral fetch snp`)",
+            )
+        return current

@@ -37,12 +37,24 @@ def parse_cert_table(blob: bytes) -> dict[str, bytes]:
     if len(blob) > MAX_TABLE:
         raise ParseError("snp.format.too_large", f"{len(blob)} bytes", "cert_table", 0)
     out: dict[str, bytes] = {}
+    used = 0  # end of the last byte an entry (or the table itself) covers
     for i in range(MAX_ENTRIES + 1):
         pos = i * _ENTRY.size
         if pos + _ENTRY.size > len(blob):
             raise ParseError("snp.format.truncated", "no terminating entry", "cert_table", pos)
         raw_guid, off, length = _ENTRY.unpack_from(blob, pos)
         if raw_guid == bytes(16) and off == 0 and length == 0:
+            used = max(used, pos + _ENTRY.size)
+            # The kernel trims the table to its last certificate; a host buffer may be
+            # zero-filled to its end. Anything else after the certificates is not part of
+            # the table and is refused rather than carried along.
+            if blob[used:].strip(b"\x00"):
+                raise ParseError(
+                    "snp.format.trailing_bytes",
+                    f"certificate table: {len(blob) - used} bytes after the last certificate",
+                    "cert_table",
+                    used,
+                )
             return out
         if i == MAX_ENTRIES:
             break
@@ -52,6 +64,7 @@ def parse_cert_table(blob: bytes) -> dict[str, bytes]:
         if name in out:
             raise _err(f"duplicate entry {name}", pos)
         out[name] = blob[off : off + length]
+        used = max(used, off + length)
     raise ParseError("snp.format.too_large", f"more than {MAX_ENTRIES} entries", "cert_table", 0)
 
 

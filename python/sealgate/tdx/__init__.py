@@ -8,8 +8,7 @@ verifications plus comparisons.
 
 from __future__ import annotations
 
-import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from sealgate.errors import (
     SealgateError,
     VerificationError,
 )
+from sealgate.lru import BoundedCache
 from sealgate.result import VerifyResult
 from sealgate.tdx.collateral import (
     TdxCollateral,
@@ -47,12 +47,15 @@ __all__ = [
     "load_collateral_files",
     "load_collateral_json",
     "load_roots",
+    "quote_cached",
     "replay_ccel",
     "verify_quote",
 ]
 
-_ROOTS_LOCK = threading.Lock()
-_ROOTS: dict[tuple[bytes, ...], tuple[list[x509.Certificate], tuple[str, ...]]] = {}
+#: Loaded root sets by their bytes (operator-supplied: a handful), bounded all the same.
+_ROOTS: BoundedCache[tuple[bytes, ...], tuple[list[x509.Certificate], tuple[str, ...]]] = (
+    BoundedCache(64, 16 << 20)
+)
 
 
 def load_roots(roots: list[bytes]) -> tuple[list[x509.Certificate], tuple[str, ...]]:
@@ -72,12 +75,11 @@ def load_roots(roots: list[bytes]) -> tuple[list[x509.Certificate], tuple[str, .
         else:
             certs.append(load_certificate(blob))
     out = (certs, tuple(sorted(fingerprint(c) for c in certs)))
-    with _ROOTS_LOCK:
-        _ROOTS[key] = out
+    _ROOTS.put(key, out, 2 * sum(len(b) for b in roots))
     return out
 
 
-_TRUST_CACHE: dict[tuple[str, int], list[bytes]] = {}
+_TRUST_CACHE: BoundedCache[tuple[str, int], list[bytes]] = BoundedCache(16, 4 << 20)
 
 
 def _trust_dir_roots(trust_dir: Path | None) -> list[bytes]:
@@ -95,7 +97,7 @@ def _trust_dir_roots(trust_dir: Path | None) -> list[bytes]:
     hit = _TRUST_CACHE.get(key)
     if hit is None:
         hit = [c.der for c in store.roots("tdx")]
-        _TRUST_CACHE[key] = hit
+        _TRUST_CACHE.put(key, hit, sum(len(d) for d in hit))
     return hit
 
 
@@ -160,12 +162,20 @@ def verify_quote(
     report_data: bytes | None = None,
     trust_dir: Path | None = None,
     cache_dir: Path | None = None,
+    prefer_cached: bool = False,
+    collateral_max_age: timedelta | None = None,
 ) -> VerifyResult:
     """Verify a TDX quote v4/v5 and return every failure with the claims that were read.
 
     ``roots``: trusted Intel SGX Root CA certificates (PEM/DER); default: the pinned root in
     the trust directory. ``collateral``: TCB info, QE identity, CRLs; default: the
     collateral cache entry for the quote's FMSPC. ``at``: verification time (default now).
+    ``prefer_cached``: use the cache entry when there is one, ``collateral`` only otherwise
+    (a verifier's own collateral is not the attester's choice; a PCK CRL in ``collateral``
+    can still add a revocation). ``collateral_max_age``: refuse TCB info and QE identity
+    issued, and a PCK CRL updated, longer ago than this (``tdx.collateral.stale``): a
+    validly signed CRL from before a revocation must not pass for as long as its
+    nextUpdate allows.
     """
     res = VerifyResult(platform="tdx")
     when = at or datetime.now(UTC)
@@ -212,7 +222,11 @@ def verify_quote(
         res.fail_from(e)
 
     # --- Collateral ---
-    coll = collateral if collateral is not None else _cached_collateral(cache_dir, ext.fmspc)
+    node_coll = collateral
+    if collateral is None or prefer_cached:
+        coll = _cached_collateral(cache_dir, ext.fmspc) or collateral
+    else:
+        coll = collateral
     if coll is None:
         res.fail(
             "tdx.collateral.missing",
@@ -252,6 +266,10 @@ def verify_quote(
             res.fail_from(e)
     try:
         _check_revocation(res, coll, v, pck, when, allow_missing_crl)
+        if collateral_max_age is not None:
+            _check_age(res, coll, v, pck, when - collateral_max_age)
+        if node_coll is not None and node_coll is not coll:
+            _node_revocations(res, node_coll, root_certs, roots_key, pck)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         res.fail("tdx.collateral.invalid", f"PCK CRL unreadable: {e}")
 
@@ -313,6 +331,82 @@ def _check_revocation(
                 "tdx.collateral.revoked",
                 f"TCB signing certificate serial {serial:x} is on the Root CA CRL",
             )
+
+
+def _check_age(
+    res: VerifyResult, coll: TdxCollateral, v: VerifiedCollateral, pck: PckInfo, oldest: datetime
+) -> None:
+    """TCB info, QE identity and PCK CRL issued no earlier than ``oldest``. The Root CA
+    CRL is left to its nextUpdate: Intel re-issues it about yearly, not with the rest."""
+    windows = [w for w in v.windows if w.what in ("TCB info", "QE identity")]
+    try:
+        crl = coll.pck_crl_for(v, pck.chain.certs[1], pck.ca_fp)
+    except CollateralError:
+        crl = None  # already reported by the revocation check
+    if crl is not None:
+        windows.append(crl.window)
+    for w in windows:
+        if w.issued < oldest:
+            res.fail(
+                "tdx.collateral.stale",
+                f"{w.what} issued {w.issued.isoformat()} is older than the accepted "
+                f"{oldest.isoformat()}; refresh the collateral",
+            )
+
+
+def _node_revocations(
+    res: VerifyResult,
+    node: TdxCollateral,
+    roots: list[x509.Certificate],
+    roots_key: tuple[str, ...],
+    pck: PckInfo,
+) -> None:
+    """A PCK CRL the node sent alongside the verifier's collateral may add a revocation
+    (when Intel signed it); it never replaces the verifier's and its defects are not
+    the verifier's failures."""
+    try:
+        crl = node.pck_crl_for(node.verified(roots, roots_key), pck.chain.certs[1], pck.ca_fp)
+    except (SealgateError, ValueError, TypeError, UnsupportedAlgorithm):
+        return
+    issuer, serial = pck.serials[0]
+    if crl is not None and crl.revokes(issuer, serial):
+        res.fail("tdx.pck.revoked", f"PCK certificate serial {serial:x} is on the PCK CRL")
+
+
+def quote_cached(
+    quote: bytes,
+    *,
+    collateral: bytes | None = None,
+    roots: list[bytes] | None = None,
+    trust_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> bool:
+    """Whether ``verify_quote`` would find the quote's PCK chain and its collateral
+    (cached for the FMSPC, else ``collateral`` as JSON) verified in memory. Cheap: a quote
+    parse, hashing and look-ups. A service runs the misses off its event loop."""
+    from sealgate.tdx.collateral import loaded
+    from sealgate.tdx.pck import pck_cached
+
+    try:
+        q = _core.TdxQuote.parse(quote)
+        blobs = roots if roots is not None else _trust_dir_roots(trust_dir)
+        _, roots_key = load_roots(blobs)
+        pck = pck_cached(q.pck_chain, roots_key)
+        if pck is None:
+            return False
+        colls = [c for c in [_cached_collateral(cache_dir, pck.ext.fmspc)] if c is not None]
+        if collateral is not None:
+            node = loaded(collateral)
+            if node is None:
+                return False
+            colls.append(node)
+    except (SealgateError, ValueError, OSError):
+        return False
+    for c in colls:
+        v = c._verified.get(roots_key)
+        if v is None or (c.pck_crl is not None and pck.ca_fp not in v.pck_crls):
+            return False
+    return bool(colls)
 
 
 def _check_ccel(res: VerifyResult, q: _core.TdxQuote, ccel: bytes) -> None:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sealgate.documents import load_document
 from sealgate.errors import ChainError, CollateralError, ParseError
+from sealgate.lru import BoundedCache
 from sealgate.tdx.pck import (
     CN_TCB_SIGNING,
     VerifiedChain,
@@ -360,26 +361,34 @@ def _checked_crl(data: bytes, issuer: x509.Certificate, what: str) -> Crl:
     )
 
 
-_CACHE_LOCK = threading.Lock()
-_LOADED: dict[bytes, TdxCollateral] = {}
-#: Loaded-collateral objects kept for reuse (so repeated loads share verification caches).
+#: Loaded-collateral objects kept for reuse (so repeated loads share verification caches),
+#: keyed by a digest of the input; bounded by count and by the bytes they hold (a node
+#: chooses what collateral it sends, and each distinct body would otherwise stay).
 LOADED_CACHE_SIZE = 256
+LOADED_CACHE_BYTES = 64 << 20
+_LOADED: BoundedCache[bytes, TdxCollateral] = BoundedCache(LOADED_CACHE_SIZE, LOADED_CACHE_BYTES)
 
 
-def _memo(key_parts: list[bytes], build: Any) -> TdxCollateral:
+def _memo_key(key_parts: list[bytes]) -> bytes:
     h = hashlib.sha256()
     for p in key_parts:
         h.update(len(p).to_bytes(8, "big"))
         h.update(p)
-    key = h.digest()
+    return h.digest()
+
+
+def loaded(data: bytes) -> TdxCollateral | None:
+    """The collateral ``load_collateral_json(data)`` returned before, if still cached."""
+    return _LOADED.get(_memo_key([b"json", data]))
+
+
+def _memo(key_parts: list[bytes], build: Any) -> TdxCollateral:
+    key = _memo_key(key_parts)
     hit = _LOADED.get(key)
     if hit is not None:
         return hit
     c: TdxCollateral = build()
-    with _CACHE_LOCK:
-        if len(_LOADED) >= LOADED_CACHE_SIZE:
-            _LOADED.clear()
-        _LOADED[key] = c
+    _LOADED.put(key, c, sum(len(p) for p in key_parts))
     return c
 
 

@@ -27,6 +27,7 @@ from cryptography import x509
 from sealgate import _core, collateral
 from sealgate.collateral import CollateralCache
 from sealgate.errors import ChainError, CollateralError, UsageError
+from sealgate.lru import BoundedCache
 from sealgate.tdx.collateral import (
     TdxCollateral,
     load_collateral_files,
@@ -139,7 +140,8 @@ def store(c: TdxCollateral, fmspc: bytes, cache_dir: Path | None = None) -> Path
     return CollateralCache(cache_dir).put("tdx", *cache_parts(fmspc), data=to_json(c))
 
 
-_FILE_CACHE: dict[tuple[str, int, int], TdxCollateral] = {}
+#: Cached collateral files loaded, by (path, mtime, size): bounded like every verifier cache.
+_FILE_CACHE: BoundedCache[tuple[str, int, int], TdxCollateral] = BoundedCache(1024, 64 << 20)
 
 
 def load_cached(fmspc: bytes, cache_dir: Path | None = None) -> TdxCollateral | None:
@@ -162,9 +164,7 @@ def load_cached(fmspc: bytes, cache_dir: Path | None = None) -> TdxCollateral | 
     if data is None:
         return None
     c = load_collateral_json(data)
-    if len(_FILE_CACHE) > 1024:
-        _FILE_CACHE.clear()
-    _FILE_CACHE[key] = c
+    _FILE_CACHE.put(key, c, len(data))
     return c
 
 

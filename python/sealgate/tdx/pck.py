@@ -9,7 +9,6 @@ comparisons, not signature verifications.
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealgate import _core
 from sealgate.errors import ChainError, ParseError
+from sealgate.lru import BoundedCache
 from sealgate.tdx.der import (
     MAX_EXTENSION_LEN,
     T_INTEGER,
@@ -32,6 +32,7 @@ from sealgate.tdx.der import (
     decode_uint,
     read_tlv,
 )
+from sealgate.x509der import pem_blocks
 
 #: Intel SGX Root CA, SHA-256 of the DER certificate (../shared/vectors/PROVENANCE.md,
 #: "Intel TDX / roots"; also what PCS serves at /sgx/certification/v4/... issuer chains).
@@ -301,15 +302,45 @@ def verify_chain(
     )
 
 
-_LOCK = threading.Lock()
-_PCK_CACHE: dict[tuple[bytes, tuple[str, ...]], PckInfo] = {}
+#: Bytes the verified-chain cache may hold (an entry is a few KiB of parsed certificates).
+CHAIN_CACHE_BYTES = 64 << 20
+_PCK_CACHE: BoundedCache[tuple[Any, ...], PckInfo] = BoundedCache(
+    CHAIN_CACHE_SIZE, CHAIN_CACHE_BYTES
+)
+
+
+def chain_key(chain_pem: bytes) -> tuple[bytes, ...]:
+    """SHA-256 of each certificate's DER in a PEM chain from a quote, checked for shape
+    without parsing: at most ``MAX_CHAIN_CERTS`` blocks and nothing but whitespace (and
+    the NUL terminator quotes carry) outside them, so that padding neither rides along in
+    a cache key nor goes unnoticed."""
+    if chain_pem.count(b"-----BEGIN") > MAX_CHAIN_CERTS:
+        raise ChainError(
+            "tdx.pck.chain_invalid", f"PCK chain holds more than {MAX_CHAIN_CERTS} certificates"
+        )
+    try:
+        ders = pem_blocks(chain_pem.rstrip(b"\x00 \r\n\t"), strict=True)
+    except ParseError as e:
+        if e.code == "x509.format.trailing_bytes":
+            raise ParseError("tdx.format.trailing_bytes", f"PCK chain: {e.message}") from None
+        raise ChainError("tdx.pck.chain_invalid", f"PCK chain: {e.message}") from None
+    return tuple(hashlib.sha256(d).digest() for d in ders)
+
+
+def pck_cached(chain_pem: bytes, roots_key: tuple[str, ...]) -> PckInfo | None:
+    """The verified chain for these certificates and roots, if already in memory."""
+    try:
+        return _PCK_CACHE.get((chain_key(chain_pem), roots_key))
+    except (ChainError, ParseError):
+        return None
 
 
 def pck_info(
     chain_pem: bytes, roots: list[x509.Certificate], roots_key: tuple[str, ...]
 ) -> PckInfo:
-    """Verified PCK chain for the quote's certification data (cached)."""
-    key = (chain_pem, roots_key)
+    """Verified PCK chain for the quote's certification data (cached by the certificates'
+    fingerprints and the root set)."""
+    key = (chain_key(chain_pem), roots_key)
     hit = _PCK_CACHE.get(key)
     if hit is not None:
         return hit
@@ -353,8 +384,7 @@ def pck_info(
             ),
         },
     )
-    with _LOCK:
-        if len(_PCK_CACHE) >= CHAIN_CACHE_SIZE:
-            _PCK_CACHE.clear()
-        _PCK_CACHE[key] = info
+    # cryptography's certificates keep their DER and a parsed copy; charge both.
+    size = 2 * sum(len(c.public_bytes(serialization.Encoding.DER)) for c in chain.certs)
+    _PCK_CACHE.put(key, info, size + 32 * len(key[0]) + 1024)
     return info

@@ -195,6 +195,7 @@ class SoftwareSnp:
             self.vcek = world.vcek
             self.chain_pem = world.milan.cert_chain_pem()
             self.ark_der = world.milan.ark_der
+            self.crl = world.crl
             return
         # Built by ``to_portable`` in another process: the synthetic world's RSA-4096 prime
         # searches run in pure Python, once per process, and take a while on a slow core.
@@ -214,6 +215,7 @@ class SoftwareSnp:
         )
         self.chain_pem = _bytes(portable["chain_pem"])
         self.ark_der = _bytes(portable["ark_der"])
+        self.crl = _bytes(portable["crl"])
 
     def to_portable(self) -> dict[str, object]:
         """Picklable material for ``SoftwareSnp(portable=...)`` in another process."""
@@ -231,10 +233,19 @@ class SoftwareSnp:
             "chip_id": self.vcek.chip_id,
             "chain_pem": self.chain_pem,
             "ark_der": self.ark_der,
+            "crl": self.crl,
         }
 
     def root_pem(self) -> bytes:
         return bytes(to_pem(self.ark_der))
+
+    def write_trust(self, directory: Path) -> dict[str, list[Path]]:
+        """Write the ARK and the ARK's current CRL (what a verifier configures for this
+        world) into ``directory``; returns the ``snp_roots``/``snp_crls`` settings."""
+        roots, crl = directory / "amd-roots.pem", directory / "amd-crl.der"
+        roots.write_bytes(self.root_pem())
+        crl.write_bytes(self.crl)
+        return {"snp_roots": [roots], "snp_crls": [crl]}
 
     def collect(self, nonce: bytes, binding: bytes) -> attestation_pb2.Evidence:
         report = snp.build_report(self.vcek, replace(self.fields, report_data=binding))
@@ -258,7 +269,11 @@ class SoftwareTdx:
     platform = "tdx"
 
     def __init__(self, intel: tdx.FakeIntel | None = None, **quote_kw: object) -> None:
-        self.intel = intel or tdx.FakeIntel()
+        # Collateral issued yesterday (midnight UTC), as a PCCS refreshing daily serves it:
+        # verifiers bound how old collateral may be.
+        now = datetime.datetime.now(datetime.UTC)
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.intel = intel or tdx.FakeIntel(issue_date=day - datetime.timedelta(days=1))
         self.quote_kw = quote_kw
         self.collateral = self.intel.collateral_json()
 

@@ -1,0 +1,115 @@
+"""The service verifies cache misses off its event loop; its memo caches stay bounded."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from sealgate._proto import attestation_pb2, attestation_pb2_grpc, common_pb2
+from sealgate.lru import BoundedCache
+from sealgate.result import VerifyResult
+from sealgate.service.cache import ConfigCache
+from sealgate.service.config import ServiceConfig
+from sealgate.service.platforms import (
+    PlatformRegistry,
+    PlatformVerifier,
+    TpmVerifier,
+    VerifyContext,
+)
+from sealgate.service.server import create_server
+from sealgate.storage.sqlite import SqliteStorage
+
+
+class _Recording(PlatformVerifier):
+    name = "snp"
+
+    def __init__(self) -> None:
+        self.is_warm = False
+        self.threads: list[str] = []
+
+    def available(self) -> bool:
+        return True
+
+    def warm(self, evidence: Any) -> bool:
+        return self.is_warm
+
+    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+        self.threads.append(threading.current_thread().name)
+        res = VerifyResult("snp")
+        res.fail("snp.test.recorded", "recorded")
+        return res
+
+
+def test_cache_misses_run_in_the_pool_hits_on_the_loop(tmp_path: Path) -> None:
+    rec = _Recording()
+    cfg = ServiceConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d")
+    srv = create_server(cfg, http=False, platforms=PlatformRegistry([TpmVerifier(), rec]))
+    ch = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+    try:
+        stub = attestation_pb2_grpc.AttestationStub(ch)
+        for warm in (False, True):
+            rec.is_warm = warm
+            c = stub.Challenge(attestation_pb2.ChallengeRequest(platform=common_pb2.PLATFORM_SNP))
+            resp = stub.Attest(
+                attestation_pb2.AttestRequest(
+                    challenge_id=c.challenge_id,
+                    key_ids=["m"],
+                    runtime_public_key=b"\x01" * 32,
+                    evidence=attestation_pb2.Evidence(snp=attestation_pb2.SnpEvidence(report=b"r")),
+                ),
+                timeout=10,
+            )
+            assert resp.evidence_failures[0].code == "snp.test.recorded"
+    finally:
+        ch.close()
+        srv.stop(grace=1)
+    miss, hit = rec.threads
+    assert miss.startswith("sealgate_") and hit == "sealgate-grpc", rec.threads  # pool, loop
+
+
+def test_unknown_key_ids_are_not_memoized(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "db.sqlite")
+    view = ConfigCache(st).view()
+    for i in range(20):
+        kid = f"{i}-" + "k" * (1 << 20)
+        assert view.policy(kid) is None and view.current_key(kid) is None
+    assert len(view._policies) == 0 and len(view._keys) == 0
+
+
+def test_bounded_cache_bounds_entries_and_bytes() -> None:
+    c: BoundedCache[int, bytes] = BoundedCache(3, 10_000)
+    for i in range(10):
+        c.put(i, b"x", 100)
+    assert len(c) == 3 and c.get(9) == b"x" and c.get(0) is None
+    assert not c.put(99, b"big", 20_000) and c.get(99) is None
+    for i in range(3):
+        c.put(100 + i, b"y", 4_000)
+    assert c.bytes <= 10_000 and len(c) == 2
+    with pytest.raises(ValueError):
+        BoundedCache(0, 1)
+
+
+def test_configured_crl_paths_are_checked_at_start(tmp_path: Path) -> None:
+    from sealgate.errors import UsageError
+    from sealgate.service.config import load_config
+    from sealgate.service.platforms import SnpVerifier, default_verifiers
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(
+        f"snp_crls: [{tmp_path / 'missing.crl'}]\nsnp_allow_missing_crl: true\n"
+        "tdx_collateral_max_age: 86400\n"
+    )
+    cfg = load_config(cfg_file)
+    assert cfg.snp_allow_missing_crl and cfg.tdx_collateral_max_age == 86400
+    with pytest.raises(UsageError) as e:
+        default_verifiers(cfg)
+    assert e.value.code == "config.invalid"
+    (tmp_path / "missing.crl").write_bytes(b"")
+    snp = [v for v in default_verifiers(cfg) if isinstance(v, SnpVerifier)]
+    assert snp and snp[0].allow_missing_crl
+    cfg.tdx_collateral_max_age = 60
+    with pytest.raises(UsageError):
+        default_verifiers(cfg)
