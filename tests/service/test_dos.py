@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -276,3 +277,50 @@ def test_http_keep_alive_and_errors() -> None:
         loop.call_soon_threadsafe(loop.stop)
         th.join(5)
         pool.shutdown()
+
+
+def test_peer_key_groups_by_address() -> None:
+    from sealgate.service.admission import peer_key
+
+    assert peer_key("ipv4:10.0.0.7:51234") == peer_key("ipv4:10.0.0.7:1") == "10.0.0.7"
+    # One host usually holds a whole /64: rotating the interface id is the same peer.
+    assert peer_key("ipv6:[2001:db8:1:2::5]:443") == peer_key("ipv6:[2001:db8:1:2:ffff::1]:9")
+    assert peer_key("ipv6:[2001:db8:1:2::5]:443") != peer_key("ipv6:[2001:db8:1:3::5]:443")
+    assert peer_key("ipv6:[::ffff:10.0.0.7]:5") == "10.0.0.7"
+    assert peer_key("unix:/run/sealgate.sock") == "unix"
+
+
+def test_limits_must_be_positive_numbers(tmp_path: Path) -> None:
+    from sealgate.errors import UsageError
+    from sealgate.service.config import load_config
+
+    for bad in ('{"request_timeout": 0}', '{"request_timeout": "5"}',
+                '{"max_rpcs_per_peer": true}', '{"max_connections": 2.5}',
+                '{"http_timeout": Infinity}'):  # fmt: skip
+        (tmp_path / "c.json").write_text(f'{{"limits": {bad}}}')
+        with pytest.raises(UsageError) as e:
+            load_config(tmp_path / "c.json")
+        assert e.value.code == "config.invalid", bad
+    (tmp_path / "c.json").write_text('{"limits": {"request_timeout": 2.5, "http_timeout": 3}}')
+    lim = load_config(tmp_path / "c.json").limits
+    assert (lim.request_timeout, lim.http_timeout) == (2.5, 3)
+
+
+def test_descriptor_limit_raised_to_fit_the_connection_caps() -> None:
+    """Run in a child: it lowers its own soft limit, then asks for the default caps."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from sealgate.service.admission import ensure_descriptors\n"
+        "from sealgate.service.config import Limits\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))\n"
+        "ensure_descriptors(Limits())\n"
+        "want = 1000 + 128 + 256\n"
+        "if hard != resource.RLIM_INFINITY: want = min(want, hard)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0] == want)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", out

@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ipaddress
+import logging
+import resource
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,11 +37,41 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from sealgate.service import errors as E
+from sealgate.service.config import Limits
 from sealgate.service.metrics import Metrics
+
+log = logging.getLogger("sealgate.service")
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
+
+
+#: Descriptors kept for everything but client connections (database, WAL, logs, pipes).
+RESERVED_FDS = 256
+
+
+def ensure_descriptors(limits: Limits) -> None:
+    """Connection caps only protect the process if descriptors outlast them: otherwise
+    accepting connections exhausts descriptors and the database, the other listener and
+    new gRPC connections all fail. Raise the soft RLIMIT_NOFILE as far as needed (up to the
+    hard limit, as the Go runtime does at start-up) and warn when even that is short."""
+    need = limits.max_connections + limits.http_max_connections + RESERVED_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError):
+        target = soft
+    if target < need:
+        log.warning(
+            "descriptor limit %d is below max_connections + http_max_connections + %d; "
+            "lower those limits or raise the limit (ulimit -n)",
+            target,
+            RESERVED_FDS,
+        )
 
 
 def peer_key(peer: str) -> str:

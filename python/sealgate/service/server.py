@@ -40,7 +40,12 @@ from sealgate.appraise import PolicyFailure
 from sealgate.broker.hpke import MLKEM768_X25519, X25519
 from sealgate.errors import SealgateError, UsageError
 from sealgate.service import errors as E
-from sealgate.service.admission import Admission, AdmissionInterceptor, peer_key
+from sealgate.service.admission import (
+    Admission,
+    AdmissionInterceptor,
+    ensure_descriptors,
+    peer_key,
+)
 from sealgate.service.auth import AuthError, OperatorAuth, Principal, generate_operator_key
 from sealgate.service.config import ServiceConfig
 from sealgate.service.core import AttestOutcome, Verifier
@@ -960,6 +965,7 @@ async def _start_grpc(
     reuse_port: bool,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     limits = cfg.limits
+    ensure_descriptors(limits)
     admission = Admission(
         limits.max_concurrent_rpcs, limits.max_rpcs_per_peer, limits.request_timeout
     )
