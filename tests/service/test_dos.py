@@ -205,7 +205,7 @@ def test_idle_http_connections_stay_bounded(make_env: Callable[..., Env]) -> Non
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
             idle.append(s)
         time.sleep(0.5)
-        assert threading.active_count() <= base_threads + 16  # the pool at most
+        assert threading.active_count() <= base_threads + 2  # the side port's threads
         # 500 client sockets are ours; the server holds at most its 64 on top.
         assert _fds() <= base_fds + 500 + 64 + 16
         t0 = time.monotonic()
@@ -241,7 +241,6 @@ def test_http_keep_alive_and_errors() -> None:
     internals."""
     import asyncio
     import http.client
-    from concurrent import futures
 
     from sealgate.service.sideport import SidePort
 
@@ -252,8 +251,7 @@ def test_http_keep_alive_and_errors() -> None:
     loop = asyncio.new_event_loop()
     th = threading.Thread(target=loop.run_forever, daemon=True)
     th.start()
-    pool = futures.ThreadPoolExecutor(2)
-    side = SidePort(routes, pool, timeout=TIMEOUT, max_connections=8)
+    side = SidePort(routes, timeout=TIMEOUT, max_connections=8)
     port = asyncio.run_coroutine_threadsafe(side.start("127.0.0.1", 0), loop).result(5)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -276,7 +274,6 @@ def test_http_keep_alive_and_errors() -> None:
         asyncio.run_coroutine_threadsafe(side.close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         th.join(5)
-        pool.shutdown()
 
 
 def test_peer_key_groups_by_address() -> None:
@@ -324,3 +321,61 @@ def test_descriptor_limit_raised_to_fit_the_connection_caps() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True", out
+
+
+def test_admission_evicts_the_longest_waiter_and_caps_streams() -> None:
+    import asyncio
+
+    from sealgate.service.admission import Admission, _Refused
+
+    async def scenario() -> None:
+        adm = Admission(max_total=4, max_per_peer=8, request_timeout=1)
+        hold = asyncio.Event()
+        order: list[int] = []
+
+        async def call(i: int, peer: str, receive: bool) -> None:
+            t = adm.enter(peer, False)
+            try:
+                if receive:
+                    adm.received(t)  # its request arrived: no longer evictable
+                await hold.wait()
+            except asyncio.CancelledError:
+                order.append(i)
+            finally:
+                adm.leave(t)
+
+        tasks = [asyncio.create_task(call(0, "a", True))]
+        for i in range(1, 4):
+            tasks.append(asyncio.create_task(call(i, f"s{i}", False)))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert adm.total == 4
+        # Full: each newcomer evicts the waiter that has waited longest, never an answered
+        # call; once only answered calls are left, a newcomer is refused.
+        for i in range(4, 7):
+            tasks.append(asyncio.create_task(call(i, "new", True)))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        assert order == [1, 2, 3]
+        with pytest.raises(_Refused) as e:
+            adm.enter("late", False)
+        assert e.value.err.code == "service.limits.server_busy"
+        hold.set()
+        await asyncio.gather(*tasks)
+        assert (adm.total, adm.per_peer, adm.waiting) == (0, {}, {})
+        # Streams: a quarter of the cap, and a quarter of each address's share.
+        adm = Admission(max_total=40, max_per_peer=8, request_timeout=1)
+        held = [adm.enter("w", True) for _ in range(2)]
+        with pytest.raises(_Refused) as e:
+            adm.enter("w", True)
+        assert e.value.err.code == "service.limits.peer_busy"
+        held += [adm.enter(f"w{i}", True) for i in range(8)]
+        with pytest.raises(_Refused) as e:
+            adm.enter("other", True)
+        assert e.value.err.code == "service.limits.server_busy"
+        adm.enter("other", False)  # unary calls still get in
+        for t in held:
+            adm.leave(t)
+        assert adm.streaming == 0 and adm.streaming_per_peer == {}
+
+    asyncio.run(scenario())

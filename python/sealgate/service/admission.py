@@ -19,8 +19,9 @@ waited longest for its request message is evicted: an honest client sends its me
 its headers, so it is never the oldest waiter while slow callers hold the slots. grpcio's own
 cap stays as a backstop set above ours, so it never refuses first.
 
-Response-streaming calls (health ``Watch``) legitimately stay open; they may hold at most a
-quarter of the global cap, so they cannot starve unary calls either.
+Streaming calls (health ``Watch``, reflection) may legitimately stay open; they hold at most
+a quarter of the global cap, and of each address's share, so they cannot starve unary calls
+nor one address every stream slot.
 """
 
 from __future__ import annotations
@@ -117,10 +118,12 @@ class Admission:
         self.max_total = max_total
         self.max_per_peer = max_per_peer
         self.max_streaming = max(1, max_total // 4)
+        self.max_streaming_per_peer = max(1, max_per_peer // 4)
         self.request_timeout = request_timeout
         self.total = 0
         self.streaming = 0
         self.per_peer: dict[str, int] = {}
+        self.streaming_per_peer: dict[str, int] = {}
         #: Admitted calls still waiting for their request message, oldest first.
         self.waiting: OrderedDict[int, _Ticket] = OrderedDict()
 
@@ -133,8 +136,13 @@ class Admission:
                     f"more than {self.max_per_peer} concurrent calls from this address",
                 )
             )
-        if streaming and self.streaming >= self.max_streaming:
-            raise _Refused(_busy("service.limits.server_busy", "too many open streams"))
+        if streaming:
+            if self.streaming_per_peer.get(peer, 0) >= self.max_streaming_per_peer:
+                raise _Refused(
+                    _busy("service.limits.peer_busy", "too many open streams from this address")
+                )
+            if self.streaming >= self.max_streaming:
+                raise _Refused(_busy("service.limits.server_busy", "too many open streams"))
         if self.total >= self.max_total:
             if not self.waiting:
                 raise _Refused(_busy("service.limits.server_busy", "server at its call limit"))
@@ -145,7 +153,9 @@ class Admission:
         t = _Ticket(peer, streaming, asyncio.current_task())
         self.per_peer[peer] = n + 1
         self.total += 1
-        self.streaming += streaming
+        if streaming:
+            self.streaming += 1
+            self.streaming_per_peer[peer] = self.streaming_per_peer.get(peer, 0) + 1
         self.waiting[id(t)] = t
         return t
 
@@ -155,12 +165,18 @@ class Admission:
     def leave(self, t: _Ticket) -> None:
         self.waiting.pop(id(t), None)
         self.total -= 1
-        self.streaming -= t.streaming
-        n = self.per_peer[t.peer] - 1
-        if n:
-            self.per_peer[t.peer] = n
-        else:
-            del self.per_peer[t.peer]
+        _decrement(self.per_peer, t.peer)
+        if t.streaming:
+            self.streaming -= 1
+            _decrement(self.streaming_per_peer, t.peer)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    n = counts[key] - 1
+    if n:
+        counts[key] = n
+    else:
+        del counts[key]  # bounded memory: only addresses with calls in flight stay
 
 
 async def _abort(context: Ctx, err: E.ServiceError) -> None:

@@ -769,7 +769,7 @@ def _http_routes(
     ready: threading.Event,
     share: MetricsShare | None,
 ) -> dict[str, Route]:
-    """The side port's GET routes: path → handler (run on the thread pool)."""
+    """The side port's GET routes: path → handler (run on a side port thread)."""
 
     def metrics_page() -> tuple[int, bytes, str]:
         others = share.others() if share is not None else []
@@ -909,7 +909,6 @@ def create_server(
         host, _, p = cfg.http_listen.rpartition(":")
         httpd = SidePort(
             _http_routes(core, metrics, ready, share),
-            pool,
             timeout=cfg.limits.http_timeout,
             max_connections=cfg.limits.http_max_connections,
         )

@@ -7,8 +7,9 @@ bound until the process cannot accept gRPC connections either. Here a connection
 coroutine, the request head must arrive within ``limits.http_timeout`` (and a keep-alive
 connection is closed after that long idle), the head is at most 8 KiB, and at most
 ``limits.http_max_connections`` are open: when full, the connection idle the longest is
-closed to make room, so idle ones cannot lock out a scraper. Route handlers run on the
-server's thread pool, never on the loop.
+closed to make room, so idle ones cannot lock out a scraper. Route handlers run on two
+threads of the side port's own, never on the loop, and never queued behind long admin calls
+in the server's pool (a health probe must not time out because an audit verification runs).
 
 Only what the routes need from RFC 9112: GET with no body, keep-alive (HTTP/1.1 default),
 ``Connection: close``, an exact path match (the query is ignored).
@@ -25,7 +26,7 @@ from concurrent import futures
 
 log = logging.getLogger("sealgate.service")
 
-#: A route: no arguments, returns (status, body, content type). Runs on a pool thread.
+#: A route: no arguments, returns (status, body, content type). Runs on a side port thread.
 Route = Callable[[], tuple[int, bytes, str]]
 
 MAX_HEAD = 8192
@@ -33,6 +34,8 @@ MAX_HEAD = 8192
 MAX_REQUESTS_PER_CONNECTION = 1000
 #: Pending connections the kernel queues for accept (the listen(2) backlog).
 BACKLOG = 128
+#: Threads running route handlers.
+THREADS = 2
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -58,13 +61,12 @@ class SidePort:
     def __init__(
         self,
         routes: dict[str, Route],
-        pool: futures.Executor,
         *,
         timeout: float,
         max_connections: int,
     ) -> None:
         self.routes = routes
-        self._pool = pool
+        self._pool: futures.ThreadPoolExecutor | None = None
         self.timeout = timeout
         self.max_connections = max_connections
         self._server: asyncio.Server | None = None
@@ -79,6 +81,7 @@ class SidePort:
         self._server = await asyncio.start_server(
             self._serve, host, port, limit=MAX_HEAD, backlog=BACKLOG, reuse_address=True
         )
+        self._pool = futures.ThreadPoolExecutor(THREADS, thread_name_prefix="sealgate-http")
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
@@ -90,6 +93,8 @@ class SidePort:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _make_room(self) -> bool:
         for key, c in self._conns.items():
@@ -121,8 +126,7 @@ class SidePort:
                 except asyncio.LimitOverrunError:
                     await self._send(writer, 431, b"request head too large\n", "text/plain", False)
                     return
-                conn.idle = False
-                if not await self._respond(head, writer):
+                if not await self._respond(head, writer, conn):
                     return
         except asyncio.CancelledError:
             pass  # evicted or stopping: just close
@@ -130,7 +134,7 @@ class SidePort:
             self._conns.pop(key, None)
             writer.close()
 
-    async def _respond(self, head: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(self, head: bytes, writer: asyncio.StreamWriter, conn: _Conn) -> bool:
         """Answer one request; whether the connection stays open."""
         try:
             lines = head.decode("latin-1").split("\r\n")
@@ -161,12 +165,17 @@ class SidePort:
         if route is None:
             code, body, ctype = 404, b"not found\n", "text/plain"
         else:
+            # Only while its handler runs is a connection not the first to close when full
+            # (a client slow to read its answer is as good as idle).
+            conn.idle = False
             try:
                 loop = asyncio.get_running_loop()
                 code, body, ctype = await loop.run_in_executor(self._pool, route)
             except Exception as e:  # never a traceback to the client
                 log.error("http side port error: %s", type(e).__name__)
                 code, body, ctype = 500, b"internal error\n", "text/plain"
+            finally:
+                conn.idle = True
         return await self._send(writer, code, body, ctype, keep) and keep
 
     async def _send(
