@@ -3,7 +3,9 @@ HTTP connections. Each attacker runs from its own 127/8 address (a distinct peer
 
 from __future__ import annotations
 
+import contextlib
 import os
+import selectors
 import socket
 import threading
 import time
@@ -97,12 +99,12 @@ def test_calls_that_never_send_their_request_do_not_starve_others(
                     assert agent.attest(["llama"]).keys == {"llama": (1, b"K" * 32)}
                 else:
                     assert _challenge(env, f"node-{i}").challenge_id
-                assert time.monotonic() - t0 < 3.0
+                assert time.monotonic() - t0 < 4.0
         # Once the attack stops, every call it opened has been ended, none later than the
         # bound (plus scheduling slack), and nothing is left open.
         assert pump(attackers, lambda: all(c.open_streams == 0 for c in attackers), TIMEOUT + 3)
         waits = [c.ended[s] - c.opened[s] for c in attackers for s in c.opened]
-        assert max(waits) < TIMEOUT + 1.5, max(waits)
+        assert max(waits) < TIMEOUT + 2, max(waits)
         # Each connection was held to its stream limit by the HTTP/2 layer itself.
         assert all(c.settings.get(SETTINGS_MAX_CONCURRENT_STREAMS) == 32 for c in attackers)
     finally:
@@ -211,24 +213,20 @@ def test_idle_http_connections_stay_bounded(make_env: Callable[..., Env]) -> Non
         t0 = time.monotonic()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             assert r.status == 200 and r.read() == b"ok\n"
-        assert time.monotonic() - t0 < 2
+        assert time.monotonic() - t0 < 3
         assert _challenge(env).challenge_id
         # Every idle connection is closed by the server (evicted or timed out).
         deadline = time.monotonic() + TIMEOUT + 3
-        open_ = list(idle)
-        while open_ and time.monotonic() < deadline:
-            still = []
-            for s in open_:
-                s.settimeout(0.01)
-                try:
-                    if s.recv(1) == b"":
-                        continue
-                except TimeoutError:
-                    still.append(s)
-                except OSError:
-                    continue
-            open_ = still
-        assert not open_, f"{len(open_)} idle connections still open"
+        with selectors.DefaultSelector() as sel:
+            for s in idle:
+                sel.register(s, selectors.EVENT_READ)
+            while sel.get_map() and time.monotonic() < deadline:
+                for key, _ in sel.select(0.1):
+                    with contextlib.suppress(OSError):
+                        if key.fileobj.recv(100):  # type: ignore[union-attr]
+                            continue  # an answer (none expected); wait for the close
+                    sel.unregister(key.fileobj)
+            assert not sel.get_map(), f"{len(sel.get_map())} idle connections still open"
         assert env.server._http is not None and env.server._http.connections == 0
     finally:
         for s in idle:

@@ -1,18 +1,20 @@
 """Admission control in front of every gRPC handler: per-peer and global concurrency, and a
 bound on the time a client may take to send its request.
 
-Why this is needed (grpcio 1.85, ``grpc/_cython/_cygrpc/aio/server.pyx.pxi``): the aio
-server's ``maximum_concurrent_rpcs`` counts an RPC from the moment its HEADERS arrive
-(``_server_main_loop`` increments the counter as soon as core hands over the call) until its
-task ends, and for a unary request the task first awaits the request message
-(``_handle_unary_unary_rpc`` → ``_receive_message``) before any application code runs. A
-client that sends headers and never the message therefore holds a slot forever, and once
-the cap is full every other call is answered RESOURCE_EXHAUSTED by grpcio itself, before a
-handler, an interceptor's verdict or a rate limiter can act. The counter is global: there is
-no per-connection or per-peer share.
+Why this is needed. Read in grpcio's asyncio server (1.85, the Cython ``AioServer``) and
+seen on loopback (tests/service/test_dos.py fails without this module): its
+``maximum_concurrent_rpcs`` counts a call from the moment core hands it over, that is once
+its HEADERS arrived (``_server_main_loop``), until the call's task ends; and for a unary
+request that task first awaits the request message (``_handle_unary_unary_rpc`` →
+``_receive_message``) before any application code runs. So yes, the cap counts calls still
+waiting for their message: a client that sends headers and never the message holds a slot
+forever (there is no server-side bound on that wait), and once the cap is full grpcio
+answers every other call RESOURCE_EXHAUSTED ("Concurrent RPC limit exceeded!") itself, before
+a handler or rate limiter runs. The counter is global: no per-connection or per-peer share.
+Interceptors do run first, but see only the method and metadata, not the peer.
 
 So every method is served here as a *request-streaming* handler (the wire format of a unary
-and a client-streaming call is the same, gRPC over HTTP/2 §"Requests"): our code runs as soon
+and a client-streaming call is the same, gRPC over HTTP2, "Requests"): our code runs as soon
 as the headers arrive, admits or refuses the call by peer and global counts, then reads the
 request under ``limits.request_timeout``. When the global cap is full, the call that has
 waited longest for its request message is evicted: an honest client sends its message with
