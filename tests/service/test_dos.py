@@ -185,6 +185,35 @@ def test_an_idle_client_stream_is_ended(make_env: Callable[..., Env]) -> None:
     assert time.monotonic() - t0 < TIMEOUT + 2
 
 
+def test_idle_grpc_connections_are_closed(make_env: Callable[..., Env]) -> None:
+    """Connections that never finish the HTTP/2 handshake are closed after
+    ``request_timeout``, those that open no call after ``connection_idle_timeout``; calls
+    are served meanwhile."""
+    env = make_env(limits=_limits(connection_idle_timeout=3.0))
+    silent = [socket.create_connection(("127.0.0.1", env.server.port)) for _ in range(100)]
+    quiet = [SlowClient(env.server.port, "127.0.0.10") for _ in range(20)]  # preface only
+    try:
+        assert _challenge(env).challenge_id
+        t0 = time.monotonic()
+        with selectors.DefaultSelector() as sel:
+            for s in silent:
+                sel.register(s, selectors.EVENT_READ)
+            while sel.get_map() and time.monotonic() < t0 + TIMEOUT + 3:
+                for key, _ in sel.select(0.1):
+                    with contextlib.suppress(OSError):
+                        if key.fileobj.recv(4096):  # type: ignore[union-attr]
+                            continue  # the server's SETTINGS, then its GOAWAY
+                    sel.unregister(key.fileobj)
+            assert not sel.get_map(), f"{len(sel.get_map())} silent connections still open"
+        assert pump(quiet, lambda: all(c.closed for c in quiet), 3.0 + 3)
+        assert _challenge(env).challenge_id
+    finally:
+        for s in silent:
+            s.close()
+        for c in quiet:
+            c.close()
+
+
 # -- HTTP side port -----------------------------------------------------------------------
 
 
