@@ -462,6 +462,12 @@ def main() -> int:
                         "per_peer_rps": 1e6,
                         "peer_burst": 1000000,
                     },
+                    # Every client is on 127.0.0.1: one peer, however many clients.
+                    "limits": {
+                        "max_rpcs_per_peer": 4096,
+                        "max_concurrent_rpcs": 4096,
+                        "max_streams_per_connection": 1024,
+                    },
                 }
             )
         )

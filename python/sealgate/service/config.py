@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,34 @@ class Limits:
     max_event_log_bytes: int = 2 << 20
     #: Most key ids in one request.
     max_keys_per_request: int = 32
+    #: Seconds a call may take from its headers to its complete request message (and
+    #: between the messages of a client stream); later, it ends DEADLINE_EXCEEDED. Honest
+    #: clients send the message with the headers; 4 MiB at 1 MB/s still fits.
+    request_timeout: float = 10.0
+    #: Concurrent calls per process, including those still waiting for their request. When
+    #: full, the call waiting longest for its request is dropped to admit a new one.
+    max_concurrent_rpcs: int = 256
+    #: Concurrent calls per client address (an IPv6 client by its /64), checked first.
+    max_rpcs_per_peer: int = 64
+    #: Concurrent streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113
+    #: §6.5.2); gRPC clients queue calls beyond it rather than fail.
+    max_streams_per_connection: int = 32
+    #: gRPC connections per process (keep below the descriptor limit, ``ulimit -n``), and
+    #: seconds after which a connection without calls is closed (clients reconnect).
+    max_connections: int = 1000
+    connection_idle_timeout: float = 120.0
+    #: HTTP side port: seconds to send a complete request head (and idle keep-alive time),
+    #: and open connections at most (when full, the longest idle one is closed).
+    http_timeout: float = 10.0
+    http_max_connections: int = 128
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            if not ok or not math.isfinite(value):
+                raise UsageError("config.invalid", f"limits.{name} must be a positive number")
+            if not name.endswith("timeout") and not isinstance(value, int):
+                raise UsageError("config.invalid", f"limits.{name} must be an integer")
 
 
 @dataclass

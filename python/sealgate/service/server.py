@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable, Coroutine
 from concurrent import futures
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +42,12 @@ from sealgate.broker.keys import check_key_id
 from sealgate.documents import load_document
 from sealgate.errors import SealgateError, UsageError
 from sealgate.service import errors as E
+from sealgate.service.admission import (
+    Admission,
+    AdmissionInterceptor,
+    ensure_descriptors,
+    peer_key,
+)
 from sealgate.service.auth import AuthError, OperatorAuth, Principal, generate_operator_key
 from sealgate.service.checkpoints import CheckpointThread
 from sealgate.service.config import ServiceConfig
@@ -50,6 +55,7 @@ from sealgate.service.core import AttestOutcome, Verifier
 from sealgate.service.housekeeping import Housekeeper
 from sealgate.service.metrics import Metrics, MetricsShare
 from sealgate.service.platforms import PlatformRegistry
+from sealgate.service.sideport import Route, SidePort
 from sealgate.storage import Node, ReferenceValue, Revocation, Storage
 from sealgate.storage.sqlite import SqliteStorage
 
@@ -261,8 +267,8 @@ class AttestationServicer(_Base, attestation_pb2_grpc.AttestationServicer):
         self.peer_limiter = peer_limiter
 
     def _limit(self, node_id: str, context: Ctx) -> None:
-        # "ipv4:10.0.0.7:51234" → "ipv4:10.0.0.7" (the port changes per connection).
-        peer = f"peer:{context.peer().rsplit(':', 1)[0]}"
+        # By address, not port (the port changes per connection); IPv6 by its /64.
+        peer = f"peer:{peer_key(context.peer())}"
         if not self.peer_limiter.allow(peer) or not self.limiter.allow(node_id or peer):
             raise E.ServiceError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -840,56 +846,43 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServicer):
 # -- HTTP side port ----------------------------------------------------------------------
 
 
-def _http_handler(
+def _http_routes(
     core: Verifier,
     metrics: Metrics,
     ready: threading.Event,
     share: MetricsShare | None,
-) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "sealgate"
-        sys_version = ""
+) -> dict[str, Route]:
+    """The side port's GET routes: path → handler (run on a side port thread)."""
 
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def metrics_page() -> tuple[int, bytes, str]:
+        others = share.others() if share is not None else []
+        return 200, metrics.render(others).encode(), "text/plain; version=0.0.4"
 
-        def do_GET(self) -> None:
-            try:
-                if self.path == "/metrics":
-                    others = share.others() if share is not None else []
-                    body = metrics.render(others).encode()
-                    self._send(200, body, "text/plain; version=0.0.4")
-                elif self.path == "/.well-known/jwks.json":
-                    self._send(200, core.jwks_json().encode(), "application/jwk-set+json")
-                elif self.path == "/audit/checkpoint":
-                    # The latest signed checkpoint of the audit chain (C2SP tlog-checkpoint);
-                    # auditors keep copies to check the log against later.
-                    note = core.checkpoints.latest()
-                    if note is None:
-                        self._send(404, b"no checkpoint yet\n", "text/plain")
-                    else:
-                        self._send(200, note, "text/plain; charset=utf-8")
-                elif self.path == "/audit/checkpoint-key":
-                    key = (core.checkpoint_key() + "\n").encode()
-                    self._send(200, key, "text/plain; charset=utf-8")
-                elif self.path == "/healthz":
-                    ok = ready.is_set()
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"draining\n", "text/plain")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
-            except Exception as e:  # never a traceback to the client
-                log.error("http side port error: %s", type(e).__name__)
-                with contextlib.suppress(Exception):
-                    self._send(500, b"internal error\n", "text/plain")
+    def jwks() -> tuple[int, bytes, str]:
+        return 200, core.jwks_json().encode(), "application/jwk-set+json"
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # access logs are off by default: paths only, nothing sensitive, but noisy
+    def checkpoint() -> tuple[int, bytes, str]:
+        # The latest signed checkpoint of the audit chain (C2SP tlog-checkpoint); auditors
+        # keep copies to check the log against later.
+        note = core.checkpoints.latest()
+        if note is None:
+            return 404, b"no checkpoint yet\n", "text/plain"
+        return 200, note, "text/plain; charset=utf-8"
 
-    return Handler
+    def checkpoint_key() -> tuple[int, bytes, str]:
+        return 200, (core.checkpoint_key() + "\n").encode(), "text/plain; charset=utf-8"
+
+    def healthz() -> tuple[int, bytes, str]:
+        ok = ready.is_set()
+        return (200 if ok else 503), (b"ok\n" if ok else b"draining\n"), "text/plain"
+
+    return {
+        "/metrics": metrics_page,
+        "/.well-known/jwks.json": jwks,
+        "/healthz": healthz,
+        "/audit/checkpoint": checkpoint,
+        "/audit/checkpoint-key": checkpoint_key,
+    }
 
 
 class _Loop:
@@ -922,7 +915,7 @@ class RunningServer:
     metrics: Metrics
     health: health.aio.HealthServicer
     storage: Storage
-    _http: ThreadingHTTPServer | None
+    _http: SidePort | None
     _ready: threading.Event
     _loop: _Loop
     _pool: futures.ThreadPoolExecutor
@@ -939,11 +932,11 @@ class RunningServer:
         finally:
             if self._share is not None and self._http is None:
                 self._share.stop(self.metrics)
+            if self._http is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.run(self._http.close(), 10)
             self._loop.close()
             self._pool.shutdown(wait=True)
-            if self._http is not None:
-                self._http.shutdown()
-                self._http.server_close()
             if self._housekeeper is not None:
                 self._housekeeper.stop()
             if self._checkpoints is not None:
@@ -1019,14 +1012,17 @@ def create_server(
         raise
     ready = threading.Event()
     ready.set()
-    httpd: ThreadingHTTPServer | None = None
+    httpd: SidePort | None = None
     http_port = 0
     if http:
         host, _, p = cfg.http_listen.rpartition(":")
+        httpd = SidePort(
+            _http_routes(core, metrics, ready, share),
+            timeout=cfg.limits.http_timeout,
+            max_connections=cfg.limits.http_max_connections,
+        )
         try:
-            httpd = ThreadingHTTPServer(
-                (host.strip("[]"), int(p)), _http_handler(core, metrics, ready, share)
-            )
+            http_port = loop.run(httpd.start(host.strip("[]"), int(p)), 10)
         except (OSError, ValueError) as e:
             loop.run(server.stop(None), 10)
             loop.close()
@@ -1034,9 +1030,6 @@ def create_server(
             raise UsageError(
                 "service.listen.failed", f"cannot listen on {cfg.http_listen}: {e}"
             ) from None
-        httpd.daemon_threads = True
-        http_port = int(httpd.server_address[1])
-        threading.Thread(target=httpd.serve_forever, name="sealgate-http", daemon=True).start()
     core.audit.append(
         "service.started",
         "sealgate",
@@ -1084,13 +1077,32 @@ async def _start_grpc(
     reuse_port: bool,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     limits = cfg.limits
+    ensure_descriptors(limits)
+    admission = Admission(
+        limits.max_concurrent_rpcs, limits.max_rpcs_per_peer, limits.request_timeout
+    )
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            # Per connection: streams beyond this are refused by the HTTP/2 layer itself.
+            ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
+            ("grpc.max_allowed_incoming_connections", limits.max_connections),
+            # A connection must finish its TLS/HTTP/2 handshake as fast as a request.
+            ("grpc.server_handshake_timeout_ms", int(limits.request_timeout * 1000)),
+            ("grpc.max_connection_idle_ms", int(limits.connection_idle_timeout * 1000)),
+            # Keepalive pings find peers that vanished while holding a stream open (a
+            # Watch, a half-sent request): no ACK within 20 s closes the connection.
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.max_pings_without_data", 0),
         ],
-        maximum_concurrent_rpcs=cfg.max_workers * 16,
+        interceptors=[AdmissionInterceptor(admission, metrics)],
+        # Only a backstop above the admission cap (see sealgate.service.admission): this
+        # one counts calls still waiting for their request and refuses before any of our
+        # code runs, so it must never be the one that is reached.
+        maximum_concurrent_rpcs=2 * limits.max_concurrent_rpcs + 64,
     )
     rl = cfg.rate_limit
     limiter = RateLimiter(rl.per_node_rps, rl.burst)
