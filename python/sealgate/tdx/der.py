@@ -8,6 +8,7 @@ only definite-length DER (X.690 §10.1) and refuses anything else.
 
 from __future__ import annotations
 
+from sealgate import x509der
 from sealgate.errors import ParseError
 
 #: The SGX extension is ~500 bytes; nothing legitimate nests deeper than 4 levels.
@@ -60,17 +61,11 @@ def children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
 
 
 def decode_oid(raw: bytes) -> str:
-    if not raw or raw[-1] & 0x80:
-        raise _err("bad OID", 0)
-    arcs: list[int] = []
-    v = 0
-    for b in raw:
-        v = (v << 7) | (b & 0x7F)
-        if not b & 0x80:
-            arcs.append(v)
-            v = 0
-    first = min(arcs[0] // 40, 2)
-    return ".".join(str(x) for x in [first, arcs[0] - 40 * first, *arcs[1:]])
+    """Dotted OID; the DER reader's decoder, which bounds the length (``MAX_OID_LEN``)."""
+    try:
+        return x509der.decode_oid(raw, "SGX extension")
+    except ParseError as e:
+        raise _err(e.message.removeprefix("SGX extension: "), e.offset) from None
 
 
 def decode_uint(raw: bytes, offset: int) -> int:
