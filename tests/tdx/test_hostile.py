@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from sealgate import tdx
 from sealgate.cli import main
+from sealgate.errors import ParseError
+from sealgate.tdx.pck import parse_sgx_extension
 from sealgate.testing.hostile import HostileIntel
+from sealgate.testing.tdx import sgx_extension
 
 AT = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -85,3 +88,13 @@ def test_cli_prints_one_json_refusal(
     assert doc["verified"] is False
     assert [e["code"] for e in doc["errors"]] == [code]
     assert "internal" not in out.err
+
+
+def test_sgx_extension_svn_is_bounded() -> None:
+    """A PCESVN of 2,000 octets (about 4,800 digits) is refused, not carried into claims."""
+    huge = (1 << 15999) + 1
+    with pytest.raises(ParseError) as e:
+        parse_sgx_extension(sgx_extension(components=(1,) * 16, pcesvn=huge, fmspc=bytes(6)))
+    assert e.value.code == "tdx.format.invalid"
+    ok = parse_sgx_extension(sgx_extension(components=(1,) * 16, pcesvn=65535, fmspc=bytes(6)))
+    assert ok.pcesvn == 65535

@@ -14,6 +14,10 @@ from sealgate.errors import ParseError
 #: The SGX extension is ~500 bytes; nothing legitimate nests deeper than 4 levels.
 MAX_EXTENSION_LEN = 4096
 MAX_ITEMS = 64
+#: Octets of an SVN / type INTEGER. The profile's values are 0..255 (TCB components) and
+#: 0..65535 (PCESVN), three octets with the sign octet; eight leaves room and keeps every
+#: value a machine integer in claims and JSON (not a 10,000-digit number).
+MAX_UINT_LEN = 8
 
 T_BOOLEAN, T_INTEGER, T_OCTET_STRING, T_OID, T_ENUMERATED, T_SEQUENCE = 1, 2, 4, 6, 10, 0x30
 
@@ -75,4 +79,6 @@ def decode_uint(raw: bytes, offset: int) -> int:
         raise _err("negative INTEGER where an SVN is expected", offset)
     if len(raw) > 1 and raw[0] == 0 and not raw[1] & 0x80:
         raise _err("non-minimal INTEGER", offset)
+    if len(raw) > MAX_UINT_LEN:
+        raise _err(f"INTEGER of {len(raw)} octets where an SVN is expected", offset)
     return int.from_bytes(raw, "big")
