@@ -179,7 +179,7 @@ def load_pem_chain(data: bytes, what: str) -> list[x509.Certificate]:
     the blocks: a garbled block is refused, never skipped.
     """
     code = "tdx.pck.chain_invalid"
-    body = data.rstrip(b"\x00")
+    body = data.rstrip(b"\x00 \r\n\t")
     if body.count(b"-----BEGIN") > MAX_CHAIN_CERTS:
         raise ChainError(code, f"{what} holds more than {MAX_CHAIN_CERTS} PEM blocks")
     try:
