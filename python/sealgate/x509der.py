@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
@@ -28,6 +28,25 @@ MAX_CERT_LEN = 16 << 10
 MAX_CRL_LEN = 4 << 20
 #: DER nesting deeper than this is not X.509 (certs nest ~8 levels).
 MAX_DEPTH = 32
+#: OBJECT IDENTIFIER contents longer than this are refused. X.509 OIDs are short: the longest
+#: in AMD's and Intel's certificates is 11 octets, a UUID OID under 2.25 (X.667) about 20.
+#: The bound keeps every arc below 7 * 128 = 896 bits (at most 270 decimal digits), so
+#: decoding is linear in the input and an arc never reaches Python's 4,300-digit limit on
+#: int-to-str conversion; without it a node-supplied CRL carrying one 400 KB arc took
+#: seconds of quadratic big-integer shifting before any signature check.
+MAX_OID_LEN = 128
+#: INTEGER contents longer than this are refused. The integers read here are versions,
+#: serial numbers (at most 20 octets, RFC 5280 §4.1.2.2), RSASSA-PSS salt/trailer fields
+#: and AMD's one-octet SPL extensions; RSA moduli sit inside BIT STRINGs and are left to
+#: ``cryptography``. 64 octets (at most 155 decimal digits) also keeps every value printable
+#: in an error message.
+MAX_INTEGER_LEN = 64
+#: Extensions per certificate: vendor certificates carry about ten.
+MAX_EXTENSIONS = 64
+#: Revoked entries read from one CRL. AMD's per-product CRLs list a handful of serials;
+#: the bound caps the set a node-supplied CRL can make us build (a 4 MiB CRL of minimal
+#: entries would otherwise hold ~250,000).
+MAX_CRL_ENTRIES = 1 << 16
 
 OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 OID_SHA256_RSA = "1.2.840.113549.1.1.11"
@@ -64,13 +83,16 @@ def _perr(what: str, msg: str, offset: int = 0) -> ParseError:
 class Der:
     """A cursor over one DER-encoded value list. Every read is bounds-checked."""
 
-    __slots__ = ("buf", "end", "pos", "what")
+    __slots__ = ("buf", "depth", "end", "pos", "what")
 
-    def __init__(self, buf: bytes, what: str, pos: int = 0, end: int | None = None) -> None:
+    def __init__(
+        self, buf: bytes, what: str, pos: int = 0, end: int | None = None, depth: int = 0
+    ) -> None:
         self.buf = buf
         self.pos = pos
         self.end = len(buf) if end is None else end
         self.what = what
+        self.depth = depth
 
     def at_end(self) -> bool:
         return self.pos >= self.end
@@ -108,8 +130,10 @@ class Der:
         return t, start, p, p + length
 
     def sub(self, tag: int) -> Der:
-        _, _, s, e = self.read(tag)
-        return Der(self.buf, self.what, s, e)
+        _, start, s, e = self.read(tag)
+        if self.depth >= MAX_DEPTH:
+            raise _perr(self.what, f"nested deeper than {MAX_DEPTH} levels", start)
+        return Der(self.buf, self.what, s, e, self.depth + 1)
 
     def raw(self, tag: int | None = None) -> bytes:
         _, s, _, e = self.read(tag)
@@ -120,27 +144,39 @@ class Der:
         return self.buf[s:e]
 
     def integer(self) -> int:
+        start = self.pos
         v = self.content(T_INTEGER)
         if not v:
-            raise _perr(self.what, "empty INTEGER", self.pos)
+            raise _perr(self.what, "empty INTEGER", start)
+        if len(v) > MAX_INTEGER_LEN:
+            raise _perr(self.what, f"INTEGER of {len(v)} octets (at most {MAX_INTEGER_LEN})", start)
         return int.from_bytes(v, "big", signed=True)
 
     def oid(self) -> str:
-        return decode_oid(self.content(T_OID), self.what)
+        start = self.pos
+        return decode_oid(self.content(T_OID), self.what, start)
 
     def expect_end(self) -> None:
         if self.pos != self.end:
             raise _perr(self.what, f"{self.end - self.pos} unexpected trailing bytes", self.pos)
 
 
-def decode_oid(b: bytes, what: str = "oid") -> str:
+def decode_oid(b: bytes, what: str = "oid", offset: int = 0) -> str:
+    """Dotted form of an OBJECT IDENTIFIER's contents (X.690 §8.19), at most MAX_OID_LEN."""
     if not b or b[-1] & 0x80:
-        raise _perr(what, "bad OBJECT IDENTIFIER")
+        raise _perr(what, "bad OBJECT IDENTIFIER", offset)
+    if len(b) > MAX_OID_LEN:
+        raise _perr(what, f"OBJECT IDENTIFIER of {len(b)} octets (at most {MAX_OID_LEN})", offset)
     arcs: list[int] = []
     v = 0
+    start = True
     for byte in b:
+        # X.690 §8.19.2: a subidentifier is minimal, its first octet is never 0x80.
+        if start and byte == 0x80:
+            raise _perr(what, "non-minimal OBJECT IDENTIFIER arc", offset)
         v = (v << 7) | (byte & 0x7F)
-        if not byte & 0x80:
+        start = not byte & 0x80
+        if start:
             arcs.append(v)
             v = 0
     first = arcs[0]
@@ -278,7 +314,7 @@ class Certificate:
     def public_key(self) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
         try:
             key = serialization.load_der_public_key(self.spki)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
             raise _perr("SubjectPublicKeyInfo", f"unusable public key: {e}") from None
         if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise _perr("SubjectPublicKeyInfo", f"{type(key).__name__} is not RSA or EC")
@@ -333,6 +369,8 @@ def load_certificate(data: bytes, what: str = "certificate") -> Certificate:
     if t.peek_tag() == 0xA3:
         el = t.sub(0xA3).sub(T_SEQUENCE)
         while not el.at_end():
+            if len(exts) >= MAX_EXTENSIONS:
+                raise _perr(what, f"more than {MAX_EXTENSIONS} extensions", el.pos)
             e = el.sub(T_SEQUENCE)
             oid = e.oid()
             critical = False
@@ -380,6 +418,9 @@ class Crl:
 
 
 def load_crl(data: bytes, what: str = "CRL") -> Crl:
+    # PEM is at most 4/3 of the DER plus line breaks: refuse oversized input before decoding.
+    if len(data) > 2 * MAX_CRL_LEN:
+        raise ParseError("x509.format.too_large", f"{what} of {len(data)} bytes", what, 0)
     data = pem_to_der(data, "X509 CRL", what)
     if len(data) > MAX_CRL_LEN:
         raise ParseError("x509.format.too_large", f"{what} of {len(data)} bytes", what, 0)
@@ -403,7 +444,11 @@ def load_crl(data: bytes, what: str = "CRL") -> Crl:
     revoked: set[int] = set()
     if t.peek_tag() == T_SEQUENCE:
         rl = t.sub(T_SEQUENCE)
+        entries = 0
         while not rl.at_end():
+            entries += 1
+            if entries > MAX_CRL_ENTRIES:
+                raise _perr(what, f"more than {MAX_CRL_ENTRIES} revoked entries", rl.pos)
             entry = rl.sub(T_SEQUENCE)
             revoked.add(entry.integer())
     if t.peek_tag() == 0xA0:
@@ -434,9 +479,14 @@ def pem_to_der(data: bytes, label: str, what: str) -> bytes:
 
 
 def pem_blocks(data: bytes, label: str = "CERTIFICATE", *, strict: bool = False) -> list[bytes]:
-    """Every ``-----BEGIN <label>-----`` block of a PEM bundle, decoded. ``strict``: only
-    whitespace may surround the blocks (``x509.format.trailing_bytes`` otherwise): RFC 7468
-    allows explanatory text, but in evidence it is padding an attester chose."""
+    """Every ``-----BEGIN <label>-----`` block of a PEM bundle, decoded.
+
+    RFC 7468 §2 lets text surround the blocks, and by default it is skipped. ``strict``
+    allows only whitespace there (``x509.format.trailing_bytes`` otherwise), for bundles that
+    are nothing but certificates (evidence chains, collateral issuer chains): there the text
+    is padding an attester chose, and a block whose header was garbled would otherwise be
+    skipped as text and the bundle would silently lose a certificate.
+    """
     import base64
     import binascii
 
@@ -512,3 +562,7 @@ def verify_signature(
             raise ChainError(code, f"{what}: unsupported signature algorithm {alg.oid}")
     except InvalidSignature:
         raise ChainError(code, f"{what}: signature does not verify") from None
+    except (ValueError, TypeError, OverflowError, UnsupportedAlgorithm) as e:
+        # cryptography refuses parameters it cannot apply (e.g. a PSS salt longer than the
+        # key allows): that signature does not verify either.
+        raise ChainError(code, f"{what}: signature unusable: {type(e).__name__}") from None

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -138,7 +138,8 @@ def _load_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
+        # InvalidVersion: RFC 5280 §5.1.2.1 knows v1 and v2 CRLs only.
         raise _coll("tdx.collateral.invalid", f"{what} is not a CRL: {e}") from None
 
 
@@ -342,6 +343,14 @@ class TdxCollateral:
 
 def _checked_crl(data: bytes, issuer: x509.Certificate, what: str) -> Crl:
     crl = _load_crl(data, what)
+    try:
+        return _check_crl(crl, issuer, what)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        # cryptography reads names, revoked entries and the signature algorithm lazily.
+        raise _coll("tdx.collateral.invalid", f"{what} unreadable: {e}") from None
+
+
+def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, what: str) -> Crl:
     if crl.issuer != issuer.subject:
         raise _coll(
             "tdx.collateral.crl_issuer_mismatch",

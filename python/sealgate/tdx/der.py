@@ -8,11 +8,16 @@ only definite-length DER (X.690 §10.1) and refuses anything else.
 
 from __future__ import annotations
 
+from sealgate import x509der
 from sealgate.errors import ParseError
 
 #: The SGX extension is ~500 bytes; nothing legitimate nests deeper than 4 levels.
 MAX_EXTENSION_LEN = 4096
 MAX_ITEMS = 64
+#: Octets of an SVN / type INTEGER. The profile's values are 0..255 (TCB components) and
+#: 0..65535 (PCESVN), three octets with the sign octet; eight leaves room and keeps every
+#: value a machine integer in claims and JSON (not a 10,000-digit number).
+MAX_UINT_LEN = 8
 
 T_BOOLEAN, T_INTEGER, T_OCTET_STRING, T_OID, T_ENUMERATED, T_SEQUENCE = 1, 2, 4, 6, 10, 0x30
 
@@ -60,17 +65,11 @@ def children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
 
 
 def decode_oid(raw: bytes) -> str:
-    if not raw or raw[-1] & 0x80:
-        raise _err("bad OID", 0)
-    arcs: list[int] = []
-    v = 0
-    for b in raw:
-        v = (v << 7) | (b & 0x7F)
-        if not b & 0x80:
-            arcs.append(v)
-            v = 0
-    first = min(arcs[0] // 40, 2)
-    return ".".join(str(x) for x in [first, arcs[0] - 40 * first, *arcs[1:]])
+    """Dotted OID; the DER reader's decoder, which bounds the length (``MAX_OID_LEN``)."""
+    try:
+        return x509der.decode_oid(raw, "SGX extension")
+    except ParseError as e:
+        raise _err(e.message.removeprefix("SGX extension: "), e.offset) from None
 
 
 def decode_uint(raw: bytes, offset: int) -> int:
@@ -80,4 +79,6 @@ def decode_uint(raw: bytes, offset: int) -> int:
         raise _err("negative INTEGER where an SVN is expected", offset)
     if len(raw) > 1 and raw[0] == 0 and not raw[1] & 0x80:
         raise _err("non-minimal INTEGER", offset)
+    if len(raw) > MAX_UINT_LEN:
+        raise _err(f"INTEGER of {len(raw)} octets where an SVN is expected", offset)
     return int.from_bytes(raw, "big")

@@ -148,14 +148,53 @@ def parse_sgx_extension(raw: bytes) -> SgxExtension:
     )
 
 
-def load_pem_chain(data: bytes, what: str) -> list[x509.Certificate]:
-    """Certificates from concatenated PEM (a trailing NUL, as quotes carry, is ignored)."""
+#: Failures of ``cryptography`` reading a certificate it has already loaded: it parses
+#: extensions, names and keys lazily, on first use.
+_LAZY_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
+def _readable(cert: x509.Certificate, what: str, code: str) -> x509.Certificate:
+    """Read now what ``cryptography`` reads lazily (names, extensions, the key), so that a
+    duplicated extension (RFC 5280 §4.2: "MUST NOT include more than one instance of a
+    particular extension"), a malformed one or an unknown key algorithm is refused with a
+    code here instead of escaping later from a chain check as a foreign exception."""
     try:
-        certs = x509.load_pem_x509_certificates(data.rstrip(b"\x00 \r\n\t") + b"\n")
-    except (ValueError, x509.InvalidVersion) as e:
-        raise ChainError("tdx.pck.chain_invalid", f"{what} is not a PEM chain: {e}") from None
-    if not certs or len(certs) > MAX_CHAIN_CERTS:
-        raise ChainError("tdx.pck.chain_invalid", f"{what} holds {len(certs)} certificates")
+        _ = (cert.subject, cert.issuer, cert.extensions)
+        cert.public_key()
+    except _LAZY_ERRORS as e:
+        raise ChainError(code, f"{what}: {type(e).__name__}: {e}") from None
+    return cert
+
+
+def load_pem_chain(data: bytes, what: str) -> list[x509.Certificate]:
+    """Certificates from concatenated PEM (a trailing NUL, as quotes carry, is ignored).
+
+    Every block must be a certificate that parses, and nothing but whitespace may surround
+    the blocks: a garbled block is refused, never skipped.
+    """
+    code = "tdx.pck.chain_invalid"
+    body = data.rstrip(b"\x00 \r\n\t")
+    if body.count(b"-----BEGIN") > MAX_CHAIN_CERTS:
+        raise ChainError(code, f"{what} holds more than {MAX_CHAIN_CERTS} PEM blocks")
+    try:
+        ders = pem_blocks(body, strict=True)
+    except ParseError as e:
+        raise ChainError(code, f"{what} is not a PEM chain: {e.message}") from None
+    if not ders:
+        raise ChainError(code, f"{what} holds no certificate")
+    certs = []
+    for i, der in enumerate(ders):
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except (ValueError, x509.InvalidVersion) as e:
+            raise ChainError(code, f"{what}: certificate #{i} does not parse: {e}") from None
+        certs.append(_readable(cert, f"{what}: certificate #{i}", code))
     return certs
 
 
@@ -163,10 +202,12 @@ def load_certificate(data: bytes) -> x509.Certificate:
     """One certificate, PEM or DER."""
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
     except (ValueError, x509.InvalidVersion) as e:
         raise ChainError("tdx.root.invalid", f"not a certificate: {e}") from None
+    return _readable(cert, "root certificate", "tdx.root.invalid")
 
 
 def fingerprint(cert: x509.Certificate) -> str:
