@@ -641,6 +641,42 @@ fn tpm_files(file: &str, malformed_prefix: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// A CCEL as TDX firmware writes it (TCG PC Client PFP §10.2, UEFI 2.10 §38.4.1): the
+/// SHA-1-format Spec ID event declaring one bank, SHA-384, then crypto-agile events for
+/// MR indices 1..=4 (RTMR0..3) and one EV_NO_ACTION, then zero padding.
+pub fn ccel_seed() -> Vec<u8> {
+    use sealgate_formats::eventlog::{EV_NO_ACTION, SPEC_ID_EVENT03};
+    let mut spec = SPEC_ID_EVENT03.to_vec();
+    spec.extend_from_slice(&0u32.to_le_bytes()); // platformClass
+    spec.extend_from_slice(&[0, 2, 0, 2]); // specVersion 2.0 errata 0, uintnSize 2
+    spec.extend_from_slice(&1u32.to_le_bytes());
+    spec.extend_from_slice(&[0x0c, 0x00, 48, 0]); // TPM_ALG_SHA384, 48 bytes
+    spec.push(0); // vendorInfoSize
+    let mut v = Vec::new();
+    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&EV_NO_ACTION.to_le_bytes());
+    v.extend_from_slice(&[0u8; 20]);
+    v.extend_from_slice(&(spec.len() as u32).to_le_bytes());
+    v.extend_from_slice(&spec);
+    for (mr, ty, data) in [
+        (1u32, 0x8000_000Au32, &b"fv"[..]),
+        (2, 0x8000_0001, b"var"),
+        (3, 0x0000_000D, b"linux"),
+        (4, 0x0000_000D, b"app"),
+        (1, EV_NO_ACTION, b""),
+    ] {
+        v.extend_from_slice(&mr.to_le_bytes());
+        v.extend_from_slice(&ty.to_le_bytes());
+        v.extend_from_slice(&1u32.to_le_bytes());
+        v.extend_from_slice(&0x000Cu16.to_le_bytes());
+        v.extend_from_slice(&crypto::hash(Hash::Sha384, &[data]));
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(data);
+    }
+    v.extend_from_slice(&[0u8; 64]);
+    v
+}
+
 /// Seed inputs of target `name`, derived from the project's own `vectors/` only.
 pub fn seeds(name: &str) -> Vec<(String, Vec<u8>)> {
     match name {
@@ -663,9 +699,11 @@ pub fn seeds(name: &str) -> Vec<(String, Vec<u8>)> {
             })
             .collect(),
         "tdx_ccel" => {
-            // The project has no CCEL vector; a TPM crypto-agile log is the same format
-            // (TCG PC Client PFP §10.2) and gets the fuzzer past the Spec ID event.
-            tpm_files("eventlog.bin", "eventlog-")
+            // The project has no CCEL vector: a synthetic one (SHA-384, RTMR0..3), and the
+            // TPM crypto-agile logs, the same format (TCG PC Client PFP §10.2).
+            let mut v = vec![("synthetic-ccel".to_string(), ccel_seed())];
+            v.extend(tpm_files("eventlog.bin", "eventlog-"));
+            v
         }
         "snp_report" | "snp_report_verify" | "snp_report_resign" => {
             let mut v = files("sev-snp", "report-", ".bin");

@@ -5,7 +5,7 @@
 //! target and input named.
 
 use sealgate_fuzz_bodies::tpm_quote_verify_codes;
-use sealgate_fuzz_bodies::{fixed, seeds, target, tdx_quote_verify_codes, TARGETS};
+use sealgate_fuzz_bodies::{ccel_seed, fixed, seeds, target, tdx_quote_verify_codes, TARGETS};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -96,6 +96,11 @@ fn valid_vectors_verify_with_the_fixed_keys() {
             assert_eq!(tdx_quote_verify_codes(&b), Some(vec![]), "{seed}");
         }
     }
+    let log =
+        sealgate_formats::eventlog::parse_event_log(&ccel_seed(), sealgate_formats::Platform::Tdx)
+            .expect("synthetic CCEL parses");
+    let rtmrs = sealgate_verify::tdx::replay_ccel(&log).expect("replays");
+    assert!(rtmrs.iter().all(|r| r != &[0u8; 48]), "every RTMR extended");
     let f = fixed();
     let (_, report) = seeds("snp_report_verify")
         .into_iter()
