@@ -9,7 +9,7 @@ STAMP := .build
 
 RUST_SRC := Cargo.toml Cargo.lock $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 
-.PHONY: setup build demo test test-rust test-py lint fmt bench clean vectors protos
+.PHONY: setup build demo test test-rust test-py lint fmt bench clean vectors protos fuzz
 
 setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/ext
 
@@ -52,6 +52,7 @@ test-py: setup
 
 lint: setup
 	cargo fmt --all -- --check
+	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 	cargo clippy --workspace --all-targets --release -q -- -D warnings
 	$(BIN)/ruff check python tests scripts
 	$(BIN)/ruff format --check python tests scripts
@@ -60,6 +61,7 @@ lint: setup
 
 fmt: setup
 	cargo fmt --all
+	rustfmt --edition 2021 fuzz/fuzz_targets/*.rs
 	$(BIN)/ruff format python tests scripts
 	$(BIN)/ruff check --fix python tests scripts
 
@@ -68,6 +70,11 @@ bench: setup
 	$(PY) scripts/bench_snp.py
 	$(PY) scripts/bench_tdx.py
 	$(PY) scripts/bench_service.py
+
+# A short cargo-fuzz run of every target (FUZZ_TIME seconds each, default 25); not part of
+# `make test` (its corpus replay test is). Installs cargo-fuzz when missing.
+fuzz:
+	bash scripts/fuzz.sh
 
 protos: setup
 	$(PY) scripts/gen_protos.py
