@@ -42,6 +42,8 @@ from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 
 from sealgate import _core
 from sealgate.errors import ChainError, ParseError, VerificationError
@@ -231,35 +233,43 @@ def check_ak(ak_public: bytes) -> _core.TpmPublic:
 def kdfa(
     hash_name: str, key: bytes, label: bytes, context_u: bytes, context_v: bytes, bits: int
 ) -> bytes:
-    """TPM 2.0 Part 1 §11.4.10.2: SP800-108 counter mode with HMAC; label gets a NUL."""
-    out = b""
-    counter = 0
-    while len(out) * 8 < bits:
-        counter += 1
-        msg = (
-            struct.pack(">I", counter)
-            + label
-            + b"\x00"
-            + context_u
-            + context_v
-            + struct.pack(">I", bits)
-        )
-        out += hmac.new(key, msg, hash_name).digest()
-    return out[: (bits + 7) // 8]
+    """TPM 2.0 Part 1 §11.4.10.2 KDFa: SP 800-108 counter mode with HMAC.
+
+    The TPM's message ``[i]₃₂ ‖ Label ‖ 00 ‖ Context ‖ [L]₃₂`` is exactly KBKDF's
+    counter-before-fixed-input layout with a 4-byte counter and a 4-byte length in bits
+    (``Context = contextU ‖ contextV``). Every TPM use here asks for whole bytes; a bit count
+    that is not a multiple of 8 (which the TPM would mask) is refused rather than guessed.
+    """
+    if bits <= 0 or bits % 8:
+        raise ValueError(f"KDFa output must be a positive whole number of bytes, got {bits} bits")
+    return KBKDFHMAC(
+        algorithm=_HASHES[hash_name][0](),
+        mode=Mode.CounterMode,
+        length=bits // 8,
+        rlen=4,
+        llen=4,
+        location=CounterLocation.BeforeFixed,
+        label=label,
+        context=context_u + context_v,
+        fixed=None,
+    ).derive(key)
 
 
 def kdfe(
     hash_name: str, z: bytes, label: bytes, party_u: bytes, party_v: bytes, bits: int
 ) -> bytes:
-    """TPM 2.0 Part 1 §11.4.10.3: SP800-56A concatenation KDF; label gets a NUL."""
-    out = b""
-    counter = 0
-    while len(out) * 8 < bits:
-        counter += 1
-        h = hashlib.new(hash_name)
-        h.update(struct.pack(">I", counter) + z + label + b"\x00" + party_u + party_v)
-        out += h.digest()
-    return out[: (bits + 7) // 8]
+    """TPM 2.0 Part 1 §11.4.10.3 KDFe: SP 800-56A concatenation KDF.
+
+    ``H([i]₃₂ ‖ Z ‖ Label ‖ 00 ‖ PartyUInfo ‖ PartyVInfo)`` is ConcatKDFHash with
+    ``OtherInfo = Label ‖ 00 ‖ PartyUInfo ‖ PartyVInfo``; whole bytes only, as for KDFa.
+    """
+    if bits <= 0 or bits % 8:
+        raise ValueError(f"KDFe output must be a positive whole number of bytes, got {bits} bits")
+    return ConcatKDFHash(
+        algorithm=_HASHES[hash_name][0](),
+        length=bits // 8,
+        otherinfo=label + b"\x00" + party_u + party_v,
+    ).derive(z)
 
 
 @dataclass(frozen=True)
