@@ -220,7 +220,7 @@ def check_ak(ak_public: bytes) -> _core.TpmPublic:
         raise VerificationError("tpm.ak.invalid", "AK public area has no Name")
     if attrs & AK_REQUIRED != AK_REQUIRED or attrs & DECRYPT:
         raise VerificationError(
-            "tpm.ak.not_restricted",
+            "tpm.ak.not_restricted_signing",
             f"AK attributes 0x{attrs:08x} lack fixedTPM|fixedParent|sensitiveDataOrigin|"
             f"restricted|sign (0x{AK_REQUIRED:08x}) or allow decrypt",
         )
