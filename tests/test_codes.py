@@ -246,7 +246,13 @@ def _expand_braces(token: str) -> list[str]:
 def _readme_codes() -> set[str]:
     text = (ROOT / "README.md").read_text()
     out: set[str] = set()
-    for token in re.findall(r"`([^`\s]+)`", text):
+    # A brace group may wrap across lines: drop whitespace inside a backticked span, but
+    # only for spans that hold a brace group (prose in backticks keeps its spaces).
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # fenced blocks are examples
+    for span in re.findall(r"`([^`]+)`", text):
+        token = re.sub(r"\s+", "", span) if "{" in span else span
+        if re.search(r"\s", token):
+            continue
         for code in _expand_braces(token):
             if code in codes.AUDIT_EVENTS:
                 continue

@@ -1,13 +1,14 @@
 """TPM enrollment: EK certificate chain, AK checks, MakeCredential / ActivateCredential.
 
-Flow (DESIGN.md "Protocol", last paragraph): the node sends its EK certificate (+ issuing
+Flow (README "gRPC API", Enroll): the node sends its EK certificate (+ issuing
 CAs) and its AK public area. The verifier
 
 1. checks the EK certificate chain against the configured EK CA roots link by link
    (``verify_directly_issued_by`` + validity + CA constraints: cryptography's PolicyBuilder
-   rejects EK certificates, ../shared/notes/tpm.md) and the TCG EK profile (EKU
-   tcg-kp-EKCertificate 2.23.133.8.1 and a SAN directoryName with TPM manufacturer/model/
-   version attributes 2.23.133.2.1-3; TCG EK Credential Profile 2.x §3.2);
+   rejects EK certificates with "required EKU not found": they carry no serverAuth or
+   clientAuth) and the TCG EK profile (EKU tcg-kp-EKCertificate 2.23.133.8.1 and a SAN
+   directoryName with TPM manufacturer/model/version attributes 2.23.133.2.1-3; TCG EK
+   Credential Profile 2.x §3.2);
 2. checks the AK is a restricted signing key that cannot leave the TPM;
 3. runs TPM2_MakeCredential (TPM 2.0 Part 1 §24, Part 3 §12.6) for the AK's Name to the
    EK's public key: only the TPM holding that EK, with that AK loaded, can recover the
@@ -37,7 +38,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-# cryptography >= 49 keeps CFB in the decrepit module (../shared/notes/tpm.md).
+# cryptography >= 49 keeps CFB in the decrepit module; MakeCredential needs AES-CFB
+# (TPM 2.0 Part 1 §24).
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -309,7 +311,8 @@ class Credential:
     encrypted_secret: bytes  # TPM2B_ENCRYPTED_SECRET
 
     def tpm2_tools_blob(self) -> bytes:
-        """tpm2_makecredential's output file layout (../shared/notes/tpm.md)."""
+        """tpm2_makecredential's output file: ``BADCC0DE 00000001 ‖ TPM2B_ID_OBJECT ‖
+        TPM2B_ENCRYPTED_SECRET`` (tpm2-tools' format)."""
         return b"\xba\xdc\xc0\xde" + struct.pack(">I", 1) + self.id_object + self.encrypted_secret
 
 

@@ -1,4 +1,4 @@
-"""Signature scheme matrix (issue #2 §3): RSA 2048-4096 with PKCS#1 v1.5 and PSS, ECDSA
+"""Signature scheme matrix: RSA 2048-4096 with PKCS#1 v1.5 and PSS, ECDSA
 P-256 and P-384, scheme hashes SHA-1/256/384/512 — each verifies, and each rejects a
 tampered quote. SHA-1 verifies but is reported weak."""
 
