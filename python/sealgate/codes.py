@@ -471,7 +471,6 @@ CODES: dict[str, Code] = {
             "cli.serve.port_zero": "several workers need a fixed listen port",
             "cli.usage.bad_age": "--max-collateral-age is out of range",
             "cli.usage.bad_ca": "the PCK CA is not platform or processor",
-            "cli.usage.bad_hex": "an argument is not hex",
             "cli.usage.bad_nonce": "--nonce is not hex",
             "cli.usage.bad_product": "the SNP product is unknown",
             "cli.usage.bad_report_data": "report_data is malformed or longer than 64 bytes",
@@ -490,6 +489,8 @@ CODES: dict[str, Code] = {
 RENAMED: dict[str, str] = {
     # Enrollment's AK check reported what the quote path calls not_restricted_signing.
     "tpm.ak.not_restricted": "tpm.ak.not_restricted_signing",
+    # verify tdx said bad_hex where verify snp says bad_report_data for a non-hex --report-data.
+    "cli.usage.bad_hex": "cli.usage.bad_report_data",
 }
 
 #: Audit-log entry kinds (broker/audit.py): stable names, but records, not errors.
