@@ -13,22 +13,23 @@ RUST_SRC := Cargo.toml Cargo.lock $(shell find rust -name '*.rs' -o -name Cargo.
 
 setup: $(STAMP)/apt $(STAMP)/venv $(STAMP)/ext
 
-# Debian packages: swtpm and tpm2-tools for TPM fixtures (../shared/notes/tpm.md).
+# Debian packages: swtpm and tpm2-tools for the TPM fixtures (tests/tpm, sealgate.testing.swtpm).
 $(STAMP)/apt: scripts/setup-system.sh
 	@mkdir -p $(STAMP)
 	bash scripts/setup-system.sh
 	@touch $@
 
+# pyproject.toml is the one list of Python dependencies: the build backend
+# (build-system.requires), the runtime dependencies and the dev extra are read from it and
+# installed before the extension is built (maturin develop then finds them satisfied).
 $(STAMP)/venv: pyproject.toml Makefile
 	@mkdir -p $(STAMP)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.7,<2" "cryptography>=49" "pytest>=8" "pytest-timeout>=2.3" \
-		"hypothesis>=6.100" "ruff>=0.6" "mypy>=1.11" \
-		"grpcio>=1.80,<2" "grpcio-health-checking>=1.80,<2" "grpcio-reflection>=1.80,<2" \
-		"grpcio-status>=1.80,<2" "protobuf>=7.35.1,<8" "cbor2>=5.6" "pyjwt>=2.9" "pyyaml>=6" \
-		"grpcio-tools==1.85.1" "mypy-protobuf==5.1.0" "types-protobuf>=6" "types-grpcio>=1.0" \
-		"types-pyyaml>=6" "dcap-qvl>=0.7"
+	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
+		print(*p["build-system"]["requires"], *p["project"]["dependencies"], \
+		*p["project"]["optional-dependencies"]["dev"], sep="\n")' > $(STAMP)/requirements.txt
+	$(PY) -m pip install -q -r $(STAMP)/requirements.txt
 	@touch $@
 
 # Release build of the extension, installed into the venv in develop mode (python/ is used

@@ -1,4 +1,4 @@
-"""Service benchmark (issue #5 §9): full flows per second and latency percentiles.
+"""Service benchmark (README "Benchmark"): full flows per second and latency percentiles.
 
 One flow = Challenge → fresh evidence (a software TPM quote over the new binding, signed by
 an AK enrolled like a TPM's: EK certificate chain + MakeCredential/ActivateCredential; or

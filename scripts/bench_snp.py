@@ -4,7 +4,7 @@ Prints reports verified per second through the public API (``sealgate.snp.verify
 chains cached after the first call) and the bare ECDSA P-384/SHA-384 verification rate of
 each library reachable from Python: pyca/cryptography (OpenSSL) and sealgate's Rust backend
 (aws-lc-rs, called on a pre-parsed report). The faster one is the floor; the ratio is
-API time per report / floor time per verify (issue 3 target: <= 1.15).
+API time per report / floor time per verify (target: <= 1.15).
 
     .venv/bin/python scripts/bench_snp.py [--seconds 3] [--reports 64]
 """

@@ -1,12 +1,12 @@
-"""TPM verification benchmark (issue #2 §7). Prints figures; asserts nothing about speed.
+"""TPM verification benchmark (README "Benchmarks"). Prints figures; asserts nothing about speed.
 
 For RSA-2048 and ECC P-256 AKs over 24 SHA-256 PCRs, in one process:
   - quotes/s through the Python API (`sealgate._core.verify_tpm_quote`, parsed AK reused),
   - the pure-Python reference doing the same checks (pyca/cryptography + hashlib),
   - the floor: the one bare signature verification, with the fastest library here
     (pyca/cryptography's OpenSSL and sealgate's aws-lc-rs backend, both measured).
-Then replays/s of the largest event log (../shared when present, else the project's) by the
-Rust core vs the pure-Python reference.
+Then replays/s of the largest event log (the published vectors when present, else the
+project's) by the Rust core vs the pure-Python reference.
 
 Targets: quote verification <= 1.2x the floor; replay >= 10x the reference.
 """
@@ -132,7 +132,7 @@ def largest_log() -> tuple[str, bytes]:
         if logs:
             return logs[-1].name, logs[-1].read_bytes()
     p = ROOT / "vectors" / "tpm" / "swtpm-rsa" / "eventlog.bin"
-    return p.name + " (project; ../shared absent)", p.read_bytes()
+    return p.name + " (project; published vectors absent)", p.read_bytes()
 
 
 def main() -> int:

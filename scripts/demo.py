@@ -1,4 +1,4 @@
-"""`make demo`: the whole sealgate story on one machine, from nothing (issue #5 §7).
+"""`make demo`: the whole sealgate story on one machine, from nothing (README "Service").
 
 1. start the server (SQLite, local KEK file) as its own process;
 2. register a golden swtpm node's PCRs as reference values;

@@ -1,4 +1,4 @@
-"""Generate the gRPC/protobuf Python code from ``protos/`` (issue #5 §1).
+"""Generate the gRPC/protobuf Python code from ``protos/``.
 
 Reproducible: the same protos and the same grpcio-tools / mypy-protobuf versions give the
 same bytes. Output goes to ``python/sealgate/_proto/`` (flat modules), with the generated

@@ -1,4 +1,4 @@
-"""Appraisal: table of claims and policy → expected failure codes (STYLE.md §10)."""
+"""Appraisal: table of claims and policy → expected failure codes."""
 
 from __future__ import annotations
 

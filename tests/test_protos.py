@@ -1,4 +1,4 @@
-"""Generated protobuf/gRPC code must match the protos (issue #5 §1: reproducible, no drift)."""
+"""Generated protobuf/gRPC code must match the protos (reproducible, no drift)."""
 
 from __future__ import annotations
 

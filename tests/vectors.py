@@ -1,8 +1,8 @@
-"""The one loader for test vectors (STYLE.md §9).
+"""The one loader for test vectors.
 
 Two sources:
-- ``shared(...)``: published real-world vectors in ``../shared/vectors`` (see its
-  PROVENANCE.md). Not part of the repository; tests that use them skip when absent.
+- ``shared(...)``: published real-world vectors in ``../shared/vectors``, each with its
+  provenance. Not part of the repository; tests that use them skip when absent.
 - ``project(...)``: vectors this project generates itself under ``vectors/`` (synthetic
   roots and evidence, swtpm fixtures, malformed cases), each with its generator script.
 """

@@ -2,7 +2,7 @@
 
 Collateral (AMD VCEK/VLEK certificates, chains and CRLs; Intel TCB info, QE identity, PCK
 CRLs) is supplied with evidence, read from this cache, or fetched from the vendor when the
-host has network (DESIGN.md "Trust anchors and collateral"). The cache makes verification
+host has network (README "Storage and security"). The cache makes verification
 work offline. It is a plain directory with one subdirectory per platform; every write is
 atomic (temporary file + fsync + rename) so a crash or a concurrent reader never sees a
 half-written file. Nothing read from the cache is trusted: callers verify it like any other

@@ -2,7 +2,7 @@
 
 Defined in Python and raised from Rust through one conversion point
 (``rust/py/src/errors.rs``). Every error carries a stable machine code shaped
-``component.sub.event`` (DESIGN.md "Errors") and a human message with actual vs expected
+``component.sub.event`` (listed in ``sealgate.codes``) and a human message with actual vs expected
 values. Messages never contain key material or tokens.
 """
 
@@ -33,28 +33,12 @@ class VerificationError(SealgateError):
     """Evidence parsed but a structural check failed (replay impossible, bad key, ...)."""
 
 
-class SignatureError(VerificationError):
-    """A signature does not verify."""
-
-
 class ChainError(VerificationError):
     """A certificate chain or its revocation/validity check failed."""
 
 
 class CollateralError(VerificationError):
     """Collateral (CRLs, TCB info, QE identity) is missing, expired or invalid."""
-
-
-class ReplayMismatch(VerificationError):
-    """A replayed hash chain (PCRs, RTMRs, audit) disagrees with the attested value."""
-
-
-class FreshnessError(VerificationError):
-    """The nonce or challenge is wrong, expired or already used."""
-
-
-class PolicyViolation(SealgateError):
-    """Verified evidence does not satisfy the appraisal policy."""
 
 
 class UsageError(SealgateError):

@@ -1,13 +1,14 @@
 """TPM enrollment: EK certificate chain, AK checks, MakeCredential / ActivateCredential.
 
-Flow (DESIGN.md "Protocol", last paragraph): the node sends its EK certificate (+ issuing
+Flow (README "gRPC API", Enroll): the node sends its EK certificate (+ issuing
 CAs) and its AK public area. The verifier
 
 1. checks the EK certificate chain against the configured EK CA roots link by link
    (``verify_directly_issued_by`` + validity + CA constraints: cryptography's PolicyBuilder
-   rejects EK certificates, ../shared/notes/tpm.md) and the TCG EK profile (EKU
-   tcg-kp-EKCertificate 2.23.133.8.1 and a SAN directoryName with TPM manufacturer/model/
-   version attributes 2.23.133.2.1-3; TCG EK Credential Profile 2.x §3.2);
+   rejects EK certificates with "required EKU not found": they carry no serverAuth or
+   clientAuth) and the TCG EK profile (EKU tcg-kp-EKCertificate 2.23.133.8.1 and a SAN
+   directoryName with TPM manufacturer/model/version attributes 2.23.133.2.1-3; TCG EK
+   Credential Profile 2.x §3.2);
 2. checks the AK is a restricted signing key that cannot leave the TPM;
 3. runs TPM2_MakeCredential (TPM 2.0 Part 1 §24, Part 3 §12.6) for the AK's Name to the
    EK's public key: only the TPM holding that EK, with that AK loaded, can recover the
@@ -37,11 +38,14 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-# cryptography >= 49 keeps CFB in the decrepit module (../shared/notes/tpm.md).
+# cryptography >= 49 keeps CFB in the decrepit module; MakeCredential needs AES-CFB
+# (TPM 2.0 Part 1 §24).
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 
 from sealgate import _core
 from sealgate.errors import ChainError, ParseError, VerificationError
@@ -218,7 +222,7 @@ def check_ak(ak_public: bytes) -> _core.TpmPublic:
         raise VerificationError("tpm.ak.invalid", "AK public area has no Name")
     if attrs & AK_REQUIRED != AK_REQUIRED or attrs & DECRYPT:
         raise VerificationError(
-            "tpm.ak.not_restricted",
+            "tpm.ak.not_restricted_signing",
             f"AK attributes 0x{attrs:08x} lack fixedTPM|fixedParent|sensitiveDataOrigin|"
             f"restricted|sign (0x{AK_REQUIRED:08x}) or allow decrypt",
         )
@@ -231,35 +235,43 @@ def check_ak(ak_public: bytes) -> _core.TpmPublic:
 def kdfa(
     hash_name: str, key: bytes, label: bytes, context_u: bytes, context_v: bytes, bits: int
 ) -> bytes:
-    """TPM 2.0 Part 1 §11.4.10.2: SP800-108 counter mode with HMAC; label gets a NUL."""
-    out = b""
-    counter = 0
-    while len(out) * 8 < bits:
-        counter += 1
-        msg = (
-            struct.pack(">I", counter)
-            + label
-            + b"\x00"
-            + context_u
-            + context_v
-            + struct.pack(">I", bits)
-        )
-        out += hmac.new(key, msg, hash_name).digest()
-    return out[: (bits + 7) // 8]
+    """TPM 2.0 Part 1 §11.4.10.2 KDFa: SP 800-108 counter mode with HMAC.
+
+    The TPM's message ``[i]₃₂ ‖ Label ‖ 00 ‖ Context ‖ [L]₃₂`` is exactly KBKDF's
+    counter-before-fixed-input layout with a 4-byte counter and a 4-byte length in bits
+    (``Context = contextU ‖ contextV``). Every TPM use here asks for whole bytes; a bit count
+    that is not a multiple of 8 (which the TPM would mask) is refused rather than guessed.
+    """
+    if bits <= 0 or bits % 8:
+        raise ValueError(f"KDFa output must be a positive whole number of bytes, got {bits} bits")
+    return KBKDFHMAC(
+        algorithm=_HASHES[hash_name][0](),
+        mode=Mode.CounterMode,
+        length=bits // 8,
+        rlen=4,
+        llen=4,
+        location=CounterLocation.BeforeFixed,
+        label=label,
+        context=context_u + context_v,
+        fixed=None,
+    ).derive(key)
 
 
 def kdfe(
     hash_name: str, z: bytes, label: bytes, party_u: bytes, party_v: bytes, bits: int
 ) -> bytes:
-    """TPM 2.0 Part 1 §11.4.10.3: SP800-56A concatenation KDF; label gets a NUL."""
-    out = b""
-    counter = 0
-    while len(out) * 8 < bits:
-        counter += 1
-        h = hashlib.new(hash_name)
-        h.update(struct.pack(">I", counter) + z + label + b"\x00" + party_u + party_v)
-        out += h.digest()
-    return out[: (bits + 7) // 8]
+    """TPM 2.0 Part 1 §11.4.10.3 KDFe: SP 800-56A concatenation KDF.
+
+    ``H([i]₃₂ ‖ Z ‖ Label ‖ 00 ‖ PartyUInfo ‖ PartyVInfo)`` is ConcatKDFHash with
+    ``OtherInfo = Label ‖ 00 ‖ PartyUInfo ‖ PartyVInfo``; whole bytes only, as for KDFa.
+    """
+    if bits <= 0 or bits % 8:
+        raise ValueError(f"KDFe output must be a positive whole number of bytes, got {bits} bits")
+    return ConcatKDFHash(
+        algorithm=_HASHES[hash_name][0](),
+        length=bits // 8,
+        otherinfo=label + b"\x00" + party_u + party_v,
+    ).derive(z)
 
 
 @dataclass(frozen=True)
@@ -299,7 +311,8 @@ class Credential:
     encrypted_secret: bytes  # TPM2B_ENCRYPTED_SECRET
 
     def tpm2_tools_blob(self) -> bytes:
-        """tpm2_makecredential's output file layout (../shared/notes/tpm.md)."""
+        """tpm2_makecredential's output file: ``BADCC0DE 00000001 ‖ TPM2B_ID_OBJECT ‖
+        TPM2B_ENCRYPTED_SECRET`` (tpm2-tools' format)."""
         return b"\xba\xdc\xc0\xde" + struct.pack(">I", 1) + self.id_object + self.encrypted_secret
 
 

@@ -1,10 +1,11 @@
 """Trust anchors: vendor roots pinned by SHA-256 fingerprint, stored in a trust directory.
 
-The repository ships fingerprints, not vendor certificates (issue 3 §2). Certificates come
-from the vendor (``sealgate trust fetch <platform>``) or an operator
-(``sealgate trust import FILE``); both paths accept a root only when its SHA-256(DER)
-equals a pin below, and an intermediate only when a pinned root signed it. Loading re-checks
-pins, so a file swapped in the directory later is ignored, never trusted.
+The repository ships fingerprints, not vendor certificates (a clone carries no vendor
+material that could go stale). Certificates come from the vendor
+(``sealgate trust fetch <platform>``) or an operator (``sealgate trust import FILE``); both
+paths accept a root only when its SHA-256(DER) equals a pin below, and an intermediate only
+when a pinned root signed it. Loading re-checks pins, so a file swapped in the directory
+later is ignored, never trusted.
 
 Layout: ``<trust_dir>/<platform>/roots/<pin name>.pem`` and
 ``<trust_dir>/<platform>/intermediates/<subject CN>.pem``.
@@ -33,8 +34,8 @@ class Pin:
     description: str
 
 
-#: Pinned roots. Values: ../shared/vectors/PROVENANCE.md "roots/" (independently recomputed
-#: from the published certificates; also what AMD KDS serves at /vcek/v1/<product>/cert_chain).
+#: Pinned roots: SHA-256 of the DER certificates the vendors publish (AMD KDS
+#: /vcek/v1/<product>/cert_chain, Intel PCS issuer chains), recomputed independently.
 PINS: tuple[Pin, ...] = (
     # --- AMD SEV-SNP: AMD Root Key per product line (RSA-4096, self-signed, RSASSA-PSS). ---
     Pin(

@@ -1,4 +1,4 @@
-"""Admin changes commit in one transaction with their audit entry (issue #5 §4)."""
+"""Admin changes commit in one transaction with their audit entry (docs/audit.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SEV-SNP end to end over gRPC with the synthetic AMD hierarchy (issue #5 §8)."""
+"""SEV-SNP end to end over gRPC with the synthetic AMD hierarchy."""
 
 from __future__ import annotations
 

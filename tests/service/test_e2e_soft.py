@@ -1,4 +1,4 @@
-"""End to end over real gRPC on loopback, with software TPM nodes (issue #5 §8)."""
+"""End to end over real gRPC on loopback, with software TPM nodes."""
 
 from __future__ import annotations
 

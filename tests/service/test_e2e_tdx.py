@@ -1,4 +1,4 @@
-"""TDX end to end over gRPC with the fake Intel DCAP hierarchy (issue #5 §8)."""
+"""TDX end to end over gRPC with the fake Intel DCAP hierarchy."""
 
 from __future__ import annotations
 

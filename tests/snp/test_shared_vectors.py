@@ -1,4 +1,4 @@
-"""Published SEV-SNP vectors verify to the claims ../shared/vectors/PROVENANCE.md lists."""
+"""Published SEV-SNP vectors (tests/vectors.py ``shared``) verify to their documented claims."""
 
 from __future__ import annotations
 

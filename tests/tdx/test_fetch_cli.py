@@ -268,3 +268,14 @@ def test_verify_cli_ccel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     doc = json.loads(capsys.readouterr().out)
     assert doc["errors"][0]["code"] == "tdx.ccel.replay_mismatch"
     assert "RTMR0" in doc["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("evidence", [["tdx", "--quote"], ["snp", "--report"]])
+def test_report_data_not_hex_is_one_code(
+    evidence: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One condition, one code across platforms: verify tdx used to say cli.usage.bad_hex.
+    rc = main(["verify", *evidence, "/nonexistent", "--report-data", "zz"])
+    out = capsys.readouterr().out
+    assert rc == 2
+    assert [e["code"] for e in json.loads(out)["errors"]] == ["cli.usage.bad_report_data"]

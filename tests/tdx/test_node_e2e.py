@@ -14,7 +14,7 @@ def test_tdx_node_binding_roundtrip(tmp_path: Path) -> None:
     intel = FakeIntel()
     tsm = FakeTsm(tmp_path / "report", tsm_responder(intel), provider="tdx_guest", platform="tdx")
     nonce, runtime_key = b"\x01" * 32, b"\x02" * 32
-    binding = hashlib.sha512(nonce + runtime_key).digest()  # DESIGN.md: report_data binding
+    binding = hashlib.sha512(nonce + runtime_key).digest()  # report_data binding (broker)
     ev = tsm.collect(binding)
     assert ev.provider == "tdx_guest"
     res = tdx.verify_quote(

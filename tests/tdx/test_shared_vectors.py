@@ -1,4 +1,4 @@
-"""Published TDX vectors give the outcomes ../shared/vectors/PROVENANCE.md lists."""
+"""Published TDX vectors (tests/vectors.py ``shared``) give their documented outcomes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CLI contract of `sealgate verify tpm` and `sealgate eventlog replay` (issue #2 §4)."""
+"""CLI contract of `sealgate verify tpm` and `sealgate eventlog replay` (README "CLI")."""
 
 from __future__ import annotations
 

@@ -106,7 +106,8 @@ def test_make_credential_activates_on_real_tpm(swtpm: Swtpm, tmp_path: Path, kin
     secret = b"sealgate-enroll-" + kind.encode()
     cred = make_credential(ek_public_key(cert), ak.name, secret)
     assert _activate_on_tpm(swtpm, ek, ak, cred.tpm2_tools_blob(), tmp_path) == secret
-    # A credential made for another AK's Name does not activate (0x1DF per notes/tpm.md).
+    # A credential made for another AK's Name does not activate (0x1DF: TPM_RC_INTEGRITY on
+    # parameter 1, the outer HMAC; TPM 2.0 Part 3 §12.5).
     other = make_credential(ek_public_key(cert), b"\x00\x0b" + b"\x11" * 32, secret)
     assert _activate_on_tpm(swtpm, ek, ak, other.tpm2_tools_blob(), tmp_path) is None
 

@@ -1,4 +1,4 @@
-"""Signature scheme matrix (issue #2 §3): RSA 2048-4096 with PKCS#1 v1.5 and PSS, ECDSA
+"""Signature scheme matrix: RSA 2048-4096 with PKCS#1 v1.5 and PSS, ECDSA
 P-256 and P-384, scheme hashes SHA-1/256/384/512 — each verifies, and each rejects a
 tampered quote. SHA-1 verifies but is reported weak."""
 
@@ -11,7 +11,9 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sealgate import _core
+from sealgate.errors import VerificationError
 from sealgate.testing.softtpm import SoftAk
+from sealgate.tpm_enroll import check_ak
 
 PCRS = {
     "sha256": {i: hashlib.sha256(bytes([i])).digest() for i in range(24)},
@@ -98,3 +100,12 @@ def test_min_selection() -> None:
     assert ok.verified
     bad = _core.verify_tpm_quote(pub, attest, sig, PCRS, b"n", [("sha256", [0, 8])])
     assert [c for c, _ in bad.failures] == ["tpm.quote.selection_insufficient"]
+
+
+def test_enrollment_refuses_unrestricted_ak_with_the_quote_paths_code() -> None:
+    # One condition, one code: enrollment's AK check and quote verification both say
+    # tpm.ak.not_restricted_signing (enrollment used to say tpm.ak.not_restricted).
+    ak = SoftAk("ecc", attributes=0x00040072)  # sign, not restricted
+    with pytest.raises(VerificationError) as e:
+        check_ak(ak.tpm2b_public)
+    assert e.value.code == "tpm.ak.not_restricted_signing"

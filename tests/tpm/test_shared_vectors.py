@@ -1,4 +1,4 @@
-"""Published TPM vectors (../shared/vectors/tpm, see PROVENANCE.md); skipped when absent."""
+"""Published TPM vectors (tests/vectors.py ``shared``); skipped when absent."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Real swtpm quotes: sealgate and tpm2_checkquote (tpm2-tools as a peer) agree on good and
-tampered input (issue #2 §6)."""
+tampered input."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Appraisal: verified claims + reference values + policy → verdict (DESIGN.md "Layers").
+"""Appraisal: verified claims + reference values + policy → verdict (layers: docs/architecture.md).
 
 Policy is data (``sealgate.appraise.policy.Policy``), one per model key. Evaluation never
 touches evidence bytes: it reads the ``claims`` of a ``VerifyResult`` and returns every
-failure with a stable code and the actual vs expected values (STYLE.md §7), plus the AR4SI
-trustworthiness vector (draft-ietf-rats-ar4si) for the EAR token.
+failure with a stable code (``sealgate.codes``) and the actual vs expected values, plus the
+AR4SI trustworthiness vector (draft-ietf-rats-ar4si) for the EAR token.
 """
 
 from __future__ import annotations

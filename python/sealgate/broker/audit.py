@@ -1,4 +1,4 @@
-"""The tamper-evident audit log (issue #5 §4).
+"""The tamper-evident audit log (docs/audit.md).
 
 Each entry is a map encoded as deterministic CBOR (RFC 8949 §4.2, ``cbor2`` canonical) and
 chained as SHA-256(previous hash ‖ encoded entry); the chain is computed and checked in the

@@ -8,8 +8,8 @@ Suites:
 - ``mlkem768-x25519``: the ML-KEM-768 + X25519 hybrid KEM / HKDF-SHA256 / AES-256-GCM;
   runtime public key = ML-KEM-768 encapsulation key (1184 B) ‖ X25519 key (32 B).
 
-``info`` binds what the sealed bytes are: key id, key version and the challenge id (issue #5
-§1), so a sealed key cannot be presented as another key, version or attestation.
+``info`` (RFC 9180 §5.1) binds what the sealed bytes are: key id, key version and the
+challenge id, so a sealed key cannot be presented as another key, version or attestation.
 """
 
 from __future__ import annotations

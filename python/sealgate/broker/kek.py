@@ -1,8 +1,9 @@
 """Key-encryption keys: the provider interface and the local key file provider.
 
-Model keys and token signing keys are stored wrapped with AES-256-GCM under a KEK (issue #5
-§4). The provider owns the KEK; the first one is a local file created 0600 on first start;
-a PKCS#11 provider implements the same interface later.
+Model keys and token signing keys are stored wrapped with AES-256-GCM under a KEK
+(docs/threat-model.md, stolen database). The provider owns the KEK; the first one is a
+local file created 0600 on first start; a PKCS#11 provider implements the same interface
+later.
 
 The provider also holds the audit log's keys, which must not be in the database an attacker
 of the log can write: the MAC key of audit entries and the Ed25519 key that signs audit

@@ -1,4 +1,4 @@
-"""Challenges: 32 random bytes, single-use, short TTL (DESIGN.md "Protocol" step 1)."""
+"""Challenges: 32 random bytes, single-use, short TTL (README "gRPC API", Challenge)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The ``sealgate`` command line.
 
 Each command family lives in its own module and registers its sub-parser here. Exit codes
-(issue #2 §4): 0 verified, 1 evidence rejected, 2 usage error or unreadable input. No input
+(README "CLI"): 0 verified, 1 evidence rejected, 2 usage error or unreadable input. No input
 ever produces a traceback: unexpected exceptions are reported as ``cli.internal.error``.
 """
 

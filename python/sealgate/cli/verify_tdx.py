@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             report_data = bytes.fromhex(args.report_data)
         except ValueError:
-            raise UsageError("cli.usage.bad_hex", "--report-data must be hex") from None
+            raise UsageError("cli.usage.bad_report_data", "--report-data must be hex") from None
     quote = read_file(args.quote, "quote")
     collateral = None
     if args.collateral:

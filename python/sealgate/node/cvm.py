@@ -1,7 +1,7 @@
 """SEV-SNP / TDX evidence for the node agent, through configfs-tsm.
 
 The kernel interface itself is ``sealgate.node.tsm`` (``ConfigfsTsm``, ``FakeTsm``; built
-with the SNP/TDX platforms, issues #3/#4); this adapter turns its output into the
+with the SNP/TDX platforms); this adapter turns its output into the
 ``Evidence`` message: SNP report + VCEK/VLEK and ASK/ARK from the ``auxblob`` certificate
 table (``sealgate.snp.certtable``), or TDX quote + operator-supplied collateral JSON. Until
 those modules are part of the build, collecting answers ``node.tsm.unavailable``.

@@ -3,7 +3,7 @@
 Keys: the RSA EK is re-created from its template each run (deterministic primary); the AK
 (ECC P-256, ECDSA-SHA256, restricted signing, made by ``tpm2_createak``) is made persistent
 at ``ak_handle`` the first time so it survives restarts. ``tpm2_flushcontext -t`` runs after
-each command because swtpm has no resource manager (../shared/notes/tpm.md).
+each command because swtpm has no resource manager (see ``run_tpm2``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ DEFAULT_SELECTION = "sha256:0,1,2,3,4,5,6,7"
 def run_tpm2(tcti: str | None, tool: str, *args: str) -> subprocess.CompletedProcess[bytes]:
     """Run `tpm2_<tool>` (TCTI from `tcti` or the environment), then flush transient
     handles: without a resource manager they pile up and the third object fails with 0x902
-    (../shared/notes/tpm.md). Real hosts use /dev/tpmrm0, where the flush is harmless."""
+    (TPM_RC_OBJECT_MEMORY, TPM 2.0 Part 2 §6.6.3). Real hosts use /dev/tpmrm0, where the
+    flush is harmless."""
     env = dict(os.environ)
     if tcti:
         env["TPM2TOOLS_TCTI"] = tcti

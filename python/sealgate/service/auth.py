@@ -1,4 +1,4 @@
-"""Operator authentication and per-method roles (issue #5 §4).
+"""Operator authentication and per-method roles (README "Service", docs/threat-model.md).
 
 Operators present ``authorization: Bearer <JWT>``: ES256 (or EdDSA) signed by an operator
 key the server trusts, ``kid`` = the RFC 7638 thumbprint of that key, ``aud`` =

@@ -4,8 +4,8 @@ Each platform adapter turns the evidence message into a call to that platform's 
 (``sealgate.tpm.verify_quote``, ``sealgate.snp.verify_report``, ``sealgate.tdx.verify_quote``)
 with the runtime-key binding as the expected nonce / report_data, and returns its
 ``VerifyResult``. A platform whose facade is not built into this sealgate reports itself
-unavailable and the service answers UNIMPLEMENTED (issue #5: "a platform whose verification
-has not landed yet answers UNIMPLEMENTED until it does").
+unavailable and the service answers UNIMPLEMENTED (``service.platform.unavailable``): a
+platform that cannot be verified here is refused, never waved through.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _read_roots(paths: list[Path]) -> list[bytes] | None:
 
 
 class SnpVerifier(PlatformVerifier):
-    """SEV-SNP via ``sealgate.snp.verify_report`` (issue #3), report_data = the binding.
+    """SEV-SNP via ``sealgate.snp.verify_report``, report_data = the binding.
 
     Revocation is the verifier's: its own CRLs (``snp_crls``, else the collateral cache),
     never only what the node sends (``sealgate.snp.CrlSource``). It owns its chain cache.
@@ -183,7 +183,7 @@ class SnpVerifier(PlatformVerifier):
 
 
 class TdxVerifier(PlatformVerifier):
-    """TDX via ``sealgate.tdx.verify_quote`` (issue #4), report_data = the binding.
+    """TDX via ``sealgate.tdx.verify_quote``, report_data = the binding.
 
     Collateral cached for the quote's FMSPC (``sealgate collateral fetch tdx``) is used in
     preference to the node's; either is refused when older than ``collateral_max_age``.
@@ -224,7 +224,7 @@ class TdxVerifier(PlatformVerifier):
         fn: Callable[..., VerifyResult] = tdx.verify_quote
         collateral = None
         if evidence.collateral:
-            # Collateral JSON as `sealgate verify tdx --collateral` takes it (issue #4 §3).
+            # Collateral JSON as `sealgate verify tdx --collateral` takes it (README "Intel TDX").
             load = importlib.import_module("sealgate.tdx.collateral").load_collateral_json
             collateral = load(bytes(evidence.collateral))
         return fn(

@@ -1,6 +1,6 @@
 """AMD SEV-SNP evidence facade: report + endorsement key + chain → ``VerifyResult``.
 
-Layers (DESIGN.md): the report is parsed and its signature checked in Rust
+Layers (docs/architecture.md): the report is parsed and its signature checked in Rust
 (``sealgate._core``, GIL released); the AMD chain (``sealgate.snp.certs``) is verified with
 ``cryptography`` once and cached in memory by certificate fingerprints together with the
 window in which it is valid, so a steady-state verification costs one P-384 verify plus a

@@ -52,7 +52,8 @@ OID_AUTHORITY_KEY_ID = "2.5.29.35"
 
 #: AMD's hierarchy signs with RSASSA-PSS / SHA-384 / MGF1-SHA-384 / salt 48 (pub. 57230 §2).
 AMD_PSS_SALT = 48
-#: hwID sizes: 64-byte CHIP_ID (Milan, Genoa), 8 bytes on Turin (PROVENANCE.md).
+#: hwID sizes: 64-byte CHIP_ID (Milan, Genoa), 8 bytes on Turin (AMD pub. 57230, the VCEK/KDS
+#: specification).
 HWID_LEN = {"Milan": 64, "Genoa": 64, "Turin": 8}
 
 

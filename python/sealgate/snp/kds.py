@@ -21,7 +21,7 @@ from sealgate.collateral import CollateralCache, fetch
 
 DEFAULT_KDS_URL = "https://kdsintf.amd.com"
 PRODUCTS = ("Milan", "Genoa", "Turin")
-#: Turin's hwID in the VCEK and in KDS URLs is the first 8 bytes of CHIP_ID (PROVENANCE.md).
+#: Turin's hwID in the VCEK and in KDS URLs is the first 8 bytes of CHIP_ID (AMD pub. 57230).
 TURIN_HWID_LEN = 8
 
 

@@ -1,4 +1,4 @@
-"""Persistent state behind one interface (DESIGN.md "Storage and scale").
+"""Persistent state behind one interface (README "Storage and security").
 
 ``Storage`` is what the broker and service need; ``SqliteStorage`` is the embedded default
 (WAL) and a PostgreSQL backend implements the same methods with the same schema. Every

@@ -1,6 +1,6 @@
 """TDX collateral: TCB info v3, TD_QE identity, TCB signing chain, PCK CRL, Root CA CRL.
 
-Two input forms (issue 4 §2): the JSON Phala's dcap-qvl writes (``QuoteCollateralV3``:
+Two input forms (README "Intel TDX"): the JSON Phala's dcap-qvl writes (``QuoteCollateralV3``:
 ``tcb_info`` holds the exact signed text of the ``tcbInfo`` value, signatures are hex
 r ‖ s, CRLs are hex DER), and the individual Intel PCS v4 responses (TCB info body
 ``{"tcbInfo": ..., "signature": ...}``, QE identity body ``{"enclaveIdentity": ...,

@@ -34,8 +34,9 @@ from sealgate.tdx.der import (
 )
 from sealgate.x509der import pem_blocks
 
-#: Intel SGX Root CA, SHA-256 of the DER certificate (../shared/vectors/PROVENANCE.md,
-#: "Intel TDX / roots"; also what PCS serves at /sgx/certification/v4/... issuer chains).
+#: Intel SGX Root CA (CN=Intel SGX Root CA, ECDSA P-256, valid 2018-05-21..2049-12-31), SHA-256
+#: of the DER certificate: what Intel PCS serves at the end of /sgx/certification/v4/... issuer
+#: chains and what Phala's dcap-qvl ships as its trusted root.
 INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
 
 #: "Intel SGX PCK Certificate and CRL Profile Specification" §3.5: extension OIDs.

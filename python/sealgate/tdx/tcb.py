@@ -2,7 +2,7 @@
 
 Intel SGX/TDX DCAP QVL (``QuoteVerification/QVL/Src/AttestationLibrary/src/Verifiers/
 QuoteVerifier.cpp``; TDX TCB info v3 in "Intel TDX DCAP Quoting Library API" and the PCS
-API "Get TDX TCB Info"), as summarised in ../shared/vectors/PROVENANCE.md:
+API "Get TDX TCB Info"):
 
 1. Platform level: the FIRST entry of ``tcbLevels`` (Intel orders them newest first) whose
    16 ``sgxtcbcomponents`` are each ≤ the PCK certificate's component SVNs, whose ``pcesvn``

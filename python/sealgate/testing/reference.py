@@ -1,7 +1,7 @@
 """A small pure-Python reference for TPM quote checks and event-log replay.
 
 Written independently of the Rust core (struct + hashlib + pyca/cryptography) so tests can
-use it as an oracle and the benchmark as its baseline (issue #2 §7). It is deliberately
+use it as an oracle and the benchmark (scripts/bench_tpm.py) as its baseline. It is deliberately
 straightforward, not fast, and does no more validation than the comparison needs.
 """
 

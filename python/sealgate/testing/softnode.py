@@ -178,7 +178,7 @@ class SoftwareTpm:
 
 
 class SoftwareSnp:
-    """Collector playing an SEV-SNP guest with the synthetic AMD world (issue #3 §5).
+    """Collector playing an SEV-SNP guest with the synthetic AMD world (``sealgate.testing.snp``).
 
     Reports carry the runtime-key binding as REPORT_DATA and are signed by the synthetic
     VCEK; the evidence carries the VCEK and the ASK/ARK chain as a configfs-tsm node would.
@@ -263,7 +263,7 @@ def _bytes(v: object) -> bytes:
 
 
 class SoftwareTdx:
-    """Collector playing a TDX guest with the fake Intel DCAP hierarchy (issue #4 §4):
+    """Collector playing a TDX guest with the fake Intel DCAP hierarchy (``sealgate.testing.tdx``):
     quotes over the binding as REPORTDATA, collateral JSON sent with the evidence."""
 
     platform = "tdx"

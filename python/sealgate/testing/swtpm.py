@@ -2,7 +2,7 @@
 
 Each instance has its own state directory, its own TCP ports and (by default) its own local
 CA that issues its EK certificates, so parallel tests never share a TPM or a CA. Facts this
-relies on are in ../shared/notes/tpm.md (measured with swtpm 0.7.1 / tpm2-tools 5.4):
+relies on (measured with swtpm 0.7.1 / tpm2-tools 5.4):
 socket mode with `--flags not-need-init,startup-clear`, the `swtpm:` TCTI, one client at a
 time, `tpm2_flushcontext -t` after each command (no resource manager), EK certificates at
 NV 0x01c00002 (RSA-2048) and 0x01c00016 (ECC P-384, high-range template).

@@ -2,7 +2,7 @@
 //!
 //! A parse error names the platform, what went wrong, the field being read and the byte
 //! offset where it happened, so an operator can find the fault in a hex dump. The stable
-//! machine code is `<platform>.format.<kind>` (DESIGN.md, "Errors").
+//! machine code is `<platform>.format.<kind>` (catalogued in python/sealgate/codes.py).
 
 use core::fmt;
 

@@ -1,6 +1,7 @@
 //! sealgate-formats: bytes → typed structures for attestation evidence.
 //!
-//! Pure parsing (DESIGN.md "Layers"): no signatures, no hashing, no policy, no pyo3.
+//! Pure parsing (the bottom layer, docs/architecture.md): no signatures, no hashing, no
+//! policy, no pyo3.
 //! Every variable length is capped by a named constant and every read is bounds-checked;
 //! errors carry the field and offset.
 

@@ -1,7 +1,7 @@
 //! Property tests: no input makes the TDX quote parser or the CCEL parser panic — random
 //! bytes, and truncations and bit flips of real quotes (project vectors/tdx, plus the
-//! published ones in ../shared when present). Also replays every malformed project vector
-//! as an ordinary test with the error code it must produce.
+//! published ones when present, as tests/vectors.py finds them). Also replays every
+//! malformed project vector as an ordinary test with the error code it must produce.
 
 use proptest::prelude::*;
 use sealgate_formats::eventlog::parse_event_log;

@@ -1,6 +1,6 @@
 //! Property tests: no input makes the TPM and event-log parsers panic — random bytes, and
 //! truncations and bit flips of real quotes and logs (project vectors, plus the published
-//! ones in ../shared when present).
+//! ones when present, as tests/vectors.py finds them).
 
 use proptest::prelude::*;
 use sealgate_formats::eventlog::parse_event_log;
@@ -12,7 +12,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Real inputs: (kind, bytes). Project vectors always; shared ones when ../shared exists.
+/// Real inputs: (kind, bytes). Project vectors always; published ones when present.
 fn corpus() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
     for kind in ["swtpm-rsa", "swtpm-ecc"] {

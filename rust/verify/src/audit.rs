@@ -1,4 +1,4 @@
-//! The audit hash chain (issue #5 §4): `h[i] = SHA-256(h[i-1] ‖ entry[i])`, `h[-1]` = 32 zero
+//! The audit hash chain (docs/audit.md): `h[i] = SHA-256(h[i-1] ‖ entry[i])`, `h[-1]` = 32 zero
 //! bytes. Entries are opaque bytes here (the broker encodes them as deterministic CBOR,
 //! RFC 8949 §4.2); this module only computes and checks the chain, so an edited, deleted or
 //! reordered entry shows up as the first index whose stored hash does not match.

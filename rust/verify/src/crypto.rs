@@ -1,5 +1,5 @@
 //! The crypto primitives verification needs, behind one small surface so the backend can be
-//! swapped and measured (DESIGN.md "Crypto backends").
+//! swapped and measured (README "Crypto backends").
 //!
 //! Backend: aws-lc-rs. Measured on this machine class (release build, one thread): ECDSA
 //! P-256 ≈ 15k verifies/s (ring 0.17 ≈ 15k), P-384 ≈ 3.9k/s (ring 0.17 ≈ 0.95k), RSA-2048

@@ -1,6 +1,6 @@
 //! sealgate-verify: signatures and hash chains over parsed evidence.
 //!
-//! Knows nothing of policy or storage (DESIGN.md "Layers"). Each check returns every failure
+//! Knows nothing of policy or storage (docs/architecture.md). Each check returns every failure
 //! it finds as a `Failure` with a stable `component.sub.event` code; the caller (appraisal)
 //! decides what a failure means for a key.
 

@@ -19,7 +19,7 @@ use sealgate_formats::ParseError;
 const P384_LEN: usize = 48;
 
 /// A parse error, with the unknown-version case given its own stable code
-/// (`snp.report.unsupported_version`, issue 3 §4) instead of `snp.format.unsupported`.
+/// (`snp.report.unsupported_version`, README "AMD SEV-SNP") instead of `snp.format.unsupported`.
 pub fn parse_failure(e: &ParseError) -> Option<Failure> {
     is_unsupported_version(e).then(|| Failure::new("snp.report.unsupported_version", e.to_string()))
 }
@@ -108,7 +108,7 @@ pub struct Endorsement {
     pub fmc: Option<u8>,
 }
 
-/// hwID length per product (PROVENANCE.md: Turin VCEKs carry the 8-byte form).
+/// hwID length per product (AMD pub. 57230: Turin VCEKs carry the 8-byte form).
 pub fn hwid_len(p: Product) -> usize {
     match p {
         Product::Turin => 8,
