@@ -27,6 +27,7 @@ $(STAMP)/venv: pyproject.toml Makefile
 		"hypothesis>=6.100" "ruff>=0.6" "mypy>=1.11" \
 		"grpcio>=1.80,<2" "grpcio-health-checking>=1.80,<2" "grpcio-reflection>=1.80,<2" \
 		"grpcio-status>=1.80,<2" "protobuf>=7.35.1,<8" "cbor2>=5.6" "pyjwt>=2.9" "pyyaml>=6" \
+		"prometheus-client>=0.20" \
 		"grpcio-tools==1.85.1" "mypy-protobuf==5.1.0" "types-protobuf>=6" "types-grpcio>=1.0" \
 		"types-pyyaml>=6" "dcap-qvl>=0.7"
 	@touch $@

@@ -13,8 +13,8 @@ import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sealgate._proto import admin_pb2, attestation_pb2, attestation_pb2_grpc, common_pb2
-from sealgate.broker.hpke import MLKEM768_X25519
 from sealgate.node.agent import AgentError, NodeAgent, explain
+from sealgate.protocol.hpke import MLKEM768_X25519
 from sealgate.service.auth import generate_operator_key, mint_operator_token
 from sealgate.service.config import OperatorKey
 from sealgate.testing.softnode import SoftwareTpm

@@ -338,10 +338,10 @@ def _human(doc: dict[str, Any], indent: str = "") -> None:
 
 def _refval_add(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
-    from sealgate.node.agent import PLATFORMS
+    from sealgate.protocol import PLATFORM_ENUM
 
     v = admin_pb2.ReferenceValue(
-        platform=PLATFORMS[a.platform],
+        platform=PLATFORM_ENUM[a.platform],
         set_name=a.set_name,
         name=a.name,
         value=a.value,
@@ -354,11 +354,11 @@ def _refval_add(a: argparse.Namespace, stub: Any, md: Any) -> Any:
 
 def _refval_list(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
-    from sealgate.node.agent import PLATFORMS
+    from sealgate.protocol import PLATFORM_ENUM
 
     req = admin_pb2.ListReferenceValuesRequest(set_name=a.set_name or "")
     if a.platform:
-        req.platform = PLATFORMS[a.platform]
+        req.platform = PLATFORM_ENUM[a.platform]
     return stub.ListReferenceValues(req, metadata=md, timeout=a.timeout)
 
 
@@ -493,10 +493,10 @@ def _node_forget(a: argparse.Namespace, stub: Any, md: Any) -> Any:
 
 def _identity_revoke(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
-    from sealgate.node.agent import PLATFORMS
+    from sealgate.protocol import PLATFORM_ENUM
 
     req = admin_pb2.RevokeIdentityRequest(
-        platform=PLATFORMS[a.platform], identity=a.identity, reason=a.reason
+        platform=PLATFORM_ENUM[a.platform], identity=a.identity, reason=a.reason
     )
     return stub.RevokeIdentity(req, metadata=md, timeout=a.timeout)
 
@@ -511,9 +511,9 @@ def _revocation_list(a: argparse.Namespace, stub: Any, md: Any) -> Any:
 
 def _revocation_lift(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate._proto import admin_pb2
-    from sealgate.node.agent import PLATFORMS
+    from sealgate.protocol import PLATFORM_ENUM
 
-    req = admin_pb2.LiftRevocationRequest(platform=PLATFORMS[a.platform], identity=a.identity)
+    req = admin_pb2.LiftRevocationRequest(platform=PLATFORM_ENUM[a.platform], identity=a.identity)
     return stub.LiftRevocation(req, metadata=md, timeout=a.timeout)
 
 
