@@ -45,7 +45,7 @@ def test_every_domain_error_maps_to_its_status() -> None:
     assert STATUS == EXPECTED
 
 
-@pytest.mark.parametrize("cls", sorted(EXPECTED, key=lambda c: c.__name__))
+@pytest.mark.parametrize("cls", sorted(EXPECTED, key=str))
 def test_rich_status_carries_status_and_code(cls: type[E.ServiceError]) -> None:
     err = cls("component.sub.event", "what happened")
     assert status_of(err) == EXPECTED[cls]

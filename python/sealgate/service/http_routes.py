@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from sealgate.service.core import Verifier
-from sealgate.service.metrics import Metrics, MetricsShare
+from sealgate.service.metrics import CONTENT_TYPE, Metrics
 from sealgate.service.sideport import Route
 
 
@@ -13,13 +13,11 @@ def http_routes(
     core: Verifier,
     metrics: Metrics,
     ready: threading.Event,
-    share: MetricsShare | None,
 ) -> dict[str, Route]:
     """The side port's GET routes: path → handler (run on a side port thread)."""
 
     def metrics_page() -> tuple[int, bytes, str]:
-        others = share.others() if share is not None else []
-        return 200, metrics.render(others).encode(), "text/plain; version=0.0.4"
+        return 200, metrics.render().encode(), CONTENT_TYPE
 
     def jwks() -> tuple[int, bytes, str]:
         return 200, core.jwks_json().encode(), "application/jwk-set+json"

@@ -32,7 +32,7 @@ from sealgate.service.config import ServiceConfig
 from sealgate.service.core import Verifier
 from sealgate.service.housekeeping import Housekeeper
 from sealgate.service.http_routes import http_routes
-from sealgate.service.metrics import Metrics, MetricsShare
+from sealgate.service.metrics import Metrics
 from sealgate.service.platforms import PlatformRegistry
 from sealgate.service.ratelimit import RateLimiter
 from sealgate.service.servicer import add_service
@@ -90,7 +90,6 @@ class RunningServer:
     _ready: threading.Event
     _loop: _Loop
     _pool: futures.ThreadPoolExecutor
-    _share: MetricsShare | None = None
     _housekeeper: Housekeeper | None = None
     _checkpoints: CheckpointThread | None = None
 
@@ -101,8 +100,6 @@ class RunningServer:
             self._loop.run(self.health.enter_graceful_shutdown(), 5)
             self._loop.run(self.server.stop(grace), grace + 5)
         finally:
-            if self._share is not None and self._http is None:
-                self._share.stop(self.metrics)
             if self._http is not None:
                 with contextlib.suppress(Exception):
                     self._loop.run(self._http.close(), 10)
@@ -159,12 +156,11 @@ def create_server(
     platforms: PlatformRegistry | None = None,
     http: bool = True,
     reuse_port: bool = False,
-    share: MetricsShare | None = None,
 ) -> RunningServer:
     """Build and start the server; ``listen`` port 0 picks a free port (tests).
 
-    ``share``: with several worker processes, where they exchange metrics snapshots; the
-    one serving HTTP reads the others', the others publish theirs."""
+    ``http``: serve the HTTP side port (with several worker processes only the first does;
+    its /metrics reads every worker's, see ``sealgate.service.metrics``)."""
     import os
 
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -188,7 +184,7 @@ def create_server(
     if http:
         host, _, p = cfg.http_listen.rpartition(":")
         httpd = SidePort(
-            http_routes(core, metrics, ready, share),
+            http_routes(core, metrics, ready),
             timeout=cfg.limits.http_timeout,
             max_connections=cfg.limits.http_max_connections,
         )
@@ -206,8 +202,6 @@ def create_server(
         "sealgate",
         {"listen": cfg.listen, "tls": cfg.tls, "platforms": core.platforms.available()},
     )
-    if share is not None and not http:
-        share.start_publishing(metrics)
     housekeeper = Housekeeper(st)
     housekeeper.start()
     checkpoints = CheckpointThread(core.checkpointer)
@@ -233,7 +227,6 @@ def create_server(
         ready,
         loop,
         pool,
-        share,
         housekeeper,
         checkpoints,
     )
