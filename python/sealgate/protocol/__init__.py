@@ -2,7 +2,7 @@
 ``info`` of a key release (``sealgate.protocol.hpke``), the runtime key as a JWK and its
 thumbprint, and the names of the platform and suite enums of the wire protocol.
 
-Both sides import this module; neither imports the other's (DESIGN.md "Protocol").
+Both sides import this module; neither imports the other's (README "gRPC API").
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sealgate._proto import attestation_pb2, common_pb2
 from sealgate.protocol.hpke import MLKEM768_X25519, X25519
 
 #: The node binds its runtime key into the evidence as SHA-512(nonce ‖ runtime_public_key)
-#: (DESIGN.md "Protocol" step 2): all 64 bytes as SNP/TDX report_data, the first 32 as the
+#: (README "gRPC API", Binding): all 64 bytes as SNP/TDX report_data, the first 32 as the
 #: TPM quote's extraData.
 BINDING_SIZE = 64
 TPM_BINDING_SIZE = 32

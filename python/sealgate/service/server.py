@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import threading
 from collections.abc import Coroutine
 from concurrent import futures
@@ -40,6 +39,8 @@ from sealgate.service.sideport import SidePort
 from sealgate.storage import Storage
 from sealgate.storage.sqlite import SqliteStorage
 
+# parse_bulk_reference_values lives with the Admin servicer; it is re-exported because the
+# document tests import it from here.
 __all__ = [
     "RunningServer",
     "build_auth",
@@ -47,8 +48,6 @@ __all__ = [
     "ensure_bootstrap_operator",
     "parse_bulk_reference_values",
 ]
-
-log = logging.getLogger("sealgate.service")
 
 ATTESTATION_SERVICE = "sealgate.v1.Attestation"
 ADMIN_SERVICE = "sealgate.v1.Admin"

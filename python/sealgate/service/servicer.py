@@ -20,9 +20,7 @@ from sealgate.service.core import Verifier
 from sealgate.service.grpc_errors import rich_status, status_of, to_service_error
 from sealgate.service.metrics import Metrics
 
-Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-T = TypeVar("T")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
