@@ -6,14 +6,10 @@ import argparse
 import json
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-from sealgate.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from sealgate.cli.client import add_client_args, channel, read_key_file, rpc_error
+from sealgate.errors import UsageError
 
 
 def register(sub: Any) -> None:

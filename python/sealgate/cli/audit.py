@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sealgate.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
 
 
 def register(sub: Any) -> None:

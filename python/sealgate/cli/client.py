@@ -11,13 +11,9 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sealgate.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
-
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 

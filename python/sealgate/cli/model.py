@@ -7,14 +7,10 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from sealgate.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from sealgate.cli.client import read_key_file, safe_name
+from sealgate.errors import UsageError
 
 
 def register(sub: Any) -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 
 def register(sub: Any) -> None:
@@ -24,6 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from sealgate.service.config import load_config
+    from sealgate.service.supervisor import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = load_config(
@@ -33,6 +31,4 @@ def _serve(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         workers=args.workers,
     )
-    from sealgate.service.supervisor import serve
-
     return serve(cfg, args.grace)
