@@ -295,28 +295,38 @@ def test_metrics_cover_every_worker(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         assert "serving gRPC" in proc.stdout.readline()
-        calls = 16
-        for i in range(calls):
+        run_dir = tmp_path / "data" / "run" / "prometheus"
+
+        def workers_recorded() -> int:
+            # One value file per process id: a worker's appears with its first call.
+            return len(list(run_dir.glob("counter_*.db")))
+
+        # At least 16 calls, and on until both workers have answered some (the second
+        # may still be starting when the first announces itself); bounded in count and time.
+        calls = 0
+        deadline = time.monotonic() + 30
+        while calls < 16 or (workers_recorded() < 2 and calls < 200):
+            if time.monotonic() > deadline:
+                break
             # A connection per call, so SO_REUSEPORT spreads them over both workers.
             opts = [("grpc.use_local_subchannel_pool", 1)]
             with grpc.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
                 attestation_pb2_grpc.AttestationStub(ch).Challenge(
                     attestation_pb2.ChallengeRequest(
-                        platform=common_pb2.PLATFORM_TPM, node_id=f"m{i}"
+                        platform=common_pb2.PLATFORM_TPM, node_id=f"m{calls}"
                     ),
                     timeout=10,
                 )
+            calls += 1
         want = f'sealgate_rpc_total{{method="Challenge",code="OK"}} {calls}'
         text = ""
+        published = workers_recorded() >= 2
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             url = f"http://127.0.0.1:{http_port}/metrics"
             with urllib.request.urlopen(url, timeout=5) as r:
                 text = r.read().decode()
-            # Both workers' value files (one per process id) are in the multiprocess dir.
-            files = (tmp_path / "data" / "run" / "prometheus").glob("counter_*.db")
-            published = len(list(files)) >= 2
-            if has_sample(text, want) and published:
+            if has_sample(text, want):
                 break
             time.sleep(0.3)
         assert has_sample(text, want), text
