@@ -59,7 +59,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sealgate import _core
 from sealgate._proto import admin_pb2, admin_pb2_grpc, attestation_pb2, attestation_pb2_grpc
-from sealgate.node.agent import PLATFORMS, NodeAgent
+from sealgate.node.agent import NodeAgent
+from sealgate.protocol import PLATFORM_ENUM
 from sealgate.service.auth import mint_operator_token
 from sealgate.testing.softnode import SoftwareCa, SoftwareSnp, SoftwareTdx, SoftwareTpm
 
@@ -172,7 +173,7 @@ async def run_clients(
                 try:
                     ch = await stub.Challenge(
                         attestation_pb2.ChallengeRequest(
-                            platform=PLATFORMS[agent.collector.platform], node_id=agent.node_id
+                            platform=PLATFORM_ENUM[agent.collector.platform], node_id=agent.node_id
                         ),
                         timeout=30,
                     )

@@ -11,9 +11,13 @@ from typing import Any
 
 import jwt
 import pytest
-from sealgate.broker import runtime_binding
 from sealgate.broker.audit import AuditLog, decode_entry
-from sealgate.broker.hpke import (
+from sealgate.broker.kek import KekError, LocalKeyFileProvider
+from sealgate.broker.keys import ModelKeys
+from sealgate.broker.tokens import EAR_PROFILE, ROTATION_GRACE, TokenError, TokenIssuer
+from sealgate.errors import UsageError
+from sealgate.protocol import runtime_binding
+from sealgate.protocol.hpke import (
     MLKEM768_X25519,
     X25519,
     RuntimeKeyPair,
@@ -23,10 +27,6 @@ from sealgate.broker.hpke import (
     release_info,
     seal,
 )
-from sealgate.broker.kek import KekError, LocalKeyFileProvider
-from sealgate.broker.keys import ModelKeys
-from sealgate.broker.tokens import EAR_PROFILE, ROTATION_GRACE, TokenError, TokenIssuer
-from sealgate.errors import UsageError
 from sealgate.storage.sqlite import SqliteStorage
 
 

@@ -1,5 +1,5 @@
 """sealgate-loadgen (rust/loadgen), the service benchmark's load generator: its HPKE open
-against keys sealed by sealgate.broker.hpke, and short real runs against a live server.
+against keys sealed by sealgate.protocol.hpke, and short real runs against a live server.
 
 `make test` builds the binary first (`cargo test --workspace --release` builds it for
 rust/loadgen/tests/cli.rs); without it these tests skip.
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
-from sealgate.broker.hpke import X25519, release_info, seal
+from sealgate.protocol.hpke import X25519, release_info, seal
 
 from tests.service.conftest import TPM_POLICY, Env, make_env  # noqa: F401  (fixture)
 

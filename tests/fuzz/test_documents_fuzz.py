@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sealgate import tpm
 from sealgate.appraise.policy import canonical_json, parse_policy
-from sealgate.broker.hpke import SUITES
 from sealgate.documents import load_document
 from sealgate.errors import SealgateError
 from sealgate.node.session import _FIELDS, FORMAT, parse_session
+from sealgate.protocol.hpke import SUITES
 from sealgate.service.config import load_config
 from sealgate.service.server import parse_bulk_reference_values
 from sealgate.tdx.collateral import load_collateral_json

@@ -151,11 +151,12 @@ def test_policy_without_measurement_refused_and_explicit_any_audited(core: Verif
     import grpc
     from sealgate.broker.audit import decode_entry
     from sealgate.service.errors import ServiceError
+    from sealgate.service.grpc_errors import status_of
 
     for doc in ('{"platforms": {"snp": {}}}', '{"platforms": {"tdx": {"tcb_statuses": ["x"]}}}'):
         with pytest.raises(ServiceError) as e:
             core.put_policy("op", "k", doc)
-        assert e.value.status == grpc.StatusCode.INVALID_ARGUMENT
+        assert status_of(e.value) == grpc.StatusCode.INVALID_ARGUMENT
         assert e.value.code == "policy.document.no_measurement"
     assert core.st.get_policy("k") is None and _events(core) == []
     core.put_policy("op", "k", '{"platforms": {"snp": {"allow_any_measurement": true}}}')

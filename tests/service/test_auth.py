@@ -12,7 +12,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from sealgate._proto import admin_pb2
-from sealgate.broker.hpke import jwk_thumbprint
+from sealgate.protocol.hpke import jwk_thumbprint
 from sealgate.service.auth import (
     AUDIENCE,
     AuthError,

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from sealgate._proto import admin_pb2
-from sealgate.broker.hpke import MLKEM768_X25519, X25519, RuntimeKeyPair
 from sealgate.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
 from sealgate.errors import UsageError
 from sealgate.node.session import FORMAT, MAX_SESSION_BYTES, read_session
+from sealgate.protocol.hpke import MLKEM768_X25519, X25519, RuntimeKeyPair
 from sealgate.testing.softnode import SoftwareTpm
 from sealgate.testing.swtpm import Swtpm, tools_available
 

@@ -26,6 +26,8 @@ from sealgate.service.platforms import (
 )
 from sealgate.service.server import create_server
 
+from tests.service.promtext import has_sample
+
 BIN = str(Path(sys.executable).parent / "sealgate")
 
 
@@ -261,23 +263,27 @@ def test_http_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
     srv.stop(grace=1)
 
 
-def test_metrics_add_up_sibling_snapshots() -> None:
-    from sealgate.service.metrics import Metrics
+def test_metrics_add_up_sibling_snapshots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two worker processes record into one multiprocess directory (prometheus_client's
+    multiprocess mode, as ``serve --workers`` sets it up); a scrape adds them up."""
+    from sealgate.service.metrics import MULTIPROC_ENV, Metrics
 
-    a, b = Metrics(), Metrics()
-    a.rpc("Attest", "OK", 0.003)
-    b.rpc("Attest", "OK", 0.2)
-    b.decision("tpm", "granted", 2)
-    text = a.render([b.snapshot(), {"rpcs": "junk"}, {"nonsense": 1}])
-    assert 'sealgate_rpc_total{method="Attest",code="OK"} 2' in text
-    assert 'sealgate_rpc_duration_seconds_bucket{method="Attest",le="0.005"} 1' in text
-    assert 'sealgate_rpc_duration_seconds_count{method="Attest"} 2' in text
-    assert 'sealgate_key_decisions_total{platform="tpm",outcome="granted"} 2' in text
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    for calls in ('m.rpc("Attest", "OK", 0.003)',
+                  'm.rpc("Attest", "OK", 0.2); m.decision("tpm", "granted", 2)'):  # fmt: skip
+        code = f"from sealgate.service.metrics import Metrics; m = Metrics(); {calls}"
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    text = Metrics().render()
+    assert has_sample(text, 'sealgate_rpc_total{method="Attest",code="OK"} 2')
+    assert has_sample(text, 'sealgate_rpc_duration_seconds_bucket{method="Attest",le="0.005"} 1')
+    assert has_sample(text, 'sealgate_rpc_duration_seconds_count{method="Attest"} 2')
+    assert has_sample(text, 'sealgate_key_decisions_total{platform="tpm",outcome="granted"} 2')
 
 
 def test_metrics_cover_every_worker(tmp_path: Path) -> None:
     """With --workers 2 only the first process serves HTTP; /metrics still counts calls
-    answered by the other (its snapshot is published every second)."""
+    answered by the other (read from its multiprocess value files)."""
     import urllib.request
 
     port, http_port = _port(), _port()
@@ -289,30 +295,67 @@ def test_metrics_cover_every_worker(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         assert "serving gRPC" in proc.stdout.readline()
-        calls = 16
-        for i in range(calls):
+        run_dir = tmp_path / "data" / "run" / "prometheus"
+
+        def workers_recorded() -> int:
+            # One value file per process id: a worker's appears with its first call.
+            return len(list(run_dir.glob("counter_*.db")))
+
+        # At least 16 calls, and on until both workers have answered some (the second
+        # may still be starting when the first announces itself); bounded in count and time.
+        calls = 0
+        deadline = time.monotonic() + 30
+        while calls < 16 or (workers_recorded() < 2 and calls < 200):
+            if time.monotonic() > deadline:
+                break
             # A connection per call, so SO_REUSEPORT spreads them over both workers.
             opts = [("grpc.use_local_subchannel_pool", 1)]
             with grpc.insecure_channel(f"127.0.0.1:{port}", options=opts) as ch:
                 attestation_pb2_grpc.AttestationStub(ch).Challenge(
                     attestation_pb2.ChallengeRequest(
-                        platform=common_pb2.PLATFORM_TPM, node_id=f"m{i}"
+                        platform=common_pb2.PLATFORM_TPM, node_id=f"m{calls}"
                     ),
                     timeout=10,
                 )
+            calls += 1
         want = f'sealgate_rpc_total{{method="Challenge",code="OK"}} {calls}'
         text = ""
+        published = workers_recorded() >= 2
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             url = f"http://127.0.0.1:{http_port}/metrics"
             with urllib.request.urlopen(url, timeout=5) as r:
                 text = r.read().decode()
-            published = (tmp_path / "data" / "run" / "metrics-1.json").exists()
-            if want in text and published:
+            if has_sample(text, want):
                 break
             time.sleep(0.3)
-        assert want in text, text
+        assert has_sample(text, want), text
         assert published
     finally:
         out = _stop(proc)
     assert proc.returncode == 0, out
+
+
+def test_metrics_escape_label_values() -> None:
+    """A label value with a quote, backslash or newline stays one well-formed sample."""
+    from sealgate.service.metrics import Metrics
+
+    from tests.service.promtext import samples
+
+    m = Metrics()
+    odd = 'a"b\\c\nd'
+    m.decision(odd, "granted", 3)
+    want = ("sealgate_key_decisions_total", frozenset({("platform", odd), ("outcome", "granted")}))
+    assert (*want, 3.0) in samples(m.render())
+
+
+def test_multiprocess_dir_starts_empty(tmp_path: Path) -> None:
+    """Value files left by an earlier run would be counted again: the directory is reset."""
+    from sealgate.service.metrics import multiprocess_dir, reset_multiprocess_dir
+
+    d = multiprocess_dir(tmp_path)
+    d.mkdir(parents=True)
+    (d / "counter_12345.db").write_bytes(b"stale")
+    reset_multiprocess_dir(d)
+    assert d.is_dir() and not any(d.iterdir())
+    assert d.stat().st_mode & 0o777 == 0o700

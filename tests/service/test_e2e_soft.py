@@ -13,13 +13,14 @@ import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sealgate._proto import admin_pb2, attestation_pb2, attestation_pb2_grpc, common_pb2
-from sealgate.broker.hpke import MLKEM768_X25519
 from sealgate.node.agent import AgentError, NodeAgent, explain
+from sealgate.protocol.hpke import MLKEM768_X25519
 from sealgate.service.auth import generate_operator_key, mint_operator_token
 from sealgate.service.config import OperatorKey
 from sealgate.testing.softnode import SoftwareTpm
 
 from tests.service.conftest import TPM_POLICY, Env
+from tests.service.promtext import has_sample
 
 
 def _md(token: str) -> tuple[tuple[str, str | bytes], ...]:
@@ -366,7 +367,7 @@ def test_http_side_port_health_and_reflection(env: Env) -> None:
     )
     with urllib.request.urlopen(base + "/metrics", timeout=5) as r:  # noqa: S310
         text = r.read().decode()
-    assert 'sealgate_rpc_total{method="Challenge",code="OK"} 1' in text
+    assert has_sample(text, 'sealgate_rpc_total{method="Challenge",code="OK"} 1')
     hs = health_pb2_grpc.HealthStub(env.channel)
     st = hs.Check(health_pb2.HealthCheckRequest(service="sealgate.v1.Attestation"))
     assert st.status == health_pb2.HealthCheckResponse.SERVING

@@ -13,11 +13,10 @@ from typing import Any
 import grpc
 import pytest
 from sealgate._proto import admin_pb2, attestation_pb2, attestation_pb2_grpc, common_pb2
-from sealgate.broker import runtime_binding
 from sealgate.broker.audit import decode_entry
 from sealgate.node.agent import AgentError, NodeAgent, explain
+from sealgate.protocol import SUITE_ENUM, runtime_binding
 from sealgate.service.auth import mint_operator_token
-from sealgate.service.server import SUITE_ENUM
 from sealgate.testing.softnode import SoftwareSnp, SoftwareTdx, SoftwareTpm
 from sealgate.tpm_enroll import fingerprint, load_certificates
 
@@ -347,7 +346,7 @@ def test_platform_and_node_mismatch_consume_and_audit(env: Env) -> None:
 
 @pytest.mark.parametrize("suite", ["x25519", "mlkem768-x25519"])
 def test_zero_x25519_runtime_key_is_invalid_argument(env: Env, suite: str) -> None:
-    from sealgate.broker.hpke import RuntimeKeyPair
+    from sealgate.protocol.hpke import RuntimeKeyPair
 
     agent, tpm = _tpm_env(env)
     agent.suite = suite

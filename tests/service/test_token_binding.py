@@ -21,10 +21,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sealgate._proto import admin_pb2, admin_pb2_grpc, attestation_pb2, attestation_pb2_grpc
-from sealgate.broker.hpke import jwk, jwk_thumbprint
 from sealgate.broker.kek import LocalKeyFileProvider
 from sealgate.broker.tokens import _aad
 from sealgate.node.agent import AgentError, NodeAgent
+from sealgate.protocol.hpke import jwk, jwk_thumbprint
 from sealgate.service.auth import mint_operator_token
 from sealgate.service.server import create_server
 from sealgate.storage.sqlite import SqliteStorage

@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealgate import __version__
-from sealgate.broker.hpke import jwk_thumbprint
 from sealgate.broker.kek import KekProvider
 from sealgate.errors import SealgateError
+from sealgate.protocol.hpke import jwk_thumbprint
 from sealgate.storage import SigningKeyRecord, Storage
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"

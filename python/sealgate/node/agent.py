@@ -15,19 +15,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from sealgate._proto import attestation_pb2, attestation_pb2_grpc, common_pb2
-from sealgate.broker import runtime_binding
-from sealgate.broker.hpke import MLKEM768_X25519, X25519, RuntimeKeyPair
 from sealgate.errors import SealgateError
-
-PLATFORMS = {
-    "tpm": common_pb2.PLATFORM_TPM,
-    "snp": common_pb2.PLATFORM_SNP,
-    "tdx": common_pb2.PLATFORM_TDX,
-}
-SUITES = {
-    X25519: attestation_pb2.HPKE_SUITE_X25519_SHA256_AES256GCM,
-    MLKEM768_X25519: attestation_pb2.HPKE_SUITE_MLKEM768X25519_SHA256_AES256GCM,
-}
+from sealgate.protocol import PLATFORM_ENUM, SUITE_ENUM, runtime_binding
+from sealgate.protocol.hpke import X25519, RuntimeKeyPair
 
 
 class Collector(Protocol):
@@ -146,7 +136,7 @@ class NodeAgent:
         ch = self._call(
             self.stub.Challenge,
             attestation_pb2.ChallengeRequest(
-                platform=PLATFORMS[self.collector.platform], node_id=self.node_id
+                platform=PLATFORM_ENUM[self.collector.platform], node_id=self.node_id
             ),
         )
         assert isinstance(ch, attestation_pb2.ChallengeResponse)
@@ -163,7 +153,7 @@ class NodeAgent:
             node_id=self.node_id,
             evidence=evidence,
             runtime_public_key=self.runtime.public_bytes,
-            suite=SUITES[self.suite],
+            suite=SUITE_ENUM[self.suite],
             key_ids=key_ids,
         )
 
@@ -201,7 +191,7 @@ class NodeAgent:
             attestation_pb2.ReleaseKeyRequest(
                 token=token,
                 runtime_public_key=self.runtime.public_bytes,
-                suite=SUITES[self.suite],
+                suite=SUITE_ENUM[self.suite],
                 key_ids=key_ids,
             ),
         )

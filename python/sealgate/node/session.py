@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealgate.broker.hpke import SUITES, RuntimeKeyPair
 from sealgate.documents import load_document
 from sealgate.errors import SealgateError, UsageError
+from sealgate.protocol.hpke import SUITES, RuntimeKeyPair
 
 SESSION_FILE = "session.json"
 FORMAT = "sealgate.node.session/1"

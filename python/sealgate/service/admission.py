@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from sealgate.service import errors as E
 from sealgate.service.config import Limits
+from sealgate.service.grpc_errors import rich_status, status_of
 from sealgate.service.metrics import Metrics
 
 log = logging.getLogger("sealgate.service")
@@ -110,7 +111,7 @@ class _Ticket:
 
 
 def _busy(code: str, message: str) -> E.ServiceError:
-    return E.ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, code, message)
+    return E.ResourceExhausted(code, message)
 
 
 class Admission:
@@ -182,8 +183,6 @@ def _decrement(counts: dict[str, int], key: str) -> None:
 
 
 async def _abort(context: Ctx, err: E.ServiceError) -> None:
-    from sealgate.service.server import rich_status
-
     await context.abort_with_status(rich_status(err))
 
 
@@ -220,7 +219,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             try:
                 return adm.enter(peer_key(context.peer()), streaming)
             except _Refused as r:
-                metrics.rpc(name, r.err.status.name, 0.0)
+                metrics.rpc(name, status_of(r.err).name, 0.0)
                 await _abort(context, r.err)
                 raise AssertionError("abort returned") from None  # it raises
 
@@ -234,8 +233,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                     adm.received(t)
                 return msg
             except TimeoutError:
-                err = E.ServiceError(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                err = E.DeadlineExceeded(
                     "service.limits.request_timeout",
                     f"request message not received within {adm.request_timeout:g} s",
                 )
@@ -245,15 +243,15 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                     raise  # the client cancelled, or the server stops
                 task.uncancel()
                 err = _busy("service.limits.server_busy", "server at its call limit")
-            metrics.rpc(name, err.status.name, time.perf_counter() - t0)
+            metrics.rpc(name, status_of(err).name, time.perf_counter() - t0)
             await _abort(context, err)
             raise AssertionError("abort returned")  # it raises
 
         async def first(context: Ctx, t: _Ticket, t0: float) -> Any:
             msg = await read(context, t, t0, True)
             if msg is grpc.aio.EOF:
-                err = E.invalid("service.request.malformed", "no request message")
-                metrics.rpc(name, err.status.name, time.perf_counter() - t0)
+                err = E.Invalid("service.request.malformed", "no request message")
+                metrics.rpc(name, status_of(err).name, time.perf_counter() - t0)
                 await _abort(context, err)
             return msg
 

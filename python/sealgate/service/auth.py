@@ -18,9 +18,9 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sealgate.broker.hpke import jwk_thumbprint
 from sealgate.broker.tokens import ec_public_jwk, numeric_date
 from sealgate.errors import SealgateError
+from sealgate.protocol.hpke import jwk_thumbprint
 
 AUDIENCE = "sealgate-admin"
 #: Operator tokens are short-lived: at most an hour between iat and exp.

@@ -19,25 +19,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sealgate.appraise import (
-    Appraisal,
-    PolicyFailure,
-    appraise,
-    ear_status,
-)
+from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status
 from sealgate.appraise.policy import canonical
-from sealgate.broker import runtime_binding
 from sealgate.broker.audit import AuditLog, AuditVerdict
 from sealgate.broker.checkpoint import Checkpointer, CheckpointStore, log_origin
-from sealgate.broker.hpke import jwk, jwk_thumbprint, release_info, seal
 from sealgate.broker.kek import KekProvider, LocalKeyFileProvider
 from sealgate.broker.keys import ModelKeys, check_key_id
 from sealgate.broker.nonces import Challenges
 from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
+from sealgate.protocol import runtime_binding
+from sealgate.protocol.hpke import jwk, jwk_thumbprint, release_info, seal
 from sealgate.result import VerifyResult
 from sealgate.service import errors as E
 from sealgate.service.cache import ConfigCache, ConfigView
@@ -152,7 +146,7 @@ class Verifier:
     # -- Attestation --------------------------------------------------------------------
     def challenge(self, platform: str, node_id: str) -> tuple[str, bytes, int]:
         if self.platforms.get(platform) is None:
-            raise E.unimplemented(
+            raise E.Unimplemented(
                 "service.platform.unavailable",
                 f"platform {platform or 'unspecified'} is not "
                 f"available here (available: {', '.join(self.platforms.available())})",
@@ -212,7 +206,7 @@ class Verifier:
     ) -> AttestOutcome:
         verifier = self.platforms.get(platform)
         if verifier is None:
-            raise E.unimplemented(
+            raise E.Unimplemented(
                 "service.platform.unavailable",
                 f"platform {platform or 'unspecified'} is not available here",
             )
@@ -220,7 +214,7 @@ class Verifier:
         try:
             rk_jwk = jwk(suite, runtime_public_key)
         except UsageError as e:
-            raise E.invalid(e.code, e.message) from None
+            raise E.Invalid(e.code, e.message) from None
         # Read now, consume at the end in the transaction that records the decision (one
         # write-lock section per Attest instead of two); a concurrent second use of the same
         # challenge then loses there and gets nothing (``_complete``).
@@ -231,7 +225,7 @@ class Verifier:
                 node_id or "-",
                 {"challenge_id": challenge_id[:64], "code": "attest.challenge.invalid"},
             )
-            raise E.precondition(
+            raise E.Precondition(
                 "attest.challenge.invalid",
                 "challenge unknown, already used or expired; request a new one",
             )
@@ -239,13 +233,13 @@ class Verifier:
         # transaction (``_refuse`` / ``_complete``).
         if ch.platform != platform:
             self._refuse(ch.id, node_id, "attest.challenge.platform_mismatch")
-            raise E.precondition(
+            raise E.Precondition(
                 "attest.challenge.platform_mismatch",
                 f"challenge was issued for {ch.platform}, evidence is {platform}",
             )
         if ch.node_id and node_id != ch.node_id:
             self._refuse(ch.id, node_id, "attest.challenge.node_mismatch")
-            raise E.precondition(
+            raise E.Precondition(
                 "attest.challenge.node_mismatch", "challenge was issued to another node"
             )
         node: Node | None = None
@@ -256,15 +250,15 @@ class Verifier:
             node = self.st.get_node(node_id) if node_id else None
             if node is None:
                 self._refuse(ch.id, node_id, "tpm.ak.unenrolled")
-                raise E.denied("tpm.ak.unenrolled", f"node {node_id!r} has no enrolled AK")
+                raise E.Denied("tpm.ak.unenrolled", f"node {node_id!r} has no enrolled AK")
             if node.revoked:
                 self._refuse(ch.id, node_id, "tpm.ak.revoked")
-                raise E.denied("tpm.ak.revoked", f"node {node_id!r} has been revoked")
+                raise E.Denied("tpm.ak.revoked", f"node {node_id!r} has been revoked")
             ids = tpm_identities(node.ek_fingerprint, node.ak_name)
             mark, revoked = self._revoked(platform, ids)
             if revoked:
                 self._refuse(ch.id, node_id, "tpm.ak.revoked", revoked=revoked)
-                raise E.denied("tpm.ak.revoked", f"node {node_id!r}: its TPM has been revoked")
+                raise E.Denied("tpm.ak.revoked", f"node {node_id!r}: its TPM has been revoked")
         binding = runtime_binding(ch.nonce, runtime_public_key)
         roots = self.cfg.snp_roots if platform == "snp" else self.cfg.tdx_roots
         try:
@@ -295,14 +289,14 @@ class Verifier:
             ids = identities(platform, result.claims)
             if not ids:
                 self._refuse(ch.id, node_id, "attest.identity.missing")
-                raise E.denied(
+                raise E.Denied(
                     "attest.identity.missing",
                     "verified evidence names no hardware identity: revocation cannot be checked",
                 )
             mark, revoked = self._revoked(platform, ids)
             if revoked:
                 self._refuse(ch.id, node_id, "attest.identity.revoked", revoked=revoked)
-                raise E.denied(
+                raise E.Denied(
                     "attest.identity.revoked", f"{platform} identity {revoked[0]} is revoked"
                 )
         jkt = jwk_thumbprint(rk_jwk)
@@ -387,16 +381,16 @@ class Verifier:
                 "-",
                 {"challenge_id": challenge_id[:64], "code": "attest.challenge.invalid"},
             )
-            raise E.precondition(
+            raise E.Precondition(
                 "attest.challenge.invalid",
                 "challenge unknown, already used or expired; request a new one",
             )
 
     def _check_keys_request(self, key_ids: list[str]) -> None:
         if not key_ids:
-            raise E.invalid("service.request.no_keys", "ask for at least one key id")
+            raise E.Invalid("service.request.no_keys", "ask for at least one key id")
         if len(key_ids) > self.cfg.limits.max_keys_per_request:
-            raise E.invalid(
+            raise E.Invalid(
                 "service.limits.too_many_keys",
                 f"at most {self.cfg.limits.max_keys_per_request} key ids",
             )
@@ -406,7 +400,7 @@ class Verifier:
             try:
                 check_key_id(k)
             except UsageError as e:
-                raise E.invalid(e.code, e.message) from None
+                raise E.Invalid(e.code, e.message) from None
 
     def _release(
         self,
@@ -465,19 +459,19 @@ class Verifier:
         try:
             claims = self.tokens.verify(token, generation=view.generation)
         except TokenError as e:
-            raise E.denied(e.code, e.message) from None
+            raise E.Denied(e.code, e.message) from None
         try:
             jkt = jwk_thumbprint(jwk(suite, runtime_public_key))
         except UsageError as e:
-            raise E.invalid(e.code, e.message) from None
+            raise E.Invalid(e.code, e.message) from None
         if not hmac.compare_digest(jkt, claims["cnf"]["jkt"]):
-            raise E.denied(
+            raise E.Denied(
                 "broker.token.key_mismatch", "runtime key is not the one the token is bound to"
             )
         rec = self.st.get_attestation(claims["jti"])
         if rec is None:
             # Unknown, or purged after its token expired.
-            raise E.denied("broker.token.unknown", "token does not match an attestation")
+            raise E.Denied("broker.token.unknown", "token does not match an attestation")
         self._check_token_record(claims, rec)
         self._check_not_revoked(rec)
         result = VerifyResult(rec.platform, json.loads(rec.claims_json))
@@ -519,7 +513,7 @@ class Verifier:
             rec.node_id or "-",
             {"jti": rec.jti, "code": "broker.token.record_mismatch"},
         )
-        raise E.denied(
+        raise E.Denied(
             "broker.token.record_mismatch",
             "token does not match the attestation it names (binding or lifetime differ)",
         )
@@ -542,11 +536,11 @@ class Verifier:
                 or node.revoked
                 or (node.ek_fingerprint != claims.get("ek_fingerprint"))
             ):
-                raise E.denied("tpm.ak.revoked", f"node {rec.node_id!r} has been revoked")
+                raise E.Denied("tpm.ak.revoked", f"node {rec.node_id!r} has been revoked")
         elif not ids:
-            raise E.denied("attest.identity.missing", "attestation names no hardware identity")
+            raise E.Denied("attest.identity.missing", "attestation names no hardware identity")
         elif dead:
-            raise E.denied(
+            raise E.Denied(
                 "attest.identity.revoked", f"{rec.platform} identity {dead[0]} is revoked"
             )
 
@@ -555,7 +549,7 @@ class Verifier:
         self, *, node_id: str, ek_certificate: bytes, ek_chain: list[bytes], ak_public: bytes
     ) -> EnrollChallenge:
         if not node_id or len(node_id) > 128:
-            raise E.invalid("tpm.enroll.bad_node_id", "node id must be 1..128 characters")
+            raise E.Invalid("tpm.enroll.bad_node_id", "node id must be 1..128 characters")
         try:
             info = verify_ek_chain(
                 ek_certificate, [*ek_chain, *self.ek_intermediates], self.ek_roots
@@ -563,7 +557,7 @@ class Verifier:
             ak = check_ak(ak_public)
         except SealgateError as e:
             self.audit.append("enroll.refused", node_id, {"code": e.code})
-            raise E.denied(e.code, e.message) from None
+            raise E.Denied(e.code, e.message) from None
         assert ak.name is not None
         refusal = self._enroll_refusal(node_id, info.fingerprint, ak.name)
         if refusal is not None:
@@ -606,7 +600,7 @@ class Verifier:
         ids = tpm_identities(ek_fingerprint, ak_name)
         _mark, revoked = self._revoked("tpm", ids)
         if revoked:
-            return E.denied(
+            return E.Denied(
                 "tpm.enroll.revoked",
                 "this TPM's EK or AK is revoked; an operator must lift the revocation",
             ), {"code": "tpm.enroll.revoked", "revoked": revoked}
@@ -614,8 +608,7 @@ class Verifier:
         if bound is not None and bound.ek_fingerprint != ek_fingerprint:
             # A second genuine TPM must not take over a node id (and its name in the audit
             # log): re-binding needs an operator (ForgetNode).
-            return E.ServiceError(
-                grpc.StatusCode.ALREADY_EXISTS,
+            return E.AlreadyExists(
                 "tpm.enroll.node_id_taken",
                 f"node id {node_id!r} is bound to another TPM (EK); an operator must forget "
                 "it first",
@@ -670,11 +663,11 @@ class Verifier:
         if refusal is not None:
             raise refusal
         if wrong:
-            raise E.denied(
+            raise E.Denied(
                 "tpm.enroll.wrong_secret",
                 "ActivateCredential answer is wrong: the AK is not in that TPM",
             )
-        raise E.precondition(
+        raise E.Precondition(
             "tpm.enroll.unknown", "enrollment unknown, already answered or expired"
         )
 
@@ -687,13 +680,13 @@ class Verifier:
     def add_reference_values(self, actor: str, values: list[ReferenceValue]) -> None:
         for v in values:
             if v.platform not in ("tpm", "snp", "tdx"):
-                raise E.invalid("admin.refval.bad_platform", f"platform {v.platform!r}")
+                raise E.Invalid("admin.refval.bad_platform", f"platform {v.platform!r}")
             if not v.name or not v.set_name:
-                raise E.invalid("admin.refval.incomplete", "reference values need set and name")
+                raise E.Invalid("admin.refval.incomplete", "reference values need set and name")
             try:
                 bytes.fromhex(v.value)
             except ValueError:
-                raise E.invalid("admin.refval.bad_value", f"{v.name}: value is not hex") from None
+                raise E.Invalid("admin.refval.bad_value", f"{v.name}: value is not hex") from None
         try:
             with self.st.atomic():
                 self.st.add_reference_values(values)
@@ -703,7 +696,7 @@ class Verifier:
                     {"ids": [v.id for v in values], "sets": sorted({v.set_name for v in values})},
                 )
         except StorageError as e:
-            raise E.ServiceError(grpc.StatusCode.ALREADY_EXISTS, e.code, e.message) from None
+            raise E.AlreadyExists(e.code, e.message) from None
 
     def remove_reference_value(self, actor: str, rv_id: str) -> bool:
         with self.st.atomic():
@@ -717,7 +710,7 @@ class Verifier:
         try:
             canon, policy = canonical(document)
         except UsageError as e:
-            raise E.invalid(e.code, e.message) from None
+            raise E.Invalid(e.code, e.message) from None
         entry: dict[str, Any] = {
             "key_id": key_id,
             "revision": 0,
@@ -745,6 +738,10 @@ class Verifier:
     ) -> ModelKeyRecord:
         try:
             with self.st.atomic():
+                # Checked inside the transaction (it holds the write lock), so no other
+                # writer can create the key between the check and the insert.
+                if self.keys.get(key_id) is not None:
+                    raise E.AlreadyExists("storage.model_key.exists", f"model key {key_id} exists")
                 rec = self.keys.create(key_id, material, description, int(time.time()))
                 self.audit.append(
                     "admin.key.created",
@@ -752,28 +749,20 @@ class Verifier:
                     {"key_id": key_id, "imported": material is not None},
                 )
         except UsageError as e:
-            status = (
-                grpc.StatusCode.ALREADY_EXISTS
-                if e.code.endswith(".exists")
-                else grpc.StatusCode.INVALID_ARGUMENT
-            )
-            raise E.ServiceError(status, e.code, e.message) from None
+            raise E.Invalid(e.code, e.message) from None
         return rec
 
     def rotate_key(self, actor: str, key_id: str, material: bytes | None) -> ModelKeyRecord:
         try:
             with self.st.atomic():
+                if self.keys.get(key_id) is None:
+                    raise E.NotFound("broker.key.not_found", f"no model key {key_id!r}")
                 rec = self.keys.rotate(key_id, material, int(time.time()))
                 self.audit.append(
                     "admin.key.rotated", actor, {"key_id": key_id, "version": rec.current_version}
                 )
         except UsageError as e:
-            status = (
-                grpc.StatusCode.NOT_FOUND
-                if e.code.endswith("not_found")
-                else grpc.StatusCode.INVALID_ARGUMENT
-            )
-            raise E.ServiceError(status, e.code, e.message) from None
+            raise E.Invalid(e.code, e.message) from None
         return rec
 
     def revoke_node(self, actor: str, node_id: str, reason: str = "") -> Node:
@@ -792,7 +781,7 @@ class Verifier:
                     "admin.node.revoked", actor, {"node_id": node_id, "identities": ids}
                 )
         if node is None:
-            raise E.not_found("admin.node.not_found", f"no node {node_id!r}")
+            raise E.NotFound("admin.node.not_found", f"no node {node_id!r}")
         return node
 
     def forget_node(self, actor: str, node_id: str) -> Node:
@@ -807,7 +796,7 @@ class Verifier:
                     {"node_id": node_id, "ek": node.ek_fingerprint, "ak_name": node.ak_name.hex()},
                 )
         if node is None:
-            raise E.not_found("admin.node.not_found", f"no node {node_id!r}")
+            raise E.NotFound("admin.node.not_found", f"no node {node_id!r}")
         return node
 
     @staticmethod
@@ -815,7 +804,7 @@ class Verifier:
         try:
             return parse_identity(platform, identity)
         except ValueError as e:
-            raise E.invalid("admin.revocation.bad_identity", str(e)) from None
+            raise E.Invalid("admin.revocation.bad_identity", str(e)) from None
 
     def revoke_identity(
         self, actor: str, platform: str, identity: str, reason: str = ""
@@ -847,7 +836,7 @@ class Verifier:
                     {"platform": platform, "identity": ident, "seq": rev.seq, "nodes": restored},
                 )
         if rev is None:
-            raise E.not_found(
+            raise E.NotFound(
                 "admin.revocation.not_found", f"{platform} identity {ident} is not revoked"
             )
         return rev

@@ -1,32 +1,57 @@
-"""Service failures: a gRPC status, a stable code and a message safe to show a client."""
+"""Service failures as domain errors: what went wrong, a stable code and a message safe to
+show a client. Nothing here knows gRPC: the adapter maps each type to a status in one table
+(``sealgate.service.grpc_errors.STATUS``), and a test checks every type below is in it.
+"""
 
 from __future__ import annotations
 
-import grpc
 from sealgate.errors import SealgateError
 
 
 class ServiceError(SealgateError):
-    def __init__(self, status: grpc.StatusCode, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.status = status
+    """A refusal the service answers with; the subclass says which kind."""
 
 
-def invalid(code: str, message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, code, message)
+class Invalid(ServiceError):
+    """The request itself is wrong (malformed, out of limits, unknown suite, ...)."""
 
 
-def denied(code: str, message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.PERMISSION_DENIED, code, message)
+class NotFound(ServiceError):
+    """The named object (node, key, revocation) does not exist."""
 
 
-def precondition(code: str, message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, code, message)
+class AlreadyExists(ServiceError):
+    """The object to create exists, or the identity is bound elsewhere."""
 
 
-def not_found(code: str, message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.NOT_FOUND, code, message)
+class Unauthenticated(ServiceError):
+    """No valid credential came with the call."""
 
 
-def unimplemented(code: str, message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.UNIMPLEMENTED, code, message)
+class Denied(ServiceError):
+    """The caller or its evidence may not have what it asked for."""
+
+
+class Precondition(ServiceError):
+    """The request is well formed but the system is not in a state to honour it (a
+    challenge that expired, evidence that does not verify)."""
+
+
+class ResourceExhausted(ServiceError):
+    """A rate limit or admission cap refused the call; the client may retry later."""
+
+
+class DeadlineExceeded(ServiceError):
+    """The request did not arrive within the server's bound."""
+
+
+class Unavailable(ServiceError):
+    """A dependency (the database, the KEK provider) is not reachable; fail closed."""
+
+
+class Unimplemented(ServiceError):
+    """This deployment does not offer what was asked (a platform not configured)."""
+
+
+class Internal(ServiceError):
+    """An unexpected failure; the message carries a reference for the log, nothing else."""

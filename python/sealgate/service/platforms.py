@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from sealgate import tpm
-from sealgate.broker import TPM_BINDING_SIZE
 from sealgate.errors import UsageError
+from sealgate.protocol import TPM_BINDING_SIZE
 from sealgate.result import VerifyResult
 from sealgate.service.config import ServiceConfig
 from sealgate.storage import Node

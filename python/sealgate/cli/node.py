@@ -1,0 +1,156 @@
+"""``sealgate node ...``: the serving-node agent (attest, receive and refetch model keys)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sealgate.cli.client import add_client_args, channel, safe_name, write_secret
+from sealgate.errors import UsageError
+
+if TYPE_CHECKING:
+    from sealgate.node.agent import NodeResult
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("node", help="serving-node agent")
+    nsub = p.add_subparsers(dest="node_command", required=True, parser_class=type(p))
+    r = nsub.add_parser("request-keys", help="attest and receive model keys")
+    add_client_args(r)
+    r.add_argument("--platform", required=True, choices=["tpm", "snp", "tdx"])
+    r.add_argument("--node-id", default=os.uname().nodename)
+    r.add_argument("--key-id", action="append", required=True, dest="key_ids")
+    r.add_argument("--out", required=True, help="directory for keys (0600), or - for stdout")
+    r.add_argument("--tcti", help="TPM TCTI (default: tpm2-tools' default, /dev/tpmrm0)")
+    r.add_argument("--state", help="TPM node state directory (default: a temp dir)")
+    r.add_argument("--pcr-selection", default="sha256:0,1,2,3,4,5,6,7")
+    r.add_argument("--eventlog", help="TCG event log to send (TPM)")
+    r.add_argument("--collateral", help="TDX collateral JSON")
+    r.add_argument(
+        "--tsm-dir",
+        default="/sys/kernel/config/tsm/report",
+        help="configfs-tsm report directory (SNP/TDX)",
+    )
+    r.add_argument("--suite", default="x25519", choices=["x25519", "mlkem768-x25519"])
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(handler=_request_keys)
+    f = nsub.add_parser("refetch", help="receive model keys again with a saved session")
+    add_client_args(f)
+    f.add_argument(
+        "--session", required=True, help="request-keys' --out directory, or its session.json"
+    )
+    f.add_argument("--key-id", action="append", required=True, dest="key_ids")
+    f.add_argument("--out", required=True, help="directory for keys (0600), or - for stdout")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(handler=_refetch)
+
+
+def _request_keys(args: argparse.Namespace) -> int:
+    from sealgate.cli import EXIT_REJECTED, read_file
+    from sealgate.node.agent import AgentError, NodeAgent
+
+    collector: Any
+    if args.platform == "tpm":
+        from sealgate.node.tpm import Tpm2ToolsCollector
+
+        collector = Tpm2ToolsCollector(
+            tcti=args.tcti,
+            state_dir=Path(args.state) if args.state else None,
+            selection=args.pcr_selection,
+            eventlog=Path(args.eventlog) if args.eventlog else None,
+        )
+    else:
+        from sealgate.node.cvm import ConfidentialVmCollector
+
+        collector = ConfidentialVmCollector(
+            args.platform,
+            Path(args.tsm_dir),
+            collateral=read_file(args.collateral, "collateral") if args.collateral else None,
+        )
+    with channel(args) as ch:
+        agent = NodeAgent(ch, args.node_id, collector, suite=args.suite, timeout=args.timeout)
+        try:
+            res = agent.attest(args.key_ids)
+        except AgentError as e:
+            print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
+            return EXIT_REJECTED
+    saved: dict[str, bytes] = {}
+    if res.token and agent.runtime is not None and args.out != "-":
+        from sealgate.node.session import SESSION_FILE, NodeSession
+
+        saved["token.jwt"] = res.token.encode()
+        saved[SESSION_FILE] = NodeSession(
+            args.node_id, res.token, res.expires_at, agent.runtime
+        ).dump()
+    return _deliver_keys(args, res, saved)
+
+
+class _NoEvidence:
+    """The collector of an agent that only refetches: the token stands for the evidence."""
+
+    platform = "none"
+
+    def collect(self, nonce: bytes, binding: bytes) -> Any:
+        raise AssertionError("refetch never collects evidence")
+
+
+def _refetch(args: argparse.Namespace) -> int:
+    from sealgate.cli import EXIT_REJECTED
+    from sealgate.node.agent import AgentError, NodeAgent
+    from sealgate.node.session import read_session
+
+    session = read_session(Path(args.session))
+    session.check_unexpired()
+    with channel(args) as ch:
+        agent = NodeAgent(
+            ch, session.node_id, _NoEvidence(), suite=session.runtime.suite, timeout=args.timeout
+        )
+        agent.runtime = session.runtime
+        try:
+            res = agent.refetch(session.token, args.key_ids)
+        except AgentError as e:
+            print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
+            return EXIT_REJECTED
+    res.expires_at = session.expires_at  # ReleaseKey does not repeat it
+    return _deliver_keys(args, res, {})
+
+
+def _deliver_keys(args: argparse.Namespace, res: NodeResult, saved: dict[str, bytes]) -> int:
+    """Write granted keys (``<key>@<version>.key`` and ``<key>.key``, 0600, plus the
+    ``saved`` files) into ``--out``, or the one key to stdout with ``--out -``; then print
+    what was granted and denied. Exit 0 when nothing was denied."""
+    from sealgate.cli import EXIT_OK, EXIT_REJECTED
+    from sealgate.node.agent import explain
+
+    if args.out == "-":
+        if len(res.keys) != 1 or len(args.key_ids) != 1:
+            raise UsageError("cli.node.stdout_one_key", "--out - needs exactly one granted key")
+        sys.stdout.buffer.write(next(iter(res.keys.values()))[1])
+        sys.stdout.buffer.flush()
+    else:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for key_id, (version, key) in res.keys.items():
+            write_secret(out / f"{safe_name(key_id)}@{version}.key", key)
+            write_secret(out / f"{safe_name(key_id)}.key", key)
+        for name, data in saved.items():
+            write_secret(out / name, data)
+    summary: dict[str, Any] = {
+        "granted": {k: v for k, (v, _) in res.keys.items()},
+        "denied": {d.key_id: [f.code for f in d.failures] for d in res.denied},
+        "explanation": explain(res),
+        "token_expires_at": res.expires_at,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2), file=sys.stderr if args.out == "-" else sys.stdout)
+    else:
+        stream = sys.stderr if args.out == "-" else sys.stdout
+        for k, v in summary["granted"].items():
+            print(f"granted {k} (version {v})", file=stream)
+        for line in summary["explanation"]:
+            print(f"denied  {line}", file=stream)
+    return EXIT_OK if not res.denied else EXIT_REJECTED

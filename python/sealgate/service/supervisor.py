@@ -1,0 +1,112 @@
+"""Running the service as processes: one, or ``workers`` processes sharing the gRPC port
+(SO_REUSEPORT) under a supervisor that stops them all when one exits or on SIGTERM/SIGINT.
+
+``sealgate serve`` calls ``serve``; the announcements on stdout are the CLI's contract
+(tests and scripts wait for "serving gRPC").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from sealgate.errors import UsageError
+from sealgate.service.config import ServiceConfig
+from sealgate.service.metrics import MULTIPROC_ENV, multiprocess_dir, reset_multiprocess_dir
+
+
+def serve(cfg: ServiceConfig, grace: float) -> int:
+    """Serve until SIGTERM/SIGINT, then drain for up to ``grace`` seconds; the exit status."""
+    if cfg.workers <= 1:
+        return serve_one(cfg, grace, 0, reuse_port=False)
+    return serve_many(cfg, grace)
+
+
+def serve_one(cfg: ServiceConfig, grace: float, index: int, reuse_port: bool) -> int:
+    from sealgate.service.server import create_server
+
+    srv = create_server(cfg, http=index == 0, reuse_port=reuse_port)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if index == 0:
+        host = cfg.listen.rsplit(":", 1)[0]
+        http_host = cfg.http_listen.rsplit(":", 1)[0]
+        print(
+            f"sealgate: serving gRPC on {host}:{srv.port} "
+            f"({'TLS' if cfg.tls else 'plaintext'}, {max(cfg.workers, 1)} process(es)), "
+            f"HTTP on {http_host}:{srv.http_port}, data in {cfg.data_dir}, platforms "
+            f"{', '.join(srv.core.platforms.available())}",
+            flush=True,
+        )
+        if cfg.bootstrap_operator:
+            print(f"sealgate: bootstrap operator key {cfg.bootstrap_operator_key}", flush=True)
+    stop.wait()
+    if index == 0:
+        print("sealgate: draining", flush=True)
+    srv.stop(grace=grace)
+    if index == 0:
+        print("sealgate: stopped", flush=True)
+    return 0
+
+
+def _worker_main(cfg: ServiceConfig, grace: float, index: int) -> None:
+    sys.exit(serve_one(cfg, grace, index, reuse_port=True))
+
+
+def serve_many(cfg: ServiceConfig, grace: float) -> int:
+    """N processes on one port (SO_REUSEPORT). State is initialized here first (schema,
+    KEK, token signing key, bootstrap operator key) so workers never race to create it."""
+    import multiprocessing
+
+    from sealgate.service.core import Verifier
+    from sealgate.service.server import ensure_bootstrap_operator
+    from sealgate.storage.sqlite import SqliteStorage
+
+    if cfg.listen.endswith(":0"):
+        raise UsageError("cli.serve.port_zero", "several workers need a fixed --listen port")
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = SqliteStorage(cfg.db_path)
+    Verifier(cfg, st)
+    st.close()
+    if cfg.bootstrap_operator:
+        ensure_bootstrap_operator(cfg)
+    # Every worker records its metrics in files under this directory (prometheus_client's
+    # multiprocess mode, chosen by the variable when the worker first imports it; "spawn"
+    # starts each worker with this environment); the first worker serves them all.
+    mp_dir = multiprocess_dir(cfg.data_dir)
+    reset_multiprocess_dir(mp_dir)
+    os.environ[MULTIPROC_ENV] = str(mp_dir)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_main, args=(cfg, grace, i), daemon=False)
+        for i in range(cfg.workers)
+    ]
+    for p in procs:
+        p.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop.wait(0.5):
+        if any(not p.is_alive() for p in procs):
+            print("sealgate: a worker exited; stopping", file=sys.stderr, flush=True)
+            break
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            os.kill(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.join(grace + 5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    return 0 if all(p.exitcode == 0 for p in procs) else 1
