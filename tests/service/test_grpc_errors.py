@@ -26,7 +26,6 @@ EXPECTED = {
     E.Precondition: grpc.StatusCode.FAILED_PRECONDITION,
     E.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     E.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    E.Unavailable: grpc.StatusCode.UNAVAILABLE,
     E.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     E.Internal: grpc.StatusCode.INTERNAL,
 }

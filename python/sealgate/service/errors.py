@@ -45,10 +45,6 @@ class DeadlineExceeded(ServiceError):
     """The request did not arrive within the server's bound."""
 
 
-class Unavailable(ServiceError):
-    """A dependency (the database, the KEK provider) is not reachable; fail closed."""
-
-
 class Unimplemented(ServiceError):
     """This deployment does not offer what was asked (a platform not configured)."""
 

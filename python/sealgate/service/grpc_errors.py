@@ -34,7 +34,6 @@ STATUS: dict[type[E.ServiceError], grpc.StatusCode] = {
     E.Precondition: grpc.StatusCode.FAILED_PRECONDITION,
     E.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     E.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    E.Unavailable: grpc.StatusCode.UNAVAILABLE,
     E.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     E.Internal: grpc.StatusCode.INTERNAL,
 }
@@ -50,8 +49,9 @@ def to_service_error(exc: BaseException, method: str) -> E.ServiceError:
     if isinstance(exc, E.ServiceError):
         return exc
     if isinstance(exc, AuthError):
-        cls: type[E.ServiceError] = E.Unauthenticated if exc.unauthenticated else E.Denied
-        return cls(exc.code, exc.message)
+        if exc.unauthenticated:
+            return E.Unauthenticated(exc.code, exc.message)
+        return E.Denied(exc.code, exc.message)
     if isinstance(exc, UsageError):
         return E.Invalid(exc.code, exc.message)
     if isinstance(exc, SealgateError):
