@@ -32,6 +32,21 @@ impl AkKey {
         })
     }
 
+    /// An RSA key without TPM attributes (from an SPKI): restricted-signing is unknown.
+    pub fn from_rsa(modulus: &[u8], exponent: &[u8]) -> Result<Self, Failure> {
+        Self::bare(VerifyingKey::rsa(modulus, exponent))
+    }
+
+    /// An EC key without TPM attributes (from an SPKI).
+    pub fn from_ecc(curve: Curve, x: &[u8], y: &[u8]) -> Result<Self, Failure> {
+        Self::bare(VerifyingKey::ec(curve, x, y))
+    }
+
+    fn bare(key: Result<VerifyingKey, CryptoError>) -> Result<Self, Failure> {
+        let key = key.map_err(|e| Failure::new("tpm.ak.unsupported_key", format!("{e:?}")))?;
+        Ok(AkKey { public: None, key })
+    }
+
     /// The AK's TPM Name, nameAlg ‖ H(TPMT_PUBLIC) (Part 1, §16).
     pub fn name(&self) -> Option<Vec<u8>> {
         self.public.as_ref().and_then(public_name)
