@@ -4,8 +4,11 @@ Layers (DESIGN.md): the report is parsed and its signature checked in Rust
 (``sealgate._core``, GIL released); the AMD chain (``sealgate.snp.certs``) is verified with
 ``cryptography`` once and cached in memory by certificate fingerprints together with the
 window in which it is valid, so a steady-state verification costs one P-384 verify plus a
-few dictionary look-ups. The VCEK's AMD extensions are compared with the report here
-(hwID = CHIP_ID, SPLs = REPORTED_TCB, product).
+few dictionary look-ups. The VCEK's AMD extensions are read here, once per chain; comparing
+them with each report (hwID = CHIP_ID, SPLs = REPORTED_TCB, product), settling the
+product line and checking REPORT_DATA are decisions of the Rust verify crate
+(``sealgate_verify::snp``), reached through ``_core.verify_snp`` and
+``SnpReport.check_unendorsed``.
 """
 
 from __future__ import annotations

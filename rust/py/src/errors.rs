@@ -66,6 +66,7 @@ impl From<PyErr> for BindError {
     }
 }
 
+/// A Python object that is not of the extracted type (e.g. a PCR value that is not bytes).
 impl<'a, 'py> From<CastError<'a, 'py>> for BindError {
     fn from(e: CastError<'a, 'py>) -> Self {
         BindError::Py(e.into())

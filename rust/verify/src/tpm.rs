@@ -268,3 +268,24 @@ pub fn selection_string(s: &PcrSelectionList) -> String {
         .collect::<Vec<_>>()
         .join("+")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyKind;
+    use aws_lc_rs::signature::KeyPair;
+
+    #[test]
+    fn bare_keys_without_tpm_attributes() {
+        let (_, kp) = crate::crypto::tests::p256_pair();
+        let pt = kp.public_key().as_ref();
+        let ak = AkKey::from_ecc(Curve::P256, &pt[1..33], &pt[33..65]).unwrap();
+        assert!(ak.public.is_none() && ak.name().is_none());
+        assert_eq!(ak.key.kind(), KeyKind::Ec(Curve::P256));
+        // An off-curve point and an empty modulus are `tpm.ak.unsupported_key`.
+        let bad = AkKey::from_ecc(Curve::P256, &pt[1..33], &[2; 32]).unwrap_err();
+        assert_eq!(bad.code, "tpm.ak.unsupported_key");
+        let bad = AkKey::from_rsa(&[], &[1, 0, 1]).unwrap_err();
+        assert_eq!(bad.code, "tpm.ak.unsupported_key");
+    }
+}
