@@ -8,7 +8,7 @@ values. Messages never contain key material or tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class SealgateError(Exception):
@@ -45,9 +45,10 @@ class UsageError(SealgateError):
     """The caller asked for something malformed (bad argument, unreadable file)."""
 
 
-@dataclass(frozen=True)
-class Failure:
-    """One reason evidence was rejected."""
+class Failure(NamedTuple):
+    """One reason evidence was rejected: the shape every failure has, in Python and as it
+    comes out of the Rust core (``rust/py/src/errors.rs`` builds these). A named tuple, so
+    ``code, message = failure`` works as well as ``failure.code``."""
 
     code: str
     message: str

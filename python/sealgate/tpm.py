@@ -254,18 +254,11 @@ def verify_quote(
                 "ak_restricted": out.ak_restricted,
             }
         )
-        for code, message in out.failures:
-            res.fail(code, message)
+        res.errors.extend(out.failures)
     if replayed is not None and out is not None:
-        mismatches = _core.compare_pcrs(replayed, out.pcrs)
-        if mismatches:
-            names = ", ".join(f"{b}:{i}" for b, i, _, _ in mismatches)
-            detail = "; ".join(
-                f"{b}:{i} replayed {r.hex()} quoted {q.hex()}" for b, i, r, q in mismatches
-            )
-            res.fail(
-                "tpm.eventlog.replay_mismatch",
-                f"event log replay disagrees with the quote for PCR {names}: {detail}",
-            )
-            res.claims["replay_mismatch_pcrs"] = [f"{b}:{i}" for b, i, _, _ in mismatches]
+        mismatch = _core.check_pcr_replay(replayed, out.pcrs)
+        if mismatch is not None:
+            failure, pcrs_differing = mismatch
+            res.errors.append(failure)
+            res.claims["replay_mismatch_pcrs"] = pcrs_differing
     return res

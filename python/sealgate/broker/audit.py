@@ -252,7 +252,7 @@ class AuditLog:
         for rows in self._st.iter_audit(VERIFY_BATCH, VERIFY_BATCH_BYTES):
             bad = _core.audit_verify([r.entry for r in rows], [r.hash for r in rows], prev)
             if bad is not None:
-                idx, code, message = bad
+                idx, (code, message) = bad
                 # Rust counts from 0 within the batch; operators think in sequence numbers.
                 message = re.sub(r"^entry \d+", f"entry {rows[idx].seq}", message)
                 return self._fail(count + idx, rows[idx].seq, code, message, top)

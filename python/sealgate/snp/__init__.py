@@ -4,8 +4,11 @@ Layers (docs/architecture.md): the report is parsed and its signature checked in
 (``sealgate._core``, GIL released); the AMD chain (``sealgate.snp.certs``) is verified with
 ``cryptography`` once and cached in memory by certificate fingerprints together with the
 window in which it is valid, so a steady-state verification costs one P-384 verify plus a
-few dictionary look-ups. The VCEK's AMD extensions are compared with the report here
-(hwID = CHIP_ID, SPLs = REPORTED_TCB, product).
+few dictionary look-ups. The VCEK's AMD extensions are read here, once per chain; comparing
+them with each report (hwID = CHIP_ID, SPLs = REPORTED_TCB, product), settling the
+product line and checking REPORT_DATA are decisions of the Rust verify crate
+(``sealgate_verify::snp``), reached through ``_core.verify_snp`` and
+``SnpReport.check_unendorsed``.
 """
 
 from __future__ import annotations
@@ -150,18 +153,6 @@ def _tcb_claim(ek: EndorsementKey) -> dict[str, int | None]:
     if ek.fmc_spl is not None:
         out["fmc"] = ek.fmc_spl
     return out
-
-
-def _resolve_product(
-    explicit: str | None, cpuid: str | None, ek_product: str | None
-) -> tuple[str | None, str | None]:
-    """(product, failure message). Explicit > CPUID (v3+) > the VCEK's productName."""
-    if explicit is not None and explicit not in PRODUCTS:
-        raise UsageError("cli.usage.bad_product", f"product must be one of {', '.join(PRODUCTS)}")
-    product = explicit or cpuid or ek_product
-    if explicit and cpuid and explicit != cpuid:
-        return product, f"report CPUID says {cpuid}, verification asked for {explicit}"
-    return product, None
 
 
 def _leaf_product(vcek: bytes) -> str | None:
@@ -464,7 +455,7 @@ def verify_report(
         except (ParseError, VerificationError) as e:
             res.fail_from(e)
             return res
-        p = product or parsed.cpuid_product
+        p = parsed.product(product)
         if p is None:
             res.fail("snp.report.unknown_product", "report v2 has no CPUID; pass the product")
             return res
@@ -508,8 +499,7 @@ def verify_report(
         claims["endorsement_key"] = entry.claims
         if entry.ek.kind == "vlek":
             claims["csp_id"] = entry.ek.csp_id
-        for code, message in failures:
-            res.fail(code, message)
+        res.errors.extend(failures)
         return res
 
     # The chain failed: still parse and report the claims (the failure is already recorded).
@@ -518,18 +508,9 @@ def verify_report(
     except (ParseError, VerificationError) as e:
         res.fail_from(e)
         return res
-    resolved, mismatch = _resolve_product(product, rpt.cpuid_product, _leaf_product(vcek))
-    if mismatch:
-        res.fail("snp.report.product_mismatch", mismatch)
-    # Only Turin's TCB layout differs, and Turin firmware emits v3+ reports (with CPUID).
-    res.claims.update(rpt.claims(resolved or "Milan"))
-    if report_data is not None:
-        want = report_data.ljust(64, b"\x00")
-        if rpt.report_data != want:
-            res.fail(
-                "snp.report.report_data_mismatch",
-                f"REPORT_DATA {rpt.report_data.hex()}, expected {want.hex()}",
-            )
+    claims, failures = rpt.check_unendorsed(product, _leaf_product(vcek), report_data)
+    res.claims.update(claims)
+    res.errors.extend(failures)
     return res
 
 

@@ -210,8 +210,7 @@ def verify_quote(
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         # cryptography parses extensions and keys lazily; a malformed PCK chain surfaces here.
         res.fail("tdx.pck.chain_invalid", f"PCK chain unreadable: {e}")
-    for code, message in q.verify(pck.key if pck else None):
-        res.fail(code, message)
+    res.errors.extend(q.verify(pck.key if pck else None))
     if pck is None:
         return res
     ext = pck.ext
@@ -411,18 +410,10 @@ def quote_cached(
 
 def _check_ccel(res: VerifyResult, q: _core.TdxQuote, ccel: bytes) -> None:
     try:
-        replayed = _core.replay_ccel(ccel)
+        replayed, mismatch = q.check_ccel(ccel)
     except (ParseError, VerificationError) as e:
         res.fail_from(e)
         return
-    quoted = q.rtmrs
     res.claims["ccel"] = {f"rtmr{i}": r.hex() for i, r in enumerate(replayed)}
-    bad = [i for i in range(4) if replayed[i] != quoted[i]]
-    if bad:
-        res.fail(
-            "tdx.ccel.replay_mismatch",
-            "CCEL replay disagrees with the quote: "
-            + "; ".join(
-                f"RTMR{i} replayed {replayed[i].hex()} quoted {quoted[i].hex()}" for i in bad
-            ),
-        )
+    if mismatch is not None:
+        res.errors.append(mismatch)

@@ -27,8 +27,8 @@ use sealgate_formats::tpm::{
 use sealgate_formats::Platform;
 use sealgate_verify::crypto::{self, Curve, Hash, VerifyingKey};
 use sealgate_verify::eventlog::{compare, hash_of, replay, PcrMap};
+use sealgate_verify::snp::Endorsement;
 use sealgate_verify::snp::{check_endorsement, parse_and_verify, verify_report_signature};
-use sealgate_verify::snp::{parse_failure, Endorsement};
 use sealgate_verify::tdx::{compare_rtmrs, replay_ccel};
 use sealgate_verify::tpm::{public_name, verify_quote, AkKey, QuoteExpectations};
 use sealgate_verify::{audit, tdx, Failure};
@@ -146,10 +146,13 @@ pub fn tdx_ccel(data: &[u8]) {
 
 /// An SEV-SNP ATTESTATION_REPORT (SEV-SNP Firmware ABI, Table 23).
 pub fn snp_report(data: &[u8]) {
-    let r = match parse_report(data) {
+    let r = match sealgate_verify::snp::parse(data) {
         Ok(r) => r,
         Err(e) => {
-            let f = parse_failure(&e).unwrap_or_else(|| Failure::from(&e));
+            let f = match e {
+                sealgate_verify::Error::Parse(p) => Failure::from(&p),
+                sealgate_verify::Error::Failed(f) => f,
+            };
             assert!(f.code.starts_with("snp."), "{}", f.code);
             return;
         }

@@ -1,5 +1,6 @@
 //! Bindings for the audit hash chain (`sealgate_verify::audit`).
 
+use crate::errors::failure;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use sealgate_verify::audit;
@@ -23,7 +24,7 @@ fn audit_chain<'py>(
     links.iter().map(|h| PyBytes::new(py, h)).collect()
 }
 
-/// None when the chain holds, else `(first_bad_index, code, message)`.
+/// None when the chain holds, else `(first_bad_index, Failure)`.
 #[pyfunction]
 #[pyo3(signature = (entries, hashes, prev=None))]
 fn audit_verify(
@@ -31,11 +32,12 @@ fn audit_verify(
     entries: Vec<Vec<u8>>,
     hashes: Vec<Vec<u8>>,
     prev: Option<Vec<u8>>,
-) -> Option<(usize, String, String)> {
+) -> PyResult<Option<(usize, Bound<'_, PyAny>)>> {
     let prev = prev.unwrap_or_else(|| audit::GENESIS.to_vec());
-    py.detach(|| audit::verify(&prev, &entries, &hashes))
-        .err()
-        .map(|b| (b.index, b.failure.code, b.failure.message))
+    match py.detach(|| audit::verify(&prev, &entries, &hashes)) {
+        Ok(()) => Ok(None),
+        Err(b) => Ok(Some((b.index, failure(py, b.failure)?))),
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -5,37 +5,37 @@
 //! the GIL released, and the claim dictionary is built here rather than field by field in
 //! Python.
 
-use crate::errors::{failure_error, parse_error};
-use pyo3::exceptions::PyValueError;
+use crate::errors::{BindError, BindResult, Failures, MaybeFailure};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use sealgate_formats::snp::{
-    parse_report, AttestationReport, FirmwareVersion, Product, SigningKey, TcbLayout, TcbVersion,
-    REPORT_SIZE,
+    AttestationReport, FirmwareVersion, Product, SigningKey, TcbLayout, TcbVersion, REPORT_SIZE,
 };
-use sealgate_formats::ParseError;
-use sealgate_verify::crypto::{Curve, VerifyingKey};
+use sealgate_verify::crypto::VerifyingKey;
 use sealgate_verify::failure::hex;
 use sealgate_verify::snp::{
-    check_endorsement, parse_failure, verify_report_signature, Endorsement,
+    self as verify, check_unendorsed, endorsement_key, resolve_product, verify_report,
+    verify_report_signature, Endorsement, Expectations, REPORT_DATA_LEN,
 };
-use sealgate_verify::Failure;
 use std::sync::Arc;
 
-fn snp_parse_error(py: Python<'_>, e: &ParseError) -> PyErr {
-    match parse_failure(e) {
-        Some(f) => failure_error(py, &f),
-        None => parse_error(py, e),
-    }
+fn product(name: &str) -> BindResult<Product> {
+    Product::from_name(name)
+        .ok_or_else(|| BindError::Value(format!("unknown product {name:?} (Milan, Genoa, Turin)")))
 }
 
-fn layout(product: &str) -> PyResult<TcbLayout> {
-    Product::from_name(product)
-        .map(Product::tcb_layout)
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("unknown product {product:?} (Milan, Genoa, Turin)"))
-        })
+fn product_opt(name: Option<&str>) -> BindResult<Option<Product>> {
+    name.map(product).transpose()
+}
+
+fn report_data_arg(d: Option<&[u8]>) -> BindResult<Option<&[u8]>> {
+    match d {
+        Some(d) if d.len() > REPORT_DATA_LEN => Err(BindError::Value(format!(
+            "report_data is at most {REPORT_DATA_LEN} bytes"
+        ))),
+        _ => Ok(d),
+    }
 }
 
 /// A VCEK or VLEK public key (P-384), parsed once and reused.
@@ -58,7 +58,6 @@ impl SnpKey {
     #[pyo3(signature = (point, kind=None, product=None, chain_product=None, hwid=None, bootloader=None, tee=None, snp=None, microcode=None, fmc=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_sec1(
-        py: Python<'_>,
         point: &[u8],
         kind: Option<&str>,
         product: Option<&str>,
@@ -69,27 +68,16 @@ impl SnpKey {
         snp: Option<u8>,
         microcode: Option<u8>,
         fmc: Option<u8>,
-    ) -> PyResult<Self> {
-        let product_of = |p: Option<&str>| -> PyResult<Option<Product>> {
-            p.map(|s| {
-                Product::from_name(s)
-                    .ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
-            })
-            .transpose()
-        };
+    ) -> BindResult<Self> {
         let endorsement = match kind {
             None => None,
             Some(k) => Some(Endorsement {
                 kind: match k {
                     "vcek" => SigningKey::Vcek,
                     "vlek" => SigningKey::Vlek,
-                    other => {
-                        return Err(PyValueError::new_err(format!(
-                            "kind {other:?}: vcek or vlek"
-                        )))
-                    }
+                    other => return Err(BindError::Value(format!("kind {other:?}: vcek or vlek"))),
                 },
-                product: product_of(product)?,
+                product: product_opt(product)?,
                 hwid,
                 bootloader,
                 tee,
@@ -98,24 +86,9 @@ impl SnpKey {
                 fmc,
             }),
         };
-        let chain_product = product_of(chain_product)?;
-        if point.len() != 97 || point[0] != 0x04 {
-            return Err(failure_error(
-                py,
-                &Failure::new(
-                    "snp.vcek.unsupported_key",
-                    "public key is not an uncompressed P-384 point",
-                ),
-            ));
-        }
-        let key = VerifyingKey::ec(Curve::P384, &point[1..49], &point[49..97]).map_err(|e| {
-            failure_error(
-                py,
-                &Failure::new("snp.vcek.unsupported_key", format!("{e:?}")),
-            )
-        })?;
+        let chain_product = product_opt(chain_product)?;
         Ok(SnpKey {
-            key: Arc::new(key),
+            key: Arc::new(endorsement_key(point)?),
             endorsement,
             chain_product,
         })
@@ -248,10 +221,9 @@ fn claims_dict<'py>(
 #[pymethods]
 impl SnpReport {
     #[staticmethod]
-    fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let report = parse_report(data).map_err(|e| snp_parse_error(py, &e))?;
+    fn parse(data: &[u8]) -> BindResult<Self> {
         Ok(SnpReport {
-            report,
+            report: verify::parse(data)?,
             raw: data.into(),
         })
     }
@@ -277,6 +249,17 @@ impl SnpReport {
     fn cpuid_product(&self) -> Option<&'static str> {
         self.report.product_from_cpuid().map(Product::as_str)
     }
+    /// The product line to read the report as: `explicit` > CPUID, or None.
+    #[pyo3(signature = (explicit=None))]
+    fn product(&self, explicit: Option<&str>) -> BindResult<Option<&'static str>> {
+        let choice = resolve_product(
+            product_opt(explicit)?,
+            self.report.product_from_cpuid(),
+            None,
+            None,
+        );
+        Ok(choice.product.map(Product::as_str))
+    }
     #[getter]
     fn chip_id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.report.chip_id)
@@ -295,8 +278,11 @@ impl SnpReport {
         self.report.reported_tcb.0
     }
     /// REPORTED_TCB decoded for `product`: (bootloader, tee, snp, microcode, fmc|None).
-    fn reported_tcb(&self, product: &str) -> PyResult<(u8, u8, u8, u8, Option<u8>)> {
-        let t = self.report.reported_tcb.decode(layout(product)?);
+    fn reported_tcb(&self, product: &str) -> BindResult<(u8, u8, u8, u8, Option<u8>)> {
+        let t = self
+            .report
+            .reported_tcb
+            .decode(self::product(product)?.tcb_layout());
         Ok((t.bootloader, t.tee, t.snp, t.microcode, t.fmc))
     }
     /// The exact bytes parsed.
@@ -307,63 +293,44 @@ impl SnpReport {
 
     /// Every report field as the CLI/JSON claim set (hex lowercase), TCBs decoded with the
     /// layout of `product`.
-    fn claims<'py>(&self, py: Python<'py>, product: &str) -> PyResult<Bound<'py, PyDict>> {
-        let p = Product::from_name(product).ok_or_else(|| {
-            PyValueError::new_err(format!("unknown product {product:?} (Milan, Genoa, Turin)"))
-        })?;
-        claims_dict(py, &self.report, p)
+    fn claims<'py>(&self, py: Python<'py>, product: &str) -> BindResult<Bound<'py, PyDict>> {
+        Ok(claims_dict(py, &self.report, self::product(product)?)?)
     }
 
-    /// Verify the report signature with `key`; returns None or (code, message). GIL released.
-    fn verify_signature(&self, py: Python<'_>, key: &SnpKey) -> Option<(String, String)> {
+    /// For a report whose endorsement key is not established (its chain failed): the
+    /// claims, read as the settled product line, and the checks that need no key
+    /// (`sealgate_verify::snp::check_unendorsed`). `certificate`: the line the leaf
+    /// certificate names, if it could be read.
+    #[pyo3(signature = (product=None, certificate=None, report_data=None))]
+    fn check_unendorsed<'py>(
+        &self,
+        py: Python<'py>,
+        product: Option<&str>,
+        certificate: Option<&str>,
+        report_data: Option<&[u8]>,
+    ) -> BindResult<(Bound<'py, PyDict>, Failures)> {
+        let (p, failures) = check_unendorsed(
+            &self.report,
+            product_opt(product)?,
+            product_opt(certificate)?,
+            report_data_arg(report_data)?,
+        );
+        Ok((claims_dict(py, &self.report, p)?, Failures(failures)))
+    }
+
+    /// Verify the report signature with `key`; returns None or the failure. GIL released.
+    fn verify_signature(&self, py: Python<'_>, key: &SnpKey) -> MaybeFailure {
         let k = key.key.clone();
-        py.detach(|| verify_report_signature(&self.raw, &self.report, &k))
-            .err()
-            .map(|f| (f.code, f.message))
+        MaybeFailure(
+            py.detach(|| verify_report_signature(&self.raw, &self.report, &k))
+                .err(),
+        )
     }
 }
 
-/// Parse and verify in one call, GIL released for both: (report, None | (code, message)).
-/// Parse errors raise `ParseError` (`VerificationError` `snp.report.unsupported_version`
-/// for unknown versions).
-#[pyfunction]
-fn verify_snp_report(
-    py: Python<'_>,
-    key: &SnpKey,
-    data: &[u8],
-) -> PyResult<(SnpReport, Option<(String, String)>)> {
-    if data.len() != REPORT_SIZE {
-        // Fast, GIL-held rejection of the obvious case; the parser gives the precise error.
-        let e = parse_report(data).err();
-        if let Some(e) = e {
-            return Err(snp_parse_error(py, &e));
-        }
-    }
-    let k = key.key.clone();
-    let out = py.detach(|| {
-        let report = parse_report(data)?;
-        let res = verify_report_signature(data, &report, &k);
-        Ok::<_, ParseError>((report, res))
-    });
-    let (report, res) = out.map_err(|e| snp_parse_error(py, &e))?;
-    Ok((
-        SnpReport {
-            report,
-            raw: data.into(),
-        },
-        res.err().map(|f| (f.code, f.message)),
-    ))
-}
-
-type Failures = Vec<(String, String)>;
-
-/// The steady-state call: parse, verify the signature (GIL released for both), check the
-/// key's endorsement against the report, settle the product line and build the claims — one
-/// crossing into Rust per report. Returns (claims, [(code, message)]); parse errors raise.
-///
-/// Product: `product` (explicit) > CPUID (v3+) > the chain's product > the certificate's
-/// productName; an explicit or chain product that contradicts CPUID is a failure
-/// (`snp.report.product_mismatch`).
+/// The steady-state call: `sealgate_verify::snp::verify_report` (parse, signature, product
+/// line, the key's endorsement, REPORT_DATA) with the GIL released, then the claims — one
+/// crossing into Rust per report. Returns (claims, [Failure]); parse errors raise.
 #[pyfunction]
 #[pyo3(signature = (key, data, product=None, report_data=None))]
 fn verify_snp<'py>(
@@ -372,92 +339,24 @@ fn verify_snp<'py>(
     data: &[u8],
     product: Option<&str>,
     report_data: Option<&[u8]>,
-) -> PyResult<(Bound<'py, PyDict>, Failures)> {
-    let explicit = product
-        .map(|s| {
-            Product::from_name(s)
-                .ok_or_else(|| PyValueError::new_err(format!("unknown product {s:?}")))
-        })
-        .transpose()?;
-    if report_data.is_some_and(|d| d.len() > 64) {
-        return Err(PyValueError::new_err("report_data is at most 64 bytes"));
+) -> BindResult<(Bound<'py, PyDict>, Failures)> {
+    let exp = Expectations {
+        product: product_opt(product)?,
+        chain_product: key.chain_product,
+        report_data: report_data_arg(report_data)?,
+    };
+    if data.len() != REPORT_SIZE {
+        // The obvious rejection without releasing the GIL; the parser gives the precise error.
+        verify::parse(data)?;
     }
     let k = key.key.clone();
-    let (report, sig) = py
-        .detach(|| {
-            let r = parse_report(data)?;
-            let v = verify_report_signature(data, &r, &k);
-            Ok::<_, ParseError>((r, v))
-        })
-        .map_err(|e| snp_parse_error(py, &e))?;
-    let mut failures: Vec<Failure> = Vec::new();
-    if let Err(f) = sig {
-        failures.push(f);
-    }
-    let cpuid = report.product_from_cpuid();
-    let chain = key.chain_product;
-    match (explicit, cpuid, chain) {
-        (Some(e), Some(c), _) if e != c => failures.push(Failure::new(
-            "snp.report.product_mismatch",
-            format!(
-                "report CPUID says {}, verification asked for {}",
-                c.as_str(),
-                e.as_str()
-            ),
-        )),
-        (None, Some(c), Some(ch)) if c != ch => failures.push(Failure::new(
-            "snp.report.product_mismatch",
-            format!(
-                "report CPUID says {}, chain is for {}",
-                c.as_str(),
-                ch.as_str()
-            ),
-        )),
-        _ => {}
-    }
-    let resolved = explicit
-        .or(cpuid)
-        .or(chain)
-        .or(key.endorsement.as_ref().and_then(|e| e.product));
-    let p = match resolved {
-        Some(p) => p,
-        None => {
-            failures.push(Failure::new(
-                "snp.report.unknown_product",
-                "cannot tell the product line; pass --product",
-            ));
-            // Only Turin's TCB layout differs, and Turin firmware emits v3+ (with CPUID).
-            Product::Milan
-        }
-    };
-    if let Some(e) = &key.endorsement {
-        failures.extend(check_endorsement(&report, e, p));
-    }
-    if let Some(want) = report_data {
-        let mut padded = [0u8; 64];
-        padded[..want.len()].copy_from_slice(want);
-        if padded != report.report_data {
-            failures.push(Failure::new(
-                "snp.report.report_data_mismatch",
-                format!(
-                    "REPORT_DATA {}, expected {}",
-                    hex(&report.report_data),
-                    hex(&padded)
-                ),
-            ));
-        }
-    }
-    let claims = claims_dict(py, &report, p)?;
-    Ok((
-        claims,
-        failures.into_iter().map(|f| (f.code, f.message)).collect(),
-    ))
+    let v = py.detach(|| verify_report(data, &k, key.endorsement.as_ref(), &exp))?;
+    Ok((claims_dict(py, &v.report, v.product)?, Failures(v.failures)))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SnpKey>()?;
     m.add_class::<SnpReport>()?;
-    m.add_function(wrap_pyfunction!(verify_snp_report, m)?)?;
     m.add_function(wrap_pyfunction!(verify_snp, m)?)?;
     Ok(())
 }

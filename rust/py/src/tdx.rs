@@ -1,15 +1,17 @@
 //! Bindings for TDX quotes and the CCEL.
 
-use crate::errors::{failure_error, parse_error};
+use crate::errors::{BindResult, Failures, MaybeFailure};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use sealgate_formats::eventlog::parse_event_log;
 use sealgate_formats::tdx::{parse_quote, Quote};
 use sealgate_formats::Platform;
-use sealgate_verify::crypto::{Curve, Hash, VerifyingKey};
+use sealgate_verify::crypto::{Hash, VerifyingKey};
 use sealgate_verify::failure::hex;
-use sealgate_verify::tdx::{replay_ccel as rs_replay_ccel, verify_quote};
-use sealgate_verify::Failure;
+use sealgate_verify::tdx::{
+    check_ccel, pck_key, replay_ccel as rs_replay_ccel, verify_quote, TdAttributes, RTMR_SIZE,
+};
+use sealgate_verify::Error;
 use std::sync::Arc;
 
 /// A PCK public key (P-256), parsed once and reused for every quote of that platform.
@@ -22,14 +24,10 @@ pub struct TdxPckKey {
 impl TdxPckKey {
     /// From the affine coordinates (32-byte big-endian each).
     #[new]
-    fn new(py: Python<'_>, x: &[u8], y: &[u8]) -> PyResult<Self> {
-        let key = VerifyingKey::ec(Curve::P256, x, y).map_err(|e| {
-            failure_error(
-                py,
-                &Failure::new("tdx.pck.key_invalid", format!("PCK key: {e:?}")),
-            )
-        })?;
-        Ok(TdxPckKey { key: Arc::new(key) })
+    fn new(x: &[u8], y: &[u8]) -> BindResult<Self> {
+        Ok(TdxPckKey {
+            key: Arc::new(pck_key(x, y)?),
+        })
     }
 
     /// One bare ECDSA P-256/SHA-256 verification (r ‖ s, 64 bytes). Used by the benchmark
@@ -63,36 +61,45 @@ impl TdxQuote {
 
 fn td_attributes<'py>(py: Python<'py>, raw: &[u8; 8]) -> PyResult<Bound<'py, PyDict>> {
     use pyo3::intern;
-    // TD_ATTRIBUTES (Intel TDX Module ABI spec, "TDATTRIBUTES"): a little-endian u64.
-    let v = u64::from_le_bytes(*raw);
+    let a = TdAttributes::from_le(raw);
     let d = PyDict::new(py);
     d.set_item(intern!(py, "hex"), hex(raw))?;
-    d.set_item(intern!(py, "debug"), v & 1 != 0)?;
-    d.set_item(intern!(py, "sept_ve_disable"), v & (1 << 28) != 0)?;
-    d.set_item(intern!(py, "pks"), v & (1 << 30) != 0)?;
-    d.set_item(intern!(py, "kl"), v & (1 << 31) != 0)?;
-    d.set_item(intern!(py, "perfmon"), v & (1 << 63) != 0)?;
+    d.set_item(intern!(py, "debug"), a.debug())?;
+    d.set_item(intern!(py, "sept_ve_disable"), a.sept_ve_disable())?;
+    d.set_item(intern!(py, "pks"), a.pks())?;
+    d.set_item(intern!(py, "kl"), a.kl())?;
+    d.set_item(intern!(py, "perfmon"), a.perfmon())?;
     Ok(d)
+}
+
+fn rtmr_list<'py>(py: Python<'py>, r: &[[u8; RTMR_SIZE]]) -> Vec<Bound<'py, PyBytes>> {
+    r.iter().map(|v| PyBytes::new(py, v)).collect()
 }
 
 #[pymethods]
 impl TdxQuote {
     #[staticmethod]
-    fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let q = py
-            .detach(|| parse_quote(data))
-            .map_err(|e| parse_error(py, &e))?;
+    fn parse(py: Python<'_>, data: &[u8]) -> BindResult<Self> {
+        let q = py.detach(|| parse_quote(data))?;
         Ok(TdxQuote::new(q, data))
     }
     /// Quote signature, QE binding and (with `pck`) QE report signature, GIL released:
-    /// every failure as (code, message).
+    /// every failure.
     #[pyo3(signature = (pck=None))]
-    fn verify(&self, py: Python<'_>, pck: Option<&TdxPckKey>) -> Vec<(String, String)> {
+    fn verify(&self, py: Python<'_>, pck: Option<&TdxPckKey>) -> Failures {
         let key = pck.map(|k| k.key.clone());
-        py.detach(|| verify_quote(&self.signed, &self.q, key.as_deref()))
-            .into_iter()
-            .map(|f| (f.code, f.message))
-            .collect()
+        Failures(py.detach(|| verify_quote(&self.signed, &self.q, key.as_deref())))
+    }
+    /// Replay a CCEL and compare it with this quote's RTMRs, GIL released:
+    /// ([RTMR0..3 replayed], None | the `tdx.ccel.replay_mismatch` failure). A log that does
+    /// not parse or cannot be replayed raises.
+    fn check_ccel<'py>(
+        &self,
+        py: Python<'py>,
+        ccel: &[u8],
+    ) -> BindResult<(Vec<Bound<'py, PyBytes>>, MaybeFailure)> {
+        let c = py.detach(|| check_ccel(ccel, &self.q))?;
+        Ok((rtmr_list(py, &c.replayed), MaybeFailure(c.mismatch)))
     }
     #[getter]
     fn version(&self) -> u16 {
@@ -124,12 +131,7 @@ impl TdxQuote {
     }
     #[getter]
     fn rtmrs<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
-        self.q
-            .body
-            .rtmr
-            .iter()
-            .map(|r| PyBytes::new(py, r))
-            .collect()
+        rtmr_list(py, &self.q.body.rtmr)
     }
     #[getter]
     fn debug(&self) -> bool {
@@ -234,7 +236,7 @@ impl TdxQuote {
 }
 
 /// Parse and check a quote's signatures and QE binding with the GIL released. Parse errors
-/// raise `ParseError`; verification failures come back as [(code, message)], all of them.
+/// raise `ParseError`; verification failures come back as [Failure], all of them.
 /// Without `pck` the QE report signature is not checked (the caller reports why).
 #[pyfunction]
 #[pyo3(signature = (data, pck=None))]
@@ -242,34 +244,24 @@ fn verify_tdx_quote(
     py: Python<'_>,
     data: &[u8],
     pck: Option<&TdxPckKey>,
-) -> PyResult<(TdxQuote, Vec<(String, String)>)> {
+) -> BindResult<(TdxQuote, Failures)> {
     let key = pck.map(|k| k.key.clone());
-    let (q, failures) = py
-        .detach(|| {
-            let q = parse_quote(data)?;
-            let f = verify_quote(data, &q, key.as_deref());
-            Ok((q, f))
-        })
-        .map_err(|e| parse_error(py, &e))?;
-    Ok((
-        TdxQuote::new(q, data),
-        failures.into_iter().map(|f| (f.code, f.message)).collect(),
-    ))
+    let (q, failures) = py.detach(|| {
+        let q = parse_quote(data)?;
+        let f = verify_quote(data, &q, key.as_deref());
+        Ok::<_, Error>((q, f))
+    })?;
+    Ok((TdxQuote::new(q, data), Failures(failures)))
 }
 
 /// Parse a CCEL area and replay it into [RTMR0, RTMR1, RTMR2, RTMR3].
 #[pyfunction]
-fn replay_ccel<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    let r = py
-        .detach(|| {
-            let log = parse_event_log(data, Platform::Tdx).map_err(Err)?;
-            rs_replay_ccel(&log).map_err(Ok)
-        })
-        .map_err(|e| match e {
-            Err(pe) => parse_error(py, &pe),
-            Ok(f) => failure_error(py, &f),
-        })?;
-    Ok(r.iter().map(|v| PyBytes::new(py, v)).collect())
+fn replay_ccel<'py>(py: Python<'py>, data: &[u8]) -> BindResult<Vec<Bound<'py, PyBytes>>> {
+    let r = py.detach(|| {
+        let log = parse_event_log(data, Platform::Tdx)?;
+        Ok::<_, Error>(rs_replay_ccel(&log)?)
+    })?;
+    Ok(rtmr_list(py, &r))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

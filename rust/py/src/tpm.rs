@@ -1,7 +1,6 @@
 //! Bindings for TPM quotes, public areas and event logs.
 
-use crate::errors::{failure_error, parse_error};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use crate::errors::{failure, BindError, BindResult, Failures};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -11,32 +10,32 @@ use sealgate_formats::tpm::{
     PublicParms, TpmAlg,
 };
 use sealgate_formats::Platform;
-use sealgate_verify::crypto::{Curve, KeyKind, VerifyingKey};
-use sealgate_verify::eventlog::{compare, replay, PcrMap};
+use sealgate_verify::crypto::{Curve, KeyKind};
+use sealgate_verify::eventlog::{check_replay, replay, PcrMap};
 use sealgate_verify::tpm::PcrSource;
 use sealgate_verify::tpm::{selection_string, verify_quote, AkKey, QuoteExpectations};
+use sealgate_verify::{Error, Failure};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// ("rsa", n, e) or (curve, x ‖ y, coordinate size) — see `TpmPublic::components`.
 type Components<'py> = (String, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
-/// (bank, index, replayed, quoted) for a PCR that differs.
-type Mismatch<'py> = (String, u32, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+const BANK_SHAPE: &str = "PCR bank values must be dicts of index -> bytes";
 
-fn bank(name: &str) -> PyResult<TpmAlg> {
+fn bank(name: &str) -> BindResult<TpmAlg> {
     TpmAlg::hash_from_name(name)
-        .ok_or_else(|| PyValueError::new_err(format!("unknown PCR bank {name:?}")))
+        .ok_or_else(|| BindError::Value(format!("unknown PCR bank {name:?}")))
 }
 
 /// Python `{"sha256": {0: b"..."}}` → PcrMap. Only shapes are checked here; lengths are
 /// checked by verification against the bank's digest size.
-fn pcr_map(d: &Bound<'_, PyDict>) -> PyResult<PcrMap> {
+fn pcr_map(d: &Bound<'_, PyDict>) -> BindResult<PcrMap> {
     let mut out = PcrMap::new();
     for (k, v) in d.iter() {
         let alg = bank(&k.extract::<String>()?)?;
         let inner = v
             .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("PCR bank values must be dicts of index -> bytes"))?;
+            .map_err(|_| BindError::Type(BANK_SHAPE.into()))?;
         let mut m = BTreeMap::new();
         for (i, val) in inner.iter() {
             m.insert(i.extract::<u32>()?, val.extract::<Vec<u8>>()?);
@@ -75,9 +74,8 @@ pub struct TpmPublic {
 impl TpmPublic {
     /// Parse TPMT_PUBLIC or TPM2B_PUBLIC (detected).
     #[staticmethod]
-    fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let p = parse_public_any(data).map_err(|e| parse_error(py, &e))?;
-        let ak = AkKey::from_public(p).map_err(|f| failure_error(py, &f))?;
+    fn parse(data: &[u8]) -> BindResult<Self> {
+        let ak = AkKey::from_public(parse_public_any(data)?)?;
         Ok(TpmPublic {
             inner: Arc::new(ak),
         })
@@ -85,38 +83,22 @@ impl TpmPublic {
 
     /// RSA key without TPM attributes (from an SPKI): restricted-signing is then unknown.
     #[staticmethod]
-    fn from_rsa(py: Python<'_>, modulus: &[u8], exponent: &[u8]) -> PyResult<Self> {
-        let key = VerifyingKey::rsa(modulus, exponent).map_err(|e| {
-            failure_error(
-                py,
-                &sealgate_verify::Failure::new("tpm.ak.unsupported_key", format!("{e:?}")),
-            )
-        })?;
+    fn from_rsa(modulus: &[u8], exponent: &[u8]) -> BindResult<Self> {
         Ok(TpmPublic {
-            inner: Arc::new(AkKey { public: None, key }),
+            inner: Arc::new(AkKey::from_rsa(modulus, exponent)?),
         })
     }
 
     /// EC key (curve "P-256" or "P-384") without TPM attributes.
     #[staticmethod]
-    fn from_ecc(py: Python<'_>, curve: &str, x: &[u8], y: &[u8]) -> PyResult<Self> {
+    fn from_ecc(curve: &str, x: &[u8], y: &[u8]) -> BindResult<Self> {
         let c = match curve {
             "P-256" => Curve::P256,
             "P-384" => Curve::P384,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "unsupported curve {other:?}"
-                )))
-            }
+            other => return Err(BindError::Value(format!("unsupported curve {other:?}"))),
         };
-        let key = VerifyingKey::ec(c, x, y).map_err(|e| {
-            failure_error(
-                py,
-                &sealgate_verify::Failure::new("tpm.ak.unsupported_key", format!("{e:?}")),
-            )
-        })?;
         Ok(TpmPublic {
-            inner: Arc::new(AkKey { public: None, key }),
+            inner: Arc::new(AkKey::from_ecc(c, x, y)?),
         })
     }
 
@@ -180,8 +162,13 @@ impl TpmPublic {
     }
 
     /// Bare check of a TPMT_SIGNATURE over `message` (no quote semantics), GIL released.
-    fn verify_signature(&self, py: Python<'_>, message: &[u8], signature: &[u8]) -> PyResult<bool> {
-        let sig = parse_signature(signature).map_err(|e| parse_error(py, &e))?;
+    fn verify_signature(
+        &self,
+        py: Python<'_>,
+        message: &[u8],
+        signature: &[u8],
+    ) -> BindResult<bool> {
+        let sig = parse_signature(signature)?;
         let inner = self.inner.clone();
         Ok(py.detach(|| sealgate_verify::tpm::verify_signature(&inner.key, message, &sig).is_ok()))
     }
@@ -221,8 +208,8 @@ pub struct TpmQuote {
 impl TpmQuote {
     /// Parse TPMS_ATTEST or TPM2B_ATTEST (detected). Only quotes are accepted.
     #[staticmethod]
-    fn parse(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let (attest, signed) = parse_attest_any(data).map_err(|e| parse_error(py, &e))?;
+    fn parse(data: &[u8]) -> BindResult<Self> {
+        let (attest, signed) = parse_attest_any(data)?;
         Ok(TpmQuote {
             signed: signed.to_vec(),
             attest,
@@ -274,8 +261,7 @@ impl TpmQuote {
 /// The outcome of `verify_tpm_quote`: never raised, always returned, with every failure.
 #[pyclass(frozen, module = "sealgate._core")]
 pub struct TpmQuoteResult {
-    #[pyo3(get)]
-    failures: Vec<(String, String)>,
+    failures: Vec<Failure>,
     #[pyo3(get)]
     weak_hash: bool,
     #[pyo3(get)]
@@ -297,6 +283,11 @@ impl TpmQuoteResult {
     #[getter]
     fn verified(&self) -> bool {
         self.failures.is_empty()
+    }
+    /// Every failure of the quote checks.
+    #[getter]
+    fn failures(&self) -> Failures {
+        Failures(self.failures.clone())
     }
     #[getter]
     fn quote(&self, py: Python<'_>) -> PyResult<Py<TpmQuote>> {
@@ -356,7 +347,7 @@ impl PcrSource for BorrowedPcrs {
     }
 }
 
-fn borrowed_pcrs(sel: &PcrSelectionList, d: &Bound<'_, PyDict>) -> PyResult<BorrowedPcrs> {
+fn borrowed_pcrs(sel: &PcrSelectionList, d: &Bound<'_, PyDict>) -> BindResult<BorrowedPcrs> {
     let mut out = Vec::with_capacity(sel.total());
     for s in &sel.selections {
         let Some(bank) = d.get_item(s.hash.name())? else {
@@ -364,7 +355,7 @@ fn borrowed_pcrs(sel: &PcrSelectionList, d: &Bound<'_, PyDict>) -> PyResult<Borr
         };
         let bank = bank
             .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("PCR bank values must be dicts of index -> bytes"))?;
+            .map_err(|_| BindError::Type(BANK_SHAPE.into()))?;
         // One pass over the caller's dict (no per-index hashing); keep only quoted PCRs.
         let mut wanted = 0u64;
         for idx in &s.pcrs {
@@ -380,7 +371,7 @@ fn borrowed_pcrs(sel: &PcrSelectionList, d: &Bound<'_, PyDict>) -> PyResult<Borr
     Ok(BorrowedPcrs(out))
 }
 
-fn min_selection(sel: Vec<(String, Vec<u32>)>) -> PyResult<PcrSelectionList> {
+fn min_selection(sel: Vec<(String, Vec<u32>)>) -> BindResult<PcrSelectionList> {
     let mut out = PcrSelectionList::default();
     for (b, pcrs) in sel {
         let mut pcrs = pcrs;
@@ -407,12 +398,12 @@ fn verify_tpm_quote(
     pcrs: &Bound<'_, PyDict>,
     nonce: Option<&[u8]>,
     min_selection: Option<Vec<(String, Vec<u32>)>>,
-) -> PyResult<TpmQuoteResult> {
-    let (attest, signed) = parse_attest_any(&quote).map_err(|e| parse_error(py, &e))?;
+) -> BindResult<TpmQuoteResult> {
+    let (attest, signed) = parse_attest_any(&quote)?;
     // `signed` is a sub-slice of `quote`: remember where, to rebuild it without copying now.
     let start = signed.as_ptr() as usize - quote.as_ptr() as usize;
     let signed_at = (start, start + signed.len());
-    let sig = parse_signature(signature).map_err(|e| parse_error(py, &e))?;
+    let sig = parse_signature(signature)?;
     let pcrs = borrowed_pcrs(&attest.quote.pcr_select, pcrs)?;
     let min = min_selection.map(self::min_selection).transpose()?;
     let ak_inner = ak.inner.clone();
@@ -424,11 +415,7 @@ fn verify_tpm_quote(
         verify_quote(signed, &attest, &sig, &ak_inner, &pcrs, &exp)
     });
     Ok(TpmQuoteResult {
-        failures: outcome
-            .failures
-            .into_iter()
-            .map(|f| (f.code, f.message))
-            .collect(),
+        failures: outcome.failures,
         weak_hash: outcome.weak_hash,
         ak_restricted: outcome.ak_restricted,
         signature_scheme: scheme_name(sig.scheme()),
@@ -492,68 +479,52 @@ impl EventLog {
         Ok(out)
     }
     /// Replay into {bank: {pcr: value}} for every PCR the log extends.
-    fn replay<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let r = py
-            .detach(|| replay(&self.log))
-            .map_err(|f| failure_error(py, &f))?;
-        pcr_map_to_py(py, &r.pcrs)
+    fn replay<'py>(&self, py: Python<'py>) -> BindResult<Bound<'py, PyDict>> {
+        let r = py.detach(|| replay(&self.log))?;
+        Ok(pcr_map_to_py(py, &r.pcrs)?)
     }
 }
 
 #[pyfunction]
 #[pyo3(signature = (data, platform="tpm"))]
-fn parse_event_log(py: Python<'_>, data: &[u8], platform: &str) -> PyResult<EventLog> {
+fn parse_event_log(py: Python<'_>, data: &[u8], platform: &str) -> BindResult<EventLog> {
     let p = match platform {
         "tpm" => Platform::Tpm,
         "tdx" => Platform::Tdx,
-        other => return Err(PyValueError::new_err(format!("unknown platform {other:?}"))),
+        other => return Err(BindError::Value(format!("unknown platform {other:?}"))),
     };
-    let log = py
-        .detach(|| parse_log(data, p))
-        .map_err(|e| parse_error(py, &e))?;
+    let log = py.detach(|| parse_log(data, p))?;
     Ok(EventLog { log })
 }
 
 /// Parse and replay in one call (the hot path: no per-event Python objects).
 #[pyfunction]
-fn replay_event_log<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    let r = py
-        .detach(|| {
-            let log = parse_log(data, Platform::Tpm).map_err(Err)?;
-            replay(&log).map_err(Ok)
-        })
-        .map_err(|e| match e {
-            Err(pe) => parse_error(py, &pe),
-            Ok(f) => failure_error(py, &f),
-        })?;
-    pcr_map_to_py(py, &r.pcrs)
+fn replay_event_log<'py>(py: Python<'py>, data: &[u8]) -> BindResult<Bound<'py, PyDict>> {
+    let r = py.detach(|| {
+        let log = parse_log(data, Platform::Tpm)?;
+        Ok::<_, Error>(replay(&log)?)
+    })?;
+    Ok(pcr_map_to_py(py, &r.pcrs)?)
 }
 
-/// Compare a replay with quoted PCRs: [(bank, index, replayed, quoted)] that differ.
+/// Compare a replay with quoted PCRs (`sealgate_verify::eventlog::check_replay`): None
+/// when they agree, else (the `tpm.eventlog.replay_mismatch` failure, ["bank:index"]).
 #[pyfunction]
-fn compare_pcrs<'py>(
+fn check_pcr_replay<'py>(
     py: Python<'py>,
     replayed: &Bound<'py, PyDict>,
     quoted: &Bound<'py, PyDict>,
-) -> PyResult<Vec<Mismatch<'py>>> {
-    let r = pcr_map(replayed)?;
-    let q = pcr_map(quoted)?;
-    Ok(compare(&r, &q)
-        .into_iter()
-        .map(|m| {
-            (
-                m.bank.name(),
-                m.index,
-                PyBytes::new(py, &m.replayed),
-                PyBytes::new(py, &m.quoted),
-            )
-        })
-        .collect())
+) -> BindResult<Option<(Bound<'py, PyAny>, Vec<String>)>> {
+    let (r, q) = (pcr_map(replayed)?, pcr_map(quoted)?);
+    match check_replay(&r, &q) {
+        None => Ok(None),
+        Some(m) => Ok(Some((failure(py, m.failure)?, m.pcrs))),
+    }
 }
 
 /// tpm2-tools selection syntax for a [(bank, [pcr])] list.
 #[pyfunction]
-fn format_pcr_selection(sel: Vec<(String, Vec<u32>)>) -> PyResult<String> {
+fn format_pcr_selection(sel: Vec<(String, Vec<u32>)>) -> BindResult<String> {
     Ok(selection_string(&min_selection(sel)?))
 }
 
@@ -565,7 +536,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_tpm_quote, m)?)?;
     m.add_function(wrap_pyfunction!(parse_event_log, m)?)?;
     m.add_function(wrap_pyfunction!(replay_event_log, m)?)?;
-    m.add_function(wrap_pyfunction!(compare_pcrs, m)?)?;
+    m.add_function(wrap_pyfunction!(check_pcr_replay, m)?)?;
     m.add_function(wrap_pyfunction!(format_pcr_selection, m)?)?;
     Ok(())
 }

@@ -128,6 +128,27 @@ pub fn compare(replay: &PcrMap, quoted: &PcrMap) -> Vec<PcrMismatch> {
     out
 }
 
+/// A replay that disagrees with the quote: the failure, and the PCRs (`bank:index`) that
+/// differ, for the claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayMismatch {
+    pub failure: Failure,
+    pub pcrs: Vec<String>,
+}
+
+/// Compare a replay with the quoted PCRs; `None` when every PCR present in both agrees.
+pub fn check_replay(replay: &PcrMap, quoted: &PcrMap) -> Option<ReplayMismatch> {
+    let m = compare(replay, quoted);
+    (!m.is_empty()).then(|| ReplayMismatch {
+        failure: mismatch_failure(&m),
+        pcrs: m
+            .iter()
+            .map(|x| format!("{}:{}", x.bank.name(), x.index))
+            .collect(),
+    })
+}
+
+/// `tpm.eventlog.replay_mismatch`, naming every differing PCR with both values.
 pub fn mismatch_failure(m: &[PcrMismatch]) -> Failure {
     let names: Vec<String> = m
         .iter()
@@ -153,4 +174,43 @@ pub fn mismatch_failure(m: &[PcrMismatch]) -> Failure {
             detail.join("; ")
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(entries: &[(TpmAlg, u32, u8)]) -> PcrMap {
+        let mut m = PcrMap::new();
+        for &(b, i, v) in entries {
+            m.entry(b).or_default().insert(i, vec![v; 2]);
+        }
+        m
+    }
+
+    #[test]
+    fn replay_mismatch_names_every_differing_pcr() {
+        let replayed = map(&[
+            (TpmAlg::Sha256, 0, 1),
+            (TpmAlg::Sha256, 9, 2),
+            (TpmAlg::Sha1, 0, 3),
+        ]);
+        assert!(check_replay(&replayed, &replayed).is_none());
+        // PCRs only in one of the two are not compared (the quote decides what is quoted).
+        let quoted = map(&[(TpmAlg::Sha256, 0, 1), (TpmAlg::Sha256, 7, 5)]);
+        assert!(check_replay(&replayed, &quoted).is_none());
+        let quoted = map(&[
+            (TpmAlg::Sha256, 0, 4),
+            (TpmAlg::Sha256, 9, 5),
+            (TpmAlg::Sha1, 0, 3),
+        ]);
+        let m = check_replay(&replayed, &quoted).unwrap();
+        assert_eq!(m.pcrs, ["sha256:0", "sha256:9"]);
+        assert_eq!(m.failure.code, "tpm.eventlog.replay_mismatch");
+        assert_eq!(
+            m.failure.message,
+            "event log replay disagrees with the quote for PCR sha256:0, sha256:9: \
+             sha256:0 replayed 0101 quoted 0404; sha256:9 replayed 0202 quoted 0505"
+        );
+    }
 }

@@ -35,3 +35,24 @@ pub fn hex(b: &[u8]) -> String {
     }
     s
 }
+
+/// Why a piece of evidence could not be checked at all: its bytes do not parse, or a
+/// structural check the rest depends on failed (a log that cannot be replayed, a key that
+/// is not a key). Checks that can go on report `Failure`s in their outcome instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    Parse(ParseError),
+    Failed(Failure),
+}
+
+impl From<ParseError> for Error {
+    fn from(e: ParseError) -> Self {
+        Error::Parse(e)
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        Error::Failed(f)
+    }
+}

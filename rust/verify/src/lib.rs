@@ -13,4 +13,4 @@ pub mod snp;
 pub mod tdx;
 pub mod tpm;
 
-pub use failure::Failure;
+pub use failure::{Error, Failure};

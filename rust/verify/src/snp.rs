@@ -8,7 +8,7 @@
 //! the already-trusted P-384 key.
 
 use crate::crypto::{Curve, Hash, KeyKind, VerifyingKey};
-use crate::failure::{hex, Failure};
+use crate::failure::{hex, Error, Failure};
 use sealgate_formats::snp::{
     is_unsupported_version, parse_report, AttestationReport, Product, SigningKey, SIGNED_LEN,
     SIG_ALGO_ECDSA_P384_SHA384, SIG_COMPONENT_LEN,
@@ -18,10 +18,39 @@ use sealgate_formats::ParseError;
 /// P-384 scalars are 48 bytes.
 const P384_LEN: usize = 48;
 
+/// Length of REPORT_DATA (Firmware ABI Table 23, offset 0x50).
+pub const REPORT_DATA_LEN: usize = 64;
+
 /// A parse error, with the unknown-version case given its own stable code
-/// (`snp.report.unsupported_version`, README "AMD SEV-SNP") instead of `snp.format.unsupported`.
-pub fn parse_failure(e: &ParseError) -> Option<Failure> {
-    is_unsupported_version(e).then(|| Failure::new("snp.report.unsupported_version", e.to_string()))
+/// (`snp.report.unsupported_version`) instead of `snp.format.unsupported`: a report from
+/// newer firmware is well-formed evidence sealgate cannot appraise yet, not garbage.
+fn parse_error(e: ParseError) -> Error {
+    if is_unsupported_version(&e) {
+        Error::Failed(Failure::new(
+            "snp.report.unsupported_version",
+            e.to_string(),
+        ))
+    } else {
+        Error::Parse(e)
+    }
+}
+
+/// Parse an ATTESTATION_REPORT; unknown versions are `snp.report.unsupported_version`.
+pub fn parse(raw: &[u8]) -> Result<AttestationReport, Error> {
+    parse_report(raw).map_err(parse_error)
+}
+
+/// The VCEK/VLEK public key from its certificate's subjectPublicKey: an uncompressed SEC1
+/// P-384 point (0x04 ‖ X ‖ Y; AMD pub. 57230 §3.2 "VCEK" gives the key as secp384r1).
+pub fn endorsement_key(point: &[u8]) -> Result<VerifyingKey, Failure> {
+    if point.len() != 1 + 2 * P384_LEN || point[0] != 0x04 {
+        return Err(Failure::new(
+            "snp.vcek.unsupported_key",
+            "public key is not an uncompressed P-384 point",
+        ));
+    }
+    VerifyingKey::ec(Curve::P384, &point[1..1 + P384_LEN], &point[1 + P384_LEN..])
+        .map_err(|e| Failure::new("snp.vcek.unsupported_key", format!("{e:?}")))
 }
 
 /// Little-endian 72-byte field → 48-byte big-endian, or None when the value does not fit.
@@ -210,10 +239,172 @@ pub fn check_endorsement(
     out
 }
 
-/// Parse and verify in one step (used by tests and benchmarks of the Rust layer).
+/// The product line a report is read as, and the contradiction found on the way, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductChoice {
+    /// `None` when nothing names the line (a v2 report, no CPUID, nothing else given).
+    pub product: Option<Product>,
+    /// `snp.report.product_mismatch` when the caller's or the chain's line contradicts the
+    /// report's own CPUID.
+    pub mismatch: Option<Failure>,
+}
+
+impl ProductChoice {
+    /// The line whose TCB layout decodes the report: Milan when unknown, because only
+    /// Turin's layout differs (Firmware ABI Table 3) and Turin firmware emits v3+ reports,
+    /// which carry CPUID.
+    pub fn layout(&self) -> Product {
+        self.product.unwrap_or(Product::Milan)
+    }
+
+    /// `snp.report.unknown_product` when no line could be settled.
+    pub fn unknown(&self) -> Option<Failure> {
+        self.product.is_none().then(|| {
+            Failure::new(
+                "snp.report.unknown_product",
+                "cannot tell the product line; pass --product",
+            )
+        })
+    }
+}
+
+/// Settle the product line: `explicit` (the caller's) > the report's CPUID (v3+) > the
+/// line the chain was verified for > the certificate's productName. The CPUID is the
+/// report's own, signed statement, so an explicit or chain line that contradicts it is a
+/// failure rather than a silent override.
+pub fn resolve_product(
+    explicit: Option<Product>,
+    cpuid: Option<Product>,
+    chain: Option<Product>,
+    certificate: Option<Product>,
+) -> ProductChoice {
+    let mismatch = match (explicit, cpuid, chain) {
+        (Some(e), Some(c), _) if e != c => Some(Failure::new(
+            "snp.report.product_mismatch",
+            format!(
+                "report CPUID says {}, verification asked for {}",
+                c.as_str(),
+                e.as_str()
+            ),
+        )),
+        (None, Some(c), Some(ch)) if c != ch => Some(Failure::new(
+            "snp.report.product_mismatch",
+            format!(
+                "report CPUID says {}, chain is for {}",
+                c.as_str(),
+                ch.as_str()
+            ),
+        )),
+        _ => None,
+    };
+    ProductChoice {
+        product: explicit.or(cpuid).or(chain).or(certificate),
+        mismatch,
+    }
+}
+
+/// REPORT_DATA against the expected value, zero-padded to 64 bytes (the guest supplies at
+/// most 64 bytes; SNP_GUEST_REQUEST pads with zeros). A longer expectation cannot match.
+pub fn check_report_data(report: &AttestationReport, want: &[u8]) -> Result<(), Failure> {
+    let mut padded = [0u8; REPORT_DATA_LEN];
+    let fits = want.len() <= REPORT_DATA_LEN;
+    if fits {
+        padded[..want.len()].copy_from_slice(want);
+    }
+    if fits && padded == report.report_data {
+        return Ok(());
+    }
+    Err(Failure::new(
+        "snp.report.report_data_mismatch",
+        format!(
+            "REPORT_DATA {}, expected {}",
+            hex(&report.report_data),
+            if fits { hex(&padded) } else { hex(want) }
+        ),
+    ))
+}
+
+/// What the verifier knows besides the report: the endorsement key with what its
+/// certificate endorses, and the caller's expectations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expectations<'a> {
+    /// The caller's product line (`--product`), if given.
+    pub product: Option<Product>,
+    /// The line the certificate chain was verified for, if known.
+    pub chain_product: Option<Product>,
+    /// Expected REPORT_DATA (zero-padded to 64 bytes).
+    pub report_data: Option<&'a [u8]>,
+}
+
+/// A checked report: the line it was read as and every failure found.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub report: AttestationReport,
+    pub product: Product,
+    pub failures: Vec<Failure>,
+}
+
+/// The per-report steady state: parse, signature, product line, endorsement (when the
+/// certificate's extensions are known) and REPORT_DATA. Only an unparseable report is an
+/// error; every other problem is a failure in the verdict, all of them.
+pub fn verify_report(
+    raw: &[u8],
+    key: &VerifyingKey,
+    endorsement: Option<&Endorsement>,
+    exp: &Expectations<'_>,
+) -> Result<Verdict, Error> {
+    let report = parse(raw)?;
+    let mut failures = Vec::new();
+    if let Err(f) = verify_report_signature(raw, &report, key) {
+        failures.push(f);
+    }
+    let choice = resolve_product(
+        exp.product,
+        report.product_from_cpuid(),
+        exp.chain_product,
+        endorsement.and_then(|e| e.product),
+    );
+    failures.extend(choice.mismatch.clone());
+    failures.extend(choice.unknown());
+    let product = choice.layout();
+    if let Some(e) = endorsement {
+        failures.extend(check_endorsement(&report, e, product));
+    }
+    if let Some(want) = exp.report_data {
+        failures.extend(check_report_data(&report, want).err());
+    }
+    Ok(Verdict {
+        report,
+        product,
+        failures,
+    })
+}
+
+/// A report whose endorsement key could not be established (its chain failed, which is
+/// already a failure): the line it is read as for its claims, and the checks that need no
+/// key. `certificate` is the product the leaf certificate names, if it could be read. An
+/// unknown line is not reported again: the evidence is already rejected and the chain
+/// failure says why.
+pub fn check_unendorsed(
+    report: &AttestationReport,
+    product: Option<Product>,
+    certificate: Option<Product>,
+    report_data: Option<&[u8]>,
+) -> (Product, Vec<Failure>) {
+    let choice = resolve_product(product, report.product_from_cpuid(), None, certificate);
+    let mut failures: Vec<Failure> = choice.mismatch.clone().into_iter().collect();
+    if let Some(want) = report_data {
+        failures.extend(check_report_data(report, want).err());
+    }
+    (choice.layout(), failures)
+}
+
+/// Parse and check the signature only (tests and benchmarks of the Rust layer).
 pub fn parse_and_verify(raw: &[u8], key: &VerifyingKey) -> Result<AttestationReport, Failure> {
-    let report =
-        parse_report(raw).map_err(|e| parse_failure(&e).unwrap_or_else(|| Failure::from(&e)))?;
+    let report = parse(raw).map_err(|e| match e {
+        Error::Parse(p) => Failure::from(&p),
+        Error::Failed(f) => f,
+    })?;
     verify_report_signature(raw, &report, key)?;
     Ok(report)
 }
@@ -366,6 +557,182 @@ mod tests {
             .map(|f| f.code)
             .collect();
         assert_eq!(codes, ["snp.vcek.missing_extension"]);
+    }
+
+    #[test]
+    fn endorsement_key_is_an_uncompressed_p384_point() {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+        let kp =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let pt = kp.public_key().as_ref().to_vec();
+        assert_eq!(
+            endorsement_key(&pt).unwrap().kind(),
+            KeyKind::Ec(Curve::P384)
+        );
+        let mut compressed = pt.clone();
+        compressed[0] = 0x02;
+        let mut off_curve = pt.clone();
+        off_curve[96] ^= 1;
+        for bad in [&pt[..96], &compressed[..], &off_curve[..], &[][..]] {
+            assert_eq!(
+                endorsement_key(bad).unwrap_err().code,
+                "snp.vcek.unsupported_key"
+            );
+        }
+    }
+
+    fn codes(f: &[Failure]) -> Vec<&str> {
+        f.iter().map(|f| f.code.as_str()).collect()
+    }
+
+    #[test]
+    fn product_precedence_and_mismatch() {
+        use Product::{Genoa, Milan, Turin};
+        let r = |e, c, ch, cert| resolve_product(e, c, ch, cert);
+        // Explicit > CPUID > chain > certificate.
+        assert_eq!(
+            r(Some(Genoa), None, Some(Milan), Some(Turin)).product,
+            Some(Genoa)
+        );
+        assert_eq!(r(None, Some(Turin), None, Some(Milan)).product, Some(Turin));
+        assert_eq!(r(None, None, Some(Genoa), Some(Milan)).product, Some(Genoa));
+        assert_eq!(r(None, None, None, Some(Milan)).product, Some(Milan));
+        let none = r(None, None, None, None);
+        assert_eq!((none.product, none.layout()), (None, Milan));
+        assert_eq!(none.unknown().unwrap().code, "snp.report.unknown_product");
+        assert!(r(None, None, None, Some(Turin)).unknown().is_none());
+        // The report's CPUID contradicts the caller or the chain.
+        let m = r(Some(Genoa), Some(Milan), None, None);
+        assert_eq!(m.product, Some(Genoa));
+        assert_eq!(
+            m.mismatch.unwrap().message,
+            "report CPUID says Milan, verification asked for Genoa"
+        );
+        let m = r(None, Some(Milan), Some(Turin), None);
+        assert_eq!(m.product, Some(Milan));
+        assert_eq!(
+            m.mismatch.unwrap().message,
+            "report CPUID says Milan, chain is for Turin"
+        );
+        // An explicit line overrides the chain without a failure when CPUID agrees; a
+        // certificate productName never raises a mismatch here (the endorsement check does).
+        assert!(r(Some(Milan), Some(Milan), Some(Genoa), None)
+            .mismatch
+            .is_none());
+        assert!(r(None, Some(Milan), None, Some(Genoa)).mismatch.is_none());
+        assert!(r(Some(Genoa), None, Some(Milan), None).mismatch.is_none());
+    }
+
+    #[test]
+    fn report_data_is_zero_padded() {
+        let (b, _) = signed_report();
+        let r = parse_report(&b).unwrap();
+        assert!(check_report_data(&r, &[0x42]).is_ok());
+        assert!(check_report_data(&r, &[0x42, 0, 0]).is_ok());
+        let mut full = [0u8; 64];
+        full[0] = 0x42;
+        assert!(check_report_data(&r, &full).is_ok());
+        let f = check_report_data(&r, &[0x43]).unwrap_err();
+        assert_eq!(f.code, "snp.report.report_data_mismatch");
+        assert_eq!(
+            f.message,
+            format!(
+                "REPORT_DATA 42{}, expected 43{}",
+                "0".repeat(126),
+                "0".repeat(126)
+            )
+        );
+        assert!(check_report_data(&r, &[]).is_err());
+        // Longer than the field: cannot match, even when the first 64 bytes do.
+        let mut long = full.to_vec();
+        long.push(0);
+        assert!(check_report_data(&r, &long).is_err());
+    }
+
+    #[test]
+    fn verify_report_collects_every_failure() {
+        let (b, key) = signed_report();
+        let ok = verify_report(&b, &key, Some(&endorsement()), &Expectations::default()).unwrap();
+        assert_eq!(ok.product, Product::Milan); // v5 CPUID family 0x19 model 0x01
+        assert!(ok.failures.is_empty(), "{:?}", ok.failures);
+        let exp = Expectations {
+            product: Some(Product::Genoa),
+            chain_product: None,
+            report_data: Some(&[1]),
+        };
+        let mut bad = b.clone();
+        bad[0x90] ^= 1; // MEASUREMENT: breaks the signature only
+        let v = verify_report(&bad, &key, Some(&endorsement()), &exp).unwrap();
+        assert_eq!(v.product, Product::Genoa);
+        assert_eq!(
+            codes(&v.failures),
+            [
+                "snp.report.signature_invalid",
+                "snp.report.product_mismatch",
+                "snp.vcek.product_mismatch",
+                "snp.report.report_data_mismatch"
+            ]
+        );
+        // No endorsement: no endorsement checks; the chain's line is used and contradicts
+        // CPUID.
+        let exp = Expectations {
+            chain_product: Some(Product::Turin),
+            ..Expectations::default()
+        };
+        let v = verify_report(&b, &key, None, &exp).unwrap();
+        assert_eq!(codes(&v.failures), ["snp.report.product_mismatch"]);
+        // A v2 report (no CPUID) with nothing naming the line.
+        let mut v2 = b.clone();
+        v2[0] = 2;
+        v2[0x188..0x18B].copy_from_slice(&[0, 0, 0]);
+        let v = verify_report(&v2, &key, None, &Expectations::default()).unwrap();
+        assert_eq!(
+            codes(&v.failures),
+            ["snp.report.signature_invalid", "snp.report.unknown_product"]
+        );
+        // Unparseable and unknown versions are errors, not verdicts.
+        assert!(matches!(
+            verify_report(&b[..100], &key, None, &Expectations::default()),
+            Err(Error::Parse(_))
+        ));
+        let mut v4 = b.clone();
+        v4[0] = 4;
+        match verify_report(&v4, &key, None, &Expectations::default()) {
+            Err(Error::Failed(f)) => assert_eq!(f.code, "snp.report.unsupported_version"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unendorsed_reports_name_no_unknown_product() {
+        let (b, _) = signed_report();
+        let r = parse_report(&b).unwrap();
+        assert_eq!(
+            check_unendorsed(&r, None, None, None),
+            (Product::Milan, vec![])
+        );
+        let (p, f) = check_unendorsed(&r, Some(Product::Turin), Some(Product::Genoa), Some(&[9]));
+        assert_eq!(p, Product::Turin);
+        assert_eq!(
+            codes(&f),
+            [
+                "snp.report.product_mismatch",
+                "snp.report.report_data_mismatch"
+            ]
+        );
+        let mut v2 = b.clone();
+        v2[0] = 2;
+        v2[0x188..0x18B].copy_from_slice(&[0, 0, 0]);
+        let r = parse_report(&v2).unwrap();
+        assert_eq!(
+            check_unendorsed(&r, None, Some(Product::Turin), None).0,
+            Product::Turin
+        );
+        assert_eq!(
+            check_unendorsed(&r, None, None, None),
+            (Product::Milan, vec![])
+        );
     }
 
     proptest! {

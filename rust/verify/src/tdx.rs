@@ -11,10 +11,11 @@
 //! (`sealgate.tdx`) and cached, so steady state here is two P-256 verifications.
 
 use crate::crypto::{self, Curve, Hash, VerifyingKey};
-use crate::failure::{hex, Failure};
-use sealgate_formats::eventlog::{EventLog, EV_NO_ACTION};
+use crate::failure::{hex, Error, Failure};
+use sealgate_formats::eventlog::{parse_event_log, EventLog, EV_NO_ACTION};
 use sealgate_formats::tdx::{Quote, INTEL_QE_VENDOR_ID};
 use sealgate_formats::tpm::TpmAlg;
+use sealgate_formats::Platform;
 
 /// RTMR width: SHA-384 (TDX Module ABI spec, TDG.MR.RTMR.EXTEND).
 pub const RTMR_SIZE: usize = 48;
@@ -22,6 +23,46 @@ pub const RTMR_SIZE: usize = 48;
 /// (UEFI spec 2.10 §38.4.1 "EFI_CC_MEASUREMENT_PROTOCOL", CC MR index mapping for TDX).
 pub const CCEL_FIRST_RTMR_INDEX: u32 = 1;
 pub const CCEL_RTMR_COUNT: usize = 4;
+
+/// TD_ATTRIBUTES, a little-endian u64 in the TD quote body (Intel TDX Module ABI
+/// specification, "TDATTRIBUTES"): the bits appraisal reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TdAttributes(pub u64);
+
+impl TdAttributes {
+    pub fn from_le(raw: &[u8; 8]) -> Self {
+        TdAttributes(u64::from_le_bytes(*raw))
+    }
+    fn bit(self, n: u32) -> bool {
+        self.0 & (1 << n) != 0
+    }
+    /// Bit 0 DEBUG: the TD runs in debug mode; the host can read its state.
+    pub fn debug(self) -> bool {
+        self.bit(0)
+    }
+    /// Bit 28 SEPT_VE_DISABLE: EPT violations are not converted to #VE.
+    pub fn sept_ve_disable(self) -> bool {
+        self.bit(28)
+    }
+    /// Bit 30 PKS: supervisor protection keys allowed.
+    pub fn pks(self) -> bool {
+        self.bit(30)
+    }
+    /// Bit 31 KL: Key Locker allowed.
+    pub fn kl(self) -> bool {
+        self.bit(31)
+    }
+    /// Bit 63 PERFMON: performance monitoring allowed.
+    pub fn perfmon(self) -> bool {
+        self.bit(63)
+    }
+}
+
+/// The PCK certificate's public key (P-256, affine coordinates), which signs the QE report.
+pub fn pck_key(x: &[u8], y: &[u8]) -> Result<VerifyingKey, Failure> {
+    VerifyingKey::ec(Curve::P256, x, y)
+        .map_err(|e| Failure::new("tdx.pck.key_invalid", format!("PCK key: {e:?}")))
+}
 
 /// Every failure of the per-quote checks (all are reported, not just the first).
 pub fn verify_quote(buf: &[u8], quote: &Quote, pck: Option<&VerifyingKey>) -> Vec<Failure> {
@@ -142,6 +183,23 @@ pub fn replay_ccel(log: &EventLog) -> Result<[[u8; RTMR_SIZE]; CCEL_RTMR_COUNT],
         o.copy_from_slice(&r);
     }
     Ok(out)
+}
+
+/// The CCEL of a quote replayed and compared with its RTMRs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CcelCheck {
+    pub replayed: [[u8; RTMR_SIZE]; CCEL_RTMR_COUNT],
+    /// `tdx.ccel.replay_mismatch` when a replayed RTMR differs from the quoted one.
+    pub mismatch: Option<Failure>,
+}
+
+/// Parse a CCEL, replay it and compare the result with `quote`'s RTMRs. A log that does
+/// not parse or cannot be replayed is an error (there is nothing to compare).
+pub fn check_ccel(ccel: &[u8], quote: &Quote) -> Result<CcelCheck, Error> {
+    let log = parse_event_log(ccel, Platform::Tdx)?;
+    let replayed = replay_ccel(&log)?;
+    let mismatch = compare_rtmrs(&replayed, &quote.body.rtmr);
+    Ok(CcelCheck { replayed, mismatch })
 }
 
 /// Compare replayed RTMRs with the quote's; `None` when they all agree.
@@ -293,10 +351,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ccel_replay() {
-        use sealgate_formats::eventlog::{parse_event_log, SPEC_ID_EVENT03};
-        use sealgate_formats::Platform;
+    /// A CCEL with a SHA-384 bank extending RTMR0 (MR 1), RTMR2 (MR 3) and an EV_NO_ACTION
+    /// event at MR 2.
+    fn ccel_bytes() -> Vec<u8> {
+        use sealgate_formats::eventlog::SPEC_ID_EVENT03;
         let mut spec = SPEC_ID_EVENT03.to_vec();
         spec.extend_from_slice(&0u32.to_le_bytes());
         spec.extend_from_slice(&[0, 2, 0, 2]);
@@ -318,7 +376,12 @@ mod tests {
             v.extend_from_slice(&0u32.to_le_bytes());
         }
         v.extend_from_slice(&[0u8; 64]);
-        let log = parse_event_log(&v, Platform::Tdx).unwrap();
+        v
+    }
+
+    #[test]
+    fn ccel_replay() {
+        let log = parse_event_log(&ccel_bytes(), Platform::Tdx).unwrap();
         let r = replay_ccel(&log).unwrap();
         let mut e0 = vec![0u8; 48];
         crypto::extend(Hash::Sha384, &mut e0, &[1u8; 48]);
@@ -333,5 +396,54 @@ mod tests {
             compare_rtmrs(&r, &q).unwrap().code,
             "tdx.ccel.replay_mismatch"
         );
+    }
+
+    #[test]
+    fn ccel_checked_against_the_quote() {
+        let (q, _) = signed_quote(4, 2, 0);
+        let mut quote = parse_quote(&q).unwrap();
+        let c = check_ccel(&ccel_bytes(), &quote).unwrap();
+        let f = c.mismatch.unwrap();
+        assert_eq!(f.code, "tdx.ccel.replay_mismatch");
+        assert!(f
+            .message
+            .starts_with("CCEL replay disagrees with the quote: RTMR0 replayed "));
+        assert_eq!(f.message.matches("; RTMR").count(), 3, "{}", f.message);
+        quote.body.rtmr = c.replayed;
+        quote.body.rtmr[2][47] ^= 1;
+        let f = check_ccel(&ccel_bytes(), &quote).unwrap().mismatch.unwrap();
+        assert_eq!(
+            f.message,
+            format!(
+                "CCEL replay disagrees with the quote: RTMR2 replayed {} quoted {}",
+                hex(&c.replayed[2]),
+                hex(&quote.body.rtmr[2])
+            )
+        );
+        quote.body.rtmr = c.replayed;
+        assert!(check_ccel(&ccel_bytes(), &quote)
+            .unwrap()
+            .mismatch
+            .is_none());
+        // Unparseable log: a parse error; a log that cannot be replayed: a failure.
+        assert!(matches!(
+            check_ccel(&[1, 2, 3], &quote),
+            Err(Error::Parse(_))
+        ));
+        let mut bad = ccel_bytes();
+        let first_event = bad.len() - 64 - 3 * (4 + 4 + 4 + 2 + 48 + 4);
+        bad[first_event] = 9; // MR index 9: no such RTMR
+        match check_ccel(&bad, &quote) {
+            Err(Error::Failed(f)) => assert_eq!(f.code, "tdx.ccel.invalid_mr_index"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn td_attribute_bits() {
+        let a = TdAttributes::from_le(&[0x01, 0, 0, 0x50, 0, 0, 0, 0x80]);
+        assert!(a.debug() && a.sept_ve_disable() && a.pks() && !a.kl() && a.perfmon());
+        let a = TdAttributes::from_le(&[0, 0, 0, 0x80, 0, 0, 0, 0]);
+        assert!(!a.debug() && !a.sept_ve_disable() && !a.pks() && a.kl() && !a.perfmon());
     }
 }

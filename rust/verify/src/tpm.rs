@@ -32,6 +32,21 @@ impl AkKey {
         })
     }
 
+    /// An RSA key without TPM attributes (from an SPKI): restricted-signing is unknown.
+    pub fn from_rsa(modulus: &[u8], exponent: &[u8]) -> Result<Self, Failure> {
+        Self::bare(VerifyingKey::rsa(modulus, exponent))
+    }
+
+    /// An EC key without TPM attributes (from an SPKI).
+    pub fn from_ecc(curve: Curve, x: &[u8], y: &[u8]) -> Result<Self, Failure> {
+        Self::bare(VerifyingKey::ec(curve, x, y))
+    }
+
+    fn bare(key: Result<VerifyingKey, CryptoError>) -> Result<Self, Failure> {
+        let key = key.map_err(|e| Failure::new("tpm.ak.unsupported_key", format!("{e:?}")))?;
+        Ok(AkKey { public: None, key })
+    }
+
     /// The AK's TPM Name, nameAlg ‖ H(TPMT_PUBLIC) (Part 1, §16).
     pub fn name(&self) -> Option<Vec<u8>> {
         self.public.as_ref().and_then(public_name)
@@ -252,4 +267,25 @@ pub fn selection_string(s: &PcrSelectionList) -> String {
         })
         .collect::<Vec<_>>()
         .join("+")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyKind;
+    use aws_lc_rs::signature::KeyPair;
+
+    #[test]
+    fn bare_keys_without_tpm_attributes() {
+        let (_, kp) = crate::crypto::tests::p256_pair();
+        let pt = kp.public_key().as_ref();
+        let ak = AkKey::from_ecc(Curve::P256, &pt[1..33], &pt[33..65]).unwrap();
+        assert!(ak.public.is_none() && ak.name().is_none());
+        assert_eq!(ak.key.kind(), KeyKind::Ec(Curve::P256));
+        // An off-curve point and an empty modulus are `tpm.ak.unsupported_key`.
+        let bad = AkKey::from_ecc(Curve::P256, &pt[1..33], &[2; 32]).unwrap_err();
+        assert_eq!(bad.code, "tpm.ak.unsupported_key");
+        let bad = AkKey::from_rsa(&[], &[1, 0, 1]).unwrap_err();
+        assert_eq!(bad.code, "tpm.ak.unsupported_key");
+    }
 }
