@@ -25,7 +25,7 @@ use core::mem::{offset_of, size_of};
 use crate::error::{ParseErrorKind, Platform, Result};
 use crate::reader::Reader;
 use zerocopy::little_endian::{U16, U32};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// A quote buffer larger than this is refused before reading: the biggest real quote is
 /// about 5 KiB; configfs-tsm hands out at most a few pages. 1 MiB bounds one request.
@@ -305,6 +305,13 @@ impl RawHeader {
     /// The header fields sealgate requires (A.3): version 4 or 5, attestation key type 2,
     /// TEE type TDX. The header is at offset 0 of the quote, so offsets are quote offsets.
     pub fn validate(&self) -> Result<()> {
+        self.validate_first(HEADER_SIZE)
+    }
+
+    /// [`RawHeader::validate`] over the fields that lie within the first `available` bytes:
+    /// a quote cut inside the header is still refused for a wrong version or type first
+    /// (the check order of a field-by-field read).
+    fn validate_first(&self, available: usize) -> Result<()> {
         let err = |offset, field, detail| {
             Err(crate::ParseError::new(
                 Platform::Tdx,
@@ -314,26 +321,30 @@ impl RawHeader {
                 detail,
             ))
         };
+        let present = |offset: usize, size: usize| offset + size <= available;
         let version = self.version.get();
-        if version != 4 && version != 5 {
+        let at = offset_of!(RawHeader, version);
+        if present(at, size_of::<U16>()) && version != 4 && version != 5 {
             return err(
-                offset_of!(RawHeader, version),
+                at,
                 "Quote Header.version",
                 format!("quote version {version}, expected 4 or 5"),
             );
         }
         let att_key_type = self.att_key_type.get();
-        if att_key_type != ATT_KEY_TYPE_ECDSA_P256 {
+        let at = offset_of!(RawHeader, att_key_type);
+        if present(at, size_of::<U16>()) && att_key_type != ATT_KEY_TYPE_ECDSA_P256 {
             return err(
-                offset_of!(RawHeader, att_key_type),
+                at,
                 "Quote Header.attestation_key_type",
                 format!("attestation key type {att_key_type}, expected 2 (ECDSA-256-with-P-256)"),
             );
         }
         let tee_type = self.tee_type.get();
-        if tee_type != TEE_TYPE_TDX {
+        let at = offset_of!(RawHeader, tee_type);
+        if present(at, size_of::<U32>()) && tee_type != TEE_TYPE_TDX {
             return err(
-                offset_of!(RawHeader, tee_type),
+                at,
                 "Quote Header.tee_type",
                 format!("TEE type 0x{tee_type:x}, expected 0x81 (TDX)"),
             );
@@ -483,6 +494,12 @@ pub fn parse_quote(buf: &[u8]) -> Result<Quote> {
             format!("{} bytes, at most {}", buf.len(), MAX_QUOTE_BUFFER),
         ));
     }
+    if buf.len() < HEADER_SIZE {
+        // Cut inside the header: the fields that are there are checked first.
+        let mut h = RawHeader::new_zeroed();
+        h.as_mut_bytes()[..buf.len()].copy_from_slice(buf);
+        h.validate_first(buf.len())?;
+    }
     let raw_header = r.read::<RawHeader>("Quote Header")?;
     raw_header.validate()?;
     let header = QuoteHeader::from(raw_header);
@@ -564,7 +581,6 @@ pub fn parse_quote(buf: &[u8]) -> Result<Quote> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use zerocopy::FromZeros;
 
     /// A structurally valid quote with zero signatures (for parser tests), built through the
     /// declared layouts. Body bytes count up from 0 so fields are recognisable.
@@ -628,6 +644,34 @@ pub mod tests {
         assert_eq!(offset_of!(RawQeReport, mr_signer), 128);
         assert_eq!(offset_of!(RawQeReport, isv_prod_id), 256);
         assert_eq!(offset_of!(RawQeReport, report_data), 320);
+    }
+
+    #[test]
+    fn short_header_checks_the_fields_it_has() {
+        let b = sample(4, 2, b"x", 0);
+        let mut bad_version = b[..20].to_vec();
+        bad_version[0] = 3;
+        assert_eq!(
+            parse_quote(&bad_version).unwrap_err().code(),
+            "tdx.format.unsupported"
+        );
+        let mut bad_tee = b[..8].to_vec();
+        bad_tee[4] = 0;
+        assert_eq!(
+            parse_quote(&bad_tee).unwrap_err().field,
+            "Quote Header.tee_type"
+        );
+        // A field not wholly present is not judged: truncated.
+        let mut cut_tee = b[..7].to_vec();
+        cut_tee[4] = 0;
+        assert_eq!(
+            parse_quote(&cut_tee).unwrap_err().code(),
+            "tdx.format.truncated"
+        );
+        assert_eq!(
+            parse_quote(&b[..1]).unwrap_err().code(),
+            "tdx.format.truncated"
+        );
     }
 
     #[test]
