@@ -4,6 +4,7 @@
 //! here panics on any input: all slicing goes through `take`, which checks first.
 
 use crate::error::{ParseError, ParseErrorKind, Platform, Result};
+use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
 
 #[derive(Clone)]
 pub struct Reader<'a> {
@@ -81,6 +82,25 @@ impl<'a> Reader<'a> {
         let mut a = [0u8; N];
         a.copy_from_slice(s);
         Ok(a)
+    }
+
+    /// A fixed structure declared with zerocopy (alignment 1, every bit pattern valid), read
+    /// in place. Truncation is reported at the structure's start, named `field`.
+    pub fn read<T: FromBytes + KnownLayout + Immutable + Unaligned>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<&'a T> {
+        let at = self.pos;
+        let s = self.take(core::mem::size_of::<T>(), field)?;
+        // Cannot fail: the slice has T's size and T has alignment 1.
+        T::ref_from_bytes(s).map_err(|_| {
+            self.err_at(
+                at,
+                ParseErrorKind::Invalid,
+                field,
+                "does not match the layout",
+            )
+        })
     }
 
     pub fn u8(&mut self, field: &'static str) -> Result<u8> {

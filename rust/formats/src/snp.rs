@@ -10,31 +10,152 @@
 //! mitigation vectors. Version 4 does not occur in released firmware and, like any other
 //! unknown version, is rejected.
 //!
-//! The report is a fixed 1184-byte structure. Each field's offset is a named constant; the
-//! parser reads them in order with the bounds-checked `Reader`, then checks every reserved
-//! range for zero (a non-zero reserved byte means a layout sealgate does not understand).
+//! The report is a fixed 1184-byte structure, declared once as [`RawReport`] (zerocopy, every
+//! field at its Table 23 offset, checked by static size assertions). The parser views the
+//! input as that structure, [`RawReport::validate`] checks versions, the key-info word and
+//! every reserved range for zero (a non-zero reserved byte means a layout sealgate does not
+//! understand), and the fields are decoded into [`AttestationReport`]. Builders of test and
+//! load-generator evidence write through the same declaration (`FromZeros::new_zeroed`,
+//! `FromBytes::mut_from_bytes`, `IntoBytes::as_bytes`).
+
+use core::mem::{offset_of, size_of};
 
 use crate::error::{ParseError, ParseErrorKind, Platform, Result};
-use crate::reader::Reader;
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-/// Table 23: the report is exactly 0x4A0 bytes.
-pub const REPORT_SIZE: usize = 0x4A0;
-/// Table 23: bytes 0x000–0x29F are signed; SIGNATURE starts at 0x2A0.
-pub const SIGNED_LEN: usize = 0x2A0;
 /// Chapter 10: R and S are each a 72-byte little-endian field inside the 512-byte SIGNATURE.
 pub const SIG_COMPONENT_LEN: usize = 72;
-/// Offsets of fields referred to by name elsewhere (Table 23).
-pub const OFF_REPORT_DATA: usize = 0x50;
-pub const OFF_MEASUREMENT: usize = 0x90;
-pub const OFF_REPORTED_TCB: usize = 0x180;
-pub const OFF_CHIP_ID: usize = 0x1A0;
+
+/// The SIGNATURE field (Table 23, 512 bytes) in the format of Chapter 10, table
+/// "ECDSA P-384 with SHA-384 Signature Format". Offsets are within SIGNATURE.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, PartialEq, Eq)]
+#[repr(C)]
+pub struct RawSignature {
+    /// 0x000 R, little-endian, zero-extended from 48 bytes.
+    pub r: [u8; SIG_COMPONENT_LEN],
+    /// 0x048 S, little-endian, zero-extended from 48 bytes.
+    pub s: [u8; SIG_COMPONENT_LEN],
+    /// 0x090–0x1FF reserved, must be zero.
+    reserved: [u8; 368],
+}
+
+/// CPUID_FAM_ID / CPUID_MOD_ID / CPUID_STEP (Table 23, version 3+; reserved and zero in
+/// version 2). Offsets are within the field.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, PartialEq, Eq)]
+#[repr(C)]
+pub struct RawCpuid {
+    /// +0 CPUID_FAM_ID: combined extended family and family.
+    pub family: u8,
+    /// +1 CPUID_MOD_ID: combined extended model and model.
+    pub model: u8,
+    /// +2 CPUID_STEP: stepping.
+    pub stepping: u8,
+}
+
+/// CURRENT_BUILD / CURRENT_MINOR / CURRENT_MAJOR and a reserved byte (Table 23), and the
+/// same for COMMITTED_*. Offsets are within the field.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, PartialEq, Eq)]
+#[repr(C)]
+pub struct RawFirmwareVersion {
+    /// +0 *_BUILD.
+    pub build: u8,
+    /// +1 *_MINOR.
+    pub minor: u8,
+    /// +2 *_MAJOR.
+    pub major: u8,
+    /// +3 reserved, must be zero.
+    reserved: u8,
+}
+
+/// ATTESTATION_REPORT as laid out on the wire (Table 23), little-endian throughout.
+/// Reserved fields are private: a builder starting from `FromZeros::new_zeroed` leaves them
+/// zero, and [`RawReport::validate`] refuses a report where they are not.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, PartialEq, Eq)]
+#[repr(C)]
+pub struct RawReport {
+    /// 0x000 VERSION: 2, 3 or 5 here.
+    pub version: U32,
+    /// 0x004 GUEST_SVN.
+    pub guest_svn: U32,
+    /// 0x008 POLICY ("GUEST_POLICY Structure").
+    pub policy: U64,
+    /// 0x010 FAMILY_ID.
+    pub family_id: [u8; 16],
+    /// 0x020 IMAGE_ID.
+    pub image_id: [u8; 16],
+    /// 0x030 VMPL the report was requested at.
+    pub vmpl: U32,
+    /// 0x034 SIGNATURE_ALGO.
+    pub signature_algo: U32,
+    /// 0x038 CURRENT_TCB (TCB_VERSION).
+    pub current_tcb: U64,
+    /// 0x040 PLATFORM_INFO.
+    pub platform_info: U64,
+    /// 0x048 bit 0 AUTHOR_KEY_EN, bit 1 MASK_CHIP_KEY, bits 4:2 SIGNING_KEY, bits 31:5
+    /// reserved.
+    pub key_info: U32,
+    /// 0x04C reserved.
+    reserved_04c: [u8; 4],
+    /// 0x050 REPORT_DATA: guest-supplied.
+    pub report_data: [u8; 64],
+    /// 0x090 MEASUREMENT: launch digest.
+    pub measurement: [u8; 48],
+    /// 0x0C0 HOST_DATA.
+    pub host_data: [u8; 32],
+    /// 0x0E0 ID_KEY_DIGEST.
+    pub id_key_digest: [u8; 48],
+    /// 0x110 AUTHOR_KEY_DIGEST.
+    pub author_key_digest: [u8; 48],
+    /// 0x140 REPORT_ID.
+    pub report_id: [u8; 32],
+    /// 0x160 REPORT_ID_MA.
+    pub report_id_ma: [u8; 32],
+    /// 0x180 REPORTED_TCB: the TCB the VCEK was derived from.
+    pub reported_tcb: U64,
+    /// 0x188 CPUID_FAM_ID, CPUID_MOD_ID, CPUID_STEP (version 3+).
+    pub cpuid: RawCpuid,
+    /// 0x18B–0x19F reserved.
+    reserved_18b: [u8; 21],
+    /// 0x1A0 CHIP_ID.
+    pub chip_id: [u8; 64],
+    /// 0x1E0 COMMITTED_TCB.
+    pub committed_tcb: U64,
+    /// 0x1E8 CURRENT_BUILD, CURRENT_MINOR, CURRENT_MAJOR, reserved.
+    pub current_version: RawFirmwareVersion,
+    /// 0x1EC COMMITTED_BUILD, COMMITTED_MINOR, COMMITTED_MAJOR, reserved.
+    pub committed_version: RawFirmwareVersion,
+    /// 0x1F0 LAUNCH_TCB.
+    pub launch_tcb: U64,
+    /// 0x1F8 LAUNCH_MIT_VECTOR (version 5+; reserved before).
+    pub launch_mit_vector: U64,
+    /// 0x200 CURRENT_MIT_VECTOR (version 5+; reserved before).
+    pub current_mit_vector: U64,
+    /// 0x208–0x29F reserved.
+    reserved_208: [u8; 152],
+    /// 0x2A0 SIGNATURE over bytes 0x000–0x29F.
+    pub signature: RawSignature,
+}
+
+// Table 23: the report is 0x4A0 bytes and SIGNATURE is its last 0x200.
+const _: () = assert!(size_of::<RawReport>() == 0x4A0);
+const _: () = assert!(size_of::<RawSignature>() == 0x200);
+const _: () = assert!(SIGNED_LEN + size_of::<RawSignature>() == REPORT_SIZE);
+
+/// The report is exactly this long (Table 23).
+pub const REPORT_SIZE: usize = size_of::<RawReport>();
+/// Bytes `..SIGNED_LEN` are signed; SIGNATURE starts there (Table 23).
+pub const SIGNED_LEN: usize = offset_of!(RawReport, signature);
+/// Offsets for callers that still slice the report by hand, derived from [`RawReport`];
+/// new code writes through the declaration instead.
 pub const OFF_SIGNATURE: usize = SIGNED_LEN;
+pub const OFF_CHIP_ID: usize = offset_of!(RawReport, chip_id);
 /// SIGNATURE_ALGO (Table 23, Chapter 10 "Signature Formats"): 1 = ECDSA P-384 with SHA-384.
 pub const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
 /// Report versions sealgate parses.
 pub const SUPPORTED_VERSIONS: [u32; 3] = [2, 3, 5];
 
-/// Which key signed the report (Table 23, bits 4:2 of the key-info word at 0x48).
+/// Which key signed the report (Table 23, SIGNING_KEY: bits 4:2 of the key-info word).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningKey {
     /// 0: Versioned Chip Endorsement Key.
@@ -211,7 +332,7 @@ impl GuestPolicy {
     }
 }
 
-/// PLATFORM_INFO (report offset 0x40).
+/// PLATFORM_INFO (Table 23).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlatformInfo(pub u64);
 
@@ -253,7 +374,7 @@ impl PlatformInfo {
     }
 }
 
-/// CPUID family/model/stepping (version 3+, Table 23 at 0x188–0x18A).
+/// CPUID family/model/stepping (version 3+, [`RawCpuid`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cpuid {
     pub family: u8,
@@ -269,68 +390,69 @@ pub struct FirmwareVersion {
     pub build: u8,
 }
 
-/// A parsed ATTESTATION_REPORT. All multi-byte integers are little-endian in the report.
+/// A parsed ATTESTATION_REPORT: the fields of [`RawReport`] decoded, version-dependent
+/// fields as `Option`s. Field names follow Table 23; offsets are in [`RawReport`] only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestationReport {
-    /// 0x000 VERSION.
+    /// VERSION.
     pub version: u32,
-    /// 0x004 GUEST_SVN.
+    /// GUEST_SVN.
     pub guest_svn: u32,
-    /// 0x008 POLICY.
+    /// POLICY.
     pub policy: GuestPolicy,
-    /// 0x010 FAMILY_ID.
+    /// FAMILY_ID.
     pub family_id: [u8; 16],
-    /// 0x020 IMAGE_ID.
+    /// IMAGE_ID.
     pub image_id: [u8; 16],
-    /// 0x030 VMPL the report was requested at.
+    /// VMPL the report was requested at.
     pub vmpl: u32,
-    /// 0x034 SIGNATURE_ALGO.
+    /// SIGNATURE_ALGO.
     pub signature_algo: u32,
-    /// 0x038 CURRENT_TCB.
+    /// CURRENT_TCB.
     pub current_tcb: TcbVersion,
-    /// 0x040 PLATFORM_INFO.
+    /// PLATFORM_INFO.
     pub platform_info: PlatformInfo,
-    /// 0x048 bit 0 AUTHOR_KEY_EN: the author key digest is present.
+    /// AUTHOR_KEY_EN: the author key digest is present.
     pub author_key_en: bool,
-    /// 0x048 bit 1 MASK_CHIP_KEY: CHIP_ID was masked to zero.
+    /// MASK_CHIP_KEY: CHIP_ID was masked to zero.
     pub mask_chip_key: bool,
-    /// 0x048 bits 4:2 SIGNING_KEY.
+    /// SIGNING_KEY.
     pub signing_key: SigningKey,
-    /// 0x050 REPORT_DATA: guest-supplied.
+    /// REPORT_DATA: guest-supplied.
     pub report_data: [u8; 64],
-    /// 0x090 MEASUREMENT: launch digest.
+    /// MEASUREMENT: launch digest.
     pub measurement: [u8; 48],
-    /// 0x0C0 HOST_DATA.
+    /// HOST_DATA.
     pub host_data: [u8; 32],
-    /// 0x0E0 ID_KEY_DIGEST.
+    /// ID_KEY_DIGEST.
     pub id_key_digest: [u8; 48],
-    /// 0x110 AUTHOR_KEY_DIGEST.
+    /// AUTHOR_KEY_DIGEST.
     pub author_key_digest: [u8; 48],
-    /// 0x140 REPORT_ID.
+    /// REPORT_ID.
     pub report_id: [u8; 32],
-    /// 0x160 REPORT_ID_MA.
+    /// REPORT_ID_MA.
     pub report_id_ma: [u8; 32],
-    /// 0x180 REPORTED_TCB: the TCB the VCEK was derived from.
+    /// REPORTED_TCB: the TCB the VCEK was derived from.
     pub reported_tcb: TcbVersion,
-    /// 0x188 CPUID_FAM_ID / CPUID_MOD_ID / CPUID_STEP (version 3+).
+    /// CPUID_FAM_ID / CPUID_MOD_ID / CPUID_STEP (version 3+).
     pub cpuid: Option<Cpuid>,
-    /// 0x1A0 CHIP_ID.
+    /// CHIP_ID.
     pub chip_id: [u8; 64],
-    /// 0x1E0 COMMITTED_TCB.
+    /// COMMITTED_TCB.
     pub committed_tcb: TcbVersion,
-    /// 0x1E8 CURRENT_BUILD / CURRENT_MINOR / CURRENT_MAJOR.
+    /// CURRENT_BUILD / CURRENT_MINOR / CURRENT_MAJOR.
     pub current_version: FirmwareVersion,
-    /// 0x1EC COMMITTED_BUILD / COMMITTED_MINOR / COMMITTED_MAJOR.
+    /// COMMITTED_BUILD / COMMITTED_MINOR / COMMITTED_MAJOR.
     pub committed_version: FirmwareVersion,
-    /// 0x1F0 LAUNCH_TCB.
+    /// LAUNCH_TCB.
     pub launch_tcb: TcbVersion,
-    /// 0x1F8 LAUNCH_MIT_VECTOR (version 5+).
+    /// LAUNCH_MIT_VECTOR (version 5+).
     pub launch_mit_vector: Option<u64>,
-    /// 0x200 CURRENT_MIT_VECTOR (version 5+).
+    /// CURRENT_MIT_VECTOR (version 5+).
     pub current_mit_vector: Option<u64>,
-    /// 0x2A0 SIGNATURE.R, little-endian.
+    /// SIGNATURE.R, little-endian.
     pub signature_r: [u8; SIG_COMPONENT_LEN],
-    /// 0x2E8 SIGNATURE.S, little-endian.
+    /// SIGNATURE.S, little-endian.
     pub signature_s: [u8; SIG_COMPONENT_LEN],
 }
 
@@ -342,195 +464,196 @@ impl AttestationReport {
     }
 }
 
-fn reserved_zero(
-    r: &Reader<'_>,
-    buf: &[u8],
-    start: usize,
-    end: usize,
+fn snp_err(
+    offset: usize,
+    kind: ParseErrorKind,
     field: &'static str,
-) -> Result<()> {
-    if let Some(i) = buf[start..end].iter().position(|&b| b != 0) {
-        return Err(r.err_at(
-            start + i,
+    detail: impl Into<String>,
+) -> ParseError {
+    ParseError::new(Platform::Snp, kind, field, offset, detail)
+}
+
+/// `bytes` (a reserved range starting at report offset `at`) must be all zero.
+fn reserved_zero(bytes: &[u8], at: usize, field: &'static str) -> Result<()> {
+    if let Some(i) = bytes.iter().position(|&b| b != 0) {
+        return Err(snp_err(
+            at + i,
             ParseErrorKind::ReservedNonZero,
             field,
-            format!(
-                "byte 0x{:03x} is 0x{:02x}, must be zero",
-                start + i,
-                buf[start + i]
-            ),
+            format!("byte 0x{:03x} is 0x{:02x}, must be zero", at + i, bytes[i]),
         ));
     }
     Ok(())
 }
 
-fn fw_version(r: &mut Reader<'_>, field: &'static str) -> Result<FirmwareVersion> {
-    let [build, minor, major, _rsvd] = r.array::<4>(field)?;
-    Ok(FirmwareVersion {
-        major,
-        minor,
-        build,
-    })
+impl From<&RawFirmwareVersion> for FirmwareVersion {
+    fn from(v: &RawFirmwareVersion) -> Self {
+        FirmwareVersion {
+            major: v.major,
+            minor: v.minor,
+            build: v.build,
+        }
+    }
+}
+
+impl RawReport {
+    /// The signed bytes (everything before SIGNATURE).
+    pub fn signed_bytes(&self) -> &[u8] {
+        &self.as_bytes()[..SIGNED_LEN]
+    }
+
+    /// SIGNING_KEY (key-info bits 4:2): 0 VCEK, 1 VLEK, 7 none; other values are invalid.
+    pub fn signing_key(&self) -> Result<SigningKey> {
+        match (self.key_info.get() >> 2) & 7 {
+            0 => Ok(SigningKey::Vcek),
+            1 => Ok(SigningKey::Vlek),
+            7 => Ok(SigningKey::None),
+            other => Err(snp_err(
+                offset_of!(RawReport, key_info),
+                ParseErrorKind::Invalid,
+                "ATTESTATION_REPORT.SIGNING_KEY",
+                format!("{} (0 VCEK, 1 VLEK, 7 none)", other),
+            )),
+        }
+    }
+
+    /// Structural checks (Table 23): a supported VERSION, the key-info word's reserved bits
+    /// and SIGNING_KEY value, and every reserved range zero for this version (the CPUID
+    /// bytes are reserved before version 3, the mitigation vectors before version 5).
+    pub fn validate(&self) -> Result<()> {
+        let version = self.version.get();
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return Err(snp_err(
+                offset_of!(RawReport, version),
+                ParseErrorKind::Unsupported,
+                "ATTESTATION_REPORT.VERSION",
+                format!("version {}, supported: 2, 3, 5", version),
+            ));
+        }
+        let key_info = self.key_info.get();
+        if key_info >> 5 != 0 {
+            return Err(snp_err(
+                offset_of!(RawReport, key_info),
+                ParseErrorKind::ReservedNonZero,
+                "ATTESTATION_REPORT.KEY_INFO",
+                format!("0x{:08x}: bits 31:5 are reserved", key_info),
+            ));
+        }
+        self.signing_key()?;
+        reserved_zero(
+            &self.reserved_04c,
+            offset_of!(RawReport, reserved_04c),
+            "ATTESTATION_REPORT.reserved_04c",
+        )?;
+        if version < 3 {
+            reserved_zero(
+                self.cpuid.as_bytes(),
+                offset_of!(RawReport, cpuid),
+                "ATTESTATION_REPORT.reserved_18b",
+            )?;
+        }
+        reserved_zero(
+            &self.reserved_18b,
+            offset_of!(RawReport, reserved_18b),
+            "ATTESTATION_REPORT.reserved_18b",
+        )?;
+        reserved_zero(
+            &[self.current_version.reserved],
+            offset_of!(RawReport, current_version) + offset_of!(RawFirmwareVersion, reserved),
+            "ATTESTATION_REPORT.CURRENT_VERSION.reserved",
+        )?;
+        reserved_zero(
+            &[self.committed_version.reserved],
+            offset_of!(RawReport, committed_version) + offset_of!(RawFirmwareVersion, reserved),
+            "ATTESTATION_REPORT.COMMITTED_VERSION.reserved",
+        )?;
+        if version < 5 {
+            reserved_zero(
+                self.launch_mit_vector.as_bytes(),
+                offset_of!(RawReport, launch_mit_vector),
+                "ATTESTATION_REPORT.reserved_208",
+            )?;
+            reserved_zero(
+                self.current_mit_vector.as_bytes(),
+                offset_of!(RawReport, current_mit_vector),
+                "ATTESTATION_REPORT.reserved_208",
+            )?;
+        }
+        reserved_zero(
+            &self.reserved_208,
+            offset_of!(RawReport, reserved_208),
+            "ATTESTATION_REPORT.reserved_208",
+        )?;
+        reserved_zero(
+            &self.signature.reserved,
+            offset_of!(RawReport, signature) + offset_of!(RawSignature, reserved),
+            "ATTESTATION_REPORT.SIGNATURE.reserved",
+        )
+    }
 }
 
 /// Parse a 1184-byte ATTESTATION_REPORT of version 2, 3 or 5. The input must be exactly one
 /// report (configfs-tsm `outblob` and SNP_GET_REPORT both return exactly that).
 pub fn parse_report(buf: &[u8]) -> Result<AttestationReport> {
-    let mut r = Reader::new(buf, Platform::Snp);
     if buf.len() > REPORT_SIZE {
-        return Err(r.err_at(
+        return Err(snp_err(
             REPORT_SIZE,
             ParseErrorKind::TrailingBytes,
             "ATTESTATION_REPORT",
             format!("{} bytes, a report is exactly {}", buf.len(), REPORT_SIZE),
         ));
     }
-    if buf.len() < REPORT_SIZE {
-        return Err(r.err_at(
+    let raw = RawReport::ref_from_bytes(buf).map_err(|_| {
+        snp_err(
             buf.len(),
             ParseErrorKind::Truncated,
             "ATTESTATION_REPORT",
             format!("{} bytes, a report is exactly {}", buf.len(), REPORT_SIZE),
-        ));
-    }
-    let version = r.u32_le("ATTESTATION_REPORT.VERSION")?;
-    if !SUPPORTED_VERSIONS.contains(&version) {
-        return Err(r.err_at(
-            0,
-            ParseErrorKind::Unsupported,
-            "ATTESTATION_REPORT.VERSION",
-            format!("version {}, supported: 2, 3, 5", version),
-        ));
-    }
-    let guest_svn = r.u32_le("ATTESTATION_REPORT.GUEST_SVN")?;
-    let policy = GuestPolicy(r.u64_le("ATTESTATION_REPORT.POLICY")?);
-    let family_id = r.array::<16>("ATTESTATION_REPORT.FAMILY_ID")?;
-    let image_id = r.array::<16>("ATTESTATION_REPORT.IMAGE_ID")?;
-    let vmpl = r.u32_le("ATTESTATION_REPORT.VMPL")?;
-    let signature_algo = r.u32_le("ATTESTATION_REPORT.SIGNATURE_ALGO")?;
-    let current_tcb = TcbVersion(r.u64_le("ATTESTATION_REPORT.CURRENT_TCB")?);
-    let platform_info = PlatformInfo(r.u64_le("ATTESTATION_REPORT.PLATFORM_INFO")?);
-    let key_info_at = r.offset();
-    let key_info = r.u32_le("ATTESTATION_REPORT.KEY_INFO")?;
-    // Bits 31:5 of the key-info word are reserved (Table 23).
-    if key_info >> 5 != 0 {
-        return Err(r.err_at(
-            key_info_at,
-            ParseErrorKind::ReservedNonZero,
-            "ATTESTATION_REPORT.KEY_INFO",
-            format!("0x{:08x}: bits 31:5 are reserved", key_info),
-        ));
-    }
-    let signing_key = match (key_info >> 2) & 7 {
-        0 => SigningKey::Vcek,
-        1 => SigningKey::Vlek,
-        7 => SigningKey::None,
-        other => {
-            return Err(r.err_at(
-                key_info_at,
-                ParseErrorKind::Invalid,
-                "ATTESTATION_REPORT.SIGNING_KEY",
-                format!("{} (0 VCEK, 1 VLEK, 7 none)", other),
-            ))
-        }
-    };
-    let _rsvd = r.take(4, "ATTESTATION_REPORT.reserved_04c")?;
-    let report_data = r.array::<64>("ATTESTATION_REPORT.REPORT_DATA")?;
-    let measurement = r.array::<48>("ATTESTATION_REPORT.MEASUREMENT")?;
-    let host_data = r.array::<32>("ATTESTATION_REPORT.HOST_DATA")?;
-    let id_key_digest = r.array::<48>("ATTESTATION_REPORT.ID_KEY_DIGEST")?;
-    let author_key_digest = r.array::<48>("ATTESTATION_REPORT.AUTHOR_KEY_DIGEST")?;
-    let report_id = r.array::<32>("ATTESTATION_REPORT.REPORT_ID")?;
-    let report_id_ma = r.array::<32>("ATTESTATION_REPORT.REPORT_ID_MA")?;
-    let reported_tcb = TcbVersion(r.u64_le("ATTESTATION_REPORT.REPORTED_TCB")?);
-    let [family, model, stepping] = r.array::<3>("ATTESTATION_REPORT.CPUID")?;
-    let cpuid = (version >= 3).then_some(Cpuid {
+        )
+    })?;
+    raw.validate()?;
+    let version = raw.version.get();
+    let key_info = raw.key_info.get();
+    let RawCpuid {
         family,
         model,
         stepping,
-    });
-    let _rsvd = r.take(0x1A0 - 0x18B, "ATTESTATION_REPORT.reserved_18b")?;
-    let chip_id = r.array::<64>("ATTESTATION_REPORT.CHIP_ID")?;
-    let committed_tcb = TcbVersion(r.u64_le("ATTESTATION_REPORT.COMMITTED_TCB")?);
-    let current_version = fw_version(&mut r, "ATTESTATION_REPORT.CURRENT_VERSION")?;
-    let committed_version = fw_version(&mut r, "ATTESTATION_REPORT.COMMITTED_VERSION")?;
-    let launch_tcb = TcbVersion(r.u64_le("ATTESTATION_REPORT.LAUNCH_TCB")?);
-    let launch_mit = r.u64_le("ATTESTATION_REPORT.LAUNCH_MIT_VECTOR")?;
-    let current_mit = r.u64_le("ATTESTATION_REPORT.CURRENT_MIT_VECTOR")?;
-    let _rsvd = r.take(SIGNED_LEN - 0x208, "ATTESTATION_REPORT.reserved_208")?;
-    let signature_r = r.array::<SIG_COMPONENT_LEN>("ATTESTATION_REPORT.SIGNATURE.R")?;
-    let signature_s = r.array::<SIG_COMPONENT_LEN>("ATTESTATION_REPORT.SIGNATURE.S")?;
-    let _rsvd = r.take(
-        REPORT_SIZE - (SIGNED_LEN + 2 * SIG_COMPONENT_LEN),
-        "ATTESTATION_REPORT.SIGNATURE.reserved",
-    )?;
-    r.expect_end("ATTESTATION_REPORT")?;
-
-    // Reserved (must-be-zero) ranges, per version (Table 23).
-    reserved_zero(&r, buf, 0x04C, 0x050, "ATTESTATION_REPORT.reserved_04c")?;
-    let cpuid_end = if version >= 3 { 0x18B } else { 0x188 };
-    reserved_zero(&r, buf, cpuid_end, 0x1A0, "ATTESTATION_REPORT.reserved_18b")?;
-    reserved_zero(
-        &r,
-        buf,
-        0x1EB,
-        0x1EC,
-        "ATTESTATION_REPORT.CURRENT_VERSION.reserved",
-    )?;
-    reserved_zero(
-        &r,
-        buf,
-        0x1EF,
-        0x1F0,
-        "ATTESTATION_REPORT.COMMITTED_VERSION.reserved",
-    )?;
-    let mit_end = if version >= 5 { 0x208 } else { 0x1F8 };
-    reserved_zero(
-        &r,
-        buf,
-        mit_end,
-        SIGNED_LEN,
-        "ATTESTATION_REPORT.reserved_208",
-    )?;
-    reserved_zero(
-        &r,
-        buf,
-        SIGNED_LEN + 2 * SIG_COMPONENT_LEN,
-        REPORT_SIZE,
-        "ATTESTATION_REPORT.SIGNATURE.reserved",
-    )?;
-
+    } = raw.cpuid;
     Ok(AttestationReport {
         version,
-        guest_svn,
-        policy,
-        family_id,
-        image_id,
-        vmpl,
-        signature_algo,
-        current_tcb,
-        platform_info,
+        guest_svn: raw.guest_svn.get(),
+        policy: GuestPolicy(raw.policy.get()),
+        family_id: raw.family_id,
+        image_id: raw.image_id,
+        vmpl: raw.vmpl.get(),
+        signature_algo: raw.signature_algo.get(),
+        current_tcb: TcbVersion(raw.current_tcb.get()),
+        platform_info: PlatformInfo(raw.platform_info.get()),
         author_key_en: key_info & 1 == 1,
         mask_chip_key: key_info >> 1 & 1 == 1,
-        signing_key,
-        report_data,
-        measurement,
-        host_data,
-        id_key_digest,
-        author_key_digest,
-        report_id,
-        report_id_ma,
-        reported_tcb,
-        cpuid,
-        chip_id,
-        committed_tcb,
-        current_version,
-        committed_version,
-        launch_tcb,
-        launch_mit_vector: (version >= 5).then_some(launch_mit),
-        current_mit_vector: (version >= 5).then_some(current_mit),
-        signature_r,
-        signature_s,
+        signing_key: raw.signing_key()?,
+        report_data: raw.report_data,
+        measurement: raw.measurement,
+        host_data: raw.host_data,
+        id_key_digest: raw.id_key_digest,
+        author_key_digest: raw.author_key_digest,
+        report_id: raw.report_id,
+        report_id_ma: raw.report_id_ma,
+        reported_tcb: TcbVersion(raw.reported_tcb.get()),
+        cpuid: (version >= 3).then_some(Cpuid {
+            family,
+            model,
+            stepping,
+        }),
+        chip_id: raw.chip_id,
+        committed_tcb: TcbVersion(raw.committed_tcb.get()),
+        current_version: (&raw.current_version).into(),
+        committed_version: (&raw.committed_version).into(),
+        launch_tcb: TcbVersion(raw.launch_tcb.get()),
+        launch_mit_vector: (version >= 5).then_some(raw.launch_mit_vector.get()),
+        current_mit_vector: (version >= 5).then_some(raw.current_mit_vector.get()),
+        signature_r: raw.signature.r,
+        signature_s: raw.signature.s,
     })
 }
 
@@ -544,32 +667,60 @@ pub fn is_unsupported_version(e: &ParseError) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use zerocopy::FromZeros;
 
-    /// A well-formed report of `version` with recognisable field values.
+    /// A well-formed report of `version` with recognisable field values, built through
+    /// the declared layout.
     pub fn sample(version: u32) -> Vec<u8> {
-        let mut b = vec![0u8; REPORT_SIZE];
-        b[0..4].copy_from_slice(&version.to_le_bytes());
-        b[4..8].copy_from_slice(&7u32.to_le_bytes());
-        b[8..16].copy_from_slice(&0x0003_0000u64.to_le_bytes());
-        b[0x30] = 1;
-        b[0x34] = 1;
-        b[0x48] = 0b0000_0100; // VLEK
-        b[OFF_REPORT_DATA] = 0xAA;
-        b[OFF_MEASUREMENT] = 0xBB;
+        let mut r = RawReport::new_zeroed();
+        r.version = version.into();
+        r.guest_svn = 7.into();
+        r.policy = 0x0003_0000.into();
+        r.vmpl = 1.into();
+        r.signature_algo = 1.into();
+        r.key_info = 0b0000_0100.into(); // VLEK
+        r.report_data[0] = 0xAA;
+        r.measurement[0] = 0xBB;
         // REPORTED_TCB in Turin layout: fmc=1 bl=3 tee=2 snp=5 ucode=97.
-        b[OFF_REPORTED_TCB..OFF_REPORTED_TCB + 8].copy_from_slice(&[1, 3, 2, 5, 0, 0, 0, 97]);
+        r.reported_tcb = u64::from_le_bytes([1, 3, 2, 5, 0, 0, 0, 97]).into();
         if version >= 3 {
-            b[0x188..0x18B].copy_from_slice(&[0x1A, 0x02, 0x01]);
+            r.cpuid = RawCpuid {
+                family: 0x1A,
+                model: 0x02,
+                stepping: 0x01,
+            };
         }
-        b[OFF_CHIP_ID] = 0xCC;
-        b[0x1E8..0x1EB].copy_from_slice(&[3, 58, 1]);
+        r.chip_id[0] = 0xCC;
+        (
+            r.current_version.build,
+            r.current_version.minor,
+            r.current_version.major,
+        ) = (3, 58, 1);
         if version >= 5 {
-            b[0x1F8] = 0x0B;
-            b[0x200] = 0x0B;
+            r.launch_mit_vector = 0x0B.into();
+            r.current_mit_vector = 0x0B.into();
         }
-        b[SIGNED_LEN] = 1;
-        b[SIGNED_LEN + SIG_COMPONENT_LEN] = 2;
-        b
+        r.signature.r[0] = 1;
+        r.signature.s[0] = 2;
+        r.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn declared_offsets_match_table_23() {
+        // The spec's offsets, stated once more here only to check the declaration.
+        assert_eq!(offset_of!(RawReport, key_info), 0x48);
+        assert_eq!(offset_of!(RawReport, report_data), 0x50);
+        assert_eq!(offset_of!(RawReport, measurement), 0x90);
+        assert_eq!(offset_of!(RawReport, reported_tcb), 0x180);
+        assert_eq!(offset_of!(RawReport, cpuid), 0x188);
+        assert_eq!(offset_of!(RawReport, chip_id), 0x1A0);
+        assert_eq!(offset_of!(RawReport, current_version), 0x1E8);
+        assert_eq!(offset_of!(RawReport, launch_mit_vector), 0x1F8);
+        assert_eq!(offset_of!(RawReport, signature), 0x2A0);
+        assert_eq!(
+            offset_of!(RawReport, signature) + offset_of!(RawSignature, s),
+            0x2E8
+        );
     }
 
     #[test]

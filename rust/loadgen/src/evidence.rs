@@ -4,8 +4,9 @@
 //!
 //! TPM quotes are built whole (they are small). SNP reports and TDX quotes are built once by
 //! the parent as templates; each flow copies the template, writes the binding into the
-//! report-data field and signs again. Template offsets are checked against
-//! `sealgate-formats`' parsers when a template is loaded.
+//! report-data field and signs again. Templates are checked by `sealgate-formats`' parsers
+//! when loaded, and every write goes through that crate's declared layouts (`RawReport`,
+//! `RawTdBody10`, `RawEcdsaSignatureData`), so no offset is written here.
 
 use aws_lc_rs::digest::{self, SHA256};
 use aws_lc_rs::rand::SystemRandom;
@@ -13,6 +14,7 @@ use aws_lc_rs::signature::{
     EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
 };
 use sealgate_formats::{snp, tdx};
+use zerocopy::FromBytes;
 
 /// Length of the runtime-key binding SHA-512(nonce ‖ runtime_public_key).
 pub const BINDING_LEN: usize = 64;
@@ -33,17 +35,6 @@ const TPM_EXTRA_DATA_LEN: usize = 32;
 const P256_LEN: usize = 32;
 /// A P-384 ECDSA component.
 const P384_LEN: usize = 48;
-
-// TDX DCAP quote layout (Intel TDX DCAP Quoting Library API, Appendix A.3/A.4).
-/// The v5 Quote Body Descriptor between header and body: type (u16) ‖ size (u32).
-const TDX_V5_BODY_DESCRIPTOR: usize = 6;
-/// REPORTDATA within the TD Quote Body: after TEE_TCB_SVN (16), MRSEAM, MRSIGNERSEAM (48
-/// each), SEAMATTRIBUTES, TDATTRIBUTES, XFAM (8 each), MRTD, MRCONFIGID, MROWNER,
-/// MROWNERCONFIG (48 each) and RTMR0..3 (48 each) = 520 bytes.
-const TDX_BODY_OFF_REPORT_DATA: usize = 16 + 48 + 48 + 8 + 8 + 8 + 48 * 4 + 48 * 4;
-/// Quote Signature Data Len (u32) precedes the signature data, whose first field is the
-/// ECDSA signature r ‖ s (A.4).
-const TDX_SIG_DATA_LEN_FIELD: usize = 4;
 
 /// Evidence of one flow, ready to go into an `Evidence` message.
 pub enum Built {
@@ -171,32 +162,26 @@ impl SnpReporter {
     pub fn new(template: Vec<u8>, vcek_pkcs8: &[u8]) -> Result<Self, String> {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, vcek_pkcs8)
             .map_err(|e| format!("VCEK is not a P-384 PKCS#8 key: {e}"))?;
-        let parsed = snp::parse_report(&template)
+        snp::parse_report(&template)
             .map_err(|e| format!("SNP report template does not parse: {e:?}"))?;
-        // Confirm the offset the patch writes at is the one the parser reads.
-        if parsed.report_data[..]
-            != template[snp::OFF_REPORT_DATA..snp::OFF_REPORT_DATA + BINDING_LEN]
-        {
-            return Err("REPORT_DATA offset disagrees with the parser".into());
-        }
         Ok(Self { key, template })
     }
 
     /// The template with REPORT_DATA = binding, signed again (AMD SEV-SNP ABI, Table
-    /// "ATTESTATION_REPORT Structure": REPORT_DATA at 0x50, signature over 0x000-0x29F at
-    /// 0x2A0; "ECDSA P-384 with SHA-384 Signature" table: R then S, each a 72-byte
-    /// little-endian integer, zero-extended).
+    /// "ATTESTATION_REPORT Structure": the signature covers everything before SIGNATURE;
+    /// "ECDSA P-384 with SHA-384 Signature" table: R then S, each a 72-byte little-endian
+    /// integer, zero-extended).
     pub fn report(&self, rng: &SystemRandom, binding: &[u8; BINDING_LEN]) -> Built {
         let mut report = self.template.clone();
-        report[snp::OFF_REPORT_DATA..snp::OFF_REPORT_DATA + BINDING_LEN].copy_from_slice(binding);
+        // The template parsed in `new`, so it has the report's exact size.
+        let raw = snp::RawReport::mut_from_bytes(&mut report).expect("template is one report");
+        raw.report_data = *binding;
         let sig = self
             .key
-            .sign(rng, &report[..snp::SIGNED_LEN])
+            .sign(rng, raw.signed_bytes())
             .expect("ECDSA P-384 signing");
         let (r, s) = sig.as_ref().split_at(P384_LEN);
-        for (i, component) in [r, s].into_iter().enumerate() {
-            let at = snp::OFF_SIGNATURE + i * snp::SIG_COMPONENT_LEN;
-            let field = &mut report[at..at + snp::SIG_COMPONENT_LEN];
+        for (field, component) in [(&mut raw.signature.r, r), (&mut raw.signature.s, s)] {
             field.fill(0);
             for (dst, src) in field.iter_mut().zip(component.iter().rev()) {
                 *dst = *src;
@@ -212,10 +197,12 @@ impl SnpReporter {
 pub struct TdxQuoter {
     key: EcdsaKeyPair,
     template: Vec<u8>,
-    /// Offset of REPORTDATA in the quote.
-    report_data_at: usize,
+    /// Offset of the TD Quote Body in the quote.
+    body_at: usize,
     /// Length of the signed region (header ‖ [descriptor ‖] body).
     signed_len: usize,
+    /// Offset of the Quote Signature Data.
+    signature_data_at: usize,
 }
 
 impl TdxQuoter {
@@ -224,17 +211,6 @@ impl TdxQuoter {
             .map_err(|e| format!("attestation key is not a P-256 PKCS#8 key: {e}"))?;
         let parsed = tdx::parse_quote(&template)
             .map_err(|e| format!("TDX quote template does not parse: {e:?}"))?;
-        // Header, then for v5 the Quote Body Descriptor, then the body (A.3).
-        let body_at = tdx::HEADER_SIZE
-            + if parsed.body_type.is_some() {
-                TDX_V5_BODY_DESCRIPTOR
-            } else {
-                0
-            };
-        let report_data_at = body_at + TDX_BODY_OFF_REPORT_DATA;
-        if parsed.body.report_data[..] != template[report_data_at..report_data_at + BINDING_LEN] {
-            return Err("REPORTDATA offset disagrees with the parser".into());
-        }
         let public = key.public_key().as_ref();
         // Uncompressed SEC1 point 04 ‖ x ‖ y; the quote carries x ‖ y.
         if public[1..] != parsed.signature_data.attestation_key[..] {
@@ -243,23 +219,30 @@ impl TdxQuoter {
         Ok(Self {
             key,
             template,
-            report_data_at,
+            body_at: parsed.body_offset,
             signed_len: parsed.signed_len,
+            signature_data_at: parsed.signature_data_offset,
         })
     }
 
     /// The template with REPORTDATA = binding and the ECDSA P-256 signature over header ‖
     /// body made again (A.4 "Quote Signature Data": signature r ‖ s, 32 bytes each,
-    /// big-endian).
+    /// big-endian). A TDX 1.5 body starts with the TDX 1.0 fields, so the 1.0 layout
+    /// locates REPORTDATA in both.
     pub fn quote(&self, rng: &SystemRandom, binding: &[u8; BINDING_LEN]) -> Built {
         let mut quote = self.template.clone();
-        quote[self.report_data_at..self.report_data_at + BINDING_LEN].copy_from_slice(binding);
+        // The template parsed in `new`: the body and signature data are where it said.
+        let (body, _) = tdx::RawTdBody10::mut_from_prefix(&mut quote[self.body_at..])
+            .expect("template body parsed");
+        body.report_data = *binding;
         let sig = self
             .key
             .sign(rng, &quote[..self.signed_len])
             .expect("ECDSA P-256 signing");
-        let at = self.signed_len + TDX_SIG_DATA_LEN_FIELD;
-        quote[at..at + 2 * P256_LEN].copy_from_slice(sig.as_ref());
+        let (sd, _) =
+            tdx::RawEcdsaSignatureData::mut_from_prefix(&mut quote[self.signature_data_at..])
+                .expect("template signature data parsed");
+        sd.signature.copy_from_slice(sig.as_ref());
         Built::Tdx { quote }
     }
 }
@@ -396,16 +379,30 @@ mod tests {
             let parsed = tdx::parse_quote(&template).unwrap();
             let mut ours = template.clone();
             let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key).unwrap();
-            let ak_at = parsed.signed_len + 4 + 64;
-            ours[ak_at..ak_at + 64].copy_from_slice(&kp.public_key().as_ref()[1..]);
+            let (sd, _) = tdx::RawEcdsaSignatureData::mut_from_prefix(
+                &mut ours[parsed.signature_data_offset..],
+            )
+            .unwrap();
+            sd.attestation_key
+                .copy_from_slice(&kp.public_key().as_ref()[1..]);
             let q = TdxQuoter::new(ours.clone(), &key).unwrap();
-            assert_eq!(q.report_data_at, body_at + 520, "{path}");
+            assert_eq!(q.body_at, body_at, "{path}");
+            // Only REPORTDATA (body offset 520, A.3.2) and the signature (after the u32
+            // signature data length) change.
+            let sig_at = parsed.signed_len + 4;
             let b = binding(9);
             let Built::Tdx { quote } = q.quote(&SystemRandom::new(), &b) else {
                 unreachable!()
             };
             let p = tdx::parse_quote(&quote).unwrap();
             assert_eq!(p.body.report_data, b, "{path}");
+            assert!(
+                (0..quote.len())
+                    .filter(|&i| quote[i] != ours[i])
+                    .all(|i| (body_at + 520..body_at + 584).contains(&i)
+                        || (sig_at..sig_at + 64).contains(&i)),
+                "{path}"
+            );
             let failures = sealgate_verify::tdx::verify_quote(&quote, &p, None);
             assert!(
                 !failures
