@@ -146,10 +146,6 @@ const _: () = assert!(SIGNED_LEN + size_of::<RawSignature>() == REPORT_SIZE);
 pub const REPORT_SIZE: usize = size_of::<RawReport>();
 /// Bytes `..SIGNED_LEN` are signed; SIGNATURE starts there (Table 23).
 pub const SIGNED_LEN: usize = offset_of!(RawReport, signature);
-/// Offsets for callers that still slice the report by hand, derived from [`RawReport`];
-/// new code writes through the declaration instead.
-pub const OFF_SIGNATURE: usize = SIGNED_LEN;
-pub const OFF_CHIP_ID: usize = offset_of!(RawReport, chip_id);
 /// SIGNATURE_ALGO (Table 23, Chapter 10 "Signature Formats"): 1 = ECDSA P-384 with SHA-384.
 pub const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
 /// Report versions sealgate parses.

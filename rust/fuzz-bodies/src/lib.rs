@@ -16,8 +16,8 @@ use aws_lc_rs::signature::{
 };
 use sealgate_formats::eventlog::parse_event_log;
 use sealgate_formats::snp::{
-    self, parse_report, Product, SigningKey, TcbLayout, OFF_SIGNATURE, REPORT_SIZE, SIGNED_LEN,
-    SIG_ALGO_ECDSA_P384_SHA384, SIG_COMPONENT_LEN,
+    self, parse_report, Product, SigningKey, TcbLayout, REPORT_SIZE, SIGNED_LEN,
+    SIG_ALGO_ECDSA_P384_SHA384,
 };
 use sealgate_formats::tdx::{parse_quote, INTEL_QE_VENDOR_ID, QE_REPORT_SIZE};
 use sealgate_formats::tpm::{
@@ -34,6 +34,7 @@ use sealgate_verify::tpm::{public_name, verify_quote, AkKey, QuoteExpectations};
 use sealgate_verify::{audit, tdx, Failure};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use zerocopy::FromBytes;
 
 /// A fuzz target: its name (the cargo-fuzz binary and corpus directory) and its body.
 pub type Target = (&'static str, fn(&[u8]));
@@ -254,9 +255,7 @@ pub fn fixed() -> &'static Fixed {
     static F: OnceLock<Fixed> = OnceLock::new();
     F.get_or_init(|| {
         let report = include_bytes!("../../../vectors/sev-snp/report-v5.bin");
-        let chip: [u8; 64] = report[snp::OFF_CHIP_ID..snp::OFF_CHIP_ID + 64]
-            .try_into()
-            .expect("64 bytes");
+        let chip = parse_report(report).expect("report-v5.bin parses").chip_id;
         let p256_a = fresh(&ECDSA_P256_SHA256_FIXED_SIGNING);
         let resign_ak = ak_from(&ecc_ak_public(p256_a.public_key().as_ref()));
         Fixed {
@@ -477,12 +476,13 @@ pub fn snp_report_resign(data: &[u8]) {
     let point = f.p384.public_key().as_ref();
     let key = VerifyingKey::ec(Curve::P384, &point[1..49], &point[49..97]).expect("own key");
     let mut b = data.to_vec();
-    if b.len() >= OFF_SIGNATURE + 2 * SIG_COMPONENT_LEN {
-        let rs = sign(&f.p384, &b[..SIGNED_LEN]);
+    if let Ok((raw, _)) = snp::RawReport::mut_from_prefix(&mut b) {
+        let rs = sign(&f.p384, raw.signed_bytes());
         // R and S little-endian in 72-byte fields, zero-extended (ABI Chapter 10).
-        for (k, c) in [&rs[..48], &rs[48..]].into_iter().enumerate() {
-            let at = OFF_SIGNATURE + k * SIG_COMPONENT_LEN;
-            let field = &mut b[at..at + SIG_COMPONENT_LEN];
+        for (field, c) in [
+            (&mut raw.signature.r, &rs[..48]),
+            (&mut raw.signature.s, &rs[48..]),
+        ] {
             field.fill(0);
             for (i, x) in c.iter().rev().enumerate() {
                 field[i] = *x;
