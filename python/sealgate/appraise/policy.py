@@ -84,14 +84,10 @@ _HexList = Annotated[list[_Hex], BeforeValidator(_one_or_many)]
 def _pcr_index(v: Any) -> int:
     # Mapping keys are strings (the loader refuses others); PCRs are 0..23 (TPM 2.0 PC
     # Client Platform Firmware Profile, §2.3.4).
-    if not isinstance(v, str):
-        raise PydanticCustomError("pcr_index", "PCR index must be a string")
-    try:
-        i = int(v)
-    except ValueError:
-        raise PydanticCustomError(
-            "pcr_index", "bad PCR index {value}", {"value": repr(v[:20])}
-        ) from None
+    # ASCII digits only: int() would also take " 7", "+7" and other scripts' digits ("٣").
+    if not isinstance(v, str) or not (v.isascii() and v.isdigit()) or len(v) > 2:
+        raise PydanticCustomError("pcr_index", "bad PCR index {value}", {"value": repr(v)[:20]})
+    i = int(v)
     if not 0 <= i <= 23:
         raise PydanticCustomError("pcr_index", "PCR {value} out of range", {"value": i})
     return i
