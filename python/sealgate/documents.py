@@ -276,7 +276,7 @@ def validate(
     error: Callable[[str, str], SealgateError] = UsageError,
     hints: Mapping[str, str] | None = None,
 ) -> _T:
-    """``doc`` (from :func:`load_document`) validated by a pydantic model (or adapter).
+    """``doc`` (from :func:`load_document`) validated by a pydantic model's adapter.
 
     Every failure is ``error(code, f"{what}: <field> <why>; ...")``: unknown keys are listed
     per mapping, at most a few other errors are spelled out. ``hints`` adds a sentence for
