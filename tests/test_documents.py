@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,115 @@ def test_bad_collateral_json_refused(data: bytes) -> None:
     with pytest.raises(CollateralError) as e:
         load_collateral_json(data)
     assert e.value.code == "tdx.collateral.invalid"
+
+
+# -- schemas: every field error names the field, with the document's code ---------------------
+
+_SESSION = {
+    "format": "sealgate.node.session/1",
+    "node_id": "n",
+    "suite": "x25519",
+    "token": "SECRET-TOKEN",
+    "expires_at": 1,
+    "runtime_private_key": "AA==",
+}
+_REFVAL = {"platform": "tpm", "set_name": "g", "name": "sha256:7", "value": "aa"}
+
+
+def _config(tmp: Path, text: str) -> object:
+    (tmp / "c.yaml").write_text(text)
+    return load_config(tmp / "c.yaml")
+
+
+def _session(doc: object) -> object:
+    return parse_session(Path("s.json"), json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(
+    ("kind", "doc", "code", "wants"),
+    [
+        ("policy", '{"platforms": {"snp": {"measurement": ["aa"], "vmpl": [0, 9]}}}',
+         "policy.document.invalid", ["platforms.snp.vmpl[1]"]),
+        # Every error at once, not only the first.
+        ("policy", '{"platforms": {"tpm": {"pcr": {}, "allow_weak_hashes": 1}}}',
+         "policy.document.invalid",
+         ["unknown platforms.tpm key(s) pcr", "platforms.tpm.allow_weak_hashes must be a bool"]),
+        # A bool is not a TCB SVN or a VMPL (isinstance(True, int) let them through).
+        ("policy", '{"platforms": {"snp": {"measurement": ["aa"], '
+                   '"min_reported_tcb": {"tee": true}}}}',
+         "policy.document.invalid", ["platforms.snp.min_reported_tcb.tee must be a int"]),
+        ("policy", '{"platforms": {"snp": {"measurement": ["aa"], "vmpl": [true]}}}',
+         "policy.document.invalid", ["platforms.snp.vmpl[0] must be a int"]),
+        # PCR indices are ASCII digits (int() also takes " 7" and "٣").
+        ("policy", '{"platforms": {"tpm": {"pcrs": {"sha256": {"\\u0663": ["aa"]}}}}}',
+         "policy.document.invalid", ["platforms.tpm.pcrs.sha256.\u0663: bad PCR index"]),
+        ("policy", '{"platforms": {"tpm": {"pcrs": {"sha256": {" 7": ["aa"]}}}}}',
+         "policy.document.invalid", ["platforms.tpm.pcrs.sha256. 7: bad PCR index"]),
+        ("config", "operators: [{name: a, public_key: a.pem, roles: [root]}]\n",
+         "config.invalid", ["operators[0].roles[0]", "operators entries need"]),
+        ("config", "snp_roots: [a.pem, 5]\n", "config.invalid",
+         ["snp_roots[1] must be a non-empty path string"]),
+        ("config", "limits: {max_message_bytes: 4M, request_timeout: true}\n", "config.invalid",
+         ["limits.max_message_bytes must be a int", "limits.request_timeout must be a float"]),
+        ("session", {**_SESSION, "expires_at": 0}, "cli.node.session_malformed",
+         ["expires_at must be positive"]),
+        ("session", {**_SESSION, "node_id": ["SECRET-TOKEN"], "extra": "SECRET-TOKEN"},
+         "cli.node.session_malformed", ["node_id must be a str", "unknown top-level key(s) extra"]),
+        # A misspelt optional key was dropped silently.
+        ("bulk", [{**_REFVAL, "descripton": "x"}], "admin.refval.bad_document",
+         ["unknown [0] key(s) descripton"]),
+        ("bulk", {"platform": "tpm", "set_name": "g", "values": {"sha256:7": 5}, "set": "h"},
+         "admin.refval.bad_document",
+         ["unknown top-level key(s) set", "values.sha256:7 must be a str"]),
+    ],
+)  # fmt: skip
+def test_schema_errors_name_the_field(
+    tmp_path: Path, kind: str, doc: object, code: str, wants: list[str]
+) -> None:
+    from sealgate.errors import SealgateError
+
+    runs: dict[str, Callable[[], object]] = {
+        "policy": lambda: canonical_json(str(doc)),
+        "config": lambda: _config(tmp_path, str(doc)),
+        "session": lambda: _session(doc),
+        "bulk": lambda: parse_bulk_reference_values(json.dumps(doc), 0),
+    }
+    with pytest.raises(SealgateError) as e:
+        runs[kind]()
+    assert e.value.code == code
+    for want in wants:
+        assert want in e.value.message, e.value.message
+    # The model's own report (pydantic's ValidationError text) never reaches the caller,
+    # nor a value from the document.
+    assert "validation error" not in e.value.message and "SECRET" not in e.value.message
+
+
+def test_schema_helper_maps_every_validator_failure() -> None:
+    """pydantic passes a validator's TypeError through; the helper still gives the code."""
+    from typing import Annotated
+
+    from pydantic import AfterValidator, BaseModel, TypeAdapter
+    from sealgate.documents import STRICT, validate
+
+    def boom(v: int) -> int:
+        raise TypeError("bug")
+
+    class Doc(BaseModel):
+        model_config = STRICT
+        n: Annotated[int, AfterValidator(boom)]
+
+    with pytest.raises(UsageError) as e:
+        validate(TypeAdapter(Doc), {"n": 1}, code="test.doc.invalid", what="doc")
+    assert e.value.code == "test.doc.invalid"
+
+
+def test_good_documents_still_load(tmp_path: Path) -> None:
+    p = parse_policy('{"platforms": {"tpm": {"pcrs": {"sha256": {"07": "AB"}}}}}')
+    assert p.tpm is not None and p.tpm.pcrs == {"sha256": {7: ["ab"]}}
+    [rv] = parse_bulk_reference_values(json.dumps([{**_REFVAL, "value": "AA"}]), 5)
+    assert (rv.platform, rv.name, rv.value, rv.description, rv.created_at) == (
+        "tpm", "sha256:7", "aa", "", 5,
+    )  # fmt: skip
+    (tmp_path / "c.yaml").write_text("snp_roots: a.pem\nlimits: {request_timeout: 3}\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.snp_roots == [Path("a.pem")] and cfg.limits.request_timeout == 3.0

@@ -18,6 +18,12 @@ code, in time and memory linear in the input:
 - unquoted YAML timestamps stay strings, and anything that is not JSON-shaped (``!!binary``,
   ``!!set``, ``!!timestamp``, non-finite numbers, strings with lone surrogates that cannot
   be written back as UTF-8) is refused, naming where it is.
+
+The loader only guarantees the shape of JSON; what each document must hold is a pydantic
+model next to the code that reads it (strict: a YAML/JSON integer is an integer, never a
+string or a bool; unknown keys are refused, so a misspelt key never silently means "not
+set"). :func:`validate` runs such a model and turns every failure into the caller's error
+with the caller's code, naming each offending field by its dotted path.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
 
+import pydantic
 import yaml
+from pydantic import ConfigDict
+from pydantic_core import ErrorDetails
 
 from sealgate.errors import SealgateError, UsageError
 
@@ -37,6 +46,15 @@ MAX_DOCUMENT_BYTES = 1 << 20
 #: Default nesting cap. The deepest sealgate document (a TPM policy: platforms → tpm → pcrs
 #: → bank → index → values) has six levels.
 MAX_DEPTH = 32
+
+#: The configuration of every document model: strict types (an integer field takes a YAML/
+#: JSON integer only, a float field an integer or a float, never a bool or a string), unknown
+#: fields refused, no NaN/infinity.
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+_T = TypeVar("_T")
+#: At most this many field errors are spelled out in one message.
+_MAX_ERRORS = 4
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
@@ -208,3 +226,85 @@ def _check_shape(doc: Any, max_depth: int, bad: Callable[[str], SealgateError]) 
                 raise bad(f"{_where(path)}: {v} is not a finite number")
         elif not (v is None or isinstance(v, bool | int)):
             raise bad(f"{_where(path)}: a YAML {type(v).__name__} is not a JSON value")
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    # pydantic marks an error in a mapping key with a "[key]" step after the key.
+    return _where(tuple(f"[{p}]" if isinstance(p, int) else p for p in loc if p != "[key]"))
+
+
+_PHRASES = {
+    "int_type": "must be a int",
+    "float_type": "must be a float",
+    "bool_type": "must be a bool",
+    "string_type": "must be a str",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "dataclass_type": "must be a mapping",
+    "dataclass_args_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "missing": "is required",
+    "finite_number": "must be a finite number",
+}
+
+
+def _phrase(e: ErrorDetails) -> str:
+    """One field error as text. Never the input value: documents may hold secrets (a node
+    session holds a token and a private key)."""
+    kind, ctx = e["type"], e.get("ctx") or {}
+    if kind in _PHRASES:
+        return _PHRASES[kind]
+    if kind == "greater_than" and ctx.get("gt") == 0:
+        return "must be positive"
+    if kind == "greater_than_equal" and ctx.get("ge") == 0:
+        return "must not be negative"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    msg = e["msg"]
+    if msg.startswith("must "):  # our own validators' phrasing
+        return msg
+    return ": " + (msg[:1].lower() + msg[1:] if msg.startswith("Input should") else msg)
+
+
+def validate(
+    adapter: pydantic.TypeAdapter[_T],
+    doc: Any,
+    *,
+    code: str,
+    what: str,
+    error: Callable[[str, str], SealgateError] = UsageError,
+    hints: Mapping[str, str] | None = None,
+) -> _T:
+    """``doc`` (from :func:`load_document`) validated by a pydantic model's adapter.
+
+    Every failure is ``error(code, f"{what}: <field> <why>; ...")``: unknown keys are listed
+    per mapping, at most a few other errors are spelled out. ``hints`` adds a sentence for
+    errors under a top-level key (say what an entry needs). Build the adapter once, at
+    import: building one compiles the schema."""
+    try:
+        return adapter.validate_python(doc)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=True)
+    except (ValueError, TypeError) as exc:
+        # pydantic turns a validator's ValueError into a field error but lets a TypeError
+        # through; no exception other than the caller's error may leave a document check.
+        raise error(code, f"{what}: {type(exc).__name__}") from None
+    unknown: dict[tuple[int | str, ...], list[str]] = {}
+    parts: list[str] = []
+    for e in errors:
+        loc = tuple(e["loc"])
+        # A model's unknown key, or a dataclass's unknown field.
+        if e["type"] in ("extra_forbidden", "unexpected_keyword_argument") and loc:
+            unknown.setdefault(loc[:-1], []).append(_loc(loc[-1:]))
+            continue
+        phrase = _phrase(e)
+        parts.append(f"{_loc(loc)}{'' if phrase.startswith(':') else ' '}{phrase}")
+    for where, keys in reversed(unknown.items()):
+        parts.insert(0, f"unknown {_loc(where) if where else 'top-level'} key(s) {', '.join(keys)}")
+    shown = "; ".join(parts[:_MAX_ERRORS])
+    if len(parts) > _MAX_ERRORS:
+        shown += f"; and {len(parts) - _MAX_ERRORS} more"
+    tops = {str(e["loc"][0]) for e in errors if e["loc"]}
+    shown += "".join(f" ({h})" for k, h in (hints or {}).items() if k in tops)
+    raise error(code, f"{what}: {shown}")

@@ -34,9 +34,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from sealgate.documents import load_document
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from sealgate.documents import STRICT, load_document, validate
 from sealgate.errors import UsageError
 
 PLATFORMS = ("tpm", "snp", "tdx")
@@ -56,26 +66,113 @@ def _bad(msg: str) -> UsageError:
     return UsageError("policy.document.invalid", msg)
 
 
-def _str_list(v: Any, where: str) -> list[str]:
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise _bad(f"{where} must be a list of strings")
-    return list(v)
+def _one_or_many(v: Any) -> Any:
+    # A single value may be written without the list (``measurement: <hex>``).
+    return [v] if isinstance(v, str) else v
 
 
-def _hex_list(v: Any, where: str) -> list[str]:
-    if isinstance(v, str):
-        v = [v]
-    out = _str_list(v, where)
-    for x in out:
-        if not _HEX_RE.match(x) or len(x) % 2:
-            raise _bad(f"{where}: {x[:20]!r} is not hex")
-    return [x.lower() for x in out]
+def _hex(v: str) -> str:
+    if not _HEX_RE.match(v) or len(v) % 2:
+        raise PydanticCustomError("hex", "{value} is not hex", {"value": repr(v[:20])})
+    return v.lower()
 
 
-def _bool(v: Any, where: str) -> bool:
-    if not isinstance(v, bool):
-        raise _bad(f"{where} must be true or false")
+_Hex = Annotated[str, AfterValidator(_hex)]
+_HexList = Annotated[list[_Hex], BeforeValidator(_one_or_many)]
+
+
+def _pcr_index(v: Any) -> int:
+    # Mapping keys are strings (the loader refuses others); PCRs are 0..23 (TPM 2.0 PC
+    # Client Platform Firmware Profile, §2.3.4).
+    # ASCII digits only: int() would also take " 7", "+7" and other scripts' digits ("٣").
+    if not isinstance(v, str) or not (v.isascii() and v.isdigit()) or len(v) > 2:
+        raise PydanticCustomError("pcr_index", "bad PCR index {value}", {"value": repr(v)[:20]})
+    i = int(v)
+    if not 0 <= i <= 23:
+        raise PydanticCustomError("pcr_index", "PCR {value} out of range", {"value": i})
+    return i
+
+
+def _selection(v: str) -> str:
+    from sealgate.tpm import parse_selection
+
+    try:
+        parse_selection(v)
+    except UsageError as e:
+        raise PydanticCustomError("selection", "{why}", {"why": e.message}) from None
     return v
+
+
+class _TpmDoc(BaseModel):
+    model_config = STRICT
+    reference_sets: list[str] = []
+    pcrs: dict[str, dict[Annotated[int, BeforeValidator(_pcr_index)], _HexList]] = {}
+    required_selection: Annotated[str, AfterValidator(_selection)] | None = None
+    allow_weak_hashes: bool = False
+    ek_ca_fingerprints: _HexList = []
+    allow_any_measurement: bool = False
+
+
+class _SnpTcbDoc(BaseModel):
+    """Minimum reported TCB component SVNs (AMD SEV-SNP ABI, TCB_VERSION), each a byte."""
+
+    model_config = STRICT
+    bootloader: Annotated[int, Field(ge=0, le=255)] | None = None
+    tee: Annotated[int, Field(ge=0, le=255)] | None = None
+    snp: Annotated[int, Field(ge=0, le=255)] | None = None
+    microcode: Annotated[int, Field(ge=0, le=255)] | None = None
+    fmc: Annotated[int, Field(ge=0, le=255)] | None = None
+
+
+class _SnpDoc(BaseModel):
+    model_config = STRICT
+    reference_sets: list[str] = []
+    measurement: _HexList = []
+    host_data: _HexList = []
+    min_reported_tcb: _SnpTcbDoc = _SnpTcbDoc()
+    allow_debug: bool = False
+    vmpl: list[Annotated[int, Field(ge=0, le=3)]] | None = None
+    products: list[str] = []
+    allow_any_measurement: bool = False
+
+
+class _TdxDoc(BaseModel):
+    model_config = STRICT
+    reference_sets: list[str] = []
+    mr_td: _HexList | None = None
+    rtmr0: _HexList | None = None
+    rtmr1: _HexList | None = None
+    rtmr2: _HexList | None = None
+    rtmr3: _HexList | None = None
+    mr_config_id: _HexList | None = None
+    # An empty list accepts no status at all (check_writable refuses to store one).
+    tcb_statuses: list[str] = list(DEFAULT_TCB_STATUSES)
+    allow_debug: bool = False
+    allow_any_measurement: bool = False
+
+
+class _PlatformsDoc(BaseModel):
+    model_config = STRICT
+    tpm: _TpmDoc | None = None
+    snp: _SnpDoc | None = None
+    tdx: _TdxDoc | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> _PlatformsDoc:
+        if self.tpm is None and self.snp is None and self.tdx is None:
+            raise PydanticCustomError("no_platform", "must name at least one platform")
+        return self
+
+
+class _PolicyDoc(BaseModel):
+    """The policy document. Unknown keys are refused at every level: a misspelt
+    requirement must not silently mean "unchecked"."""
+
+    model_config = STRICT
+    platforms: _PlatformsDoc
+
+
+_POLICY = TypeAdapter(_PolicyDoc)
 
 
 @dataclass
@@ -125,124 +222,38 @@ class Policy:
         return [p for p in self.platforms if getattr(self, p).allow_any_measurement]
 
 
-def _known(d: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        # Unknown keys are refused: a misspelt requirement must not silently mean "unchecked".
-        raise _bad(f"{where}: unknown field(s) {', '.join(unknown)}")
-
-
-def _tpm(d: dict[str, Any]) -> TpmRequirements:
-    _known(
-        d,
-        {
-            "reference_sets",
-            "pcrs",
-            "required_selection",
-            "allow_weak_hashes",
-            "ek_ca_fingerprints",
-            "allow_any_measurement",
-        },
-        "tpm",
-    )
-    r = TpmRequirements()
-    r.reference_sets = _str_list(d.get("reference_sets", []), "tpm.reference_sets")
-    pcrs = d.get("pcrs", {})
-    if not isinstance(pcrs, dict):
-        raise _bad("tpm.pcrs must map bank to {pcr: [hex]}")
-    for bank, values in pcrs.items():
-        if not isinstance(values, dict):
-            raise _bad(f"tpm.pcrs.{bank} must map PCR index to hex values")
-        for idx, hexes in values.items():
-            try:
-                i = int(idx)  # keys are strings (the loader refuses others)
-            except ValueError:
-                raise _bad(f"tpm.pcrs.{bank}: bad PCR index {idx[:20]!r}") from None
-            if not 0 <= i <= 23:
-                raise _bad(f"tpm.pcrs.{bank}: PCR {i} out of range")
-            r.pcrs.setdefault(str(bank), {})[i] = _hex_list(hexes, f"tpm.pcrs.{bank}.{idx}")
-    sel = d.get("required_selection")
-    if sel is not None:
-        from sealgate.tpm import parse_selection
-
-        if not isinstance(sel, str):
-            raise _bad("tpm.required_selection must be a string like sha256:0,1,2")
-        try:
-            parse_selection(sel)
-        except UsageError as e:
-            raise _bad(f"tpm.required_selection: {e.message}") from None
-        r.required_selection = sel
-    r.allow_weak_hashes = _bool(d.get("allow_weak_hashes", False), "tpm.allow_weak_hashes")
-    r.ek_ca_fingerprints = _hex_list(d.get("ek_ca_fingerprints", []), "tpm.ek_ca_fingerprints")
-    r.allow_any_measurement = _bool(
-        d.get("allow_any_measurement", False), "tpm.allow_any_measurement"
-    )
-    return r
-
-
-def _snp(d: dict[str, Any]) -> SnpRequirements:
-    _known(
-        d,
-        {
-            "reference_sets",
-            "measurement",
-            "host_data",
-            "min_reported_tcb",
-            "allow_debug",
-            "vmpl",
-            "products",
-            "allow_any_measurement",
-        },
-        "snp",
-    )
-    r = SnpRequirements()
-    r.reference_sets = _str_list(d.get("reference_sets", []), "snp.reference_sets")
-    r.measurement = _hex_list(d.get("measurement", []), "snp.measurement")
-    r.host_data = _hex_list(d.get("host_data", []), "snp.host_data")
-    tcb = d.get("min_reported_tcb", {})
-    if not isinstance(tcb, dict) or not all(
-        k in SNP_TCB_FIELDS and isinstance(v, int) and 0 <= v <= 255 for k, v in tcb.items()
-    ):
-        raise _bad(f"snp.min_reported_tcb must map {'/'.join(SNP_TCB_FIELDS)} to 0..255")
-    r.min_reported_tcb = dict(tcb)
-    r.allow_debug = _bool(d.get("allow_debug", False), "snp.allow_debug")
-    if "vmpl" in d:
-        v = d["vmpl"]
-        if not isinstance(v, list) or not all(isinstance(x, int) and 0 <= x <= 3 for x in v):
-            raise _bad("snp.vmpl must be a list of 0..3")
-        r.vmpl = list(v)
-    r.products = _str_list(d.get("products", []), "snp.products")
-    r.allow_any_measurement = _bool(
-        d.get("allow_any_measurement", False), "snp.allow_any_measurement"
-    )
-    return r
-
-
-def _tdx(d: dict[str, Any]) -> TdxRequirements:
-    _known(
-        d,
-        {
-            "reference_sets",
-            "tcb_statuses",
-            "allow_debug",
-            "allow_any_measurement",
-            *TDX_MEASUREMENTS,
-        },
-        "tdx",
-    )
-    r = TdxRequirements()
-    r.reference_sets = _str_list(d.get("reference_sets", []), "tdx.reference_sets")
-    for name in TDX_MEASUREMENTS:
-        if name in d:
-            r.measurements[name] = _hex_list(d[name], f"tdx.{name}")
-    if "tcb_statuses" in d:
-        # An empty list accepts no status at all (check_writable refuses to store one).
-        r.tcb_statuses = _str_list(d["tcb_statuses"], "tdx.tcb_statuses")
-    r.allow_debug = _bool(d.get("allow_debug", False), "tdx.allow_debug")
-    r.allow_any_measurement = _bool(
-        d.get("allow_any_measurement", False), "tdx.allow_any_measurement"
-    )
-    return r
+def _policy(doc: Any) -> Policy:
+    d = validate(_POLICY, doc, code="policy.document.invalid", what="policy")
+    p = Policy()
+    if (t := d.platforms.tpm) is not None:
+        p.tpm = TpmRequirements(
+            reference_sets=list(t.reference_sets),
+            pcrs={bank: dict(values) for bank, values in t.pcrs.items()},
+            required_selection=t.required_selection,
+            allow_weak_hashes=t.allow_weak_hashes,
+            ek_ca_fingerprints=list(t.ek_ca_fingerprints),
+            allow_any_measurement=t.allow_any_measurement,
+        )
+    if (s := d.platforms.snp) is not None:
+        p.snp = SnpRequirements(
+            reference_sets=list(s.reference_sets),
+            measurement=list(s.measurement),
+            host_data=list(s.host_data),
+            min_reported_tcb=s.min_reported_tcb.model_dump(exclude_none=True),
+            allow_debug=s.allow_debug,
+            vmpl=None if s.vmpl is None else list(s.vmpl),
+            products=list(s.products),
+            allow_any_measurement=s.allow_any_measurement,
+        )
+    if (x := d.platforms.tdx) is not None:
+        p.tdx = TdxRequirements(
+            reference_sets=list(x.reference_sets),
+            measurements={n: list(v) for n in TDX_MEASUREMENTS if (v := getattr(x, n)) is not None},
+            tcb_statuses=list(x.tcb_statuses),
+            allow_debug=x.allow_debug,
+            allow_any_measurement=x.allow_any_measurement,
+        )
+    return p
 
 
 def _load(text: str) -> Any:
@@ -257,28 +268,6 @@ def parse_policy(text: str) -> Policy:
     This is also how stored policies are read, so it does not apply :func:`check_writable`:
     a stored policy without a measurement constraint is refused at appraisal instead."""
     return _policy(_load(text))
-
-
-def _policy(doc: Any) -> Policy:
-    if not isinstance(doc, dict):
-        raise _bad("policy must be an object")
-    _known(doc, {"platforms"}, "policy")
-    plats = doc.get("platforms")
-    if not isinstance(plats, dict) or not plats:
-        raise _bad("policy.platforms must name at least one platform")
-    p = Policy()
-    for name, req in plats.items():
-        if name not in PLATFORMS:
-            raise _bad(f"unknown platform {name[:20]!r}")
-        if not isinstance(req, dict):
-            raise _bad(f"platforms.{name} must be an object")
-        if name == "tpm":
-            p.tpm = _tpm(req)
-        elif name == "snp":
-            p.snp = _snp(req)
-        else:
-            p.tdx = _tdx(req)
-    return p
 
 
 def check_writable(p: Policy) -> None:

@@ -16,8 +16,12 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from sealgate.documents import load_document
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter
+from pydantic_core import PydanticCustomError
+
+from sealgate.documents import STRICT, load_document, validate
 from sealgate.errors import SealgateError, UsageError
 from sealgate.protocol.hpke import SUITES, RuntimeKeyPair
 
@@ -26,7 +30,33 @@ FORMAT = "sealgate.node.session/1"
 # A token is a few KB and the largest private key 96 B; anything far bigger is not ours.
 MAX_SESSION_BYTES = 64 << 10
 
-_FIELDS = {"format", "node_id", "suite", "token", "expires_at", "runtime_private_key"}
+
+def _one_of(*allowed: str) -> AfterValidator:
+    def check(v: str) -> str:
+        if v not in allowed:
+            # The allowed values only: a session file's values may be secret.
+            raise PydanticCustomError("one_of", "must be one of {allowed}", {"allowed": allowed})
+        return v
+
+    return AfterValidator(check)
+
+
+class _SessionDoc(BaseModel):
+    """Every field is required and nothing else is allowed."""
+
+    model_config = STRICT
+    format: Annotated[str, _one_of(FORMAT)]
+    node_id: Annotated[str, Field(min_length=1)]
+    suite: Annotated[str, _one_of(*SUITES)]
+    token: Annotated[str, Field(min_length=1)]
+    #: Unix seconds.
+    expires_at: Annotated[int, Field(gt=0)]
+    #: Base64 of the suite's private key (checked after the schema, per suite).
+    runtime_private_key: Annotated[str, Field(min_length=1)]
+
+
+_SESSION = TypeAdapter(_SessionDoc)
+_FIELDS = set(_SessionDoc.model_fields)
 
 
 @dataclass(frozen=True)
@@ -73,27 +103,15 @@ def parse_session(path: Path, data: bytes) -> NodeSession:
         yaml_ok=False,
         max_bytes=MAX_SESSION_BYTES,
     )
-    if not isinstance(doc, dict):
-        raise _malformed(path, "not a JSON object")
-    if set(doc) != _FIELDS:
-        missing, extra = sorted(_FIELDS - set(doc)), sorted(set(doc) - _FIELDS)
-        raise _malformed(path, f"missing fields {missing}, unknown fields {extra}")
-    if doc["format"] != FORMAT:
-        raise _malformed(path, f"format is {str(doc['format'])[:40]!r}, expected {FORMAT!r}")
-    if not isinstance(doc["suite"], str) or doc["suite"] not in SUITES:
-        raise _malformed(path, f"suite {str(doc['suite'])[:40]!r} is not one of {list(SUITES)}")
-    for name in ("node_id", "token", "runtime_private_key"):
-        if not isinstance(doc[name], str) or not doc[name]:
-            raise _malformed(path, f"{name} must be a non-empty string")
-    exp = doc["expires_at"]
-    if not isinstance(exp, int) or isinstance(exp, bool) or exp <= 0:
-        raise _malformed(path, "expires_at must be a positive integer (Unix seconds)")
+    d = validate(
+        _SESSION, doc, code="cli.node.session_malformed", what=f"session file {str(path)!r}"
+    )
     try:
-        raw = base64.b64decode(doc["runtime_private_key"], validate=True)
-        runtime = RuntimeKeyPair.from_private_bytes(doc["suite"], raw)
+        raw = base64.b64decode(d.runtime_private_key, validate=True)
+        runtime = RuntimeKeyPair.from_private_bytes(d.suite, raw)
     except (ValueError, UsageError):  # binascii.Error, and non-ASCII text (a ValueError)
-        raise _malformed(path, f"runtime_private_key is not a {doc['suite']} key") from None
-    return NodeSession(doc["node_id"], doc["token"], exp, runtime)
+        raise _malformed(path, f"runtime_private_key is not a {d.suite} key") from None
+    return NodeSession(d.node_id, d.token, d.expires_at, runtime)
 
 
 def read_session(path: Path) -> NodeSession:

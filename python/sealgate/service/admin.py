@@ -9,9 +9,10 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
+from pydantic import BaseModel, TypeAdapter
 from sealgate._proto import admin_pb2, admin_pb2_grpc, common_pb2
 from sealgate.broker.keys import check_key_id
-from sealgate.documents import load_document
+from sealgate.documents import STRICT, load_document, validate
 from sealgate.protocol import PLATFORM_ENUM, PLATFORM_NAMES
 from sealgate.service import errors as E
 from sealgate.service.auth import OperatorAuth, Principal
@@ -74,6 +75,31 @@ def _key_to_pb(k: Any) -> admin_pb2.ModelKeyInfo:
 MAX_BULK_BYTES = 16 << 20
 
 
+class _RefValDoc(BaseModel):
+    """One reference value of a bulk document."""
+
+    model_config = STRICT
+    platform: str
+    set_name: str
+    name: str
+    value: str
+    description: str = ""
+
+
+class _RefSetDoc(BaseModel):
+    """A whole set at once: ``{"platform", "set_name", "values": {name: hex}}``."""
+
+    model_config = STRICT
+    platform: str
+    set_name: str
+    values: dict[str, str]
+    description: str = ""
+
+
+_REFVAL_LIST = TypeAdapter(list[_RefValDoc])
+_REFVAL_SET = TypeAdapter(_RefSetDoc)
+
+
 def parse_bulk_reference_values(document: str, now: int) -> list[ReferenceValue]:
     """A list of values, or ``{"platform", "set_name", "values": {name: hex}}`` (JSON/YAML)."""
     doc = load_document(
@@ -82,45 +108,40 @@ def parse_bulk_reference_values(document: str, now: int) -> list[ReferenceValue]
         what="reference values",
         max_bytes=MAX_BULK_BYTES,
     )
-    items: list[dict[str, Any]] = []
-    if isinstance(doc, dict) and isinstance(doc.get("values"), dict):
-        for name, value in doc["values"].items():
-            items.append(
-                {
-                    "platform": doc.get("platform"),
-                    "set_name": doc.get("set_name"),
-                    "name": name,
-                    "value": value,
-                    "description": doc.get("description", ""),
-                }
+    items: list[_RefValDoc]
+    if isinstance(doc, list):
+        items = validate(
+            _REFVAL_LIST,
+            doc,
+            code="admin.refval.bad_document",
+            what="reference values",
+            error=E.Invalid,
+        )
+    elif isinstance(doc, dict):
+        d = validate(
+            _REFVAL_SET, doc, code="admin.refval.bad_document", what="reference values",
+            error=E.Invalid,
+        )  # fmt: skip
+        items = [
+            _RefValDoc(
+                platform=d.platform,
+                set_name=d.set_name,
+                name=name,
+                value=value,
+                description=d.description,
             )
-    elif isinstance(doc, list):
-        items = [i for i in doc if isinstance(i, dict)]
-        if len(items) != len(doc):
-            raise E.Invalid("admin.refval.bad_document", "list items must be objects")
+            for name, value in d.values.items()
+        ]
     else:
         raise E.Invalid(
             "admin.refval.bad_document", "expected a list or {platform, set_name, values}"
         )
-    out = []
-    for i in items:
-        if not all(isinstance(i.get(k), str) for k in ("platform", "set_name", "name", "value")):
-            raise E.Invalid(
-                "admin.refval.bad_document",
-                "each value needs platform, set_name, name and value strings",
-            )
-        out.append(
-            ReferenceValue(
-                uuid.uuid4().hex,
-                i["platform"],
-                i["set_name"],
-                i["name"],
-                i["value"].lower(),
-                str(i.get("description", "")),
-                now,
-            )
+    return [
+        ReferenceValue(
+            uuid.uuid4().hex, i.platform, i.set_name, i.name, i.value.lower(), i.description, now
         )
-    return out
+        for i in items
+    ]
 
 
 class AdminServicer(ServicerBase, admin_pb2_grpc.AdminServicer):

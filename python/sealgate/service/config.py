@@ -6,14 +6,15 @@ then only loopback addresses are accepted, unless ``allow_insecure_remote`` is s
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from sealgate.documents import load_document
+import pydantic
+from pydantic import BaseModel, BeforeValidator, Field, NonNegativeInt, PositiveInt
+from pydantic_core import PydanticCustomError
+from sealgate.documents import STRICT, load_document, validate
 from sealgate.errors import UsageError
 
 ROLES = ("admin", "operator", "auditor")
@@ -28,55 +29,57 @@ class OperatorKey:
     roles: list[str]
 
 
-@dataclass
+# ``limits`` and ``rate_limit`` are validated where they are declared (pydantic dataclasses):
+# every value a positive number, integers where a count is meant; a float field takes an
+# integer too (``request_timeout: 3`` means 3 s; JSON and YAML write whole numbers without
+# a fraction), never a bool or a string such as "4M". Strict per field rather than per
+# class: a strict dataclass would accept only an instance, not the document's mapping.
+_Count = Annotated[int, Field(strict=True, gt=0)]
+_Rate = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+_SECTION = pydantic.ConfigDict(extra="forbid")
+
+
+@pydantic.dataclasses.dataclass(config=_SECTION)
 class Limits:
     #: Largest gRPC message accepted (bounds every request).
-    max_message_bytes: int = 4 << 20
+    max_message_bytes: _Count = 4 << 20
     #: Largest evidence blob (quote, report, certificate bundle, collateral).
-    max_evidence_bytes: int = 1 << 20
+    max_evidence_bytes: _Count = 1 << 20
     #: Largest event log (TCG logs of real hosts are tens of KiB; CCEL similar).
-    max_event_log_bytes: int = 2 << 20
+    max_event_log_bytes: _Count = 2 << 20
     #: Most key ids in one request.
-    max_keys_per_request: int = 32
+    max_keys_per_request: _Count = 32
     #: Seconds a call may take from its headers to its complete request message (and
     #: between the messages of a client stream); later, it ends DEADLINE_EXCEEDED. Honest
     #: clients send the message with the headers; 4 MiB at 1 MB/s still fits.
-    request_timeout: float = 10.0
+    request_timeout: _Rate = 10.0
     #: Concurrent calls per process, including those still waiting for their request. When
     #: full, the call waiting longest for its request is dropped to admit a new one.
-    max_concurrent_rpcs: int = 256
+    max_concurrent_rpcs: _Count = 256
     #: Concurrent calls per client address (an IPv6 client by its /64), checked first.
-    max_rpcs_per_peer: int = 64
+    max_rpcs_per_peer: _Count = 64
     #: Concurrent streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113
     #: §6.5.2); gRPC clients queue calls beyond it rather than fail.
-    max_streams_per_connection: int = 32
+    max_streams_per_connection: _Count = 32
     #: gRPC connections per process (keep below the descriptor limit, ``ulimit -n``), and
     #: seconds after which a connection without calls is closed (clients reconnect).
-    max_connections: int = 1000
-    connection_idle_timeout: float = 120.0
+    max_connections: _Count = 1000
+    connection_idle_timeout: _Rate = 120.0
     #: HTTP side port: seconds to send a complete request head (and idle keep-alive time),
     #: and open connections at most (when full, the longest idle one is closed).
-    http_timeout: float = 10.0
-    http_max_connections: int = 128
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            if not ok or not math.isfinite(value):
-                raise UsageError("config.invalid", f"limits.{name} must be a positive number")
-            if not name.endswith("timeout") and not isinstance(value, int):
-                raise UsageError("config.invalid", f"limits.{name} must be an integer")
+    http_timeout: _Rate = 10.0
+    http_max_connections: _Count = 128
 
 
-@dataclass
+@pydantic.dataclasses.dataclass(config=_SECTION)
 class RateLimit:
     #: Sustained requests per second per node id (or peer address without one), and burst.
-    per_node_rps: float = 20.0
-    burst: int = 40
+    per_node_rps: _Rate = 20.0
+    burst: _Count = 40
     #: Per peer address as well: node ids are chosen by the client, so a caller rotating
     #: them would otherwise never be limited. Generous, as many nodes may share a NAT.
-    per_peer_rps: float = 200.0
-    peer_burst: int = 400
+    per_peer_rps: _Rate = 200.0
+    peer_burst: _Count = 400
 
 
 @dataclass
@@ -145,14 +148,6 @@ class ServiceConfig:
         return self.tls_cert is not None
 
 
-def _paths(v: Any, where: str) -> list[Path]:
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise UsageError("config.invalid", f"{where} must be a path or list of paths")
-    return [Path(x) for x in v]
-
-
 #: Configuration files are a few KiB.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -166,9 +161,7 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
         except OSError as e:
             raise UsageError("config.unreadable", f"cannot read {path}: {e.strerror}") from None
         doc = load_document(data, code="config.invalid", what=str(path), max_bytes=MAX_CONFIG_BYTES)
-        if not isinstance(doc, dict):
-            raise UsageError("config.invalid", f"{path}: top level must be a mapping")
-        _apply(cfg, doc)
+        _apply(cfg, doc, str(path))
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, Path(v) if k == "data_dir" else v)
@@ -176,92 +169,84 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
     return cfg
 
 
-def _section(cls: type[Any], value: Any, where: str) -> Any:
-    """A ``limits``/``rate_limit`` mapping → its dataclass; every field typed and positive."""
-    if not isinstance(value, dict):
-        raise UsageError("config.invalid", f"{where} must be a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        raise UsageError("config.invalid", f"unknown {where} key(s) {', '.join(unknown)}")
-    out = cls()
-    for key, v in value.items():
-        want = type(getattr(out, key))
-        ok = (
-            isinstance(v, int | float) if want is float else isinstance(v, want)
-        ) and not isinstance(v, bool)
-        if not ok:
-            raise UsageError("config.invalid", f"{where}.{key} must be a {want.__name__}")
-        if not v > 0:
-            raise UsageError("config.invalid", f"{where}.{key} must be positive")
-        setattr(out, key, want(v))
-    return out
+def _path(v: Any) -> Any:
+    if v is not None and (not isinstance(v, str) or not v):
+        raise PydanticCustomError("path", "must be a non-empty path string")
+    return v
 
 
-def _path(value: Any, key: str) -> Path | None:
-    if value is None and key != "data_dir":
-        return None
-    if not isinstance(value, str) or not value:
-        raise UsageError("config.invalid", f"{key} must be a non-empty path string")
-    return Path(value)
+def _paths(v: Any) -> Any:
+    # One path may be written without the list.
+    return [v] if isinstance(v, str) else v
 
 
-def _apply(cfg: ServiceConfig, doc: dict[str, Any]) -> None:
-    # Scalar keys and the type each must have (bool is an int in Python: refuse it apart).
-    simple: dict[str, type] = {
-        "listen": str,
-        "http_listen": str,
-        "verifier_id": str,
-        "token_ttl": int,
-        "challenge_ttl": int,
-        "enrollment_ttl": int,
-        "max_workers": int,
-        "workers": int,
-        "allow_insecure_remote": bool,
-        "bootstrap_operator": bool,
-        "snp_allow_missing_crl": bool,
-        "tdx_collateral_max_age": int,
-    }
-    for key, value in doc.items():
-        if key in simple:
-            want = simple[key]
-            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                raise UsageError("config.invalid", f"{key} must be a {want.__name__}")
-            if isinstance(value, int) and want is int and value < (0 if key == "workers" else 1):
-                raise UsageError("config.invalid", f"{key} must be positive")
-            setattr(cfg, key, value)
-        elif key in ("data_dir", "tls_cert", "tls_key", "tls_client_ca", "collateral_dir"):
-            setattr(cfg, key, _path(value, key))
-        elif key in ("ek_ca_roots", "ek_ca_intermediates", "snp_roots", "tdx_roots", "snp_crls"):
-            setattr(cfg, key, _paths(value, key))
+_Path = Annotated[str, BeforeValidator(_path)]
+_OptPath = Annotated[str | None, BeforeValidator(_path)]
+_Paths = Annotated[list[_Path], BeforeValidator(_paths)]
+
+
+class _OperatorDoc(BaseModel):
+    model_config = STRICT
+    name: str = "operator"
+    public_key: _Path
+    roles: list[Literal["admin", "operator", "auditor"]] = []
+
+
+class _ConfigDoc(BaseModel):
+    """The configuration file: the keys of :class:`ServiceConfig`, each optional (the keys
+    given are set on the defaults)."""
+
+    model_config = STRICT
+    listen: str = ServiceConfig.listen
+    http_listen: str = ServiceConfig.http_listen
+    verifier_id: str = ServiceConfig.verifier_id
+    data_dir: _Path = str(ServiceConfig.data_dir)
+    tls_cert: _OptPath = None
+    tls_key: _OptPath = None
+    tls_client_ca: _OptPath = None
+    collateral_dir: _OptPath = None
+    allow_insecure_remote: bool = ServiceConfig.allow_insecure_remote
+    bootstrap_operator: bool = ServiceConfig.bootstrap_operator
+    snp_allow_missing_crl: bool = ServiceConfig.snp_allow_missing_crl
+    operators: list[_OperatorDoc] = []
+    ek_ca_roots: _Paths = []
+    ek_ca_intermediates: _Paths = []
+    snp_roots: _Paths = []
+    tdx_roots: _Paths = []
+    snp_crls: _Paths = []
+    tdx_collateral_max_age: PositiveInt = ServiceConfig.tdx_collateral_max_age
+    token_ttl: PositiveInt = ServiceConfig.token_ttl
+    challenge_ttl: PositiveInt = ServiceConfig.challenge_ttl
+    enrollment_ttl: PositiveInt = ServiceConfig.enrollment_ttl
+    max_workers: PositiveInt = ServiceConfig.max_workers
+    workers: NonNegativeInt = ServiceConfig.workers
+    limits: Limits = Field(default_factory=Limits)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+
+
+_CONFIG = pydantic.TypeAdapter(_ConfigDoc)
+_PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "tls_client_ca", "collateral_dir")
+_PATH_LIST_KEYS = ("ek_ca_roots", "ek_ca_intermediates", "snp_roots", "tdx_roots", "snp_crls")
+
+
+def _apply(cfg: ServiceConfig, doc: Any, where: str) -> None:
+    """Validate a configuration document and set the keys it names on ``cfg``."""
+    d = validate(
+        _CONFIG,
+        doc,
+        code="config.invalid",
+        what=where,
+        hints={"operators": f"operators entries need name, public_key and roles from {ROLES}"},
+    )
+    for key in d.model_fields_set:
+        value = getattr(d, key)
+        if key in _PATH_KEYS:
+            value = None if value is None else Path(value)
+        elif key in _PATH_LIST_KEYS:
+            value = [Path(x) for x in value]
         elif key == "operators":
-            if not isinstance(value, list):
-                raise UsageError("config.invalid", "operators must be a list")
-            for op in value:
-                roles = op.get("roles", []) if isinstance(op, dict) else None
-                if (
-                    not isinstance(op, dict)
-                    or not set(op) <= {"name", "public_key", "roles"}
-                    or not isinstance(op.get("name", ""), str)
-                    or not isinstance(op.get("public_key"), str)
-                    or not op["public_key"]
-                    or not isinstance(roles, list)
-                    or not all(isinstance(r, str) for r in roles)
-                    or not set(roles) <= set(ROLES)
-                ):
-                    raise UsageError(
-                        "config.invalid",
-                        f"operators entries need name, public_key and roles from {ROLES}",
-                    )
-                cfg.operators.append(
-                    OperatorKey(str(op.get("name", "operator")), Path(op["public_key"]), roles)
-                )
-        elif key == "limits":
-            cfg.limits = _section(Limits, value, "limits")
-        elif key == "rate_limit":
-            cfg.rate_limit = _section(RateLimit, value, "rate_limit")
-        else:
-            raise UsageError("config.invalid", f"unknown configuration key {key[:40]!r}")
+            value = [OperatorKey(o.name, Path(o.public_key), list(o.roles)) for o in value]
+        setattr(cfg, key, value)
 
 
 def is_loopback(hostport: str) -> bool:
