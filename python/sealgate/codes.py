@@ -127,7 +127,7 @@ CODES: dict[str, Code] = {
         },
     ),
     **_group(
-        "tpm_enroll",
+        "tpm.enroll",
         {
             "tpm.ak.invalid": "the AK public area has no Name",
             "tpm.credential.integrity": "the credential blob's HMAC does not verify",

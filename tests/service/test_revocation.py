@@ -18,7 +18,7 @@ from sealgate.node.agent import AgentError, NodeAgent, explain
 from sealgate.protocol import SUITE_ENUM, runtime_binding
 from sealgate.service.auth import mint_operator_token
 from sealgate.testing.softnode import SoftwareSnp, SoftwareTdx, SoftwareTpm
-from sealgate.tpm_enroll import fingerprint, load_certificates
+from sealgate.tpm.enroll import fingerprint, load_certificates
 
 from tests.service.conftest import TPM_POLICY, Env
 

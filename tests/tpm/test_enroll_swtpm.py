@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sealgate import _core
 from sealgate.errors import ChainError, VerificationError
 from sealgate.testing.swtpm import Swtpm, TpmKey
-from sealgate.tpm_enroll import (
+from sealgate.tpm.enroll import (
     Credential,
     EkParams,
     activate_credential,

@@ -9,7 +9,7 @@ hash block, so the counter increments.
 from __future__ import annotations
 
 import pytest
-from sealgate.tpm_enroll import kdfa, kdfe
+from sealgate.tpm.enroll import kdfa, kdfe
 
 K32 = bytes(range(32))
 K48 = bytes(range(48))

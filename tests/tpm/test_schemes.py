@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sealgate import _core
 from sealgate.errors import VerificationError
 from sealgate.testing.softtpm import SoftAk
-from sealgate.tpm_enroll import check_ak
+from sealgate.tpm.enroll import check_ak
 
 PCRS = {
     "sha256": {i: hashlib.sha256(bytes([i])).digest() for i in range(24)},

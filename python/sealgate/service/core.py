@@ -56,7 +56,7 @@ from sealgate.storage import (
     Storage,
     StorageError,
 )
-from sealgate.tpm_enroll import (
+from sealgate.tpm.enroll import (
     check_ak,
     ek_public_key,
     load_certificates,

@@ -3,29 +3,35 @@
 Each platform adapter turns the evidence message into a call to that platform's facade
 (``sealgate.tpm.verify_quote``, ``sealgate.snp.verify_report``, ``sealgate.tdx.verify_quote``)
 with the runtime-key binding as the expected nonce / report_data, and returns its
-``VerifyResult``. A platform whose facade is not built into this sealgate reports itself
-unavailable and the service answers UNIMPLEMENTED (``service.platform.unavailable``): a
-platform that cannot be verified here is refused, never waved through.
+``VerifyResult``.
+
+Registration is static, with ordinary imports of the platform packages: ``default_verifiers``
+lists the platforms this server verifies and ``CLAIMS`` their typed claims (what revocation
+reads). A platform the registry does not hold, or whose verifier reports itself unavailable,
+is answered UNIMPLEMENTED (``service.platform.unavailable``): a platform that cannot be
+verified here is refused, never waved through.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sealgate import tpm
+from sealgate import snp, tdx, tpm
 from sealgate.errors import UsageError
 from sealgate.protocol import TPM_BINDING_SIZE
 from sealgate.result import VerifyResult
 from sealgate.service.config import ServiceConfig
+from sealgate.snp.claims import SnpClaims
 from sealgate.storage import Node
+from sealgate.tdx.claims import TdxClaims
+from sealgate.tdx.collateral import load_collateral_json
+from sealgate.tpm.claims import TpmClaims
 
 
 @dataclass
@@ -43,7 +49,9 @@ class PlatformVerifier:
     needs_enrollment = False
 
     def available(self) -> bool:
-        raise NotImplementedError
+        """Whether this verifier can verify here (the built-in ones always can; a verifier
+        depending on something outside this build may say no, and is then refused)."""
+        return True
 
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
         raise NotImplementedError
@@ -67,9 +75,6 @@ class TpmVerifier(PlatformVerifier):
     name = "tpm"
     needs_enrollment = True
 
-    def available(self) -> bool:
-        return True
-
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
         assert ctx.node is not None
         pcrs: tpm.PcrMap | None = None
@@ -91,15 +96,6 @@ class TpmVerifier(PlatformVerifier):
         res.claims["ek_fingerprint"] = ctx.node.ek_fingerprint
         res.claims["ak_name"] = ctx.node.ak_name.hex()
         return res
-
-
-def _module_available(name: str, attr: str) -> bool:
-    try:
-        if importlib.util.find_spec(name) is None:
-            return False
-        return callable(getattr(importlib.import_module(name), attr, None))
-    except ImportError:
-        return False
 
 
 def _read_roots(paths: list[Path]) -> list[bytes] | None:
@@ -132,21 +128,18 @@ class SnpVerifier(PlatformVerifier):
         self.collateral_dir = collateral_dir
         self.allow_missing_crl = allow_missing_crl
         self._crls = list(crls or [])
-        self._state: tuple[Any, Any] | None = None
+        # The chain cache's entry type is the SNP package's own (``snp.new_chain_cache``).
+        self._state: tuple[snp.CrlSource, Any] | None = None
         self._lock = threading.Lock()
 
-    def available(self) -> bool:
-        return _module_available("sealgate.snp", "verify_report")
-
-    def _snp(self) -> tuple[Any, Any, Any]:
-        snp = importlib.import_module("sealgate.snp")
+    def _snp(self) -> tuple[snp.CrlSource, Any]:
         with self._lock:
             if self._state is None:
                 source = snp.CrlSource(
                     self._crls, self.collateral_dir, allow_missing=self.allow_missing_crl
                 )
                 self._state = (source, snp.new_chain_cache())
-            return snp, self._state[0], self._state[1]
+            return self._state
 
     def warm(self, evidence: Any) -> bool:
         if not evidence.vcek or any(
@@ -154,8 +147,8 @@ class SnpVerifier(PlatformVerifier):
             for b in (evidence.vcek, evidence.cert_chain, evidence.crl)
         ):
             return False
-        snp, source, cache = self._snp()
-        ok: bool = snp.chain_cached(
+        source, cache = self._snp()
+        return snp.chain_cached(
             bytes(evidence.vcek),
             cert_chain=bytes(evidence.cert_chain) or None,
             roots=_read_roots(self.roots),
@@ -164,12 +157,10 @@ class SnpVerifier(PlatformVerifier):
             revocation=source.revocation(),
             chain_cache=cache,
         )
-        return ok
 
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
-        snp, source, cache = self._snp()
-        fn: Callable[..., VerifyResult] = snp.verify_report
-        return fn(
+        source, cache = self._snp()
+        return snp.verify_report(
             bytes(evidence.report),
             vcek=bytes(evidence.vcek) or None,
             cert_chain=bytes(evidence.cert_chain) or None,
@@ -202,32 +193,24 @@ class TdxVerifier(PlatformVerifier):
         self.collateral_dir = collateral_dir
         self.max_age = timedelta(seconds=collateral_max_age)
 
-    def available(self) -> bool:
-        return _module_available("sealgate.tdx", "verify_quote")
-
     def warm(self, evidence: Any) -> bool:
         if len(evidence.quote) > WARM_CHECK_MAX_BYTES or (
             len(evidence.collateral) > WARM_CHECK_MAX_BYTES
         ):
             return False
-        tdx = importlib.import_module("sealgate.tdx")
-        ok: bool = tdx.quote_cached(
+        return tdx.quote_cached(
             bytes(evidence.quote),
             collateral=bytes(evidence.collateral) or None,
             roots=_read_roots(self.roots),
             cache_dir=self.collateral_dir,
         )
-        return ok
 
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
-        tdx = importlib.import_module("sealgate.tdx")
-        fn: Callable[..., VerifyResult] = tdx.verify_quote
         collateral = None
         if evidence.collateral:
             # Collateral JSON as `sealgate verify tdx --collateral` takes it (README "Intel TDX").
-            load = importlib.import_module("sealgate.tdx.collateral").load_collateral_json
-            collateral = load(bytes(evidence.collateral))
-        return fn(
+            collateral = load_collateral_json(bytes(evidence.collateral))
+        return tdx.verify_quote(
             bytes(evidence.quote),
             collateral=collateral,
             roots=_read_roots(ctx.roots),
@@ -300,41 +283,26 @@ def tpm_identities(ek_fingerprint: str, ak_name: bytes) -> list[str]:
     return [f"ek:{ek_fingerprint}", f"ak:{ak_name.hex()}"]
 
 
+class _Identified(Protocol):
+    def identities(self) -> list[str]: ...
+
+
+#: Platform name → its typed claims, built from the claims dict (``<platform>/claims.py``).
+CLAIMS: Mapping[str, Callable[[Mapping[str, Any]], _Identified]] = {
+    "tpm": TpmClaims.from_claims,
+    "snp": SnpClaims.from_claims,
+    "tdx": TdxClaims.from_claims,
+}
+
+
 def identities(platform: str, claims: Mapping[str, Any]) -> list[str]:
     """The hardware identities a verified attestation names, as ``kind:hex``: what a
-    revocation is keyed on (with the platform), never the node id the client chose.
-
-    TPM: the EK certificate's SHA-256 and the AK's Name, from the enrolled node (the AK is
-    bound to that EK by ActivateCredential at enrollment).
-    SNP: CHIP_ID, unless masked (all zero); a VCEK-signed report must carry the VCEK's
-    hwID as CHIP_ID (checked in verification), so VCEK reports always name the chip. And the
-    SHA-256 of the VCEK/VLEK certificate. A VLEK is shared by a cloud provider's hosts at one
-    TCB, so a VLEK report with a masked CHIP_ID names only the VLEK, and revoking that
-    revokes every host it signs for.
-    TDX: the PPID (stable across TCB recovery, unlike the PCK certificate) and, for PCK
-    certificates issued by the Platform CA, the platform instance id.
+    revocation is keyed on (with the platform), never the node id the client chose. Each
+    platform's claims say which (``TpmClaims.identities`` and the others); a platform
+    without typed claims names none.
     """
-    out: list[str] = []
-    if platform == "tpm":
-        ek = claims.get("ek_fingerprint")
-        if isinstance(ek, str) and ek:
-            out.append(f"ek:{ek}")
-        ak = claims.get("ak_name")
-        if isinstance(ak, str) and ak:
-            out.append(f"ak:{ak}")
-    elif platform == "snp":
-        chip = claims.get("chip_id")
-        if isinstance(chip, str) and chip.strip("0"):
-            out.append(f"chip_id:{chip}")
-        ek = claims.get("endorsement_key")
-        if isinstance(ek, Mapping) and ek.get("kind") in ("vcek", "vlek") and ek.get("sha256"):
-            out.append(f"{ek['kind']}:{ek['sha256']}")
-    elif platform == "tdx":
-        for kind in ("ppid", "platform_instance_id"):
-            v = claims.get(kind)
-            if isinstance(v, str) and v:
-                out.append(f"{kind}:{v}")
-    return out
+    build = CLAIMS.get(platform)
+    return build(claims).identities() if build is not None else []
 
 
 def parse_identity(platform: str, identity: str) -> str:

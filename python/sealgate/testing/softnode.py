@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from sealgate._proto import attestation_pb2
 from sealgate.testing import snp, tdx
 from sealgate.testing.softtpm import SoftAk
-from sealgate.tpm_enroll import (
+from sealgate.tpm.enroll import (
     OID_TCG_KP_EK_CERTIFICATE,
     OID_TPM_MANUFACTURER,
     OID_TPM_MODEL,
