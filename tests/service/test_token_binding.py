@@ -139,7 +139,7 @@ def test_forged_tokens_from_a_leaked_signing_key_are_refused(env: Env) -> None:
     assert [d["code"] for d in _audit(env, "key.refused")] == ["broker.token.record_mismatch"] * 2
     # After a rotation: the retired key dates a token now (within the rotation grace,
     # so only the record stops it; later dates are refused as broker.token.key_retired,
-    # tests/test_broker.py) or for ten years.
+    # tests/broker/test_broker.py) or for ten years.
     env.admin.RotateSigningKey(admin_pb2.RotateSigningKeyRequest(), metadata=env.md)
     now = int(time.time())
     late = {"iat": now, "exp": now + 300, "cnf": {"jkt": thief_jkt}}
