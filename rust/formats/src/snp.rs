@@ -654,7 +654,7 @@ pub fn parse_report(buf: &[u8]) -> Result<AttestationReport> {
 }
 
 /// True when `e` is the "unknown report version" error (callers give it its own code,
-/// `snp.report.unsupported_version`, issue 3 §4).
+/// `snp.report.unsupported_version`: a report from newer firmware is not garbage).
 pub fn is_unsupported_version(e: &ParseError) -> bool {
     e.kind == ParseErrorKind::Unsupported && e.field == "ATTESTATION_REPORT.VERSION"
 }
@@ -767,7 +767,7 @@ mod tests {
 
     #[test]
     fn milan_tcb_from_go_sev_guest() {
-        // PROVENANCE.md gsg-milan-v2: 0x4405000000000002 = bl 2, tee 0, snp 5, ucode 68.
+        // go-sev-guest's Milan v2 test report: 0x4405000000000002 = bl 2, tee 0, snp 5, ucode 68.
         let t = TcbVersion(0x4405_0000_0000_0002).decode(TcbLayout::MilanGenoa);
         assert_eq!(
             (t.bootloader, t.tee, t.snp, t.microcode, t.fmc),

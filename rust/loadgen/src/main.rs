@@ -4,7 +4,7 @@
 //! fresh X25519 runtime key → evidence over SHA-512(nonce ‖ runtime key) → Attest → HPKE
 //! open of every granted key, compared with the key the benchmark imported. Written in Rust
 //! so the load generator's CPU per flow stays small next to the server's on a shared
-//! 2-core machine (issue #5's target counts the load generator in).
+//! 2-core machine (the service target counts the load generator in: docs/benchmarks.md).
 //!
 //! ```text
 //! sealgate-loadgen run SETUP.json --clients N --seconds S [--rate FLOWS_PER_S] [--threads T]

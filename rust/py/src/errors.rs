@@ -1,4 +1,4 @@
-//! The one place where Rust errors and failures become Python objects (STYLE.md §5).
+//! The one place where Rust errors and failures become Python objects (docs/architecture.md, "Layers").
 //!
 //! Binding code returns `Result<T, BindError>` and uses `?` on the formats and verify
 //! crates' errors; pyo3 turns a `BindError` into the Python exception through the single

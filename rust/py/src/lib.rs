@@ -1,6 +1,6 @@
 //! `sealgate._core`: the thin PyO3 layer over sealgate-formats and sealgate-verify.
 //!
-//! Only this crate imports pyo3 (STYLE.md §4). Functions take `&[u8]` borrowed from Python
+//! Only this crate imports pyo3 (docs/architecture.md, "Layers"). Functions take `&[u8]` borrowed from Python
 //! bytes (no copy) and release the GIL for per-quote work so gRPC worker threads scale.
 
 mod audit;
