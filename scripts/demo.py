@@ -272,8 +272,12 @@ def run(tmp: Path, started: Started) -> int:
     for entry in entries:
         events[entry["event"]] = events.get(entry["event"], 0) + 1
     say("events: " + ", ".join(f"{k} x{n}" for k, n in sorted(events.items())))
+    # The copy an insider would edit: the database, with the KEK (for the entry MACs) and the
+    # signed checkpoints next to it, as in the data dir.
     copy = tmp / "tampered"
-    copy.mkdir()
+    copy.mkdir(mode=0o700)
+    shutil.copy2(data / "kek.key", copy / "kek.key")
+    shutil.copytree(data / "audit-checkpoints", copy / "audit-checkpoints")
     src = sqlite3.connect(data / "sealgate.db")
     dst = sqlite3.connect(copy / "sealgate.db")
     src.backup(dst)
@@ -289,7 +293,9 @@ def run(tmp: Path, started: Started) -> int:
     )
     dst.commit()
     dst.close()
-    out = sealgate("audit", "verify", "--data-dir", str(copy), check=False)
+    out = sealgate("audit", "verify", "--data-dir", str(copy), check=False, env=env)
+    if "BROKEN" not in out or f"entry {row[0]}" not in out:
+        raise RuntimeError(f"tampered audit copy was not refused: {out.strip()}")
     say(f"copy with entry {row[0]} edited: {out.strip()}")
 
     step(8, "stop everything")
