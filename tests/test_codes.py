@@ -139,7 +139,7 @@ def _rust_scan() -> tuple[set[str], set[str]]:
 def _rust_as_str(enum: str) -> list[str]:
     """The strings an ``as_str`` match over ``enum`` in rust/formats/src/error.rs returns."""
     text = (RUST_ROOT / "formats" / "src" / "error.rs").read_text()
-    found = re.findall(rf"{enum}::\w+\s*=>\s*\"([a-z_]+)\"", text)
+    found = re.findall(rf"{enum}::\w+\s*=>\s*\"([a-z0-9_]+)\"", text)
     assert found, enum
     return found
 
@@ -167,13 +167,15 @@ def _expansions() -> dict[str, set[str]]:
     """Every code template the sources build, with the codes it can build."""
     platforms = _rust_as_str("Platform")
     kinds = _rust_as_str("ParseErrorKind")
+    # X.509 is a parse family shared by the platforms, not an evidence kind with a policy.
+    evidence = [p for p in platforms if p != "x509"]
     return {
         # rust/formats/src/error.rs ParseError::code
         "{}.format.{}": {f"{p}.format.{k}" for p in platforms for k in kinds},
         # appraise/evaluate.py _unconstrained (every platform has a measurement rule)
-        "policy.{platform}.no_measurement": {f"policy.{p}.no_measurement" for p in platforms},
+        "policy.{platform}.no_measurement": {f"policy.{p}.no_measurement" for p in evidence},
         "policy.{platform}.no_reference_values": {
-            f"policy.{p}.no_reference_values" for p in platforms
+            f"policy.{p}.no_reference_values" for p in evidence
         },
         # appraise/evaluate.py _tdx: RTMRs share policy.tdx.rtmr_mismatch
         "policy.tdx.{name}_mismatch": {

@@ -45,7 +45,7 @@ _FORMAT_KINDS = {
     "trailing_bytes": "bytes remain after a structure that must consume its input exactly",
     "reserved_nonzero": "a reserved (must-be-zero) field is not zero",
 }
-_PLATFORM_NAMES = {"tpm": "TPM", "snp": "SNP", "tdx": "TDX"}
+_PLATFORM_NAMES = {"tpm": "TPM", "snp": "SNP", "tdx": "TDX", "x509": "X.509"}
 
 _FORMAT = {
     f"{platform}.format.{kind}": Code("formats (Rust), platform parsers", f"{name}: {meaning}")
@@ -248,12 +248,33 @@ CODES: dict[str, Code] = {
     ),
     # -- X.509, trust store, collateral fetching -------------------------------------------
     **_group(
-        "x509der",
+        "pki (verify crate; each platform maps these to its own codes)",
         {
+            "x509.chain.algorithm_not_allowed": "a certificate is signed with an algorithm "
+            "its vendor's hierarchy does not use",
+            "x509.chain.bad_key": "an issuer key is unusable or not what the vendor profile "
+            "requires",
+            "x509.chain.expired": "a certificate in the chain has expired",
+            "x509.chain.key_usage": "an issuer's keyUsage does not allow certificate signing",
+            "x509.chain.no_anchors": "no trust anchor is configured",
+            "x509.chain.no_issuer": "no trusted or supplied certificate issued a certificate",
+            "x509.chain.not_ca": "an issuer is not a CA certificate",
+            "x509.chain.not_yet_valid": "a certificate in the chain is not valid yet",
+            "x509.chain.path_len_exceeded": "an issuer's pathLenConstraint is exceeded",
             "x509.chain.signature_invalid": "a certificate or CRL signature does not verify",
-            "x509.format.invalid": "a certificate, CRL or PEM block is malformed",
-            "x509.format.too_large": "a certificate or CRL exceeds the size cap",
-            "x509.format.trailing_bytes": "bytes follow the DER value or lie outside PEM blocks",
+            "x509.chain.too_long": "no trust anchor within the profile's depth",
+            "x509.chain.unsupported_algorithm": "a signature algorithm or its parameters "
+            "are not ones sealgate verifies",
+            "x509.chain.untrusted_root": "the chain ends at a self-signed root that is not "
+            "trusted",
+            "x509.crl.algorithm_not_allowed": "a CRL is signed with an algorithm its vendor's "
+            "hierarchy does not use",
+            "x509.crl.expired": "a CRL is not current at the verification time",
+            "x509.crl.key_usage": "the CRL issuer's keyUsage does not allow CRL signing",
+            "x509.crl.signature_invalid": "a CRL signature does not verify",
+            "x509.crl.unsupported_algorithm": "a CRL signature algorithm is not one sealgate "
+            "verifies",
+            "x509.crl.wrong_issuer": "a CRL is not issued by the expected CA",
         },
     ),
     **_group(

@@ -12,6 +12,8 @@ pub enum Platform {
     Tpm,
     Snp,
     Tdx,
+    /// X.509 certificates and CRLs, shared by every platform's PKI.
+    X509,
 }
 
 impl Platform {
@@ -20,6 +22,7 @@ impl Platform {
             Platform::Tpm => "tpm",
             Platform::Snp => "snp",
             Platform::Tdx => "tdx",
+            Platform::X509 => "x509",
         }
     }
 }

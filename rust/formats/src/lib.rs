@@ -11,5 +11,6 @@ pub mod reader;
 pub mod snp;
 pub mod tdx;
 pub mod tpm;
+pub mod x509;
 
 pub use error::{ParseError, ParseErrorKind, Platform};

@@ -20,6 +20,7 @@ use sealgate_verify::{Error, Failure};
 static PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static VERIFY_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static FAILURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static CHAIN_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// Everything a binding function can fail with.
 #[derive(Debug)]
@@ -28,6 +29,9 @@ pub enum BindError {
     Parse(ParseError),
     /// A structural check failed → `sealgate.errors.VerificationError(code, message)`.
     Failed(Failure),
+    /// A certificate chain, signature or CRL check failed →
+    /// `sealgate.errors.ChainError(code, message)` (`x509.chain.*` / `x509.crl.*`).
+    Chain(Failure),
     /// The caller passed an argument outside the API (a bug in the caller, not evidence)
     /// → `ValueError`.
     Value(String),
@@ -106,6 +110,9 @@ impl From<BindError> for PyErr {
                 ),
                 BindError::Failed(f) => {
                     instance(py, &VERIFY_ERROR, "VerificationError", (f.code, f.message))
+                }
+                BindError::Chain(f) => {
+                    instance(py, &CHAIN_ERROR, "ChainError", (f.code, f.message))
                 }
                 BindError::Value(m) => return PyValueError::new_err(m),
                 BindError::Type(m) => return PyTypeError::new_err(m),

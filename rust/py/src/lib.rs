@@ -8,6 +8,7 @@ mod errors;
 mod snp;
 mod tdx;
 mod tpm;
+mod x509;
 
 use pyo3::prelude::*;
 
@@ -18,5 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     snp::register(m)?;
     tdx::register(m)?;
     audit::register(m)?;
+    x509::register(m)?;
     Ok(())
 }
