@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sealgate.cli.times import parse_at
 from sealgate.errors import UsageError
 
 #: Files read from a --roots directory.
@@ -33,16 +33,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run, json_errors=True)
 
 
-def parse_time(text: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError("cli.usage.bad_time", f"--at {text!r} is not RFC 3339") from None
-    if t.tzinfo is None:
-        raise UsageError("cli.usage.bad_time", f"--at {text!r} needs a UTC offset or Z")
-    return t
-
-
 def read_roots(path: str) -> list[bytes]:
     from sealgate.cli import read_file
 
@@ -65,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             report_data = bytes.fromhex(args.report_data)
         except ValueError:
             raise UsageError("cli.usage.bad_report_data", "--report-data must be hex") from None
-    at = parse_time(args.at) if args.at else None
+    at = parse_at(args.at) if args.at else None
     res = snp.verify_report(
         read_file(args.report, "report"),
         vcek=read_file(args.vcek, "VCEK") if args.vcek else None,

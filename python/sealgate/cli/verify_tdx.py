@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
+
+from sealgate.cli.times import parse_at
 
 
 def register(sub: Any) -> None:
@@ -30,16 +32,6 @@ def register(sub: Any) -> None:
         help="refuse TCB info / QE identity / PCK CRL issued more than DAYS before --at",
     )
     p.set_defaults(handler=run, json_errors=True)
-
-
-def parse_time(text: str) -> datetime:
-    from sealgate.errors import UsageError
-
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError("cli.usage.bad_time", f"--at {text!r} is not RFC 3339") from None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         quote,
         collateral=collateral,
         roots=roots,
-        at=parse_time(args.at) if args.at else None,
+        at=parse_at(args.at) if args.at else None,
         allow_missing_crl=args.allow_missing_crl,
         ccel=read_file(args.ccel, "CCEL") if args.ccel else None,
         report_data=report_data,
