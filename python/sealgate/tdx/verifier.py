@@ -355,7 +355,7 @@ class TdxVerifier:
         self._check_revocation(res, coll, v, pck, when, allow_missing_crl)
         if collateral_max_age is not None:
             self._check_age(res, coll, v, pck, when - collateral_max_age)
-        if node_coll is not None and node_coll is not coll:
+        if node_coll is not None and node_coll.digest != coll.digest:
             self._node_revocations(res, node_coll, root_certs, roots_key, pck)
 
         try:
