@@ -1,10 +1,11 @@
 """TDX quote verification throughput: sealgate vs dcap-qvl vs the two-P-256 floor.
 
 All figures are single-thread quotes (or verification pairs) per second measured in this
-run. sealgate runs in steady state: PCK chain, collateral signatures, CRLs and TCB
-evaluation are cached after the first call, so each quote costs the parse, two ECDSA P-256
-verifications (attestation key over header ‖ body, PCK over the QE report), one SHA-256
-for the QE binding and the window/revocation/claims bookkeeping. dcap-qvl
+run. sealgate runs in steady state (one ``TdxVerifier``, as a service holds one): PCK
+chain, collateral signatures, CRLs and TCB evaluation are cached after the first call, so
+each quote costs the parse, two ECDSA P-256 verifications (attestation key over header ‖
+body, PCK over the QE report), one SHA-256 for the QE binding, one over the PCK chain (its
+cache key) and the window/revocation/claims bookkeeping. dcap-qvl
 (``pip install dcap-qvl``) re-verifies everything per call, which is its API.
 
 The floor is two bare P-256 verifications of the same messages with the fastest library

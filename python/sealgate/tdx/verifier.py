@@ -12,6 +12,7 @@ module functions in ``sealgate.tdx`` build one per call unless given one.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from sealgate.tdx.pck import (
 from sealgate.tdx.tcb import TcbResult, evaluate
 
 Roots = tuple[list[pki.Certificate], tuple[str, ...]]
+PckKey = tuple[tuple[bytes, ...] | bytes, tuple[str, ...]]
 
 #: Loaded-collateral objects kept for reuse (so repeated loads share verification results),
 #: keyed by a digest of the input; bounded by count and by the bytes they hold (a node
@@ -64,9 +66,8 @@ class TdxVerifier:
         loaded_bytes: int = LOADED_CACHE_BYTES,
     ) -> None:
         self.pki = chain_verifier()
-        self._pck: BoundedCache[tuple[tuple[bytes, ...], tuple[str, ...]], PckInfo] = BoundedCache(
-            chain_entries, chain_bytes
-        )
+        #: By (certificate fingerprints | digest of the PEM bytes, root set).
+        self._pck: BoundedCache[PckKey, PckInfo] = BoundedCache(chain_entries, chain_bytes)
         #: Root sets by their bytes (operator-supplied: a handful), bounded all the same.
         self._roots: BoundedCache[tuple[bytes, ...], Roots] = BoundedCache(64, 16 << 20)
         #: Trust-directory roots by (directory, modification time).
@@ -176,6 +177,9 @@ class TdxVerifier:
 
     def pck_cached(self, chain_pem: bytes, roots_key: tuple[str, ...]) -> PckInfo | None:
         """The verified chain for these certificates and roots, if already in memory."""
+        hit = self._pck.get((hashlib.sha256(chain_pem).digest(), roots_key))
+        if hit is not None:
+            return hit
         try:
             return self._pck.get((chain_key(chain_pem), roots_key))
         except (ChainError, ParseError):
@@ -184,14 +188,22 @@ class TdxVerifier:
     def pck_info(
         self, chain_pem: bytes, roots: list[pki.Certificate], roots_key: tuple[str, ...]
     ) -> PckInfo:
-        """The verified PCK chain of a quote's certification data (cached by the
-        certificates' fingerprints and the root set)."""
-        key = (chain_key(chain_pem), roots_key)
+        """The verified PCK chain of a quote's certification data, cached by the
+        certificates' fingerprints and the root set, and in front of that by the digest of
+        the chain's bytes: bytes seen before passed ``chain_key``'s shape checks, and a
+        repeat costs one SHA-256 instead of decoding the PEM again."""
+        raw: PckKey = (hashlib.sha256(chain_pem).digest(), roots_key)
+        hit = self._pck.get(raw)
+        if hit is not None:
+            return hit
+        fps = chain_key(chain_pem)
+        key: PckKey = (fps, roots_key)
         hit = self._pck.get(key)
         if hit is None:
             hit = build_pck_info(self.pki, chain_pem, roots)
             size = 2 * sum(len(c.der) for c in hit.chain.certs)
-            self._pck.put(key, hit, size + 32 * len(key[0]) + 1024)
+            self._pck.put(key, hit, size + 32 * len(fps) + 1024)
+        self._pck.put(raw, hit, 256)
         return hit
 
     def verified(
