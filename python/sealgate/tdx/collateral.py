@@ -164,7 +164,8 @@ class Window:
 
 def crl_window(crl: pki.Crl, what: str) -> Window:
     """thisUpdate..nextUpdate of a CRL ``check_crl`` accepted (it has a nextUpdate)."""
-    assert crl.next_update is not None
+    if crl.next_update is None:
+        raise _coll("tdx.collateral.invalid", f"{what} has no nextUpdate")
     return Window(what, crl.this_update, crl.next_update)
 
 
@@ -174,6 +175,14 @@ class CheckedCrl:
 
     crl: pki.Crl
     window: Window
+
+    @classmethod
+    def check(
+        cls, verifier: pki.ChainVerifier, data: bytes, issuer: pki.Certificate, what: str
+    ) -> CheckedCrl:
+        """``tdx.pck.check_crl``: ``data`` is ``issuer``'s CRL."""
+        crl = check_crl(verifier, data, issuer, what)
+        return cls(crl, crl_window(crl, what))
 
     def revokes(self, cert: pki.Certificate) -> bool:
         return revokes(self.crl, cert)
@@ -316,7 +325,7 @@ class TdxCollateral:
         ]
         root_crl = None
         if self.root_crl is not None:
-            root_crl = self.checked_crl(verifier, self.root_crl, tcb_chain.anchor, "Root CA CRL")
+            root_crl = CheckedCrl.check(verifier, self.root_crl, tcb_chain.anchor, "Root CA CRL")
             windows.append(root_crl.window)
         return VerifiedCollateral(
             tcb_info=tcb,
@@ -330,19 +339,6 @@ class TdxCollateral:
             valid_from=max([w.issued for w in windows] + [tcb_chain.not_before]),
             valid_until=min([w.next_update for w in windows] + [tcb_chain.not_after]),
         )
-
-    @staticmethod
-    def checked_crl(
-        verifier: pki.ChainVerifier, data: bytes, issuer: pki.Certificate, what: str
-    ) -> CheckedCrl:
-        crl = check_crl(verifier, data, issuer, what)
-        return CheckedCrl(crl, crl_window(crl, what))
-
-    def pck_crl_for(self, verifier: pki.ChainVerifier, ca: pki.Certificate) -> CheckedCrl | None:
-        """The PCK CRL checked against the quote's (verified) PCK CA; None when absent."""
-        if self.pck_crl is None:
-            return None
-        return self.checked_crl(verifier, self.pck_crl, ca, "PCK CRL")
 
 
 def _memo_key(key_parts: list[bytes]) -> bytes:

@@ -88,9 +88,11 @@ def load_pem_chain(
     certs = []
     for i, der in enumerate(ders):
         try:
-            certs.append(pki.load_certificate(der, f"{what}: certificate #{i}"))
+            certs.append(pki.load_certificate(der))
         except ParseError as e:
-            raise ChainError(code, f"does not parse: {e.message}") from None
+            raise ChainError(
+                code, f"{what}: certificate #{i} does not parse: {e.message}"
+            ) from None
     return certs
 
 

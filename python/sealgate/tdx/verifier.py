@@ -224,8 +224,7 @@ class TdxVerifier:
         key = (c.digest, pck.ca_fp)
         hit = self._crls.get(key)
         if hit is None:
-            hit = c.pck_crl_for(self.pki, pck.chain.certs[1])
-            assert hit is not None
+            hit = CheckedCrl.check(self.pki, c.pck_crl, pck.chain.certs[1], "PCK CRL")
             self._crls.put(key, hit, 2 * len(c.pck_crl))
         return hit
 
