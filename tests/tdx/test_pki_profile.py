@@ -94,3 +94,20 @@ def test_verifier_caches_are_bounded() -> None:
     assert len(v._pck) == 2
     v.clear()
     assert len(v._pck) == 0 and v.pki.memo_len == 0
+
+
+def test_sgx_extension_bounds() -> None:
+    """What the removed hand DER reader bounded, the PKI layer's SGX parser bounds alike:
+    the extension's size and an SVN INTEGER's octets (eight: a machine integer in claims)."""
+    from sealgate.errors import ParseError
+    from sealgate.testing.tdx import sgx_extension
+
+    with pytest.raises(ParseError) as e:
+        pki.parse_sgx_extension(b"\x30\x82\x10\x01" + bytes(4097))
+    assert e.value.code == "tdx.format.too_large"
+    with pytest.raises(ParseError) as e:
+        pki.parse_sgx_extension(sgx_extension(components=(1,) * 16, pcesvn=1 << 64, fmspc=bytes(6)))
+    assert e.value.code == "tdx.format.invalid"
+    big = (1 << 56) + 1  # eight octets
+    ok = pki.parse_sgx_extension(sgx_extension(components=(1,) * 16, pcesvn=big, fmspc=bytes(6)))
+    assert ok.pcesvn == big
