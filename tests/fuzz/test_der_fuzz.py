@@ -1,6 +1,6 @@
 """Property fuzzing of the Python X.509 paths: the DER reader (``sealgate.x509der``), the SNP
 certificate table / VCEK / chain / CRL entry points, and the TDX PCK chain and collateral
-parsing (``cryptography`` underneath).
+parsing (``sealgate.pki`` underneath).
 
 Every target gets random bytes and mutated valid inputs (flips, inserts, deletions,
 truncations, duplicated ranges) and must either succeed or raise the project's error type,
@@ -19,12 +19,12 @@ from typing import TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate import snp, tdx
+from sealgate import pki, snp, tdx
 from sealgate.errors import ParseError, SealgateError
 from sealgate.snp.certs import parse_endorsement_key
 from sealgate.snp.certtable import build_cert_table, parse_cert_table
 from sealgate.tdx.collateral import load_collateral_json
-from sealgate.tdx.pck import fingerprint, load_pem_chain, pck_info, verify_chain
+from sealgate.tdx.pck import chain_verifier, load_pem_chain, verify_chain
 from sealgate.testing.hostile import HostileIntel, long_oid
 from sealgate.testing.snp import VALID_AT, SyntheticNode, tlv
 from sealgate.testing.tdx import Platform
@@ -91,10 +91,10 @@ REPORT = SyntheticNode.load().report(b"fuzz")
 
 INTEL = HostileIntel(seed=b"fuzz")
 _, PCK_CHAIN = INTEL.pck_chain(Platform())
-PCK_DERS = pem_blocks(PCK_CHAIN.rstrip(b"\x00"))
-TCB_DERS = pem_blocks(INTEL.tcb_signing_chain)
-ROOTS = [INTEL.root]
-ROOTS_KEY = (fingerprint(INTEL.root),)
+PCK_DERS = pki.pem_blocks(PCK_CHAIN.rstrip(b"\x00"))
+TCB_DERS = pki.pem_blocks(INTEL.tcb_signing_chain)
+ROOTS = [pki.load_certificate(INTEL.root_der)]
+ROOTS_KEY = (ROOTS[0].fingerprint,)
 PCK_CRL = INTEL.pck_crl()
 ROOT_CRL = INTEL.root_crl()
 QUOTE = INTEL.quote(b"fuzz")
@@ -275,7 +275,7 @@ def _pem_chain(ders: list[bytes]) -> bytes:
 @st.composite
 def pck_chain_bytes(draw: st.DrawFn) -> bytes:
     """The quote's PCK chain with one certificate's DER mutated (re-encoded as PEM, so the
-    edit reaches cryptography's DER parser), or its PEM text mutated."""
+    edit reaches the PKI layer's DER parser), or its PEM text mutated."""
     if draw(st.booleans()):
         return draw(mutated([PCK_CHAIN]))
     ders = list(PCK_DERS)
@@ -288,7 +288,7 @@ def pck_chain_bytes(draw: st.DrawFn) -> bytes:
 @given(pck_chain_bytes())
 def test_pck_chain(chain: bytes) -> None:
     bounded(lambda: load_pem_chain(chain, "fuzz"))
-    bounded(lambda: pck_info(chain, ROOTS, ROOTS_KEY))
+    bounded(lambda: tdx.TdxVerifier().pck_info(chain, ROOTS, ROOTS_KEY))
 
 
 @FUZZ
@@ -298,7 +298,9 @@ def test_tcb_signing_chain(i: int, der: bytes) -> None:
     ders[i] = der
     chain = _pem_chain(ders)
     bounded(
-        lambda: verify_chain(load_pem_chain(chain, "fuzz"), ROOTS, "tdx.collateral.chain_invalid")
+        lambda: verify_chain(
+            chain_verifier(), load_pem_chain(chain, "fuzz"), ROOTS, "tdx.collateral.chain_invalid"
+        )
     )
     coll = bounded(
         lambda: load_collateral_json(
@@ -309,7 +311,7 @@ def test_tcb_signing_chain(i: int, der: bytes) -> None:
         )
     )
     if coll is not None:
-        bounded(lambda: coll.verified(ROOTS, ROOTS_KEY))
+        bounded(lambda: coll.verify(chain_verifier(), ROOTS))
 
 
 @FUZZ
@@ -323,9 +325,9 @@ def test_tdx_crls(field: str, crl: bytes) -> None:
         return
 
     def check() -> None:
-        v = coll.verified(ROOTS, ROOTS_KEY)
-        pck = pck_info(PCK_CHAIN, ROOTS, ROOTS_KEY)
-        coll.pck_crl_for(v, pck.chain.certs[1], pck.ca_fp)
+        verifier = tdx.TdxVerifier()
+        verifier.verified(coll, ROOTS, ROOTS_KEY)
+        verifier.pck_crl(coll, verifier.pck_info(PCK_CHAIN, ROOTS, ROOTS_KEY))
 
     bounded(check)
     res = timed(lambda: tdx.verify_quote(QUOTE, collateral=coll, roots=[INTEL.root_pem]))
@@ -344,4 +346,4 @@ def test_quote_with_hostile_chain(chain: bytes) -> None:
     assert all(e.code.startswith("tdx.") for e in res.errors)
     if chain != PCK_CHAIN and res.verified:
         # Only whitespace inside the base64 or a dropped trailing NUL may keep it valid.
-        assert pem_blocks(chain.rstrip(b"\x00"), strict=True) == PCK_DERS
+        assert pki.pem_blocks(chain.rstrip(b"\x00"), strict=True) == PCK_DERS

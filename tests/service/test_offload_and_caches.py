@@ -113,3 +113,24 @@ def test_configured_crl_paths_are_checked_at_start(tmp_path: Path) -> None:
     cfg.tdx_collateral_max_age = 60
     with pytest.raises(UsageError):
         default_verifiers(cfg)
+
+
+def test_tdx_adapter_keeps_its_verifier_between_requests(tmp_path: Path) -> None:
+    """The TDX adapter's verifier object lives as long as the adapter: after one miss
+    (verified in the pool), the same quote and collateral are a hit (on the loop)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sealgate.service.platforms import TdxVerifier
+    from sealgate.testing.tdx import FakeIntel
+
+    intel = FakeIntel(seed=b"adapter-cache", issue_date=datetime.now(UTC) - timedelta(days=1))
+    root = tmp_path / "root.pem"
+    root.write_bytes(intel.root_pem)
+    quote = intel.quote(b"\x07" * 32)
+    ev = attestation_pb2.TdxEvidence(quote=quote, collateral=intel.collateral_json())
+    adapter = TdxVerifier(roots=[root], collateral_dir=tmp_path / "cache")
+    assert not adapter.warm(ev)
+    res = adapter.verify(ev, VerifyContext(binding=b"\x07" * 32, roots=[root]))
+    assert res.verified, res.errors
+    assert adapter.warm(ev)
+    assert not TdxVerifier(roots=[root], collateral_dir=tmp_path / "cache").warm(ev)

@@ -11,7 +11,6 @@ from sealgate import tdx
 from sealgate.errors import ChainError, ParseError
 from sealgate.lru import BoundedCache
 from sealgate.result import VerifyResult
-from sealgate.tdx import collateral as coll_mod
 from sealgate.tdx.fetch import store
 from sealgate.tdx.pck import chain_key
 from sealgate.testing.tdx import DEFAULT_FMSPC, FakeIntel, Platform
@@ -75,21 +74,23 @@ def test_pck_chain_key_is_fingerprints_and_refuses_padding() -> None:
 def test_quote_cached_tells_hits_from_misses() -> None:
     intel = FakeIntel(seed=b"warm-check")
     quote, body = intel.quote(b"w"), intel.collateral_json()
-    assert not tdx.quote_cached(quote, collateral=body, roots=[intel.root_pem])
+    v = tdx.TdxVerifier()
+    assert not tdx.quote_cached(quote, collateral=body, roots=[intel.root_pem], verifier=v)
     res = tdx.verify_quote(
-        quote, collateral=coll_mod.load_collateral_json(body), roots=[intel.root_pem]
+        quote, collateral=v.load_collateral_json(body), roots=[intel.root_pem], verifier=v
     )
     assert res.verified, res.errors
-    assert tdx.quote_cached(quote, collateral=body, roots=[intel.root_pem])
-    assert not tdx.quote_cached(quote, collateral=body + b" ", roots=[intel.root_pem])
+    assert tdx.quote_cached(quote, collateral=body, roots=[intel.root_pem], verifier=v)
+    assert not tdx.quote_cached(quote, collateral=body + b" ", roots=[intel.root_pem], verifier=v)
 
 
 def test_loaded_collateral_cache_is_bounded_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     small: BoundedCache[bytes, object] = BoundedCache(256, 3 << 20)
-    monkeypatch.setattr(coll_mod, "_LOADED", small)
+    v = tdx.TdxVerifier()
+    monkeypatch.setattr(v, "_loaded", small)
     body = FakeIntel().collateral_json()
     for i in range(8):  # padded copies: distinct bodies of ~1 MiB each
-        coll_mod.load_collateral_json(body + b" " * ((1 << 20) + i))
+        v.load_collateral_json(body + b" " * ((1 << 20) + i))
     assert small.bytes <= 3 << 20 and len(small) <= 3
 
 

@@ -16,7 +16,7 @@ import pytest
 from sealgate import tdx
 from sealgate.cli import main
 from sealgate.errors import ParseError
-from sealgate.tdx.pck import parse_sgx_extension
+from sealgate.pki import parse_sgx_extension
 from sealgate.testing.hostile import HostileIntel
 from sealgate.testing.tdx import sgx_extension
 

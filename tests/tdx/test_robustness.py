@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sealgate import tdx
 from sealgate.errors import SealgateError
+from sealgate.pki import parse_sgx_extension
 from sealgate.tdx.collateral import extract_json_member
-from sealgate.tdx.pck import parse_sgx_extension
 from sealgate.testing.tdx import FakeIntel, sgx_extension
 from sealgate.testing.tdx import Platform as FakePlatform
 

@@ -253,9 +253,7 @@ PEER_LENIENT = {"malformed/cert_type5_outer.bin", "malformed/sigdata_extra_byte.
 def test_peer_dcap_qvl_on_synthetic(name: str) -> None:
     """dcap-qvl, given the fake root, reaches the same verdict, TCB status and advisories."""
     dcap_qvl = pytest.importorskip("dcap_qvl")
-    from cryptography.hazmat.primitives import serialization
-
-    root = tdx.load_roots(roots())[0][0].public_bytes(serialization.Encoding.DER)
+    root = tdx.load_roots(roots())[0][0].der
     raw = project("tdx", "collateral", "collateral.json").read_text()
     quote = project("tdx", name).read_bytes()
     ours = tdx.verify_quote(quote, collateral=collateral(), roots=roots())

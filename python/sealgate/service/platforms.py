@@ -30,7 +30,6 @@ from sealgate.service.config import ServiceConfig
 from sealgate.snp.claims import SnpClaims
 from sealgate.storage import Node
 from sealgate.tdx.claims import TdxClaims
-from sealgate.tdx.collateral import load_collateral_json
 from sealgate.tpm.claims import TpmClaims
 
 
@@ -174,7 +173,8 @@ class SnpVerifier(PlatformVerifier):
 
 
 class TdxVerifier(PlatformVerifier):
-    """TDX via ``sealgate.tdx.verify_quote``, report_data = the binding.
+    """TDX via one ``sealgate.tdx.TdxVerifier`` held for the adapter's lifetime; report_data =
+    the binding.
 
     Collateral cached for the quote's FMSPC (``sealgate collateral fetch tdx``) is used in
     preference to the node's; either is refused when older than ``collateral_max_age``.
@@ -192,13 +192,16 @@ class TdxVerifier(PlatformVerifier):
         self.roots = list(roots or [])
         self.collateral_dir = collateral_dir
         self.max_age = timedelta(seconds=collateral_max_age)
+        #: Verified PCK chains, loaded and verified collateral, CRLs and TCB evaluations
+        #: for the service's lifetime (bounded).
+        self.verifier = tdx.TdxVerifier()
 
     def warm(self, evidence: Any) -> bool:
         if len(evidence.quote) > WARM_CHECK_MAX_BYTES or (
             len(evidence.collateral) > WARM_CHECK_MAX_BYTES
         ):
             return False
-        return tdx.quote_cached(
+        return self.verifier.quote_cached(
             bytes(evidence.quote),
             collateral=bytes(evidence.collateral) or None,
             roots=_read_roots(self.roots),
@@ -209,8 +212,8 @@ class TdxVerifier(PlatformVerifier):
         collateral = None
         if evidence.collateral:
             # Collateral JSON as `sealgate verify tdx --collateral` takes it (README "Intel TDX").
-            collateral = load_collateral_json(bytes(evidence.collateral))
-        return tdx.verify_quote(
+            collateral = self.verifier.load_collateral_json(bytes(evidence.collateral))
+        return self.verifier.verify_quote(
             bytes(evidence.quote),
             collateral=collateral,
             roots=_read_roots(ctx.roots),

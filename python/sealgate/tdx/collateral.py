@@ -11,33 +11,30 @@ The JSON signatures cover the exact bytes of the ``tcbInfo`` / ``enclaveIdentity
 served (Intel PCS API v4, "Get TDX TCB Info": "signature calculated over tcbInfo body"), so
 the value's substring is extracted from the body, never re-serialised.
 
-Signature and chain checks run once per collateral object and trusted-root set, then are
-cached on the object; per quote only windows, FMSPC and revocation are compared.
+Certificates and CRLs go through ``sealgate.pki`` with Intel's profile (``tdx.pck``).
+Signature and chain checks run once per collateral (by digest) and trusted-root set and are
+cached by the TDX verifier object that ran them (``sealgate.tdx.TdxVerifier``); per quote
+only windows, FMSPC and revocation are compared.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
+from sealgate import _core, pki
 from sealgate.documents import load_document
-from sealgate.errors import ChainError, CollateralError, ParseError
-from sealgate.lru import BoundedCache
+from sealgate.errors import ChainError, CollateralError, ParseError, VerificationError
 from sealgate.tdx.pck import (
     CN_TCB_SIGNING,
-    VerifiedChain,
+    check_crl,
     check_roles,
     load_pem_chain,
+    revokes,
     verify_chain,
 )
 
@@ -133,25 +130,16 @@ def _signed_json(text: str, what: str) -> Any:
     )
 
 
-def _load_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except (ValueError, x509.InvalidVersion) as e:
-        # InvalidVersion: RFC 5280 §5.1.2.1 knows v1 and v2 CRLs only.
-        raise _coll("tdx.collateral.invalid", f"{what} is not a CRL: {e}") from None
-
-
-def _sig_ok(key: Any, data: bytes, rs: bytes) -> bool:
-    if not isinstance(key, ec.EllipticCurvePublicKey) or len(rs) != 64:
+def _sig_ok(cert: pki.Certificate, data: bytes, rs: bytes) -> bool:
+    """ECDSA P-256 / SHA-256 signature ``rs`` (r ‖ s, as Intel PCS serves it) by ``cert``."""
+    point = cert.public_key_bits
+    if cert.key_type != ("ec", 256, pki.OID_P256) or len(point) != 65 or len(rs) != 64:
         return False
-    der = encode_dss_signature(int.from_bytes(rs[:32], "big"), int.from_bytes(rs[32:], "big"))
     try:
-        key.verify(der, data, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+        key = _core.TdxPckKey(point[1:33], point[33:])
+    except VerificationError:
         return False
-    return True
+    return bool(key.verify(data, rs))
 
 
 @dataclass(frozen=True)
@@ -174,18 +162,33 @@ class Window:
             )
 
 
+def crl_window(crl: pki.Crl, what: str) -> Window:
+    """thisUpdate..nextUpdate of a CRL ``check_crl`` accepted (it has a nextUpdate)."""
+    if crl.next_update is None:
+        raise _coll("tdx.collateral.invalid", f"{what} has no nextUpdate")
+    return Window(what, crl.this_update, crl.next_update)
+
+
 @dataclass(frozen=True)
-class Crl:
-    crl: x509.CertificateRevocationList
+class CheckedCrl:
+    """A CRL verified against its issuer, with its window."""
+
+    crl: pki.Crl
     window: Window
-    revoked: frozenset[int]
-    issuer_der: bytes = b""
 
-    def revokes(self, issuer_der: bytes, serial: int) -> bool:
-        return serial in self.revoked and issuer_der == self.issuer_der
+    @classmethod
+    def check(
+        cls, verifier: pki.ChainVerifier, data: bytes, issuer: pki.Certificate, what: str
+    ) -> CheckedCrl:
+        """``tdx.pck.check_crl``: ``data`` is ``issuer``'s CRL."""
+        crl = check_crl(verifier, data, issuer, what)
+        return cls(crl, crl_window(crl, what))
+
+    def revokes(self, cert: pki.Certificate) -> bool:
+        return revokes(self.crl, cert)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VerifiedCollateral:
     """Collateral whose signatures and chains were checked against one root set."""
 
@@ -193,27 +196,19 @@ class VerifiedCollateral:
     qe_identity: dict[str, Any]
     fmspc: bytes
     pce_id: bytes
-    windows: list[Window]
-    tcb_chain: VerifiedChain
-    qe_chain: VerifiedChain
-    root_crl: Crl | None
-    #: TCB signing chain certificates (issuer DER, serial) below the root.
-    tcb_serials: tuple[tuple[bytes, int], ...] = ()
-    #: PCK CRL checked per issuing CA (fingerprint) the first time a quote needs it.
-    pck_crls: dict[str, Crl] = field(default_factory=dict)
-    #: TCB evaluation results by platform/QE identity tuple (see tcb.evaluate).
-    tcb_cache: dict[Any, Any] = field(default_factory=dict)
-
-    def valid_span(self) -> tuple[datetime, datetime]:
-        """(latest issue date, earliest next update) over `windows` and the TCB chain."""
-        lo = max([w.issued for w in self.windows] + [self.tcb_chain.not_before])
-        hi = min([w.next_update for w in self.windows] + [self.tcb_chain.not_after])
-        return lo, hi
+    windows: tuple[Window, ...]
+    tcb_chain: pki.Path
+    qe_chain: pki.Path
+    root_crl: CheckedCrl | None
+    #: (latest issue date, earliest next update) over ``windows`` and the TCB chain.
+    valid_from: datetime
+    valid_until: datetime
 
 
-@dataclass
+@dataclass(frozen=True)
 class TdxCollateral:
-    """Raw TDX collateral as supplied; `verified()` checks it (cached per root set)."""
+    """Raw TDX collateral as supplied; ``verify()`` checks it (a TDX verifier caches the
+    outcome by ``digest`` and root set)."""
 
     tcb_info_json: str
     tcb_info_signature: bytes
@@ -224,10 +219,35 @@ class TdxCollateral:
     pck_crl: bytes | None = None
     root_crl: bytes | None = None
     source: str = ""
-    _verified: dict[tuple[str, ...], VerifiedCollateral] = field(
-        default_factory=dict, repr=False, compare=False
-    )
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 over every signed part (what verification results are cached by)."""
+        return _memo_key(
+            [
+                self.tcb_info_json.encode(),
+                self.tcb_info_signature,
+                self.qe_identity_json.encode(),
+                self.qe_identity_signature,
+                self.tcb_info_issuer_chain,
+                self.qe_identity_issuer_chain,
+                b"-" if self.pck_crl is None else b"+" + self.pck_crl,
+                b"-" if self.root_crl is None else b"+" + self.root_crl,
+            ]
+        )
+
+    @property
+    def size(self) -> int:
+        """Bytes held (cache accounting)."""
+        return (
+            len(self.tcb_info_json)
+            + len(self.qe_identity_json)
+            + len(self.tcb_info_issuer_chain)
+            + len(self.qe_identity_issuer_chain)
+            + len(self.pck_crl or b"")
+            + len(self.root_crl or b"")
+            + 256
+        )
 
     @property
     def fmspc(self) -> str:
@@ -238,46 +258,38 @@ class TdxCollateral:
             return ""
         return str(doc.get("fmspc", "")) if isinstance(doc, dict) else ""
 
-    def verified(
-        self, roots: list[x509.Certificate], roots_key: tuple[str, ...]
+    def verify(
+        self, verifier: pki.ChainVerifier, roots: list[pki.Certificate]
     ) -> VerifiedCollateral:
-        hit = self._verified.get(roots_key)
-        if hit is not None:
-            return hit
-        v = self._verify(roots)
-        with self._lock:
-            self._verified[roots_key] = v
-        return v
-
-    def _verify(self, roots: list[x509.Certificate]) -> VerifiedCollateral:
+        """Issuer chains (Intel's TCB Signing role), signatures, documents, Root CA CRL."""
+        code = "tdx.collateral.chain_invalid"
         try:
             tcb_chain = verify_chain(
-                load_pem_chain(self.tcb_info_issuer_chain, "TCB info issuer chain"),
+                verifier,
+                load_pem_chain(self.tcb_info_issuer_chain, "TCB info issuer chain", code),
                 roots,
-                "tdx.collateral.chain_invalid",
+                code,
             )
-            check_roles(tcb_chain, ((CN_TCB_SIGNING,),), "tdx.collateral.chain_invalid")
+            check_roles(tcb_chain, ((CN_TCB_SIGNING,),), code)
             qe_chain = tcb_chain
             if self.qe_identity_issuer_chain != self.tcb_info_issuer_chain:
                 qe_chain = verify_chain(
-                    load_pem_chain(self.qe_identity_issuer_chain, "QE identity issuer chain"),
+                    verifier,
+                    load_pem_chain(self.qe_identity_issuer_chain, "QE identity issuer chain", code),
                     roots,
-                    "tdx.collateral.chain_invalid",
+                    code,
                 )
-                check_roles(qe_chain, ((CN_TCB_SIGNING,),), "tdx.collateral.chain_invalid")
+                check_roles(qe_chain, ((CN_TCB_SIGNING,),), code)
         except ChainError as e:
-            code = e.code if e.code.startswith("tdx.collateral") else "tdx.collateral.chain_invalid"
-            raise _coll(code, e.message) from None
-        if not _sig_ok(
-            tcb_chain.leaf.public_key(), self.tcb_info_json.encode(), self.tcb_info_signature
-        ):
+            raise _coll(
+                e.code if e.code.startswith("tdx.collateral") else code, e.message
+            ) from None
+        if not _sig_ok(tcb_chain.leaf, self.tcb_info_json.encode(), self.tcb_info_signature):
             raise _coll(
                 "tdx.collateral.signature_invalid",
                 "TCB info signature does not verify with the TCB signing certificate",
             )
-        if not _sig_ok(
-            qe_chain.leaf.public_key(), self.qe_identity_json.encode(), self.qe_identity_signature
-        ):
+        if not _sig_ok(qe_chain.leaf, self.qe_identity_json.encode(), self.qe_identity_signature):
             raise _coll(
                 "tdx.collateral.signature_invalid",
                 "QE identity signature does not verify with the TCB signing certificate",
@@ -313,69 +325,20 @@ class TdxCollateral:
         ]
         root_crl = None
         if self.root_crl is not None:
-            root_crl = _checked_crl(self.root_crl, tcb_chain.certs[-1], "Root CA CRL")
+            root_crl = CheckedCrl.check(verifier, self.root_crl, tcb_chain.anchor, "Root CA CRL")
             windows.append(root_crl.window)
         return VerifiedCollateral(
             tcb_info=tcb,
             qe_identity=qe,
             fmspc=_hex(tcb.get("fmspc"), "tcbInfo.fmspc", 6),
             pce_id=_hex(tcb.get("pceId"), "tcbInfo.pceId", 2),
-            windows=windows,
+            windows=tuple(windows),
             tcb_chain=tcb_chain,
             qe_chain=qe_chain,
             root_crl=root_crl,
-            tcb_serials=tuple(
-                (c.issuer.public_bytes(), c.serial_number) for c in tcb_chain.certs[:-1]
-            ),
+            valid_from=max([w.issued for w in windows] + [tcb_chain.not_before]),
+            valid_until=min([w.next_update for w in windows] + [tcb_chain.not_after]),
         )
-
-    def pck_crl_for(self, v: VerifiedCollateral, ca: x509.Certificate, ca_fp: str) -> Crl | None:
-        """The PCK CRL checked against the quote's (verified) PCK CA, cached per CA."""
-        if self.pck_crl is None:
-            return None
-        hit = v.pck_crls.get(ca_fp)
-        if hit is None:
-            hit = _checked_crl(self.pck_crl, ca, "PCK CRL")
-            with self._lock:
-                v.pck_crls[ca_fp] = hit
-        return hit
-
-
-def _checked_crl(data: bytes, issuer: x509.Certificate, what: str) -> Crl:
-    crl = _load_crl(data, what)
-    try:
-        return _check_crl(crl, issuer, what)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        # cryptography reads names, revoked entries and the signature algorithm lazily.
-        raise _coll("tdx.collateral.invalid", f"{what} unreadable: {e}") from None
-
-
-def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, what: str) -> Crl:
-    if crl.issuer != issuer.subject:
-        raise _coll(
-            "tdx.collateral.crl_issuer_mismatch",
-            f"{what} is issued by {crl.issuer.rfc4514_string()}, "
-            f"expected {issuer.subject.rfc4514_string()}",
-        )
-    if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-        raise _coll("tdx.collateral.signature_invalid", f"{what} signature does not verify")
-    nu = crl.next_update_utc
-    if nu is None:
-        raise _coll("tdx.collateral.invalid", f"{what} has no nextUpdate")
-    return Crl(
-        crl=crl,
-        window=Window(what, crl.last_update_utc, nu),
-        revoked=frozenset(r.serial_number for r in crl),
-        issuer_der=crl.issuer.public_bytes(),
-    )
-
-
-#: Loaded-collateral objects kept for reuse (so repeated loads share verification caches),
-#: keyed by a digest of the input; bounded by count and by the bytes they hold (a node
-#: chooses what collateral it sends, and each distinct body would otherwise stay).
-LOADED_CACHE_SIZE = 256
-LOADED_CACHE_BYTES = 64 << 20
-_LOADED: BoundedCache[bytes, TdxCollateral] = BoundedCache(LOADED_CACHE_SIZE, LOADED_CACHE_BYTES)
 
 
 def _memo_key(key_parts: list[bytes]) -> bytes:
@@ -386,19 +349,14 @@ def _memo_key(key_parts: list[bytes]) -> bytes:
     return h.digest()
 
 
-def loaded(data: bytes) -> TdxCollateral | None:
-    """The collateral ``load_collateral_json(data)`` returned before, if still cached."""
-    return _LOADED.get(_memo_key([b"json", data]))
+def json_key(data: bytes) -> bytes:
+    """Cache key of a collateral JSON body (``TdxVerifier.load_collateral_json``)."""
+    return _memo_key([b"json", data])
 
 
-def _memo(key_parts: list[bytes], build: Any) -> TdxCollateral:
-    key = _memo_key(key_parts)
-    hit = _LOADED.get(key)
-    if hit is not None:
-        return hit
-    c: TdxCollateral = build()
-    _LOADED.put(key, c, sum(len(p) for p in key_parts))
-    return c
+def files_key(parts: list[bytes | None]) -> bytes:
+    """Cache key of individual PCS responses (``TdxVerifier.load_collateral_files``)."""
+    return _memo_key([b"files", *(p if p is not None else b"-" for p in parts)])
 
 
 def _crl_bytes(v: Any, what: str) -> bytes | None:
@@ -416,45 +374,40 @@ def load_collateral_json(data: bytes) -> TdxCollateral:
     if len(data) > MAX_COLLATERAL_LEN:
         raise _coll("tdx.collateral.invalid", "collateral JSON too large")
 
-    def build() -> TdxCollateral:
-        # The shared loader also refuses strings with lone surrogates ("\ud800"), which
-        # could not be encoded back to the UTF-8 bytes the signatures cover.
-        doc = load_document(
-            data,
-            code="tdx.collateral.invalid",
-            what="collateral JSON",
-            yaml_ok=False,
-            max_bytes=MAX_COLLATERAL_LEN,
-            error=CollateralError,
+    # The shared loader also refuses strings with lone surrogates ("\ud800"), which
+    # could not be encoded back to the UTF-8 bytes the signatures cover.
+    doc = load_document(
+        data,
+        code="tdx.collateral.invalid",
+        what="collateral JSON",
+        yaml_ok=False,
+        max_bytes=MAX_COLLATERAL_LEN,
+        error=CollateralError,
+    )
+    if not isinstance(doc, dict):
+        raise _coll("tdx.collateral.invalid", "collateral JSON must be an object")
+
+    def text(name: str, default: str | None = None) -> str:
+        v = doc.get(name) or default
+        if not isinstance(v, str):
+            raise _coll("tdx.collateral.invalid", f"collateral JSON {name} must be a string")
+        return v
+
+    try:
+        tcb_chain = text("tcb_info_issuer_chain")
+        return TdxCollateral(
+            tcb_info_json=text("tcb_info"),
+            tcb_info_signature=_hex(doc["tcb_info_signature"], "tcb_info_signature", 64),
+            qe_identity_json=text("qe_identity"),
+            qe_identity_signature=_hex(doc["qe_identity_signature"], "qe_identity_signature", 64),
+            tcb_info_issuer_chain=tcb_chain.encode(),
+            qe_identity_issuer_chain=text("qe_identity_issuer_chain", tcb_chain).encode(),
+            pck_crl=_crl_bytes(doc.get("pck_crl"), "pck_crl"),
+            root_crl=_crl_bytes(doc.get("root_ca_crl"), "root_ca_crl"),
+            source="dcap-qvl json",
         )
-        if not isinstance(doc, dict):
-            raise _coll("tdx.collateral.invalid", "collateral JSON must be an object")
-
-        def text(name: str, default: str | None = None) -> str:
-            v = doc.get(name) or default
-            if not isinstance(v, str):
-                raise _coll("tdx.collateral.invalid", f"collateral JSON {name} must be a string")
-            return v
-
-        try:
-            tcb_chain = text("tcb_info_issuer_chain")
-            return TdxCollateral(
-                tcb_info_json=text("tcb_info"),
-                tcb_info_signature=_hex(doc["tcb_info_signature"], "tcb_info_signature", 64),
-                qe_identity_json=text("qe_identity"),
-                qe_identity_signature=_hex(
-                    doc["qe_identity_signature"], "qe_identity_signature", 64
-                ),
-                tcb_info_issuer_chain=tcb_chain.encode(),
-                qe_identity_issuer_chain=text("qe_identity_issuer_chain", tcb_chain).encode(),
-                pck_crl=_crl_bytes(doc.get("pck_crl"), "pck_crl"),
-                root_crl=_crl_bytes(doc.get("root_ca_crl"), "root_ca_crl"),
-                source="dcap-qvl json",
-            )
-        except KeyError as e:
-            raise _coll("tdx.collateral.invalid", f"collateral JSON lacks {e}") from None
-
-    return _memo([b"json", data], build)
+    except KeyError as e:
+        raise _coll("tdx.collateral.invalid", f"collateral JSON lacks {e}") from None
 
 
 def load_collateral_files(
@@ -469,31 +422,25 @@ def load_collateral_files(
         if len(d) > MAX_COLLATERAL_LEN:
             raise _coll("tdx.collateral.invalid", f"{what} too large")
 
-    def build() -> TdxCollateral:
-        try:
-            tcb_text = tcb_info.decode("utf-8")
-            qe_text = qe_identity.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _coll("tdx.collateral.invalid", "collateral body is not UTF-8") from None
-        tcb_raw, _ = extract_json_member(tcb_text, "tcbInfo")
-        _, tcb_sig = extract_json_member(tcb_text, "signature")
-        qe_raw, _ = extract_json_member(qe_text, "enclaveIdentity")
-        _, qe_sig = extract_json_member(qe_text, "signature")
-        return TdxCollateral(
-            tcb_info_json=tcb_raw,
-            tcb_info_signature=_hex(tcb_sig, "tcbInfo signature", 64),
-            qe_identity_json=qe_raw,
-            qe_identity_signature=_hex(qe_sig, "enclaveIdentity signature", 64),
-            tcb_info_issuer_chain=tcb_signing_chain,
-            qe_identity_issuer_chain=tcb_signing_chain,
-            pck_crl=pck_crl,
-            root_crl=root_crl,
-            source="pcs files",
-        )
-
-    return _memo(
-        [b"files", tcb_info, qe_identity, tcb_signing_chain, pck_crl or b"-", root_crl or b"-"],
-        build,
+    try:
+        tcb_text = tcb_info.decode("utf-8")
+        qe_text = qe_identity.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _coll("tdx.collateral.invalid", "collateral body is not UTF-8") from None
+    tcb_raw, _ = extract_json_member(tcb_text, "tcbInfo")
+    _, tcb_sig = extract_json_member(tcb_text, "signature")
+    qe_raw, _ = extract_json_member(qe_text, "enclaveIdentity")
+    _, qe_sig = extract_json_member(qe_text, "signature")
+    return TdxCollateral(
+        tcb_info_json=tcb_raw,
+        tcb_info_signature=_hex(tcb_sig, "tcbInfo signature", 64),
+        qe_identity_json=qe_raw,
+        qe_identity_signature=_hex(qe_sig, "enclaveIdentity signature", 64),
+        tcb_info_issuer_chain=tcb_signing_chain,
+        qe_identity_issuer_chain=tcb_signing_chain,
+        pck_crl=pck_crl,
+        root_crl=root_crl,
+        source="pcs files",
     )
 
 

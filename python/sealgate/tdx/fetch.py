@@ -22,23 +22,16 @@ import os
 from pathlib import Path
 from urllib.parse import unquote
 
-from cryptography import x509
-
 from sealgate import _core, collateral
 from sealgate.collateral import CollateralCache
-from sealgate.errors import ChainError, CollateralError, UsageError
-from sealgate.lru import BoundedCache
+from sealgate.errors import CollateralError, UsageError
 from sealgate.tdx.collateral import (
     TdxCollateral,
     load_collateral_files,
     load_collateral_json,
     to_json,
 )
-from sealgate.tdx.pck import (
-    OID_SGX_EXTENSIONS,
-    load_pem_chain,
-    parse_sgx_extension,
-)
+from sealgate.tdx.pck import ca_kind, load_pem_chain, sgx_extension
 
 DEFAULT_PCS_URL = "https://api.trustedservices.intel.com"
 #: CRL distribution point of the Intel SGX Root CA certificate.
@@ -86,16 +79,7 @@ def quote_platform(quote: bytes) -> tuple[bytes, str]:
     """(FMSPC, PCK CA kind) read from the quote's PCK certificate (not verified here)."""
     q = _core.TdxQuote.parse(quote)
     leaf = load_pem_chain(q.pck_chain, "PCK certificate chain")[0]
-    try:
-        ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(OID_SGX_EXTENSIONS))
-    except x509.ExtensionNotFound:
-        raise ChainError("tdx.pck.chain_invalid", "PCK certificate has no SGX extension") from None
-    value = ext.value
-    if not isinstance(value, x509.UnrecognizedExtension):
-        raise ChainError("tdx.pck.chain_invalid", "SGX extension not readable")
-    cn = leaf.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    kind = "processor" if cn and "Processor" in str(cn[0].value) else "platform"
-    return parse_sgx_extension(value.value).fmspc, kind
+    return sgx_extension(leaf).fmspc, ca_kind(leaf)
 
 
 def fetch_collateral(fmspc: bytes, ca: str = "platform", base: str | None = None) -> TdxCollateral:
@@ -140,32 +124,16 @@ def store(c: TdxCollateral, fmspc: bytes, cache_dir: Path | None = None) -> Path
     return CollateralCache(cache_dir).put("tdx", *cache_parts(fmspc), data=to_json(c))
 
 
-#: Cached collateral files loaded, by (path, mtime, size): bounded like every verifier cache.
-_FILE_CACHE: BoundedCache[tuple[str, int, int], TdxCollateral] = BoundedCache(1024, 64 << 20)
+def cache_file(fmspc: bytes, cache_dir: Path | None = None) -> Path:
+    """Where the collateral for ``fmspc`` is cached."""
+    return CollateralCache(cache_dir).path("tdx", *cache_parts(fmspc))
 
 
 def load_cached(fmspc: bytes, cache_dir: Path | None = None) -> TdxCollateral | None:
-    """Collateral cached for ``fmspc``, or None.
-
-    The file is re-read only when its mtime or size changes, so a verifier serving from the
-    cache pays one ``stat`` per quote; the loaded object keeps its verification caches.
-    """
-    cache = CollateralCache(cache_dir)
-    path = cache.path("tdx", *cache_parts(fmspc))
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    hit = _FILE_CACHE.get(key)
-    if hit is not None:
-        return hit
-    data = cache.get("tdx", *cache_parts(fmspc))
-    if data is None:
-        return None
-    c = load_collateral_json(data)
-    _FILE_CACHE.put(key, c, len(data))
-    return c
+    """Collateral cached for ``fmspc``, or None (read now: ``TdxVerifier.load_cached``
+    keeps what it loaded until the file changes)."""
+    data = CollateralCache(cache_dir).get("tdx", *cache_parts(fmspc))
+    return load_collateral_json(data) if data is not None else None
 
 
 def fetch_root(base: str | None = None) -> bytes:
