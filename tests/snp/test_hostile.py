@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from sealgate.cli import main
+from sealgate.pki import pem_blocks
 from sealgate.snp import verify_report
 from sealgate.testing import hostile
 from sealgate.testing.snp import VALID_AT, SyntheticNode
 from sealgate.trust import to_pem
-from sealgate.x509der import pem_blocks
 
 from tests.vectors import project
 
