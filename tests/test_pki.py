@@ -136,11 +136,12 @@ def test_oid_minimality() -> None:
 
 
 def test_integer_bound() -> None:
-    """Serial numbers are at most 20 octets (RFC 5280 §4.1.2.2); far longer ones, such as
-    an INTEGER beyond Python's int-to-str limit, are refused."""
+    """Serial numbers are at most 20 octets (RFC 5280 §4.1.2.2; the parser allows one more
+    for encoders that add a sign octet); longer ones, up to an INTEGER beyond Python's
+    int-to-str limit, are refused."""
     ok = hostile.edit(VCEK, hostile.SERIAL, lambda _: tlv(0x02, b"\x01" * 20))
     assert load_certificate(ok).serial == int.from_bytes(b"\x01" * 20, "big")
-    for n in (64, 2000):
+    for n in (22, 64, 2000):
         bad = hostile.edit(VCEK, hostile.SERIAL, partial(lambda n, _: tlv(0x02, b"\x01" * n), n))
         _refused(partial(load_certificate, bad))
     _refused(lambda: load_certificate(hostile.huge_serial(VCEK)))

@@ -219,11 +219,11 @@ def chain_cached(
     memory (cheap: hashing, no parsing or signature work). A service runs the misses,
     which may cost RSA verifications, off its event loop. Without ``verifier`` or
     ``chain_cache`` there is no memory to find it in."""
+    if vcek is None:
+        return False
     v = _verifier(verifier, chain_cache)
     if revocation is None:
         revocation = v.default_revocation()
-    if vcek is None:
-        return False
     try:
         inp = _inputs(
             vcek,
@@ -325,7 +325,8 @@ def _chain_for(
 
 
 class CrlSource:
-    """The verifier's own AMD CRLs, for ``verify_report(revocation=...)``.
+    """The verifier's own AMD CRLs, for ``SnpVerifier(crls=...)`` (or
+    ``verify_report(revocation=source.revocation())``).
 
     ``paths``: CRL files (DER or PEM) or directories of them, as configured; when none is
     configured, every product's CRLs in the collateral cache (``cache_dir``, which
