@@ -192,9 +192,15 @@ class AmdChainVerifier:
             check_anchor_signature=True,
             memo_entries=memo_entries,
         )
+        # The leaf's link alone (VCEK/VLEK under an ASK/ASVK taken as given), to say what is
+        # wrong below the root when no trusted ARK is there to build a path to.
+        self._links = pki.ChainVerifier(
+            AMD_ALGORITHMS, max_depth=2, issuer_rsa_bits=AMD_RSA_BITS, memo_entries=256
+        )
 
     def clear(self) -> None:
         self.pki.clear()
+        self._links.clear()
 
     def check_crl(self, crl: pki.Crl, root: pki.Certificate, at: datetime | None) -> None:
         """``crl`` is ``root``'s (pub. 57230 §4: ``/vcek/v1/{product}/crl`` is signed by the
@@ -245,14 +251,38 @@ class AmdChainVerifier:
             )
         inters = _intermediates(leaf, ek, product, candidates)
         # Trust anchors: the ARKs the caller named, then pinned SNP roots among the
-        # candidates (a pin of another platform never anchors an AMD chain).
+        # candidates, of the name the intermediates give their issuer (a pin of another
+        # platform never anchors an AMD chain; nor does anything the ASK could not name).
+        ark_names = {i.issuer for i in inters}
         anchors: dict[str, pki.Certificate] = {}
         for c in [*explicit_roots, *(c for c in candidates if pin_for(c.fingerprint))]:
             p = pin_for(c.fingerprint)
-            if p is None or p.platform == "snp":
+            if c.subject in ark_names and (p is None or p.platform == "snp"):
                 anchors.setdefault(c.fingerprint, c)
+        # The pool: the intermediates, and the untrusted roots of their name, so that a
+        # chain ending at a supplied but unpinned ARK fails as such (``untrusted_root``)
+        # rather than as the trusted ARK's signature not verifying.
+        roots = [
+            c
+            for c in candidates
+            if c.subject in ark_names and c.fingerprint not in anchors and c not in inters
+        ]
+        pool, trusted = [*inters, *roots], list(anchors.values())
+        if not trusted:
+            # Nothing to build to: what is wrong below the root comes first (the
+            # intermediate's CA flag and key, the leaf's signature), then the root.
+            try:
+                self._links.build(leaf, [], inters)
+            except ChainError as e:
+                raise self._chain_failure(e, inters, candidates, anchors) from None
         try:
-            path = self.pki.build(leaf, inters, list(anchors.values()), at)
+            # Trust first, validity second: a chain that is both untrusted and expired is
+            # reported as untrusted. Only when the path found is not valid at ``at`` is it
+            # built again at that time, which finds an equally trusted one that is (a
+            # renewed ASK next to an expired one) or names the certificate that is not.
+            path = self.pki.build(leaf, pool, trusted)
+            if path.invalid_at(at) is not None:
+                path = self.pki.build(leaf, pool, trusted, at)
         except ChainError as e:
             raise self._chain_failure(e, inters, candidates, anchors) from None
         if len(path.certs) != AMD_DEPTH:
