@@ -303,3 +303,33 @@ def test_cached_crls_apply_to_their_own_hierarchy(tmp_path: Path) -> None:
     (d / "vlek_crl.der").write_bytes(v("crl-milan.der"))
     res = run(**vlek, revocation=CrlSource([], tmp_path).revocation())
     assert res.verified, res.errors
+
+
+# --- the verifier object ------------------------------------------------------------------
+
+
+def test_verifier_owns_chains_signatures_and_crls(tmp_path: Path) -> None:
+    kw: dict[str, Any] = {
+        "cert_chain": v("cert_chain-milan.pem"),
+        "roots": [v("ark-milan.pem")],
+        "trust_dir": NO_TRUST_DIR,
+        "at": VALID_AT,
+    }
+    verifier = snp.SnpVerifier()
+    assert verifier.verify_report(v("report-v5.bin"), vcek=v("vcek-milan.der"), **kw).verified
+    assert verifier.chain_cached(v("vcek-milan.der"), **kw)
+    assert verifier.amd.pki.memo_len >= 3  # VCEK, ASK and the ARK's self-signature
+    # Module functions keep nothing between calls.
+    assert verify_report(v("report-v5.bin"), vcek=v("vcek-milan.der"), **kw).verified
+    assert not snp.chain_cached(v("vcek-milan.der"), **kw)
+    verifier.clear()
+    assert not verifier.chain_cached(v("vcek-milan.der"), **kw)
+    assert verifier.amd.pki.memo_len == 0
+    # Its own CRLs decide revocation for every call that passes none.
+    f = tmp_path / "amd.crl"
+    f.write_bytes(v("crl-milan.der"))
+    own = snp.SnpVerifier(crls=CrlSource([f]))
+    assert codes(run(*REVOKED, verifier=own)) == ["snp.chain.revoked"]
+    assert run(verifier=own).claims["endorsement_key"]["crl_checked"] is True
+    with pytest.raises(ValueError):
+        run(verifier=own, chain_cache=snp.new_chain_cache())

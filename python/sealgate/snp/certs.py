@@ -274,7 +274,7 @@ class AmdChainVerifier:
             try:
                 self._links.build(leaf, [], inters)
             except ChainError as e:
-                raise self._chain_failure(e, inters, candidates, anchors) from None
+                raise self._chain_failure(e, inters, roots, anchors) from None
         try:
             # Trust first, validity second: a chain that is both untrusted and expired is
             # reported as untrusted. Only when the path found is not valid at ``at`` is it
@@ -284,7 +284,7 @@ class AmdChainVerifier:
             if path.invalid_at(at) is not None:
                 path = self.pki.build(leaf, pool, trusted, at)
         except ChainError as e:
-            raise self._chain_failure(e, inters, candidates, anchors) from None
+            raise self._chain_failure(e, inters, roots, anchors) from None
         if len(path.certs) != AMD_DEPTH:
             # A trusted root issuing the leaf directly is no AMD hierarchy.
             raise ChainError(
@@ -323,10 +323,11 @@ class AmdChainVerifier:
     def _chain_failure(
         e: ChainError,
         inters: Sequence[pki.Certificate],
-        candidates: Sequence[pki.Certificate],
+        unpinned: Sequence[pki.Certificate],
         anchors: dict[str, pki.Certificate],
     ) -> ChainError:
-        """The builder's failure in AMD's terms."""
+        """The builder's failure in AMD's terms (``unpinned``: the supplied roots that are
+        not trusted, named in the message when the chain ends without a trusted one)."""
         if e.code == "x509.chain.bad_key":
             # A key of an algorithm nobody implements is a malformed certificate, as it is
             # for the PKI layer's own key loading (``Certificate.public_key``).
@@ -338,12 +339,6 @@ class AmdChainVerifier:
             return ChainError("snp.chain.bad_root", e.message)
         out = pki.remap(e, CHAIN_CODES, "snp.chain.untrusted_root")
         if out.code == "snp.chain.untrusted_root":
-            names = {c.issuer for c in inters}
-            unpinned = [
-                c
-                for c in candidates
-                if c.subject in names and c.fingerprint not in anchors and c not in inters
-            ]
             want = ", ".join(sorted({c.subject_cn for c in inters}))
             listed = ", ".join(f"{c.subject_cn} sha256 {c.fingerprint}" for c in unpinned)
             return ChainError(
