@@ -22,7 +22,17 @@ from sealgate.collateral import atomic_write
 from sealgate.errors import ChainError, ParseError, UsageError
 from sealgate.pki import Certificate, ChainVerifier, load_certificates, to_pem
 
-__all__ = ["PINS", "Imported", "Pin", "TrustStore", "import_file", "pin_for", "pins", "to_pem"]
+__all__ = [
+    "ALGORITHMS",
+    "PINS",
+    "Imported",
+    "Pin",
+    "TrustStore",
+    "import_file",
+    "pin_for",
+    "pins",
+    "to_pem",  # the PKI layer's, re-exported for the helpers that import it from here
+]
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,8 @@ PINS: tuple[Pin, ...] = (
 _BY_FINGERPRINT = {p.sha256: p for p in PINS}
 
 #: The signature algorithms each vendor signs its root and intermediates with: AMD
-#: RSASSA-PSS SHA-384 (pub. 57230 §2), Intel ECDSA P-256 SHA-256 (PCK Certificate and CRL
-#: Profile §1.2). An import is checked under the same profile verification applies.
+#: RSASSA-PSS SHA-384 (pub. 57230 §2), Intel ECDSA P-256 SHA-256 (Intel SGX PCK Certificate
+#: and CRL Profile). An import is checked under the same profile verification applies.
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "snp": ("rsa-pss-sha384",),
     "tdx": ("ecdsa-sha256",),
@@ -174,10 +184,7 @@ class TrustStore:
         Fails as a whole (nothing written) when any certificate is neither.
         """
         # One verifier per platform for this import; its signature memo dies with it.
-        verifiers = {
-            platform: ChainVerifier(algs, check_anchor_signature=True)
-            for platform, algs in ALGORITHMS.items()
-        }
+        verifiers = {platform: ChainVerifier(algs) for platform, algs in ALGORITHMS.items()}
         roots: list[tuple[Pin, Certificate]] = []
         for c in certs:
             p = pin_for(c.fingerprint)

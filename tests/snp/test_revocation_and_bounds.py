@@ -318,13 +318,13 @@ def test_verifier_owns_chains_signatures_and_crls(tmp_path: Path) -> None:
     verifier = snp.SnpVerifier()
     assert verifier.verify_report(v("report-v5.bin"), vcek=v("vcek-milan.der"), **kw).verified
     assert verifier.chain_cached(v("vcek-milan.der"), **kw)
-    assert verifier.amd.pki.memo_len >= 3  # VCEK, ASK and the ARK's self-signature
+    assert verifier.amd.chains.memo_len >= 3  # VCEK, ASK and the ARK's self-signature
     # Module functions keep nothing between calls.
     assert verify_report(v("report-v5.bin"), vcek=v("vcek-milan.der"), **kw).verified
     assert not snp.chain_cached(v("vcek-milan.der"), **kw)
     verifier.clear()
     assert not verifier.chain_cached(v("vcek-milan.der"), **kw)
-    assert verifier.amd.pki.memo_len == 0
+    assert verifier.amd.chains.memo_len == 0
     # Its own CRLs decide revocation for every call that passes none.
     f = tmp_path / "amd.crl"
     f.write_bytes(v("crl-milan.der"))

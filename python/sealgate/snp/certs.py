@@ -185,7 +185,7 @@ class AmdChainVerifier:
     """AMD's profile over one ``pki.ChainVerifier``, whose signature memo it owns."""
 
     def __init__(self, memo_entries: int = 65536) -> None:
-        self.pki = pki.ChainVerifier(
+        self.chains = pki.ChainVerifier(
             AMD_ALGORITHMS,
             max_depth=AMD_DEPTH,
             issuer_rsa_bits=AMD_RSA_BITS,
@@ -199,14 +199,14 @@ class AmdChainVerifier:
         )
 
     def clear(self) -> None:
-        self.pki.clear()
+        self.chains.clear()
         self._links.clear()
 
     def check_crl(self, crl: pki.Crl, root: pki.Certificate, at: datetime | None) -> None:
         """``crl`` is ``root``'s (pub. 57230 §4: ``/vcek/v1/{product}/crl`` is signed by the
         ARK) and, with ``at``, current. Raises ChainError with ``snp.*`` codes."""
         try:
-            self.pki.check_crl(crl, root, at)
+            self.chains.check_crl(crl, root, at)
         except ChainError as e:
             raise pki.remap(e, CRL_CODES, "snp.crl.signature_invalid") from None
 
@@ -280,9 +280,9 @@ class AmdChainVerifier:
             # reported as untrusted. Only when the path found is not valid at ``at`` is it
             # built again at that time, which finds an equally trusted one that is (a
             # renewed ASK next to an expired one) or names the certificate that is not.
-            path = self.pki.build(leaf, pool, trusted)
+            path = self.chains.build(leaf, pool, trusted)
             if path.invalid_at(at) is not None:
-                path = self.pki.build(leaf, pool, trusted, at)
+                path = self.chains.build(leaf, pool, trusted, at)
         except ChainError as e:
             raise self._chain_failure(e, inters, roots, anchors) from None
         if len(path.certs) != AMD_DEPTH:
@@ -428,7 +428,7 @@ class Revocation:
 
     def check(
         self,
-        chains: AmdChainVerifier,
+        amd: AmdChainVerifier,
         root: pki.Certificate,
         at: datetime,
         certs: tuple[tuple[pki.Certificate, str], ...],
@@ -441,7 +441,7 @@ class Revocation:
         current: pki.Crl | None = None
         for c in mine:
             # Signature only: a stale CRL's revocations still count.
-            chains.check_crl(c, root, None)
+            amd.check_crl(c, root, None)
             _check_revoked(c, certs)
             if c.current_at(at) and (current is None or c.this_update > current.this_update):
                 current = c
