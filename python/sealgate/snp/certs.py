@@ -25,11 +25,10 @@ from sealgate import pki
 from sealgate.errors import ChainError, ParseError
 from sealgate.trust import pin_for
 
-AMD_OID = pki.OID_AMD
-#: RFC 5280 §4.2.1.2 subjectKeyIdentifier and §4.2.1.1 authorityKeyIdentifier.
+#: RFC 5280 §4.2.1.2 subjectKeyIdentifier and §4.2.1.1 authorityKeyIdentifier (parsed by the
+#: PKI layer; named here for the tests that build certificates carrying them).
 OID_SUBJECT_KEY_ID = "2.5.29.14"
 OID_AUTHORITY_KEY_ID = "2.5.29.35"
-OID_HWID = f"{AMD_OID}.4"
 
 #: AMD's hierarchy signs with RSASSA-PSS / SHA-384 / MGF1-SHA-384 / salt 48 (pub. 57230 §2),
 #: and ARK, ASK and ASVK keys are RSA-4096.
