@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from sealgate.cli import main
 from sealgate.errors import ChainError
+from sealgate.pki import load_certificates
 from sealgate.trust import TrustStore, import_file, pin_for, pins
-from sealgate.x509der import load_certificates
 
 from tests.httpserver import serve_dir
 from tests.vectors import shared

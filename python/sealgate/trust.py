@@ -13,7 +13,6 @@ Layout: ``<trust_dir>/<platform>/roots/<pin name>.pem`` and
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from dataclasses import dataclass
@@ -21,7 +20,19 @@ from pathlib import Path
 
 from sealgate.collateral import atomic_write
 from sealgate.errors import ChainError, ParseError, UsageError
-from sealgate.x509der import Certificate, load_certificates, verify_signature
+from sealgate.pki import Certificate, ChainVerifier, load_certificates, to_pem
+
+__all__ = [
+    "ALGORITHMS",
+    "PINS",
+    "Imported",
+    "Pin",
+    "TrustStore",
+    "import_file",
+    "pin_for",
+    "pins",
+    "to_pem",  # the PKI layer's, re-exported for the helpers that import it from here
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,14 @@ PINS: tuple[Pin, ...] = (
 
 _BY_FINGERPRINT = {p.sha256: p for p in PINS}
 
+#: The signature algorithms each vendor signs its root and intermediates with: AMD
+#: RSASSA-PSS SHA-384 (pub. 57230 §2), Intel ECDSA P-256 SHA-256 (Intel SGX PCK Certificate
+#: and CRL Profile). An import is checked under the same profile verification applies.
+ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "snp": ("rsa-pss-sha384",),
+    "tdx": ("ecdsa-sha256",),
+}
+
 
 def pin_for(fingerprint: str) -> Pin | None:
     return _BY_FINGERPRINT.get(fingerprint.lower())
@@ -83,14 +102,6 @@ def default_trust_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "sealgate" / "trust"
-
-
-def to_pem(der: bytes) -> bytes:
-    b64 = base64.b64encode(der).decode()
-    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
-    return (
-        "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-    ).encode()
 
 
 def _stem(cn: str) -> str:
@@ -172,11 +183,14 @@ class TrustStore:
 
         Fails as a whole (nothing written) when any certificate is neither.
         """
+        # One verifier per platform for this import; its signature memo dies with it.
+        verifiers = {platform: ChainVerifier(algs) for platform, algs in ALGORITHMS.items()}
         roots: list[tuple[Pin, Certificate]] = []
         for c in certs:
             p = pin_for(c.fingerprint)
             if p is not None:
-                verify_signature(c.tbs, c.signature_alg, c.signature, c.public_key(), p.name)
+                # The pinned bytes carry their self-signature: checked, not assumed.
+                verifiers[p.platform].check_signed(c, c)
                 roots.append((p, c))
         for platform in {p.platform for p in PINS}:
             for c in self.roots(platform):
@@ -188,7 +202,12 @@ class TrustStore:
             if pin_for(c.fingerprint) is not None:
                 continue
             issuer = next(
-                ((p, r) for p, r in roots if r.subject == c.issuer and _signed_by(c, r)), None
+                (
+                    (p, r)
+                    for p, r in roots
+                    if r.subject == c.issuer and _signed_by(verifiers[p.platform], c, r)
+                ),
+                None,
             )
             if issuer is None:
                 raise ChainError(
@@ -202,9 +221,9 @@ class TrustStore:
         return out
 
 
-def _signed_by(cert: Certificate, issuer: Certificate) -> bool:
+def _signed_by(verifier: ChainVerifier, cert: Certificate, issuer: Certificate) -> bool:
     try:
-        verify_signature(cert.tbs, cert.signature_alg, cert.signature, issuer.public_key(), "cert")
+        verifier.check_signed(cert, issuer)
     except (ChainError, ParseError):
         return False
     return True

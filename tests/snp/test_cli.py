@@ -197,9 +197,9 @@ def test_configfs_tsm_node_to_verifier(tmp_path: Path) -> None:
 
 
 def test_tsm_evidence_with_full_cert_table(tmp_path: Path) -> None:
+    from sealgate.pki import load_certificates
     from sealgate.snp import verify_tsm_evidence
     from sealgate.snp.certtable import build_cert_table
-    from sealgate.x509der import load_certificates
 
     node = SyntheticNode.load()
     ask, ark = load_certificates(node.cert_chain)

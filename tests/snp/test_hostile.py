@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from sealgate.cli import main
+from sealgate.pki import pem_blocks
 from sealgate.snp import verify_report
 from sealgate.testing import hostile
 from sealgate.testing.snp import VALID_AT, SyntheticNode
 from sealgate.trust import to_pem
-from sealgate.x509der import pem_blocks
 
 from tests.vectors import project
 
@@ -99,3 +99,34 @@ def test_cli_prints_one_json_refusal(
     assert doc["verified"] is False
     assert [e["code"] for e in doc["errors"]] == ["x509.format.invalid"]
     assert "internal" not in out.err
+
+
+def test_amd_extension_values() -> None:
+    """A well-formed AMD extension value AMD does not allow is ``snp.vcek.bad_extension``;
+    malformed DER inside one is a format error like any other in the certificate."""
+    from sealgate.errors import ParseError
+    from sealgate.pki import load_certificate
+    from sealgate.snp.certs import parse_endorsement_key
+    from sealgate.testing.snp import AMD, integer, octets, oid
+
+    def with_value(ext_oid: str, value: bytes) -> bytes:
+        path = hostile.extension_path(VCEK, oid(ext_oid))
+        return hostile.edit(VCEK, (*path, 1), lambda _: octets(value))
+
+    cases = {
+        "snp.vcek.bad_extension": [
+            with_value(f"{AMD}.3.1", integer(300)),  # blSPL is one byte
+            with_value(f"{AMD}.2", octets(b"Milan-B0")),  # productName is a string
+        ],
+        "x509.format.invalid": [
+            with_value(f"{AMD}.3.1", hostile.huge_integer()),
+            with_value(f"{AMD}.3.1", octets(b"\x04")),  # not an INTEGER
+            with_value(f"{AMD}.3.1", integer(4) + b"\x00"),  # not one DER value
+        ],
+    }
+    assert parse_endorsement_key(load_certificate(VCEK)).bl_spl == 4
+    for code, certs in cases.items():
+        for der in certs:
+            with pytest.raises(ParseError) as e:
+                parse_endorsement_key(load_certificate(der))
+            assert e.value.code == code, e.value

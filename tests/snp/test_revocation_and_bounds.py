@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sealgate import snp
+from sealgate import pki, snp
 from sealgate.lru import BoundedCache
+from sealgate.pki import load_certificates, load_crl
 from sealgate.result import VerifyResult
 from sealgate.snp import CrlSource, Revocation, certs, verify_report
 from sealgate.snp.certtable import build_cert_table, parse_cert_table
 from sealgate.testing.snp import VALID_AT
 from sealgate.trust import to_pem
-from sealgate.x509der import load_certificates, load_crl
 
 from tests.vectors import project
 
@@ -122,14 +122,41 @@ def _fake_asks(n: int) -> bytes:
 
 @pytest.fixture
 def signature_attempts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The signatures the PKI layer is asked for or may check: one per ``check_signed`` /
+    ``check_crl``, and for ``build`` every link its search can try (RFC 5280 issuer
+    matching by name and key identifier: leaf to pool or anchor, pool to pool or anchor)
+    plus each anchor's self-signature (once: a verified one is in the memo, and only a
+    link the anchor verifiably signed leads to it)."""
     seen: list[str] = []
-    real = getattr(certs, "verify_signature")  # noqa: B009 (not re-exported)
+    real_build = pki.ChainVerifier.build
 
-    def counting(*a: Any, **k: Any) -> None:
-        seen.append(a[-1] if a else "")
-        real(*a, **k)
+    def build(self: pki.ChainVerifier, leaf: Any, pool: Any, anchors: Any, at: Any = None) -> Any:
+        issuers = [*pool, *anchors]
+        for p in pool:
+            if certs.may_have_issued(leaf, p):
+                seen.append(f"{p.subject_cn} signed {leaf.subject_cn}")
+                for q in issuers:
+                    if q is not p and certs.may_have_issued(p, q):
+                        seen.append(f"{q.subject_cn} signed {p.subject_cn}")
+        for a in anchors:
+            if certs.may_have_issued(leaf, a):
+                seen.append(f"{a.subject_cn} signed {leaf.subject_cn}")
+            seen.append(f"{a.subject_cn} self-signed")
+        return real_build(self, leaf, pool, anchors, at)
 
-    monkeypatch.setattr(certs, "verify_signature", counting)
+    real_signed, real_crl = pki.ChainVerifier.check_signed, pki.ChainVerifier.check_crl
+
+    def check_signed(self: pki.ChainVerifier, cert: Any, issuer: Any) -> None:
+        seen.append(f"{issuer.subject_cn} signed {cert.subject_cn}")
+        real_signed(self, cert, issuer)
+
+    def check_crl(self: pki.ChainVerifier, crl: Any, issuer: Any, at: Any = None) -> None:
+        seen.append(f"{issuer.subject_cn} signed a CRL")
+        real_crl(self, crl, issuer, at)
+
+    monkeypatch.setattr(pki.ChainVerifier, "build", build)
+    monkeypatch.setattr(pki.ChainVerifier, "check_signed", check_signed)
+    monkeypatch.setattr(pki.ChainVerifier, "check_crl", check_crl)
     return seen
 
 
@@ -276,3 +303,33 @@ def test_cached_crls_apply_to_their_own_hierarchy(tmp_path: Path) -> None:
     (d / "vlek_crl.der").write_bytes(v("crl-milan.der"))
     res = run(**vlek, revocation=CrlSource([], tmp_path).revocation())
     assert res.verified, res.errors
+
+
+# --- the verifier object ------------------------------------------------------------------
+
+
+def test_verifier_owns_chains_signatures_and_crls(tmp_path: Path) -> None:
+    kw: dict[str, Any] = {
+        "cert_chain": v("cert_chain-milan.pem"),
+        "roots": [v("ark-milan.pem")],
+        "trust_dir": NO_TRUST_DIR,
+        "at": VALID_AT,
+    }
+    verifier = snp.SnpVerifier()
+    assert verifier.verify_report(v("report-v5.bin"), vcek=v("vcek-milan.der"), **kw).verified
+    assert verifier.chain_cached(v("vcek-milan.der"), **kw)
+    assert verifier.amd.chains.memo_len >= 3  # VCEK, ASK and the ARK's self-signature
+    # Module functions keep nothing between calls.
+    assert verify_report(v("report-v5.bin"), vcek=v("vcek-milan.der"), **kw).verified
+    assert not snp.chain_cached(v("vcek-milan.der"), **kw)
+    verifier.clear()
+    assert not verifier.chain_cached(v("vcek-milan.der"), **kw)
+    assert verifier.amd.chains.memo_len == 0
+    # Its own CRLs decide revocation for every call that passes none.
+    f = tmp_path / "amd.crl"
+    f.write_bytes(v("crl-milan.der"))
+    own = snp.SnpVerifier(crls=CrlSource([f]))
+    assert codes(run(*REVOKED, verifier=own)) == ["snp.chain.revoked"]
+    assert run(verifier=own).claims["endorsement_key"]["crl_checked"] is True
+    with pytest.raises(ValueError):
+        run(verifier=own, chain_cache=snp.new_chain_cache())

@@ -7,10 +7,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sealgate.errors import ParseError
+from sealgate.pki import load_certificate, load_crl
 from sealgate.snp import verify_report
 from sealgate.snp.certtable import parse_cert_table
 from sealgate.testing.snp import VALID_AT
-from sealgate.x509der import load_certificate, load_crl
 
 from tests.vectors import project
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sealgate.result import VerifyResult
-from sealgate.snp import verify_report
+from sealgate.snp import SnpVerifier, verify_report
 from sealgate.testing.snp import VALID_AT, SyntheticNode
 
 from tests.vectors import project
@@ -230,18 +230,19 @@ def test_synthetic_node_signs_fresh_reports() -> None:
 
 
 def test_chain_cache_respects_verification_time() -> None:
-    assert run("report-v5.bin").verified  # cached now
-    res = run("report-v5.bin", at=datetime(2033, 1, 1, tzinfo=UTC))
+    verifier = SnpVerifier()
+    assert run("report-v5.bin", verifier=verifier).verified  # cached now
+    res = run("report-v5.bin", at=datetime(2033, 1, 1, tzinfo=UTC), verifier=verifier)
     assert codes(res) == ["snp.chain.expired"]
-    assert run("report-v5.bin").verified
+    assert run("report-v5.bin", verifier=verifier).verified
 
 
 def test_committed_vectors_match_the_seeded_keys() -> None:
     """The seed-derived keys (sealgate.testing.snp) are the ones in the committed certs, so
     SyntheticNode and the vectors cannot drift apart (full regeneration: gen --check)."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from sealgate.pki import load_certificate
     from sealgate.testing.snp import ec_key
-    from sealgate.x509der import load_certificate
 
     for name, seed in [
         ("vcek-milan.der", "vcek-milan-chip-a"),
@@ -301,6 +302,6 @@ def test_impostor_intermediate_does_not_hide_the_genuine_one() -> None:
 
 
 def load_ask_der() -> bytes:
-    from sealgate.x509der import load_certificates
+    from sealgate.pki import load_certificates
 
     return load_certificates(v("ask-milan.pem"))[0].der

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sealgate import trust
-from sealgate.x509der import load_certificates
+from sealgate.pki import load_certificates
 
 
 def register(sub: Any) -> None:

@@ -110,7 +110,8 @@ class SnpVerifier(PlatformVerifier):
     """SEV-SNP via ``sealgate.snp.verify_report``, report_data = the binding.
 
     Revocation is the verifier's: its own CRLs (``snp_crls``, else the collateral cache),
-    never only what the node sends (``sealgate.snp.CrlSource``). It owns its chain cache.
+    never only what the node sends (``sealgate.snp.CrlSource``). It owns one
+    ``sealgate.snp.SnpVerifier`` (chain cache, signature memo, CRL source) for its lifetime.
     """
 
     name = "snp"
@@ -127,18 +128,17 @@ class SnpVerifier(PlatformVerifier):
         self.collateral_dir = collateral_dir
         self.allow_missing_crl = allow_missing_crl
         self._crls = list(crls or [])
-        # The chain cache's entry type is the SNP package's own (``snp.new_chain_cache``).
-        self._state: tuple[snp.CrlSource, Any] | None = None
+        self._verifier: snp.SnpVerifier | None = None
         self._lock = threading.Lock()
 
-    def _snp(self) -> tuple[snp.CrlSource, Any]:
+    def _snp(self) -> snp.SnpVerifier:
         with self._lock:
-            if self._state is None:
+            if self._verifier is None:
                 source = snp.CrlSource(
                     self._crls, self.collateral_dir, allow_missing=self.allow_missing_crl
                 )
-                self._state = (source, snp.new_chain_cache())
-            return self._state
+                self._verifier = snp.SnpVerifier(crls=source)
+            return self._verifier
 
     def warm(self, evidence: Any) -> bool:
         if not evidence.vcek or any(
@@ -146,20 +146,16 @@ class SnpVerifier(PlatformVerifier):
             for b in (evidence.vcek, evidence.cert_chain, evidence.crl)
         ):
             return False
-        source, cache = self._snp()
-        return snp.chain_cached(
+        return self._snp().chain_cached(
             bytes(evidence.vcek),
             cert_chain=bytes(evidence.cert_chain) or None,
             roots=_read_roots(self.roots),
             crl=bytes(evidence.crl) or None,
             cache_dir=self.collateral_dir,
-            revocation=source.revocation(),
-            chain_cache=cache,
         )
 
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
-        source, cache = self._snp()
-        return snp.verify_report(
+        return self._snp().verify_report(
             bytes(evidence.report),
             vcek=bytes(evidence.vcek) or None,
             cert_chain=bytes(evidence.cert_chain) or None,
@@ -167,8 +163,6 @@ class SnpVerifier(PlatformVerifier):
             crl=bytes(evidence.crl) or None,
             report_data=ctx.binding,
             cache_dir=self.collateral_dir,
-            revocation=source.revocation(),
-            chain_cache=cache,
         )
 
 

@@ -1,14 +1,14 @@
 """AMD SEV-SNP evidence facade: report + endorsement key + chain → ``VerifyResult``.
 
 Layers (docs/architecture.md): the report is parsed and its signature checked in Rust
-(``sealgate._core``, GIL released); the AMD chain (``sealgate.snp.certs``) is verified with
-``cryptography`` once and cached in memory by certificate fingerprints together with the
-window in which it is valid, so a steady-state verification costs one P-384 verify plus a
-few dictionary look-ups. The VCEK's AMD extensions are read here, once per chain; comparing
-them with each report (hwID = CHIP_ID, SPLs = REPORTED_TCB, product), settling the
-product line and checking REPORT_DATA are decisions of the Rust verify crate
-(``sealgate_verify::snp``), reached through ``_core.verify_snp`` and
-``SnpReport.check_unendorsed``.
+(``sealgate._core``, GIL released); the AMD chain is verified by the PKI layer under AMD's
+profile (``sealgate.snp.certs``) once and kept by a verifier object (``SnpVerifier``) by
+certificate fingerprints together with the window in which it is valid, so a steady-state
+verification costs one P-384 verify plus a few dictionary look-ups. The VCEK's AMD
+extensions are read here, once per chain; comparing them with each report (hwID =
+CHIP_ID, SPLs = REPORTED_TCB, product), settling the product line and checking
+REPORT_DATA are decisions of the Rust verify crate (``sealgate_verify::snp``), reached
+through ``_core.verify_snp`` and ``SnpReport.check_unendorsed``.
 """
 
 from __future__ import annotations
@@ -27,18 +27,7 @@ from sealgate import _core
 from sealgate.collateral import CollateralCache
 from sealgate.errors import ChainError, ParseError, SealgateError, UsageError, VerificationError
 from sealgate.lru import BoundedCache
-from sealgate.result import VerifyResult
-from sealgate.snp import kds
-from sealgate.snp.certs import (
-    EndorsementKey,
-    Revocation,
-    VerifiedChain,
-    clear_signature_cache,
-    parse_endorsement_key,
-    verify_chain,
-)
-from sealgate.trust import TrustStore
-from sealgate.x509der import (
+from sealgate.pki import (
     MAX_CRL_LEN,
     Certificate,
     Crl,
@@ -46,13 +35,25 @@ from sealgate.x509der import (
     load_certificates,
     load_crl,
     pem_blocks,
+    to_pem,
 )
+from sealgate.result import VerifyResult
+from sealgate.snp import kds
+from sealgate.snp.certs import (
+    AmdChain,
+    AmdChainVerifier,
+    EndorsementKey,
+    Revocation,
+    parse_endorsement_key,
+)
+from sealgate.trust import TrustStore
 
 __all__ = [
     "PRODUCTS",
     "CrlSource",
     "Revocation",
-    "clear_cache",
+    "SnpVerifier",
+    "chain_cached",
     "verify_report",
     "verify_tsm_evidence",
 ]
@@ -75,30 +76,24 @@ MAX_BUNDLE_CERTS = 4
 @dataclass(frozen=True)
 class _Entry:
     key: _core.SnpKey
-    chain: VerifiedChain
+    chain: AmdChain
     ek: EndorsementKey
     claims: dict[str, Any]
 
 
-def new_chain_cache() -> BoundedCache[tuple[Any, ...], _Entry]:
-    """A chain cache for one verifier (``verify_report(chain_cache=...)``).
+ChainCache = BoundedCache[tuple[Any, ...], _Entry]
+
+
+def new_chain_cache() -> ChainCache:
+    """A chain cache for one verifier (``SnpVerifier(chain_cache=...)``).
 
     Keyed by the inputs' fingerprints (leaf, bundle certificates, roots, CRLs, product,
     trust/cache directories). A hit is used only when the verification time falls inside
     the chain's validity window (all certificates and the CRL); otherwise the chain is built
-    again and fails with the precise reason. Below it, ``sealgate.snp.certs`` keeps verified
-    signatures by (certificate, issuer) fingerprint, so rebuilding a chain from known
-    certificates does no RSA work."""
+    again and fails with the precise reason. Below it, the verifier's ``AmdChainVerifier``
+    keeps verified signatures by (certificate, issuer) fingerprint, so rebuilding a chain
+    from known certificates does no RSA work."""
     return BoundedCache(CHAIN_CACHE_SIZE, CHAIN_CACHE_BYTES)
-
-
-_CACHE = new_chain_cache()
-
-
-def clear_cache() -> None:
-    """Forget every verified chain and signature (tests; operators after a trust change)."""
-    _CACHE.clear()
-    clear_signature_cache()
 
 
 def _load_cert(data: bytes, what: str) -> Certificate:
@@ -217,13 +212,18 @@ def chain_cached(
     trust_dir: Path | None = None,
     cache_dir: Path | None = None,
     revocation: Revocation | None = None,
-    chain_cache: BoundedCache[tuple[Any, ...], _Entry] | None = None,
+    chain_cache: ChainCache | None = None,
+    verifier: SnpVerifier | None = None,
 ) -> bool:
     """Whether ``verify_report`` with these arguments would find its chain verified in
     memory (cheap: hashing, no parsing or signature work). A service runs the misses,
-    which may cost RSA verifications, off its event loop."""
+    which may cost RSA verifications, off its event loop. Without ``verifier`` or
+    ``chain_cache`` there is no memory to find it in."""
     if vcek is None:
         return False
+    v = _verifier(verifier, chain_cache)
+    if revocation is None:
+        revocation = v.default_revocation()
     try:
         inp = _inputs(
             vcek,
@@ -237,7 +237,7 @@ def chain_cached(
         )
     except SealgateError:
         return False
-    e = (chain_cache if chain_cache is not None else _CACHE).get(inp.key)
+    e = v.chains.get(inp.key)
     when = at if at is not None else datetime.now(UTC)
     return e is not None and e.chain.not_before <= when <= e.chain.not_after
 
@@ -252,10 +252,11 @@ def _chain_for(
     trust_dir: Path | None,
     cache: CollateralCache | None,
     revocation: Revocation | None,
-    chain_cache: BoundedCache[tuple[Any, ...], _Entry],
+    verifier: SnpVerifier,
 ) -> _Entry:
-    """Verified chain for a leaf, from the in-memory cache or verified now."""
+    """Verified chain for a leaf, from the verifier's chain cache or verified now."""
     inp = _inputs(leaf_der, cert_chain, roots, crl, product, trust_dir, cache, revocation)
+    chain_cache = verifier.chains
     hit = chain_cache.get(inp.key)
     if hit is not None and hit.chain.not_before <= at <= hit.chain.not_after:
         return hit
@@ -284,7 +285,9 @@ def _chain_for(
         data = _cached_file(cache, *kds.crl_cache_parts(line, ek0.kind))
         if data is not None:
             crl_obj = load_crl(data, f"cached {line} CRL")
-    chain = verify_chain(leaf, candidates, explicit, product, at, crl_obj, revocation=revocation)
+    chain = verifier.amd.verify_chain(
+        leaf, candidates, explicit, product, at, crl_obj, revocation=revocation
+    )
     ek = chain.endorsement
     snp_key = _core.SnpKey.from_sec1(
         ek.point,
@@ -322,7 +325,8 @@ def _chain_for(
 
 
 class CrlSource:
-    """The verifier's own AMD CRLs, for ``verify_report(revocation=...)``.
+    """The verifier's own AMD CRLs, for ``SnpVerifier(crls=...)`` (or
+    ``verify_report(revocation=source.revocation())``).
 
     ``paths``: CRL files (DER or PEM) or directories of them, as configured; when none is
     configured, every product's CRLs in the collateral cache (``cache_dir``, which
@@ -411,6 +415,45 @@ class CrlSource:
         return None
 
 
+class SnpVerifier:
+    """One SEV-SNP verifier's state, for its lifetime: the verified chains
+    (``chains``, a ``new_chain_cache()``), AMD's chain verifier with its signature memo
+    (``amd``) and, optionally, the verifier's own CRLs (``crls``), which then decide
+    revocation for every call that passes none. Thread-safe: the caches lock themselves.
+    """
+
+    def __init__(
+        self, *, crls: CrlSource | None = None, chain_cache: ChainCache | None = None
+    ) -> None:
+        self.chains: ChainCache = chain_cache if chain_cache is not None else new_chain_cache()
+        self.amd = AmdChainVerifier()
+        self.crls = crls
+
+    def default_revocation(self) -> Revocation | None:
+        return self.crls.revocation() if self.crls is not None else None
+
+    def clear(self) -> None:
+        """Forget every verified chain and signature (operators after a trust change)."""
+        self.chains.clear()
+        self.amd.clear()
+
+    def verify_report(self, report: bytes, **kwargs: Any) -> VerifyResult:
+        """``sealgate.snp.verify_report`` with this verifier's caches."""
+        return verify_report(report, verifier=self, **kwargs)
+
+    def chain_cached(self, vcek: bytes | None, **kwargs: Any) -> bool:
+        """``sealgate.snp.chain_cached`` against this verifier's chain cache."""
+        return chain_cached(vcek, verifier=self, **kwargs)
+
+
+def _verifier(verifier: SnpVerifier | None, chain_cache: ChainCache | None) -> SnpVerifier:
+    if verifier is None:
+        return SnpVerifier(chain_cache=chain_cache)
+    if chain_cache is not None and chain_cache is not verifier.chains:
+        raise ValueError("pass a verifier or a chain cache, not both")
+    return verifier
+
+
 def verify_report(
     report: bytes,
     *,
@@ -424,7 +467,8 @@ def verify_report(
     trust_dir: Path | None = None,
     cache_dir: Path | None = None,
     revocation: Revocation | None = None,
-    chain_cache: BoundedCache[tuple[Any, ...], _Entry] | None = None,
+    chain_cache: ChainCache | None = None,
+    verifier: SnpVerifier | None = None,
 ) -> VerifyResult:
     """Verify an SEV-SNP attestation report; every failure is in the result, never raised.
 
@@ -435,9 +479,14 @@ def verify_report(
     one, if any). ``at``: verification time (default now). ``report_data``: expected
     REPORT_DATA (shorter values are zero-padded to 64 bytes). ``revocation``: the
     verifier's own CRLs (``CrlSource.revocation()``); when given, they decide revocation and
-    ``crl`` can only add to them. ``chain_cache``: the verifier's chain cache
-    (``new_chain_cache()``; default: one per process).
+    ``crl`` can only add to them (default: ``verifier``'s source, if it has one).
+    ``verifier``: the ``SnpVerifier`` whose chain cache and signature memo to use;
+    ``chain_cache``: a chain cache for a fresh one. Without either, every call verifies its
+    chain from scratch.
     """
+    v = _verifier(verifier, chain_cache)
+    if revocation is None:
+        revocation = v.default_revocation()
     res = VerifyResult(platform="snp")
     when = at if at is not None else datetime.now(UTC)
     if when.tzinfo is None:
@@ -483,7 +532,7 @@ def verify_report(
             trust_dir,
             cache,
             revocation,
-            chain_cache if chain_cache is not None else _CACHE,
+            v,
         )
     except (ChainError, ParseError, VerificationError) as e:
         res.fail_from(e)
@@ -520,7 +569,6 @@ def verify_tsm_evidence(outblob: bytes, auxblob: bytes | None, **kwargs: Any) ->
     ``kwargs`` (``vcek``, ``cert_chain``) take precedence; everything else is as
     ``verify_report``. A malformed table is a failure, not an exception."""
     from sealgate.snp.certtable import parse_cert_table
-    from sealgate.trust import to_pem
 
     if auxblob:
         try:

@@ -1,4 +1,4 @@
-"""AMD certificate hierarchy: VCEK → ASK → ARK and VLEK → ASVK → ARK.
+"""AMD's certificate hierarchy as a vendor profile of the PKI layer (``sealgate.pki``).
 
 Per AMD pub. 57230 (VCEK/KDS specification) §2-3: the ARK (AMD Root Key) is a self-signed
 RSA-4096 certificate per product line; it signs the ASK (AMD SEV Key, CN ``SEV-<product>``)
@@ -6,55 +6,68 @@ and the ASVK (AMD SEV VLEK Key, CN ``SEV-VLEK-<product>``), both RSA-4096; those
 P-384 VCEK (per chip and TCB, CN ``SEV-VCEK``) and VLEK (per cloud provider, CN
 ``SEV-VLEK``). All of these signatures are RSASSA-PSS with SHA-384, MGF1-SHA-384 and a
 48-byte salt; sealgate demands exactly that. The VCEK/VLEK carry AMD extensions under
-1.3.6.1.4.1.3704.1 (§3.1 Table 8): structVersion (.1), productName (.2), the TCB security
-patch levels blSPL (.3.1), teeSPL (.3.2), snpSPL (.3.3), ucodeSPL (.3.8), fmcSPL (.3.9,
-Turin), hwID (.4: CHIP_ID; 8 bytes on Turin) and, on a VLEK, cspId (.5).
+1.3.6.1.4.1.3704.1 (§3.1 Table 8), read by the PKI layer (``Certificate.amd_extensions``).
 
-Chains are verified with ``cryptography`` once and cached (``sealgate.snp``); per-report work
-is the Rust signature check.
+The chain itself is built and its signatures checked by ``pki.ChainVerifier`` (RFC 5280
+§6.1: basic constraints, key usage, validity, the anchor's self-signature; its memo means a
+bundle of known certificates costs no RSA work). What stays here is AMD's profile: the
+product line, which intermediate name a VCEK or VLEK needs for it, which pinned ARK may
+anchor it, AMD's CRLs, and the ``snp.*`` codes the ``x509.*`` failures become.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
+from sealgate import pki
 from sealgate.errors import ChainError, ParseError
-from sealgate.lru import BoundedCache
 from sealgate.trust import pin_for
-from sealgate.x509der import (
-    OID_EC_PUBLIC_KEY,
-    OID_P384,
-    OID_RSASSA_PSS,
-    OID_SHA384,
-    Certificate,
-    Crl,
-    Der,
-    parse_pss_params,
-    verify_signature,
-)
 
-AMD_OID = "1.3.6.1.4.1.3704.1"
-OID_STRUCT_VERSION = f"{AMD_OID}.1"
-OID_PRODUCT_NAME = f"{AMD_OID}.2"
-OID_BL_SPL = f"{AMD_OID}.3.1"
-OID_TEE_SPL = f"{AMD_OID}.3.2"
-OID_SNP_SPL = f"{AMD_OID}.3.3"
-OID_UCODE_SPL = f"{AMD_OID}.3.8"
-OID_FMC_SPL = f"{AMD_OID}.3.9"
-OID_HWID = f"{AMD_OID}.4"
-OID_CSP_ID = f"{AMD_OID}.5"
-#: RFC 5280 §4.2.1.2 subjectKeyIdentifier and §4.2.1.1 authorityKeyIdentifier.
+#: RFC 5280 §4.2.1.2 subjectKeyIdentifier and §4.2.1.1 authorityKeyIdentifier (parsed by the
+#: PKI layer; named here for the tests that build certificates carrying them).
 OID_SUBJECT_KEY_ID = "2.5.29.14"
 OID_AUTHORITY_KEY_ID = "2.5.29.35"
 
-#: AMD's hierarchy signs with RSASSA-PSS / SHA-384 / MGF1-SHA-384 / salt 48 (pub. 57230 §2).
-AMD_PSS_SALT = 48
+#: AMD's hierarchy signs with RSASSA-PSS / SHA-384 / MGF1-SHA-384 / salt 48 (pub. 57230 §2),
+#: and ARK, ASK and ASVK keys are RSA-4096.
+AMD_ALGORITHMS = ("rsa-pss-sha384",)
+AMD_RSA_BITS = 4096
+#: VCEK/VLEK → ASK/ASVK → ARK: exactly three certificates.
+AMD_DEPTH = 3
 #: hwID sizes: 64-byte CHIP_ID (Milan, Genoa), 8 bytes on Turin (AMD pub. 57230, the VCEK/KDS
 #: specification).
 HWID_LEN = {"Milan": 64, "Genoa": 64, "Turin": 8}
+
+#: The PKI layer's chain failures as AMD's stable codes. keyUsage and pathLenConstraint
+#: refusals say the certificate may not act as the CA the hierarchy needs (``not_ca``);
+#: anything ending without a trusted ARK is ``untrusted_root``.
+CHAIN_CODES = {
+    "x509.chain.not_ca": "snp.chain.not_ca",
+    "x509.chain.key_usage": "snp.chain.not_ca",
+    "x509.chain.path_len_exceeded": "snp.chain.not_ca",
+    "x509.chain.bad_key": "snp.chain.bad_key",
+    "x509.chain.algorithm_not_allowed": "snp.chain.bad_signature_algorithm",
+    "x509.chain.unsupported_algorithm": "snp.chain.bad_signature_algorithm",
+    "x509.chain.signature_invalid": "snp.chain.signature_invalid",
+    "x509.chain.expired": "snp.chain.expired",
+    "x509.chain.not_yet_valid": "snp.chain.not_yet_valid",
+    "x509.chain.untrusted_root": "snp.chain.untrusted_root",
+    "x509.chain.no_issuer": "snp.chain.untrusted_root",
+    "x509.chain.no_anchors": "snp.chain.untrusted_root",
+    "x509.chain.too_long": "snp.chain.untrusted_root",
+}
+#: The PKI layer's CRL failures as AMD's codes (a CRL signed with anything but AMD's PSS is
+#: refused like a certificate would be).
+CRL_CODES = {
+    "x509.crl.wrong_issuer": "snp.crl.wrong_issuer",
+    "x509.crl.signature_invalid": "snp.crl.signature_invalid",
+    "x509.crl.key_usage": "snp.crl.signature_invalid",
+    "x509.crl.expired": "snp.crl.expired",
+    "x509.crl.algorithm_not_allowed": "snp.chain.bad_signature_algorithm",
+    "x509.crl.unsupported_algorithm": "snp.chain.bad_signature_algorithm",
+}
 
 
 @dataclass(frozen=True)
@@ -74,30 +87,6 @@ class EndorsementKey:
     point: bytes  # uncompressed SEC1 P-384 point
 
 
-def _int_ext(cert: Certificate, oid: str) -> int | None:
-    ext = cert.extensions.get(oid)
-    if ext is None:
-        return None
-    d = Der(ext.value, f"extension {oid}")
-    v = d.integer()
-    d.expect_end()
-    if not 0 <= v <= 255:
-        raise ParseError("snp.vcek.bad_extension", f"extension {oid} value {v} is not a byte")
-    return v
-
-
-def _str_ext(cert: Certificate, oid: str) -> str | None:
-    ext = cert.extensions.get(oid)
-    if ext is None:
-        return None
-    d = Der(ext.value, f"extension {oid}")
-    tag, _, s, e = d.read()
-    d.expect_end()
-    if tag not in (0x0C, 0x13, 0x16):  # UTF8String, PrintableString, IA5String
-        raise ParseError("snp.vcek.bad_extension", f"extension {oid} has tag 0x{tag:02x}")
-    return ext.value[s:e].decode("utf-8", "replace")
-
-
 def product_line(name: str | None) -> str | None:
     """``Milan-B0`` → ``Milan``."""
     if not name:
@@ -106,170 +95,268 @@ def product_line(name: str | None) -> str | None:
     return head if head in HWID_LEN else None
 
 
-def parse_endorsement_key(cert: Certificate) -> EndorsementKey:
+#: AMD extension refusals that are malformed DER inside the certificate (not one DER value,
+#: not a minimal non-negative INTEGER): those are format errors like any other in the
+#: certificate; a well-formed value AMD does not allow (an SPL above 255, a name of another
+#: string type) is ``snp.vcek.bad_extension``.
+_DER_LEVEL = ("is not one DER value", "not INTEGER", "is not a non-negative INTEGER")
+
+
+def _amd_extensions(cert: pki.Certificate) -> pki.AmdExtensions:
+    try:
+        return cert.amd_extensions()
+    except ParseError as e:
+        code = "x509.format.invalid" if any(s in e.message for s in _DER_LEVEL) else None
+        raise ParseError(code or "snp.vcek.bad_extension", e.message, e.field, e.offset) from None
+
+
+def parse_endorsement_key(cert: pki.Certificate) -> EndorsementKey:
     """Read a VCEK or VLEK certificate's key and AMD extensions."""
-    if (
-        cert.spki_alg.oid != OID_EC_PUBLIC_KEY
-        or cert.spki_alg.params != b"\x06\x05+\x81\x04\x00\x22"
-    ):
+    if cert.key_type[0] != "ec" or cert.key_type[2] != pki.OID_P384:
         raise ChainError(
-            "snp.vcek.unsupported_key", f"{cert.subject_cn!r} key is not EC P-384 ({OID_P384})"
+            "snp.vcek.unsupported_key", f"{cert.subject_cn!r} key is not EC P-384 ({pki.OID_P384})"
         )
-    point = cert.public_key_bits
-    hwid_ext = cert.extensions.get(OID_HWID)
-    csp = _str_ext(cert, OID_CSP_ID)
+    ext = _amd_extensions(cert)
     cn = cert.subject_cn
-    if cn == "SEV-VLEK" or (hwid_ext is None and csp is not None):
+    if cn == "SEV-VLEK" or (ext.hwid is None and ext.csp_id is not None):
         kind = "vlek"
-    elif cn == "SEV-VCEK" or hwid_ext is not None:
+    elif cn == "SEV-VCEK" or ext.hwid is not None:
         kind = "vcek"
     else:
         raise ChainError("snp.vcek.unknown_kind", f"{cn!r} is neither a VCEK nor a VLEK")
-    name = _str_ext(cert, OID_PRODUCT_NAME)
     return EndorsementKey(
         kind=kind,
-        product_name=name,
-        product=product_line(name),
-        bl_spl=_int_ext(cert, OID_BL_SPL),
-        tee_spl=_int_ext(cert, OID_TEE_SPL),
-        snp_spl=_int_ext(cert, OID_SNP_SPL),
-        ucode_spl=_int_ext(cert, OID_UCODE_SPL),
-        fmc_spl=_int_ext(cert, OID_FMC_SPL),
-        hwid=hwid_ext.value if hwid_ext is not None else None,
-        csp_id=csp,
-        point=point,
+        product_name=ext.product_name,
+        product=product_line(ext.product_name),
+        bl_spl=ext.bl_spl,
+        tee_spl=ext.tee_spl,
+        snp_spl=ext.snp_spl,
+        ucode_spl=ext.ucode_spl,
+        fmc_spl=ext.fmc_spl,
+        hwid=ext.hwid,
+        csp_id=ext.csp_id,
+        point=cert.public_key_bits,
     )
 
 
-def _check_amd_pss(cert_or_crl: Certificate | Crl, what: str) -> None:
-    alg = cert_or_crl.signature_alg
-    if alg.oid != OID_RSASSA_PSS:
-        raise ChainError(
-            "snp.chain.bad_signature_algorithm", f"{what} is signed with {alg.oid}, not RSASSA-PSS"
-        )
-    p = parse_pss_params(alg.params, what)
-    if (p.hash_oid, p.mgf_hash_oid, p.salt_length) != (OID_SHA384, OID_SHA384, AMD_PSS_SALT):
-        raise ChainError(
-            "snp.chain.bad_signature_algorithm",
-            f"{what}: RSASSA-PSS {p}, expected SHA-384/MGF1-SHA-384/salt 48",
-        )
-
-
-#: Signatures already verified, keyed by (SHA-256 of the signed certificate or CRL, SHA-256
-#: of the issuer certificate): a new bundle holding known certificates costs no RSA work.
-#: Entries are two hex digests (fixed size), bounded in number and so in bytes.
-_VERIFIED_MAX = 65536
-_VERIFIED: BoundedCache[tuple[str, str], bool] = BoundedCache(_VERIFIED_MAX, _VERIFIED_MAX * 320)
-
-
-def _verify(cert: Certificate | Crl, issuer: Certificate, what: str, code: str) -> None:
-    _check_amd_pss(cert, what)
-    key = (cert.fingerprint, issuer.fingerprint)
-    if key in _VERIFIED:
-        return
-    verify_signature(
-        cert.tbs, cert.signature_alg, cert.signature, issuer.public_key(), what, code=code
-    )
-    _VERIFIED.put(key, True, 192)
-
-
-def clear_signature_cache() -> None:
-    _VERIFIED.clear()
-
-
-#: ARK, ASK and ASVK keys are RSA-4096 (pub. 57230 §2).
-AMD_RSA_BITS = 4096
-
-
-def _require_rsa4096(cert: Certificate, what: str) -> None:
-    key = cert.public_key()
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != AMD_RSA_BITS:
-        raise ChainError("snp.chain.bad_key", f"{what} key is not RSA-{AMD_RSA_BITS}")
-
-
-def _key_id(cert: Certificate, oid: str) -> bytes | None:
-    """The key identifier a certificate states: its own (SKI, an OCTET STRING) or its
-    issuer's (AKI's ``[0] keyIdentifier``); None when absent."""
-    ext = cert.extensions.get(oid)
-    if ext is None:
-        return None
-    d = Der(ext.value, f"extension {oid}")
-    if oid == OID_SUBJECT_KEY_ID:
-        return d.content(0x04)
-    seq = d.sub(0x30)
-    return seq.content(0x80) if seq.peek_tag() == 0x80 else None
-
-
-def may_have_issued(cert: Certificate, candidate: Certificate) -> bool:
+def may_have_issued(cert: pki.Certificate, candidate: pki.Certificate) -> bool:
     """Whether ``candidate`` can be ``cert``'s issuer without a signature check: the names
     link and, when both state key identifiers, those agree (RFC 5280 §4.2.1.1: the AKI
-    names the key that signed). Only candidates passing this are worth an RSA
-    verification; a malformed identifier rules the candidate out."""
+    names the key that signed). The chain builder applies the same rule; the profile uses
+    it to pick the intermediates worth handing to it and to name what is missing."""
     if candidate.subject != cert.issuer:
         return False
-    try:
-        aki = _key_id(cert, OID_AUTHORITY_KEY_ID)
-        ski = _key_id(candidate, OID_SUBJECT_KEY_ID)
-    except ParseError:
-        return False
+    aki = cert.core.authority_key_id
+    ski = candidate.core.subject_key_id
     return aki is None or ski is None or aki == ski
-
-
-@dataclass(frozen=True)
-class VerifiedChain:
-    leaf: Certificate
-    endorsement: EndorsementKey
-    intermediate: Certificate
-    root: Certificate
-    root_pin: str | None  # pin name, or None when the root was given explicitly
-    product: str
-    crl: Crl | None  # the CRL that was checked (the verifier's own when it has one)
-    not_before: datetime  # the chain (and CRL) are valid in [not_before, not_after]
-    not_after: datetime
 
 
 def intermediate_cn(kind: str, product: str) -> str:
     return f"SEV-{product}" if kind == "vcek" else f"SEV-VLEK-{product}"
 
 
-def verify_chain(
-    leaf: Certificate,
-    candidates: list[Certificate],
-    explicit_roots: list[Certificate],
-    product: str | None,
-    at: datetime,
-    crl: Crl | None,
-    *,
-    revocation: Revocation | None = None,
-) -> VerifiedChain:
-    """Build and verify leaf → intermediate → root at time ``at``; raise the first failure.
+@dataclass(frozen=True)
+class AmdChain:
+    """A verified VCEK/VLEK → ASK/ASVK → ARK path and what AMD's profile made of it."""
 
-    ``candidates`` are untrusted certificates (bundles, trust directory, cache); a root among
-    them is trusted only if pinned. ``explicit_roots`` are trusted because the caller named
-    them (``--roots``). ``crl``: a CRL as supplied with the evidence. ``revocation``: the
-    verifier's own CRLs; when given they decide (``Revocation``) and ``crl`` can only add
-    revocations.
-    """
-    ek = parse_endorsement_key(leaf)
-    if product is None:
-        product = ek.product
-    if product is None:
-        # Last resort: the product named by the intermediate that issued the leaf.
-        for c in candidates:
-            if c.subject == leaf.issuer:
-                cn = c.subject_cn
-                product = product_line(cn.removeprefix("SEV-VLEK-").removeprefix("SEV-"))
-                if product:
-                    break
-    if product is None:
-        raise ChainError(
-            "snp.chain.unknown_product", "cannot tell the product line; pass --product"
+    path: pki.Path
+    endorsement: EndorsementKey
+    root_pin: str | None  # pin name, or None when the root was given explicitly
+    product: str
+    crl: pki.Crl | None  # the CRL that was checked (the verifier's own when it has one)
+    not_before: datetime  # the chain (and CRL) are valid in [not_before, not_after]
+    not_after: datetime
+
+    @property
+    def leaf(self) -> pki.Certificate:
+        return self.path.leaf
+
+    @property
+    def intermediate(self) -> pki.Certificate:
+        return self.path.certs[1]
+
+    @property
+    def root(self) -> pki.Certificate:
+        return self.path.anchor
+
+
+class AmdChainVerifier:
+    """AMD's profile over one ``pki.ChainVerifier``, whose signature memo it owns."""
+
+    def __init__(self, memo_entries: int = 65536) -> None:
+        self.chains = pki.ChainVerifier(
+            AMD_ALGORITHMS,
+            max_depth=AMD_DEPTH,
+            issuer_rsa_bits=AMD_RSA_BITS,
+            check_anchor_signature=True,
+            memo_entries=memo_entries,
         )
-    if ek.product is not None and ek.product != product:
-        raise ChainError(
-            "snp.chain.wrong_product",
-            f"{ek.kind.upper()} is for {ek.product_name}, verification is for {product}",
+        # The leaf's link alone (VCEK/VLEK under an ASK/ASVK taken as given), to say what is
+        # wrong below the root when no trusted ARK is there to build a path to.
+        self._links = pki.ChainVerifier(
+            AMD_ALGORITHMS, max_depth=2, issuer_rsa_bits=AMD_RSA_BITS, memo_entries=256
         )
+
+    def clear(self) -> None:
+        self.chains.clear()
+        self._links.clear()
+
+    def check_crl(self, crl: pki.Crl, root: pki.Certificate, at: datetime | None) -> None:
+        """``crl`` is ``root``'s (pub. 57230 §4: ``/vcek/v1/{product}/crl`` is signed by the
+        ARK) and, with ``at``, current. Raises ChainError with ``snp.*`` codes."""
+        try:
+            self.chains.check_crl(crl, root, at)
+        except ChainError as e:
+            raise pki.remap(e, CRL_CODES, "snp.crl.signature_invalid") from None
+
+    def verify_chain(
+        self,
+        leaf: pki.Certificate,
+        candidates: Sequence[pki.Certificate],
+        explicit_roots: Sequence[pki.Certificate],
+        product: str | None,
+        at: datetime,
+        crl: pki.Crl | None,
+        *,
+        revocation: Revocation | None = None,
+    ) -> AmdChain:
+        """Build and verify leaf → intermediate → root at time ``at``; raise the first failure.
+
+        ``candidates`` are untrusted certificates (bundles, trust directory, cache); a root
+        among them is trusted only if pinned. ``explicit_roots`` are trusted because the
+        caller named them (``--roots``). ``crl``: a CRL as supplied with the evidence.
+        ``revocation``: the verifier's own CRLs; when given they decide (``Revocation``) and
+        ``crl`` can only add revocations.
+        """
+        ek = parse_endorsement_key(leaf)
+        if product is None:
+            product = ek.product
+        if product is None:
+            # Last resort: the product named by the intermediate that issued the leaf.
+            for c in candidates:
+                if c.subject == leaf.issuer:
+                    cn = c.subject_cn
+                    product = product_line(cn.removeprefix("SEV-VLEK-").removeprefix("SEV-"))
+                    if product:
+                        break
+        if product is None:
+            raise ChainError(
+                "snp.chain.unknown_product", "cannot tell the product line; pass --product"
+            )
+        if ek.product is not None and ek.product != product:
+            raise ChainError(
+                "snp.chain.wrong_product",
+                f"{ek.kind.upper()} is for {ek.product_name}, verification is for {product}",
+            )
+        inters = _intermediates(leaf, ek, product, candidates)
+        # Trust anchors: the ARKs the caller named, then pinned SNP roots among the
+        # candidates, of the name the intermediates give their issuer (a pin of another
+        # platform never anchors an AMD chain; nor does anything the ASK could not name).
+        ark_names = {i.issuer for i in inters}
+        anchors: dict[str, pki.Certificate] = {}
+        for c in [*explicit_roots, *(c for c in candidates if pin_for(c.fingerprint))]:
+            p = pin_for(c.fingerprint)
+            if c.subject in ark_names and (p is None or p.platform == "snp"):
+                anchors.setdefault(c.fingerprint, c)
+        # The pool: the intermediates, and the untrusted roots of their name, so that a
+        # chain ending at a supplied but unpinned ARK fails as such (``untrusted_root``)
+        # rather than as the trusted ARK's signature not verifying.
+        roots = [
+            c
+            for c in candidates
+            if c.subject in ark_names and c.fingerprint not in anchors and c not in inters
+        ]
+        pool, trusted = [*inters, *roots], list(anchors.values())
+        if not trusted:
+            # Nothing to build to: what is wrong below the root comes first (the
+            # intermediate's CA flag and key, the leaf's signature), then the root.
+            try:
+                self._links.build(leaf, [], inters)
+            except ChainError as e:
+                raise self._chain_failure(e, inters, roots, anchors) from None
+        try:
+            # Trust first, validity second: a chain that is both untrusted and expired is
+            # reported as untrusted. Only when the path found is not valid at ``at`` is it
+            # built again at that time, which finds an equally trusted one that is (a
+            # renewed ASK next to an expired one) or names the certificate that is not.
+            path = self.chains.build(leaf, pool, trusted)
+            if path.invalid_at(at) is not None:
+                path = self.chains.build(leaf, pool, trusted, at)
+        except ChainError as e:
+            raise self._chain_failure(e, inters, roots, anchors) from None
+        if len(path.certs) != AMD_DEPTH:
+            # A trusted root issuing the leaf directly is no AMD hierarchy.
+            raise ChainError(
+                "snp.chain.missing_intermediate",
+                f"{ek.kind.upper()} is not issued through {intermediate_cn(ek.kind, product)}",
+            )
+        root = path.anchor
+        pin = pin_for(root.fingerprint)
+        root_pin = pin.name if pin is not None else None
+        if root_pin is not None and root_pin != f"ark-{product.lower()}":
+            raise ChainError(
+                "snp.chain.wrong_product", f"root is pinned as {root_pin}, product is {product}"
+            )
+        if root.subject != root.issuer:
+            raise ChainError("snp.chain.bad_root", f"{root.subject_cn!r} is not self-issued")
+        inter = path.certs[1]
+        below_root = ((inter, inter.subject_cn), (leaf, ek.kind.upper()))
+        not_before, not_after = path.not_before, path.not_after
+        if crl is not None:
+            self.check_crl(crl, root, at)
+            _check_revoked(crl, below_root)
+            if revocation is None:
+                not_before = max(not_before, crl.this_update)
+                if crl.next_update is not None:
+                    not_after = min(not_after, crl.next_update)
+        if revocation is not None:
+            own = revocation.check(self, root, at, below_root, ek.kind)
+            if own is not None:
+                crl = own
+                not_before = max(not_before, own.this_update)
+                if own.next_update is not None:
+                    not_after = min(not_after, own.next_update)
+        return AmdChain(path, ek, root_pin, product, crl, not_before, not_after)
+
+    @staticmethod
+    def _chain_failure(
+        e: ChainError,
+        inters: Sequence[pki.Certificate],
+        unpinned: Sequence[pki.Certificate],
+        anchors: dict[str, pki.Certificate],
+    ) -> ChainError:
+        """The builder's failure in AMD's terms (``unpinned``: the supplied roots that are
+        not trusted, named in the message when the chain ends without a trusted one)."""
+        if e.code == "x509.chain.bad_key":
+            # A key of an algorithm nobody implements is a malformed certificate, as it is
+            # for the PKI layer's own key loading (``Certificate.public_key``).
+            for c in [*inters, *anchors.values()]:
+                if c.key_type[0] == "other":
+                    c.public_key()  # raises ParseError x509.format.invalid
+        if e.code == "x509.chain.not_ca" and all(c.is_ca() for c in inters):
+            # The intermediates are CAs: what is not is the root.
+            return ChainError("snp.chain.bad_root", e.message)
+        out = pki.remap(e, CHAIN_CODES, "snp.chain.untrusted_root")
+        if out.code == "snp.chain.untrusted_root":
+            want = ", ".join(sorted({c.subject_cn for c in inters}))
+            listed = ", ".join(f"{c.subject_cn} sha256 {c.fingerprint}" for c in unpinned)
+            return ChainError(
+                out.code,
+                f"no pinned or explicitly given ARK for {want}"
+                + (f" (unpinned candidates: {listed})" if listed else ""),
+            )
+        return out
+
+
+def _intermediates(
+    leaf: pki.Certificate,
+    ek: EndorsementKey,
+    product: str,
+    candidates: Sequence[pki.Certificate],
+) -> list[pki.Certificate]:
+    """The candidates that may be the leaf's ASK/ASVK for ``product``: issuer by name and
+    key identifier, and the name AMD gives that intermediate (pub. 57230 §2). Several can
+    qualify (trust directory, bundle, cache, or a planted impostor): the builder tries each."""
     want_cn = intermediate_cn(ek.kind, product)
     issuers = [c for c in candidates if may_have_issued(leaf, c)]
     if not issuers:
@@ -290,7 +377,7 @@ def verify_chain(
             "snp.chain.missing_intermediate",
             f"no {want_cn} certificate issued the {ek.kind.upper()} (issuer {leaf.issuer_cn!r})",
         )
-    matching: dict[str, Certificate] = {}
+    matching: dict[str, pki.Certificate] = {}
     for c in issuers:
         if c.subject_cn == want_cn:
             matching.setdefault(c.fingerprint, c)
@@ -299,130 +386,12 @@ def verify_chain(
             "snp.chain.wrong_product",
             f"{ek.kind.upper()} issued by {issuers[0].subject_cn!r}, expected {want_cn!r}",
         )
-    # Several candidates can carry the intermediate's name (trust directory, bundle, cache,
-    # or a planted impostor): the chain holds if any of them completes it.
-    first_error: ChainError | None = None
-    for inter in matching.values():
-        try:
-            return _complete(
-                leaf, ek, inter, want_cn, candidates, explicit_roots, product, at, crl, revocation
-            )
-        except ChainError as e:
-            first_error = first_error or e
-    assert first_error is not None
-    raise first_error
+    return list(matching.values())
 
 
-def _complete(
-    leaf: Certificate,
-    ek: EndorsementKey,
-    inter: Certificate,
-    want_cn: str,
-    candidates: list[Certificate],
-    explicit_roots: list[Certificate],
-    product: str,
-    at: datetime,
-    crl: Crl | None,
-    revocation: Revocation | None,
-) -> VerifiedChain:
-    """The chain above a chosen intermediate: leaf signature, root, validity, CRL."""
-    if not inter.is_ca():
-        raise ChainError("snp.chain.not_ca", f"{want_cn} is not a CA certificate")
-    _require_rsa4096(inter, want_cn)
-    _verify(leaf, inter, f"{ek.kind.upper()} (signed by {want_cn})", "snp.chain.signature_invalid")
-
-    pinned = [c for c in candidates if may_have_issued(inter, c) and pin_for(c.fingerprint)]
-    explicit = [c for c in explicit_roots if may_have_issued(inter, c)]
-    root: Certificate | None = None
-    root_pin: str | None = None
-    for c in explicit + pinned:
-        p = pin_for(c.fingerprint)
-        if p is not None and p.platform != "snp":
-            continue
-        try:
-            _verify(
-                inter, c, f"{want_cn} (signed by {c.subject_cn})", "snp.chain.signature_invalid"
-            )
-        except ChainError:
-            continue
-        root, root_pin = c, (p.name if p is not None else None)
-        break
-    if root is None:
-        unpinned = [c for c in candidates if c.subject == inter.issuer]
-        if unpinned or not (explicit or pinned):
-            names = ", ".join(f"{c.subject_cn} sha256 {c.fingerprint}" for c in unpinned)
-            raise ChainError(
-                "snp.chain.untrusted_root",
-                f"no pinned or explicitly given ARK for {want_cn}"
-                + (f" (unpinned candidates: {names})" if names else ""),
-            )
-        raise ChainError(
-            "snp.chain.signature_invalid", f"{want_cn} is not signed by any trusted ARK"
-        )
-    if root_pin is not None and root_pin != f"ark-{product.lower()}":
-        raise ChainError(
-            "snp.chain.wrong_product", f"root is pinned as {root_pin}, product is {product}"
-        )
-    _require_rsa4096(root, root.subject_cn)
-    if root.subject != root.issuer or not root.is_ca():
-        raise ChainError("snp.chain.bad_root", f"{root.subject_cn!r} is not a self-signed CA")
-    _verify(root, root, f"{root.subject_cn} (self-signed)", "snp.chain.signature_invalid")
-
-    for c, what in ((leaf, ek.kind.upper()), (inter, want_cn), (root, root.subject_cn)):
-        if at < c.not_before:
-            raise ChainError(
-                "snp.chain.not_yet_valid",
-                f"{what} is valid from {c.not_before.isoformat()}, "
-                f"verification time {at.isoformat()}",
-            )
-        if at > c.not_after:
-            raise ChainError(
-                "snp.chain.expired",
-                f"{what} expired {c.not_after.isoformat()}, verification time {at.isoformat()}",
-            )
-    not_before = max(leaf.not_before, inter.not_before, root.not_before)
-    not_after = min(leaf.not_after, inter.not_after, root.not_after)
-    if crl is not None:
-        if crl.issuer != root.subject:
-            raise ChainError(
-                "snp.crl.wrong_issuer", f"CRL is not issued by {root.subject_cn} (wrong product?)"
-            )
-        _verify(crl, root, f"CRL of {root.subject_cn}", "snp.crl.signature_invalid")
-        if at < crl.this_update or (crl.next_update is not None and at > crl.next_update):
-            nu = crl.next_update.isoformat() if crl.next_update else "-"
-            raise ChainError(
-                "snp.crl.expired",
-                f"CRL valid {crl.this_update.isoformat()}..{nu}, "
-                f"verification time {at.isoformat()}",
-            )
-        _check_revoked(crl, ((inter, want_cn), (leaf, ek.kind.upper())))
-        if revocation is None:
-            not_before = max(not_before, crl.this_update)
-            if crl.next_update is not None:
-                not_after = min(not_after, crl.next_update)
-    if revocation is not None:
-        own = revocation.check(root, at, ((inter, want_cn), (leaf, ek.kind.upper())), ek.kind)
-        if own is not None:
-            crl = own
-            not_before = max(not_before, own.this_update)
-            if own.next_update is not None:
-                not_after = min(not_after, own.next_update)
-    return VerifiedChain(
-        leaf=leaf,
-        endorsement=ek,
-        intermediate=inter,
-        root=root,
-        root_pin=root_pin,
-        product=product,
-        crl=crl,
-        not_before=not_before,
-        not_after=not_after,
-    )
-
-
-def _check_revoked(crl: Crl, certs: tuple[tuple[Certificate, str], ...]) -> None:
+def _check_revoked(crl: pki.Crl, certs: tuple[tuple[pki.Certificate, str], ...]) -> None:
     for c, what in certs:
-        if c.serial in crl.revoked:
+        if crl.revokes(c):
             raise ChainError(
                 "snp.chain.revoked", f"{what} serial {c.serial} is revoked by the ARK's CRL"
             )
@@ -441,11 +410,11 @@ class Revocation:
     ``allow_missing`` says the operator accepts that.
     """
 
-    crls: tuple[Crl, ...] = ()
+    crls: tuple[pki.Crl, ...] = ()
     allow_missing: bool = False
     #: CRLs for one hierarchy only ("vcek" or "vlek"): KDS serves one per hierarchy, both
     #: signed by the ARK, so the issuer alone cannot tell them apart.
-    kind_crls: tuple[tuple[str, Crl], ...] = ()
+    kind_crls: tuple[tuple[str, pki.Crl], ...] = ()
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -458,22 +427,23 @@ class Revocation:
 
     def check(
         self,
-        root: Certificate,
+        amd: AmdChainVerifier,
+        root: pki.Certificate,
         at: datetime,
-        certs: tuple[tuple[Certificate, str], ...],
+        certs: tuple[tuple[pki.Certificate, str], ...],
         kind: str,
-    ) -> Crl | None:
+    ) -> pki.Crl | None:
         """Raise when a certificate is revoked or no current CRL applies (and that is not
         allowed); return the current CRL that bounds the result's validity, if any."""
         pool = [*self.crls, *(c for k, c in self.kind_crls if k == kind)]
         mine = [c for c in pool if c.issuer == root.subject]
-        current: Crl | None = None
+        current: pki.Crl | None = None
         for c in mine:
-            _verify(c, root, f"CRL of {root.subject_cn}", "snp.crl.signature_invalid")
+            # Signature only: a stale CRL's revocations still count.
+            amd.check_crl(c, root, None)
             _check_revoked(c, certs)
-            if c.this_update <= at and (c.next_update is None or at <= c.next_update):
-                if current is None or c.this_update > current.this_update:
-                    current = c
+            if c.current_at(at) and (current is None or c.this_update > current.this_update):
+                current = c
         if current is None and not self.allow_missing:
             if not mine:
                 raise ChainError(

@@ -16,24 +16,39 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sealgate.pki import to_pem
 from sealgate.testing.snp import AMD, alg_id, bitstring, integer, octets, oid, seq, tlv
 from sealgate.testing.tdx import FakeIntel, Platform
-from sealgate.trust import to_pem
-from sealgate.x509der import Der
 
 # --------------------------------------------------------------------------------------
 # DER surgery
 # --------------------------------------------------------------------------------------
 
 
+def _header(der: bytes, pos: int) -> tuple[int, int]:
+    """(start of the contents, end of the TLV) of the TLV at ``pos`` (X.690 §8.1: one-octet
+    tags, definite lengths; the inputs are well-formed certificates and CRLs this module
+    edits, never evidence, so a malformed one is a bug in the test: IndexError/ValueError)."""
+    first = der[pos + 1]
+    if first < 0x80:
+        return pos + 2, pos + 2 + first
+    n = first & 0x7F
+    if not 0 < n <= 4:
+        raise ValueError(f"unsupported DER length at {pos}")
+    length = int.from_bytes(der[pos + 2 : pos + 2 + n], "big")
+    return pos + 2 + n, pos + 2 + n + length
+
+
 def children(der: bytes) -> list[bytes]:
     """The TLVs inside the contents of the one TLV ``der`` (constructed or OCTET STRING)."""
-    d = Der(der, "edit")
-    _, _, s, e = d.read()
-    inner = Der(der, "edit", s, e)
+    pos, end = _header(der, 0)
     out: list[bytes] = []
-    while not inner.at_end():
-        out.append(inner.raw())
+    while pos < end:
+        _, nxt = _header(der, pos)
+        if nxt > end:
+            raise ValueError(f"TLV at {pos} runs past its container")
+        out.append(der[pos:nxt])
+        pos = nxt
     return out
 
 
@@ -93,7 +108,8 @@ def duplicate_extension(cert: bytes, index: int = 0) -> bytes:
 
 
 # --------------------------------------------------------------------------------------
-# SEV-SNP: the DER reader (signatures are not needed: each input fails while parsing)
+# SEV-SNP: the certificate parser (signatures are not needed: each input fails while
+# parsing)
 # --------------------------------------------------------------------------------------
 
 #: blSPL, one of AMD's one-octet TCB extensions on a VCEK (pub. 57230 Table 8).

@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from sealgate.node.tsm import Responder
+from sealgate.pki import to_pem
 from sealgate.snp import kds
-from sealgate.trust import to_pem
 
 # --------------------------------------------------------------------------------------
 # Deterministic randomness and keys
