@@ -775,36 +775,11 @@ mod tests {
     /// 2026-06-01T00:00:00Z, when every non-expired vector is valid.
     const AT: i64 = 1_780_272_000;
 
-    /// The DER of the first PEM block (test input only).
+    /// The DER of the first block of a PEM file (RFC 7468).
     fn pem_der(pem: &[u8]) -> Vec<u8> {
-        let text = std::str::from_utf8(pem).expect("PEM is text");
-        let body: Vec<u8> = text
-            .lines()
-            .skip_while(|l| !l.starts_with("-----BEGIN"))
-            .skip(1)
-            .take_while(|l| !l.starts_with("-----END"))
-            .flat_map(|l| l.bytes())
-            .filter(|&c| c != b'=')
-            .collect();
-        let val = |c: u8| -> u32 {
-            match c {
-                b'A'..=b'Z' => u32::from(c - b'A'),
-                b'a'..=b'z' => u32::from(c - b'a') + 26,
-                b'0'..=b'9' => u32::from(c - b'0') + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => panic!("not base64: {c}"),
-            }
-        };
-        let mut out = Vec::new();
-        for chunk in body.chunks(4) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |a, (i, &c)| a | (val(c) << (18 - 6 * i)));
-            out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-        }
-        out
+        const END: &[u8] = b"-----END CERTIFICATE-----";
+        let end = pem.windows(END.len()).position(|w| w == END).expect("END") + END.len();
+        der::pem::decode_vec(&pem[..end]).expect("PEM vector").1
     }
 
     fn cert(der: &[u8]) -> Certificate {

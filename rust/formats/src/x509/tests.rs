@@ -15,37 +15,9 @@ const ASK_PEM: &[u8] = include_bytes!("../../../../vectors/sev-snp/ask-milan.pem
 const CRL: &[u8] = include_bytes!("../../../../vectors/sev-snp/crl-milan.der");
 const CRL_EXPIRED: &[u8] = include_bytes!("../../../../vectors/sev-snp/crl-milan-expired.der");
 
-/// The DER of the first PEM block (RFC 7468; test input only, so no validation beyond
-/// what the vectors need).
-pub(crate) fn pem_der(pem: &[u8]) -> Vec<u8> {
-    let text = std::str::from_utf8(pem).expect("PEM is text");
-    let body: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    let val = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        }
-    };
-    let mut out = Vec::new();
-    let bytes: Vec<u8> = body.bytes().filter(|&c| c != b'=').collect();
-    for chunk in bytes.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |a, (i, &c)| a | (val(c) << (18 - 6 * i)));
-        let take = chunk.len() - 1;
-        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
-    }
-    out
+/// The DER inside a one-block PEM file.
+fn pem_der(pem: &[u8]) -> Vec<u8> {
+    der::pem::decode_vec(pem).expect("PEM vector").1
 }
 
 fn code(r: Result<impl std::fmt::Debug>) -> String {
