@@ -18,7 +18,7 @@ from sealgate.node.agent import AgentError, NodeAgent, explain
 from sealgate.protocol import SUITE_ENUM, runtime_binding
 from sealgate.service.auth import mint_operator_token
 from sealgate.testing.softnode import SoftwareSnp, SoftwareTdx, SoftwareTpm
-from sealgate.tpm.enroll import fingerprint, load_certificates
+from sealgate.tpm.enroll import load_certificates
 
 from tests.service.conftest import TPM_POLICY, Env
 
@@ -41,7 +41,7 @@ def _tpm_env(env: Env) -> tuple[NodeAgent, SoftwareTpm]:
 
 
 def _ek(tpm: SoftwareTpm) -> str:
-    return "ek:" + fingerprint(load_certificates(tpm.ek_cert)[0])
+    return "ek:" + load_certificates(tpm.ek_cert)[0].fingerprint
 
 
 def _code(fn: Callable[[], object]) -> tuple[str, grpc.StatusCode | None]:

@@ -6,8 +6,6 @@ import datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from sealgate import _core
 from sealgate.errors import ChainError, VerificationError
 from sealgate.testing.swtpm import Swtpm, TpmKey
@@ -96,8 +94,7 @@ def test_make_credential_ecc_p384_ek_activates_on_real_tpm(swtpm: Swtpm, tmp_pat
 def test_make_credential_activates_on_real_tpm(swtpm: Swtpm, tmp_path: Path, kind: str) -> None:
     cert = load_certificate(swtpm.ek_certificate(kind))
     root, inter = swtpm.ca_certificates()
-    info = verify_ek_chain(cert.public_bytes(x509_der()), [inter],
-                           [x509.load_pem_x509_certificate(root)])  # fmt: skip
+    info = verify_ek_chain(cert.der, [inter], [load_certificate(root)])
     assert info.model == "swtpm"
     ek = swtpm.create_ek(kind)
     ak = swtpm.create_ak(ek, "ecc")
@@ -139,25 +136,20 @@ def test_software_activate_opens_tpm2_makecredential(swtpm: Swtpm, tmp_path: Pat
 def test_ek_chain_refusals(swtpm: Swtpm, tmp_path: Path) -> None:
     der = swtpm.ek_certificate("rsa")
     root, inter = swtpm.ca_certificates()
-    roots = [x509.load_pem_x509_certificate(root)]
+    roots = [load_certificate(root)]
     with pytest.raises(ChainError) as e:
         verify_ek_chain(der, [], roots)  # intermediate missing
     assert e.value.code == "tpm.ek.untrusted_root"
     with Swtpm(tmp_path / "other") as other:
         other_root, _ = other.ca_certificates()
     with pytest.raises(ChainError) as e:
-        verify_ek_chain(der, [inter], [x509.load_pem_x509_certificate(other_root)])
+        verify_ek_chain(der, [inter], [load_certificate(other_root)])
     assert e.value.code in ("tpm.ek.untrusted_root", "tpm.ek.signature_invalid")
     # The intermediate (a CA certificate) is not an EK certificate.
     with pytest.raises(VerificationError) as e2:
-        verify_ek_chain(x509.load_pem_x509_certificate(inter).public_bytes(x509_der()),
-                        [inter], roots)  # fmt: skip
+        verify_ek_chain(load_certificate(inter).der, [inter], roots)
     assert e2.value.code == "tpm.ek.profile_invalid"
     late = datetime.datetime(10000 - 1, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
     verify_ek_chain(der, [inter], roots, at=late - datetime.timedelta(days=1))
     with pytest.raises(ChainError):
         verify_ek_chain(der, [inter], roots, at=datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC))
-
-
-def x509_der() -> Encoding:
-    return Encoding.DER

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status
 from sealgate.appraise.policy import canonical
 from sealgate.broker.audit import AuditLog, AuditVerdict
@@ -30,6 +28,7 @@ from sealgate.broker.keys import ModelKeys, check_key_id
 from sealgate.broker.nonces import Challenges
 from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
+from sealgate.pki import Certificate
 from sealgate.protocol import runtime_binding
 from sealgate.protocol.hpke import jwk, jwk_thumbprint, release_info, seal
 from sealgate.result import VerifyResult
@@ -57,11 +56,11 @@ from sealgate.storage import (
     StorageError,
 )
 from sealgate.tpm.enroll import (
+    EkVerifier,
     check_ak,
     ek_public_key,
     load_certificates,
     make_credential,
-    verify_ek_chain,
 )
 
 log = logging.getLogger("sealgate.service")
@@ -103,8 +102,8 @@ class EnrollChallenge:
     expires_at: int
 
 
-def _load_pem_dir(paths: Sequence[Any]) -> list[x509.Certificate]:
-    out: list[x509.Certificate] = []
+def _load_pem_dir(paths: Sequence[Any]) -> list[Certificate]:
+    out: list[Certificate] = []
     for p in paths:
         files = sorted(p.iterdir()) if p.is_dir() else [p]
         for f in files:
@@ -138,10 +137,8 @@ class Verifier:
                 "verifier-side AMD CRL (revoked VCEKs/ASKs may pass)"
             )
         self.config = ConfigCache(storage)
-        self.ek_roots = _load_pem_dir(cfg.ek_ca_roots)
-        self.ek_intermediates = [
-            c.public_bytes(Encoding.DER) for c in _load_pem_dir(cfg.ek_ca_intermediates)
-        ]
+        # The EK CA roots and intermediates, and the memo of CA signatures verified.
+        self.ek = EkVerifier(_load_pem_dir(cfg.ek_ca_roots), _load_pem_dir(cfg.ek_ca_intermediates))
 
     # -- Attestation --------------------------------------------------------------------
     def challenge(self, platform: str, node_id: str) -> tuple[str, bytes, int]:
@@ -551,9 +548,7 @@ class Verifier:
         if not node_id or len(node_id) > 128:
             raise E.Invalid("tpm.enroll.bad_node_id", "node id must be 1..128 characters")
         try:
-            info = verify_ek_chain(
-                ek_certificate, [*ek_chain, *self.ek_intermediates], self.ek_roots
-            )
+            info = self.ek.verify(ek_certificate, ek_chain)
             ak = check_ak(ak_public)
         except SealgateError as e:
             self.audit.append("enroll.refused", node_id, {"code": e.code})

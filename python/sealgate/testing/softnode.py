@@ -91,9 +91,13 @@ class SoftwareCa:
                 x509.DirectoryName(
                     x509.Name(
                         [
-                            x509.NameAttribute(OID_TPM_MANUFACTURER, "id:53474154"),
-                            x509.NameAttribute(OID_TPM_MODEL, "softtpm"),
-                            x509.NameAttribute(OID_TPM_VERSION, "id:00010000"),
+                            x509.NameAttribute(
+                                x509.ObjectIdentifier(OID_TPM_MANUFACTURER), "id:53474154"
+                            ),
+                            x509.NameAttribute(x509.ObjectIdentifier(OID_TPM_MODEL), "softtpm"),
+                            x509.NameAttribute(
+                                x509.ObjectIdentifier(OID_TPM_VERSION), "id:00010000"
+                            ),
                         ]
                     )
                 )
@@ -108,7 +112,10 @@ class SoftwareCa:
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=3650))
             .add_extension(san, critical=True)
-            .add_extension(x509.ExtendedKeyUsage([OID_TCG_KP_EK_CERTIFICATE]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([x509.ObjectIdentifier(OID_TCG_KP_EK_CERTIFICATE)]),
+                critical=False,
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(False, False, True, False, False, False, False, False, False),

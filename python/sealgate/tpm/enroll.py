@@ -3,12 +3,13 @@
 Flow (README "gRPC API", Enroll): the node sends its EK certificate (+ issuing
 CAs) and its AK public area. The verifier
 
-1. checks the EK certificate chain against the configured EK CA roots link by link
-   (``verify_directly_issued_by`` + validity + CA constraints: cryptography's PolicyBuilder
-   rejects EK certificates with "required EKU not found": they carry no serverAuth or
-   clientAuth) and the TCG EK profile (EKU tcg-kp-EKCertificate 2.23.133.8.1 and a SAN
+1. checks the EK certificate chain against the configured EK CA roots with the PKI layer's
+   chain builder (``sealgate.pki``: issuer by name and key identifier, basic constraints,
+   path length, keyUsage keyCertSign, the EK CAs' signature algorithms, validity; RFC 5280
+   §6.1), and the TCG EK profile (EKU tcg-kp-EKCertificate 2.23.133.8.1 and a SAN
    directoryName with TPM manufacturer/model/version attributes 2.23.133.2.1-3; TCG EK
-   Credential Profile 2.x §3.2);
+   Credential Profile 2.x §3.2). A general-purpose path validator would refuse EK
+   certificates for lacking serverAuth/clientAuth; the TCG profile is checked here instead;
 2. checks the AK is a restricted signing key that cannot leave the TPM;
 3. runs TPM2_MakeCredential (TPM 2.0 Part 1 §24, Part 3 §12.6) for the AK's Name to the
    EK's public key: only the TPM holding that EK, with that AK loaded, can recover the
@@ -35,28 +36,55 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-
 # cryptography >= 49 keeps CFB in the decrepit module; MakeCredential needs AES-CFB
 # (TPM 2.0 Part 1 §24).
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 
-from sealgate import _core
+from sealgate import _core, pki
 from sealgate.errors import ChainError, ParseError, VerificationError
 
 #: TCG EK Credential Profile: EKU tcg-kp-EKCertificate and the SAN TPM attributes.
-OID_TCG_KP_EK_CERTIFICATE = x509.ObjectIdentifier("2.23.133.8.1")
-OID_TPM_MANUFACTURER = x509.ObjectIdentifier("2.23.133.2.1")
-OID_TPM_MODEL = x509.ObjectIdentifier("2.23.133.2.2")
-OID_TPM_VERSION = x509.ObjectIdentifier("2.23.133.2.3")
-#: Longest chain walked from the EK certificate to a root (EK → intermediates → root).
+OID_TCG_KP_EK_CERTIFICATE = "2.23.133.8.1"
+OID_TPM_MANUFACTURER = "2.23.133.2.1"
+OID_TPM_MODEL = "2.23.133.2.2"
+OID_TPM_VERSION = "2.23.133.2.3"
+OID_SUBJECT_ALT_NAME = "2.5.29.17"  # RFC 5280 §4.2.1.6
+#: Most CA certificates walked above the EK certificate to a root (intermediates + root).
 MAX_CHAIN_DEPTH = 6
+#: What TPM vendors' EK CAs sign with (Infineon, STMicro, Nuvoton, Intel PTT, AMD fTPM:
+#: RSA PKCS#1 v1.5 and ECDSA; RSA-PSS for the CAs that moved to it). Anything else is
+#: refused before any public-key work.
+EK_CA_ALGORITHMS = (
+    "rsa-pkcs1-sha256",
+    "rsa-pkcs1-sha384",
+    "rsa-pkcs1-sha512",
+    "ecdsa-sha256",
+    "ecdsa-sha384",
+    "rsa-pss-sha256",
+    "rsa-pss-sha384",
+)
+#: The PKI layer's chain failures under the stable EK codes. Issuer keys or algorithms the
+#: profile cannot verify with are a signature that does not verify, as they always were.
+_CHAIN_CODES = {
+    "x509.chain.expired": "tpm.ek.cert_expired",
+    "x509.chain.not_yet_valid": "tpm.ek.cert_expired",
+    "x509.chain.not_ca": "tpm.ek.chain_invalid",
+    "x509.chain.key_usage": "tpm.ek.chain_invalid",
+    "x509.chain.path_len_exceeded": "tpm.ek.chain_invalid",
+    "x509.chain.signature_invalid": "tpm.ek.signature_invalid",
+    "x509.chain.algorithm_not_allowed": "tpm.ek.signature_invalid",
+    "x509.chain.unsupported_algorithm": "tpm.ek.signature_invalid",
+    "x509.chain.bad_key": "tpm.ek.signature_invalid",
+    "x509.chain.no_issuer": "tpm.ek.untrusted_root",
+    "x509.chain.untrusted_root": "tpm.ek.untrusted_root",
+    "x509.chain.too_long": "tpm.ek.chain_too_long",
+    "x509.chain.no_anchors": "tpm.ek.no_roots",
+}
 #: TPM2B_DIGEST credentials are at most the nameAlg digest size (Part 3 §12.6.1).
 MAX_SECRET = 32
 
@@ -72,34 +100,27 @@ AK_REQUIRED = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | RESTRICTED | SI
 _HASHES = {"sha256": (hashes.SHA256, 0x000B), "sha384": (hashes.SHA384, 0x000C)}
 
 
-def load_certificate(data: bytes, what: str = "certificate") -> x509.Certificate:
+def load_certificate(data: bytes, what: str = "certificate") -> pki.Certificate:
+    """One certificate, PEM or DER (``tpm.ek.cert_invalid`` otherwise)."""
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as e:
+        return pki.load_certificate(pki.pem_to_der(data, "CERTIFICATE", what), what)
+    except ParseError as e:
         raise ParseError(
             "tpm.ek.cert_invalid", f"{what} is not an X.509 certificate: {e}"
         ) from None
 
 
-def load_certificates(data: bytes) -> list[x509.Certificate]:
-    """One DER certificate or a PEM bundle."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        try:
-            return x509.load_pem_x509_certificates(data)
-        except ValueError as e:
-            raise ParseError("tpm.ek.cert_invalid", f"bad PEM bundle: {e}") from None
-    return [load_certificate(data)]
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()
+def load_certificates(data: bytes, what: str = "CA certificates") -> list[pki.Certificate]:
+    """One DER certificate or a PEM bundle (``tpm.ek.cert_invalid`` otherwise)."""
+    try:
+        return pki.load_certificates(data, what)
+    except ParseError as e:
+        raise ParseError("tpm.ek.cert_invalid", f"bad certificate bundle: {e}") from None
 
 
 @dataclass(frozen=True)
 class EkInfo:
-    certificate: x509.Certificate
+    certificate: pki.Certificate
     fingerprint: str
     root_fingerprint: str
     manufacturer: str
@@ -107,56 +128,20 @@ class EkInfo:
     version: str
 
 
-def _check_validity(cert: x509.Certificate, at: datetime.datetime, what: str) -> None:
-    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-        raise ChainError(
-            "tpm.ek.cert_expired",
-            f"{what} valid {cert.not_valid_before_utc:%Y-%m-%d} .. "
-            f"{cert.not_valid_after_utc:%Y-%m-%d}, not at {at:%Y-%m-%d}",
-        )
-
-
-def _check_ca(cert: x509.Certificate, what: str) -> None:
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        raise ChainError("tpm.ek.chain_invalid", f"{what} has no basicConstraints") from None
-    if not bc.ca:
-        raise ChainError("tpm.ek.chain_invalid", f"{what} is not a CA")
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return
-    if not ku.key_cert_sign:
-        raise ChainError("tpm.ek.chain_invalid", f"{what} may not sign certificates")
-
-
-def _tcg_profile(cert: x509.Certificate) -> tuple[str, str, str]:
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        raise VerificationError(
-            "tpm.ek.profile_invalid", "EK certificate has no extendedKeyUsage"
-        ) from None
+def _tcg_profile(cert: pki.Certificate) -> tuple[str, str, str]:
+    """TCG EK Credential Profile 2.x §3.2: EKU tcg-kp-EKCertificate and the SAN
+    directoryName attributes TPMManufacturer, TPMModel, TPMVersion."""
+    eku = cert.extended_key_usage
+    if eku is None:
+        raise VerificationError("tpm.ek.profile_invalid", "EK certificate has no extendedKeyUsage")
     if OID_TCG_KP_EK_CERTIFICATE not in eku:
         raise VerificationError(
             "tpm.ek.profile_invalid", "EK certificate lacks EKU tcg-kp-EKCertificate (2.23.133.8.1)"
         )
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        raise VerificationError(
-            "tpm.ek.profile_invalid", "EK certificate has no subjectAltName"
-        ) from None
-    attrs: dict[x509.ObjectIdentifier, str] = {}
-    for name in san.get_values_for_type(x509.DirectoryName):
-        for attr in name:
-            attrs[attr.oid] = str(attr.value)
-    missing = [
-        o.dotted_string
-        for o in (OID_TPM_MANUFACTURER, OID_TPM_MODEL, OID_TPM_VERSION)
-        if o not in attrs
-    ]
+    if OID_SUBJECT_ALT_NAME not in cert.extensions:
+        raise VerificationError("tpm.ek.profile_invalid", "EK certificate has no subjectAltName")
+    attrs = dict(cert.san_directory_attributes)  # the last of a repeated attribute, as before
+    missing = [o for o in (OID_TPM_MANUFACTURER, OID_TPM_MODEL, OID_TPM_VERSION) if o not in attrs]
     if missing:
         raise VerificationError(
             "tpm.ek.profile_invalid",
@@ -165,53 +150,60 @@ def _tcg_profile(cert: x509.Certificate) -> tuple[str, str, str]:
     return attrs[OID_TPM_MANUFACTURER], attrs[OID_TPM_MODEL], attrs[OID_TPM_VERSION]
 
 
+class EkVerifier:
+    """The TPM vendor profile over the PKI layer: the configured EK CA roots (trust anchors,
+    trusted byte for byte) and intermediates, and the chain verifier whose memo keeps the
+    CA signatures already verified. The service holds one for its lifetime."""
+
+    def __init__(
+        self,
+        roots: Sequence[pki.Certificate],
+        intermediates: Sequence[pki.Certificate] = (),
+    ) -> None:
+        self.roots = tuple(roots)
+        self.intermediates = tuple(intermediates)
+        # max_depth counts every certificate of the path: the EK and the CAs above it.
+        self.chain = pki.ChainVerifier(EK_CA_ALGORITHMS, max_depth=1 + MAX_CHAIN_DEPTH)
+
+    def verify(
+        self,
+        ek_cert: bytes,
+        chain: Sequence[bytes] = (),
+        at: datetime.datetime | None = None,
+    ) -> EkInfo:
+        """Check the EK certificate (PEM or DER) chains to a root through ``chain`` (PEM
+        bundles or DER certificates the node sent) and the configured intermediates, and
+        follows the TCG profile."""
+        when = at or datetime.datetime.now(datetime.UTC)
+        cert = load_certificate(ek_cert, "EK certificate")
+        pool = [c for blob in chain for c in load_certificates(blob)]
+        pool.extend(self.intermediates)
+        if not self.roots:
+            raise ChainError("tpm.ek.no_roots", "no EK CA roots are configured")
+        # The EK's own window and profile first: they name the EK certificate itself.
+        if not cert.valid_at(when):
+            raise ChainError(
+                "tpm.ek.cert_expired",
+                f"EK certificate valid {cert.not_before:%Y-%m-%d} .. "
+                f"{cert.not_after:%Y-%m-%d}, not at {when:%Y-%m-%d}",
+            )
+        manufacturer, model, version = _tcg_profile(cert)
+        try:
+            path = self.chain.build(cert, pool, self.roots, when)
+        except ChainError as e:
+            raise pki.remap(e, _CHAIN_CODES, "tpm.ek.chain_invalid") from None
+        return EkInfo(cert, cert.fingerprint, path.anchor.fingerprint, manufacturer, model, version)
+
+
 def verify_ek_chain(
     ek_cert: bytes,
     intermediates: Sequence[bytes],
-    roots: Sequence[x509.Certificate],
+    roots: Sequence[pki.Certificate],
     at: datetime.datetime | None = None,
 ) -> EkInfo:
-    """Check the EK certificate chains to one of ``roots`` and follows the TCG profile."""
-    when = at or datetime.datetime.now(datetime.UTC)
-    cert = load_certificate(ek_cert, "EK certificate")
-    pool: list[x509.Certificate] = []
-    for blob in intermediates:
-        pool.extend(load_certificates(blob))
-    if not roots:
-        raise ChainError("tpm.ek.no_roots", "no EK CA roots are configured")
-    _check_validity(cert, when, "EK certificate")
-    manufacturer, model, version = _tcg_profile(cert)
-    root_ders = {r.public_bytes(serialization.Encoding.DER) for r in roots}
-    current = cert
-    for _depth in range(MAX_CHAIN_DEPTH):
-        candidates = [c for c in (*roots, *pool) if c.subject == current.issuer]
-        if not candidates:
-            raise ChainError(
-                "tpm.ek.untrusted_root",
-                f"no configured root or supplied CA issued {current.subject.rfc4514_string()!r}",
-            )
-        issuer = None
-        for cand in candidates:
-            try:
-                current.verify_directly_issued_by(cand)
-            except (ValueError, TypeError, InvalidSignature):
-                continue  # same subject, other key: try the next candidate
-            issuer = cand
-            break
-        if issuer is None:
-            raise ChainError(
-                "tpm.ek.signature_invalid",
-                f"signature on {current.subject.rfc4514_string()!r} does not verify",
-            )
-        what = f"CA {issuer.subject.rfc4514_string()!r}"
-        _check_validity(issuer, when, what)
-        _check_ca(issuer, what)
-        if issuer.public_bytes(serialization.Encoding.DER) in root_ders:
-            return EkInfo(
-                cert, fingerprint(cert), fingerprint(issuer), manufacturer, model, version
-            )
-        current = issuer
-    raise ChainError("tpm.ek.chain_too_long", f"no root within {MAX_CHAIN_DEPTH} certificates")
+    """Check the EK certificate chains to one of ``roots`` and follows the TCG profile
+    (a fresh ``EkVerifier``: nothing is kept between calls)."""
+    return EkVerifier(roots).verify(ek_cert, intermediates, at)
 
 
 def check_ak(ak_public: bytes) -> _core.TpmPublic:
@@ -396,11 +388,11 @@ def activate_credential(
     return plain[2 : 2 + n]
 
 
-def ek_public_key(cert: x509.Certificate) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
-    key = cert.public_key()
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise VerificationError("tpm.ek.unsupported_key", f"{type(key).__name__} EK")
-    return key
+def ek_public_key(cert: pki.Certificate) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    try:
+        return cert.public_key()
+    except ParseError as e:
+        raise VerificationError("tpm.ek.unsupported_key", f"EK key: {e.message}") from None
 
 
 def tpm_public_key(pub: _core.TpmPublic) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:

@@ -24,9 +24,11 @@ use sealgate_formats::tpm::{
     parse_attest, parse_attest_any, parse_public, parse_public_any, parse_signature,
     PcrSelectionList, Signature, TpmAlg,
 };
+use sealgate_formats::x509::{self as fx, vendor as xv};
 use sealgate_formats::Platform;
 use sealgate_verify::crypto::{self, Curve, Hash, VerifyingKey};
 use sealgate_verify::eventlog::{compare, hash_of, replay, PcrMap};
+use sealgate_verify::pki::{self, Origin, Profile, SigAlg};
 use sealgate_verify::snp::Endorsement;
 use sealgate_verify::snp::{check_endorsement, parse_and_verify, verify_report_signature};
 use sealgate_verify::tdx::{compare_rtmrs, replay_ccel};
@@ -55,6 +57,7 @@ pub const TARGETS: &[Target] = &[
     ("snp_report_resign", snp_report_resign),
     ("tdx_quote_resign", tdx_quote_resign),
     ("audit_chain", audit_chain),
+    ("x509", x509),
 ];
 
 /// The body of the target called `name`.
@@ -205,6 +208,16 @@ pub struct Fixed {
     pub p384: EcdsaKeyPair,
     /// `p256_a` as a restricted-signing TPM AK (TPMT_PUBLIC, ECDSA/SHA-256).
     pub resign_ak: AkKey,
+    /// The synthetic Milan hierarchy of `vectors/sev-snp` (ARK → ASK → VCEK chip A), the
+    /// anchor and intermediate the `x509` target builds paths with.
+    pub milan_ark: fx::Certificate,
+    pub milan_ask: fx::Certificate,
+    pub milan_vcek: fx::Certificate,
+}
+
+/// The DER of a one-block PEM vector (RFC 7468).
+fn pem_vector(pem: &[u8]) -> Vec<u8> {
+    der::pem::decode_vec(pem).expect("PEM vector").1
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -277,6 +290,18 @@ pub fn fixed() -> &'static Fixed {
             p256_b: fresh(&ECDSA_P256_SHA256_FIXED_SIGNING),
             p384: fresh(&ECDSA_P384_SHA384_FIXED_SIGNING),
             resign_ak,
+            milan_ark: fx::parse_certificate(&pem_vector(include_bytes!(
+                "../../../vectors/sev-snp/ark-milan.pem"
+            )))
+            .expect("ARK-Milan"),
+            milan_ask: fx::parse_certificate(&pem_vector(include_bytes!(
+                "../../../vectors/sev-snp/ask-milan.pem"
+            )))
+            .expect("ASK-Milan"),
+            milan_vcek: fx::parse_certificate(include_bytes!(
+                "../../../vectors/sev-snp/vcek-milan.der"
+            ))
+            .expect("VCEK-Milan"),
         }
     })
 }
@@ -572,6 +597,121 @@ pub fn tdx_quote_resign(data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------
+// X.509
+// ---------------------------------------------------------------------------------------
+
+/// 2026-06-01T00:00:00Z: every non-expired certificate and CRL of `vectors/sev-snp` is
+/// valid then.
+pub const X509_AT: i64 = 1_780_272_000;
+
+/// AMD's profile (pub. 57230 §2.1): RSA-PSS SHA-384, RSA-4096 issuers, the ARK's
+/// self-signature checked.
+pub fn amd_profile() -> Profile {
+    Profile {
+        algorithms: vec![SigAlg::RsaPss(Hash::Sha384)],
+        max_depth: 3,
+        issuer_rsa_bits: Some(4096),
+        check_anchor_signature: true,
+    }
+}
+
+/// An X.509 certificate or CRL (RFC 5280 §4.1, §5.1): parsed, its extensions decoded, and
+/// put into the chain builder and the CRL check against the fixed Milan hierarchy as a
+/// leaf, as an intermediate candidate and as an anchor. Whatever fails, fails with an
+/// `x509.*` code (AMD extensions `snp.format.*`, SGX `tdx.format.*`).
+pub fn x509(data: &[u8]) {
+    let f = fixed();
+    let profile = amd_profile();
+    let chain_code = |r: Result<pki::Path, Failure>| match r {
+        Ok(p) => {
+            assert!(p.not_before <= p.not_after || p.certs.len() == 1);
+            None
+        }
+        Err(e) => {
+            assert!(e.code.starts_with("x509.chain."), "{}", e.code);
+            Some(e.code)
+        }
+    };
+    if let Ok(c) = fx::parse_certificate(data) {
+        assert_eq!(c.der, data);
+        assert_eq!(c.version, 3);
+        assert!(data.windows(c.tbs.len()).any(|w| w == c.tbs.as_slice()));
+        let mut oids: Vec<&str> = c.extensions.iter().map(|e| e.oid.as_str()).collect();
+        oids.sort_unstable();
+        assert!(oids.windows(2).all(|w| w[0] != w[1]), "duplicate extension");
+        let _ = fx::public_key(&c);
+        let _ = pki::sig_alg(&c.signature_alg);
+        let _ = pki::verifying_key(&c);
+        if let Err(e) = xv::amd_extensions(&c) {
+            assert!(e.code().starts_with("snp.format."), "{}", e.code());
+        }
+        if let Some(e) = c.extension(xv::OID_DICE_TCB_INFO) {
+            if let Err(e) = xv::dice_tcb_info(&e.value) {
+                assert!(e.code().starts_with("x509.format."), "{}", e.code());
+            }
+        }
+        if let Some(e) = c.extension(xv::OID_SGX_EXTENSIONS) {
+            if let Err(e) = xv::sgx_extension(&e.value) {
+                assert!(e.code().starts_with("tdx.format."), "{}", e.code());
+            }
+        }
+        // As the leaf under the Milan ASK and ARK.
+        let leaf = pki::build_path(
+            &c,
+            &[&f.milan_ask],
+            &[&f.milan_ark],
+            Some(X509_AT),
+            &profile,
+            None,
+        );
+        if let Ok(p) = &leaf {
+            // The ARK itself is a path of one (the anchor); anything else starts at the leaf.
+            if c.der != f.milan_ark.der {
+                assert_eq!(p.certs[0], Origin::Leaf);
+            }
+            assert_eq!(p.certs.last(), Some(&Origin::Anchor(0)));
+        }
+        chain_code(leaf);
+        // As a candidate issuer of the VCEK, next to the genuine ASK: a planted look-alike
+        // may fail, never stop the genuine path.
+        let with = pki::build_path(
+            &f.milan_vcek,
+            &[&c, &f.milan_ask],
+            &[&f.milan_ark],
+            Some(X509_AT),
+            &profile,
+            None,
+        );
+        assert_eq!(
+            chain_code(with),
+            None,
+            "a planted certificate broke the Milan chain"
+        );
+        // As an anchor: itself, and whatever it signed.
+        let own = pki::build_path(&c, &[], &[&c], None, &profile, None).expect("anchor");
+        assert_eq!(own.certs, vec![Origin::Anchor(0)]);
+        chain_code(pki::build_path(
+            &f.milan_vcek,
+            &[&f.milan_ask],
+            &[&c],
+            None,
+            &profile,
+            None,
+        ));
+    }
+    if let Ok(crl) = fx::parse_crl(data) {
+        assert_eq!(crl.der, data);
+        assert!(crl.revoked.windows(2).all(|w| w[0] < w[1]));
+        let _ = crl.revokes(&f.milan_vcek.serial);
+        for issuer in [&f.milan_ark, &f.milan_ask] {
+            if let Err(e) = pki::check_crl(&crl, issuer, Some(X509_AT), &profile, None) {
+                assert!(e.code.starts_with("x509.crl."), "{}", e.code);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Audit chain
 // ---------------------------------------------------------------------------------------
 
@@ -716,6 +856,22 @@ pub fn seeds(name: &str) -> Vec<(String, Vec<u8>)> {
         "tdx_quote" | "tdx_quote_verify" | "tdx_quote_resign" => {
             let mut v = files("tdx/quotes", "", ".bin");
             v.extend(files("tdx/malformed", "", ".bin"));
+            v
+        }
+        "x509" => {
+            let mut v = files("sev-snp", "vcek-", ".der");
+            v.extend(files("sev-snp", "vlek-", ".der"));
+            v.extend(files("sev-snp", "crl-", ".der"));
+            for pem in [
+                "ark-milan",
+                "ask-milan",
+                "asvk-milan",
+                "ark-genoa",
+                "ark-turin",
+            ] {
+                let der = pem_vector(&read(&format!("sev-snp/{pem}.pem")));
+                v.push((format!("sev-snp-{pem}.der"), der));
+            }
             v
         }
         "audit_chain" => vec![

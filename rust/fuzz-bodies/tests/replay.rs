@@ -113,6 +113,16 @@ fn valid_vectors_verify_with_the_fixed_keys() {
         sealgate_formats::snp::Product::Milan,
     );
     assert!(e.is_empty(), "{e:?}");
+    // The x509 target's fixed hierarchy verifies, so the body starts behind its checks.
+    sealgate_verify::pki::build_path(
+        &f.milan_vcek,
+        &[&f.milan_ask],
+        &[&f.milan_ark],
+        Some(sealgate_fuzz_bodies::X509_AT),
+        &sealgate_fuzz_bodies::amd_profile(),
+        None,
+    )
+    .expect("the Milan chain verifies");
 }
 
 /// One cargo-fuzz target per body and no other: fuzz/Cargo.toml and fuzz/fuzz_targets/

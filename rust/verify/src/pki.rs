@@ -20,7 +20,7 @@
 //! Failures carry codes `x509.chain.*` / `x509.crl.*`; each platform maps them to its own
 //! stable codes (its vendor profile).
 
-use crate::crypto::{hash, CryptoError, Curve, Hash, Scheme, VerifyingKey};
+use crate::crypto::{hash, CryptoError, Curve, Hash, KeyKind, Scheme, VerifyingKey};
 use crate::failure::{hex, Failure};
 use sealgate_formats::x509::{
     ecdsa_sig_value, pss_params, public_key, AlgorithmId, Certificate, Crl, PublicKey, OID_P256,
@@ -147,12 +147,35 @@ fn crypto_detail(e: &CryptoError) -> String {
 }
 
 /// Check `signature` over `tbs` with `key` under `alg`.
+///
+/// A signature of one key type under an issuer key of another (an RSA signature and an EC
+/// issuer, say) is a signature that issuer did not make: `x509.chain.signature_invalid`,
+/// the same answer as any other key that did not sign (a same-name look-alike issuer
+/// must not get a different code for choosing another key type).
 pub fn verify_signature(
     alg: SigAlg,
     tbs: &[u8],
     signature: &[u8],
     key: &VerifyingKey,
 ) -> Result<(), Failure> {
+    let matches = matches!(
+        (alg, key.kind()),
+        (SigAlg::RsaPkcs1(_) | SigAlg::RsaPss(_), KeyKind::Rsa { .. })
+            | (SigAlg::Ecdsa(_), KeyKind::Ec(_))
+    );
+    if !matches {
+        return Err(Failure::new(
+            "x509.chain.signature_invalid",
+            format!(
+                "signature does not verify: {} signature, issuer key {}",
+                alg.name(),
+                match key.kind() {
+                    KeyKind::Rsa { bits } => format!("RSA-{bits}"),
+                    KeyKind::Ec(c) => c.name().to_string(),
+                }
+            ),
+        ));
+    }
     let res = match alg {
         SigAlg::RsaPkcs1(h) => key.verify_rsa(Scheme::RsaPkcs1v15, h, tbs, signature),
         SigAlg::RsaPss(h) => key.verify_rsa(Scheme::RsaPss, h, tbs, signature),
@@ -366,6 +389,14 @@ pub fn rfc3339(t: i64) -> String {
     )
 }
 
+/// Most issuer candidates the builder checks for one path (each costs at most one signature
+/// verification). Names and key identifiers are attacker-chosen in a supplied pool: n
+/// certificates that all name one subject and all verify as each other's issuer (one key,
+/// self-issued) make n!/(n-d)! paths of depth d, so the search is bounded by work, not only
+/// by depth (RFC 5280 §6 leaves path discovery to the implementation; real hierarchies need
+/// a handful of checks: one or two candidates per level, six levels at most).
+pub const MAX_LINK_CHECKS: usize = 256;
+
 /// Where a path's certificate came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -411,6 +442,8 @@ struct Builder<'a> {
     memo: Option<&'a SignatureMemo>,
     /// The failure of the candidate that got furthest: (depth, signature verified, failure).
     best: Option<(usize, bool, Failure)>,
+    /// Candidate checks done so far (bounded by `MAX_LINK_CHECKS`).
+    checks: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -551,6 +584,22 @@ impl<'a> Builder<'a> {
             return false;
         }
         for o in candidates {
+            if self.checks >= MAX_LINK_CHECKS {
+                // The reported failure replaces whatever partial one was noted: the search
+                // stopped, so no candidate's failure is the answer.
+                self.best = Some((
+                    usize::MAX,
+                    true,
+                    Failure::new(
+                        "x509.chain.too_long",
+                        format!(
+                            "no trust anchor found within {MAX_LINK_CHECKS} issuer candidate checks"
+                        ),
+                    ),
+                ));
+                return false;
+            }
+            self.checks += 1;
             let issuer = self.get(o, leaf);
             if let Err((sig_ok, f)) = self.check_link(cur, issuer, below) {
                 self.note(depth, sig_ok, f);
@@ -621,6 +670,7 @@ pub fn build_path(
         profile,
         memo,
         best: None,
+        checks: 0,
     };
     let mut path = vec![Origin::Leaf];
     if b.extend(leaf, &mut path) {
@@ -701,4 +751,395 @@ pub fn crl_current(crl: &Crl, at: i64) -> bool {
             Some(n) => at <= n,
             None => true,
         }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The chain builder and CRL checks on the repository's AMD-shaped vectors
+    //! (`vectors/sev-snp`: ARK-Milan → ASK SEV-Milan → VCEK, RSA-PSS SHA-384, RSA-4096
+    //! issuers; every file valid at 2026-06-01 except the "expired" ones).
+
+    use super::*;
+    use sealgate_formats::x509::{parse_certificate, parse_crl};
+
+    const VCEK: &[u8] = include_bytes!("../../../vectors/sev-snp/vcek-milan.der");
+    const VCEK_EXPIRED: &[u8] = include_bytes!("../../../vectors/sev-snp/vcek-milan-expired.der");
+    const VCEK_REVOKED: &[u8] = include_bytes!("../../../vectors/sev-snp/vcek-milan-revoked.der");
+    const ARK_PEM: &[u8] = include_bytes!("../../../vectors/sev-snp/ark-milan.pem");
+    const ASK_PEM: &[u8] = include_bytes!("../../../vectors/sev-snp/ask-milan.pem");
+    const ARK_GENOA_PEM: &[u8] = include_bytes!("../../../vectors/sev-snp/ark-genoa.pem");
+    const CHAIN_GENOA_PEM: &[u8] = include_bytes!("../../../vectors/sev-snp/cert_chain-genoa.pem");
+    const CRL: &[u8] = include_bytes!("../../../vectors/sev-snp/crl-milan.der");
+    const CRL_EXPIRED: &[u8] = include_bytes!("../../../vectors/sev-snp/crl-milan-expired.der");
+
+    /// 2026-06-01T00:00:00Z, when every non-expired vector is valid.
+    const AT: i64 = 1_780_272_000;
+
+    /// The DER of the first block of a PEM file (RFC 7468).
+    fn pem_der(pem: &[u8]) -> Vec<u8> {
+        const END: &[u8] = b"-----END CERTIFICATE-----";
+        let end = pem.windows(END.len()).position(|w| w == END).expect("END") + END.len();
+        der::pem::decode_vec(&pem[..end]).expect("PEM vector").1
+    }
+
+    fn cert(der: &[u8]) -> Certificate {
+        parse_certificate(der).expect("vector parses")
+    }
+
+    struct Milan {
+        vcek: Certificate,
+        ask: Certificate,
+        ark: Certificate,
+    }
+
+    fn milan() -> Milan {
+        Milan {
+            vcek: cert(VCEK),
+            ask: cert(&pem_der(ASK_PEM)),
+            ark: cert(&pem_der(ARK_PEM)),
+        }
+    }
+
+    /// AMD's hierarchy (pub. 57230 §2.1): RSA-PSS SHA-384 throughout, RSA-4096 issuers, the
+    /// ARK's self-signature checked.
+    fn amd() -> Profile {
+        Profile {
+            algorithms: vec![SigAlg::RsaPss(Hash::Sha384)],
+            max_depth: 3,
+            issuer_rsa_bits: Some(4096),
+            check_anchor_signature: true,
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, Failure>) -> String {
+        r.expect_err("refused").code
+    }
+
+    #[test]
+    fn milan_chain_verifies_under_the_amd_profile() {
+        let m = milan();
+        let memo = SignatureMemo::new(16);
+        let p = build_path(&m.vcek, &[&m.ask], &[&m.ark], Some(AT), &amd(), Some(&memo))
+            .expect("verifies");
+        assert_eq!(
+            p.certs,
+            vec![Origin::Leaf, Origin::Pool(0), Origin::Anchor(0)]
+        );
+        assert_eq!(
+            p.not_before,
+            [&m.vcek, &m.ask, &m.ark]
+                .iter()
+                .map(|c| c.not_before)
+                .max()
+                .unwrap()
+        );
+        assert_eq!(
+            p.not_after,
+            [&m.vcek, &m.ask, &m.ark]
+                .iter()
+                .map(|c| c.not_after)
+                .min()
+                .unwrap()
+        );
+        // VCEK by ASK, ASK by ARK, ARK by itself.
+        assert_eq!(memo.len(), 3);
+        // A memo hit: the same build adds nothing.
+        build_path(&m.vcek, &[&m.ask], &[&m.ark], Some(AT), &amd(), Some(&memo))
+            .expect("verifies again");
+        assert_eq!(memo.len(), 3);
+        // Without a time the windows are left to the caller.
+        build_path(&m.vcek, &[&m.ask], &[&m.ark], None, &amd(), None).expect("no time");
+        // The anchor itself as the leaf is a path of one.
+        let p = build_path(&m.ark, &[], &[&m.ark], Some(AT), &amd(), None).expect("anchor");
+        assert_eq!(p.certs, vec![Origin::Anchor(0)]);
+    }
+
+    #[test]
+    fn algorithm_outside_the_profile_is_refused() {
+        let m = milan();
+        let ecdsa_only = Profile {
+            algorithms: vec![SigAlg::Ecdsa(Hash::Sha384), SigAlg::Ecdsa(Hash::Sha256)],
+            max_depth: 6,
+            issuer_rsa_bits: None,
+            check_anchor_signature: false,
+        };
+        let memo = SignatureMemo::new(16);
+        let f = build_path(
+            &m.vcek,
+            &[&m.ask],
+            &[&m.ark],
+            Some(AT),
+            &ecdsa_only,
+            Some(&memo),
+        )
+        .expect_err("refused");
+        assert_eq!(f.code, "x509.chain.algorithm_not_allowed");
+        assert!(f.message.contains("rsa-pss-sha384"), "{}", f.message);
+        assert!(memo.is_empty(), "refused before any public-key work");
+        // PSS with SHA-256 is another algorithm.
+        let pss256 = Profile {
+            algorithms: vec![SigAlg::RsaPss(Hash::Sha256)],
+            ..amd()
+        };
+        assert_eq!(
+            code(build_path(
+                &m.vcek,
+                &[&m.ask],
+                &[&m.ark],
+                Some(AT),
+                &pss256,
+                None
+            )),
+            "x509.chain.algorithm_not_allowed"
+        );
+        let none = Profile {
+            algorithms: vec![],
+            ..amd()
+        };
+        assert_eq!(
+            code(build_path(
+                &m.vcek,
+                &[&m.ask],
+                &[&m.ark],
+                Some(AT),
+                &none,
+                None
+            )),
+            "x509.chain.algorithm_not_allowed"
+        );
+        // The issuer key size rule.
+        let rsa3072 = Profile {
+            issuer_rsa_bits: Some(3072),
+            ..amd()
+        };
+        assert_eq!(
+            code(build_path(
+                &m.vcek,
+                &[&m.ask],
+                &[&m.ark],
+                Some(AT),
+                &rsa3072,
+                None
+            )),
+            "x509.chain.bad_key"
+        );
+    }
+
+    #[test]
+    fn wrong_anchor_or_missing_intermediate() {
+        let m = milan();
+        let genoa = cert(&pem_der(ARK_GENOA_PEM));
+        let genoa_ask = cert(&pem_der(CHAIN_GENOA_PEM));
+        assert_eq!(genoa_ask.subject_cn, "SEV-Genoa");
+        assert_eq!(
+            code(build_path(
+                &m.vcek,
+                &[&m.ask],
+                &[&genoa],
+                Some(AT),
+                &amd(),
+                None
+            )),
+            "x509.chain.no_issuer"
+        );
+        assert_eq!(
+            code(build_path(
+                &m.vcek,
+                &[&genoa_ask],
+                &[&m.ark],
+                Some(AT),
+                &amd(),
+                None
+            )),
+            "x509.chain.no_issuer"
+        );
+        assert_eq!(
+            code(build_path(&m.vcek, &[], &[&m.ark], Some(AT), &amd(), None)),
+            "x509.chain.no_issuer"
+        );
+        assert_eq!(
+            code(build_path(&m.vcek, &[&m.ask], &[], Some(AT), &amd(), None)),
+            "x509.chain.no_anchors"
+        );
+        // The ASK as anchor is fine (the path ends at whatever the caller trusts).
+        let p = build_path(&m.vcek, &[], &[&m.ask], Some(AT), &amd(), None);
+        assert!(
+            p.is_err(),
+            "the ASK is not self-signed: its anchor signature fails"
+        );
+        let mut lax = amd();
+        lax.check_anchor_signature = false;
+        let p = build_path(&m.vcek, &[], &[&m.ask], Some(AT), &lax, None).expect("ASK anchor");
+        assert_eq!(p.certs, vec![Origin::Leaf, Origin::Anchor(0)]);
+        // Depth: three certificates do not fit in two.
+        let short = Profile {
+            max_depth: 2,
+            ..amd()
+        };
+        assert_eq!(
+            code(build_path(
+                &m.vcek,
+                &[&m.ask],
+                &[&m.ark],
+                Some(AT),
+                &short,
+                None
+            )),
+            "x509.chain.too_long"
+        );
+    }
+
+    #[test]
+    fn expired_at_a_time() {
+        let m = milan();
+        let old = cert(VCEK_EXPIRED);
+        let f = build_path(&old, &[&m.ask], &[&m.ark], Some(AT), &amd(), None).expect_err("old");
+        assert_eq!(f.code, "x509.chain.expired");
+        assert!(
+            f.message.contains("2026-06-01T00:00:00+00:00"),
+            "{}",
+            f.message
+        );
+        // Valid when it was valid; the chain builds with no time at all.
+        build_path(
+            &old,
+            &[&m.ask],
+            &[&m.ark],
+            Some(old.not_after),
+            &amd(),
+            None,
+        )
+        .expect("valid at its notAfter (inclusive)");
+        assert_eq!(
+            code(build_path(
+                &old,
+                &[&m.ask],
+                &[&m.ark],
+                Some(old.not_after + 1),
+                &amd(),
+                None
+            )),
+            "x509.chain.expired"
+        );
+        assert_eq!(
+            code(build_path(
+                &m.vcek,
+                &[&m.ask],
+                &[&m.ark],
+                Some(m.vcek.not_before - 1),
+                &amd(),
+                None
+            )),
+            "x509.chain.not_yet_valid"
+        );
+        // An issuer outside its window: far in the future every certificate has expired,
+        // the leaf is reported first.
+        assert_eq!(
+            code(build_path(
+                &m.vcek,
+                &[&m.ask],
+                &[&m.ark],
+                Some(m.ask.not_after + 1),
+                &amd(),
+                None
+            )),
+            "x509.chain.expired"
+        );
+    }
+
+    #[test]
+    fn crl_checks() {
+        let m = milan();
+        let crl = parse_crl(CRL).expect("CRL");
+        let memo = SignatureMemo::new(16);
+        check_crl(&crl, &m.ark, Some(AT), &amd(), Some(&memo)).expect("ARK's current CRL");
+        assert_eq!(memo.len(), 1);
+        assert!(crl.revokes(&cert(VCEK_REVOKED).serial));
+        assert!(!crl.revokes(&m.vcek.serial));
+        assert_eq!(
+            code(check_crl(&crl, &m.ask, Some(AT), &amd(), None)),
+            "x509.crl.wrong_issuer"
+        );
+        let expired = parse_crl(CRL_EXPIRED).expect("CRL");
+        let f = check_crl(&expired, &m.ark, Some(AT), &amd(), None).expect_err("expired");
+        assert_eq!(f.code, "x509.crl.expired");
+        check_crl(&expired, &m.ark, None, &amd(), None).expect("signature alone is fine");
+        let ecdsa_only = Profile {
+            algorithms: vec![SigAlg::Ecdsa(Hash::Sha384)],
+            ..amd()
+        };
+        assert_eq!(
+            code(check_crl(&crl, &m.ark, Some(AT), &ecdsa_only, None)),
+            "x509.crl.algorithm_not_allowed"
+        );
+        // Issuer name right, key wrong: Genoa's ARK renamed is not at hand, so flip a bit
+        // of the signature instead.
+        let mut forged = crl.clone();
+        forged.signature[10] ^= 1;
+        forged.der.push(0); // a different object for the memo
+        assert_eq!(
+            code(check_crl(&forged, &m.ark, Some(AT), &amd(), Some(&memo))),
+            "x509.crl.signature_invalid"
+        );
+    }
+
+    #[test]
+    fn tampered_certificate_signature_is_refused() {
+        let m = milan();
+        let mut vcek = m.vcek.clone();
+        vcek.signature[0] ^= 0x80;
+        vcek.der.push(0);
+        assert_eq!(
+            code(build_path(
+                &vcek,
+                &[&m.ask],
+                &[&m.ark],
+                Some(AT),
+                &amd(),
+                None
+            )),
+            "x509.chain.signature_invalid"
+        );
+        // An RSA signature under an EC "issuer" key (the VCEK's) is one that key did not
+        // make: the same code as any other non-signer.
+        assert_eq!(
+            code(check_signed((&m.ask).into(), &m.vcek, &amd(), None)),
+            "x509.chain.signature_invalid"
+        );
+    }
+
+    #[test]
+    fn memo_is_bounded_and_clears() {
+        let m = milan();
+        let memo = SignatureMemo::new(1);
+        build_path(&m.vcek, &[&m.ask], &[&m.ark], Some(AT), &amd(), Some(&memo)).expect("ok");
+        assert_eq!(memo.len(), 1);
+        memo.clear();
+        assert!(memo.is_empty());
+    }
+
+    #[test]
+    fn rfc3339_formatting() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59+00:00");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00+00:00");
+        assert_eq!(rfc3339(AT), "2026-06-01T00:00:00+00:00");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59+00:00");
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59+00:00");
+        assert_eq!(rfc3339(-62_135_596_800), "0001-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for a in [
+            SigAlg::RsaPkcs1(Hash::Sha256),
+            SigAlg::RsaPkcs1(Hash::Sha512),
+            SigAlg::RsaPss(Hash::Sha384),
+            SigAlg::Ecdsa(Hash::Sha256),
+        ] {
+            assert_eq!(SigAlg::from_name(&a.name()), Some(a));
+        }
+        assert_eq!(SigAlg::from_name("rsa-pkcs1-sha1"), None);
+        assert_eq!(SigAlg::from_name("ed25519"), None);
+    }
 }

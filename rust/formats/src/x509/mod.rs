@@ -548,3 +548,6 @@ pub fn ecdsa_sig_value(sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         .map_err(|e| der_err(F, e))?;
     r.finish(rs).map_err(|e| der_err(F, e))
 }
+
+#[cfg(test)]
+mod tests;
