@@ -229,6 +229,7 @@ def replay_ccel(data: bytes) -> list[bytes]: ...
 
 # -- PKI (rust/py/src/x509.rs) --------------------------------------------------------
 
+@final
 class X509Certificate:
     @staticmethod
     def parse(data: bytes) -> X509Certificate: ...
@@ -288,6 +289,7 @@ class X509Certificate:
     def amd_extensions(self) -> dict[str, Any]: ...
     def dice_tcb_info(self) -> dict[str, Any] | None: ...
 
+@final
 class X509Crl:
     @staticmethod
     def parse(data: bytes) -> X509Crl: ...
@@ -312,16 +314,17 @@ class X509Crl:
     def __len__(self) -> int: ...
     def revokes(self, serial: bytes) -> bool: ...
 
+@final
 class X509ChainVerifier:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         algorithms: list[str],
         *,
         max_depth: int = 6,
         issuer_rsa_bits: int | None = None,
         check_anchor_signature: bool = False,
         memo_entries: int = 65536,
-    ) -> None: ...
+    ) -> X509ChainVerifier: ...
     def build(
         self,
         leaf: X509Certificate,

@@ -265,8 +265,7 @@ CODES: dict[str, Code] = {
             "x509.chain.too_long": "no trust anchor within the profile's depth",
             "x509.chain.unsupported_algorithm": "a signature algorithm or its parameters "
             "are not ones sealgate verifies",
-            "x509.chain.untrusted_root": "the chain ends at a self-signed root that is not "
-            "trusted",
+            "x509.chain.untrusted_root": "the chain ends at a self-signed root that is not trusted",
             "x509.crl.algorithm_not_allowed": "a CRL is signed with an algorithm its vendor's "
             "hierarchy does not use",
             "x509.crl.expired": "a CRL is not current at the verification time",

@@ -210,29 +210,7 @@ def check_crl(
         raise CollateralError(r.code, f"{what}: {r.message}") from None
     if crl.next_update is None:
         raise CollateralError("tdx.collateral.invalid", f"{what} has no nextUpdate")
-    if _crl_version(crl.der) not in (None, 1):
-        # RFC 5280 §5.1.2.1 knows v1 (no field) and v2 (INTEGER 1) CRLs only.
-        raise CollateralError("tdx.collateral.invalid", f"{what}: CRL version other than v2")
     return crl
-
-
-def _crl_version(der: bytes) -> int | None:
-    """The ``version`` INTEGER of a CRL the PKI layer already parsed (so its DER is well
-    formed), None when absent.
-
-    Stopgap at the profile level: the formats crate's CRL parser takes x509-cert's
-    ``Version``, which also admits v3 (INTEGER 2), and does not refuse it. Only the two
-    SEQUENCE headers in front of the field are skipped (X.690 §8.1.3 lengths)."""
-
-    def header_end(pos: int) -> int:
-        first = der[pos + 1]
-        return pos + 2 + (first & 0x7F if first & 0x80 else 0)
-
-    pos = header_end(header_end(0))  # CertificateList, then TBSCertList
-    if der[pos] != 0x02:  # the first field is the signature AlgorithmIdentifier: v1
-        return None
-    length = der[pos + 1]
-    return int.from_bytes(der[pos + 2 : pos + 2 + length], "big") if length < 0x80 else -1
 
 
 def revokes(crl: pki.Crl, cert: pki.Certificate) -> bool:

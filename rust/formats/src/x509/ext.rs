@@ -78,6 +78,15 @@ impl Standard {
                 OID_EXTENDED_KEY_USAGE => {
                     let k = ExtendedKeyUsage::from_der(v)
                         .map_err(|x| der_err("extendedKeyUsage", x))?;
+                    if k.0.iter().any(|o| !super::oid_minimal(o.as_bytes())) {
+                        return Err(crate::error::ParseError::new(
+                            crate::error::Platform::X509,
+                            crate::error::ParseErrorKind::Invalid,
+                            "extendedKeyUsage",
+                            0,
+                            "extendedKeyUsage: OBJECT IDENTIFIER is not minimally encoded",
+                        ));
+                    }
                     out.extended_key_usage = Some(k.0.iter().map(|o| o.to_string()).collect());
                 }
                 OID_SUBJECT_KEY_ID => {

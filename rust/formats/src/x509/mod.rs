@@ -197,6 +197,61 @@ pub(crate) fn directory_string(tag: Tag, v: &[u8]) -> Option<String> {
     }
 }
 
+/// Whether an OBJECT IDENTIFIER's content octets are minimal (X.690 §8.19.2: a
+/// subidentifier's first octet is never 0x80). `const-oid` decodes a padded subidentifier to
+/// the same arc, so without this check two encodings would name one OID here while other
+/// verifiers refuse the certificate: a parser differential an attacker could aim at.
+pub(crate) fn oid_minimal(content: &[u8]) -> bool {
+    let mut at_start = true;
+    for &b in content {
+        if at_start && b == 0x80 {
+            return false;
+        }
+        at_start = b & 0x80 == 0;
+    }
+    true
+}
+
+fn check_oid(oid: &ObjectIdentifier, field: &'static str) -> Result<()> {
+    if oid_minimal(oid.as_bytes()) {
+        Ok(())
+    } else {
+        Err(perr(
+            ParseErrorKind::Invalid,
+            field,
+            0,
+            format!("{field}: OBJECT IDENTIFIER {oid} is not minimally encoded"),
+        ))
+    }
+}
+
+/// Every OID of a Name's attributes is minimal.
+fn check_name_oids(n: &Name, field: &'static str) -> Result<()> {
+    for rdn in n.0.iter() {
+        for atv in rdn.0.iter() {
+            check_oid(&atv.oid, field)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_alg_oids(a: &AlgorithmIdentifierOwned, field: &'static str) -> Result<()> {
+    check_oid(&a.oid, field)?;
+    // Parameters that are themselves an OID (a named curve) or hold algorithm identifiers
+    // (RSASSA-PSS) are checked where they are decoded.
+    if let Some(p) = &a.parameters {
+        if p.tag() == Tag::ObjectIdentifier && !oid_minimal(p.value()) {
+            return Err(perr(
+                ParseErrorKind::Invalid,
+                field,
+                0,
+                format!("{field}: parameter OID is not minimally encoded"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The outer `SEQUENCE { tbs, signatureAlgorithm, signatureValue }` shared by certificates
 /// and CRLs: the raw tbs TLV and the two signature fields.
 fn signed<'a>(
@@ -240,6 +295,13 @@ pub fn parse_certificate(data: &[u8]) -> Result<Certificate> {
             "signatureAlgorithm differs from tbsCertificate.signature",
         ));
     }
+    check_alg_oids(&sig_alg, "Certificate.signatureAlgorithm")?;
+    check_alg_oids(
+        &tbs.subject_public_key_info.algorithm,
+        "subjectPublicKeyInfo.algorithm",
+    )?;
+    check_name_oids(&tbs.issuer, "tbsCertificate.issuer")?;
+    check_name_oids(&tbs.subject, "tbsCertificate.subject")?;
     // Every attestation hierarchy (AMD, Intel, TCG EK, NVIDIA) issues v3 certificates; a
     // v1/v2 certificate carries no basicConstraints and could not be a CA here anyway.
     if tbs.version != Version::V3 {
@@ -261,6 +323,7 @@ pub fn parse_certificate(data: &[u8]) -> Result<Certificate> {
     }
     let mut extensions: Vec<Extension> = Vec::with_capacity(exts.len());
     for e in exts {
+        check_oid(&e.extn_id, "tbsCertificate.extensions")?;
         let oid = e.extn_id.to_string();
         if extensions.iter().any(|x| x.oid == oid) {
             return Err(perr(
@@ -362,6 +425,21 @@ pub fn parse_crl(data: &[u8]) -> Result<Crl> {
             0,
             "signatureAlgorithm differs from tbsCertList.signature",
         ));
+    }
+    // RFC 5280 §5.1.2.1: a CRL is v1 (no version field) or v2 (INTEGER 1); x509-cert's
+    // shared Version type would also take v3.
+    if tbs.version == Version::V3 {
+        return Err(perr(
+            ParseErrorKind::Invalid,
+            "tbsCertList.version",
+            0,
+            "CRL version other than v1 or v2",
+        ));
+    }
+    check_alg_oids(&sig_alg, "CertificateList.signatureAlgorithm")?;
+    check_name_oids(&tbs.issuer, "tbsCertList.issuer")?;
+    for e in tbs.crl_extensions.as_deref().unwrap_or(&[]) {
+        check_oid(&e.extn_id, "tbsCertList.crlExtensions")?;
     }
     let entries = tbs.revoked_certificates.as_deref().unwrap_or(&[]);
     if entries.len() > MAX_CRL_ENTRIES {
@@ -502,10 +580,12 @@ pub fn pss_params(params: Option<&[u8]>) -> Result<PssParams> {
         match n {
             0 => {
                 let a = AlgorithmIdentifierOwned::from_der(&v).map_err(|e| der_err(F, e))?;
+                check_oid(&a.oid, F)?;
                 out.hash = a.oid.to_string();
             }
             1 => {
                 let a = AlgorithmIdentifierOwned::from_der(&v).map_err(|e| der_err(F, e))?;
+                check_oid(&a.oid, F)?;
                 if a.oid.to_string() != OID_MGF1 {
                     return Err(bad("mask generation function is not MGF1"));
                 }
@@ -513,6 +593,7 @@ pub fn pss_params(params: Option<&[u8]>) -> Result<PssParams> {
                 let h =
                     AlgorithmIdentifierOwned::from_der(&inner.to_der().map_err(|e| der_err(F, e))?)
                         .map_err(|e| der_err(F, e))?;
+                check_oid(&h.oid, F)?;
                 out.mgf_hash = h.oid.to_string();
             }
             2 => {

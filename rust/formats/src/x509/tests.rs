@@ -217,6 +217,43 @@ fn only_v3_is_accepted() {
 }
 
 #[test]
+fn crl_version_other_than_v1_or_v2_is_refused() {
+    let mut c = x509_cert::crl::CertificateList::from_der(CRL).expect("vector decodes");
+    assert!(parse_crl(&c.to_der().expect("re-encodes")).is_ok());
+    c.tbs_cert_list.version = x509_cert::certificate::Version::V3;
+    let e = parse_crl(&c.to_der().expect("re-encodes")).expect_err("v3 CRL refused");
+    assert_eq!(
+        (e.code().as_str(), e.field),
+        ("x509.format.invalid", "tbsCertList.version")
+    );
+}
+
+#[test]
+fn non_minimal_oids_are_refused() {
+    assert!(oid_minimal(&[0x2a, 0x86, 0x48, 0x01]));
+    assert!(!oid_minimal(&[0x2a, 0x80, 0x01]));
+    assert!(!oid_minimal(&[0x2a, 0x86, 0x48, 0x80, 0x01]));
+    assert!(!oid_minimal(&[0x80, 0x01]));
+    // 1.2.840 with its 840 padded: const-oid decodes it to the same arc, the parser refuses it.
+    let padded =
+        ObjectIdentifier::from_bytes(&[0x2a, 0x80, 0x86, 0x48]).expect("const-oid takes it");
+    assert_eq!(padded.to_string(), "1.2.840");
+    let bad = edited(|c| {
+        c.tbs_certificate
+            .extensions
+            .get_or_insert_with(Vec::new)
+            .push(x509_cert::ext::Extension {
+                extn_id: padded,
+                critical: false,
+                extn_value: OctetString::new(vec![]).expect("octets"),
+            })
+    });
+    let e = parse_certificate(&bad).expect_err("padded OID refused");
+    assert_eq!(e.code(), "x509.format.invalid");
+    assert!(e.detail.contains("not minimally encoded"), "{}", e.detail);
+}
+
+#[test]
 fn duplicate_extension_is_refused() {
     let dup = edited(|c| {
         let exts = c.tbs_certificate.extensions.as_mut().expect("extensions");

@@ -104,7 +104,10 @@ fn uint(v: &[u8], platform: Platform, field: &'static str, offset: usize) -> Res
 
 fn oid_of(v: &[u8], platform: Platform, field: &'static str, offset: usize) -> Result<String> {
     ObjectIdentifier::from_bytes(v)
+        .ok()
+        .filter(|_| super::oid_minimal(v))
         .map(|o| o.to_string())
+        .ok_or(())
         .map_err(|_| {
             ParseError::new(
                 platform,
