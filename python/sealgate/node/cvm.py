@@ -30,12 +30,14 @@ def _module(name: str) -> Any:
 
 
 def _pem(der: bytes) -> bytes:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
+    """One certificate of the kernel's certificate table as PEM, checked to be one DER
+    certificate (the PKI layer's parser: AMD's serial-0 VCEKs included)."""
+    from sealgate import pki
+    from sealgate.errors import ParseError
 
     try:
-        return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
-    except ValueError:
+        return pki.to_pem(pki.load_certificate(der).der)
+    except ParseError:
         raise AgentError(
             "node.tsm.bad_auxblob", "certificate table holds a non-X.509 entry"
         ) from None
