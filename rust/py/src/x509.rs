@@ -124,18 +124,7 @@ impl X509Certificate {
     #[getter]
     fn key_type(&self) -> (String, usize, Option<String>) {
         match fx::public_key(&self.inner) {
-            Ok(PublicKey::Rsa { modulus, .. }) => {
-                let m = &modulus[modulus
-                    .iter()
-                    .position(|&b| b != 0)
-                    .unwrap_or(modulus.len())..];
-                let bits = if m.is_empty() {
-                    0
-                } else {
-                    m.len() * 8 - m[0].leading_zeros() as usize
-                };
-                ("rsa".into(), bits, None)
-            }
+            Ok(PublicKey::Rsa { modulus, .. }) => ("rsa".into(), fx::modulus_bits(&modulus), None),
             Ok(PublicKey::Ec { curve, point }) => {
                 ("ec".into(), point.len().saturating_sub(1) * 4, Some(curve))
             }

@@ -9,6 +9,7 @@
 
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
+use sealgate_formats::x509::{der_tlv, modulus_bits};
 use std::sync::OnceLock;
 
 /// Hash algorithms sealgate verifies with.
@@ -158,16 +159,6 @@ impl std::fmt::Debug for VerifyingKey {
     }
 }
 
-fn der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
-    }
-}
-
 /// DER INTEGER for an unsigned big-endian magnitude (X.690 §8.3).
 fn der_uint(out: &mut Vec<u8>, mag: &[u8]) {
     let start = mag
@@ -179,20 +170,16 @@ fn der_uint(out: &mut Vec<u8>, mag: &[u8]) {
     } else {
         &mag[start..]
     };
-    let pad = m[0] & 0x80 != 0;
-    out.push(0x02);
-    der_len(out, m.len() + pad as usize);
-    if pad {
-        out.push(0);
+    let mut content = Vec::with_capacity(m.len() + 1);
+    if m[0] & 0x80 != 0 {
+        content.push(0);
     }
-    out.extend_from_slice(m);
+    content.extend_from_slice(m);
+    out.extend_from_slice(&der_tlv(0x02, &content));
 }
 
 fn der_seq(items: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x30];
-    der_len(&mut out, items.len());
-    out.extend_from_slice(items);
-    out
+    der_tlv(0x30, items)
 }
 
 impl VerifyingKey {
@@ -202,11 +189,7 @@ impl VerifyingKey {
             .iter()
             .position(|&b| b != 0)
             .unwrap_or(modulus.len())..];
-        let bits = if m.is_empty() {
-            0
-        } else {
-            m.len() * 8 - m[0].leading_zeros() as usize
-        };
+        let bits = modulus_bits(m);
         if !(2048..=8192).contains(&bits) {
             return Err(CryptoError::BadKey(format!(
                 "RSA modulus of {} bits (2048..8192 accepted)",

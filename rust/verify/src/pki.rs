@@ -23,8 +23,8 @@
 use crate::crypto::{hash, CryptoError, Curve, Hash, KeyKind, Scheme, VerifyingKey};
 use crate::failure::{hex, Failure};
 use sealgate_formats::x509::{
-    ecdsa_sig_value, pss_params, public_key, AlgorithmId, Certificate, Crl, PublicKey, OID_P256,
-    OID_P384,
+    ecdsa_sig_value, modulus_bits, pss_params, public_key, AlgorithmId, Certificate, Crl,
+    PublicKey, OID_P256, OID_P384,
 };
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -328,17 +328,7 @@ pub fn check_signed(
 
 fn rsa_bits(cert: &Certificate) -> Option<usize> {
     match public_key(cert).ok()? {
-        PublicKey::Rsa { modulus, .. } => {
-            let m = &modulus[modulus
-                .iter()
-                .position(|&b| b != 0)
-                .unwrap_or(modulus.len())..];
-            Some(if m.is_empty() {
-                0
-            } else {
-                m.len() * 8 - m[0].leading_zeros() as usize
-            })
-        }
+        PublicKey::Rsa { modulus, .. } => Some(modulus_bits(&modulus)),
         _ => None,
     }
 }

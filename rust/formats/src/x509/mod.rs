@@ -472,6 +472,36 @@ pub fn parse_crl(data: &[u8]) -> Result<Crl> {
     })
 }
 
+/// A DER TLV with a definite length (X.690 §8.1.3: short form below 128, else the fewest
+/// length octets), for re-framing a decoded value and for encoders in the other crates.
+pub fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let n = content.len();
+    let mut out = Vec::with_capacity(n + 6);
+    out.push(tag);
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let len = (n as u64).to_be_bytes();
+        let skip = len.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (8 - skip) as u8);
+        out.extend_from_slice(&len[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The size in bits of an RSA modulus given as a big-endian magnitude.
+pub fn modulus_bits(modulus: &[u8]) -> usize {
+    let m = &modulus[modulus
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(modulus.len())..];
+    match m.first() {
+        None => 0,
+        Some(&top) => m.len() * 8 - top.leading_zeros() as usize,
+    }
+}
+
 /// A public key as its algorithm defines it (RFC 3279 §2.3.1, RFC 5480 §2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublicKey {

@@ -45,19 +45,8 @@ fn with_extension(oid: &str, value: Vec<u8>) -> Vec<u8> {
     })
 }
 
-/// A DER TLV (definite length, short or long form).
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n < 0x100 {
-        out.extend_from_slice(&[0x81, n as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
-    }
-    out.extend_from_slice(content);
-    out
+    der_tlv(tag, content)
 }
 
 const SHA384_OID_DER: &[u8] = &[

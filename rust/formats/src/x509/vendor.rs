@@ -433,21 +433,6 @@ fn fwid(v: &[u8], off: usize) -> Result<Fwid> {
     })
 }
 
-/// Re-frame a child's value as the DER TLV it was (for decoding it as a whole type).
-fn reframe(tag: Tag, value: &[u8]) -> Vec<u8> {
-    let mut out = vec![u8::from(tag)];
-    let n = value.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n < 0x100 {
-        out.extend_from_slice(&[0x81, n as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
-    }
-    out.extend_from_slice(value);
-    out
-}
-
 /// Parse a DiceTcbInfo extension value.
 pub fn dice_tcb_info(raw: &[u8]) -> Result<DiceTcbInfo> {
     const F: &str = "DiceTcbInfo";
@@ -467,7 +452,7 @@ pub fn dice_tcb_info(raw: &[u8]) -> Result<DiceTcbInfo> {
                 "CompositeDeviceID deviceID or fwid is not a SEQUENCE",
             ));
         }
-        let spki = reframe(*ktag, key);
+        let spki = super::der_tlv(u8::from(*ktag), key);
         x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&spki)
             .map_err(|_| bad(*koff, "deviceID is not a SubjectPublicKeyInfo"))?;
         out.composite_version = Some(uint(ver, p, F, *voff)?);
