@@ -19,7 +19,6 @@ always needs ``roots=[...]`` (``--roots``).
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from sealgate.node.tsm import Responder
 from sealgate.pki import to_pem
 from sealgate.snp import kds
+from sealgate.testing.layout import SNP_REPORT
 
 # --------------------------------------------------------------------------------------
 # Deterministic randomness and keys
@@ -534,36 +534,41 @@ def build_report(
     tcb = tcb or (ek.tcb if ek is not None else MILAN_TCB)
     chip = chip_id if chip_id is not None else (ek.chip_id if ek is not None else bytes(64))
     t = tcb.encode(prod)
-    b = bytearray(0x4A0)
-    struct.pack_into("<IIQ", b, 0, f.version, f.guest_svn, f.policy)
-    b[0x10:0x20] = f.family_id
-    b[0x20:0x30] = f.image_id
-    struct.pack_into("<II", b, 0x30, f.vmpl, 1)
-    b[0x38:0x40] = t  # CURRENT_TCB
-    struct.pack_into("<QI", b, 0x40, f.platform_info, f.signing_key << 2)
-    b[0x50:0x90] = f.report_data
-    b[0x90:0xC0] = f.measurement
-    b[0xC0:0xE0] = f.host_data
-    b[0xE0:0x110] = f.id_key_digest
-    b[0x110:0x140] = f.author_key_digest
-    b[0x140:0x160] = f.report_id
-    b[0x160:0x180] = f.report_id_ma
-    b[0x180:0x188] = t  # REPORTED_TCB
+    L = SNP_REPORT
+    b = L.new()
+    L.put(b, "version", f.version)
+    L.put(b, "guest_svn", f.guest_svn)
+    L.put(b, "policy", f.policy)
+    L.put(b, "family_id", f.family_id)
+    L.put(b, "image_id", f.image_id)
+    L.put(b, "vmpl", f.vmpl)
+    L.put(b, "signature_algo", 1)  # ECDSA P-384 with SHA-384
+    for tcb_field in ("current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"):
+        L.put(b, tcb_field, t)
+    L.put(b, "platform_info", f.platform_info)
+    L.put(b, "key_info", f.signing_key << 2)
+    L.put(b, "report_data", f.report_data)
+    L.put(b, "measurement", f.measurement)
+    L.put(b, "host_data", f.host_data)
+    L.put(b, "id_key_digest", f.id_key_digest)
+    L.put(b, "author_key_digest", f.author_key_digest)
+    L.put(b, "report_id", f.report_id)
+    L.put(b, "report_id_ma", f.report_id_ma)
     if f.version >= 3:
-        b[0x188:0x18B] = bytes(CPUID[prod])
-    b[0x1A0:0x1E0] = chip
-    b[0x1E0:0x1E8] = t  # COMMITTED_TCB
+        L.put(b, "cpuid", bytes(CPUID[prod]))
+    L.put(b, "chip_id", chip)
     major, minor, build = f.firmware
-    b[0x1E8:0x1EB] = bytes([build, minor, major])
-    b[0x1EC:0x1EF] = bytes([build, minor, major])
-    b[0x1F0:0x1F8] = t  # LAUNCH_TCB
+    L.put(b, "current_version", bytes([build, minor, major, 0]))
+    L.put(b, "committed_version", bytes([build, minor, major, 0]))
     if f.version >= 5:
-        struct.pack_into("<QQ", b, 0x1F8, f.mit_vector, f.mit_vector)
+        L.put(b, "launch_mit_vector", f.mit_vector)
+        L.put(b, "current_mit_vector", f.mit_vector)
     if sign and ek is not None:
-        der = ek.key.sign(bytes(b[:0x2A0]), ec.ECDSA(hashes.SHA384(), deterministic_signing=True))
+        signed = bytes(b[: L.offset("signature")])
+        der = ek.key.sign(signed, ec.ECDSA(hashes.SHA384(), deterministic_signing=True))
         r, s = utils.decode_dss_signature(der)
-        b[0x2A0:0x2E8] = r.to_bytes(72, "little")
-        b[0x2E8:0x330] = s.to_bytes(72, "little")
+        L.put(b, "signature.r", r.to_bytes(72, "little"))
+        L.put(b, "signature.s", s.to_bytes(72, "little"))
     for off, data in f.extra.items():
         b[off : off + len(data)] = data
     return bytes(b)

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from sealgate.tdx.collateral import TdxCollateral, load_collateral_json
+from sealgate.testing.layout import TDX_BODY10, TDX_BODY15, TDX_HEADER, TDX_QE_REPORT
 
 QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
 #: Intel's TD_QE MRSIGNER (from PCS QE identity responses).
@@ -467,37 +468,42 @@ class FakeIntel:
             raise ValueError("report_data is at most 64 bytes")
         plat = platform or Platform()
         pck_key, chain = self.pck_chain(plat)
-        header = (
-            struct.pack("<HHIHH", version, 2, 0x81, 0, plat.pcesvn) + QE_VENDOR_ID + b"\x00" * 20
-        )
-        body = (
-            tee_tcb_svn
-            + b"\x11" * 48  # MRSEAM
-            + b"\x00" * 48  # MRSIGNERSEAM (Intel's module: zero)
-            + b"\x00" * 8  # SEAMATTRIBUTES
-            + td_attributes
-            + bytes.fromhex("e702060000000000")  # XFAM
-            + mr_td
-            + b"\x00" * 48 * 3  # MRCONFIGID, MROWNER, MROWNERCONFIG
-            + b"".join(rtmrs)
-            + report_data.ljust(64, b"\x00")
-        )
-        if version == 5 and body_type == 3:
-            body += bytes([4, 1, 2]) + bytes(13) + b"\x00" * 48  # TEE_TCB_SVN2, MRSERVICETD
+        h = TDX_HEADER.new()
+        TDX_HEADER.put(h, "version", version)
+        TDX_HEADER.put(h, "att_key_type", 2)  # ECDSA-256-with-P-256
+        TDX_HEADER.put(h, "tee_type", 0x81)  # TDX
+        TDX_HEADER.put(h, "pce_svn", plat.pcesvn)
+        TDX_HEADER.put(h, "qe_vendor_id", QE_VENDOR_ID)
+        header = bytes(h)
+        L = TDX_BODY15 if version == 5 and body_type == 3 else TDX_BODY10
+        b = L.new()
+        L.put(b, "tee_tcb_svn", tee_tcb_svn)
+        L.put(b, "mr_seam", b"\x11" * 48)
+        # MRSIGNERSEAM zero: Intel's own TDX module; SEAMATTRIBUTES, MRCONFIGID, MROWNER and
+        # MROWNERCONFIG zero.
+        L.put(b, "td_attributes", td_attributes)
+        L.put(b, "xfam", bytes.fromhex("e702060000000000"))
+        L.put(b, "mr_td", mr_td)
+        L.put(b, "rtmr", b"".join(rtmrs))
+        L.put(b, "report_data", report_data.ljust(64, b"\x00"))
+        if L is TDX_BODY15:
+            L.put(b, "tee_tcb_svn2", bytes([4, 1, 2]) + bytes(13))
+        body = bytes(b)
         signed = header + (struct.pack("<HI", body_type, len(body)) if version == 5 else b"") + body
         ak = _xy(self.att_key)
         auth = hashlib.sha256(self.seed + b"/qe-auth").digest()
         binding = hashlib.sha256(ak + auth).digest() + b"\x00" * 32
         if corrupt_binding:
             binding = bytes([binding[0] ^ 1]) + binding[1:]
-        qe = bytearray(384)
-        qe[0:16] = bytes(plat.components)  # CPUSVN
-        qe[48:64] = QE_ATTRIBUTES
-        qe[64:96] = hashlib.sha256(b"td-qe").digest()  # MRENCLAVE
-        qe[128:160] = QE_MRSIGNER
-        qe[256:258] = QE_ISVPRODID.to_bytes(2, "little")
-        qe[258:260] = qe_isv_svn.to_bytes(2, "little")
-        qe[320:384] = binding
+        Q = TDX_QE_REPORT
+        qe = Q.new()
+        Q.put(qe, "cpu_svn", bytes(plat.components))
+        Q.put(qe, "attributes", QE_ATTRIBUTES)
+        Q.put(qe, "mr_enclave", hashlib.sha256(b"td-qe").digest())
+        Q.put(qe, "mr_signer", QE_MRSIGNER)
+        Q.put(qe, "isv_prod_id", QE_ISVPRODID)
+        Q.put(qe, "isv_svn", qe_isv_svn)
+        Q.put(qe, "report_data", binding)
         inner = (
             bytes(qe)
             + _sign_raw(pck_key, bytes(qe))

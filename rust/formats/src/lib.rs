@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod eventlog;
+pub mod layout;
 pub mod reader;
 pub mod snp;
 pub mod tdx;

@@ -5,6 +5,7 @@
 
 mod audit;
 mod errors;
+mod layout;
 mod snp;
 mod tdx;
 mod tpm;
@@ -20,5 +21,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tdx::register(m)?;
     audit::register(m)?;
     x509::register(m)?;
+    layout::register(m)?;
     Ok(())
 }
