@@ -6,9 +6,12 @@ use pyo3::prelude::*;
 use sealgate_formats::layout::layout as declared;
 use std::collections::HashMap;
 
+/// A structure's size and its fields as {name: (offset, size)}.
+type FieldMap = (usize, HashMap<&'static str, (usize, usize)>);
+
 /// (size, {field: (offset, size)}) of a declared structure; ValueError for an unknown name.
 #[pyfunction]
-fn layout(name: &str) -> BindResult<(usize, HashMap<&'static str, (usize, usize)>)> {
+fn layout(name: &str) -> BindResult<FieldMap> {
     let l =
         declared(name).ok_or_else(|| BindError::Value(format!("no declared layout {name:?}")))?;
     Ok((
