@@ -17,8 +17,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from sealgate.pki import to_pem
 from sealgate.testing import snp as s
-from sealgate.trust import to_pem
 
 ROOT = Path(__file__).resolve().parents[1]
 

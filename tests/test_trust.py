@@ -95,7 +95,7 @@ def test_cli_trust_fetch_rejects_a_substituted_root(tmp_path: Path) -> None:
     kds.mkdir(parents=True)
     # A chain without its pinned ARK (and none stored yet) is refused as a whole.
     ask = load_certificates(shared(*BUNDLES, "ask_ark_milan.pem").read_bytes())[0]
-    from sealgate.trust import to_pem
+    from sealgate.pki import to_pem
 
     (kds / "cert_chain").write_bytes(to_pem(ask.der))
     with serve_dir(tmp_path / "kds") as s:

@@ -18,16 +18,14 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["sealgate"]):
-    from sealgate import snp
+    from sealgate import snp, tdx
     from sealgate.errors import SealgateError
-    from sealgate.pki import load_certificate, load_crl, pem_blocks
+    from sealgate.pki import load_certificate, load_crl, pem_blocks, to_pem
     from sealgate.snp.certtable import build_cert_table, parse_cert_table
     from sealgate.tdx.collateral import load_collateral_json
-    from sealgate.tdx.pck import fingerprint, pck_info
     from sealgate.testing.hostile import HostileIntel
     from sealgate.testing.snp import VALID_AT, SyntheticNode
     from sealgate.testing.tdx import Platform
-    from sealgate.trust import to_pem
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "sev-snp"
 NO_TRUST = Path("/nonexistent/sealgate-trust")
@@ -37,7 +35,8 @@ REPORT = SyntheticNode.load().report(b"fuzz")
 INTEL = HostileIntel(seed=b"fuzz")
 _, PCK_CHAIN = INTEL.pck_chain(Platform())
 PCK_DERS = pem_blocks(PCK_CHAIN.rstrip(b"\x00"))
-ROOTS, ROOTS_KEY = [INTEL.root], (fingerprint(INTEL.root),)
+ROOTS = [load_certificate(INTEL.root_der)]
+ROOTS_KEY = (ROOTS[0].fingerprint,)
 
 
 def der(data: bytes) -> None:
@@ -88,7 +87,7 @@ def cert_table(data: bytes) -> None:
 
 def tdx_chain(data: bytes) -> None:
     """First byte 0-2: the rest replaces that certificate's DER (re-encoded as PEM, so the
-    mutations reach cryptography's DER parser); otherwise the rest is the chain's PEM."""
+    mutations reach the PKI layer's DER parser); otherwise the rest is the chain's PEM."""
     if not data:
         return
     chain = data[1:]
@@ -97,7 +96,7 @@ def tdx_chain(data: bytes) -> None:
         ders[data[0]] = data[1:]
         chain = b"".join(to_pem(d) for d in ders) + b"\x00"
     try:
-        pck_info(chain, ROOTS, ROOTS_KEY)
+        tdx.TdxVerifier().pck_info(chain, ROOTS, ROOTS_KEY)
     except SealgateError:
         pass
 
@@ -105,9 +104,9 @@ def tdx_chain(data: bytes) -> None:
 def tdx_crl(data: bytes) -> None:
     try:
         coll = load_collateral_json(INTEL.collateral_with(pck_crl=data.hex()))
-        v = coll.verified(ROOTS, ROOTS_KEY)
-        pck = pck_info(PCK_CHAIN, ROOTS, ROOTS_KEY)
-        coll.pck_crl_for(v, pck.chain.certs[1], pck.ca_fp)
+        verifier = tdx.TdxVerifier()
+        verifier.verified(coll, ROOTS, ROOTS_KEY)
+        verifier.pck_crl(coll, verifier.pck_info(PCK_CHAIN, ROOTS, ROOTS_KEY))
     except SealgateError:
         pass
 

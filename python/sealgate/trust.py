@@ -31,7 +31,6 @@ __all__ = [
     "import_file",
     "pin_for",
     "pins",
-    "to_pem",  # the PKI layer's, re-exported for the helpers that import it from here
 ]
 
 

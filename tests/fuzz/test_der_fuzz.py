@@ -21,7 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sealgate import pki, snp, tdx
 from sealgate.errors import ParseError, SealgateError
-from sealgate.pki import ChainVerifier, load_certificate, load_certificates, load_crl, pem_blocks
+from sealgate.pki import (
+    ChainVerifier,
+    load_certificate,
+    load_certificates,
+    load_crl,
+    pem_blocks,
+    to_pem,
+)
 from sealgate.snp.certs import AmdChainVerifier, parse_endorsement_key
 from sealgate.snp.certtable import build_cert_table, parse_cert_table
 from sealgate.tdx.collateral import load_collateral_json
@@ -30,7 +37,6 @@ from sealgate.testing import hostile
 from sealgate.testing.hostile import HostileIntel, long_oid
 from sealgate.testing.snp import VALID_AT, SyntheticNode, tlv
 from sealgate.testing.tdx import Platform
-from sealgate.trust import to_pem
 
 from tests.vectors import project
 

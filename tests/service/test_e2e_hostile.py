@@ -10,11 +10,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from sealgate._proto import attestation_pb2
 from sealgate.node.agent import NodeAgent, NodeResult, explain
-from sealgate.pki import pem_blocks
+from sealgate.pki import pem_blocks, to_pem
 from sealgate.testing import hostile
 from sealgate.testing.snp import ReportFields, SyntheticNode
 from sealgate.testing.softnode import SoftwareSnp, SoftwareTdx
-from sealgate.trust import to_pem
 
 from tests.service.conftest import Env
 from tests.tdx.test_hostile import CASES as TDX_CASES

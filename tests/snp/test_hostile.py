@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from sealgate.cli import main
-from sealgate.pki import pem_blocks
+from sealgate.pki import pem_blocks, to_pem
 from sealgate.snp import verify_report
 from sealgate.testing import hostile
 from sealgate.testing.snp import VALID_AT, SyntheticNode
-from sealgate.trust import to_pem
 
 from tests.vectors import project
 

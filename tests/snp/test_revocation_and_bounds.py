@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from sealgate import pki, snp
 from sealgate.lru import BoundedCache
-from sealgate.pki import load_certificates, load_crl
+from sealgate.pki import load_certificates, load_crl, to_pem
 from sealgate.result import VerifyResult
 from sealgate.snp import CrlSource, Revocation, certs, verify_report
 from sealgate.snp.certtable import build_cert_table, parse_cert_table
 from sealgate.testing.snp import VALID_AT
-from sealgate.trust import to_pem
 
 from tests.vectors import project
 

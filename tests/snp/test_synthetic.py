@@ -271,7 +271,7 @@ def test_one_bundle_with_ask_ark_and_asvk_serves_both_keys() -> None:
 
 
 def test_pem_vcek_is_accepted() -> None:
-    from sealgate.trust import to_pem
+    from sealgate.pki import to_pem
 
     res = verify_report(
         v("report-v5.bin"), vcek=to_pem(v("vcek-milan.der")), cert_chain=v("cert_chain-milan.pem"),
@@ -281,7 +281,7 @@ def test_pem_vcek_is_accepted() -> None:
 
 
 def test_impostor_intermediate_does_not_hide_the_genuine_one() -> None:
-    from sealgate.trust import to_pem
+    from sealgate.pki import to_pem
 
     ask = bytearray(load_ask_der())
     ask[-1] ^= 0x01  # same name and key, broken signature by the ARK

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from sealgate._proto import attestation_pb2
+from sealgate.pki import to_pem
 from sealgate.testing import snp, tdx
 from sealgate.testing.softtpm import SoftAk
 from sealgate.tpm.enroll import (
@@ -30,7 +31,6 @@ from sealgate.tpm.enroll import (
     Credential,
     activate_credential,
 )
-from sealgate.trust import to_pem
 
 
 class SoftwareCa:
