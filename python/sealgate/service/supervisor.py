@@ -27,7 +27,8 @@ def serve(cfg: ServiceConfig, grace: float) -> int:
 def serve_one(cfg: ServiceConfig, grace: float, index: int, reuse_port: bool) -> int:
     from sealgate.service.server import create_server
 
-    srv = create_server(cfg, http=index == 0, reuse_port=reuse_port)
+    # Handlers first: a SIGTERM that arrives while the server is being built (a supervisor
+    # stopping a worker that is still starting) is a request to stop, not a kill.
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -35,6 +36,7 @@ def serve_one(cfg: ServiceConfig, grace: float, index: int, reuse_port: bool) ->
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    srv = create_server(cfg, http=index == 0, reuse_port=reuse_port)
     if index == 0:
         host = cfg.listen.rsplit(":", 1)[0]
         http_host = cfg.http_listen.rsplit(":", 1)[0]
@@ -83,13 +85,6 @@ def serve_many(cfg: ServiceConfig, grace: float) -> int:
     mp_dir = multiprocess_dir(cfg.data_dir)
     reset_multiprocess_dir(mp_dir)
     os.environ[MULTIPROC_ENV] = str(mp_dir)
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker_main, args=(cfg, grace, i), daemon=False)
-        for i in range(cfg.workers)
-    ]
-    for p in procs:
-        p.start()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -97,16 +92,35 @@ def serve_many(cfg: ServiceConfig, grace: float) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_main, args=(cfg, grace, i), daemon=False)
+        for i in range(cfg.workers)
+    ]
+    for p in procs:
+        p.start()
     while not stop.wait(0.5):
         if any(not p.is_alive() for p in procs):
             print("sealgate: a worker exited; stopping", file=sys.stderr, flush=True)
             break
-    for p in procs:
+    asked: set[int] = set()
+    for i, p in enumerate(procs):
         if p.is_alive() and p.pid is not None:
             os.kill(p.pid, signal.SIGTERM)
+            asked.add(i)
     for p in procs:
         p.join(grace + 5)
         if p.is_alive():
             p.kill()
             p.join()
-    return 0 if all(p.exitcode == 0 for p in procs) else 1
+    # A worker that we asked to stop before its interpreter had installed its handler ends
+    # by the signal's default action: it was stopped on request, not failed.
+    stopped = {0} | {-signal.SIGTERM}
+    failed = [
+        (i, p.exitcode)
+        for i, p in enumerate(procs)
+        if p.exitcode != 0 and not (i in asked and p.exitcode in stopped)
+    ]
+    for i, code in failed:
+        print(f"sealgate: worker {i} exited with status {code}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
