@@ -19,6 +19,12 @@ fn bytes<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, b)
 }
 
+/// SHA-256 of a DER encoding, lowercase hex: the identity certificates and CRLs are cached,
+/// pinned and named by.
+fn fingerprint(der: &[u8]) -> String {
+    hex(&hash(Hash::Sha256, &[der]))
+}
+
 /// An X.509 certificate, parsed once.
 #[pyclass(frozen, module = "sealgate._core", name = "X509Certificate")]
 pub struct X509Certificate {
@@ -32,10 +38,9 @@ impl X509Certificate {
     #[staticmethod]
     fn parse(data: &[u8]) -> BindResult<Self> {
         let c = parse_certificate(data)?;
-        let fingerprint = hex(&hash(Hash::Sha256, &[&c.der]));
         Ok(X509Certificate {
+            fingerprint: fingerprint(&c.der),
             inner: Arc::new(c),
-            fingerprint,
         })
     }
 
@@ -258,10 +263,9 @@ impl X509Crl {
     #[staticmethod]
     fn parse(data: &[u8]) -> BindResult<Self> {
         let c = parse_crl(data)?;
-        let fingerprint = hex(&hash(Hash::Sha256, &[&c.der]));
         Ok(X509Crl {
+            fingerprint: fingerprint(&c.der),
             inner: Arc::new(c),
-            fingerprint,
         })
     }
     #[getter]
