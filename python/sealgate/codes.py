@@ -404,6 +404,8 @@ CODES: dict[str, Code] = {
             "auth.token.malformed": "the authorization header is not 'Bearer <jwt>'",
             "auth.token.missing": "no bearer token",
             "auth.token.unknown_key": "the bearer token is not signed by a trusted key",
+            "config.database.invalid": "the database URL is malformed or unsupported",
+            "config.database.password_in_argv": "a database password given on the command line",
             "config.insecure_listen": "a non-loopback listener without TLS",
             "config.invalid": "the service configuration is invalid",
             "config.operator_key": "an operator key in the configuration is unusable",
@@ -434,7 +436,9 @@ CODES: dict[str, Code] = {
             "storage.model_key.exists": "the model key version exists",
             "storage.model_key.not_found": "no such model key",
             "storage.reference_value.exists": "the reference value exists",
+            "storage.not_found": "the database to open does not exist",
             "storage.schema.too_new": "the database schema is newer than this sealgate",
+            "storage.unavailable": "the database cannot be reached; nothing was committed",
         },
     ),
     # -- Model files -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ import abc
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Literal
 
 
 class StorageError(Exception):
@@ -22,6 +23,15 @@ class StorageError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or refused service (connection lost, server shutting
+    down, pool exhausted). Nothing of the failed call was committed; the caller answers
+    ``UNAVAILABLE`` and may retry. The message never carries the connection string."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("storage.unavailable", message)
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,37 @@ class SigningKeyRecord:
     created_at: int
     #: 0 while active; else when it stopped signing (its JWK stays until tokens expire).
     retired_at: int
+    #: The KEK it is wrapped under ("" for keys stored before this was recorded: the KEK
+    #: the deployment had then).
+    kek_id: str = ""
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    """A service secret that is not a model or signing key (the audit entry MAC key, the
+    audit checkpoint signing seed), wrapped under the KEK so it moves with the database and
+    re-wraps with ``kek rotate``."""
+
+    name: str
+    wrapped: bytes
+    kek_id: str
+    created_at: int
+
+
+#: The kinds of wrapped blobs the database holds (``Storage.list_wrapped``).
+WrappedKind = Literal["key_version", "signing_key", "secret"]
+
+
+@dataclass(frozen=True)
+class WrappedItem:
+    """One wrapped blob, named so it can be re-wrapped in place: ``ref`` is
+    ``(key_id, version)`` for a model key version, ``(kid,)`` for a signing key and
+    ``(name,)`` for a secret."""
+
+    kind: WrappedKind
+    ref: tuple[str, ...]
+    wrapped: bytes
+    kek_id: str
 
 
 #: Default byte budget of one page of audit entries (list and verify hold one at a time).
@@ -360,6 +401,25 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def list_signing_keys(self) -> list[SigningKeyRecord]: ...
 
+    # -- service secrets and re-wrapping ----------------------------------------------
+    @abc.abstractmethod
+    def get_secret(self, name: str) -> SecretRecord | None: ...
+
+    @abc.abstractmethod
+    def put_secret(self, rec: SecretRecord) -> SecretRecord:
+        """Store ``rec`` unless a secret of that name exists; return the one stored (the
+        first writer wins, so replicas starting together agree on one secret)."""
+
+    @abc.abstractmethod
+    def list_wrapped(self, exclude_kek_id: str, limit: int = 100) -> list[WrappedItem]:
+        """Up to ``limit`` wrapped blobs (model key versions, signing keys, secrets) whose
+        KEK is not ``exclude_kek_id``, in a stable order."""
+
+    @abc.abstractmethod
+    def rewrap(self, item: WrappedItem, wrapped: bytes, kek_id: str) -> bool:
+        """Replace ``item``'s blob and KEK id, only if it is still wrapped as listed
+        (same blob): False, with nothing written, if it changed meanwhile."""
+
     @abc.abstractmethod
     def close(self) -> None: ...
 
@@ -377,7 +437,11 @@ __all__ = [
     "PolicyRecord",
     "ReferenceValue",
     "Revocation",
+    "SecretRecord",
     "SigningKeyRecord",
     "Storage",
     "StorageError",
+    "StorageUnavailable",
+    "WrappedItem",
+    "WrappedKind",
 ]

@@ -36,9 +36,11 @@ from sealgate.storage import (
     PolicyRecord,
     ReferenceValue,
     Revocation,
+    SecretRecord,
     SigningKeyRecord,
     Storage,
     StorageError,
+    WrappedItem,
 )
 
 #: Schema migrations, applied in order from the stored version (0 = empty database). Never
@@ -171,6 +173,23 @@ MIGRATIONS.append(
             "CREATE TRIGGER signing_keys_gen_insert AFTER INSERT ON signing_keys BEGIN " + _BUMP,
             "CREATE TRIGGER signing_keys_gen_update AFTER UPDATE ON signing_keys BEGIN " + _BUMP,
             "CREATE TRIGGER signing_keys_gen_delete AFTER DELETE ON signing_keys BEGIN " + _BUMP,
+        ],
+    )
+)
+
+MIGRATIONS.append(
+    (
+        5,
+        [
+            # Which KEK wraps each signing key, as key_versions records it, so ``kek rotate``
+            # can move them and every unwrap goes to the KEK that wrapped the blob; '' is the
+            # KEK of the deployment before this step.
+            "ALTER TABLE signing_keys ADD COLUMN kek_id TEXT NOT NULL DEFAULT ''",
+            # Service secrets wrapped under the KEK (the audit MAC key and checkpoint seed):
+            # they travel with the database and re-wrap with the KEK, whatever holds it.
+            """CREATE TABLE secrets (
+                name TEXT PRIMARY KEY, wrapped BLOB NOT NULL, kek_id TEXT NOT NULL,
+                created_at INTEGER NOT NULL)""",
         ],
     )
 )
@@ -837,13 +856,83 @@ class SqliteStorage(Storage):
             )
             c.execute(
                 "INSERT INTO signing_keys (kid, wrapped_private, public_jwk, created_at,"
-                " retired_at) VALUES (?, ?, ?, ?, 0)",
-                (rec.kid, rec.wrapped_private, rec.public_jwk, rec.created_at),
+                " retired_at, kek_id) VALUES (?, ?, ?, ?, 0, ?)",
+                (rec.kid, rec.wrapped_private, rec.public_jwk, rec.created_at, rec.kek_id),
             )
 
     def list_signing_keys(self) -> list[SigningKeyRecord]:
         rows = self._q(
-            "SELECT kid, wrapped_private, public_jwk, created_at, retired_at FROM signing_keys"
-            " ORDER BY created_at, kid"
+            "SELECT kid, wrapped_private, public_jwk, created_at, retired_at, kek_id"
+            " FROM signing_keys ORDER BY created_at, kid"
         )
-        return [SigningKeyRecord(r[0], bytes(r[1]), r[2], int(r[3]), int(r[4])) for r in rows]
+        return [SigningKeyRecord(r[0], bytes(r[1]), r[2], int(r[3]), int(r[4]), r[5]) for r in rows]
+
+    # -- service secrets and re-wrapping ----------------------------------------------
+    def get_secret(self, name: str) -> SecretRecord | None:
+        rows = self._q(
+            "SELECT name, wrapped, kek_id, created_at FROM secrets WHERE name = ?", (name,)
+        )
+        return (
+            SecretRecord(rows[0][0], bytes(rows[0][1]), rows[0][2], int(rows[0][3]))
+            if rows
+            else None
+        )
+
+    def put_secret(self, rec: SecretRecord) -> SecretRecord:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO secrets (name, wrapped, kek_id, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                (rec.name, rec.wrapped, rec.kek_id, rec.created_at),
+            )
+        stored = self.get_secret(rec.name)
+        assert stored is not None
+        return stored
+
+    #: One query per kind, each (ref columns, blob, kek id) in a stable order.
+    _WRAPPED = (
+        (
+            "key_version",
+            "SELECT key_id, version, wrapped, kek_id FROM key_versions"
+            " WHERE kek_id <> ? ORDER BY key_id, version LIMIT ?",
+        ),
+        (
+            "signing_key",
+            "SELECT kid, wrapped_private, kek_id FROM signing_keys"
+            " WHERE kek_id <> ? ORDER BY kid LIMIT ?",
+        ),
+        (
+            "secret",
+            "SELECT name, wrapped, kek_id FROM secrets WHERE kek_id <> ? ORDER BY name LIMIT ?",
+        ),
+    )
+
+    def list_wrapped(self, exclude_kek_id: str, limit: int = 100) -> list[WrappedItem]:
+        out: list[WrappedItem] = []
+        for kind, sql in self._WRAPPED:
+            if len(out) >= limit:
+                break
+            for r in self._q(sql, (exclude_kek_id, limit - len(out))):
+                ref = tuple(str(x) for x in r[:-2])
+                out.append(WrappedItem(kind, ref, bytes(r[-2]), r[-1]))  # type: ignore[arg-type]
+        return out
+
+    def rewrap(self, item: WrappedItem, wrapped: bytes, kek_id: str) -> bool:
+        if item.kind == "key_version":
+            sql = (
+                "UPDATE key_versions SET wrapped = ?, kek_id = ?"
+                " WHERE key_id = ? AND version = ? AND wrapped = ?"
+            )
+            ref: tuple[Any, ...] = (item.ref[0], int(item.ref[1]))
+        elif item.kind == "signing_key":
+            sql = (
+                "UPDATE signing_keys SET wrapped_private = ?, kek_id = ?"
+                " WHERE kid = ? AND wrapped_private = ?"
+            )
+            ref = (item.ref[0],)
+        else:
+            sql = "UPDATE secrets SET wrapped = ?, kek_id = ? WHERE name = ? AND wrapped = ?"
+            ref = (item.ref[0],)
+        with self._tx() as c:
+            n = c.execute(sql, (wrapped, kek_id, *ref, item.wrapped)).rowcount
+        return bool(n == 1)
