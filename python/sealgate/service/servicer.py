@@ -95,11 +95,13 @@ class ServicerBase:
         CPU-bound, and running it inline avoids a thread hand-off per call and GIL convoys
         (threads that release the GIL around SQLite calls wait up to a switch interval to get
         it back, stretching the time the audit write lock is held). Calls that may take long
-        (admin, enrollment) go to the thread pool (``offload``) so they never stall it.
+        (admin, enrollment) go to the thread pool (``offload``) so they never stall it, and
+        so does every call when storage is a database server (``Storage.remote``): its round
+        trips must never block the event loop.
         """
         t0 = time.perf_counter()
         try:
-            if offload:
+            if offload or self.core.st.remote:
                 result = await asyncio.get_running_loop().run_in_executor(self._pool, fn)
             else:
                 result = fn()

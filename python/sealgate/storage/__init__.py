@@ -210,6 +210,11 @@ AuditAppend = tuple[Callable[[int], bytes], Callable[[bytes, bytes], bytes]]
 class Storage(abc.ABC):
     """The persistence interface. Implementations must be safe for concurrent threads."""
 
+    #: Whether calls wait on a network round trip (a database server) rather than a local
+    #: file: the service then runs even its hot path in the thread pool, so the asyncio
+    #: event loop never waits on the database.
+    remote: bool = False
+
     # -- challenges -------------------------------------------------------------------
     @abc.abstractmethod
     def create_challenge(self, ch: Challenge, audit: AuditAppend | None = None) -> None:
