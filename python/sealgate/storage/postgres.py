@@ -787,7 +787,7 @@ class PostgresStorage(Storage):
                         won = c.execute(_SQL_CHALLENGE_USE, (challenge_id, now))
                         head_cur = self._head_after_lock(c)
                         if won.fetchone() is None:
-                            raise _Lost
+                            raise _Lost()
                         head = head_cur.fetchone()
                         if record is not None:
                             c.execute(_SQL_ATT_INSERT, _attestation_args(record))
