@@ -443,6 +443,7 @@ CODES: dict[str, Code] = {
             "storage.not_found": "the database to open does not exist",
             "storage.schema.too_new": "the database schema is newer than this sealgate",
             "storage.unavailable": "the database cannot be reached; nothing was committed",
+            "storage.value.invalid": "a value cannot be stored (a NUL character in text)",
         },
     ),
     # -- Model files -----------------------------------------------------------------------

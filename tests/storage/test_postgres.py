@@ -272,3 +272,14 @@ def test_constraint_errors_have_codes(pg_url: str) -> None:
         st.create_challenge(_challenge("dup"))
     assert e.value.code == "storage.constraint"
     st.close()
+
+
+def test_a_nul_in_text_is_a_coded_refusal(pg_url: str) -> None:
+    """PostgreSQL text cannot hold NUL (SQLite can): a client-chosen id with one is refused
+    with a code, not an unhandled driver error."""
+    st = PostgresStorage(pg_url)
+    with pytest.raises(StorageError) as e:
+        st.create_challenge(Challenge("c", b"n", "tpm", "node\x00id", 1, 2))
+    assert e.value.code == "storage.value.invalid"
+    assert st.get_challenge("c", 1) is None
+    st.close()

@@ -242,6 +242,12 @@ class PostgresStorage(Storage):
             ) from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             raise self._unavailable(e) from None
+        except psycopg.DataError as e:
+            # A value PostgreSQL cannot hold where SQLite could (a NUL character in text,
+            # https://www.postgresql.org/docs/15/datatype-character.html): the caller's input.
+            raise StorageError(
+                "storage.value.invalid", f"a value cannot be stored (SQLSTATE {e.sqlstate})"
+            ) from None
         except psycopg.Error as e:
             state = e.sqlstate or ""
             if state[:2] in _UNAVAILABLE_CLASSES:
