@@ -219,6 +219,10 @@ def run_threads(
 
 
 # -- asyncpg (one loop) -------------------------------------------------------------------
+async def _no_reset(conn: Any) -> None:
+    return None
+
+
 class Asyncpg:
     name = "asyncpg"
 
@@ -228,7 +232,10 @@ class Asyncpg:
     @classmethod
     async def open(cls, url: str, size: int) -> Asyncpg:
         # asyncpg prepares and caches every statement per connection (statement_cache_size).
-        pool = await asyncpg.create_pool(url, min_size=size, max_size=size)
+        # reset: by default asyncpg's pool sends a reset query (RESET ALL, UNLISTEN, advisory
+        # unlock) on every release, one more round trip; psycopg_pool only rolls back an
+        # open transaction, which asyncpg's release still does (Connection._reset).
+        pool = await asyncpg.create_pool(url, min_size=size, max_size=size, reset=_no_reset)
         return cls(pool)
 
     async def _audit(self, c: Any) -> None:
