@@ -13,10 +13,11 @@ PostgreSQL (``sealgate.testing.postgres``; fsync on unless ``--no-fsync``) or ``
 * ``generation``: the ``config_generation`` read;
 * ``flow``: the four in sequence (one attestation's storage work).
 
-A third row, ``sealgate``, runs the same flow through ``PostgresStorage`` itself (psycopg
-pipeline mode: two round trips per write transaction). Every phase is bounded by
-``--ops`` per worker and ``--seconds``. Prints ops/s, p50/p99 latency, client CPU per op,
-the asyncpg/psycopg ratio, and the CPU model from /proc/cpuinfo.
+The ``sealgate`` rows run the same flow through ``PostgresStorage`` itself, with and
+without ``pipeline=True`` (psycopg pipeline mode: two round trips per write
+transaction). Every phase is bounded by ``--ops`` per worker and ``--seconds``. Prints
+ops/s, p50/p99 latency, client CPU per op, the asyncpg/psycopg ratio, and the CPU model
+from /proc/cpuinfo.
 
     PYTHONPATH=python .venv/bin/python scripts/bench_pg_driver.py [--no-fsync] [--json]
 """
@@ -157,12 +158,13 @@ class Psycopg:
 
 
 class Sealgate(Psycopg):
-    """The flow through PostgresStorage itself (pipelined writes)."""
+    """The flow through PostgresStorage itself."""
 
     name = "sealgate"
+    pipeline = False
 
     def __init__(self, url: str, pool: int) -> None:
-        self.st = PostgresStorage(url, pool_min=pool, pool_max=pool)
+        self.st = PostgresStorage(url, pool_min=pool, pool_max=pool, pipeline=self.pipeline)
         self._audit_append = (lambda seq: ENTRY, _core.audit_link)
 
     def create(self, cid: str) -> None:
@@ -183,6 +185,13 @@ class Sealgate(Psycopg):
 
     def close(self) -> None:
         self.st.close()
+
+
+class SealgatePipeline(Sealgate):
+    """PostgresStorage with pipeline=True (two round trips per write transaction)."""
+
+    name = "sealgate-pipeline"
+    pipeline = True
 
 
 def run_threads(
@@ -318,7 +327,7 @@ def _phases(driver: str, workers: int, ops: int) -> list[tuple[str, list[str], l
     n = workers * ops
     out = []
     for op in OPS:
-        if driver == "sealgate" and op != "flow":
+        if driver.startswith("sealgate") and op != "flow":
             continue
         tag = "f" if op == "flow" else ""
         out.append((op, [f"w{tag}{i}" for i in range(64)], [f"m{tag}{i}" for i in range(n)]))
@@ -331,7 +340,7 @@ def bench(
     PostgresStorage(url).close()  # the schema
     results: list[dict[str, Any]] = []
     for workers in workers_list:
-        for driver in ("psycopg", "asyncpg", "sealgate"):
+        for driver in ("psycopg", "asyncpg", "sealgate", "sealgate-pipeline"):
             reset(url)
             phases = _phases(driver, workers, ops)
             # One pool per driver and concurrency, every statement warmed on every
@@ -354,7 +363,8 @@ def bench(
 
                 rows = asyncio.run(go())
             else:
-                impl: Psycopg = (Psycopg if driver == "psycopg" else Sealgate)(url, pool)
+                cls = {"psycopg": Psycopg, "sealgate": Sealgate}.get(driver, SealgatePipeline)
+                impl: Psycopg = cls(url, pool)
                 rows = []
                 try:
                     for op, warm, ids in phases:
@@ -371,7 +381,7 @@ def bench(
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
-        f"{'workers':>7} {'op':<10} {'driver':<9} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f"{'workers':>7} {'op':<10} {'driver':<17} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'cpu us/op':>9} {'asyncpg/psycopg':>15}"
     ]
     by = {(r["workers"], r["op"], r["driver"]): r for r in results}
@@ -382,7 +392,7 @@ def table(results: list[dict[str, Any]]) -> str:
             if base.get("ops_per_s"):
                 ratio = f"{r['ops_per_s'] / base['ops_per_s']:.2f}"
         lines.append(
-            f"{r['workers']:>7} {r['op']:<10} {r['driver']:<9} {r.get('ops_per_s', 0):>9}"
+            f"{r['workers']:>7} {r['op']:<10} {r['driver']:<17} {r.get('ops_per_s', 0):>9}"
             f" {r.get('p50_ms', 0):>8} {r.get('p99_ms', 0):>8}"
             f" {r.get('client_cpu_us_per_op', 0):>9} {ratio:>15}"
         )

@@ -26,10 +26,10 @@ def _challenge(cid: str, expires: int = 5000) -> Challenge:
     return Challenge(cid, b"\x02" * 32, "tpm", "n1", 1000, expires)
 
 
-def _race_all(url: str, worker: int, q: multiprocessing.Queue[list[str]]) -> None:
+def _race_all(url: str, worker: int, pipeline: bool, q: multiprocessing.Queue[list[str]]) -> None:
     """Try to complete every challenge (in this worker's own order) with 4 threads; report
     the ones this process won."""
-    st = PostgresStorage(url, pool_max=4)
+    st = PostgresStorage(url, pool_max=4, pipeline=pipeline)
     order = [f"c{i}" for i in range(CHALLENGES)]
     random.Random(worker).shuffle(order)
     won: list[str] = []
@@ -69,11 +69,14 @@ def _spawn(target: object, args: list[tuple[object, ...]]) -> list[list[str]]:
                 p.join(timeout=10)
 
 
-def test_each_challenge_completes_exactly_once_across_processes(pg_url: str) -> None:
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_each_challenge_completes_exactly_once_across_processes(
+    pg_url: str, pipeline: bool
+) -> None:
     st = PostgresStorage(pg_url)
     for i in range(CHALLENGES):
         st.create_challenge(_challenge(f"c{i}"))
-    results = _spawn(_race_all, [(pg_url, w) for w in range(PROCS)])
+    results = _spawn(_race_all, [(pg_url, w, pipeline) for w in range(PROCS)])
     won = [cid for r in results for cid in r]
     assert sorted(won) == sorted(f"c{i}" for i in range(CHALLENGES))  # each once, none lost
     # Exactly one attestation row and one audit entry per challenge; losers wrote nothing.
@@ -89,8 +92,10 @@ def test_each_challenge_completes_exactly_once_across_processes(pg_url: str) -> 
 APPENDS = 40
 
 
-def _append_many(url: str, worker: int, q: multiprocessing.Queue[list[str]]) -> None:
-    st = PostgresStorage(url, pool_max=4)
+def _append_many(
+    url: str, worker: int, pipeline: bool, q: multiprocessing.Queue[list[str]]
+) -> None:
+    st = PostgresStorage(url, pool_max=4, pipeline=pipeline)
 
     def run(t: int) -> None:
         for i in range(APPENDS):
@@ -114,11 +119,14 @@ def _append_many(url: str, worker: int, q: multiprocessing.Queue[list[str]]) -> 
     q.put([])
 
 
-def test_audit_chain_stays_linear_with_writers_in_many_processes(pg_url: str) -> None:
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_audit_chain_stays_linear_with_writers_in_many_processes(
+    pg_url: str, pipeline: bool
+) -> None:
     """4 processes x 4 threads append through every audit path at once: one chain, seq
     1..N with no gap or duplicate, every link verifying, every entry present once."""
     PostgresStorage(pg_url).close()
-    _spawn(_append_many, [(pg_url, w) for w in range(PROCS)])
+    _spawn(_append_many, [(pg_url, w, pipeline) for w in range(PROCS)])
     st = PostgresStorage(pg_url)
     rows = [r for page in st.iter_audit(batch=100) for r in page]
     total = PROCS * 4 * APPENDS

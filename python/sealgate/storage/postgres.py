@@ -27,10 +27,15 @@ Semantics, matching ``SqliteStorage``:
 * ``atomic()`` holds one connection and transaction on the calling thread; every call inside
   joins it, each as a savepoint (psycopg ``Connection.transaction()`` nests as SAVEPOINT).
 * ``config_generation`` moves by trigger in the changing transaction (``schema`` step 2).
-* Hot paths are one round trip per statement batch: psycopg's pipeline mode
-  (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html) sends BEGIN, the challenge
-  UPDATE, the lock and the head read together, then the inserts and COMMIT together; repeated
-  statements are server-side prepared (psycopg ``prepare_threshold``).
+* Round trips: one statement wherever SQLite has one (``UPDATE … RETURNING``, upserts,
+  ``= ANY(array)``), repeated statements server-side prepared (psycopg ``prepare_threshold``),
+  and the audit lock taken as late as possible in a transaction. ``pipeline=True`` sends a
+  write transaction in two round trips instead (psycopg pipeline mode,
+  https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html: BEGIN, the challenge
+  UPDATE, the lock and the head read together, then the inserts and COMMIT); measured on
+  loopback (2-core Xeon, PostgreSQL on the same host) it cost 25-60% more client CPU per
+  flow and was no faster with 16 threads (slower with one), so it is off by default; it
+  pays when the database is a network hop away.
 
 Failures: a lost connection, a server shutting down (57P01/57P03), a pool timeout, a
 cancelled statement → ``StorageUnavailable`` (nothing was committed by the failing call when
@@ -155,7 +160,8 @@ class PostgresStorage(Storage):
     ``pool_timeout`` bounds how long a call waits for a connection (then
     ``storage.unavailable``), ``connect_timeout`` a connection attempt (libpq's minimum is 2 s),
     ``statement_timeout_ms`` any statement, and ``idle_in_transaction_ms`` how long a
-    transaction may sit idle (a frozen replica holding the audit lock is cut off after it)."""
+    transaction may sit idle (a frozen replica holding the audit lock is cut off after it);
+    ``pipeline`` sends each write transaction in two round trips (see the module notes)."""
 
     def __init__(
         self,
@@ -168,9 +174,11 @@ class PostgresStorage(Storage):
         statement_timeout_ms: int = 10_000,
         idle_in_transaction_ms: int = 10_000,
         application_name: str = "sealgate",
+        pipeline: bool = False,
         migrate: bool = True,
     ) -> None:
         self._redacted = redact(url)
+        self._pipeline = pipeline
         self._pool_timeout = pool_timeout
         self._held = _Held()
         self._closed = False
@@ -328,9 +336,9 @@ class PostgresStorage(Storage):
             return conn.execute(query, args).rowcount
 
     def _pipelined(self) -> bool:
-        # Pipeline mode only for a transaction of our own: inside atomic() the enclosing
-        # transaction's statements run one by one.
-        return self._held.conn is None
+        # Pipeline mode only when asked, and only for a transaction of our own: inside
+        # atomic() the enclosing transaction's statements run one by one.
+        return self._pipeline and self._held.conn is None
 
     # -- schema -----------------------------------------------------------------------
     def migrate(self) -> int:
@@ -398,9 +406,9 @@ class PostgresStorage(Storage):
             pipe = c.pipeline() if self._pipelined() else contextlib.nullcontext()
             with pipe, c.transaction():
                 c.execute(_SQL_CHALLENGE_INSERT, args)
-                head = self._head_after_lock(c).fetchone()  # round trip 1
+                # Pipelined: one round trip up to here, one for the audit INSERT and COMMIT.
+                head = self._head_after_lock(c).fetchone()
                 self._append_with_head(c, head, *audit)
-            # round trip 2: the audit INSERT and COMMIT
 
     def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
         rows = self._q(
@@ -782,14 +790,14 @@ class PostgresStorage(Storage):
         audit: AuditAppend,
         record: AttestationRecord | None = None,
     ) -> bool:
+        # The same conditional UPDATE as consume_challenge, in the transaction that writes
+        # the outcome: the decision and the single use commit together.
         with self._connection() as c, self._errors():
-            pipe = c.pipeline() if self._pipelined() else contextlib.nullcontext()
-            with pipe:
-                try:
-                    with c.transaction():
-                        # The same conditional UPDATE as consume_challenge, in the transaction
-                        # that writes the outcome: the decision and the single use commit
-                        # together. Sent with the audit lock and head read (one round trip).
+            try:
+                if self._pipelined():
+                    # Sent with the audit lock and head read (one round trip), then the
+                    # inserts and COMMIT (another).
+                    with c.pipeline(), c.transaction():
                         won = c.execute(_SQL_CHALLENGE_USE, (challenge_id, now))
                         head_cur = self._head_after_lock(c)
                         if won.fetchone() is None:
@@ -798,8 +806,17 @@ class PostgresStorage(Storage):
                         if record is not None:
                             c.execute(_SQL_ATT_INSERT, _attestation_args(record))
                         self._append_with_head(c, head, *audit)
-                except _Lost:
-                    return False
+                else:
+                    # One statement at a time, the audit lock taken last so it is held for
+                    # the fewest round trips, and never by a caller that lost the challenge.
+                    with c.transaction():
+                        if c.execute(_SQL_CHALLENGE_USE, (challenge_id, now)).fetchone() is None:
+                            raise _Lost()
+                        if record is not None:
+                            c.execute(_SQL_ATT_INSERT, _attestation_args(record))
+                        self._append_audit_in_tx(c, *audit)
+            except _Lost:
+                return False
         return True
 
     def get_attestation(self, jti: str) -> AttestationRecord | None:
