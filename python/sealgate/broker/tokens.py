@@ -135,7 +135,7 @@ class TokenIssuer:
         if create:
             self.ensure_active()
 
-    def ensure_active(self, record: Callable[[str], None] | None = None) -> None:
+    def ensure_active(self, record: Callable[[str], object] | None = None) -> None:
         """Make the first signing key unless one is active. Replicas starting together on
         an empty database must end with one key, not one each: the check and the insert
         share one write transaction, which ``record(kid)`` (the creation's audit entry)
@@ -210,7 +210,7 @@ class TokenIssuer:
             self.reload()
 
     def rotate(
-        self, now: int | None = None, before_insert: Callable[[str], None] | None = None
+        self, now: int | None = None, before_insert: Callable[[str], object] | None = None
     ) -> str:
         """Make a new signing key active; the old ones only verify from now on.
         ``before_insert(kid)`` runs just before the key is stored (in the caller's
