@@ -5,23 +5,28 @@ processes and a PostgreSQL that is stopped is in ``test_replicas.py``."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sealgate._proto import admin_pb2, admin_pb2_grpc, attestation_pb2_grpc
-from sealgate.node.agent import NodeAgent, error_code
+from sealgate.node.agent import AgentError, NodeAgent, error_code
 from sealgate.service.auth import mint_operator_token
 from sealgate.service.config import ServiceConfig
 from sealgate.service.server import create_server
 from sealgate.storage import StorageUnavailable
 from sealgate.storage.sqlite import SqliteStorage
+from sealgate.testing import postgres as pgtest
 from sealgate.testing.softnode import SoftwareCa, SoftwareTpm
 
 from tests.service.conftest import TPM_POLICY, Env
@@ -241,3 +246,144 @@ def test_a_hung_probe_counts_as_a_failure() -> None:
     release.set()
     assert r.check() is True and r.ready and changes == [False, True]
     r.stop()
+
+
+# -- real processes on a PostgreSQL that goes away ---------------------------------------
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[pgtest.PostgresServer]:
+    """A PostgreSQL of this test's own (it is stopped and started again mid-test)."""
+    pytest.importorskip("sealgate.storage.postgres")
+    if not pgtest.available():
+        pytest.skip(f"PostgreSQL server binaries not in {pgtest.PG_BIN}")
+    server = pgtest.PostgresServer(tmp_path / "pg")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+def test_postgres_stopped_under_load_and_back(
+    own_postgres: pgtest.PostgresServer, tmp_path: Path
+) -> None:
+    from sealgate._proto import attestation_pb2, common_pb2
+
+    from tests.service.replicas import Cluster, wait_for
+
+    pg = own_postgres
+    url = pg.create_database("sealgate")
+    c = Cluster(tmp_path / "cluster", url, env=pg.env())
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    try:
+        a, b = c.start(2)
+        pids = [a.pid, b.pid]
+        adm = a.admin()
+        tpm = SoftwareTpm(c.ca)
+        doc = {"platform": "tpm", "set_name": "golden", "values": tpm.pcr_reference_values()}
+        adm.BulkAddReferenceValues(
+            admin_pb2.BulkAddReferenceValuesRequest(document=json.dumps(doc)), metadata=c.md
+        )
+        adm.ImportModelKey(
+            admin_pb2.ImportModelKeyRequest(key_id="m", key=b"M" * 32), metadata=c.md
+        )
+        adm.PutPolicy(
+            admin_pb2.PutPolicyRequest(key_id="m", json=json.dumps(TPM_POLICY)), metadata=c.md
+        )
+        agents = []
+        for i in range(4):
+            ag = NodeAgent(a.channel(), f"out-{i}", SoftwareTpm(c.ca), timeout=20)
+            ag.enroll()
+            agents.append(ag)
+        got: list[str] = []  # jti of every token that came with a key
+        errors: list[tuple[str, float]] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+        deadline = time.monotonic() + 90
+
+        def hammer(i: int) -> None:
+            r = (a, b)[i % 2]
+            agent = NodeAgent(r.channel(), agents[i].node_id, agents[i].collector, timeout=20)
+            for _ in range(2000):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                t0 = time.monotonic()
+                try:
+                    req = agent.build_attest(agent.challenge(), ["m"])
+                    resp = agent.stub.Attest(req, timeout=20)
+                except (grpc.RpcError, AgentError) as e:
+                    code = e.code if isinstance(e, AgentError) else error_code(e)
+                    with lock:
+                        errors.append((code, time.monotonic() - t0))
+                    time.sleep(0.05)
+                    continue
+                if resp.granted:
+                    claims = jwt.decode(resp.token, options={"verify_signature": False})
+                    with lock:
+                        got.append(claims["jti"])
+
+        with futures.ThreadPoolExecutor(4) as pool:
+            jobs = [pool.submit(hammer, i) for i in range(4)]
+            assert wait_for(lambda: len(got) >= 20, 40), "no load got through"
+            pg.stop()
+            down_at = time.monotonic()
+            # Both replicas notice within a few seconds: health and /readyz.
+            for r in (a, b):
+                for name in ("", "sealgate.v1.Attestation", "sealgate.v1.Admin"):
+                    assert wait_for(lambda r=r, n=name: r.health(n) == not_serving, 8), r.name
+                assert wait_for(lambda r=r: r.http("/readyz") == (503, b"storage unavailable\n"), 8)
+                assert r.http("/healthz") == (200, b"ok\n")
+            assert time.monotonic() - down_at < 10
+            time.sleep(1.0)  # load keeps coming during the outage
+            with lock:
+                n_errors = len(errors)
+            assert n_errors > 0
+            # Direct calls answer UNAVAILABLE with the stable code, quickly.
+            for r in (a, b):
+                t0 = time.monotonic()
+                with pytest.raises(grpc.RpcError) as e:
+                    r.attestation().Challenge(
+                        attestation_pb2.ChallengeRequest(
+                            platform=common_pb2.PLATFORM_TPM, node_id="x"
+                        ),
+                        timeout=10,
+                    )
+                assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert error_code(e.value) == "storage.unavailable"
+                assert time.monotonic() - t0 < 5
+            pg.start()
+            # Back by themselves, same processes.
+            for r in (a, b):
+                assert wait_for(lambda r=r: r.health() == serving, 20), r.output()[-1500:]
+                assert wait_for(lambda r=r: r.http("/readyz") == (200, b"ready\n"), 10)
+            stop.set()
+            for j in jobs:
+                j.result(60)
+        assert [r.pid for r in (a, b)] == pids and a.alive and b.alive
+        # Every failure was the stable code (none an internal error or a hang).
+        assert {code for code, _ in errors} == {"storage.unavailable"}, errors[:20]
+        assert max(t for _, t in errors) < 10
+        for r in (a, b):
+            x = NodeAgent(r.channel(), agents[0].node_id, agents[0].collector, timeout=20)
+            assert x.attest(["m"], auto_enroll=False).keys == {"m": (1, b"M" * 32)}
+        # No key without its audit entry: every token a client got a key with is decided.
+        decided = set()
+        after = 0
+        for _ in range(1000):
+            page = adm.ListAudit(
+                admin_pb2.ListAuditRequest(after_seq=after, limit=1000), metadata=c.md
+            ).entries
+            if not page:
+                break
+            decided |= {
+                json.loads(e.details_json)["jti"] for e in page if e.event == "attest.decided"
+            }
+            after = page[-1].seq
+        assert set(got) <= decided
+        for r in (a, b):
+            v = r.admin().VerifyAudit(admin_pb2.VerifyAuditRequest(), metadata=c.md, timeout=60)
+            assert v.ok, v.message
+    finally:
+        c.close()
