@@ -77,9 +77,14 @@ class Replica:
             return int(e.code), bytes(e.read())
 
     def health(self, service: str = "", timeout: float = 3) -> int:
-        stub = health_pb2_grpc.HealthStub(self.channel())
-        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-        return int(resp.status)
+        """One health check on a connection of its own (with several worker processes, a
+        new connection may land on any of them)."""
+        with grpc.insecure_channel(
+            f"127.0.0.1:{self.port}", options=[("grpc.use_local_subchannel_pool", 1)]
+        ) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            return int(resp.status)
 
     @property
     def alive(self) -> bool:
@@ -118,7 +123,8 @@ class Cluster:
     def md(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token()}"),)
 
-    def add(self) -> Replica:
+    def add(self, **overrides: Any) -> Replica:
+        """A replica's directory and configuration (``overrides``: its own config keys)."""
         name = f"r{len(self.replicas)}"
         d = self.base / name
         d.mkdir()
@@ -142,6 +148,7 @@ class Cluster:
             "ek_ca_roots": [str(self.ca_pem)],
             "rate_limit": _RATE,
             **self.extra,
+            **overrides,
         }
         path = d / "sealgate.json"
         path.write_text(json.dumps(conf))
@@ -213,6 +220,14 @@ class Cluster:
             except Exception:  # the others are stopped all the same
                 if r.proc is not None and r.proc.poll() is None:
                     os.kill(r.pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_for(cond: Any, timeout: float, step: float = 0.1) -> bool:

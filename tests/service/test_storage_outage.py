@@ -270,7 +270,7 @@ def test_postgres_stopped_under_load_and_back(
 ) -> None:
     from sealgate._proto import attestation_pb2, common_pb2
 
-    from tests.service.replicas import Cluster, wait_for
+    from tests.service.replicas import Cluster, free_port, wait_for
 
     pg = own_postgres
     url = pg.create_database("sealgate")
@@ -279,7 +279,11 @@ def test_postgres_stopped_under_load_and_back(
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     try:
         a, b = c.start(2)
-        pids = [a.pid, b.pid]
+        # And one replica of two worker processes: each worker probes for itself.
+        w = c.add(listen=f"127.0.0.1:{free_port()}", workers=2)
+        c.spawn(w)
+        c.wait_serving(w)
+        pids = [a.pid, b.pid, w.pid]
         adm = a.admin()
         tpm = SoftwareTpm(c.ca)
         doc = {"platform": "tpm", "set_name": "golden", "values": tpm.pcr_reference_values()}
@@ -336,6 +340,8 @@ def test_postgres_stopped_under_load_and_back(
                 assert wait_for(lambda r=r: r.http("/readyz") == (503, b"storage unavailable\n"), 8)
                 assert r.http("/healthz") == (200, b"ok\n")
             assert time.monotonic() - down_at < 10
+            # Every worker of ``w``: fresh connections land on either (SO_REUSEPORT).
+            assert wait_for(lambda: all(w.health() == not_serving for _ in range(8)), 8)
             time.sleep(1.0)  # load keeps coming during the outage
             with lock:
                 n_errors = len(errors)
@@ -355,13 +361,14 @@ def test_postgres_stopped_under_load_and_back(
                 assert time.monotonic() - t0 < 5
             pg.start()
             # Back by themselves, same processes.
-            for r in (a, b):
+            for r in (a, b, w):
                 assert wait_for(lambda r=r: r.health() == serving, 20), r.output()[-1500:]
                 assert wait_for(lambda r=r: r.http("/readyz") == (200, b"ready\n"), 10)
+            assert wait_for(lambda: all(w.health() == serving for _ in range(8)), 10)
             stop.set()
             for j in jobs:
                 j.result(60)
-        assert [r.pid for r in (a, b)] == pids and a.alive and b.alive
+        assert [r.pid for r in (a, b, w)] == pids and a.alive and b.alive and w.alive
         # Every failure was the stable code (none an internal error or a hang).
         assert {code for code, _ in errors} == {"storage.unavailable"}, errors[:20]
         assert max(t for _, t in errors) < 10
