@@ -286,6 +286,53 @@ def test_tokens_and_signing_keys_are_shared(cluster: Cluster) -> None:
         assert jwt.get_unverified_header(t)["kid"] == last, "another key is still active"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_first_signing_key_race_leaves_one_key(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> None:
+    """Starts released at one instant (a barrier; each its own storage connection pool, as
+    replicas have): one signing key, one ``signing_key.created`` entry, one active kid."""
+    import hmac
+
+    from sealgate.broker.audit import AuditLog, decode_entry
+    from sealgate.broker.kek import LocalKeyFileProvider
+    from sealgate.broker.tokens import TokenIssuer
+    from sealgate.storage.url import open_storage
+
+    gen = _database(request, backend, tmp_path)
+    url = next(gen)
+    n = 6
+    stores = [open_storage(url) for _ in range(n)]
+    try:
+        kek = LocalKeyFileProvider(tmp_path / "kek.key")
+        barrier = threading.Barrier(n, timeout=30)
+
+        def mac(data: bytes) -> bytes:
+            return hmac.digest(b"k" * 32, data, "sha256")
+
+        def start(i: int) -> str:
+            st = stores[i]
+            tokens = TokenIssuer(st, kek, create=False)
+            audit = AuditLog(st, mac)
+            barrier.wait()
+            tokens.ensure_active(
+                lambda kid: audit.append("signing_key.created", "sealgate", {"kid": kid})
+            )
+            return tokens.active_kid
+
+        with futures.ThreadPoolExecutor(n) as pool:
+            kids = set(pool.map(start, range(n)))
+        keys = stores[0].list_signing_keys()
+        assert len(keys) == 1 and kids == {keys[0].kid}
+        events = [decode_entry(r.entry)["event"] for r in stores[0].list_audit()]
+        assert events == ["signing_key.created"]
+    finally:
+        for st in stores:
+            st.close()
+        for _ in gen:
+            pass
+
+
 def _attest_burst(
     c: Cluster, replicas: list[Replica], agents: list[NodeAgent], per_thread: int, budget: float
 ) -> list[dict[str, Any]]:
