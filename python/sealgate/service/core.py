@@ -54,6 +54,7 @@ from sealgate.storage import (
     Revocation,
     Storage,
     StorageError,
+    StorageUnavailable,
 )
 from sealgate.tpm.enroll import (
     EkVerifier,
@@ -123,8 +124,12 @@ class Verifier:
         self.st = storage
         self.kek = kek or LocalKeyFileProvider(cfg.kek_path)
         self.keys = ModelKeys(storage, self.kek)
-        self.tokens = TokenIssuer(storage, self.kek, cfg.verifier_id, cfg.token_ttl)
+        self.tokens = TokenIssuer(storage, self.kek, cfg.verifier_id, cfg.token_ttl, create=False)
         self.audit = AuditLog(storage, self.kek.audit_mac)
+        # The first start of a deployment (on any replica) makes the first signing key.
+        self.tokens.ensure_active(
+            lambda kid: self.audit.append("signing_key.created", "sealgate", {"kid": kid})
+        )
         self.checkpoints = CheckpointStore(cfg.audit_checkpoint_dir)
         self.checkpointer = Checkpointer(
             storage, self.kek.checkpoint_signer(), self.checkpoints, log_origin(cfg.verifier_id)
@@ -184,6 +189,10 @@ class Verifier:
             # Something unexpected after the challenge lookup (a failing KEK, a bug): the
             # challenge is used up and the failure audited all the same (the servicer maps
             # the exception to a status). A challenge no longer live is left alone.
+            if isinstance(e, StorageUnavailable):
+                # Nothing was committed and the storage is gone: the challenge stays live
+                # (a retry may use it) and nothing can be audited now.
+                raise
             code = e.code if isinstance(e, SealgateError) else "service.internal.error"
             if self.challenges.live(challenge_id) is not None:
                 with contextlib.suppress(Exception):
@@ -848,8 +857,12 @@ class Verifier:
     def rotate_signing_key(self, actor: str) -> str:
         try:
             with self.st.atomic():
-                kid = self.tokens.rotate()
-                self.audit.append("admin.signing_key.rotated", actor, {"kid": kid})
+                # The entry first: it serializes rotations on every replica (see rotate).
+                kid = self.tokens.rotate(
+                    before_insert=lambda k: self.audit.append(
+                        "admin.signing_key.rotated", actor, {"kid": k}
+                    )
+                )
         except BaseException:
             # rotate() loaded the new key inside the transaction; it was rolled back.
             self.tokens.reload()

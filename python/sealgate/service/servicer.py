@@ -19,6 +19,7 @@ from sealgate.service import errors as E
 from sealgate.service.core import Verifier
 from sealgate.service.grpc_errors import rich_status, status_of, to_service_error
 from sealgate.service.metrics import Metrics
+from sealgate.service.readiness import Readiness
 
 Resp = TypeVar("Resp")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -76,10 +77,17 @@ def _guard(
 
 
 class ServicerBase:
-    def __init__(self, core: Verifier, metrics: Metrics, pool: futures.Executor) -> None:
+    def __init__(
+        self,
+        core: Verifier,
+        metrics: Metrics,
+        pool: futures.Executor,
+        readiness: Readiness | None = None,
+    ) -> None:
         self.core = core
         self.metrics = metrics
         self._pool = pool
+        self.readiness = readiness
 
     async def _run(
         self,
@@ -109,6 +117,8 @@ class ServicerBase:
             return result
         except Exception as e:
             err = to_service_error(e, method)
+        if isinstance(err, E.Unavailable) and self.readiness is not None:
+            self.readiness.failed()
         self.metrics.rpc(method, status_of(err).name, time.perf_counter() - t0)
         await context.abort_with_status(rich_status(err))
         raise AssertionError("abort_with_status returned")  # it raises

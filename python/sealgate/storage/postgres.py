@@ -163,6 +163,8 @@ class PostgresStorage(Storage):
     transaction may sit idle (a frozen replica holding the audit lock is cut off after it);
     ``pipeline`` sends each write transaction in two round trips (see the module notes)."""
 
+    remote = True
+
     def __init__(
         self,
         url: str,
