@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealgate import __version__
-from sealgate.broker.kek import KekProvider
+from sealgate.broker.kek import KekProvider, as_ring
 from sealgate.errors import SealgateError
 from sealgate.protocol.hpke import jwk_thumbprint
 from sealgate.storage import SigningKeyRecord, Storage
@@ -116,7 +116,7 @@ class TokenIssuer:
         if not 1 <= ttl <= MAX_TTL:
             raise SealgateError("broker.token.bad_ttl", f"token TTL {ttl}s outside 1..{MAX_TTL}")
         self._st = storage
-        self._kek = kek
+        self._kek = as_ring(kek)
         self.verifier_id = verifier_id
         self.ttl = ttl
         self._snap = _Keys(-1, {}, None)
@@ -146,7 +146,7 @@ class TokenIssuer:
                 if old is not None and old.private is not None:
                     private = old.private
                 else:
-                    der = self._kek.unwrap(rec.wrapped_private, _aad(rec.kid))
+                    der = self._kek.unwrap(rec.wrapped_private, _aad(rec.kid), rec.kek_id)
                     loaded = serialization.load_der_private_key(der, password=None)
                     assert isinstance(loaded, ec.EllipticCurvePrivateKey)
                     private = loaded
@@ -186,7 +186,7 @@ class TokenIssuer:
         # tokens the old key signs until other processes see the commit must not postdate
         # its retirement by more than ROTATION_GRACE.
         at = int(time.time()) if now is None else now
-        rec = SigningKeyRecord(kid, wrapped, json.dumps(pub), at, 0)
+        rec = SigningKeyRecord(kid, wrapped, json.dumps(pub), at, 0, self._kek.kek_id)
         self._st.add_signing_key(rec, retire_others_at=at)
         self.reload()
         return kid

@@ -14,6 +14,12 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", help="state directory (default ./sealgate-data)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to drain on SIGTERM")
     p.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
+    p.add_argument(
+        "--kek",
+        metavar="URI",
+        help="the KEK: file:///PATH or pkcs11:…?module-path=…&pin-source=file:… "
+        "(default file:///DATA_DIR/kek.key; never a PIN in the URI)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -30,5 +36,6 @@ def _serve(args: argparse.Namespace) -> int:
         http_listen=args.http_listen,
         data_dir=args.data_dir,
         workers=args.workers,
+        kek=args.kek,
     )
     return serve(cfg, args.grace)

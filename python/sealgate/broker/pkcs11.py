@@ -1,0 +1,518 @@
+"""The KEK as a non-extractable AES-256 key in a PKCS#11 token (python-pkcs11).
+
+The key object (PKCS#11 v2.40 §4.4, §4.7): CKK_AES, CKA_VALUE_LEN 32, CKA_TOKEN, CKA_PRIVATE,
+CKA_SENSITIVE, not CKA_EXTRACTABLE (so CKA_VALUE never leaves the token, not even wrapped),
+CKA_ENCRYPT and CKA_DECRYPT only, labelled with the URI's ``object``. It is created in the
+token on first start when absent, as the key file is; an existing object that could leave
+the token (extractable, not sensitive) or is not AES-256 is refused.
+
+Wrap is CKM_AES_GCM in the token (PKCS#11 v2.40 curr §2.12.3, NIST SP 800-38D) with a 96-bit
+IV made here with os.urandom (random IVs stay safe for 2^32 wraps per key, SP 800-38D §8.3;
+a KEK wraps a few thousand items), a 128-bit tag and the caller's AAD behind a prefix of our
+own. The blob is ``SGH1 ‖ IV ‖ ciphertext ‖ tag``: a version distinct from the file
+provider's ``nonce ‖ ciphertext``, and the AAD prefix makes a blob of one provider fail
+under the other even if it were fed to it.
+
+Sessions are not used by two threads at once (PKCS#11 v2.40 base §5.1.6: an application
+must not call one session from several threads concurrently): a small pool, each session
+with its own handle to the key. The PIN is read from ``pin-source`` once, kept in memory
+only for logging in, never logged and never in an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import queue
+import random
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import exceptions as p11e
+from pkcs11.mechanisms import GCMParams
+
+from sealgate.broker.kek import KekError, KekProvider
+from sealgate.broker.pkcs11uri import Pkcs11Uri, parse_pkcs11_uri
+
+log = logging.getLogger("sealgate.kek")
+
+_MAGIC = b"SGH1"
+_IV_SIZE = 12
+_TAG_BITS = 128
+_AAD_PREFIX = b"sealgate/pkcs11-kek v1\x00"
+MAX_PIN_BYTES = 1024
+#: Sessions per provider: each wrap or unwrap holds one for a token round trip.
+POOL_SIZE = 4
+_POOL_WAIT = 30.0
+_CREATE_TRIES = 6
+
+#: Errors after which a session is not handed out again (it, or the token, is gone).
+_BROKEN = (
+    p11e.SessionHandleInvalid,
+    p11e.SessionClosed,
+    p11e.DeviceRemoved,
+    p11e.DeviceError,
+    p11e.TokenNotPresent,
+    p11e.UserNotLoggedIn,
+    p11e.KeyHandleInvalid,
+    p11e.ObjectHandleInvalid,
+)
+_PIN_ERRORS = (
+    p11e.PinIncorrect,
+    p11e.PinInvalid,
+    p11e.PinLenRange,
+    p11e.PinLocked,
+    p11e.PinExpired,
+    p11e.UserPinNotInitialized,
+)
+
+
+def _hsm_error(what: str, e: BaseException) -> KekError:
+    # Only the exception's type: python-pkcs11 messages carry nothing secret today, but
+    # the type is all an operator needs and no future message can leak through it.
+    return KekError("broker.kek.hsm_error", f"{what}: {type(e).__name__}")
+
+
+def read_pin(path: str) -> str:
+    """The PIN in ``path`` (one trailing newline dropped). A file others can read is
+    refused, as a KEK file is (group may read it: a service group is common)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise KekError(
+            "broker.kek.pin_unreadable", f"cannot read the PIN file {path}: {e.strerror}"
+        ) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise KekError("broker.kek.pin_unreadable", f"PIN file {path} is not a regular file")
+        if st.st_mode & stat.S_IRWXO:
+            raise KekError(
+                "broker.kek.unsafe_permissions",
+                f"PIN file {path} is accessible by others (mode {stat.S_IMODE(st.st_mode):o});"
+                " chmod 600 (or 640) it",
+            )
+        data = f.read(MAX_PIN_BYTES + 1)
+    if len(data) > MAX_PIN_BYTES:
+        raise KekError(
+            "broker.kek.pin_unreadable", f"PIN file {path} exceeds {MAX_PIN_BYTES} bytes"
+        )
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    try:
+        pin = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KekError("broker.kek.pin_unreadable", f"PIN file {path} is not UTF-8") from None
+    if not pin:
+        raise KekError("broker.kek.pin_unreadable", f"PIN file {path} is empty")
+    return pin
+
+
+@dataclass
+class _Login:
+    """The user login of one token in this process. PKCS#11 login state belongs to the
+    application, not the session (v2.40 base §5.6, C_Login): a second C_Login fails with
+    CKR_USER_ALREADY_LOGGED_IN, and closing the last session logs out. So each token is
+    logged in once, through an anchor session kept open while a provider uses it."""
+
+    anchor: Any
+    pin_digest: bytes
+    refs: int
+
+
+_logins: dict[tuple[str, bytes], _Login] = {}
+_logins_lock = threading.Lock()
+
+
+def _login(module: str, token: Any, pin: str) -> None:
+    key = (module, bytes(token.serial))
+    digest = hashlib.sha256(pin.encode()).digest()
+    with _logins_lock:
+        cur = _logins.get(key)
+        if cur is not None:
+            if not hmac.compare_digest(cur.pin_digest, digest):
+                # The token accepted another PIN in this process already; this one is not
+                # checked by the token (no second login), so it is refused here.
+                raise KekError(
+                    "broker.kek.login_failed",
+                    f"login to token {token.label!r} failed: not the PIN it is logged in with",
+                )
+            cur.refs += 1
+            return
+        try:
+            anchor = token.open(rw=True, user_pin=pin)
+        except _PIN_ERRORS as e:
+            raise KekError(
+                "broker.kek.login_failed",
+                f"login to token {token.label!r} failed ({type(e).__name__})",
+            ) from None
+        except p11e.UserAlreadyLoggedIn:
+            # Logged in by other code in this process: the session is, too.
+            anchor = token.open(rw=True)
+        except p11e.PKCS11Error as e:
+            raise _hsm_error(f"opening a session on token {token.label!r}", e) from None
+        _logins[key] = _Login(anchor, digest, 1)
+
+
+def _logout(module: str, token: Any) -> None:
+    key = (module, bytes(token.serial))
+    with _logins_lock:
+        cur = _logins.get(key)
+        if cur is None:
+            return
+        cur.refs -= 1
+        if cur.refs == 0:
+            del _logins[key]
+            with contextlib.suppress(p11e.PKCS11Error):
+                cur.anchor.close()
+
+
+def _str(v: Any) -> str:
+    return (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)).rstrip(" \x00")
+
+
+class Pkcs11Provider(KekProvider):
+    """The KEK a PKCS#11 URI names (``pkcs11:token=…;object=…?module-path=…&pin-source=…``)."""
+
+    def __init__(
+        self, uri: str | Pkcs11Uri, *, create: bool = True, pool_size: int = POOL_SIZE
+    ) -> None:
+        self.uri = uri if isinstance(uri, Pkcs11Uri) else parse_pkcs11_uri(uri)
+        u = self.uri
+        if u.object is None:
+            raise KekError("broker.kek.uri_invalid", "the KEK URI needs object=<label>")
+        if u.type not in (None, "secret-key"):
+            raise KekError("broker.kek.uri_invalid", "the KEK is a secret-key object (type=)")
+        if u.pin_source is None:
+            raise KekError(
+                "broker.kek.uri_invalid",
+                "the KEK URI needs pin-source=file:/path (the KEK is a private object)",
+            )
+        self._module = u.module()
+        self._lib = self._load(self._module)
+        self._token = self._select_token()
+        self._label = u.object
+        self._create = create
+        self._max = max(1, pool_size)
+        self._idle: queue.LifoQueue[tuple[Any, Any]] = queue.LifoQueue()
+        self._open = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        _login(self._module, self._token, read_pin(u.pin_source))
+        try:
+            session, key = self._new_session(first=True)
+        except BaseException:
+            _logout(self._module, self._token)
+            raise
+        self._open = 1
+        self._id = self._kek_id(key)
+        self._idle.put((session, key))
+        log.info("KEK in PKCS#11 token %r, object %r (%s)", self._token.label, u.object, self._id)
+
+    # -- module and token -----------------------------------------------------------
+    def _load(self, module: str) -> Any:
+        if not os.path.isfile(module):
+            raise KekError("broker.kek.module_unavailable", f"no PKCS#11 module at {module}")
+        try:
+            lib = pkcs11.lib(module)
+        except (p11e.PKCS11Error, RuntimeError, OSError) as e:
+            raise KekError(
+                "broker.kek.module_unavailable",
+                f"cannot load the PKCS#11 module {module} ({type(e).__name__})",
+            ) from None
+        u = self.uri
+        checks = (
+            ("library-manufacturer", u.library_manufacturer, _str(lib.manufacturer_id)),
+            ("library-description", u.library_description, _str(lib.library_description)),
+        )
+        for name, want, have in checks:
+            if want is not None and want != have:
+                raise KekError(
+                    "broker.kek.token_not_found",
+                    f"module {module} is {name} {have!r}, the URI asks for {want!r}",
+                )
+        if u.library_version is not None:
+            major, minor = lib.library_version
+            want_major, _, want_minor = u.library_version.partition(".")
+            if int(want_major) != major or int(want_minor or "0") != minor:
+                raise KekError(
+                    "broker.kek.token_not_found",
+                    f"module {module} is version {major}.{minor}, the URI asks for "
+                    f"{u.library_version}",
+                )
+        return lib
+
+    def _select_token(self) -> Any:
+        u = self.uri
+        try:
+            tokens = list(
+                self._lib.get_tokens(
+                    token_label=u.token,
+                    token_serial=u.serial.encode() if u.serial is not None else None,
+                )
+            )
+        except p11e.PKCS11Error as e:
+            raise _hsm_error("listing the tokens", e) from None
+        tokens = [
+            t
+            for t in tokens
+            if (u.manufacturer is None or _str(t.manufacturer_id) == u.manufacturer)
+            and (u.model is None or _str(t.model) == u.model)
+        ]
+        if not tokens:
+            raise KekError("broker.kek.token_not_found", f"no token matches {u.display()}")
+        if len(tokens) > 1:
+            raise KekError(
+                "broker.kek.ambiguous",
+                f"{len(tokens)} tokens match {u.display()}: add token= or serial=",
+            )
+        return tokens[0]
+
+    # -- the key object -------------------------------------------------------------
+    def _template(self) -> dict[Attribute, Any]:
+        t: dict[Attribute, Any] = {
+            Attribute.CLASS: ObjectClass.SECRET_KEY,
+            Attribute.LABEL: self._label,
+        }
+        if self.uri.id is not None:
+            t[Attribute.ID] = self.uri.id
+        return t
+
+    def _find(self, session: Any) -> list[Any]:
+        return list(session.get_objects(self._template()))
+
+    def _generate(self, session: Any) -> Any:
+        return session.generate_key(
+            KeyType.AES,
+            256,
+            id=self.uri.id if self.uri.id is not None else os.urandom(16),
+            label=self._label,
+            store=True,
+            template={
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False,
+                Attribute.ENCRYPT: True,
+                Attribute.DECRYPT: True,
+                Attribute.WRAP: False,
+                Attribute.UNWRAP: False,
+                Attribute.SIGN: False,
+                Attribute.VERIFY: False,
+                Attribute.DERIVE: False,
+            },
+        )
+
+    def _find_or_create(self, session: Any) -> Any:
+        """The one key object with the URI's label (and id). PKCS#11 has no atomic
+        create-if-absent, so two replicas starting together may both create one: each
+        creator looks again after creating, keeps its object only if it is the only one,
+        and otherwise destroys its own (it has wrapped nothing) and retries after a random
+        pause. Of two creators at most one sees only its own object (the later creation
+        is visible to the later search), so they never keep two."""
+        raced = False
+        for attempt in range(_CREATE_TRIES):
+            found = self._find(session)
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1 and not raced:
+                raise KekError(
+                    "broker.kek.ambiguous",
+                    f"{len(found)} secret keys labelled {self._label!r} in token "
+                    f"{self._token.label!r}: give the URI an id= (CKA_ID) or remove the extra",
+                )
+            if not found:
+                if not self._create:
+                    raise KekError(
+                        "broker.kek.missing",
+                        f"no KEK object {self._label!r} in token {self._token.label!r} "
+                        "(an unwrap-only KEK must exist)",
+                    )
+                mine = self._generate(session)
+                found = self._find(session)
+                if len(found) == 1:
+                    log.info("created KEK object %r in token %r", self._label, self._token.label)
+                    return found[0]
+                raced = True
+                mine.destroy()
+            time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+        raise KekError(
+            "broker.kek.ambiguous",
+            f"could not settle on one KEK object {self._label!r} in token "
+            f"{self._token.label!r} (concurrent creators)",
+        )
+
+    def _check_key(self, key: Any) -> None:
+        attrs = {
+            Attribute.KEY_TYPE: KeyType.AES,
+            Attribute.VALUE_LEN: 32,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.ENCRYPT: True,
+            Attribute.DECRYPT: True,
+        }
+        for attr, want in attrs.items():
+            try:
+                have = key[attr]
+            except p11e.PKCS11Error:
+                have = None
+            if have != want:
+                raise KekError(
+                    "broker.kek.unsafe_key",
+                    f"KEK object {self._label!r} has {attr.name}={have!r}, needs {want!r}: "
+                    "it must be an AES-256 key that cannot leave the token",
+                )
+
+    def _kek_id(self, key: Any) -> str:
+        cka_id = bytes(key[Attribute.ID] or b"")
+        h = hashlib.sha256(
+            b"sealgate pkcs11 kek id\x00"
+            + bytes(self._token.serial).rstrip(b" \x00")
+            + b"\x00"
+            + self._label.encode()
+            + b"\x00"
+            + cka_id
+        )
+        return "pkcs11:" + h.hexdigest()[:16]
+
+    # -- sessions -------------------------------------------------------------------
+    def _new_session(self, first: bool = False) -> tuple[Any, Any]:
+        try:
+            session = self._token.open(rw=True)
+        except p11e.PKCS11Error as e:
+            raise _hsm_error(f"opening a session on token {self._token.label!r}", e) from None
+        try:
+            if first:
+                key = self._find_or_create(session)
+                self._check_key(key)
+            else:
+                found = self._find(session)
+                if len(found) != 1:
+                    raise KekError(
+                        "broker.kek.ambiguous" if found else "broker.kek.missing",
+                        f"{len(found)} KEK objects {self._label!r} in token "
+                        f"{self._token.label!r} (one expected)",
+                    )
+                key = found[0]
+                if self._kek_id(key) != self._id:
+                    raise KekError(
+                        "broker.kek.unsafe_key", "the KEK object changed under a running service"
+                    )
+        except p11e.PKCS11Error as e:
+            with contextlib.suppress(p11e.PKCS11Error):
+                session.close()
+            raise _hsm_error(f"finding the KEK in token {self._token.label!r}", e) from None
+        except BaseException:
+            with contextlib.suppress(p11e.PKCS11Error):
+                session.close()
+            raise
+        return session, key
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Any]:
+        """A session's handle to the key, used by this thread alone."""
+        if self._closed:
+            raise KekError("broker.kek.hsm_error", "the PKCS#11 provider is closed")
+        try:
+            item = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                grow = self._open < self._max
+                if grow:
+                    self._open += 1
+            if grow:
+                try:
+                    item = self._new_session()
+                except BaseException:
+                    with self._lock:
+                        self._open -= 1
+                    raise
+            else:
+                try:
+                    item = self._idle.get(timeout=_POOL_WAIT)
+                except queue.Empty:
+                    raise KekError(
+                        "broker.kek.hsm_error", f"no PKCS#11 session free for {_POOL_WAIT:.0f}s"
+                    ) from None
+        broken = False
+        try:
+            yield item[1]
+        except _BROKEN:
+            broken = True
+            raise
+        finally:
+            if broken or self._closed:
+                with contextlib.suppress(p11e.PKCS11Error):
+                    item[0].close()
+                with self._lock:
+                    self._open -= 1
+            else:
+                self._idle.put(item)
+
+    # -- KekProvider ----------------------------------------------------------------
+    @property
+    def kek_id(self) -> str:
+        return self._id
+
+    @property
+    def token_label(self) -> str:
+        return str(self._token.label)
+
+    def wrap(self, plaintext: bytes, aad: bytes) -> bytes:
+        iv = os.urandom(_IV_SIZE)
+        param = GCMParams(iv, _AAD_PREFIX + aad, _TAG_BITS)
+        try:
+            with self._session() as key:
+                ct = key.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=param)
+        except p11e.PKCS11Error as e:
+            raise _hsm_error("wrapping in the token", e) from None
+        return _MAGIC + iv + bytes(ct)
+
+    def unwrap(self, blob: bytes, aad: bytes) -> bytes:
+        if not blob.startswith(_MAGIC):
+            raise KekError("broker.kek.unwrap_failed", "not a blob of a PKCS#11 KEK")
+        if len(blob) < len(_MAGIC) + _IV_SIZE + _TAG_BITS // 8:
+            raise KekError("broker.kek.unwrap_failed", "wrapped blob too short")
+        iv = blob[len(_MAGIC) : len(_MAGIC) + _IV_SIZE]
+        param = GCMParams(iv, _AAD_PREFIX + aad, _TAG_BITS)
+        try:
+            with self._session() as key:
+                pt = key.decrypt(
+                    blob[len(_MAGIC) + _IV_SIZE :],
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=param,
+                )
+        except _BROKEN as e:
+            raise _hsm_error("unwrapping in the token", e) from None
+        except p11e.PKCS11Error:
+            # A failed tag check: CKR_ENCRYPTED_DATA_INVALID by the standard, and SoftHSM
+            # answers CKR_GENERAL_ERROR.
+            raise KekError(
+                "broker.kek.unwrap_failed", "wrapped blob does not open under this KEK"
+            ) from None
+        return bytes(pt)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        while True:
+            try:
+                session, _ = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            with contextlib.suppress(p11e.PKCS11Error):
+                session.close()
+        _logout(self._module, self._token)
