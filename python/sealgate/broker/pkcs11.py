@@ -13,10 +13,15 @@ own. The blob is ``SGH1 ‖ IV ‖ ciphertext ‖ tag``: a version distinct from
 provider's ``nonce ‖ ciphertext``, and the AAD prefix makes a blob of one provider fail
 under the other even if it were fed to it.
 
-Sessions are not used by two threads at once (PKCS#11 v2.40 base §5.1.6: an application
-must not call one session from several threads concurrently): a small pool, each session
-with its own handle to the key. The PIN is read from ``pin-source`` once, kept in memory
-only for logging in, never logged and never in an error.
+Threads: python-pkcs11 (0.10) calls C_Initialize with NULL arguments, by which the
+application promises the module it will not call it from several threads at once (PKCS#11
+v2.40 base §5.4, C_Initialize; SoftHSM then runs without its own locks, and concurrent
+calls fail with CKR_GENERAL_ERROR). So every call into a module holds that module's lock
+(``_module_lock``): one token operation at a time per process, ≈ 30 µs each on SoftHSM, a
+network round trip on a network HSM (more worker processes or replicas add parallelism).
+Each provider keeps a session (a small pool, for a library that initializes with
+CKF_OS_LOCKING_OK), each with its own handle to the key. The PIN is read from
+``pin-source`` once, kept in memory only for logging in, never logged, never in an error.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ _TAG_BITS = 128
 _AAD_PREFIX = b"sealgate/pkcs11-kek v1\x00"
 MAX_PIN_BYTES = 1024
 #: Sessions per provider: each wrap or unwrap holds one for a token round trip.
-POOL_SIZE = 4
+POOL_SIZE = 2
 _POOL_WAIT = 30.0
 _CREATE_TRIES = 6
 
@@ -133,12 +138,19 @@ class _Login:
 
 _logins: dict[tuple[str, bytes], _Login] = {}
 _logins_lock = threading.Lock()
+_module_locks: dict[str, threading.RLock] = {}
+
+
+def _module_lock(module: str) -> threading.RLock:
+    """The lock every call into ``module`` holds (see the module docstring)."""
+    with _logins_lock:
+        return _module_locks.setdefault(module, threading.RLock())
 
 
 def _login(module: str, token: Any, pin: str) -> None:
     key = (module, bytes(token.serial))
     digest = hashlib.sha256(pin.encode()).digest()
-    with _logins_lock:
+    with _module_lock(module), _logins_lock:
         cur = _logins.get(key)
         if cur is not None:
             if not hmac.compare_digest(cur.pin_digest, digest):
@@ -167,7 +179,7 @@ def _login(module: str, token: Any, pin: str) -> None:
 
 def _logout(module: str, token: Any) -> None:
     key = (module, bytes(token.serial))
-    with _logins_lock:
+    with _module_lock(module), _logins_lock:
         cur = _logins.get(key)
         if cur is None:
             return
@@ -200,8 +212,10 @@ class Pkcs11Provider(KekProvider):
                 "the KEK URI needs pin-source=file:/path (the KEK is a private object)",
             )
         self._module = u.module()
-        self._lib = self._load(self._module)
-        self._token = self._select_token()
+        self._mlock = _module_lock(self._module)
+        with self._mlock:
+            self._lib = self._load(self._module)
+            self._token = self._select_token()
         self._label = u.object
         self._create = create
         self._max = max(1, pool_size)
@@ -211,7 +225,8 @@ class Pkcs11Provider(KekProvider):
         self._closed = False
         _login(self._module, self._token, read_pin(u.pin_source))
         try:
-            session, key = self._new_session(first=True)
+            with self._mlock:
+                session, key = self._new_session(first=True)
         except BaseException:
             _logout(self._module, self._token)
             raise
@@ -424,6 +439,10 @@ class Pkcs11Provider(KekProvider):
         """A session's handle to the key, used by this thread alone."""
         if self._closed:
             raise KekError("broker.kek.hsm_error", "the PKCS#11 provider is closed")
+        with self._mlock:
+            yield from self._use_session()
+
+    def _use_session(self) -> Iterator[Any]:
         try:
             item = self._idle.get_nowait()
         except queue.Empty:
@@ -508,11 +527,12 @@ class Pkcs11Provider(KekProvider):
             if self._closed:
                 return
             self._closed = True
-        while True:
-            try:
-                session, _ = self._idle.get_nowait()
-            except queue.Empty:
-                break
-            with contextlib.suppress(p11e.PKCS11Error):
-                session.close()
+        with self._mlock:
+            while True:
+                try:
+                    session, _ = self._idle.get_nowait()
+                except queue.Empty:
+                    break
+                with contextlib.suppress(p11e.PKCS11Error):
+                    session.close()
         _logout(self._module, self._token)
