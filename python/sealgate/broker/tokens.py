@@ -57,8 +57,12 @@ def ec_public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
     }
 
 
-def _aad(kid: str) -> bytes:
+def signing_key_aad(kid: str) -> bytes:
     return b"sealgate/v1 token-signing-key\x00" + kid.encode()
+
+
+#: The name tests and older callers import.
+_aad = signing_key_aad
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,9 @@ class TokenIssuer:
                 if old is not None and old.private is not None:
                     private = old.private
                 else:
-                    der = self._kek.unwrap(rec.wrapped_private, _aad(rec.kid), rec.kek_id)
+                    der = self._kek.unwrap(
+                        rec.wrapped_private, signing_key_aad(rec.kid), rec.kek_id
+                    )
                     loaded = serialization.load_der_private_key(der, password=None)
                     assert isinstance(loaded, ec.EllipticCurvePrivateKey)
                     private = loaded
@@ -181,7 +187,7 @@ class TokenIssuer:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        wrapped = self._kek.wrap(der, _aad(kid))
+        wrapped = self._kek.wrap(der, signing_key_aad(kid))
         # Stamped after the (possibly remote) KEK wrap, as close to the commit as possible:
         # tokens the old key signs until other processes see the commit must not postdate
         # its retirement by more than ROTATION_GRACE.

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sealgate.errors import UsageError
+
+if TYPE_CHECKING:
+    from sealgate.broker.audit import AuditVerdict
+    from sealgate.broker.auditkeys import AuditKeys
+    from sealgate.broker.checkpoint import CheckpointStore
+    from sealgate.service.config import ServiceConfig
+    from sealgate.storage import Storage
 
 
 def register(sub: Any) -> None:
@@ -54,7 +61,7 @@ def register(sub: Any) -> None:
 
 
 def _audit_verify_offline(args: argparse.Namespace) -> int:
-    from sealgate.broker.auditkeys import AuditKeys, load_audit_keys
+    from sealgate.broker.auditkeys import load_audit_keys
     from sealgate.broker.checkpoint import (
         MAX_NOTE_BYTES,
         CheckpointStore,
@@ -91,12 +98,12 @@ def _audit_verify_offline(args: argparse.Namespace) -> int:
 
 def _verify(
     args: argparse.Namespace,
-    st: Any,
-    store: Any,
+    st: Storage,
+    store: CheckpointStore,
     kept: list[tuple[str, bytes]],
-    keys: Any,
-    cfg: Any,
-) -> Any:
+    keys: AuditKeys | None,
+    cfg: ServiceConfig,
+) -> AuditVerdict:
     from sealgate.broker.audit import AuditLog, EntryMac
     from sealgate.broker.checkpoint import CheckpointError, NoteVerifier, parse_verifier_key
     from sealgate.cli import read_file
@@ -127,7 +134,7 @@ def _verify(
     return log.verify_anchored(use_store, verifier, kept)
 
 
-def _report(args: argparse.Namespace, v: Any) -> int:
+def _report(args: argparse.Namespace, v: AuditVerdict) -> int:
     if args.json:
         print(
             json.dumps(
