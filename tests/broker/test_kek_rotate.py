@@ -404,13 +404,27 @@ def test_service_on_a_pkcs11_kek_from_first_start(hsm: SoftHsm, tmp_path: Path) 
         assert srv2.core.verify_audit().ok
 
 
-def test_the_pin_is_never_in_argv_or_output(hsm: SoftHsm, tmp_path: Path) -> None:
+def test_the_pin_is_never_in_argv_or_output(
+    hsm: SoftHsm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pk = hsm.uri("sealgate-b", _label())
     # A PIN in the URI is refused outright, and not echoed.
     rc = cli_main(
-        ["serve", "--kek", pk + "&pin-value=" + USER_PIN, "--data-dir", str(tmp_path / "x")]
+        [
+            "serve",
+            "--kek",
+            pk + "&pin-value=" + USER_PIN,
+            "--data-dir",
+            str(tmp_path / "x"),
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ]
     )
-    assert rc != 0
+    said = capsys.readouterr()
+    assert rc != 0 and "broker.kek.pin_in_uri" in said.err
+    assert USER_PIN not in said.err + said.out
     env = {**hsm.env(), "PYTHONPATH": str(REPO / "python")}
     proc = subprocess.Popen(
         [
@@ -456,3 +470,31 @@ def test_the_pin_is_never_in_argv_or_output(hsm: SoftHsm, tmp_path: Path) -> Non
             proc.kill()
             proc.wait()
     assert USER_PIN not in "".join(out)
+
+
+def test_kek_configuration_keys(tmp_path: Path) -> None:
+    from sealgate.errors import UsageError
+    from sealgate.service.config import load_config
+
+    conf = tmp_path / "c.json"
+    conf.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "d"),
+                "kek": "pkcs11:object=k?module-path=/m.so&pin-source=file:/p",
+                "kek_previous": ["file:///old/kek.key"],
+            }
+        )
+    )
+    cfg = load_config(conf)
+    assert cfg.kek_uri.startswith("pkcs11:") and cfg.kek_previous == ["file:///old/kek.key"]
+    # Default: the key file in the data dir; --kek overrides the file.
+    assert load_config(None, data_dir=tmp_path / "d").kek_uri == (
+        (tmp_path / "d" / "kek.key").absolute().as_uri()
+    )
+    assert load_config(conf, kek="file:///x/k.key").kek_uri == "file:///x/k.key"
+    for bad in ({"kek": 5}, {"kek": ""}, {"kek_previous": "file:///a"}, {"kek_previous": [3]}):
+        conf.write_text(json.dumps(bad))
+        with pytest.raises(UsageError) as e:
+            load_config(conf)
+        assert e.value.code == "config.invalid", bad
