@@ -273,10 +273,16 @@ p.close()
 """
 
 
-def test_two_processes_starting_together_agree_on_one_object(hsm: SoftHsm) -> None:
+def test_other_processes_find_the_object_the_first_created(hsm: SoftHsm) -> None:
+    """The first replica creates the KEK object; replicas started after it (here three at
+    once, in their own processes) find that object and no other."""
     label = _label()
     uri = hsm.uri("sealgate", label)
     env = {**hsm.env(), "PYTHONPATH": str(REPO / "python")}
+    first = subprocess.run(
+        [sys.executable, "-c", _CHILD, uri, "0"], env=env, capture_output=True, timeout=120
+    )
+    assert first.returncode == 0, first.stderr
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _CHILD, uri, str(i)],
@@ -284,7 +290,7 @@ def test_two_processes_starting_together_agree_on_one_object(hsm: SoftHsm) -> No
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for i in range(3)
+        for i in range(1, 4)
     ]
     try:
         outs = [p.communicate(timeout=120) for p in procs]
@@ -293,8 +299,8 @@ def test_two_processes_starting_together_agree_on_one_object(hsm: SoftHsm) -> No
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    docs = [json.loads(o) for o, _ in outs]
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    docs = [json.loads(first.stdout), *(json.loads(o) for o, _ in outs)]
     assert len({d["kek_id"] for d in docs}) == 1
     here = Pkcs11Provider(uri, create=False)
     try:
@@ -360,3 +366,41 @@ def test_wrap_unwrap_rates_file_vs_softhsm(hsm: SoftHsm, tmp_path: Path) -> None
         json.dumps({k: {o: round(r) for o, r in v.items()} for k, v in rates.items()}),
     )
     assert all(r > 100 for v in rates.values() for r in v.values())
+
+
+def test_replicas_racing_to_create_keep_one_object(hsm: SoftHsm) -> None:
+    """Four processes start at once on a token without the object: each may create one,
+    and they settle on a single object that all of them use (``_find_or_create``)."""
+    label = _label()
+    uri = hsm.uri("sealgate", label)
+    env = {**hsm.env(), "PYTHONPATH": str(REPO / "python")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, uri, str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(4)
+    ]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    docs = [json.loads(o) for o, _ in outs]
+    assert len({d["kek_id"] for d in docs}) == 1
+    here = Pkcs11Provider(uri, create=False)
+    try:
+        for i, d in enumerate(docs):
+            assert here.unwrap(bytes.fromhex(d["blob"]), b"x") == f"from {i}".encode()
+        with _session(hsm) as s:
+            found = list(
+                s.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label})
+            )
+        assert len(found) == 1
+    finally:
+        here.close()

@@ -36,9 +36,9 @@ import random
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
@@ -58,7 +58,11 @@ MAX_PIN_BYTES = 1024
 #: Sessions per provider: each wrap or unwrap holds one for a token round trip.
 POOL_SIZE = 2
 _POOL_WAIT = 30.0
-_CREATE_TRIES = 6
+_CREATE_TRIES = 10
+#: Seconds between the two looks that must both see the same single KEK object.
+_SETTLE = 0.05
+#: Looks that see several objects before they are taken for duplicates, not a race.
+_CROWDED_LOOKS = 3
 
 #: Errors after which a session is not handed out again (it, or the token, is gone).
 _BROKEN = (
@@ -77,14 +81,42 @@ _PIN_ERRORS = (
     p11e.PinLenRange,
     p11e.PinLocked,
     p11e.PinExpired,
-    p11e.UserPinNotInitialized,
+    p11e.UserPinNotInitialized,  # (after the start-up retries)
 )
+
+
+class _Transient(KekError):
+    """A start-up failure that a fresh view of the token may not have (see ``_startup``)."""
 
 
 def _hsm_error(what: str, e: BaseException) -> KekError:
     # Only the exception's type: python-pkcs11 messages carry nothing secret today, but
     # the type is all an operator needs and no future message can leak through it.
     return KekError("broker.kek.hsm_error", f"{what}: {type(e).__name__}")
+
+
+_T = TypeVar("_T")
+#: Start-up calls retried on transient failures: SoftHSM's file store, read by a process
+#: while another process writes the token (a replica creating the KEK object at the same
+#: moment), answers CKR_GENERAL_ERROR, lists the token as absent or says its user PIN is
+#: not initialized. Bounded (about a second in all); wrap and unwrap are never retried.
+_STARTUP_TRIES = 6
+_TRANSIENT = (p11e.GeneralError, p11e.UserPinNotInitialized)
+#: While looking for the KEK object, also an object another creator just destroyed.
+_TRANSIENT_FIND = (p11e.GeneralError, p11e.ObjectHandleInvalid)
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+
+
+def _startup(fn: Callable[[], _T]) -> _T:
+    for attempt in range(_STARTUP_TRIES - 1):
+        try:
+            return fn()
+        except _TRANSIENT:
+            _pause(attempt)
+    return fn()
 
 
 def read_pin(path: str) -> str:
@@ -163,9 +195,9 @@ def _login(module: str, token: Any, pin: str) -> None:
             cur.refs += 1
             return
         try:
-            anchor = token.open(rw=True, user_pin=pin)
+            anchor = _startup(lambda: token.open(rw=True, user_pin=pin))
         except _PIN_ERRORS as e:
-            raise KekError(
+            raise (_Transient if isinstance(e, _TRANSIENT) else KekError)(
                 "broker.kek.login_failed",
                 f"login to token {token.label!r} failed ({type(e).__name__})",
             ) from None
@@ -213,9 +245,27 @@ class Pkcs11Provider(KekProvider):
             )
         self._module = u.module()
         self._mlock = _module_lock(self._module)
-        with self._mlock:
-            self._lib = self._load(self._module)
-            self._token = self._select_token()
+        if not os.path.isfile(self._module):
+            raise KekError("broker.kek.module_unavailable", f"no PKCS#11 module at {self._module}")
+        pin = read_pin(u.pin_source)
+        for attempt in range(_STARTUP_TRIES):
+            try:
+                with self._mlock:
+                    self._lib = self._load(self._module)
+                    self._token = self._select_token()
+                _login(self._module, self._token, pin)
+                break
+            except _Transient as e:
+                # SoftHSM keeps the broken view of a token it read while another process
+                # wrote it until the module is initialized again; that is only safe while
+                # nothing else in this process uses the module.
+                with self._mlock, _logins_lock:
+                    alone = not any(m == self._module for m, _ in _logins)
+                    if attempt == _STARTUP_TRIES - 1 or not alone:
+                        raise KekError(e.code, e.message) from None
+                    with contextlib.suppress(p11e.PKCS11Error):
+                        self._lib.reinitialize()
+                _pause(attempt)
         self._label = u.object
         self._create = create
         self._max = max(1, pool_size)
@@ -223,7 +273,6 @@ class Pkcs11Provider(KekProvider):
         self._open = 0
         self._lock = threading.Lock()
         self._closed = False
-        _login(self._module, self._token, read_pin(u.pin_source))
         try:
             with self._mlock:
                 session, key = self._new_session(first=True)
@@ -270,23 +319,35 @@ class Pkcs11Provider(KekProvider):
 
     def _select_token(self) -> Any:
         u = self.uri
-        try:
-            tokens = list(
-                self._lib.get_tokens(
-                    token_label=u.token,
-                    token_serial=u.serial.encode() if u.serial is not None else None,
+        tokens: list[Any] = []
+        for attempt in range(_STARTUP_TRIES):
+            try:
+                tokens = _startup(
+                    lambda: list(
+                        self._lib.get_tokens(
+                            token_label=u.token,
+                            token_serial=u.serial.encode() if u.serial is not None else None,
+                        )
+                    )
                 )
-            )
-        except p11e.PKCS11Error as e:
-            raise _hsm_error("listing the tokens", e) from None
-        tokens = [
-            t
-            for t in tokens
-            if (u.manufacturer is None or _str(t.manufacturer_id) == u.manufacturer)
-            and (u.model is None or _str(t.model) == u.model)
-        ]
+            except _TRANSIENT as e:
+                raise _Transient(
+                    "broker.kek.hsm_error", f"listing the tokens: {type(e).__name__}"
+                ) from None
+            except p11e.PKCS11Error as e:
+                raise _hsm_error("listing the tokens", e) from None
+            tokens = [
+                t
+                for t in tokens
+                if (u.manufacturer is None or _str(t.manufacturer_id) == u.manufacturer)
+                and (u.model is None or _str(t.model) == u.model)
+            ]
+            if tokens:
+                break
+            if attempt < _STARTUP_TRIES - 1:
+                _pause(attempt)
         if not tokens:
-            raise KekError("broker.kek.token_not_found", f"no token matches {u.display()}")
+            raise _Transient("broker.kek.token_not_found", f"no token matches {u.display()}")
         if len(tokens) > 1:
             raise KekError(
                 "broker.kek.ambiguous",
@@ -330,38 +391,47 @@ class Pkcs11Provider(KekProvider):
         )
 
     def _find_or_create(self, session: Any) -> Any:
-        """The one key object with the URI's label (and id). PKCS#11 has no atomic
-        create-if-absent, so two replicas starting together may both create one: each
-        creator looks again after creating, keeps its object only if it is the only one,
-        and otherwise destroys its own (it has wrapped nothing) and retries after a random
-        pause. Of two creators at most one sees only its own object (the later creation
-        is visible to the later search), so they never keep two."""
-        raced = False
+        """The one key object with the URI's label (and id).
+
+        PKCS#11 has no atomic create-if-absent, so replicas starting together may each
+        create one. Each creator looks again after creating and keeps its object only if
+        it is the only one; otherwise it destroys its own (it has wrapped nothing) and
+        starts over after a random pause: of two creators at most one sees only its own
+        object (the later creation is visible to the later search). A process that finds
+        one object looks again after ``_SETTLE`` seconds and takes it only if it is still
+        the only one, so it does not take an object its creator is about to withdraw.
+        Several objects seen on every look are duplicates, not a race: refused."""
+        crowded = 0
         for attempt in range(_CREATE_TRIES):
-            found = self._find(session)
+            found = _startup(lambda: self._find(session))
             if len(found) == 1:
-                return found[0]
-            if len(found) > 1 and not raced:
-                raise KekError(
-                    "broker.kek.ambiguous",
-                    f"{len(found)} secret keys labelled {self._label!r} in token "
-                    f"{self._token.label!r}: give the URI an id= (CKA_ID) or remove the extra",
-                )
-            if not found:
-                if not self._create:
+                time.sleep(_SETTLE)
+                again = _startup(lambda: self._find(session))
+                if len(again) == 1 and again[0][Attribute.ID] == found[0][Attribute.ID]:
+                    return again[0]
+            elif len(found) > 1:
+                crowded += 1
+                if crowded >= _CROWDED_LOOKS:
                     raise KekError(
-                        "broker.kek.missing",
-                        f"no KEK object {self._label!r} in token {self._token.label!r} "
-                        "(an unwrap-only KEK must exist)",
+                        "broker.kek.ambiguous",
+                        f"{len(found)} secret keys labelled {self._label!r} in token "
+                        f"{self._token.label!r}: give the URI an id= (CKA_ID) or remove "
+                        "the extra",
                     )
-                mine = self._generate(session)
-                found = self._find(session)
+            elif not self._create:
+                raise KekError(
+                    "broker.kek.missing",
+                    f"no KEK object {self._label!r} in token {self._token.label!r} "
+                    "(an unwrap-only KEK must exist)",
+                )
+            else:
+                mine = _startup(lambda: self._generate(session))
+                found = _startup(lambda: self._find(session))
                 if len(found) == 1:
                     log.info("created KEK object %r in token %r", self._label, self._token.label)
-                    return found[0]
-                raced = True
-                mine.destroy()
-            time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+                    continue  # confirmed by the settled look at the top
+                _startup(mine.destroy)
+            _pause(attempt)
         raise KekError(
             "broker.kek.ambiguous",
             f"could not settle on one KEK object {self._label!r} in token "
@@ -404,13 +474,21 @@ class Pkcs11Provider(KekProvider):
     # -- sessions -------------------------------------------------------------------
     def _new_session(self, first: bool = False) -> tuple[Any, Any]:
         try:
-            session = self._token.open(rw=True)
+            session = _startup(lambda: self._token.open(rw=True))
         except p11e.PKCS11Error as e:
             raise _hsm_error(f"opening a session on token {self._token.label!r}", e) from None
         try:
             if first:
-                key = self._find_or_create(session)
-                self._check_key(key)
+                for attempt in range(_STARTUP_TRIES):
+                    try:
+                        key = self._find_or_create(session)
+                        self._check_key(key)
+                        self._kek_id(key)
+                        break
+                    except _TRANSIENT_FIND:
+                        if attempt == _STARTUP_TRIES - 1:
+                            raise
+                        _pause(attempt)
             else:
                 found = self._find(session)
                 if len(found) != 1:
