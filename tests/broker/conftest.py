@@ -5,9 +5,9 @@ from collections.abc import Iterator
 import pytest
 from sealgate.testing import softhsm
 
-#: Tokens of the test run: the main one, a second for token-to-token moves, and one that
-#: no test logs in to except with a wrong PIN.
-TOKENS = ("sealgate", "sealgate-b", "pin-test")
+#: Tokens of the test run: the main one, one for the service tests, one that no test logs
+#: in to except with a wrong PIN, and one for the dropped-login test alone.
+TOKENS = ("sealgate", "sealgate-b", "pin-test", "relogin")
 
 
 @pytest.fixture(scope="session")

@@ -404,3 +404,30 @@ def test_replicas_racing_to_create_keep_one_object(hsm: SoftHsm) -> None:
         assert len(found) == 1
     finally:
         here.close()
+
+
+def test_a_dropped_login_is_restored(hsm: SoftHsm, caplog: pytest.LogCaptureFixture) -> None:
+    """The token drops every session of the process (an HSM restart, a lost connection),
+    and with them the login (PKCS#11 v2.40 base §5.6): the next wrap logs in again."""
+    from sealgate.broker import pkcs11 as p11
+
+    caplog.set_level(logging.DEBUG)
+    label = _label()
+    p = Pkcs11Provider(hsm.uri("relogin", label))  # the only user of this token
+    try:
+        blob = p.wrap(b"before", b"a")
+        # What the token's side of a restart looks like from here: every session gone.
+        with p._mlock:
+            while not p._idle.empty():
+                p._idle.get_nowait()[0].close()
+                p._open -= 1
+            for (module, _), login in p11._logins.items():
+                if module == p._module:
+                    login.anchor.close()
+        with _session(hsm, "relogin") as s:  # logged out: the private key is invisible
+            assert not list(s.get_objects({Attribute.LABEL: label}))
+        assert p.unwrap(blob, b"a") == b"before"
+        assert p.unwrap(p.wrap(b"after", b"a"), b"a") == b"after"
+        assert "logging in again" in caplog.text and USER_PIN not in caplog.text
+    finally:
+        p.close()

@@ -89,6 +89,10 @@ class _Transient(KekError):
     """A start-up failure that a fresh view of the token may not have (see ``_startup``)."""
 
 
+class _LoggedOut(KekError):
+    """A session or login the token no longer has (token restarted, connection lost)."""
+
+
 def _hsm_error(what: str, e: BaseException) -> KekError:
     # Only the exception's type: python-pkcs11 messages carry nothing secret today, but
     # the type is all an operator needs and no future message can leak through it.
@@ -209,6 +213,31 @@ def _login(module: str, token: Any, pin: str) -> None:
         _logins[key] = _Login(anchor, digest, 1)
 
 
+def _relogin(module: str, token: Any, pin: str) -> None:
+    """Log in again after the token dropped this process's sessions (and so its login,
+    PKCS#11 v2.40 base §5.6): a new anchor session replaces the old one."""
+    key = (module, bytes(token.serial))
+    with _module_lock(module), _logins_lock:
+        cur = _logins.get(key)
+        try:
+            anchor = token.open(rw=True, user_pin=pin)
+        except p11e.UserAlreadyLoggedIn:
+            return  # still (or again) logged in
+        except _PIN_ERRORS as e:
+            raise KekError(
+                "broker.kek.login_failed",
+                f"login to token {token.label!r} failed ({type(e).__name__})",
+            ) from None
+        except p11e.PKCS11Error as e:
+            raise _hsm_error(f"logging in to token {token.label!r} again", e) from None
+        if cur is None:
+            _logins[key] = _Login(anchor, hashlib.sha256(pin.encode()).digest(), 1)
+            return
+        old, cur.anchor = cur.anchor, anchor
+        with contextlib.suppress(p11e.PKCS11Error):
+            old.close()
+
+
 def _logout(module: str, token: Any) -> None:
     key = (module, bytes(token.serial))
     with _module_lock(module), _logins_lock:
@@ -266,6 +295,8 @@ class Pkcs11Provider(KekProvider):
                     with contextlib.suppress(p11e.PKCS11Error):
                         self._lib.reinitialize()
                 _pause(attempt)
+        # Kept for logging in again when the token drops the sessions (never shown).
+        self._pin = pin
         self._label = u.object
         self._create = create
         self._max = max(1, pool_size)
@@ -475,6 +506,8 @@ class Pkcs11Provider(KekProvider):
     def _new_session(self, first: bool = False) -> tuple[Any, Any]:
         try:
             session = _startup(lambda: self._token.open(rw=True))
+        except _BROKEN as e:
+            raise _LoggedOut("broker.kek.hsm_error", type(e).__name__) from None
         except p11e.PKCS11Error as e:
             raise _hsm_error(f"opening a session on token {self._token.label!r}", e) from None
         try:
@@ -491,9 +524,12 @@ class Pkcs11Provider(KekProvider):
                         _pause(attempt)
             else:
                 found = self._find(session)
+                if not found:
+                    # A private object is invisible to a session that is not logged in.
+                    raise _LoggedOut("broker.kek.hsm_error", "the KEK object is not visible")
                 if len(found) != 1:
                     raise KekError(
-                        "broker.kek.ambiguous" if found else "broker.kek.missing",
+                        "broker.kek.ambiguous",
                         f"{len(found)} KEK objects {self._label!r} in token "
                         f"{self._token.label!r} (one expected)",
                     )
@@ -505,6 +541,8 @@ class Pkcs11Provider(KekProvider):
         except p11e.PKCS11Error as e:
             with contextlib.suppress(p11e.PKCS11Error):
                 session.close()
+            if not first and isinstance(e, _BROKEN):
+                raise _LoggedOut("broker.kek.hsm_error", type(e).__name__) from None
             raise _hsm_error(f"finding the KEK in token {self._token.label!r}", e) from None
         except BaseException:
             with contextlib.suppress(p11e.PKCS11Error):
@@ -570,11 +608,29 @@ class Pkcs11Provider(KekProvider):
         iv = os.urandom(_IV_SIZE)
         param = GCMParams(iv, _AAD_PREFIX + aad, _TAG_BITS)
         try:
-            with self._session() as key:
-                ct = key.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=param)
+            ct = self._call(
+                "wrapping in the token",
+                lambda key: key.encrypt(
+                    plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=param
+                ),
+            )
         except p11e.PKCS11Error as e:
             raise _hsm_error("wrapping in the token", e) from None
         return _MAGIC + iv + bytes(ct)
+
+    def _call(self, what: str, op: Callable[[Any], Any]) -> Any:
+        """``op(key)`` on a pooled session; once more after logging in again when the
+        token has dropped the session or the login."""
+        for attempt in range(2):
+            try:
+                with self._session() as key:
+                    return op(key)
+            except (*_BROKEN, _LoggedOut) as e:
+                if attempt == 1:
+                    raise _hsm_error(what, e) from None
+                log.warning("PKCS#11 session lost (%s); logging in again", type(e).__name__)
+                _relogin(self._module, self._token, self._pin)
+        raise AssertionError("unreachable")
 
     def unwrap(self, blob: bytes, aad: bytes) -> bytes:
         if not blob.startswith(_MAGIC):
@@ -583,15 +639,12 @@ class Pkcs11Provider(KekProvider):
             raise KekError("broker.kek.unwrap_failed", "wrapped blob too short")
         iv = blob[len(_MAGIC) : len(_MAGIC) + _IV_SIZE]
         param = GCMParams(iv, _AAD_PREFIX + aad, _TAG_BITS)
+        body = blob[len(_MAGIC) + _IV_SIZE :]
         try:
-            with self._session() as key:
-                pt = key.decrypt(
-                    blob[len(_MAGIC) + _IV_SIZE :],
-                    mechanism=Mechanism.AES_GCM,
-                    mechanism_param=param,
-                )
-        except _BROKEN as e:
-            raise _hsm_error("unwrapping in the token", e) from None
+            pt = self._call(
+                "unwrapping in the token",
+                lambda key: key.decrypt(body, mechanism=Mechanism.AES_GCM, mechanism_param=param),
+            )
         except p11e.PKCS11Error:
             # A failed tag check: CKR_ENCRYPTED_DATA_INVALID by the standard, and SoftHSM
             # answers CKR_GENERAL_ERROR.

@@ -66,12 +66,13 @@ def _audit_verify_offline(args: argparse.Namespace) -> int:
         MAX_NOTE_BYTES,
         CheckpointStore,
     )
-    from sealgate.broker.kek import KekRing, open_ring
+    from sealgate.broker.kek import KekRing
     from sealgate.cli import read_file
     from sealgate.service.config import ServiceConfig
+    from sealgate.service.core import kek_ring
     from sealgate.storage import url as dburl
 
-    cfg = ServiceConfig(data_dir=Path(args.data_dir))
+    cfg = ServiceConfig(data_dir=Path(args.data_dir), kek=args.kek, kek_previous=args.kek_previous)
     db = dburl.parse(args.database or dburl.default_url(cfg.data_dir), from_argv=True)
     if db.backend == "sqlite" and not Path(db.target).exists():
         raise UsageError("cli.audit.no_database", f"no database at {db.target}")
@@ -83,7 +84,7 @@ def _audit_verify_offline(args: argparse.Namespace) -> int:
         # (entry MACs, and the checkpoint key unless one is given). Never created here.
         ring: KekRing | None = None
         if args.kek or cfg.kek_path.exists():
-            ring = open_ring(args.kek or cfg.kek_uri, args.kek_previous, create=False)
+            ring = kek_ring(cfg, create=False)
         keys: AuditKeys | None = None
         try:
             keys = load_audit_keys(st, ring, create=False) if ring is not None else None
