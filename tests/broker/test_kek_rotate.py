@@ -498,3 +498,40 @@ def test_kek_configuration_keys(tmp_path: Path) -> None:
         with pytest.raises(UsageError) as e:
             load_config(conf)
         assert e.value.code == "config.invalid", bad
+
+
+def test_the_documented_procedure_new_kek_first_then_move(
+    hsm: SoftHsm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/kek.md: replicas switch to kek: NEW with the old KEK in kek_previous, then
+    ``kek rotate --to NEW`` moves the rest, then the old KEK is dropped."""
+    ca = SoftwareCa()
+    cfg = _cfg(tmp_path, ca)
+    st = SqliteStorage(cfg.db_path)
+    try:
+        old = Verifier(cfg, st)
+        old.create_key("op", "a", b"A" * 32, "")
+        old_file = cfg.kek_uri
+        new = hsm.uri("sealgate", _label())
+        cfg2 = _cfg(tmp_path, ca, kek=new, kek_previous=[old_file])
+        core = Verifier(cfg2, st)  # the restarted replica creates NEW in the token
+        core.create_key("op", "b", b"B" * 32, "")
+        assert core.keys.material("a") == (1, b"A" * 32)  # still under OLD
+        assert core.keys.get("b") is not None
+        assert st.get_key_version("b", 1).kek_id == core.kek.kek_id  # type: ignore[union-attr]
+        conf = tmp_path / "c.json"
+        conf.write_text(
+            json.dumps({"data_dir": str(cfg.data_dir), "kek": new, "kek_previous": [old_file]})
+        )
+        rc, doc = _rotate_cli(capsys, "--to", new, "--config", str(conf))
+        assert rc == 0 and doc["target_configured"] is True and doc["remaining"] == 0, doc
+        assert doc["moved"]["key_version"] == 1 and doc["moved"]["secret"] == 2
+        cfg.kek_path.unlink()
+        done = Verifier(_cfg(tmp_path, ca, kek=new), st)
+        assert done.keys.material("a") == (1, b"A" * 32)
+        assert done.keys.material("b") == (1, b"B" * 32)
+        done.checkpointer.run_once()  # the service signs one at start; here by hand
+        v = done.verify_audit()
+        assert v.ok and v.authenticated and v.entries == 4, v.message
+    finally:
+        st.close()
