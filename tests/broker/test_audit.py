@@ -4,6 +4,7 @@ memory."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -18,7 +19,8 @@ from sealgate.broker.audit import (
     encode_entry,
     entry_view,
 )
-from sealgate.broker.kek import LocalKeyFileProvider
+from sealgate.broker.auditkeys import AuditKeys, load_audit_keys
+from sealgate.broker.kek import KekRing, LocalKeyFileProvider
 from sealgate.storage.sqlite import SqliteStorage
 
 
@@ -28,8 +30,9 @@ def st(tmp_path: Path) -> SqliteStorage:
 
 
 @pytest.fixture
-def kek(tmp_path: Path) -> LocalKeyFileProvider:
-    return LocalKeyFileProvider(tmp_path / "kek.key")
+def kek(st: SqliteStorage, tmp_path: Path) -> AuditKeys:
+    """The audit keys as the service gets them (stored, wrapped under a file KEK)."""
+    return load_audit_keys(st, KekRing(LocalKeyFileProvider(tmp_path / "kek.key")))
 
 
 def _insert(st: SqliteStorage, entries: list[bytes]) -> None:
@@ -55,10 +58,10 @@ def _legacy(seq: int, details: dict[str, object]) -> bytes:
     return bytes(cbor2.dumps(doc, canonical=True))
 
 
-def test_an_oversized_entry_is_kept_cut_and_marked(kek: LocalKeyFileProvider) -> None:
+def test_an_oversized_entry_is_kept_cut_and_marked(kek: AuditKeys) -> None:
     keys = ["k" * 4_000_000] + [f"key-{i}" for i in range(100)]
     details = {"keys": keys, "codes": ["x.y.z"]}
-    e = encode_entry(1, 5, "attest.denied", "n" * 10_000, details, kek.audit_mac)
+    e = encode_entry(1, 5, "attest.denied", "n" * 10_000, details, kek.mac())
     assert len(e) <= MAX_ENTRY_BYTES
     doc = decode_entry(e)
     full = cbor2.dumps(details, canonical=True)
@@ -78,10 +81,8 @@ def test_an_oversized_entry_is_kept_cut_and_marked(kek: LocalKeyFileProvider) ->
     assert small["details"] == {"keys": ["a"]}
 
 
-def test_a_forged_or_edited_entry_fails_its_mac(
-    st: SqliteStorage, kek: LocalKeyFileProvider
-) -> None:
-    log = AuditLog(st, kek.audit_mac)
+def test_a_forged_or_edited_entry_fails_its_mac(st: SqliteStorage, kek: AuditKeys) -> None:
+    log = AuditLog(st, kek.mac())
     for i in range(3):
         log.append("e", "a", {"i": i})
     v = log.verify()
@@ -92,8 +93,8 @@ def test_a_forged_or_edited_entry_fails_its_mac(
     assert (v.ok, v.code, v.first_bad_seq) == (False, "audit.entry.unauthenticated", 4)
     st._conn().execute("DELETE FROM audit WHERE seq = 4")
     # With a MAC made under another key.
-    other = LocalKeyFileProvider(Path(str(st._path) + ".other-kek"))
-    _insert(st, [encode_entry(4, 9, "admin.key.created", "mallory", {}, other.audit_mac)])
+    other = AuditKeys(os.urandom(32), os.urandom(32))
+    _insert(st, [encode_entry(4, 9, "admin.key.created", "mallory", {}, other.mac())])
     v = log.verify()
     assert (v.ok, v.code, v.first_bad_seq) == (False, "audit.entry.bad_mac", 4)
     # Without the audit key the MACs cannot be checked, and the verdict says so.
@@ -102,10 +103,10 @@ def test_a_forged_or_edited_entry_fails_its_mac(
 
 
 def test_entries_from_before_macs_are_accepted_as_a_prefix(
-    st: SqliteStorage, kek: LocalKeyFileProvider
+    st: SqliteStorage, kek: AuditKeys
 ) -> None:
     _insert(st, [_legacy(s, {}) for s in (1, 2)])
-    log = AuditLog(st, kek.audit_mac)
+    log = AuditLog(st, kek.mac())
     log.append("e", "a", {})
     assert log.verify().ok
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sealgate.broker.audit import AuditLog
+from sealgate.broker.auditkeys import Ed25519Signer, load_audit_keys
 from sealgate.broker.checkpoint import (
     HISTORY,
     Checkpoint,
@@ -25,7 +26,7 @@ from sealgate.broker.checkpoint import (
     sign_checkpoint,
     sign_note,
 )
-from sealgate.broker.kek import Ed25519Signer, KekError, LocalKeyFileProvider
+from sealgate.broker.kek import KekError, KekRing, LocalKeyFileProvider
 from sealgate.service.checkpoints import CheckpointThread
 from sealgate.storage.sqlite import SqliteStorage
 
@@ -155,9 +156,9 @@ def test_store_is_private_monotonic_and_bounded(tmp_path: Path, signer: Ed25519S
 @pytest.fixture
 def log_env(tmp_path: Path) -> tuple[SqliteStorage, AuditLog, Checkpointer]:
     st = SqliteStorage(tmp_path / "db.sqlite")
-    kek = LocalKeyFileProvider(tmp_path / "kek.key")
-    log = AuditLog(st, kek.audit_mac)
-    cps = Checkpointer(st, kek.checkpoint_signer(), CheckpointStore(tmp_path / "cps"), "t/audit")
+    keys = load_audit_keys(st, KekRing(LocalKeyFileProvider(tmp_path / "kek.key")))
+    log = AuditLog(st, keys.mac())
+    cps = Checkpointer(st, keys.signer(), CheckpointStore(tmp_path / "cps"), "t/audit")
     return st, log, cps
 
 
@@ -224,13 +225,17 @@ def test_checkpoint_thread_anchors_while_appending_and_at_stop(
     assert log.verify_anchored(cps.store, cps.verifier).ok
 
 
-def test_audit_keys_come_from_the_kek_and_stay(tmp_path: Path) -> None:
-    a = LocalKeyFileProvider(tmp_path / "kek.key")
-    b = LocalKeyFileProvider(tmp_path / "kek.key")  # the next start
-    other = LocalKeyFileProvider(tmp_path / "other.key")
-    assert a.checkpoint_signer().public_key() == b.checkpoint_signer().public_key()
-    assert a.audit_mac(b"e") == b.audit_mac(b"e") != other.audit_mac(b"e")
-    assert a.checkpoint_signer().public_key() != other.checkpoint_signer().public_key()
+def test_audit_keys_are_stored_and_stay(tmp_path: Path) -> None:
+    st = SqliteStorage(tmp_path / "db.sqlite")
+    a = load_audit_keys(st, KekRing(LocalKeyFileProvider(tmp_path / "kek.key")))
+    # The next start, and another replica on the same database.
+    b = load_audit_keys(st, KekRing(LocalKeyFileProvider(tmp_path / "kek.key")))
+    other_st = SqliteStorage(tmp_path / "other.sqlite")
+    other = load_audit_keys(other_st, KekRing(LocalKeyFileProvider(tmp_path / "other.key")))
+    assert a.signer().public_key() == b.signer().public_key()
+    assert a.mac()(b"e") == b.mac()(b"e") != other.mac()(b"e")
+    assert a.signer().public_key() != other.signer().public_key()
+    assert a.mac_key != a.checkpoint_seed
     # Offline tools never create a KEK for a data directory that has none.
     with pytest.raises(KekError) as e:
         LocalKeyFileProvider(tmp_path / "none.key", create=False)

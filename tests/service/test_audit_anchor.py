@@ -16,6 +16,7 @@ from pathlib import Path
 import cbor2
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sealgate import _core
 from sealgate._proto import (
     admin_pb2,
@@ -25,8 +26,8 @@ from sealgate._proto import (
     common_pb2,
 )
 from sealgate.broker.audit import encode_entry
+from sealgate.broker.auditkeys import Ed25519Signer
 from sealgate.broker.checkpoint import open_checkpoint, parse_verifier_key, sign_checkpoint
-from sealgate.broker.kek import LocalKeyFileProvider
 from sealgate.cli import main as cli_main
 from sealgate.service.auth import mint_operator_token
 from sealgate.service.checkpoints import CHECKPOINT_EVERY
@@ -211,7 +212,7 @@ def test_a_checkpoint_that_does_not_verify_is_its_own_error(
         assert not r.ok and r.message.startswith("audit.checkpoint.malformed:"), r.message
         latest.write_bytes(good)
     # One signed by another key (an attacker who rewrote the log and signed its own head).
-    other = LocalKeyFileProvider(tmp_path / "other.key").checkpoint_signer()
+    other = Ed25519Signer(Ed25519PrivateKey.generate())
     latest.write_bytes(
         sign_checkpoint(open_checkpoint(good, srv.core.checkpointer.verifier), other)
     )

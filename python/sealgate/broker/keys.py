@@ -10,7 +10,7 @@ import os
 import re
 import struct
 
-from sealgate.broker.kek import KekProvider
+from sealgate.broker.kek import KekProvider, as_ring
 from sealgate.errors import UsageError
 from sealgate.storage import KeyVersionRecord, ModelKeyRecord, Storage, StorageError
 
@@ -38,7 +38,8 @@ def check_key_id(key_id: str) -> None:
 class ModelKeys:
     def __init__(self, storage: Storage, kek: KekProvider) -> None:
         self._st = storage
-        self._kek = kek
+        # Wraps under the configured KEK; unwraps with the one each version names.
+        self._kek = as_ring(kek)
 
     def _record(self, key_id: str, version: int, material: bytes, now: int) -> KeyVersionRecord:
         if len(material) != MODEL_KEY_SIZE:
@@ -86,7 +87,7 @@ class ModelKeys:
 
     def unwrap(self, kv: KeyVersionRecord) -> bytes:
         """The plaintext of a stored version (the AAD checks it belongs to its row)."""
-        return self._kek.unwrap(kv.wrapped, key_aad(kv.key_id, kv.version))
+        return self._kek.unwrap(kv.wrapped, key_aad(kv.key_id, kv.version), kv.kek_id)
 
     def material(self, key_id: str, version: int | None = None) -> tuple[int, bytes]:
         """The plaintext key (current version unless given), for sealing only."""
@@ -98,4 +99,4 @@ class ModelKeys:
         kv = self._st.get_key_version(key_id, version)
         if kv is None:
             raise UsageError("broker.key.not_found", f"no version {version} of key {key_id!r}")
-        return version, self._kek.unwrap(kv.wrapped, key_aad(key_id, version))
+        return version, self.unwrap(kv)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealgate import __version__
-from sealgate.broker.kek import KekProvider
+from sealgate.broker.kek import KekProvider, as_ring
 from sealgate.errors import SealgateError
 from sealgate.protocol.hpke import jwk_thumbprint
 from sealgate.storage import SigningKeyRecord, Storage, StorageError, StorageUnavailable
@@ -62,8 +62,12 @@ def ec_public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
     }
 
 
-def _aad(kid: str) -> bytes:
+def signing_key_aad(kid: str) -> bytes:
     return b"sealgate/v1 token-signing-key\x00" + kid.encode()
+
+
+#: The name tests and older callers import.
+_aad = signing_key_aad
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ class TokenIssuer:
         if not 1 <= ttl <= MAX_TTL:
             raise SealgateError("broker.token.bad_ttl", f"token TTL {ttl}s outside 1..{MAX_TTL}")
         self._st = storage
-        self._kek = kek
+        self._kek = as_ring(kek)
         self.verifier_id = verifier_id
         self.ttl = ttl
         self._snap = _Keys(-1, {}, None)
@@ -184,7 +188,9 @@ class TokenIssuer:
                 if old is not None and old.private is not None:
                     private = old.private
                 else:
-                    der = self._kek.unwrap(rec.wrapped_private, _aad(rec.kid))
+                    der = self._kek.unwrap(
+                        rec.wrapped_private, signing_key_aad(rec.kid), rec.kek_id
+                    )
                     loaded = serialization.load_der_private_key(der, password=None)
                     assert isinstance(loaded, ec.EllipticCurvePrivateKey)
                     private = loaded
@@ -224,12 +230,12 @@ class TokenIssuer:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        wrapped = self._kek.wrap(der, _aad(kid))
+        wrapped = self._kek.wrap(der, signing_key_aad(kid))
         # Stamped after the (possibly remote) KEK wrap, as close to the commit as possible:
         # tokens the old key signs until other processes see the commit must not postdate
         # its retirement by more than ROTATION_GRACE.
         at = int(time.time()) if now is None else now
-        rec = SigningKeyRecord(kid, wrapped, json.dumps(pub), at, 0)
+        rec = SigningKeyRecord(kid, wrapped, json.dumps(pub), at, 0, self._kek.kek_id)
         if before_insert is not None:
             before_insert(kid)
         self._st.add_signing_key(rec, retire_others_at=at)

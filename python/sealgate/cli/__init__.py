@@ -15,7 +15,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sealgate import __version__
-from sealgate.cli import collateral, eventlog, service, trust, verify_snp, verify_tdx, verify_tpm
+from sealgate.cli import (
+    collateral,
+    eventlog,
+    kek,
+    service,
+    trust,
+    verify_snp,
+    verify_tdx,
+    verify_tpm,
+)
 from sealgate.errors import SealgateError, UsageError
 
 EXIT_OK = 0
@@ -53,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sealgate.cli import storage as storage_cli
 
     storage_cli.register(sub)
+    kek.register(sub)
     return p
 
 

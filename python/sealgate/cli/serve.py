@@ -19,6 +19,12 @@ def register(sub: Any) -> None:
         help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (default: sqlite in the data dir;"
         " the password comes from PGPASSWORD or a passfile, never from here)",
     )
+    p.add_argument(
+        "--kek",
+        metavar="URI",
+        help="the KEK: file:///PATH or pkcs11:…?module-path=…&pin-source=file:… "
+        "(default file:///DATA_DIR/kek.key; never a PIN in the URI)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -43,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         workers=args.workers,
         database=args.database,
+        kek=args.kek,
     )
     try:
         return serve(cfg, args.grace)

@@ -130,6 +130,17 @@ class ServiceConfig:
     #: ``sqlite:///PATH`` or ``postgresql://USER@HOST:PORT/DB`` (``sealgate.storage.url``);
     #: None: SQLite at ``db_path``. Shown only ``redacted`` (it may carry a password).
     database: str | None = None
+    #: The KEK (docs/kek.md): ``file:///PATH`` or a PKCS#11 URI (RFC 7512); None: the key
+    #: file in the data dir. ``kek_previous``: KEKs that only unwrap, while ``sealgate kek
+    #: rotate`` moves what they wrapped to ``kek``.
+    kek: str | None = None
+    kek_previous: list[str] = field(default_factory=list)
+
+    @property
+    def kek_uri(self) -> str:
+        from sealgate.broker.kek import default_kek_uri
+
+        return self.kek if self.kek is not None else default_kek_uri(self.data_dir)
 
     @property
     def db_path(self) -> Path:
@@ -235,6 +246,8 @@ class _ConfigDoc(BaseModel):
     workers: NonNegativeInt = ServiceConfig.workers
     limits: Limits = Field(default_factory=Limits)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+    kek: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    kek_previous: list[Annotated[str, Field(min_length=1, max_length=4096)]] = []
 
 
 _CONFIG = pydantic.TypeAdapter(_ConfigDoc)

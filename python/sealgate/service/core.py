@@ -22,8 +22,9 @@ from typing import Any
 from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status
 from sealgate.appraise.policy import canonical
 from sealgate.broker.audit import AuditLog, AuditVerdict
+from sealgate.broker.auditkeys import load_audit_keys
 from sealgate.broker.checkpoint import Checkpointer, CheckpointStore, log_origin
-from sealgate.broker.kek import KekProvider, LocalKeyFileProvider
+from sealgate.broker.kek import KekProvider, KekRing, as_ring, open_ring
 from sealgate.broker.keys import ModelKeys, check_key_id
 from sealgate.broker.nonces import Challenges
 from sealgate.broker.tokens import TokenError, TokenIssuer
@@ -112,6 +113,13 @@ def _load_pem_dir(paths: Sequence[Any]) -> list[Certificate]:
     return out
 
 
+def kek_ring(cfg: ServiceConfig, *, create: bool = True) -> KekRing:
+    """The KEK ring of a configuration (``kek``, ``kek_previous``): what the service, ``audit
+    verify`` and ``kek rotate`` all unwrap with. ``create``: make the primary KEK (key file or
+    token object) if absent, as the service's first start does."""
+    return open_ring(cfg.kek_uri, cfg.kek_previous, create=create)
+
+
 class Verifier:
     def __init__(
         self,
@@ -122,17 +130,20 @@ class Verifier:
     ) -> None:
         self.cfg = cfg
         self.st = storage
-        self.kek = kek or LocalKeyFileProvider(cfg.kek_path)
+        # ``kek``: tests hand in a provider or ring; else the configured ring.
+        self.kek = as_ring(kek) if kek is not None else kek_ring(cfg)
+        # The audit keys first: a deployment that cannot have them must not start at all.
+        audit_keys = load_audit_keys(storage, self.kek)
         self.keys = ModelKeys(storage, self.kek)
         self.tokens = TokenIssuer(storage, self.kek, cfg.verifier_id, cfg.token_ttl, create=False)
-        self.audit = AuditLog(storage, self.kek.audit_mac)
+        self.audit = AuditLog(storage, audit_keys.mac())
         # The first start of a deployment (on any replica) makes the first signing key.
         self.tokens.ensure_active(
             lambda kid: self.audit.append("signing_key.created", "sealgate", {"kid": kid})
         )
         self.checkpoints = CheckpointStore(cfg.audit_checkpoint_dir)
         self.checkpointer = Checkpointer(
-            storage, self.kek.checkpoint_signer(), self.checkpoints, log_origin(cfg.verifier_id)
+            storage, audit_keys.signer(), self.checkpoints, log_origin(cfg.verifier_id)
         )
         self.challenges = Challenges(storage, cfg.challenge_ttl)
         self.platforms = platforms or PlatformRegistry(default_verifiers(cfg))
