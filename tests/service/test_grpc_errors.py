@@ -14,6 +14,7 @@ from sealgate.errors import ParseError, UsageError
 from sealgate.service import errors as E
 from sealgate.service.auth import AuthError
 from sealgate.service.grpc_errors import STATUS, rich_status, status_of, to_service_error
+from sealgate.storage import StorageUnavailable
 
 SERVICE = Path(__file__).resolve().parents[2] / "python" / "sealgate" / "service"
 
@@ -27,6 +28,7 @@ EXPECTED = {
     E.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     E.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     E.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    E.Unavailable: grpc.StatusCode.UNAVAILABLE,
     E.Internal: grpc.StatusCode.INTERNAL,
 }
 
@@ -66,6 +68,10 @@ def test_other_exceptions_become_domain_errors() -> None:
     assert isinstance(
         to_service_error(AuthError("auth.role.denied", "m", unauthenticated=False), "X"), E.Denied
     )
+    down = to_service_error(StorageUnavailable("connection to db.example:5432 user=u lost"), "X")
+    assert isinstance(down, E.Unavailable) and down.code == "storage.unavailable"
+    assert "example" not in down.message and "user" not in down.message
+    assert status_of(down) == grpc.StatusCode.UNAVAILABLE
     internal = to_service_error(RuntimeError("secret evidence bytes"), "X")
     assert isinstance(internal, E.Internal) and internal.code == "service.internal.error"
     assert "secret" not in internal.message

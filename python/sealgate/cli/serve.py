@@ -14,6 +14,11 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", help="state directory (default ./sealgate-data)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to drain on SIGTERM")
     p.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
+    p.add_argument(
+        "--database",
+        help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (default: sqlite in the data dir;"
+        " the password comes from PGPASSWORD or a passfile, never from here)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -22,6 +27,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from sealgate.service.config import load_config
     from sealgate.service.supervisor import serve
+    from sealgate.storage.url import parse
+
+    if args.database is not None:
+        # Before anything else: argv is readable by every local user (ps, /proc).
+        parse(args.database, from_argv=True)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = load_config(
@@ -30,5 +40,6 @@ def _serve(args: argparse.Namespace) -> int:
         http_listen=args.http_listen,
         data_dir=args.data_dir,
         workers=args.workers,
+        database=args.database,
     )
     return serve(cfg, args.grace)

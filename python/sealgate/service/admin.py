@@ -18,6 +18,7 @@ from sealgate.service import errors as E
 from sealgate.service.auth import OperatorAuth, Principal
 from sealgate.service.core import Verifier
 from sealgate.service.metrics import Metrics
+from sealgate.service.readiness import Readiness
 from sealgate.service.servicer import Ctx, Resp, ServicerBase
 from sealgate.storage import Node, ReferenceValue, Revocation
 
@@ -146,9 +147,14 @@ def parse_bulk_reference_values(document: str, now: int) -> list[ReferenceValue]
 
 class AdminServicer(ServicerBase, admin_pb2_grpc.AdminServicer):
     def __init__(
-        self, core: Verifier, metrics: Metrics, pool: futures.Executor, auth: OperatorAuth
+        self,
+        core: Verifier,
+        metrics: Metrics,
+        pool: futures.Executor,
+        auth: OperatorAuth,
+        readiness: Readiness | None = None,
     ) -> None:
-        super().__init__(core, metrics, pool)
+        super().__init__(core, metrics, pool, readiness)
         self.auth = auth
 
     async def _admin(

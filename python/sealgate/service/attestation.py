@@ -12,6 +12,7 @@ from sealgate.service.admission import peer_key
 from sealgate.service.core import AttestOutcome, Verifier
 from sealgate.service.metrics import Metrics
 from sealgate.service.ratelimit import RateLimiter
+from sealgate.service.readiness import Readiness
 from sealgate.service.servicer import Ctx, ServicerBase
 
 
@@ -50,8 +51,9 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
         pool: futures.Executor,
         limiter: RateLimiter,
         peer_limiter: RateLimiter,
+        readiness: Readiness | None = None,
     ) -> None:
-        super().__init__(core, metrics, pool)
+        super().__init__(core, metrics, pool, readiness)
         self.limiter = limiter
         self.peer_limiter = peer_limiter
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, BeforeValidator, Field, NonNegativeInt, Positive
 from pydantic_core import PydanticCustomError
 from sealgate.documents import STRICT, load_document, validate
 from sealgate.errors import UsageError
+from sealgate.storage.url import DatabaseUrl, default_url
+from sealgate.storage.url import parse as parse_database_url
 
 ROLES = ("admin", "operator", "auditor")
 
@@ -125,10 +127,17 @@ class ServiceConfig:
     workers: int = 1
     limits: Limits = field(default_factory=Limits)
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    #: ``sqlite:///PATH`` or ``postgresql://USER@HOST:PORT/DB`` (``sealgate.storage.url``);
+    #: None: SQLite at ``db_path``. Shown only ``redacted`` (it may carry a password).
+    database: str | None = None
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "sealgate.db"
+
+    @property
+    def database_url(self) -> DatabaseUrl:
+        return parse_database_url(self.database or default_url(self.data_dir))
 
     @property
     def kek_path(self) -> Path:
@@ -166,6 +175,7 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
         if v is not None:
             setattr(cfg, k, Path(v) if k == "data_dir" else v)
     check_listen(cfg)
+    cfg.database_url  # noqa: B018 (a malformed URL fails here, before anything starts)
     return cfg
 
 
@@ -201,6 +211,7 @@ class _ConfigDoc(BaseModel):
     http_listen: str = ServiceConfig.http_listen
     verifier_id: str = ServiceConfig.verifier_id
     data_dir: _Path = str(ServiceConfig.data_dir)
+    database: str | None = None
     tls_cert: _OptPath = None
     tls_key: _OptPath = None
     tls_client_ca: _OptPath = None

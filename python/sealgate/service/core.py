@@ -54,6 +54,7 @@ from sealgate.storage import (
     Revocation,
     Storage,
     StorageError,
+    StorageUnavailable,
 )
 from sealgate.tpm.enroll import (
     EkVerifier,
@@ -184,6 +185,10 @@ class Verifier:
             # Something unexpected after the challenge lookup (a failing KEK, a bug): the
             # challenge is used up and the failure audited all the same (the servicer maps
             # the exception to a status). A challenge no longer live is left alone.
+            if isinstance(e, StorageUnavailable):
+                # Nothing was committed and the storage is gone: the challenge stays live
+                # (a retry may use it) and nothing can be audited now.
+                raise
             code = e.code if isinstance(e, SealgateError) else "service.internal.error"
             if self.challenges.live(challenge_id) is not None:
                 with contextlib.suppress(Exception):

@@ -49,5 +49,10 @@ class Unimplemented(ServiceError):
     """This deployment does not offer what was asked (a platform not configured)."""
 
 
+class Unavailable(ServiceError):
+    """A dependency the call needs (the database) cannot be reached; nothing of the call was
+    committed and it may be retried, on this replica or another."""
+
+
 class Internal(ServiceError):
     """An unexpected failure; the message carries a reference for the log, nothing else."""

@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from sealgate.errors import SealgateError, UsageError
 from sealgate.service import errors as E
 from sealgate.service.auth import AuthError
+from sealgate.storage import StorageUnavailable
 
 log = logging.getLogger("sealgate.service")
 
@@ -35,6 +36,8 @@ STATUS: dict[type[E.ServiceError], grpc.StatusCode] = {
     E.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     E.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     E.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    # Retryable by definition (statuscodes.md: "most likely a transient condition").
+    E.Unavailable: grpc.StatusCode.UNAVAILABLE,
     E.Internal: grpc.StatusCode.INTERNAL,
 }
 
@@ -48,6 +51,9 @@ def to_service_error(exc: BaseException, method: str) -> E.ServiceError:
     """Any exception a call raised, as the domain error it is answered with."""
     if isinstance(exc, E.ServiceError):
         return exc
+    if isinstance(exc, StorageUnavailable):
+        # A fixed message: what the driver said may name hosts or users.
+        return E.Unavailable(exc.code, "the database is unavailable; nothing was done, retry")
     if isinstance(exc, AuthError):
         if exc.unauthenticated:
             return E.Unauthenticated(exc.code, exc.message)

@@ -6,15 +6,34 @@ import threading
 
 from sealgate.service.core import Verifier
 from sealgate.service.metrics import CONTENT_TYPE, Metrics
+from sealgate.service.readiness import Readiness
 from sealgate.service.sideport import Route
+from sealgate.storage import StorageUnavailable
+
+_UNAVAILABLE = (503, b"storage unavailable\n", "text/plain")
 
 
 def http_routes(
     core: Verifier,
     metrics: Metrics,
     ready: threading.Event,
+    readiness: Readiness | None = None,
 ) -> dict[str, Route]:
-    """The side port's GET routes: path → handler (run on a side port thread)."""
+    """The side port's GET routes: path → handler (run on a side port thread).
+
+    ``/healthz`` is liveness (200 until the server drains); ``/readyz`` is readiness: 503
+    while draining or while this process cannot reach its storage (``Readiness``)."""
+
+    def storage_route(route: Route) -> Route:
+        def run() -> tuple[int, bytes, str]:
+            try:
+                return route()
+            except StorageUnavailable:
+                if readiness is not None:
+                    readiness.failed()
+                return _UNAVAILABLE
+
+        return run
 
     def metrics_page() -> tuple[int, bytes, str]:
         return 200, metrics.render().encode(), CONTENT_TYPE
@@ -37,10 +56,18 @@ def http_routes(
         ok = ready.is_set()
         return (200 if ok else 503), (b"ok\n" if ok else b"draining\n"), "text/plain"
 
+    def readyz() -> tuple[int, bytes, str]:
+        if not ready.is_set():
+            return 503, b"draining\n", "text/plain"
+        if readiness is not None and not readiness.ready:
+            return _UNAVAILABLE
+        return 200, b"ready\n", "text/plain"
+
     return {
         "/metrics": metrics_page,
-        "/.well-known/jwks.json": jwks,
+        "/.well-known/jwks.json": storage_route(jwks),
         "/healthz": healthz,
+        "/readyz": readyz,
         "/audit/checkpoint": checkpoint,
         "/audit/checkpoint-key": checkpoint_key,
     }

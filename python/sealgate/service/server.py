@@ -34,10 +34,11 @@ from sealgate.service.http_routes import http_routes
 from sealgate.service.metrics import Metrics
 from sealgate.service.platforms import PlatformRegistry
 from sealgate.service.ratelimit import RateLimiter
+from sealgate.service.readiness import Readiness
 from sealgate.service.servicer import add_service
 from sealgate.service.sideport import SidePort
 from sealgate.storage import Storage
-from sealgate.storage.sqlite import SqliteStorage
+from sealgate.storage.url import open_storage
 
 # parse_bulk_reference_values lives with the Admin servicer; it is re-exported because the
 # document tests import it from here.
@@ -91,10 +92,13 @@ class RunningServer:
     _pool: futures.ThreadPoolExecutor
     _housekeeper: Housekeeper | None = None
     _checkpoints: CheckpointThread | None = None
+    readiness: Readiness | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         """Drain: report NOT_SERVING, finish in-flight calls (up to ``grace``), stop."""
         self._ready.clear()
+        if self.readiness is not None:
+            self.readiness.stop()
         try:
             self._loop.run(self.health.enter_graceful_shutdown(), 5)
             self._loop.run(self.server.stop(grace), grace + 5)
@@ -164,14 +168,26 @@ def create_server(
 
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cfg.data_dir, 0o700)
-    st = storage or SqliteStorage(cfg.db_path)
+    st = storage or open_storage(cfg.database_url)
     core = Verifier(cfg, st, platforms=platforms)
     metrics = Metrics()
     auth = build_auth(cfg)
     pool = futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="sealgate")
     loop = _Loop()
+    health_box: list[health.aio.HealthServicer] = []
+
+    def on_readiness(ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else (
+            health_pb2.HealthCheckResponse.NOT_SERVING)  # fmt: skip
+        if health_box:
+            loop.run(_set_health(health_box[0], status), 5)
+
+    readiness = Readiness(st.config_generation, on_readiness)
     try:
-        server, port, hs = loop.run(_start_grpc(cfg, core, metrics, auth, pool, reuse_port))
+        server, port, hs = loop.run(
+            _start_grpc(cfg, core, metrics, auth, pool, reuse_port, readiness)
+        )
+        health_box.append(hs)
     except BaseException:
         loop.close()
         pool.shutdown()
@@ -183,7 +199,7 @@ def create_server(
     if http:
         host, _, p = cfg.http_listen.rpartition(":")
         httpd = SidePort(
-            http_routes(core, metrics, ready),
+            http_routes(core, metrics, ready, readiness),
             timeout=cfg.limits.http_timeout,
             max_connections=cfg.limits.http_max_connections,
         )
@@ -201,6 +217,7 @@ def create_server(
         "sealgate",
         {"listen": cfg.listen, "tls": cfg.tls, "platforms": core.platforms.available()},
     )
+    readiness.start()
     housekeeper = Housekeeper(st)
     housekeeper.start()
     checkpoints = CheckpointThread(core.checkpointer)
@@ -228,6 +245,7 @@ def create_server(
         pool,
         housekeeper,
         checkpoints,
+        readiness,
     )
 
 
@@ -238,6 +256,7 @@ async def _start_grpc(
     auth: OperatorAuth,
     pool: futures.ThreadPoolExecutor,
     reuse_port: bool,
+    readiness: Readiness,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     limits = cfg.limits
     ensure_descriptors(limits)
@@ -271,8 +290,8 @@ async def _start_grpc(
     limiter = RateLimiter(rl.per_node_rps, rl.burst)
     peer_limiter = RateLimiter(rl.per_peer_rps, rl.peer_burst)
     add_service(server, attestation_pb2, "Attestation", AttestationServicer(
-        core, metrics, pool, limiter, peer_limiter))  # fmt: skip
-    add_service(server, admin_pb2, "Admin", AdminServicer(core, metrics, pool, auth))
+        core, metrics, pool, limiter, peer_limiter, readiness))  # fmt: skip
+    add_service(server, admin_pb2, "Admin", AdminServicer(core, metrics, pool, auth, readiness))
     hs = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     names = (ATTESTATION_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -290,6 +309,12 @@ async def _start_grpc(
     if port == 0:
         raise UsageError("service.listen.failed", f"cannot listen on {cfg.listen}")
     await server.start()
-    for svc in ("", ATTESTATION_SERVICE, ADMIN_SERVICE):
-        await hs.set(svc, health_pb2.HealthCheckResponse.SERVING)
+    await _set_health(hs, health_pb2.HealthCheckResponse.SERVING)
     return server, port, hs
+
+
+async def _set_health(hs: health.aio.HealthServicer, status: Any) -> None:
+    """Every service name this server answers health checks for (grpc/doc/health-checking.md:
+    "" is the server as a whole); ignored once draining (enter_graceful_shutdown)."""
+    for svc in ("", ATTESTATION_SERVICE, ADMIN_SERVICE):
+        await hs.set(svc, status)

@@ -19,6 +19,8 @@ from sealgate.service import errors as E
 from sealgate.service.core import Verifier
 from sealgate.service.grpc_errors import rich_status, status_of, to_service_error
 from sealgate.service.metrics import Metrics
+from sealgate.service.readiness import Readiness
+from sealgate.storage.sqlite import SqliteStorage
 
 Resp = TypeVar("Resp")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -76,10 +78,21 @@ def _guard(
 
 
 class ServicerBase:
-    def __init__(self, core: Verifier, metrics: Metrics, pool: futures.Executor) -> None:
+    def __init__(
+        self,
+        core: Verifier,
+        metrics: Metrics,
+        pool: futures.Executor,
+        readiness: Readiness | None = None,
+    ) -> None:
         self.core = core
         self.metrics = metrics
         self._pool = pool
+        self.readiness = readiness
+        # Inline calls suit SQLite (local, microseconds); a storage with network round
+        # trips (PostgreSQL) would stall the loop, health checks included, for as long as
+        # a connection attempt to an unreachable server takes: every call goes to the pool.
+        self._inline = isinstance(core.st, SqliteStorage)
 
     async def _run(
         self,
@@ -95,11 +108,12 @@ class ServicerBase:
         CPU-bound, and running it inline avoids a thread hand-off per call and GIL convoys
         (threads that release the GIL around SQLite calls wait up to a switch interval to get
         it back, stretching the time the audit write lock is held). Calls that may take long
-        (admin, enrollment) go to the thread pool (``offload``) so they never stall it.
+        (admin, enrollment) go to the thread pool (``offload``) so they never stall it, and
+        so does every call when the storage is not SQLite.
         """
         t0 = time.perf_counter()
         try:
-            if offload:
+            if offload or not self._inline:
                 result = await asyncio.get_running_loop().run_in_executor(self._pool, fn)
             else:
                 result = fn()
@@ -107,6 +121,8 @@ class ServicerBase:
             return result
         except Exception as e:
             err = to_service_error(e, method)
+        if isinstance(err, E.Unavailable) and self.readiness is not None:
+            self.readiness.failed()
         self.metrics.rpc(method, status_of(err).name, time.perf_counter() - t0)
         await context.abort_with_status(rich_status(err))
         raise AssertionError("abort_with_status returned")  # it raises

@@ -43,7 +43,8 @@ def serve_one(cfg: ServiceConfig, grace: float, index: int, reuse_port: bool) ->
         print(
             f"sealgate: serving gRPC on {host}:{srv.port} "
             f"({'TLS' if cfg.tls else 'plaintext'}, {max(cfg.workers, 1)} process(es)), "
-            f"HTTP on {http_host}:{srv.http_port}, data in {cfg.data_dir}, platforms "
+            f"HTTP on {http_host}:{srv.http_port}, data in {cfg.data_dir}, database "
+            f"{cfg.database_url.redacted()}, platforms "
             f"{', '.join(srv.core.platforms.available())}",
             flush=True,
         )
@@ -69,12 +70,12 @@ def serve_many(cfg: ServiceConfig, grace: float) -> int:
 
     from sealgate.service.core import Verifier
     from sealgate.service.server import ensure_bootstrap_operator
-    from sealgate.storage.sqlite import SqliteStorage
+    from sealgate.storage.url import open_storage
 
     if cfg.listen.endswith(":0"):
         raise UsageError("cli.serve.port_zero", "several workers need a fixed --listen port")
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = SqliteStorage(cfg.db_path)
+    st = open_storage(cfg.database_url)
     Verifier(cfg, st)
     st.close()
     if cfg.bootstrap_operator:
