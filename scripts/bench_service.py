@@ -68,10 +68,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from cryptography.hazmat.primitives import serialization
@@ -521,23 +520,22 @@ def summarize(
     }
 
 
-@dataclass
-class Deployment:
+class Deployment(NamedTuple):
     """One configuration: a database URL (None: SQLite in the run's temporary directory),
-    how many replicas and server processes per replica."""
+    how many replicas and server processes per replica. (NamedTuple, not a dataclass:
+    tests load this script without registering it in sys.modules, which dataclasses need.)"""
 
     name: str
     database: str | None
     replicas: int
     workers: int
     #: Environment the replicas need for the database (PGPASSFILE).
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str]
     #: The PostgreSQL postmaster(s) whose CPU is counted; empty: not measured.
-    pg_pids: list[int] = field(default_factory=list)
+    pg_pids: list[int]
 
 
-@dataclass
-class Replica:
+class Replica(NamedTuple):
     proc: subprocess.Popen[bytes]
     port: int
     http_port: int
@@ -904,7 +902,7 @@ def main() -> int:
         deps: list[Deployment] = []
         pg: Any = None
         if args.compare:
-            deps.append(Deployment("sqlite", None, 1, args.server_workers))
+            deps.append(Deployment("sqlite", None, 1, args.server_workers, {}, []))
             pg_urls: list[str]
             pg_env: dict[str, str] = {}
             pg_pids: list[int]
