@@ -541,6 +541,7 @@ AUDIT_EVENTS: dict[str, str] = {
     "key.refused": "a key release was refused",
     "key.released": "a key was released",
     "service.started": "the service started",
+    "signing_key.created": "the first token signing key of a deployment was made",
 }
 
 

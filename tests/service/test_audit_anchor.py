@@ -33,6 +33,9 @@ from sealgate.service.checkpoints import CHECKPOINT_EVERY
 from sealgate.service.config import ServiceConfig
 from sealgate.service.server import RunningServer, create_server
 
+#: Entries a deployment's first start writes: signing_key.created, service.started.
+START = 2
+
 
 def _cfg(tmp: Path) -> ServiceConfig:
     return ServiceConfig(listen="127.0.0.1:0", http_listen="127.0.0.1:0", data_dir=tmp / "data")
@@ -124,7 +127,7 @@ def test_attack_is_found_online(
         _changes(admin, md, 6)
         srv.core.checkpointer.run_once()  # the checkpoint thread's next round
         ok = admin.VerifyAudit(admin_pb2.VerifyAuditRequest(), metadata=md)
-        assert ok.ok and ok.entries == 7, ok.message
+        assert ok.ok and ok.entries == START + 6, ok.message
         attack(cfg)
         r = admin.VerifyAudit(admin_pb2.VerifyAuditRequest(), metadata=md)
         assert not r.ok and r.message.startswith(code + ":"), r.message
@@ -142,7 +145,7 @@ def test_attack_is_found_offline(
         _changes(admin, md, 6)
     # A clean stop anchored everything, so the stopped log verifies as it is ...
     rc, doc = _offline(capsys, "--data-dir", str(cfg.data_dir))
-    assert rc == 0 and doc["anchored"] == doc["entries"] == 7 and doc["authenticated"], doc
+    assert rc == 0 and doc["anchored"] == doc["entries"] == START + 6 and doc["authenticated"], doc
     attack(cfg)
     rc, doc = _offline(capsys, "--data-dir", str(cfg.data_dir))
     assert rc == 1 and doc["code"] == code, doc
@@ -164,14 +167,14 @@ def test_an_auditor_with_a_kept_checkpoint_finds_a_rollback(
         with urllib.request.urlopen(base + "/audit/checkpoint-key", timeout=10) as r:  # noqa: S310
             vkey = r.read().decode()
     cp = open_checkpoint(note, parse_verifier_key(vkey))
-    assert cp.size == 6 and cp.origin == "sealgate/audit"
+    assert cp.size == START + 5 and cp.origin == "sealgate/audit"
     kept, key = tmp_path / "kept.checkpoint", tmp_path / "audit.vkey"
     kept.write_bytes(note)
     key.write_text(vkey)
     auditor = ["--checkpoint", str(kept), "--checkpoint-key", str(key)]
 
     rc, doc = _offline(capsys, "--data-dir", str(cfg.data_dir), *auditor)
-    assert rc == 0 and doc["anchored"] == doc["entries"] == 6, doc
+    assert rc == 0 and doc["anchored"] == doc["entries"] == START + 5, doc
 
     rewrite_and_rechain(cfg)
     shutil.rmtree(cfg.audit_checkpoint_dir)
@@ -179,7 +182,7 @@ def test_an_auditor_with_a_kept_checkpoint_finds_a_rollback(
     # Without the KEK the MACs cannot be checked; the kept checkpoint still finds it.
     rc, doc = _offline(capsys, "--data-dir", str(cfg.data_dir), *auditor)
     assert rc == 1 and doc["code"] == "audit.chain.head_mismatch", doc
-    assert doc["first_bad_seq"] == 6 and not doc["authenticated"]
+    assert doc["first_bad_seq"] == START + 5 and not doc["authenticated"]
     truncate_tail(cfg)
     rc, doc = _offline(capsys, "--data-dir", str(cfg.data_dir), *auditor)
     assert rc == 1 and doc["code"] == "audit.chain.truncated", doc
@@ -200,7 +203,7 @@ def test_a_checkpoint_that_does_not_verify_is_its_own_error(
         latest = srv.core.checkpoints.latest_path
         good = latest.read_bytes()
         # A checkpoint claiming fewer entries, with the signature of the real one.
-        latest.write_bytes(good.replace(b"\n3\n", b"\n2\n", 1))
+        latest.write_bytes(good.replace(b"\n%d\n" % (START + 2), b"\n%d\n" % (START + 1), 1))
         r = admin.VerifyAudit(admin_pb2.VerifyAuditRequest(), metadata=md)
         assert not r.ok and r.message.startswith("audit.checkpoint.bad_signature:"), r.message
         latest.write_bytes(b"not a checkpoint")
@@ -222,9 +225,9 @@ def test_clean_stop_anchors_the_last_entries(tmp_path: Path) -> None:
         _changes(admin, md, 3)
         store, verifier = srv.core.checkpoints, srv.core.checkpointer.verifier
     note = store.latest()
-    assert note is not None and open_checkpoint(note, verifier).size == 4
+    assert note is not None and open_checkpoint(note, verifier).size == START + 3
     with _db(cfg) as c:
-        assert c.execute("SELECT MAX(seq) FROM audit").fetchone()[0] == 4
+        assert c.execute("SELECT MAX(seq) FROM audit").fetchone()[0] == START + 3
 
 
 # -- unauthenticated amplification ------------------------------------------------------
@@ -313,8 +316,8 @@ def test_a_running_server_checkpoints_new_entries_by_itself(tmp_path: Path) -> N
         url = f"http://127.0.0.1:{srv.http_port}/audit/checkpoint"
         deadline = time.monotonic() + 4 * CHECKPOINT_EVERY
         size = 0
-        while time.monotonic() < deadline and size < 4:
+        while time.monotonic() < deadline and size < START + 3:
             with urllib.request.urlopen(url, timeout=10) as r:
                 size = open_checkpoint(r.read(), srv.core.checkpointer.verifier).size
             time.sleep(0.1)
-        assert size == 4
+        assert size == START + 3

@@ -1,4 +1,5 @@
-"""SQLite storage: migrations, atomic single use across threads and processes, audit append."""
+"""Both storage backends: migrations, atomic single use across threads and processes, audit
+append (``storage`` is SQLite or PostgreSQL, see conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,41 +19,49 @@ from sealgate.storage import (
     Node,
     ReferenceValue,
     SigningKeyRecord,
+    Storage,
     StorageError,
 )
-from sealgate.storage.sqlite import SCHEMA_VERSION, SqliteStorage
+from sealgate.storage.schema import SCHEMA_VERSION
+from sealgate.storage.sqlite import SqliteStorage
+from sealgate.storage.url import open_storage
+
+from tests.storage.conftest import raw_execute
+
+Make = Callable[[], Storage]
 
 
 def _challenge(cid: str, expires: int = 2000) -> Challenge:
     return Challenge(cid, b"\x01" * 32, "tpm", "n1", 1000, expires)
 
 
-def test_migrates_from_empty_and_is_idempotent(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    st = SqliteStorage(db)
-    assert st.schema_version() == SCHEMA_VERSION
+def test_migrates_from_empty_and_is_idempotent(make_storage: Make, db_url: str) -> None:
+    st = make_storage()
+    assert st.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
     st.close()
-    st2 = SqliteStorage(db)
-    assert st2.migrate() == SCHEMA_VERSION
-    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
-    st2.close()
+    st2 = make_storage()
+    assert st2.migrate() == SCHEMA_VERSION  # type: ignore[attr-defined]
+    versions = raw_execute(db_url, [("SELECT version FROM schema_version ORDER BY version", ())])
+    assert [int(r[0]) for r in versions[0]] == list(range(1, SCHEMA_VERSION + 1))
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
+def test_sqlite_is_wal(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     SqliteStorage(db).close()
-    c = sqlite3.connect(db)
-    c.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
-    c.commit()
-    c.close()
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_newer_schema_is_refused(make_storage: Make, db_url: str) -> None:
+    make_storage().close()
+    raw_execute(db_url, [("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))])
     with pytest.raises(StorageError) as e:
-        SqliteStorage(db)
+        make_storage()
     assert e.value.code == "storage.schema.too_new"
 
 
-def test_challenge_single_use_and_expiry(tmp_path: Path) -> None:
-    st = SqliteStorage(tmp_path / "s.db")
+def test_challenge_single_use_and_expiry(storage: Storage) -> None:
+    st = storage
     st.create_challenge(_challenge("a"))
     got = st.consume_challenge("a", now=1500)
     assert got is not None and got.nonce == b"\x01" * 32
@@ -63,8 +72,8 @@ def test_challenge_single_use_and_expiry(tmp_path: Path) -> None:
     assert st.purge_expired(1500) == 1  # "b"; "a" (used) expires at 2000
 
 
-def test_challenge_consumed_once_across_threads(tmp_path: Path) -> None:
-    st = SqliteStorage(tmp_path / "s.db")
+def test_challenge_consumed_once_across_threads(storage: Storage) -> None:
+    st = storage
     st.create_challenge(_challenge("t"))
     wins: list[bool] = []
     barrier = threading.Barrier(8)
@@ -95,21 +104,19 @@ def _race_in_processes(target: Callable[..., None], args: list[tuple[str, ...]])
 
 
 def _consume_in_process(db: str, q: multiprocessing.Queue[bool]) -> None:
-    st = SqliteStorage(db)
+    st = open_storage(db)
     q.put(st.consume_challenge("p", now=1500) is not None)
     st.close()
 
 
-def test_challenge_consumed_once_across_processes(tmp_path: Path) -> None:
-    db = str(tmp_path / "s.db")
-    st = SqliteStorage(db)
-    st.create_challenge(_challenge("p"))
-    results = _race_in_processes(_consume_in_process, [(db,)] * 4)
+def test_challenge_consumed_once_across_processes(storage: Storage, db_url: str) -> None:
+    storage.create_challenge(_challenge("p"))
+    results = _race_in_processes(_consume_in_process, [(db_url,)] * 4)
     assert sorted(results) == [False, False, False, True]
 
 
-def test_reference_values_policies_keys(tmp_path: Path) -> None:
-    st = SqliteStorage(tmp_path / "s.db")
+def test_reference_values_policies_keys(storage: Storage) -> None:
+    st = storage
     rv = ReferenceValue("r1", "tpm", "golden", "sha256:0", "00" * 32, "", 1)
     st.add_reference_values([rv])
     with pytest.raises(StorageError):
@@ -136,8 +143,8 @@ def test_reference_values_policies_keys(tmp_path: Path) -> None:
     assert st.get_key_version("m", 1) == v1
 
 
-def test_enrollment_and_nodes(tmp_path: Path) -> None:
-    st = SqliteStorage(tmp_path / "s.db")
+def test_enrollment_and_nodes(storage: Storage) -> None:
+    st = storage
     e = Enrollment("e1", "n1", "fp", "ca", b"pub", b"name", b"h" * 32, 1, 100)
     st.create_enrollment(e)
     assert st.consume_enrollment("e1", 50) == e
@@ -151,8 +158,8 @@ def test_enrollment_and_nodes(tmp_path: Path) -> None:
     assert revoked is not None and revoked.revoked and revoked.revoked_at == 9
 
 
-def test_audit_append_chains_under_concurrency(tmp_path: Path) -> None:
-    st = SqliteStorage(tmp_path / "s.db")
+def test_audit_append_chains_under_concurrency(storage: Storage) -> None:
+    st = storage
 
     def append(i: int) -> None:
         st.append_audit(lambda seq: f"{seq}:{i}".encode(), _core.audit_link)
@@ -167,11 +174,11 @@ def test_audit_append_chains_under_concurrency(tmp_path: Path) -> None:
     assert _core.audit_verify([r.entry for r in rows], [r.hash for r in rows]) is None
 
 
-def test_config_generation_moves_with_every_appraisal_input(tmp_path: Path) -> None:
+def test_config_generation_moves_with_every_appraisal_input(make_storage: Make) -> None:
     """Verifiers cache reference values, policies and keys per generation (migration 2):
     every write to those tables, from any connection, must move it."""
-    st = SqliteStorage(tmp_path / "s.db")
-    other = SqliteStorage(tmp_path / "s.db")  # another process's view of the same file
+    st = make_storage()
+    other = make_storage()  # another process's view of the same database
     seen = [st.config_generation()]
 
     def moved() -> None:
@@ -206,7 +213,7 @@ def _attestation(jti: str, cid: str) -> AttestationRecord:
 
 
 def _complete_in_process(db: str, jti: str, q: multiprocessing.Queue[bool]) -> None:
-    st = SqliteStorage(db)
+    st = open_storage(db)
     q.put(
         st.complete_attestation(
             "q",
@@ -218,12 +225,12 @@ def _complete_in_process(db: str, jti: str, q: multiprocessing.Queue[bool]) -> N
     st.close()
 
 
-def test_attestation_completes_once_and_writes_only_then(tmp_path: Path) -> None:
+def test_attestation_completes_once_and_writes_only_then(storage: Storage, db_url: str) -> None:
     """Attest reads the challenge, verifies, then consumes it in the transaction that records
     the decision: of concurrent completions (threads and processes) exactly one commits, and
     the losers leave no attestation row and no audit entry."""
-    db = str(tmp_path / "s.db")
-    st = SqliteStorage(db)
+    db = db_url
+    st = storage
     st.create_challenge(_challenge("t"))
     assert st.get_challenge("t", now=1500) is not None
     assert st.get_challenge("t", now=2000) is None  # expired at its expiry second
@@ -257,9 +264,9 @@ def test_attestation_completes_once_and_writes_only_then(tmp_path: Path) -> None
     st.close()
 
 
-def test_atomic_commits_all_or_nothing(tmp_path: Path) -> None:
+def test_atomic_commits_all_or_nothing(storage: Storage) -> None:
     """Storage.atomic: an admin change and its audit entry commit together or not at all."""
-    st = SqliteStorage(tmp_path / "s.db")
+    st = storage
     entry = (lambda seq: f"{seq}".encode(), _core.audit_link)
     with pytest.raises(RuntimeError), st.atomic():
         st.put_policy("k", "{}", 5)
@@ -287,8 +294,8 @@ def test_atomic_commits_all_or_nothing(tmp_path: Path) -> None:
     assert [r.seq for r in st.list_audit()] == [1]
 
 
-def test_purge_expired_in_batches_keeps_live_rows(tmp_path: Path) -> None:
-    st = SqliteStorage(tmp_path / "s.db")
+def test_purge_expired_in_batches_keeps_live_rows(storage: Storage, db_url: str) -> None:
+    st = storage
     for i in range(1203):
         st.create_challenge(_challenge(f"old{i}", expires=1500))
     st.create_challenge(_challenge("live", expires=3000))
@@ -299,8 +306,8 @@ def test_purge_expired_in_batches_keeps_live_rows(tmp_path: Path) -> None:
     assert st.purge_expired(2000) == 0
     assert st.get_challenge("live", 2000) is not None
     assert st.consume_enrollment("e-live", 2000) is not None
-    left = sqlite3.connect(tmp_path / "s.db").execute("SELECT COUNT(*) FROM challenges")
-    assert left.fetchone()[0] == 1
+    left = raw_execute(db_url, [("SELECT COUNT(*) FROM challenges", ())])
+    assert left[0][0][0] == 1
 
 
 def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
@@ -316,9 +323,9 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path) -> None:
 
 
 def test_attestation_records_keep_their_granted_keys_and_are_purged_after_expiry(
-    tmp_path: Path,
+    storage: Storage,
 ) -> None:
-    st = SqliteStorage(tmp_path / "s.db")
+    st = storage
     audit = (lambda seq: f"{seq}".encode(), _core.audit_link)
     for i in range(205):
         st.create_challenge(_challenge(f"c{i}", expires=3000))
@@ -338,10 +345,10 @@ def test_attestation_records_keep_their_granted_keys_and_are_purged_after_expiry
     st.close()
 
 
-def test_signing_key_changes_move_the_generation(tmp_path: Path) -> None:
+def test_signing_key_changes_move_the_generation(make_storage: Make) -> None:
     """Every process notices a signing-key rotation by the generation it reads anyway."""
-    st = SqliteStorage(tmp_path / "s.db")
-    other = SqliteStorage(tmp_path / "s.db")
+    st = make_storage()
+    other = make_storage()
     g = other.config_generation()
     st.add_signing_key(SigningKeyRecord("k1", b"w", "{}", 1, 0), retire_others_at=1)
     assert other.config_generation() > g
@@ -352,27 +359,28 @@ def test_signing_key_changes_move_the_generation(tmp_path: Path) -> None:
     other.close()
 
 
-def test_migration_3_keeps_nodes_revoked_before_it_revoked_by_ek(tmp_path: Path) -> None:
-    from sealgate.storage.sqlite import MIGRATIONS
+def test_migration_3_keeps_nodes_revoked_before_it_revoked_by_ek(
+    backend: str, db_url: str, make_storage: Make
+) -> None:
+    from sealgate.storage import schema
 
-    db = tmp_path / "s.db"
-    c = sqlite3.connect(db)
-    c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for version, statements in MIGRATIONS:
+    dialect: schema.Dialect = "sqlite" if backend == "sqlite" else "postgresql"
+    setup: list[tuple[str, tuple[object, ...]]] = [(schema.SCHEMA_VERSION_TABLE[dialect], ())]
+    for version, statements in schema.render(dialect):
         if version <= 2:
-            for sql in statements:
-                c.execute(sql)
-            c.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            setup += [(sql, ()) for sql in statements]
+            setup.append(("INSERT INTO schema_version VALUES (?)", (version,)))
     # Two revoked nodes with one EK (two AKs), one live node.
     for node_id, ek, revoked in (("old", "old", 1), ("older", "old", 1), ("live", "live", 0)):
-        c.execute(
-            "INSERT INTO nodes VALUES (?, 'tpm', ?, 'ca', ?, x'00', 1, ?, 7)",
-            (node_id, f"fp-{ek}", node_id.encode(), revoked),
+        setup.append(
+            (
+                "INSERT INTO nodes VALUES (?, 'tpm', ?, 'ca', ?, ?, 1, ?, 7)",
+                (node_id, f"fp-{ek}", node_id.encode(), b"\x00", revoked),
+            )
         )
-    c.execute("INSERT INTO attestations VALUES ('j', 'old', 'tpm', 'c', '{}', 'k', 1, 9)")
-    c.commit()
-    c.close()
-    st = SqliteStorage(db)
+    setup.append(("INSERT INTO attestations VALUES ('j', 'old', 'tpm', 'c', '{}', 'k', 1, 9)", ()))
+    raw_execute(db_url, setup)
+    st = make_storage()
     revs = st.list_revocations()
     assert [(r.platform, r.identity, r.node_id, r.revoked_at) for r in revs] == [
         ("tpm", "ek:fp-old", "old", 7)
@@ -381,10 +389,10 @@ def test_migration_3_keeps_nodes_revoked_before_it_revoked_by_ek(tmp_path: Path)
     assert rec is not None and rec.revocation_mark == 0
 
 
-def test_revocations_are_kept_lifted_and_seq_only_grows(tmp_path: Path) -> None:
+def test_revocations_are_kept_lifted_and_seq_only_grows(storage: Storage) -> None:
     from sealgate.storage import Revocation
 
-    st = SqliteStorage(tmp_path / "s.db")
+    st = storage
     assert st.revocation_state("snp", ["chip_id:aa"]) == (0, [])
     assert st.revocation_state("snp", []) == (0, [])
     r1, new = st.add_revocation(Revocation(0, "snp", "chip_id:aa", "n", "why", 5, "op"))
@@ -407,8 +415,8 @@ def test_revocations_are_kept_lifted_and_seq_only_grows(tmp_path: Path) -> None:
     assert [r.seq for r in st.list_revocations(include_lifted=True)] == [r1.seq, r2.seq, r3.seq]
 
 
-def test_delete_node(tmp_path: Path) -> None:
-    st = SqliteStorage(tmp_path / "s.db")
+def test_delete_node(storage: Storage) -> None:
+    st = storage
     st.upsert_node(Node("n1", "tpm", "fp", "ca", b"name", b"pub", 1, False, 0))
     gone = st.delete_node("n1")
     assert gone is not None and gone.node_id == "n1"

@@ -20,6 +20,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from sealgate import __version__
 from sealgate.broker.kek import KekProvider
 from sealgate.errors import SealgateError
 from sealgate.protocol.hpke import jwk_thumbprint
-from sealgate.storage import SigningKeyRecord, Storage
+from sealgate.storage import SigningKeyRecord, Storage, StorageError, StorageUnavailable
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"
 DEFAULT_TTL = 300
@@ -41,6 +42,10 @@ MAX_TTL = 3600
 
 class TokenError(SealgateError):
     """A token is malformed, expired, or not signed by one of our keys."""
+
+
+class _KeyExists(Exception):
+    """Another process made the first signing key first (``ensure_active``)."""
 
 
 def _b64u(b: bytes) -> str:
@@ -112,7 +117,11 @@ class TokenIssuer:
         kek: KekProvider,
         verifier_id: str = "sealgate",
         ttl: int = DEFAULT_TTL,
+        *,
+        create: bool = True,
     ) -> None:
+        """``create``: make the first signing key now if none is active (else the caller
+        calls ``ensure_active`` with its audit entry)."""
         if not 1 <= ttl <= MAX_TTL:
             raise SealgateError("broker.token.bad_ttl", f"token TTL {ttl}s outside 1..{MAX_TTL}")
         self._st = storage
@@ -123,8 +132,37 @@ class TokenIssuer:
         # Serializes reloads, so a slower one never installs an older snapshot over a newer.
         self._reload_lock = threading.Lock()
         self.reload()
+        if create:
+            self.ensure_active()
+
+    def ensure_active(self, record: Callable[[str], object] | None = None) -> None:
+        """Make the first signing key unless one is active. Replicas starting together on
+        an empty database must end with one key, not one each: the check and the insert
+        share one write transaction, which ``record(kid)`` (the creation's audit entry)
+        opens by appending to the audit chain. Appends serialize on every backend (the
+        chain is linear), so the check after it sees any key a competitor committed; the
+        loser rolls back, entry included, and loads the winner's key."""
+        if self._snap.active is not None:
+            return
+
+        def check(kid: str) -> None:
+            if record is not None:
+                record(kid)
+            if any(r.retired_at == 0 for r in self._st.list_signing_keys()):
+                raise _KeyExists()
+
+        try:
+            with self._st.atomic():
+                self.rotate(before_insert=check)
+        except _KeyExists:
+            pass
+        except StorageError as e:
+            # A competitor's append or insert won a unique constraint: its key is there.
+            if isinstance(e, StorageUnavailable):
+                raise
+        self.reload()
         if self._snap.active is None:
-            self.rotate()
+            raise SealgateError("broker.token.no_key", "no active signing key")
 
     def reload(self) -> None:
         """Read the keys afresh. Keys already loaded keep their unwrapped private part (one
@@ -171,8 +209,13 @@ class TokenIssuer:
         if current != self._snap.generation:
             self.reload()
 
-    def rotate(self, now: int | None = None) -> str:
-        """Make a new signing key active; the old ones only verify from now on."""
+    def rotate(
+        self, now: int | None = None, before_insert: Callable[[str], object] | None = None
+    ) -> str:
+        """Make a new signing key active; the old ones only verify from now on.
+        ``before_insert(kid)`` runs just before the key is stored (in the caller's
+        transaction: an audit entry written there serializes concurrent rotations, so each
+        retires the one before it and one key stays active)."""
         key = ec.generate_private_key(ec.SECP256R1())
         pub = ec_public_jwk(key.public_key())
         kid = jwk_thumbprint(pub)
@@ -187,6 +230,8 @@ class TokenIssuer:
         # its retirement by more than ROTATION_GRACE.
         at = int(time.time()) if now is None else now
         rec = SigningKeyRecord(kid, wrapped, json.dumps(pub), at, 0)
+        if before_insert is not None:
+            before_insert(kid)
         self._st.add_signing_key(rec, retire_others_at=at)
         self.reload()
         return kid

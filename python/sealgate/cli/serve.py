@@ -25,8 +25,10 @@ def register(sub: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
+    from sealgate.errors import SealgateError
     from sealgate.service.config import load_config
     from sealgate.service.supervisor import serve
+    from sealgate.storage import StorageError
     from sealgate.storage.url import parse
 
     if args.database is not None:
@@ -42,4 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         database=args.database,
     )
-    return serve(cfg, args.grace)
+    try:
+        return serve(cfg, args.grace)
+    except StorageError as e:
+        # The database unreachable at start (or refusing the schema): its stable code and
+        # the storage's message, which names the database only redacted.
+        raise SealgateError(e.code, e.message) from None

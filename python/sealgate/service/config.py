@@ -137,7 +137,9 @@ class ServiceConfig:
 
     @property
     def database_url(self) -> DatabaseUrl:
-        return parse_database_url(self.database or default_url(self.data_dir))
+        return parse_database_url(
+            default_url(self.data_dir) if self.database is None else self.database
+        )
 
     @property
     def kek_path(self) -> Path:

@@ -124,8 +124,12 @@ class Verifier:
         self.st = storage
         self.kek = kek or LocalKeyFileProvider(cfg.kek_path)
         self.keys = ModelKeys(storage, self.kek)
-        self.tokens = TokenIssuer(storage, self.kek, cfg.verifier_id, cfg.token_ttl)
+        self.tokens = TokenIssuer(storage, self.kek, cfg.verifier_id, cfg.token_ttl, create=False)
         self.audit = AuditLog(storage, self.kek.audit_mac)
+        # The first start of a deployment (on any replica) makes the first signing key.
+        self.tokens.ensure_active(
+            lambda kid: self.audit.append("signing_key.created", "sealgate", {"kid": kid})
+        )
         self.checkpoints = CheckpointStore(cfg.audit_checkpoint_dir)
         self.checkpointer = Checkpointer(
             storage, self.kek.checkpoint_signer(), self.checkpoints, log_origin(cfg.verifier_id)
@@ -853,8 +857,12 @@ class Verifier:
     def rotate_signing_key(self, actor: str) -> str:
         try:
             with self.st.atomic():
-                kid = self.tokens.rotate()
-                self.audit.append("admin.signing_key.rotated", actor, {"kid": kid})
+                # The entry first: it serializes rotations on every replica (see rotate).
+                kid = self.tokens.rotate(
+                    before_insert=lambda k: self.audit.append(
+                        "admin.signing_key.rotated", actor, {"kid": k}
+                    )
+                )
         except BaseException:
             # rotate() loaded the new key inside the transaction; it was rolled back.
             self.tokens.reload()

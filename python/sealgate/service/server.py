@@ -175,14 +175,28 @@ def create_server(
     pool = futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="sealgate")
     loop = _Loop()
     health_box: list[health.aio.HealthServicer] = []
+    health_lock: list[asyncio.Lock] = []
 
-    def on_readiness(ok: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if ok else (
-            health_pb2.HealthCheckResponse.NOT_SERVING)  # fmt: skip
+    async def apply_readiness() -> None:
+        # The state as it is when this runs, under a lock: changes scheduled close together
+        # never leave the service names disagreeing.
+        if not health_lock:
+            health_lock.append(asyncio.Lock())
+        async with health_lock[0]:
+            await _set_health(
+                health_box[0],
+                health_pb2.HealthCheckResponse.SERVING
+                if readiness.ready
+                else health_pb2.HealthCheckResponse.NOT_SERVING,
+            )
+
+    def on_readiness(_ok: bool) -> None:
+        # Never waits: a call on the event loop itself may report the failure.
         if health_box:
-            loop.run(_set_health(health_box[0], status), 5)
+            asyncio.run_coroutine_threadsafe(apply_readiness(), loop.loop)
 
-    readiness = Readiness(st.config_generation, on_readiness)
+    # Looked up per probe, not bound once (a wrapped storage may swap its methods).
+    readiness = Readiness(lambda: st.config_generation(), on_readiness)
     try:
         server, port, hs = loop.run(
             _start_grpc(cfg, core, metrics, auth, pool, reuse_port, readiness)

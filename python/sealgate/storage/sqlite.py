@@ -41,160 +41,14 @@ from sealgate.storage import (
     Storage,
     StorageError,
     WrappedItem,
+    schema,
 )
 
-#: Schema migrations, applied in order from the stored version (0 = empty database). Never
-#: edit a released step; append a new one.
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            """CREATE TABLE challenges (
-                id TEXT PRIMARY KEY, nonce BLOB NOT NULL, platform TEXT NOT NULL,
-                node_id TEXT NOT NULL, created_at INTEGER NOT NULL,
-                expires_at INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0)""",
-            "CREATE INDEX challenges_expiry ON challenges (expires_at)",
-            """CREATE TABLE reference_values (
-                id TEXT PRIMARY KEY, platform TEXT NOT NULL, set_name TEXT NOT NULL,
-                name TEXT NOT NULL, value TEXT NOT NULL, description TEXT NOT NULL,
-                created_at INTEGER NOT NULL)""",
-            "CREATE INDEX reference_values_set ON reference_values (platform, set_name)",
-            """CREATE TABLE policies (
-                key_id TEXT PRIMARY KEY, document TEXT NOT NULL, revision INTEGER NOT NULL,
-                updated_at INTEGER NOT NULL)""",
-            """CREATE TABLE model_keys (
-                key_id TEXT PRIMARY KEY, current_version INTEGER NOT NULL,
-                description TEXT NOT NULL, created_at INTEGER NOT NULL,
-                rotated_at INTEGER NOT NULL)""",
-            """CREATE TABLE key_versions (
-                key_id TEXT NOT NULL REFERENCES model_keys (key_id), version INTEGER NOT NULL,
-                wrapped BLOB NOT NULL, kek_id TEXT NOT NULL, created_at INTEGER NOT NULL,
-                PRIMARY KEY (key_id, version))""",
-            """CREATE TABLE enrollments (
-                id TEXT PRIMARY KEY, node_id TEXT NOT NULL, ek_fingerprint TEXT NOT NULL,
-                ek_ca_fingerprint TEXT NOT NULL, ak_public BLOB NOT NULL,
-                ak_name BLOB NOT NULL, secret_hash BLOB NOT NULL,
-                created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
-                used INTEGER NOT NULL DEFAULT 0)""",
-            """CREATE TABLE nodes (
-                node_id TEXT PRIMARY KEY, platform TEXT NOT NULL, ek_fingerprint TEXT NOT NULL,
-                ek_ca_fingerprint TEXT NOT NULL, ak_name BLOB NOT NULL,
-                ak_public BLOB NOT NULL, enrolled_at INTEGER NOT NULL,
-                revoked INTEGER NOT NULL DEFAULT 0, revoked_at INTEGER NOT NULL DEFAULT 0)""",
-            "CREATE UNIQUE INDEX nodes_ak ON nodes (ak_name)",
-            """CREATE TABLE attestations (
-                jti TEXT PRIMARY KEY, node_id TEXT NOT NULL, platform TEXT NOT NULL,
-                challenge_id TEXT NOT NULL, claims TEXT NOT NULL, runtime_key_jkt TEXT NOT NULL,
-                issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)""",
-            """CREATE TABLE audit (
-                seq INTEGER PRIMARY KEY, entry BLOB NOT NULL, hash BLOB NOT NULL)""",
-            """CREATE TABLE signing_keys (
-                kid TEXT PRIMARY KEY, wrapped_private BLOB NOT NULL, public_jwk TEXT NOT NULL,
-                created_at INTEGER NOT NULL, retired_at INTEGER NOT NULL DEFAULT 0)""",
-        ],
-    ),
-]
+#: The shared migrations history (``sealgate.storage.schema``) as SQLite runs it: the same
+#: statement text released versions ran, so existing databases' schemas never differ.
+MIGRATIONS: list[tuple[int, list[str]]] = schema.render("sqlite")
 
-
-_BUMP = "UPDATE config_generation SET generation = generation + 1; END"
-
-MIGRATIONS.append(
-    (
-        2,
-        # One counter that every change to what appraisal reads (reference values, policies,
-        # model keys) bumps in the same transaction, by trigger so no write path can forget
-        # it. Verifiers cache those tables per generation and re-read when it moves: one
-        # indexed read per attestation instead of four, and a change made by any process
-        # or replica takes effect on the next attestation.
-        [
-            "CREATE TABLE config_generation (generation INTEGER NOT NULL)",
-            "INSERT INTO config_generation (generation) VALUES (1)",
-            "CREATE TRIGGER reference_values_gen_insert AFTER INSERT ON reference_values BEGIN "
-            + _BUMP,
-            "CREATE TRIGGER reference_values_gen_update AFTER UPDATE ON reference_values BEGIN "
-            + _BUMP,
-            "CREATE TRIGGER reference_values_gen_delete AFTER DELETE ON reference_values BEGIN "
-            + _BUMP,
-            "CREATE TRIGGER policies_gen_insert AFTER INSERT ON policies BEGIN " + _BUMP,
-            "CREATE TRIGGER policies_gen_update AFTER UPDATE ON policies BEGIN " + _BUMP,
-            "CREATE TRIGGER policies_gen_delete AFTER DELETE ON policies BEGIN " + _BUMP,
-            "CREATE TRIGGER model_keys_gen_insert AFTER INSERT ON model_keys BEGIN " + _BUMP,
-            "CREATE TRIGGER model_keys_gen_update AFTER UPDATE ON model_keys BEGIN " + _BUMP,
-            "CREATE TRIGGER model_keys_gen_delete AFTER DELETE ON model_keys BEGIN " + _BUMP,
-            "CREATE TRIGGER key_versions_gen_insert AFTER INSERT ON key_versions BEGIN " + _BUMP,
-            "CREATE TRIGGER key_versions_gen_update AFTER UPDATE ON key_versions BEGIN " + _BUMP,
-            "CREATE TRIGGER key_versions_gen_delete AFTER DELETE ON key_versions BEGIN " + _BUMP,
-        ],
-    )
-)
-
-MIGRATIONS.append(
-    (
-        3,
-        # Revocation sticks to the hardware identity (TPM EK and AK, SNP CHIP_ID or
-        # endorsement key, TDX PPID), not to the client-chosen node id: re-enrolling or
-        # attesting under any id is refused while it is in force. Rows are never deleted, and
-        # ``seq`` only grows, so each attestation records the highest seq it saw
-        # (``revocation_mark``) and a token is dead once any revocation of its identities
-        # has a higher one, lifted or not.
-        [
-            """CREATE TABLE revocations (
-                seq INTEGER PRIMARY KEY, platform TEXT NOT NULL, identity TEXT NOT NULL,
-                node_id TEXT NOT NULL, reason TEXT NOT NULL, revoked_at INTEGER NOT NULL,
-                revoked_by TEXT NOT NULL, lifted_at INTEGER NOT NULL DEFAULT 0,
-                lifted_by TEXT NOT NULL DEFAULT '')""",
-            "CREATE INDEX revocations_identity ON revocations (platform, identity)",
-            # At most one revocation in force per identity (add_revocation checks first).
-            "CREATE UNIQUE INDEX revocations_in_force ON revocations (platform, identity)"
-            " WHERE lifted_at = 0",
-            "ALTER TABLE attestations ADD COLUMN revocation_mark INTEGER NOT NULL DEFAULT 0",
-            # Nodes revoked before this version: their EK stays revoked (once per EK).
-            """INSERT INTO revocations (platform, identity, node_id, reason, revoked_at,
-                revoked_by) SELECT 'tpm', 'ek:' || ek_fingerprint, MIN(node_id),
-                'node revoked', MIN(revoked_at), 'migration' FROM nodes WHERE revoked = 1
-                GROUP BY ek_fingerprint""",
-        ],
-    )
-)
-
-MIGRATIONS.append(
-    (
-        4,
-        [
-            # The key ids granted at Attest (a JSON list): ReleaseKey serves only those, so a
-            # token is never wider than its attestation's decision. Records from before this
-            # step grant nothing on ReleaseKey (fail closed; they expire within the token TTL).
-            "ALTER TABLE attestations ADD COLUMN granted_keys TEXT NOT NULL DEFAULT '[]'",
-            # Records are purged once their tokens expired (Storage.purge_expired).
-            "CREATE INDEX attestations_expiry ON attestations (expires_at)",
-            # Rotating the token signing key moves the generation too, so every process
-            # (worker or replica) signs with the current key from its next token on: the
-            # generation is already read once per attestation.
-            "CREATE TRIGGER signing_keys_gen_insert AFTER INSERT ON signing_keys BEGIN " + _BUMP,
-            "CREATE TRIGGER signing_keys_gen_update AFTER UPDATE ON signing_keys BEGIN " + _BUMP,
-            "CREATE TRIGGER signing_keys_gen_delete AFTER DELETE ON signing_keys BEGIN " + _BUMP,
-        ],
-    )
-)
-
-MIGRATIONS.append(
-    (
-        5,
-        [
-            # Which KEK wraps each signing key, as key_versions records it, so ``kek rotate``
-            # can move them and every unwrap goes to the KEK that wrapped the blob; '' is the
-            # KEK of the deployment before this step.
-            "ALTER TABLE signing_keys ADD COLUMN kek_id TEXT NOT NULL DEFAULT ''",
-            # Service secrets wrapped under the KEK (the audit MAC key and checkpoint seed):
-            # they travel with the database and re-wrap with the KEK, whatever holds it.
-            """CREATE TABLE secrets (
-                name TEXT PRIMARY KEY, wrapped BLOB NOT NULL, kek_id TEXT NOT NULL,
-                created_at INTEGER NOT NULL)""",
-        ],
-    )
-)
-
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+SCHEMA_VERSION = schema.SCHEMA_VERSION
 _GENESIS = bytes(32)
 
 
@@ -325,7 +179,7 @@ class SqliteStorage(Storage):
     def migrate(self) -> int:
         """Bring the schema to ``SCHEMA_VERSION``; return the version found before."""
         with self._tx() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            c.execute(schema.SCHEMA_VERSION_TABLE["sqlite"])
             row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
             found = int(row[0]) if row and row[0] is not None else 0
             if found > SCHEMA_VERSION:

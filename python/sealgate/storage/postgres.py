@@ -1,0 +1,956 @@
+"""PostgreSQL storage: the same ``Storage`` contract as SQLite, shared by any number of replicas.
+
+Driver: psycopg 3 with ``psycopg_pool.ConnectionPool`` (sync). ``scripts/bench_pg_driver.py``
+measures it against asyncpg on the hot-path transaction mix.
+
+Threads and the event loop: every method blocks its calling thread for one or more round
+trips. In the service as it stands, admin calls, enrollment, the HTTP side port and cold
+Attest verifications are run in the service's thread pool (``ServicerBase._run(offload=True)``
+in ``service/servicer.py``, ``admin.py``, ``sideport.py``), but the attestation hot path
+(GetChallenge, warm Attest, ReleaseKey) runs inline on the event loop (``offload=False``),
+which suits SQLite's microsecond calls. With this backend those calls wait for the network,
+so the service must offload them when the database is PostgreSQL; this module never touches
+an event loop itself.
+
+Semantics, matching ``SqliteStorage``:
+
+* Single use (``consume_challenge``, ``consume_enrollment``, ``complete_attestation``): one
+  conditional ``UPDATE … WHERE used = 0 AND expires_at > now``. Under READ COMMITTED a
+  concurrent updater waits for the row lock, then re-evaluates the WHERE clause on the newest
+  row version (https://www.postgresql.org/docs/15/transaction-iso.html#XACT-READ-COMMITTED),
+  so across replicas exactly one UPDATE matches.
+* The audit log is one linear chain: each append takes ``pg_advisory_xact_lock(AUDIT_LOCK)``
+  in its own statement and only then reads the head in the next one (READ COMMITTED takes a
+  fresh snapshot per statement, and a transaction's locks are released only after its commit
+  is visible, so the head read is the last committed one). The primary key on ``seq`` is the
+  backstop: a fork could never commit.
+* ``atomic()`` holds one connection and transaction on the calling thread; every call inside
+  joins it, each as a savepoint (psycopg ``Connection.transaction()`` nests as SAVEPOINT).
+* ``config_generation`` moves by trigger in the changing transaction (``schema`` step 2).
+* Hot paths are one round trip per statement batch: psycopg's pipeline mode
+  (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html) sends BEGIN, the challenge
+  UPDATE, the lock and the head read together, then the inserts and COMMIT together; repeated
+  statements are server-side prepared (psycopg ``prepare_threshold``).
+
+Failures: a lost connection, a server shutting down (57P01/57P03), a pool timeout, a
+cancelled statement → ``StorageUnavailable`` (nothing was committed by the failing call when
+it fails before COMMIT; a failure *at* COMMIT is reported the same way: the caller must treat
+the outcome as unknown and never release a key for it). Messages carry the redacted URL and
+the SQLSTATE, never libpq's text (it can quote the conninfo). Connections are checked on
+checkout without a round trip (an idle connection whose socket is readable was closed or told
+to shut down by the server) and the pool replaces them, so calls work again as soon as the
+server is back, without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import select
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, LiteralString
+
+import psycopg
+import psycopg.errors
+import psycopg_pool
+from psycopg import sql as pgsql
+
+from sealgate.storage import (
+    AUDIT_PAGE_BYTES,
+    AttestationRecord,
+    AuditAppend,
+    AuditRow,
+    Challenge,
+    Enrollment,
+    KeyVersionRecord,
+    ModelKeyRecord,
+    Node,
+    PolicyRecord,
+    ReferenceValue,
+    Revocation,
+    SecretRecord,
+    SigningKeyRecord,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    WrappedItem,
+    schema,
+)
+from sealgate.storage.url import redact
+
+log = logging.getLogger("sealgate.storage.postgres")
+
+SCHEMA_VERSION = schema.SCHEMA_VERSION
+MIGRATIONS: list[tuple[int, list[str]]] = schema.render("postgresql")
+_GENESIS = bytes(32)
+
+#: Advisory lock keys (per database, https://www.postgresql.org/docs/15/explicit-locking.html
+#: #ADVISORY-LOCKS): appends to the audit chain, and schema migration by starting replicas.
+AUDIT_LOCK = 0x5EA1_6A7E_0A0D_0001
+MIGRATE_LOCK = 0x5EA1_6A7E_0A0D_0002
+
+_CHALLENGE_COLS = "id, nonce, platform, node_id, created_at, expires_at"
+_ENROLLMENT_COLS = (
+    "id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public, ak_name, secret_hash,"
+    " created_at, expires_at"
+)
+_NODE_COLS = (
+    "node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name, ak_public, enrolled_at,"
+    " revoked, revoked_at"
+)
+_REV_COLS = "seq, platform, identity, node_id, reason, revoked_at, revoked_by, lifted_at, lifted_by"
+_ATT_COLS = (
+    "jti, node_id, platform, challenge_id, claims, runtime_key_jkt, issued_at, expires_at,"
+    " granted_keys, revocation_mark"
+)
+
+_SQL_LOCK_AUDIT: LiteralString = "SELECT pg_advisory_xact_lock(%s)"
+_SQL_AUDIT_HEAD: LiteralString = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+_SQL_AUDIT_INSERT: LiteralString = "INSERT INTO audit (seq, entry, hash) VALUES (%s, %s, %s)"
+_SQL_CHALLENGE_INSERT: LiteralString = (
+    "INSERT INTO challenges (id, nonce, platform, node_id, created_at, expires_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
+_SQL_CHALLENGE_USE: LiteralString = (
+    "UPDATE challenges SET used = 1 WHERE id = %s AND used = 0 AND expires_at > %s RETURNING id"
+)
+_SQL_ATT_INSERT: LiteralString = (
+    "INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
+    " runtime_key_jkt, issued_at, expires_at, granted_keys, revocation_mark)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+#: SQLSTATE classes that mean "the server cannot serve now" (Appendix A,
+#: https://www.postgresql.org/docs/15/errcodes-appendix.html): 08 connection exception,
+#: 53 insufficient resources, 57 operator intervention (admin shutdown, cannot connect now,
+#: query canceled), 40 transaction rollback (serialization failure, deadlock).
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "40")
+
+
+def _check_idle(conn: psycopg.Connection[Any]) -> None:
+    """Pool checkout check without a round trip: a connection idle in the pool has nothing to
+    read, so a readable socket means the server closed it or sent it a FATAL (shutdown,
+    pg_terminate_backend); the pool drops it and hands out another."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("connection closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        # Closed here: the pool puts a failed-check connection back unless it is closed
+        # (psycopg_pool ``_getconn_with_check_loop``), and replaces a closed one.
+        conn.close()
+        raise psycopg.OperationalError("server closed an idle connection")
+
+
+class _Held(threading.local):
+    conn: psycopg.Connection[Any] | None = None
+
+
+class PostgresStorage(Storage):
+    """``Storage`` on PostgreSQL through a psycopg connection pool.
+
+    ``url`` is a libpq URI or conninfo; its password (if any) is only ever passed to libpq.
+    ``pool_timeout`` bounds how long a call waits for a connection (then
+    ``storage.unavailable``), ``connect_timeout`` a connection attempt (libpq's minimum is 2 s),
+    ``statement_timeout_ms`` any statement, and ``idle_in_transaction_ms`` how long a
+    transaction may sit idle (a frozen replica holding the audit lock is cut off after it)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_min: int = 2,
+        pool_max: int = 16,
+        pool_timeout: float = 2.0,
+        connect_timeout: int = 2,
+        statement_timeout_ms: int = 10_000,
+        idle_in_transaction_ms: int = 10_000,
+        application_name: str = "sealgate",
+        migrate: bool = True,
+    ) -> None:
+        self._redacted = redact(url)
+        self._held = _Held()
+        self._closed = False
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, int(connect_timeout)),
+            "application_name": application_name,
+            # Server-side bounds for every session (libpq "options",
+            # https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-CONNECT-OPTIONS).
+            "options": f"-c statement_timeout={int(statement_timeout_ms)}"
+            f" -c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}",
+            # Prepare a statement server-side from its second use on a connection.
+            "prepare_threshold": 1,
+        }
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
+            psycopg_pool.ConnectionPool(
+                url,
+                kwargs=kwargs,
+                min_size=max(0, pool_min),
+                max_size=max(1, pool_max, pool_min),
+                timeout=pool_timeout,
+                check=_check_idle,
+                # The pool retries a lost connection with exponential backoff for this long,
+                # then gives up on that attempt; the next call that finds no connection
+                # starts a fresh one at once. Short, so after a long outage the backoff
+                # never grows past a few seconds and a replica recovers by itself soon
+                # after the server is back.
+                reconnect_timeout=4.0,
+                name="sealgate",
+                open=False,
+            )
+        )
+        self._pool.open(wait=False)
+        if migrate:
+            try:
+                self.migrate()
+            except BaseException:
+                self._pool.close(timeout=1)
+                raise
+
+    # -- errors and connections -------------------------------------------------------
+    def _unavailable(self, e: BaseException) -> StorageUnavailable:
+        if isinstance(e, psycopg_pool.PoolTimeout):
+            why = "no database connection within the pool timeout"
+        elif isinstance(e, psycopg.errors.AdminShutdown):
+            why = "the server is shutting down"
+        elif isinstance(e, psycopg.errors.CannotConnectNow):
+            why = "the server is starting up or shutting down"
+        elif isinstance(e, psycopg.errors.QueryCanceled):
+            why = "statement timed out"
+        else:
+            why = "connection lost or refused"
+        state = getattr(e, "sqlstate", None)
+        suffix = f" (SQLSTATE {state})" if state else ""
+        return StorageUnavailable(f"database {self._redacted}: {why}{suffix}")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageError:
+            raise
+        except psycopg_pool.PoolClosed:
+            raise StorageError("storage.closed", "storage is closed") from None
+        except psycopg.IntegrityError as e:
+            # Constraint errors not mapped to a specific code at the call site.
+            raise StorageError(
+                "storage.constraint",
+                f"constraint violated: {e.diag.constraint_name or e.sqlstate}",
+            ) from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            raise self._unavailable(e) from None
+        except psycopg.Error as e:
+            state = e.sqlstate or ""
+            if state[:2] in _UNAVAILABLE_CLASSES:
+                raise self._unavailable(e) from None
+            raise
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's ``atomic()`` connection, or one from the pool for this call."""
+        held = self._held.conn
+        if held is not None:
+            yield held
+            return
+        if self._closed:
+            raise StorageError("storage.closed", "storage is closed")
+        with self._errors(), self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction, or a savepoint inside this thread's ``atomic()``."""
+        with self._connection() as conn, self._errors(), conn.transaction():
+            yield conn
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        if self._held.conn is not None:
+            with self._tx():
+                yield
+            return
+        if self._closed:
+            raise StorageError("storage.closed", "storage is closed")
+        with self._errors(), self._pool.connection() as conn:
+            self._held.conn = conn
+            try:
+                with conn.transaction():
+                    yield
+            finally:
+                self._held.conn = None
+
+    @contextmanager
+    def _statement(self) -> Iterator[psycopg.Connection[Any]]:
+        """One statement: its own transaction (autocommit), or inside ``atomic()`` a savepoint,
+        so a failing statement undoes only itself (PostgreSQL aborts the whole transaction on
+        an error otherwise, where SQLite keeps it usable)."""
+        with self._connection() as conn, self._errors():
+            if self._held.conn is None:
+                yield conn
+            else:
+                with conn.transaction():
+                    yield conn
+
+    def _q(self, query: LiteralString, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._statement() as conn:
+            return conn.execute(query, args).fetchall()
+
+    def _x(self, query: LiteralString, args: tuple[Any, ...] = ()) -> int:
+        """Execute a write in autocommit (its own transaction) or in ``atomic()``; rowcount."""
+        with self._statement() as conn:
+            return conn.execute(query, args).rowcount
+
+    def _pipelined(self) -> bool:
+        # Pipeline mode only for a transaction of our own: inside atomic() the enclosing
+        # transaction's statements run one by one.
+        return self._held.conn is None
+
+    # -- schema -----------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Bring the schema to ``SCHEMA_VERSION`` (one replica at a time, all DDL in one
+        transaction: PostgreSQL DDL is transactional); return the version found before."""
+        with self._tx() as c:
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            c.execute(schema.SCHEMA_VERSION_TABLE["postgresql"])
+            row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            found = int(row[0]) if row and row[0] is not None else 0
+            if found > SCHEMA_VERSION:
+                raise StorageError(
+                    "storage.schema.too_new",
+                    f"database schema {found} is newer than this sealgate ({SCHEMA_VERSION})",
+                )
+            for version, statements in MIGRATIONS:
+                if version <= found:
+                    continue
+                for statement in statements:
+                    c.execute(statement)
+                c.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        return found
+
+    def schema_version(self) -> int:
+        return int(self._q("SELECT MAX(version) FROM schema_version")[0][0])
+
+    def close(self) -> None:
+        self._closed = True
+        self._pool.close(timeout=5)
+
+    # -- audit append (inside a transaction) ------------------------------------------
+    def _head_after_lock(self, c: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+        c.execute(_SQL_LOCK_AUDIT, (AUDIT_LOCK,))
+        return c.execute(_SQL_AUDIT_HEAD)
+
+    @staticmethod
+    def _append_with_head(
+        c: psycopg.Connection[Any],
+        head: tuple[Any, ...] | None,
+        make_entry: Callable[[int], bytes],
+        link: Callable[[bytes, bytes], bytes],
+    ) -> AuditRow:
+        seq = int(head[0]) + 1 if head else 1
+        prev = bytes(head[1]) if head else _GENESIS
+        entry = make_entry(seq)
+        h = link(prev, entry)
+        c.execute(_SQL_AUDIT_INSERT, (seq, entry, h))
+        return AuditRow(seq, entry, h)
+
+    def _append_audit_in_tx(
+        self,
+        c: psycopg.Connection[Any],
+        make_entry: Callable[[int], bytes],
+        link: Callable[[bytes, bytes], bytes],
+    ) -> AuditRow:
+        return self._append_with_head(c, self._head_after_lock(c).fetchone(), make_entry, link)
+
+    # -- challenges -------------------------------------------------------------------
+    def create_challenge(self, ch: Challenge, audit: AuditAppend | None = None) -> None:
+        args = (ch.id, ch.nonce, ch.platform, ch.node_id, ch.created_at, ch.expires_at)
+        if audit is None:
+            self._x(_SQL_CHALLENGE_INSERT, args)
+            return
+        with self._connection() as c, self._errors():
+            pipe = c.pipeline() if self._pipelined() else contextlib.nullcontext()
+            with pipe, c.transaction():
+                c.execute(_SQL_CHALLENGE_INSERT, args)
+                head = self._head_after_lock(c).fetchone()  # round trip 1
+                self._append_with_head(c, head, *audit)
+            # round trip 2: the audit INSERT and COMMIT
+
+    def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        rows = self._q(
+            "UPDATE challenges SET used = 1 WHERE id = %s AND used = 0 AND expires_at > %s"
+            " RETURNING id, nonce, platform, node_id, created_at, expires_at",
+            (challenge_id, now),
+        )
+        return _challenge(rows)
+
+    def get_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        rows = self._q(
+            "SELECT id, nonce, platform, node_id, created_at, expires_at FROM challenges"
+            " WHERE id = %s AND used = 0 AND expires_at > %s",
+            (challenge_id, now),
+        )
+        return _challenge(rows)
+
+    def config_generation(self) -> int:
+        return int(self._q("SELECT generation FROM config_generation")[0][0])
+
+    def purge_expired(self, now: int, batch: int = 200) -> int:
+        total = 0
+        for table, key in (("challenges", "id"), ("enrollments", "id"), ("attestations", "jti")):
+            # Bounded batches by primary key, each its own short transaction; SKIP LOCKED so
+            # replicas purging at once split the rows instead of queueing on each other.
+            query = pgsql.SQL(
+                "DELETE FROM {t} WHERE {k} IN (SELECT {k} FROM {t} WHERE expires_at < %s"
+                " LIMIT %s FOR UPDATE SKIP LOCKED)"
+            ).format(t=pgsql.Identifier(table), k=pgsql.Identifier(key))
+            while True:
+                with self._statement() as c:
+                    n = c.execute(query, (now, batch)).rowcount
+                total += n
+                if n < batch:
+                    break
+        return total
+
+    # -- reference values -------------------------------------------------------------
+    def add_reference_values(self, values: list[ReferenceValue]) -> None:
+        with self._tx() as c:
+            for v in values:
+                try:
+                    with c.transaction():
+                        c.execute(
+                            "INSERT INTO reference_values (id, platform, set_name, name, value,"
+                            " description, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                            (
+                                v.id,
+                                v.platform,
+                                v.set_name,
+                                v.name,
+                                v.value,
+                                v.description,
+                                v.created_at,
+                            ),
+                        )
+                except psycopg.errors.UniqueViolation:
+                    raise StorageError(
+                        "storage.reference_value.exists", f"reference value {v.id} exists"
+                    ) from None
+
+    def list_reference_values(
+        self, platform: str | None = None, set_name: str | None = None
+    ) -> list[ReferenceValue]:
+        rows = self._q(
+            "SELECT id, platform, set_name, name, value, description, created_at"
+            " FROM reference_values WHERE (%s::text IS NULL OR platform = %s)"
+            " AND (%s::text IS NULL OR set_name = %s)"
+            " ORDER BY platform, set_name, name, id",
+            (platform or None, platform or None, set_name or None, set_name or None),
+        )
+        return [ReferenceValue(*r) for r in rows]
+
+    def remove_reference_value(self, rv_id: str) -> bool:
+        return self._x("DELETE FROM reference_values WHERE id = %s", (rv_id,)) == 1
+
+    # -- policies ---------------------------------------------------------------------
+    def put_policy(self, key_id: str, document: str, now: int) -> PolicyRecord:
+        rows = self._q(
+            "INSERT INTO policies (key_id, document, revision, updated_at)"
+            " VALUES (%s, %s, 1, %s) ON CONFLICT (key_id) DO UPDATE"
+            " SET document = EXCLUDED.document, revision = policies.revision + 1,"
+            " updated_at = EXCLUDED.updated_at RETURNING revision",
+            (key_id, document, now),
+        )
+        return PolicyRecord(key_id, document, int(rows[0][0]), now)
+
+    def get_policy(self, key_id: str) -> PolicyRecord | None:
+        rows = self._q(
+            "SELECT key_id, document, revision, updated_at FROM policies WHERE key_id = %s",
+            (key_id,),
+        )
+        return (
+            PolicyRecord(rows[0][0], rows[0][1], int(rows[0][2]), int(rows[0][3])) if rows else None
+        )
+
+    def list_policies(self) -> list[PolicyRecord]:
+        rows = self._q(
+            "SELECT key_id, document, revision, updated_at FROM policies ORDER BY key_id"
+        )
+        return [PolicyRecord(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    def delete_policy(self, key_id: str) -> bool:
+        return self._x("DELETE FROM policies WHERE key_id = %s", (key_id,)) == 1
+
+    # -- model keys -------------------------------------------------------------------
+    def add_key_version(
+        self, key_id: str, version: KeyVersionRecord, description: str, create: bool
+    ) -> ModelKeyRecord:
+        with self._tx() as c:
+            # FOR UPDATE: concurrent rotations of one key queue here and the second sees the
+            # first one's version.
+            row = c.execute(
+                "SELECT current_version FROM model_keys WHERE key_id = %s FOR UPDATE", (key_id,)
+            ).fetchone()
+            if create:
+                if row is not None:
+                    raise StorageError("storage.model_key.exists", f"model key {key_id} exists")
+                if version.version != 1:
+                    raise StorageError("storage.model_key.bad_version", "new keys start at 1")
+                try:
+                    with c.transaction():
+                        c.execute(
+                            "INSERT INTO model_keys (key_id, current_version, description,"
+                            " created_at, rotated_at) VALUES (%s, 1, %s, %s, %s)",
+                            (key_id, description, version.created_at, version.created_at),
+                        )
+                except psycopg.errors.UniqueViolation:
+                    # Created by another replica since the SELECT.
+                    raise StorageError(
+                        "storage.model_key.exists", f"model key {key_id} exists"
+                    ) from None
+            else:
+                if row is None:
+                    raise StorageError("storage.model_key.not_found", f"no model key {key_id}")
+                if version.version != int(row[0]) + 1:
+                    raise StorageError(
+                        "storage.model_key.bad_version",
+                        f"version {version.version} does not follow {row[0]}",
+                    )
+                c.execute(
+                    "UPDATE model_keys SET current_version = %s, rotated_at = %s WHERE key_id = %s",
+                    (version.version, version.created_at, key_id),
+                )
+            c.execute(
+                "INSERT INTO key_versions (key_id, version, wrapped, kek_id, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (key_id, version.version, version.wrapped, version.kek_id, version.created_at),
+            )
+            rec = self._get_model_key(c, key_id)
+        assert rec is not None
+        return rec
+
+    _MK_SELECT: LiteralString = (
+        "SELECT k.key_id, k.current_version, k.description, k.created_at, k.rotated_at,"
+        " ARRAY(SELECT v.version FROM key_versions v WHERE v.key_id = k.key_id"
+        " ORDER BY v.version) FROM model_keys k"
+    )
+
+    @staticmethod
+    def _model_key(r: tuple[Any, ...]) -> ModelKeyRecord:
+        versions = tuple(int(x) for x in r[5])
+        return ModelKeyRecord(r[0], int(r[1]), versions, r[2], int(r[3]), int(r[4]))
+
+    def _get_model_key(self, c: psycopg.Connection[Any], key_id: str) -> ModelKeyRecord | None:
+        row = c.execute(self._MK_SELECT + " WHERE k.key_id = %s", (key_id,)).fetchone()
+        return self._model_key(row) if row else None
+
+    def get_model_key(self, key_id: str) -> ModelKeyRecord | None:
+        rows = self._q(self._MK_SELECT + " WHERE k.key_id = %s", (key_id,))
+        return self._model_key(rows[0]) if rows else None
+
+    def list_model_keys(self) -> list[ModelKeyRecord]:
+        return [self._model_key(r) for r in self._q(self._MK_SELECT + " ORDER BY k.key_id")]
+
+    def get_key_version(self, key_id: str, version: int) -> KeyVersionRecord | None:
+        rows = self._q(
+            "SELECT key_id, version, wrapped, kek_id, created_at FROM key_versions"
+            " WHERE key_id = %s AND version = %s",
+            (key_id, version),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+
+    def get_current_key_version(self, key_id: str) -> KeyVersionRecord | None:
+        rows = self._q(
+            "SELECT v.key_id, v.version, v.wrapped, v.kek_id, v.created_at FROM model_keys k"
+            " JOIN key_versions v ON v.key_id = k.key_id AND v.version = k.current_version"
+            " WHERE k.key_id = %s",
+            (key_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+
+    # -- enrollment and nodes ---------------------------------------------------------
+    def create_enrollment(self, e: Enrollment) -> None:
+        self._x(
+            "INSERT INTO enrollments (id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public,"
+            " ak_name, secret_hash, created_at, expires_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                e.id,
+                e.node_id,
+                e.ek_fingerprint,
+                e.ek_ca_fingerprint,
+                e.ak_public,
+                e.ak_name,
+                e.secret_hash,
+                e.created_at,
+                e.expires_at,
+            ),
+        )
+
+    def consume_enrollment(self, enrollment_id: str, now: int) -> Enrollment | None:
+        rows = self._q(
+            "UPDATE enrollments SET used = 1 WHERE id = %s AND used = 0 AND expires_at > %s"
+            " RETURNING id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public, ak_name,"
+            " secret_hash, created_at, expires_at",
+            (enrollment_id, now),
+        )
+        if len(rows) != 1:
+            return None
+        r = rows[0]
+        return Enrollment(
+            r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), int(r[7]), int(r[8])
+        )
+
+    def upsert_node(self, node: Node) -> None:
+        with self._tx() as c:
+            # An AK belongs to one node: re-enrolling the same AK under another id moves it.
+            c.execute(
+                "DELETE FROM nodes WHERE ak_name = %s AND node_id <> %s",
+                (node.ak_name, node.node_id),
+            )
+            c.execute("DELETE FROM nodes WHERE node_id = %s", (node.node_id,))
+            c.execute(
+                "INSERT INTO nodes (node_id, platform, ek_fingerprint, ek_ca_fingerprint,"
+                " ak_name, ak_public, enrolled_at, revoked, revoked_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    node.node_id,
+                    node.platform,
+                    node.ek_fingerprint,
+                    node.ek_ca_fingerprint,
+                    node.ak_name,
+                    node.ak_public,
+                    node.enrolled_at,
+                    int(node.revoked),
+                    node.revoked_at,
+                ),
+            )
+
+    @staticmethod
+    def _node(r: tuple[Any, ...]) -> Node:
+        return Node(
+            r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), int(r[6]), bool(r[7]), int(r[8])
+        )
+
+    def get_node(self, node_id: str) -> Node | None:
+        rows = self._q(
+            "SELECT node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name, ak_public,"
+            " enrolled_at, revoked, revoked_at FROM nodes WHERE node_id = %s",
+            (node_id,),
+        )
+        return self._node(rows[0]) if rows else None
+
+    def get_node_by_ak(self, ak_name: bytes) -> Node | None:
+        rows = self._q(
+            "SELECT node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name, ak_public,"
+            " enrolled_at, revoked, revoked_at FROM nodes WHERE ak_name = %s",
+            (ak_name,),
+        )
+        return self._node(rows[0]) if rows else None
+
+    def list_nodes(self) -> list[Node]:
+        rows = self._q(
+            "SELECT node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name, ak_public,"
+            " enrolled_at, revoked, revoked_at FROM nodes ORDER BY node_id"
+        )
+        return [self._node(r) for r in rows]
+
+    def revoke_node(self, node_id: str, now: int) -> Node | None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE nodes SET revoked = 1, revoked_at = %s WHERE node_id = %s AND revoked = 0",
+                (now, node_id),
+            )
+            row = c.execute(
+                "SELECT node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name, ak_public,"
+                " enrolled_at, revoked, revoked_at FROM nodes WHERE node_id = %s",
+                (node_id,),
+            ).fetchone()
+        return self._node(row) if row else None
+
+    def delete_node(self, node_id: str) -> Node | None:
+        rows = self._q(
+            "DELETE FROM nodes WHERE node_id = %s RETURNING node_id, platform, ek_fingerprint,"
+            " ek_ca_fingerprint, ak_name, ak_public, enrolled_at, revoked, revoked_at",
+            (node_id,),
+        )
+        return self._node(rows[0]) if rows else None
+
+    # -- identity revocations ---------------------------------------------------------
+    @staticmethod
+    def _revocation(r: tuple[Any, ...]) -> Revocation:
+        return Revocation(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], int(r[7]), r[8])
+
+    _REV_SELECT: LiteralString = (
+        "SELECT seq, platform, identity, node_id, reason, revoked_at, revoked_by, lifted_at,"
+        " lifted_by FROM revocations"
+    )
+
+    def add_revocation(self, r: Revocation) -> tuple[Revocation, bool]:
+        active = self._REV_SELECT + " WHERE platform = %s AND identity = %s AND lifted_at = 0"
+        with self._tx() as c:
+            row = c.execute(active, (r.platform, r.identity)).fetchone()
+            if row is not None:
+                return self._revocation(row), False
+            # A concurrent revocation of the same identity (another replica) conflicts on the
+            # partial unique index: then the one in force is the first, as with SQLite.
+            row = c.execute(
+                "INSERT INTO revocations (platform, identity, node_id, reason, revoked_at,"
+                " revoked_by) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (platform, identity) WHERE lifted_at = 0 DO NOTHING"
+                " RETURNING seq, platform, identity, node_id, reason, revoked_at, revoked_by,"
+                " lifted_at, lifted_by",
+                (r.platform, r.identity, r.node_id, r.reason, r.revoked_at, r.revoked_by),
+            ).fetchone()
+            if row is not None:
+                return self._revocation(row), True
+            row = c.execute(active, (r.platform, r.identity)).fetchone()
+        if row is None:  # lifted again in between: nothing in force to report
+            raise StorageError("storage.constraint", "revocation changed concurrently; retry")
+        return self._revocation(row), False
+
+    def lift_revocation(
+        self, platform: str, identity: str, now: int, actor: str
+    ) -> Revocation | None:
+        rows = self._q(
+            "UPDATE revocations SET lifted_at = %s, lifted_by = %s"
+            " WHERE platform = %s AND identity = %s AND lifted_at = 0"
+            " RETURNING seq, platform, identity, node_id, reason, revoked_at, revoked_by,"
+            " lifted_at, lifted_by",
+            (max(now, 1), actor, platform, identity),
+        )
+        return self._revocation(rows[0]) if rows else None
+
+    def list_revocations(self, include_lifted: bool = False) -> list[Revocation]:
+        rows = self._q(
+            self._REV_SELECT + " WHERE %s OR lifted_at = 0 ORDER BY seq", (include_lifted,)
+        )
+        return [self._revocation(r) for r in rows]
+
+    def revocation_state(
+        self, platform: str, identities: list[str]
+    ) -> tuple[int, list[Revocation]]:
+        ids = list(dict.fromkeys(identities))
+        # One statement, as on SQLite: the mark and the matching rows (a row per match, or one
+        # row of NULLs); ``= ANY(array)`` keeps it one prepared statement for any list length.
+        rows = self._q(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM revocations), r.seq, r.platform,"
+            " r.identity, r.node_id, r.reason, r.revoked_at, r.revoked_by, r.lifted_at,"
+            " r.lifted_by FROM (SELECT 1) AS one LEFT JOIN revocations r"
+            " ON r.platform = %s AND r.identity = ANY(%s::text[]) ORDER BY r.seq",
+            (platform, ids),
+        )
+        mark = int(rows[0][0]) if rows else 0
+        return mark, [self._revocation(r[1:]) for r in rows if r[1] is not None]
+
+    # -- attestations -----------------------------------------------------------------
+    def complete_attestation(
+        self,
+        challenge_id: str,
+        now: int,
+        audit: AuditAppend,
+        record: AttestationRecord | None = None,
+    ) -> bool:
+        with self._connection() as c, self._errors():
+            pipe = c.pipeline() if self._pipelined() else contextlib.nullcontext()
+            with pipe:
+                try:
+                    with c.transaction():
+                        # The same conditional UPDATE as consume_challenge, in the transaction
+                        # that writes the outcome: the decision and the single use commit
+                        # together. Sent with the audit lock and head read (one round trip).
+                        won = c.execute(_SQL_CHALLENGE_USE, (challenge_id, now))
+                        head_cur = self._head_after_lock(c)
+                        if won.fetchone() is None:
+                            raise _Lost
+                        head = head_cur.fetchone()
+                        if record is not None:
+                            c.execute(_SQL_ATT_INSERT, _attestation_args(record))
+                        self._append_with_head(c, head, *audit)
+                except _Lost:
+                    return False
+        return True
+
+    def get_attestation(self, jti: str) -> AttestationRecord | None:
+        rows = self._q(
+            "SELECT jti, node_id, platform, challenge_id, claims, runtime_key_jkt, issued_at,"
+            " expires_at, granted_keys, revocation_mark FROM attestations WHERE jti = %s",
+            (jti,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        granted = tuple(str(k) for k in json.loads(r[8]))
+        return AttestationRecord(
+            r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), granted, int(r[9])
+        )
+
+    # -- audit ------------------------------------------------------------------------
+    def append_audit(
+        self, make_entry: Callable[[int], bytes], link: Callable[[bytes, bytes], bytes]
+    ) -> AuditRow:
+        with self._connection() as c, self._errors():
+            pipe = c.pipeline() if self._pipelined() else contextlib.nullcontext()
+            with pipe, c.transaction():
+                head = self._head_after_lock(c).fetchone()
+                row = self._append_with_head(c, head, make_entry, link)
+        return row
+
+    def list_audit(
+        self, after_seq: int = 0, limit: int = 1000, max_bytes: int = AUDIT_PAGE_BYTES
+    ) -> list[AuditRow]:
+        # The byte budget is applied by the server (running total of entry sizes, taken from
+        # the TOAST header without reading the value), so a page of huge entries is never
+        # sent whole: rows are kept while the bytes before them are under the budget, which
+        # is SQLite's "stop once the page reaches max_bytes" (at least one row).
+        rows = self._q(
+            "SELECT seq, entry, hash FROM (SELECT seq, entry, hash,"
+            " SUM(octet_length(entry)) OVER (ORDER BY seq) - octet_length(entry) AS before"
+            " FROM audit WHERE seq > %s ORDER BY seq LIMIT %s) AS page"
+            " WHERE before < %s ORDER BY seq",
+            (after_seq, limit, max(1, max_bytes)),
+        )
+        return [AuditRow(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    def iter_audit(
+        self, batch: int = 1000, max_bytes: int = AUDIT_PAGE_BYTES
+    ) -> Iterator[list[AuditRow]]:
+        after = 0
+        while True:
+            rows = self.list_audit(after, batch, max_bytes)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1].seq
+
+    def audit_head(self) -> tuple[int, bytes]:
+        rows = self._q(_SQL_AUDIT_HEAD)
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, _GENESIS)
+
+    def audit_hash_at(self, seq: int) -> bytes | None:
+        rows = self._q("SELECT hash FROM audit WHERE seq = %s", (seq,))
+        return bytes(rows[0][0]) if rows else None
+
+    # -- signing keys -----------------------------------------------------------------
+    def add_signing_key(self, rec: SigningKeyRecord, retire_others_at: int) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE signing_keys SET retired_at = %s WHERE retired_at = 0", (retire_others_at,)
+            )
+            c.execute(
+                "INSERT INTO signing_keys (kid, wrapped_private, public_jwk, created_at,"
+                " retired_at, kek_id) VALUES (%s, %s, %s, %s, 0, %s)",
+                (rec.kid, rec.wrapped_private, rec.public_jwk, rec.created_at, rec.kek_id),
+            )
+
+    def list_signing_keys(self) -> list[SigningKeyRecord]:
+        rows = self._q(
+            "SELECT kid, wrapped_private, public_jwk, created_at, retired_at, kek_id"
+            " FROM signing_keys ORDER BY created_at, kid"
+        )
+        return [SigningKeyRecord(r[0], bytes(r[1]), r[2], int(r[3]), int(r[4]), r[5]) for r in rows]
+
+    # -- service secrets and re-wrapping ----------------------------------------------
+    def get_secret(self, name: str) -> SecretRecord | None:
+        rows = self._q(
+            "SELECT name, wrapped, kek_id, created_at FROM secrets WHERE name = %s", (name,)
+        )
+        return (
+            SecretRecord(rows[0][0], bytes(rows[0][1]), rows[0][2], int(rows[0][3]))
+            if rows
+            else None
+        )
+
+    def put_secret(self, rec: SecretRecord) -> SecretRecord:
+        # ON CONFLICT DO NOTHING waits for a concurrent inserter and then skips; the SELECT
+        # that follows (a new statement, a new snapshot) sees whichever row won.
+        self._x(
+            "INSERT INTO secrets (name, wrapped, kek_id, created_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (name) DO NOTHING",
+            (rec.name, rec.wrapped, rec.kek_id, rec.created_at),
+        )
+        stored = self.get_secret(rec.name)
+        assert stored is not None
+        return stored
+
+    _WRAPPED: tuple[tuple[str, LiteralString], ...] = (
+        (
+            "key_version",
+            "SELECT key_id, version, wrapped, kek_id FROM key_versions"
+            " WHERE kek_id <> %s ORDER BY key_id, version LIMIT %s",
+        ),
+        (
+            "signing_key",
+            "SELECT kid, wrapped_private, kek_id FROM signing_keys"
+            " WHERE kek_id <> %s ORDER BY kid LIMIT %s",
+        ),
+        (
+            "secret",
+            "SELECT name, wrapped, kek_id FROM secrets WHERE kek_id <> %s ORDER BY name LIMIT %s",
+        ),
+    )
+
+    def list_wrapped(self, exclude_kek_id: str, limit: int = 100) -> list[WrappedItem]:
+        out: list[WrappedItem] = []
+        for kind, query in self._WRAPPED:
+            if len(out) >= limit:
+                break
+            for r in self._q(query, (exclude_kek_id, limit - len(out))):
+                ref = tuple(str(x) for x in r[:-2])
+                out.append(WrappedItem(kind, ref, bytes(r[-2]), r[-1]))  # type: ignore[arg-type]
+        return out
+
+    def rewrap(self, item: WrappedItem, wrapped: bytes, kek_id: str) -> bool:
+        query: LiteralString
+        if item.kind == "key_version":
+            query = (
+                "UPDATE key_versions SET wrapped = %s, kek_id = %s"
+                " WHERE key_id = %s AND version = %s AND wrapped = %s"
+            )
+            ref: tuple[Any, ...] = (item.ref[0], int(item.ref[1]))
+        elif item.kind == "signing_key":
+            query = (
+                "UPDATE signing_keys SET wrapped_private = %s, kek_id = %s"
+                " WHERE kid = %s AND wrapped_private = %s"
+            )
+            ref = (item.ref[0],)
+        else:
+            query = "UPDATE secrets SET wrapped = %s, kek_id = %s WHERE name = %s AND wrapped = %s"
+            ref = (item.ref[0],)
+        return self._x(query, (wrapped, kek_id, *ref, item.wrapped)) == 1
+
+
+class _Lost(Exception):
+    """The challenge was not live and unused: roll back, write nothing."""
+
+
+def _challenge(rows: list[tuple[Any, ...]]) -> Challenge | None:
+    if len(rows) != 1:
+        return None
+    r = rows[0]
+    return Challenge(r[0], bytes(r[1]), r[2], r[3], int(r[4]), int(r[5]))
+
+
+def _attestation_args(rec: AttestationRecord) -> tuple[Any, ...]:
+    return (
+        rec.jti,
+        rec.node_id,
+        rec.platform,
+        rec.challenge_id,
+        rec.claims_json,
+        rec.runtime_key_jkt,
+        rec.issued_at,
+        rec.expires_at,
+        json.dumps(list(rec.granted_key_ids)),
+        rec.revocation_mark,
+    )
+
+
+__all__ = ["AUDIT_LOCK", "MIGRATIONS", "SCHEMA_VERSION", "PostgresStorage"]
