@@ -846,6 +846,14 @@ def main() -> int:
     )
     ap.add_argument("--replicas", type=int, default=1, help="sealgate serve processes")
     ap.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="--compare's throwaway PostgreSQL: a postgresql.conf setting (repeatable), e.g. "
+        "synchronous_commit=off to see what durable commits cost; default: PostgreSQL's own",
+    )
+    ap.add_argument(
         "--compare",
         action="store_true",
         help="SQLite, PostgreSQL with 1 and with 2 replicas in one run",
@@ -913,7 +921,8 @@ def main() -> int:
                     print("--compare needs PostgreSQL (/usr/lib/postgresql/15/bin) or --database",
                           file=sys.stderr)  # fmt: skip
                     return 1
-                pg = PostgresServer(tmp / "postgres")
+                settings = dict(x.split("=", 1) for x in args.pg_setting)
+                pg = PostgresServer(tmp / "postgres", settings=settings)
                 stack.callback(pg.cleanup)
                 pg.start()
                 pg_urls = [pg.create_database("bench_1"), pg.create_database("bench_2")]
