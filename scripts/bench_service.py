@@ -750,6 +750,8 @@ def bench_deployment(
             r = run(n, rate, args.seconds)
             r["steal_pct"] = steal_percent(t0, _cpu_times())
             r["probe_ms"] = probe
+            # Runnable processes (1-minute load average): other work on this machine.
+            r["load1"] = os.getloadavg()[0]
             s1 = sum(_cpu(r.proc.pid) for r in reps)
             p1 = sum(tree_cpu(pid) for pid in dep.pg_pids)
             flows = max(1.0, r["flows"])
@@ -779,7 +781,7 @@ def bench_deployment(
 def print_table(results: list[dict[str, Any]]) -> None:
     head = ("config", "clients", "offered", "flows/s", "p50 ms", "p99 ms", "mean ms", "flows",
             "errors", "server cpu ms/flow", "pg cpu ms/flow", "loadgen cpu ms/flow",
-            "probe ms", "steal %")  # fmt: skip
+            "probe ms", "steal %", "load")  # fmt: skip
     print("  ".join(f"{h:>8}" for h in head))
     for r in results:
         offered = f"{r['offered_per_s']:.0f}/s" if r["offered_per_s"] else "max"
@@ -789,7 +791,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
                f"{r['flows']:.0f}", f"{r['errors']:.0f}",
                f"{r['server_cpu_ms_per_flow']:.2f}", pg,
                f"{r['client_cpu_ms_per_flow']:.2f}", f"{r['probe_ms']:.0f}",
-               f"{r['steal_pct']:.1f}")  # fmt: skip
+               f"{r['steal_pct']:.1f}", f"{r['load1']:.1f}")  # fmt: skip
         print("  ".join(f"{c:>8}" for c in row))
 
 
