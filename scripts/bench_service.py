@@ -988,6 +988,8 @@ def main() -> int:
     )
     for dep in deps:
         where = "SQLite WAL" if dep.database is None else redact(dep.database)
+        if dep.database is not None and pg is None and dep.pg_pids:
+            where += " (pg cpu: every PostgreSQL server on this host)"
         print(f"  {dep.name}: {dep.replicas} replica(s) x {dep.workers} process(es), {where}")
     print_table(results)
     print_comparison(results)
