@@ -102,6 +102,7 @@ class Cluster:
         self, base: Path, database: str, *, env: dict[str, str] | None = None, **cfg: Any
     ) -> None:
         self.base = base
+        base.mkdir(parents=True, exist_ok=True)
         self.database = database
         # This checkout's sources, whatever the working directory.
         self.env = {**os.environ, "PYTHONPATH": str(PYTHON), **(env or {})}

@@ -6,7 +6,10 @@ last checkpoint are what an attacker with write access to the database could sti
 off unseen: ``every`` bounds that window. Signing costs one indexed read, one Ed25519
 signature (≈ 50 µs) and two small file writes, and happens only when the head moved.
 With several worker processes each runs one; the store's flock and its "never smaller"
-rule keep ``latest`` monotonic.
+rule keep ``latest`` monotonic. Replicas sharing a database each keep their own store (in
+their data directory) of the one chain: every replica signs with the same key (from the
+shared KEK) heads of the same append-only chain, so a checkpoint one replica wrote stays a
+prefix of what any other reads, whoever appended the entries since.
 """
 
 from __future__ import annotations
