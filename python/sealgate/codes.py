@@ -432,6 +432,10 @@ CODES: dict[str, Code] = {
         "storage",
         {
             "storage.closed": "the storage is closed",
+            "storage.constraint": "a write violates a database constraint (duplicate key)",
+            "storage.migrate.same_database": "migrate source and target are one database",
+            "storage.migrate.target_not_empty": "the migrate target already holds data",
+            "storage.migrate.verify_failed": "the migrated copy does not match its source",
             "storage.model_key.bad_version": "a model key version is not the next one",
             "storage.model_key.exists": "the model key version exists",
             "storage.model_key.not_found": "no such model key",
@@ -439,6 +443,7 @@ CODES: dict[str, Code] = {
             "storage.not_found": "the database to open does not exist",
             "storage.schema.too_new": "the database schema is newer than this sealgate",
             "storage.unavailable": "the database cannot be reached; nothing was committed",
+            "storage.value.invalid": "a value cannot be stored (a NUL character in text)",
         },
     ),
     # -- Model files -----------------------------------------------------------------------

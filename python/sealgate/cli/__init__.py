@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     trust.register(sub)
     collateral.register(sub)
     service.register(sub)
+    from sealgate.cli import storage as storage_cli
+
+    storage_cli.register(sub)
     return p
 
 

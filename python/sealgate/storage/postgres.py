@@ -49,6 +49,7 @@ import json
 import logging
 import select
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, LiteralString
@@ -130,18 +131,17 @@ _SQL_ATT_INSERT: LiteralString = (
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "40")
 
 
-def _check_idle(conn: psycopg.Connection[Any]) -> None:
-    """Pool checkout check without a round trip: a connection idle in the pool has nothing to
+def _idle_ok(conn: psycopg.Connection[Any]) -> bool:
+    """Checkout check without a round trip: a connection idle in the pool has nothing to
     read, so a readable socket means the server closed it or sent it a FATAL (shutdown,
-    pg_terminate_backend); the pool drops it and hands out another."""
+    pg_terminate_backend, a restart since it was last used)."""
     if conn.closed or conn.broken:
-        raise psycopg.OperationalError("connection closed")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
-        # Closed here: the pool puts a failed-check connection back unless it is closed
-        # (psycopg_pool ``_getconn_with_check_loop``), and replaces a closed one.
-        conn.close()
-        raise psycopg.OperationalError("server closed an idle connection")
+        return False
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not readable
 
 
 class _Held(threading.local):
@@ -171,6 +171,7 @@ class PostgresStorage(Storage):
         migrate: bool = True,
     ) -> None:
         self._redacted = redact(url)
+        self._pool_timeout = pool_timeout
         self._held = _Held()
         self._closed = False
         kwargs: dict[str, Any] = {
@@ -191,7 +192,6 @@ class PostgresStorage(Storage):
                 min_size=max(0, pool_min),
                 max_size=max(1, pool_max, pool_min),
                 timeout=pool_timeout,
-                check=_check_idle,
                 # The pool retries a lost connection with exponential backoff for this long,
                 # then gives up on that attempt; the next call that finds no connection
                 # starts a fresh one at once. Short, so after a long outage the backoff
@@ -242,6 +242,12 @@ class PostgresStorage(Storage):
             ) from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             raise self._unavailable(e) from None
+        except psycopg.DataError as e:
+            # A value PostgreSQL cannot hold where SQLite could (a NUL character in text,
+            # https://www.postgresql.org/docs/15/datatype-character.html): the caller's input.
+            raise StorageError(
+                "storage.value.invalid", f"a value cannot be stored (SQLSTATE {e.sqlstate})"
+            ) from None
         except psycopg.Error as e:
             state = e.sqlstate or ""
             if state[:2] in _UNAVAILABLE_CLASSES:
@@ -257,8 +263,26 @@ class PostgresStorage(Storage):
             return
         if self._closed:
             raise StorageError("storage.closed", "storage is closed")
-        with self._errors(), self._pool.connection() as conn:
-            yield conn
+        with self._errors():
+            conn = self._checkout()
+            try:
+                yield conn
+            finally:
+                # A connection left in a transaction is rolled back by the pool, a broken
+                # or closed one discarded and replaced.
+                self._pool.putconn(conn)
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        # Stale connections are dropped here and the next one taken at once. (The pool's own
+        # ``check`` hook backs off a second or more after each failed check, so a restart
+        # that killed every idle connection would cost a whole pool timeout.)
+        deadline = time.monotonic() + self._pool_timeout
+        while True:
+            conn = self._pool.getconn(timeout=max(0.01, deadline - time.monotonic()))
+            if _idle_ok(conn):
+                return conn
+            conn.close()
+            self._pool.putconn(conn)
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
@@ -274,10 +298,10 @@ class PostgresStorage(Storage):
             return
         if self._closed:
             raise StorageError("storage.closed", "storage is closed")
-        with self._errors(), self._pool.connection() as conn:
+        with self._connection() as conn:
             self._held.conn = conn
             try:
-                with conn.transaction():
+                with self._errors(), conn.transaction():
                     yield
             finally:
                 self._held.conn = None
@@ -769,7 +793,7 @@ class PostgresStorage(Storage):
                         won = c.execute(_SQL_CHALLENGE_USE, (challenge_id, now))
                         head_cur = self._head_after_lock(c)
                         if won.fetchone() is None:
-                            raise _Lost
+                            raise _Lost()
                         head = head_cur.fetchone()
                         if record is not None:
                             c.execute(_SQL_ATT_INSERT, _attestation_args(record))

@@ -1,9 +1,9 @@
 """SQLite (WAL) storage, the embedded default.
 
-SQL is kept portable: plain types (INTEGER, TEXT, BLOB ↔ BIGINT, TEXT, BYTEA), ``?``
-placeholders (the PostgreSQL backend swaps them for ``%s``), no SQLite-only functions in
-queries. Every thread gets its own connection; multi-statement writes run inside
-``BEGIN IMMEDIATE`` so concurrent writers (threads or processes) serialize.
+The schema comes from the migrations history both backends share (``storage.schema``:
+INTEGER, TEXT, BLOB here; BIGINT, TEXT, BYTEA on PostgreSQL). Every thread gets its own
+connection; multi-statement writes run inside ``BEGIN IMMEDIATE`` so concurrent writers
+(threads or processes) serialize.
 
 WAL with ``synchronous=NORMAL``: a crash never corrupts the file, and a committed
 challenge consumption is visible to every other connection at once; only the last
