@@ -532,6 +532,6 @@ def test_the_documented_procedure_new_kek_first_then_move(
         assert done.keys.material("b") == (1, b"B" * 32)
         done.checkpointer.run_once()  # the service signs one at start; here by hand
         v = done.verify_audit()
-        assert v.ok and v.authenticated and v.entries == 4, v.message
+        assert v.ok and v.authenticated and v.entries == 5, v.message
     finally:
         st.close()

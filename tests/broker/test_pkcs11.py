@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -335,37 +334,6 @@ def test_ring_picks_the_kek_the_record_names(hsm: SoftHsm, tmp_path: Path) -> No
         assert e.value.code == "broker.kek.unknown"
     finally:
         p.close()
-
-
-def test_wrap_unwrap_rates_file_vs_softhsm(hsm: SoftHsm, tmp_path: Path) -> None:
-    """Figures for the deployment notes (printed; run with -s): bounded to ~1 s each."""
-    providers = {
-        "file": LocalKeyFileProvider(tmp_path / "kek.key"),
-        "softhsm": Pkcs11Provider(hsm.uri("sealgate", _label())),
-    }
-    rates: dict[str, dict[str, float]] = {}
-    secret = os.urandom(32)
-    try:
-        for name, prov in providers.items():
-            blob = prov.wrap(secret, b"aad")
-            rates[name] = {}
-            for op in ("wrap", "unwrap"):
-                n, t0 = 0, time.perf_counter()
-                while n < 200_000 and time.perf_counter() - t0 < 1.0:
-                    if op == "wrap":
-                        prov.wrap(secret, b"aad")
-                    else:
-                        assert prov.unwrap(blob, b"aad") == secret
-                    n += 1
-                rates[name][op] = n / (time.perf_counter() - t0)
-    finally:
-        for prov in providers.values():
-            prov.close()
-    print(
-        "\nKEK ops/s (one thread):",
-        json.dumps({k: {o: round(r) for o, r in v.items()} for k, v in rates.items()}),
-    )
-    assert all(r > 100 for v in rates.values() for r in v.values())
 
 
 def test_replicas_racing_to_create_keep_one_object(hsm: SoftHsm) -> None:

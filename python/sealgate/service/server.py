@@ -114,6 +114,9 @@ class RunningServer:
                 # After the drain: the last entries of this run are anchored too.
                 self._checkpoints.stop()
             self.storage.close()
+            # Last: the checkpoint thread's final signature and the storage are done with it
+            # (a PKCS#11 KEK logs out and closes its sessions).
+            self.core.kek.close()
 
 
 def ensure_bootstrap_operator(cfg: ServiceConfig) -> Path:

@@ -134,9 +134,11 @@ class SqliteStorage(Storage):
             if self._closed:
                 raise StorageError("storage.closed", "storage is closed")
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            # The busy timeout first: switching a new file to WAL takes a lock, and processes
+            # opening one at the same moment must wait for each other, not fail "locked".
+            conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
             with self._lock:
