@@ -20,16 +20,7 @@ from pathlib import Path
 from sealgate.broker.kek import KekProvider, LocalKeyFileProvider
 from sealgate.broker.pkcs11 import Pkcs11Provider
 from sealgate.testing import softhsm
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+from sealgate.testing.machine import cpu_model
 
 
 def rates(prov: KekProvider, seconds: float) -> dict[str, float]:

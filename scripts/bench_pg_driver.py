@@ -34,7 +34,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -43,6 +42,7 @@ import psycopg_pool
 from sealgate import _core
 from sealgate.storage import AttestationRecord, Challenge
 from sealgate.storage.postgres import AUDIT_LOCK, PostgresStorage
+from sealgate.testing.machine import cpu_model
 from sealgate.testing.postgres import PostgresServer, available
 
 ENTRY = bytes(180)
@@ -75,16 +75,6 @@ def pg(sql: str) -> str:
     import re
 
     return re.sub(r"\$\d+", "%s", sql)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 class Ids:
