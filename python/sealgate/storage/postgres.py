@@ -52,11 +52,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import queue
 import select
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
 import psycopg
@@ -123,6 +125,19 @@ _SQL_CHALLENGE_INSERT: LiteralString = (
 _SQL_CHALLENGE_USE: LiteralString = (
     "UPDATE challenges SET used = 1 WHERE id = %s AND used = 0 AND expires_at > %s RETURNING id"
 )
+#: Group commit: a challenge's single use and its attestation row in one statement (the
+#: INSERT's source is the UPDATE's RETURNING, so nothing is inserted for a loser), and a
+#: batch's audit rows as one statement whatever their number (arrays, one prepared plan).
+_SQL_COMPLETE_WITH_RECORD: LiteralString = (
+    "WITH c AS (UPDATE challenges SET used = 1 WHERE id = %s AND used = 0 AND expires_at > %s"
+    " RETURNING id) INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
+    " runtime_key_jkt, issued_at, expires_at, granted_keys, revocation_mark)"
+    " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM c RETURNING jti"
+)
+_SQL_AUDIT_INSERT_MANY: LiteralString = (
+    "INSERT INTO audit (seq, entry, hash)"
+    " SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::bytea[])"
+)
 _SQL_ATT_INSERT: LiteralString = (
     "INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
     " runtime_key_jkt, issued_at, expires_at, granted_keys, revocation_mark)"
@@ -177,6 +192,7 @@ class PostgresStorage(Storage):
         idle_in_transaction_ms: int = 10_000,
         application_name: str = "sealgate",
         pipeline: bool = False,
+        group_commit: bool = True,
         migrate: bool = True,
     ) -> None:
         self._redacted = redact(url)
@@ -219,8 +235,18 @@ class PostgresStorage(Storage):
             except BaseException:
                 self._pool.close(timeout=1)
                 raise
+        # A caller waits at most for a connection, the batch's two statements (each bounded
+        # by statement_timeout), and a batch ahead of it.
+        self._committer: _Committer | None = (
+            _Committer(self, pool_timeout + 2 * 2 * statement_timeout_ms / 1000 + 1.0)
+            if group_commit
+            else None
+        )
 
     # -- errors and connections -------------------------------------------------------
+    def _unavailable_msg(self, why: str) -> StorageUnavailable:
+        return StorageUnavailable(f"database {self._redacted}: {why}")
+
     def _unavailable(self, e: BaseException) -> StorageUnavailable:
         if isinstance(e, psycopg_pool.PoolTimeout):
             why = "no database connection within the pool timeout"
@@ -368,6 +394,9 @@ class PostgresStorage(Storage):
         return int(self._q("SELECT MAX(version) FROM schema_version")[0][0])
 
     def close(self) -> None:
+        # Queued group-commit jobs were accepted: commit them (bounded) before the pool goes.
+        if self._committer is not None:
+            self._committer.stop(timeout=5)
         self._closed = True
         self._pool.close(timeout=5)
 
@@ -404,6 +433,12 @@ class PostgresStorage(Storage):
         if audit is None:
             self._x(_SQL_CHALLENGE_INSERT, args)
             return
+        if self._committer is not None and self._held.conn is None:
+            self._committer.submit(_Job(_CREATE, ch.id, args, audit))
+            return
+        self._create_challenge_direct(args, audit)
+
+    def _create_challenge_direct(self, args: tuple[Any, ...], audit: AuditAppend) -> None:
         with self._connection() as c, self._errors():
             pipe = c.pipeline() if self._pipelined() else contextlib.nullcontext()
             with pipe, c.transaction():
@@ -792,6 +827,19 @@ class PostgresStorage(Storage):
         audit: AuditAppend,
         record: AttestationRecord | None = None,
     ) -> bool:
+        if self._committer is not None and self._held.conn is None:
+            return self._committer.submit(
+                _Job(_COMPLETE, challenge_id, (challenge_id, now), audit, record)
+            )
+        return self._complete_direct(challenge_id, now, audit, record)
+
+    def _complete_direct(
+        self,
+        challenge_id: str,
+        now: int,
+        audit: AuditAppend,
+        record: AttestationRecord | None,
+    ) -> bool:
         # The same conditional UPDATE as consume_challenge, in the transaction that writes
         # the outcome: the decision and the single use commit together.
         with self._connection() as c, self._errors():
@@ -820,6 +868,61 @@ class PostgresStorage(Storage):
             except _Lost:
                 return False
         return True
+
+    # -- group commit (see _Committer) --------------------------------------------------
+    def _direct(self, job: _Job) -> bool:
+        """One job on the unbatched path (a batch that failed for a reason of its own)."""
+        if job.kind == _CREATE:
+            self._create_challenge_direct(job.args, job.audit)
+            return True
+        return self._complete_direct(job.args[0], job.args[1], job.audit, job.record)
+
+    def _commit_batch(self, jobs: list[_Job]) -> list[bool]:
+        """Commit ``jobs`` in one transaction (two round trips); whether each one won.
+        Raises (nothing committed, or at COMMIT: unknown) as the unbatched calls do."""
+        if self._closed:
+            raise StorageError("storage.closed", "storage is closed")
+        with self._errors():
+            conn = self._checkout()
+            try:
+                with conn.pipeline(), conn.transaction():
+                    curs: list[psycopg.Cursor[Any] | None] = []
+                    for j in jobs:
+                        if j.kind == _CREATE:
+                            conn.execute(_SQL_CHALLENGE_INSERT, j.args)
+                            curs.append(None)
+                        elif j.record is not None:
+                            curs.append(
+                                conn.execute(
+                                    _SQL_COMPLETE_WITH_RECORD,
+                                    (*j.args, *_attestation_args(j.record)),
+                                )
+                            )
+                        else:
+                            curs.append(conn.execute(_SQL_CHALLENGE_USE, j.args))
+                    head = self._head_after_lock(conn).fetchone()  # first round trip
+                    won = [cur is None or cur.fetchone() is not None for cur in curs]
+                    seq = int(head[0]) if head else 0
+                    prev = bytes(head[1]) if head else _GENESIS
+                    seqs: list[int] = []
+                    entries: list[bytes] = []
+                    hashes: list[bytes] = []
+                    for j, w in zip(jobs, won, strict=True):
+                        if not w:
+                            continue
+                        make_entry, link = j.audit
+                        seq += 1
+                        entry = make_entry(seq)
+                        prev = link(prev, entry)
+                        seqs.append(seq)
+                        entries.append(entry)
+                        hashes.append(prev)
+                    if seqs:
+                        conn.execute(_SQL_AUDIT_INSERT_MANY, (seqs, entries, hashes))
+                # Second round trip: the audit rows and COMMIT, sent at the blocks' exit.
+            finally:
+                self._pool.putconn(conn)
+        return won
 
     def get_attestation(self, jti: str) -> AttestationRecord | None:
         rows = self._q(
@@ -968,6 +1071,186 @@ class PostgresStorage(Storage):
             query = "UPDATE secrets SET wrapped = %s, kek_id = %s WHERE name = %s AND wrapped = %s"
             ref = (item.ref[0],)
         return self._x(query, (wrapped, kek_id, *ref, item.wrapped)) == 1
+
+
+
+#: The most jobs one group commit takes (one transaction, two round trips): enough that 32
+#: or more concurrent flows per replica share a commit, small enough that one batch's
+#: statements stay well inside one pipeline's buffers and its lock hold stays short.
+MAX_BATCH = 64
+
+_CREATE = 0
+_COMPLETE = 1
+
+
+@dataclass(eq=False)
+class _Job:
+    """One audited hot-path write waiting for the committer. ``key`` is the challenge id:
+    a batch takes its row locks in ``key`` order (see ``_Committer``)."""
+
+    kind: int
+    key: str
+    args: tuple[Any, ...]
+    audit: AuditAppend
+    record: AttestationRecord | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    won: bool = False
+    #: Set instead of ``won``: ``("unavailable", message)``, or the exception to raise.
+    error: BaseException | tuple[str, str] | None = None
+    #: The caller stopped waiting (bounded wait): not started, it is dropped.
+    abandoned: bool = False
+
+
+class _Committer:
+    """Group commit for ``create_challenge(…, audit)`` and ``complete_attestation`` outside
+    ``atomic()``: one thread takes every queued job (at most ``MAX_BATCH``) and commits them
+    in ONE transaction of two round trips (psycopg pipeline mode,
+    https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html):
+
+    1. BEGIN, each job's statement (the challenge INSERT; the conditional single-use UPDATE,
+       with the attestation INSERT fed by its RETURNING), ``pg_advisory_xact_lock`` and the
+       audit head read;
+    2. Python links each winner's entry onto the head in order, then one multi-row audit
+       INSERT and COMMIT.
+
+    The audit lock is thus held for one round trip and one Python step per *batch* instead
+    of several round trips per call, each of which (with many threads) also waits for the
+    GIL: that convoy was the bottleneck. Semantics are the unbatched path's: the single-use
+    UPDATE is the same statement (READ COMMITTED re-checks its WHERE on the newest row
+    version, so across replicas one caller wins, and within a batch a second job for the
+    same challenge sees the first one's update and loses); the chain is appended under the
+    same lock after a head read in a later statement; a caller learns it won only after
+    COMMIT returned.
+
+    Row locks are taken in challenge-id order and all before the advisory lock, so batches
+    of several replicas cannot deadlock on each other (each holds only locks earlier in one
+    global order while it waits) nor with the unbatched path (one row lock, then the
+    advisory lock, never a row lock after it).
+
+    Failures: ``StorageUnavailable`` (connection lost, pool or statement timeout, a failure
+    at COMMIT) goes to every job of the batch: its outcome is unknown, so no caller may
+    release a key for it (fail closed). Any other failure (a constraint, a value PostgreSQL
+    cannot hold, an exception in a ``make_entry``) rolls the batch back and runs its jobs
+    one by one on the unbatched path, so one bad job never decides the others' fate."""
+
+    def __init__(self, st: PostgresStorage, wait_bound: float) -> None:
+        self._st = st
+        self._wait_bound = wait_bound
+        self._q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._loop, name="sealgate-pg-committer", daemon=True
+        )
+        self._thread.start()
+        #: Batches and jobs committed so far (tests, measurements).
+        self.batches = 0
+        self.jobs = 0
+
+    def submit(self, job: _Job) -> bool:
+        with self._lock:
+            if self._stopping:
+                raise StorageError("storage.closed", "storage is closed")
+            self._q.put(job)
+        if not job.done.wait(self._wait_bound):
+            job.abandoned = True
+            if not job.done.is_set():
+                # The committer is stuck past every timeout it applies (pool, statement):
+                # the outcome is unknown, so this is a failure, never a success.
+                raise self._st._unavailable_msg("no commit outcome within the wait bound")
+        err = job.error
+        if err is None:
+            return job.won
+        if isinstance(err, tuple):
+            raise StorageUnavailable(err[1])
+        raise err
+
+    def stop(self, timeout: float) -> None:
+        """Refuse new jobs, commit the queued ones, then end the thread; jobs still queued
+        after ``timeout`` fail with ``storage.closed``."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._q.put(None)
+        self._thread.join(timeout)
+        while True:
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job.error = StorageError("storage.closed", "storage is closed")
+                job.done.set()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._q.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = False
+            while len(jobs) < MAX_BATCH:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            try:
+                self._run([j for j in jobs if not j.abandoned])
+            except BaseException as e:  # never leave a caller waiting, never die silently
+                log.error("group commit failed (%s)", type(e).__name__)
+                for j in jobs:
+                    if not j.done.is_set():
+                        j.error = ("unavailable", f"database {self._st._redacted}: commit failed")
+                        j.done.set()
+            if stop:
+                # Jobs queued before the stop marker were all taken above; any left were
+                # refused in submit().
+                return
+
+    def _run(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        st = self._st
+        order = sorted(jobs, key=lambda j: j.key)
+        try:
+            won = st._commit_batch(order)
+        except StorageUnavailable as e:
+            for j in order:
+                j.error = ("unavailable", e.message)
+                j.done.set()
+            return
+        except StorageError as e:
+            if e.code == "storage.closed":
+                for j in order:
+                    j.error = StorageError("storage.closed", "storage is closed")
+                    j.done.set()
+                return
+            won = None
+        except Exception:
+            won = None
+        if won is not None:
+            self.batches += 1
+            self.jobs += len(order)
+            for j, w in zip(order, won, strict=True):
+                j.won = w
+                j.done.set()
+            return
+        # Rolled back for a reason that may be one job's own: each alone, on the
+        # unbatched path, so each gets its own outcome.
+        for j in order:
+            try:
+                j.won = st._direct(j)
+            except BaseException as e:
+                if isinstance(e, StorageUnavailable):
+                    j.error = ("unavailable", e.message)
+                else:
+                    j.error = e
+            j.done.set()
 
 
 class _Lost(Exception):
