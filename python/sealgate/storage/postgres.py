@@ -125,14 +125,36 @@ _SQL_CHALLENGE_INSERT: LiteralString = (
 _SQL_CHALLENGE_USE: LiteralString = (
     "UPDATE challenges SET used = 1 WHERE id = %s AND used = 0 AND expires_at > %s RETURNING id"
 )
-#: Group commit: a challenge's single use and its attestation row in one statement (the
-#: INSERT's source is the UPDATE's RETURNING, so nothing is inserted for a loser), and a
-#: batch's audit rows as one statement whatever their number (arrays, one prepared plan).
-_SQL_COMPLETE_WITH_RECORD: LiteralString = (
-    "WITH c AS (UPDATE challenges SET used = 1 WHERE id = %s AND used = 0 AND expires_at > %s"
-    " RETURNING id) INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
+#: Group commit (see ``_Committer``): one statement per kind of work whatever the batch's
+#: size (arrays through ``unnest``, so each is one prepared plan).
+_SQL_CHALLENGE_INSERT_MANY: LiteralString = (
+    "INSERT INTO challenges (id, nonce, platform, node_id, created_at, expires_at)"
+    " SELECT * FROM unnest(%s::text[], %s::bytea[], %s::text[], %s::text[], %s::bigint[],"
+    " %s::bigint[])"
+)
+#: The batch's challenge rows locked in id order (LockRows runs above the Sort,
+#: https://www.postgresql.org/docs/15/sql-select.html#SQL-FOR-UPDATE-SHARE), before the
+#: UPDATE whose join order the planner picks: replicas' batches never deadlock.
+_SQL_CHALLENGE_LOCK_MANY: LiteralString = (
+    "SELECT id FROM challenges WHERE id = ANY(%s::text[]) ORDER BY id FOR UPDATE"
+)
+#: The single-use UPDATE of every complete job at once. Jobs naming the same challenge
+#: update its row once: one join row is used (sql-update.html, "FROM": only one of the
+#: joined rows updates a target row) and RETURNING names that job, the only winner. The
+#: attestation rows come from the winners alone (the INSERT reads the UPDATE's RETURNING;
+#: a data-modifying WITH runs to completion whether or not it is read, queries-with.html).
+_SQL_COMPLETE_MANY: LiteralString = (
+    "WITH u AS (UPDATE challenges c SET used = 1"
+    " FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS j(i, cid, now)"
+    " WHERE c.id = j.cid AND c.used = 0 AND c.expires_at > j.now RETURNING j.i),"
+    " r AS (INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
     " runtime_key_jkt, issued_at, expires_at, granted_keys, revocation_mark)"
-    " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM c RETURNING jti"
+    " SELECT a.jti, a.node_id, a.platform, a.challenge_id, a.claims, a.jkt, a.issued_at,"
+    " a.expires_at, a.granted, a.mark FROM unnest(%s::int[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[],"
+    " %s::bigint[]) AS a(i, jti, node_id, platform, challenge_id, claims, jkt, issued_at,"
+    " expires_at, granted, mark) JOIN u ON u.i = a.i RETURNING 1)"
+    " SELECT i FROM u"
 )
 _SQL_AUDIT_INSERT_MANY: LiteralString = (
     "INSERT INTO audit (seq, entry, hash)"
@@ -886,22 +908,29 @@ class PostgresStorage(Storage):
             conn = self._checkout()
             try:
                 with conn.pipeline(), conn.transaction():
-                    curs: list[psycopg.Cursor[Any] | None] = []
-                    for j in jobs:
-                        if j.kind == _CREATE:
-                            conn.execute(_SQL_CHALLENGE_INSERT, j.args)
-                            curs.append(None)
-                        elif j.record is not None:
-                            curs.append(
-                                conn.execute(
-                                    _SQL_COMPLETE_WITH_RECORD,
-                                    (*j.args, *_attestation_args(j.record)),
-                                )
-                            )
-                        else:
-                            curs.append(conn.execute(_SQL_CHALLENGE_USE, j.args))
+                    creates = [j.args for j in jobs if j.kind == _CREATE]
+                    if creates:
+                        conn.execute(_SQL_CHALLENGE_INSERT_MANY, tuple(map(list, zip(*creates))))
+                    completes = [(i, j) for i, j in enumerate(jobs) if j.kind == _COMPLETE]
+                    won_cur = None
+                    if completes:
+                        conn.execute(_SQL_CHALLENGE_LOCK_MANY, ([j.key for _, j in completes],))
+                        recs = [(i, *_attestation_args(j.record)) for i, j in completes if j.record]
+                        rec_cols = [list(c) for c in zip(*recs)] if recs else [[]] * 11
+                        won_cur = conn.execute(
+                            _SQL_COMPLETE_MANY,
+                            (
+                                [i for i, _ in completes],
+                                [j.args[0] for _, j in completes],
+                                [j.args[1] for _, j in completes],
+                                *rec_cols,
+                            ),
+                        )
                     head = self._head_after_lock(conn).fetchone()  # first round trip
-                    won = [cur is None or cur.fetchone() is not None for cur in curs]
+                    won = [j.kind == _CREATE for j in jobs]
+                    if won_cur is not None:
+                        for (i,) in won_cur.fetchall():
+                            won[i] = True
                     seq = int(head[0]) if head else 0
                     prev = bytes(head[1]) if head else _GENESIS
                     seqs: list[int] = []
