@@ -168,7 +168,7 @@ def create_server(
 
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cfg.data_dir, 0o700)
-    st = storage or open_storage(cfg.database_url)
+    st = storage or open_storage(cfg.database_url, workers=cfg.max_workers)
     core = Verifier(cfg, st, platforms=platforms)
     metrics = Metrics()
     auth = build_auth(cfg)

@@ -386,8 +386,21 @@ class PostgresStorage(Storage):
                     yield conn
 
     def _q(self, query: LiteralString, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._statement() as conn:
-            return conn.execute(query, args).fetchall()
+        if self._held.conn is not None or self._closed:
+            with self._statement() as conn:
+                return conn.execute(query, args).fetchall()
+        # The hot path's reads (several per attestation): the same checkout, statement and
+        # error mapping as ``_statement`` without its three generator context managers.
+        try:
+            conn = self._checkout()
+            try:
+                return conn.execute(query, args).fetchall()
+            finally:
+                self._pool.putconn(conn)
+        except Exception as e:
+            with self._errors():
+                raise e from None
+            raise  # _errors() always raises
 
     def _x(self, query: LiteralString, args: tuple[Any, ...] = ()) -> int:
         """Execute a write in autocommit (its own transaction) or in ``atomic()``; rowcount."""
