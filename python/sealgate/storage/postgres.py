@@ -923,45 +923,64 @@ class PostgresStorage(Storage):
 
     def _commit_batch(self, jobs: list[_Job]) -> list[bool]:
         """Commit ``jobs`` in one transaction (two round trips); whether each one won.
-        Raises (nothing committed, or at COMMIT: unknown) as the unbatched calls do."""
+        Raises (nothing committed, or at COMMIT: unknown) as the unbatched calls do.
+
+        Each round trip is ONE simple-protocol Query message holding several statements
+        (https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT):
+        that protocol has no bind parameters, so the values are bound client-side by
+        psycopg's ``ClientCursor`` (literals escaped by libpq, PQescapeStringConn, with
+        standard_conforming_strings on), and each statement still gets its own snapshot
+        under READ COMMITTED, so the head read after the lock sees the last commit. Measured
+        against psycopg's pipeline mode for the same statements (loopback, 2-core Xeon):
+        about half the client CPU per batch and a shorter round trip; the parameters are
+        few JSON documents, so the server's per-statement parse is paid per batch."""
         if self._closed:
             raise StorageError("storage.closed", "storage is closed")
+        query: LiteralString = "BEGIN"
+        params: list[Any] = []
+        creates = [
+            {
+                "id": a[0],
+                "nonce": a[1].hex(),
+                "platform": a[2],
+                "node_id": a[3],
+                "created_at": a[4],
+                "expires_at": a[5],
+            }
+            for a in (j.args for j in jobs if j.kind == _CREATE)
+        ]
+        if creates:
+            query += "; " + _SQL_CHALLENGE_INSERT_MANY
+            params.append(json.dumps(creates))
+        completes = [(i, j) for i, j in enumerate(jobs) if j.kind == _COMPLETE]
+        if completes:
+            recs = [
+                dict(zip(_ATT_KEYS, (i, *_attestation_args(j.record)), strict=True))
+                for i, j in completes
+                if j.record is not None
+            ]
+            query += "; " + _SQL_CHALLENGE_LOCK_MANY + "; " + _SQL_COMPLETE_MANY
+            params.append(json.dumps([j.key for _, j in completes]))
+            params.append(json.dumps([{"i": i, "cid": j.args[0], "now": j.args[1]} for i, j in completes]))
+            params.append(json.dumps(recs))
+        query += "; " + _SQL_LOCK_AUDIT + "; " + _SQL_AUDIT_HEAD
+        params.append(AUDIT_LOCK)
         with self._errors():
             conn = self._checkout()
             try:
-                with conn.pipeline(), conn.transaction():
-                    creates = [
-                        {
-                            "id": a[0],
-                            "nonce": a[1].hex(),
-                            "platform": a[2],
-                            "node_id": a[3],
-                            "created_at": a[4],
-                            "expires_at": a[5],
-                        }
-                        for a in (j.args for j in jobs if j.kind == _CREATE)
-                    ]
-                    if creates:
-                        conn.execute(_SQL_CHALLENGE_INSERT_MANY, (json.dumps(creates),))
-                    completes = [(i, j) for i, j in enumerate(jobs) if j.kind == _COMPLETE]
-                    won_cur = None
-                    if completes:
-                        ids = json.dumps([j.key for _, j in completes])
-                        conn.execute(_SQL_CHALLENGE_LOCK_MANY, (ids,))
-                        uses = [{"i": i, "cid": j.args[0], "now": j.args[1]} for i, j in completes]
-                        recs = [
-                            dict(zip(_ATT_KEYS, (i, *_attestation_args(j.record)), strict=True))
-                            for i, j in completes
-                            if j.record is not None
-                        ]
-                        won_cur = conn.execute(
-                            _SQL_COMPLETE_MANY, (json.dumps(uses), json.dumps(recs))
-                        )
-                    head = self._head_after_lock(conn).fetchone()  # first round trip
+                cur = psycopg.ClientCursor(conn)
+                try:
+                    cur.execute(query, params)  # first round trip
+                    results: list[list[Any]] = []
+                    while True:
+                        results.append(cur.fetchall() if cur.description is not None else [])
+                        if not cur.nextset():
+                            break
                     won = [j.kind == _CREATE for j in jobs]
-                    if won_cur is not None:
-                        for (i,) in won_cur.fetchall():
+                    if completes:
+                        for (i,) in results[-3]:  # the UPDATE's RETURNING: the winners
                             won[i] = True
+                    head = results[-1][0] if results[-1] else None
                     seq = int(head[0]) if head else 0
                     prev = bytes(head[1]) if head else _GENESIS
                     rows: list[dict[str, Any]] = []
@@ -973,9 +992,22 @@ class PostgresStorage(Storage):
                         entry = make_entry(seq)
                         prev = link(prev, entry)
                         rows.append({"seq": seq, "entry": entry.hex(), "hash": prev.hex()})
+                    # Second round trip: the audit rows and COMMIT.
                     if rows:
-                        conn.execute(_SQL_AUDIT_INSERT_MANY, (json.dumps(rows),))
-                # Second round trip: the audit rows and COMMIT, sent at the blocks' exit.
+                        cur.execute(_SQL_AUDIT_INSERT_MANY + "; COMMIT", (json.dumps(rows),))
+                        cur.nextset()
+                    else:
+                        cur.execute("COMMIT")
+                    # COMMIT of a transaction the server had already aborted answers
+                    # ROLLBACK, not an error (sql-commit.html): nothing was committed.
+                    if cur.statusmessage != "COMMIT":
+                        raise self._unavailable_msg("the batch's transaction was rolled back")
+                except BaseException:
+                    # Nothing of the batch may stay (a failure in make_entry, a statement):
+                    # roll back here, not only when the pool takes the connection back.
+                    with contextlib.suppress(psycopg.Error):
+                        conn.rollback()
+                    raise
             finally:
                 self._pool.putconn(conn)
         return won
