@@ -56,6 +56,7 @@ import queue
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -133,14 +134,14 @@ _SQL_CHALLENGE_USE: LiteralString = (
 _SQL_CHALLENGE_INSERT_MANY: LiteralString = (
     "INSERT INTO challenges (id, nonce, platform, node_id, created_at, expires_at)"
     " SELECT id, decode(nonce, 'hex'), platform, node_id, created_at, expires_at"
-    " FROM json_to_recordset(%s::json) AS x(id text, nonce text, platform text,"
+    " FROM json_to_recordset($1::json) AS x(id text, nonce text, platform text,"
     " node_id text, created_at bigint, expires_at bigint)"
 )
 #: The batch's challenge rows locked in id order (LockRows runs above the Sort,
 #: https://www.postgresql.org/docs/15/sql-select.html#SQL-FOR-UPDATE-SHARE), before the
 #: UPDATE whose join order the planner picks: replicas' batches never deadlock.
 _SQL_CHALLENGE_LOCK_MANY: LiteralString = (
-    "SELECT id FROM challenges WHERE id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+    "SELECT id FROM challenges WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
     " ORDER BY id FOR UPDATE"
 )
 #: The single-use UPDATE of every complete job at once. Jobs naming the same challenge
@@ -150,12 +151,12 @@ _SQL_CHALLENGE_LOCK_MANY: LiteralString = (
 #: a data-modifying WITH runs to completion whether or not it is read, queries-with.html).
 _SQL_COMPLETE_MANY: LiteralString = (
     "WITH u AS (UPDATE challenges c SET used = 1"
-    " FROM json_to_recordset(%s::json) AS j(i int, cid text, now bigint)"
+    " FROM json_to_recordset($1::json) AS j(i int, cid text, now bigint)"
     " WHERE c.id = j.cid AND c.used = 0 AND c.expires_at > j.now RETURNING j.i),"
     " r AS (INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
     " runtime_key_jkt, issued_at, expires_at, granted_keys, revocation_mark)"
     " SELECT a.jti, a.node_id, a.platform, a.challenge_id, a.claims, a.jkt, a.issued_at,"
-    " a.expires_at, a.granted, a.mark FROM json_to_recordset(%s::json) AS a(i int, jti text,"
+    " a.expires_at, a.granted, a.mark FROM json_to_recordset($2::json) AS a(i int, jti text,"
     " node_id text, platform text, challenge_id text, claims text, jkt text, issued_at bigint,"
     " expires_at bigint, granted text, mark bigint) JOIN u ON u.i = a.i RETURNING 1)"
     " SELECT i FROM u"
@@ -163,7 +164,18 @@ _SQL_COMPLETE_MANY: LiteralString = (
 _SQL_AUDIT_INSERT_MANY: LiteralString = (
     "INSERT INTO audit (seq, entry, hash)"
     " SELECT seq, decode(entry, 'hex'), decode(hash, 'hex')"
-    " FROM json_to_recordset(%s::json) AS x(seq bigint, entry text, hash text)"
+    " FROM json_to_recordset($1::json) AS x(seq bigint, entry text, hash text)"
+)
+#: The batch statements, prepared once per connection (SQL PREPARE,
+#: https://www.postgresql.org/docs/15/sql-prepare.html) and run by EXECUTE inside the
+#: multi-statement messages: planned once, not per batch.
+_PREPARE: LiteralString = (
+    "PREPARE sealgate_challenge_insert (json) AS " + _SQL_CHALLENGE_INSERT_MANY + ";"
+    " PREPARE sealgate_challenge_lock (json) AS " + _SQL_CHALLENGE_LOCK_MANY + ";"
+    " PREPARE sealgate_complete (json, json) AS " + _SQL_COMPLETE_MANY + ";"
+    " PREPARE sealgate_audit_insert (json) AS " + _SQL_AUDIT_INSERT_MANY + ";"
+    " PREPARE sealgate_audit_lock (bigint) AS SELECT pg_advisory_xact_lock($1);"
+    " PREPARE sealgate_audit_head AS " + _SQL_AUDIT_HEAD
 )
 _ATT_KEYS = (
     "i", "jti", "node_id", "platform", "challenge_id", "claims", "jkt", "issued_at",
@@ -230,6 +242,8 @@ class PostgresStorage(Storage):
         self._pipeline = pipeline
         self._pool_timeout = pool_timeout
         self._held = _Held()
+        #: Connections on which the group-commit statements are prepared.
+        self._prepared: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         self._closed = False
         kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -950,7 +964,7 @@ class PostgresStorage(Storage):
             for a in (j.args for j in jobs if j.kind == _CREATE)
         ]
         if creates:
-            query += "; " + _SQL_CHALLENGE_INSERT_MANY
+            query += "; EXECUTE sealgate_challenge_insert(%s)"
             params.append(json.dumps(creates))
         completes = [(i, j) for i, j in enumerate(jobs) if j.kind == _COMPLETE]
         if completes:
@@ -959,16 +973,21 @@ class PostgresStorage(Storage):
                 for i, j in completes
                 if j.record is not None
             ]
-            query += "; " + _SQL_CHALLENGE_LOCK_MANY + "; " + _SQL_COMPLETE_MANY
+            query += "; EXECUTE sealgate_challenge_lock(%s); EXECUTE sealgate_complete(%s, %s)"
             params.append(json.dumps([j.key for _, j in completes]))
             params.append(json.dumps([{"i": i, "cid": j.args[0], "now": j.args[1]} for i, j in completes]))
             params.append(json.dumps(recs))
-        query += "; " + _SQL_LOCK_AUDIT + "; " + _SQL_AUDIT_HEAD
+        query += "; EXECUTE sealgate_audit_lock(%s); EXECUTE sealgate_audit_head"
         params.append(AUDIT_LOCK)
         with self._errors():
             conn = self._checkout()
             try:
                 cur = psycopg.ClientCursor(conn)
+                if conn not in self._prepared:
+                    # Its own message, in autocommit: no batch's rollback undoes them, and
+                    # they last as long as the session (a new connection is a new object).
+                    cur.execute(_PREPARE)
+                    self._prepared.add(conn)
                 try:
                     cur.execute(query, params)  # first round trip
                     results: list[list[Any]] = []
@@ -994,7 +1013,7 @@ class PostgresStorage(Storage):
                         rows.append({"seq": seq, "entry": entry.hex(), "hash": prev.hex()})
                     # Second round trip: the audit rows and COMMIT.
                     if rows:
-                        cur.execute(_SQL_AUDIT_INSERT_MANY + "; COMMIT", (json.dumps(rows),))
+                        cur.execute("EXECUTE sealgate_audit_insert(%s); COMMIT", (json.dumps(rows),))
                         cur.nextset()
                     else:
                         cur.execute("COMMIT")
