@@ -4,17 +4,25 @@ without a restart."""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
 import pytest
 from sealgate import _core
-from sealgate.storage import AttestationRecord, Challenge, StorageError, StorageUnavailable
+from sealgate.storage import (
+    AttestationRecord,
+    AuditAppend,
+    Challenge,
+    StorageError,
+    StorageUnavailable,
+)
 from sealgate.storage.postgres import PostgresStorage
 from sealgate.testing.postgres import PostgresServer
 
@@ -296,7 +304,7 @@ def test_a_nul_in_text_is_a_coded_refusal(pg_url: str) -> None:
 # -- group commit (audited challenge creation and completion outside atomic()) ------------
 
 
-def _gate() -> tuple[threading.Event, threading.Event, object]:
+def _gate() -> tuple[threading.Event, threading.Event, Callable[[int], bytes]]:
     """An audit ``make_entry`` that parks the committer inside its batch (after the head
     read, audit lock held) until released: callers queue up behind it meanwhile."""
     entered = threading.Event()
@@ -311,7 +319,7 @@ def _gate() -> tuple[threading.Event, threading.Event, object]:
 
 
 def _queue_behind_gate(
-    st: PostgresStorage, calls: list[object], timeout: float = 30
+    st: PostgresStorage, calls: Sequence[Callable[[], object]], timeout: float = 30
 ) -> tuple[list[object], list[threading.Thread], threading.Event]:
     """Start the gate job, then ``calls`` (each in a thread) once the gate holds the
     committer; return the result slots, the threads and the release event."""
@@ -319,9 +327,9 @@ def _queue_behind_gate(
     st.create_challenge(_challenge("gated"))
     results: list[object] = [None] * (len(calls) + 1)
 
-    def run(k: int, fn: object) -> None:
+    def run(k: int, fn: Callable[[], object]) -> None:
         try:
-            results[k] = fn()  # type: ignore[operator]
+            results[k] = fn()
         except BaseException as e:
             results[k] = e
 
@@ -341,7 +349,7 @@ def _queue_behind_gate(
     return results, threads, release
 
 
-def _audit(tag: str) -> tuple[object, object]:
+def _audit(tag: str) -> AuditAppend:
     return (lambda seq, t=tag: f"{seq}:{t}".encode(), _core.audit_link)
 
 
@@ -351,14 +359,13 @@ def test_one_winner_among_many_threads_and_batches_share_a_commit(pg_url: str) -
     st = PostgresStorage(pg_url)
     try:
         st.create_challenge(_challenge("same"))
-        calls = [
-            (
-                lambda k=k: st.complete_attestation(
-                    "same",
-                    1500,
-                    _audit(f"t{k}"),  # type: ignore[arg-type]
-                    AttestationRecord(f"j{k}", "n1", "tpm", "same", "{}", "jkt", 1000, 1300),
-                )
+        calls: list[Callable[[], object]] = [
+            functools.partial(
+                st.complete_attestation,
+                "same",
+                1500,
+                _audit(f"t{k}"),
+                AttestationRecord(f"j{k}", "n1", "tpm", "same", "{}", "jkt", 1000, 1300),
             )
             for k in range(32)
         ]
@@ -392,12 +399,12 @@ def test_a_failing_make_entry_does_not_sink_the_batch(pg_url: str) -> None:
         def boom(seq: int) -> bytes:
             raise RuntimeError("entry cannot be encoded")
 
-        calls: list[object] = [
-            (lambda k=k: st.complete_attestation(f"ok{k}", 1500, _audit(f"ok{k}")))  # type: ignore[arg-type]
+        calls: list[Callable[[], object]] = [
+            functools.partial(st.complete_attestation, f"ok{k}", 1500, _audit(f"ok{k}"))
             for k in range(8)
         ]
         calls.insert(3, lambda: st.complete_attestation("bad", 1500, (boom, _core.audit_link)))
-        calls.append(lambda: st.create_challenge(_challenge("new"), _audit("new")))  # type: ignore[arg-type]
+        calls.append(lambda: st.create_challenge(_challenge("new"), _audit("new")))
         results, threads, release = _queue_behind_gate(st, calls)
         release.set()
         for t in threads:
@@ -427,8 +434,8 @@ def test_server_stopped_mid_batch_fails_every_waiter_promptly(
     try:
         for k in range(6):
             st.create_challenge(_challenge(f"c{k}"))
-        calls: list[object] = [
-            (lambda k=k: st.complete_attestation(f"c{k}", 1500, _audit(f"c{k}")))  # type: ignore[arg-type]
+        calls: list[Callable[[], object]] = [
+            functools.partial(st.complete_attestation, f"c{k}", 1500, _audit(f"c{k}"))
             for k in range(6)
         ]
         results, threads, release = _queue_behind_gate(st, calls)
@@ -459,9 +466,8 @@ def test_close_commits_the_queued_jobs_then_refuses(pg_url: str) -> None:
     st = PostgresStorage(pg_url)
     for k in range(5):
         st.create_challenge(_challenge(f"q{k}"))
-    calls: list[object] = [
-        (lambda k=k: st.complete_attestation(f"q{k}", 1500, _audit(f"q{k}")))  # type: ignore[arg-type]
-        for k in range(5)
+    calls: list[Callable[[], object]] = [
+        functools.partial(st.complete_attestation, f"q{k}", 1500, _audit(f"q{k}")) for k in range(5)
     ]
     results, threads, release = _queue_behind_gate(st, calls)
     closer = threading.Thread(target=st.close)
@@ -472,7 +478,7 @@ def test_close_commits_the_queued_jobs_then_refuses(pg_url: str) -> None:
         t.join(30)
     assert results == [True] * 6
     with pytest.raises(StorageError) as e:
-        st.complete_attestation("q0", 1500, _audit("late"))  # type: ignore[arg-type]
+        st.complete_attestation("q0", 1500, _audit("late"))
     assert e.value.code == "storage.closed"
     st = PostgresStorage(pg_url)
     try:

@@ -975,7 +975,9 @@ class PostgresStorage(Storage):
             ]
             query += "; EXECUTE sealgate_challenge_lock(%s); EXECUTE sealgate_complete(%s, %s)"
             params.append(json.dumps([j.key for _, j in completes]))
-            params.append(json.dumps([{"i": i, "cid": j.args[0], "now": j.args[1]} for i, j in completes]))
+            params.append(
+                json.dumps([{"i": i, "cid": j.args[0], "now": j.args[1]} for i, j in completes])
+            )
             params.append(json.dumps(recs))
         query += "; EXECUTE sealgate_audit_lock(%s); EXECUTE sealgate_audit_head"
         params.append(AUDIT_LOCK)
@@ -1013,7 +1015,9 @@ class PostgresStorage(Storage):
                         rows.append({"seq": seq, "entry": entry.hex(), "hash": prev.hex()})
                     # Second round trip: the audit rows and COMMIT.
                     if rows:
-                        cur.execute("EXECUTE sealgate_audit_insert(%s); COMMIT", (json.dumps(rows),))
+                        cur.execute(
+                            "EXECUTE sealgate_audit_insert(%s); COMMIT", (json.dumps(rows),)
+                        )
                         cur.nextset()
                     else:
                         cur.execute("COMMIT")
@@ -1178,7 +1182,6 @@ class PostgresStorage(Storage):
             query = "UPDATE secrets SET wrapped = %s, kek_id = %s WHERE name = %s AND wrapped = %s"
             ref = (item.ref[0],)
         return self._x(query, (wrapped, kek_id, *ref, item.wrapped)) == 1
-
 
 
 #: The most jobs one group commit takes (one transaction, two round trips): enough that 32
