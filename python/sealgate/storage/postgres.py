@@ -37,6 +37,12 @@ Semantics, matching ``SqliteStorage``:
   flow and was no faster with 16 threads (slower with one), so it is off by default; it
   pays when the database is a network hop away.
 
+Group commit: ``create_challenge(…, audit)`` and ``complete_attestation`` outside
+``atomic()`` go to one committer thread per storage, which commits every queued call in one
+transaction of two round trips with the audit lock held for one of them (``_Committer``);
+the callers (pool threads) wait for its outcome. Inside ``atomic()``, and as the fallback
+for a batch that failed for a reason of one job's own, they run one by one as above.
+
 Failures: a lost connection, a server shutting down (57P01/57P03), a pool timeout, a
 cancelled statement → ``StorageUnavailable`` (nothing was committed by the failing call when
 it fails before COMMIT; a failure *at* COMMIT is reported the same way: the caller must treat
@@ -1214,12 +1220,13 @@ class _Job:
 class _Committer:
     """Group commit for ``create_challenge(…, audit)`` and ``complete_attestation`` outside
     ``atomic()``: one thread takes every queued job (at most ``MAX_BATCH``) and commits them
-    in ONE transaction of two round trips (psycopg pipeline mode,
-    https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html):
+    in ONE transaction of two round trips (each one multi-statement message, see
+    ``PostgresStorage._commit_batch``):
 
-    1. BEGIN, each job's statement (the challenge INSERT; the conditional single-use UPDATE,
-       with the attestation INSERT fed by its RETURNING), ``pg_advisory_xact_lock`` and the
-       audit head read;
+    1. BEGIN, one statement per kind of work for the whole batch (the challenge INSERT; the
+       challenge rows locked in id order; the conditional single-use UPDATE with the
+       attestation INSERT fed by its RETURNING), ``pg_advisory_xact_lock`` and the audit
+       head read;
     2. Python links each winner's entry onto the head in order, then one multi-row audit
        INSERT and COMMIT.
 
