@@ -485,3 +485,31 @@ def test_close_commits_the_queued_jobs_then_refuses(pg_url: str) -> None:
         assert [r.seq for r in st.list_audit()] == list(range(1, 7))
     finally:
         st.close()
+
+
+def test_bad_values_in_a_batch_get_their_own_coded_refusal(pg_url: str) -> None:
+    """A NUL in an audited challenge (the batch's JSON carries it as \\u0000, which
+    PostgreSQL refuses) and a duplicate id: each caller gets its own code from the one-by-one
+    fallback, and the good job queued with them commits."""
+    st = PostgresStorage(pg_url)
+    try:
+        st.create_challenge(_challenge("dup"))
+        calls: list[Callable[[], object]] = [
+            functools.partial(
+                st.create_challenge, Challenge("c", b"n", "tpm", "node\x00id", 1, 2), _audit("nul")
+            ),
+            functools.partial(st.create_challenge, _challenge("dup"), _audit("dup")),
+            functools.partial(st.create_challenge, _challenge("fine"), _audit("fine")),
+        ]
+        results, threads, release = _queue_behind_gate(st, calls)
+        release.set()
+        for t in threads:
+            t.join(30)
+        assert results[0] is True and results[3] is None
+        assert isinstance(results[1], StorageError) and results[1].code == "storage.value.invalid"
+        assert isinstance(results[2], StorageError) and results[2].code == "storage.constraint"
+        assert st.get_challenge("c", 1) is None and st.get_challenge("fine", 1500) is not None
+        tags = sorted(r.entry.split(b":", 1)[1] for r in st.list_audit())
+        assert tags == [b"fine", b"gate"]
+    finally:
+        st.close()

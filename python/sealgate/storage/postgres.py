@@ -286,8 +286,9 @@ class PostgresStorage(Storage):
             except BaseException:
                 self._pool.close(timeout=1)
                 raise
-        # A caller waits at most for a connection, the batch's two statements (each bounded
-        # by statement_timeout), and a batch ahead of it.
+        # A caller waits for a connection, the batch's two round trips (their statements
+        # each bounded by statement_timeout) and a batch ahead of it; past this bound it
+        # gets storage.unavailable (the outcome unknown: fail closed).
         self._committer: _Committer | None = (
             _Committer(self, pool_timeout + 2 * 2 * statement_timeout_ms / 1000 + 1.0)
             if group_commit
@@ -952,8 +953,8 @@ class PostgresStorage(Storage):
         standard_conforming_strings on), and each statement still gets its own snapshot
         under READ COMMITTED, so the head read after the lock sees the last commit. Measured
         against psycopg's pipeline mode for the same statements (loopback, 2-core Xeon):
-        about half the client CPU per batch and a shorter round trip; the parameters are
-        few JSON documents, so the server's per-statement parse is paid per batch."""
+        about half the client CPU per batch and a shorter round trip. The statements are
+        PREPAREd once per connection, so the server plans them once, not per batch."""
         if self._closed:
             raise StorageError("storage.closed", "storage is closed")
         query: LiteralString = "BEGIN"
@@ -994,7 +995,13 @@ class PostgresStorage(Storage):
                 if conn not in self._prepared:
                     # Its own message, in autocommit: no batch's rollback undoes them, and
                     # they last as long as the session (a new connection is a new object).
-                    cur.execute(_PREPARE)
+                    try:
+                        cur.execute(_PREPARE)
+                    except BaseException:
+                        # Some may exist now and a second PREPARE of a name fails: this
+                        # session is not used again (the pool discards a closed connection).
+                        conn.close()
+                        raise
                     self._prepared.add(conn)
                 try:
                     cur.execute(query, params)  # first round trip
@@ -1256,13 +1263,13 @@ class _Committer:
         self._q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._stopping = False
+        #: Batches and jobs committed so far (tests, measurements).
+        self.batches = 0
+        self.jobs = 0
         self._thread = threading.Thread(
             target=self._loop, name="sealgate-pg-committer", daemon=True
         )
         self._thread.start()
-        #: Batches and jobs committed so far (tests, measurements).
-        self.batches = 0
-        self.jobs = 0
 
     def submit(self, job: _Job) -> bool:
         with self._lock:
