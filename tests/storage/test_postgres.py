@@ -4,17 +4,25 @@ without a restart."""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
 import pytest
 from sealgate import _core
-from sealgate.storage import AttestationRecord, Challenge, StorageError, StorageUnavailable
+from sealgate.storage import (
+    AttestationRecord,
+    AuditAppend,
+    Challenge,
+    StorageError,
+    StorageUnavailable,
+)
 from sealgate.storage.postgres import PostgresStorage
 from sealgate.testing.postgres import PostgresServer
 
@@ -291,3 +299,217 @@ def test_a_nul_in_text_is_a_coded_refusal(pg_url: str) -> None:
     assert e.value.code == "storage.value.invalid"
     assert st.get_challenge("c", 1) is None
     st.close()
+
+
+# -- group commit (audited challenge creation and completion outside atomic()) ------------
+
+
+def _gate() -> tuple[threading.Event, threading.Event, Callable[[int], bytes]]:
+    """An audit ``make_entry`` that parks the committer inside its batch (after the head
+    read, audit lock held) until released: callers queue up behind it meanwhile."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def make_entry(seq: int) -> bytes:
+        entered.set()
+        assert release.wait(30)
+        return f"{seq}:gate".encode()
+
+    return entered, release, make_entry
+
+
+def _queue_behind_gate(
+    st: PostgresStorage, calls: Sequence[Callable[[], object]], timeout: float = 30
+) -> tuple[list[object], list[threading.Thread], threading.Event]:
+    """Start the gate job, then ``calls`` (each in a thread) once the gate holds the
+    committer; return the result slots, the threads and the release event."""
+    entered, release, gate = _gate()
+    st.create_challenge(_challenge("gated"))
+    results: list[object] = [None] * (len(calls) + 1)
+
+    def run(k: int, fn: Callable[[], object]) -> None:
+        try:
+            results[k] = fn()
+        except BaseException as e:
+            results[k] = e
+
+    gate_call = lambda: st.complete_attestation("gated", 1500, (gate, _core.audit_link))  # noqa: E731
+    threads = [threading.Thread(target=run, args=(0, gate_call))]
+    threads[0].start()
+    assert entered.wait(timeout)
+    for k, fn in enumerate(calls, 1):
+        threads.append(threading.Thread(target=run, args=(k, fn)))
+        threads[-1].start()
+    committer = st._committer
+    assert committer is not None
+    deadline = time.monotonic() + timeout
+    while committer._q.qsize() < len(calls):
+        assert time.monotonic() < deadline, "jobs did not queue"
+        time.sleep(0.01)
+    return results, threads, release
+
+
+def _audit(tag: str) -> AuditAppend:
+    return (lambda seq, t=tag: f"{seq}:{t}".encode(), _core.audit_link)
+
+
+def test_one_winner_among_many_threads_and_batches_share_a_commit(pg_url: str) -> None:
+    """32 threads complete one challenge at once (most of them in one batch): exactly one
+    wins; one attestation row and one audit entry; the losers wrote nothing."""
+    st = PostgresStorage(pg_url)
+    try:
+        st.create_challenge(_challenge("same"))
+        calls: list[Callable[[], object]] = [
+            functools.partial(
+                st.complete_attestation,
+                "same",
+                1500,
+                _audit(f"t{k}"),
+                AttestationRecord(f"j{k}", "n1", "tpm", "same", "{}", "jkt", 1000, 1300),
+            )
+            for k in range(32)
+        ]
+        results, threads, release = _queue_behind_gate(st, calls)
+        release.set()
+        for t in threads:
+            t.join(30)
+        assert results[0] is True  # the gate's own challenge
+        assert all(isinstance(r, bool) for r in results), results
+        assert sum(r is True for r in results[1:]) == 1
+        winner = results.index(True, 1) - 1
+        jtis = [k for k in range(32) if st.get_attestation(f"j{k}") is not None]
+        assert jtis == [winner]
+        rows = st.list_audit(0, 100)
+        assert [r.entry.split(b":", 1)[1] for r in rows] == [b"gate", f"t{winner}".encode()]
+        assert _core.audit_verify([r.entry for r in rows], [r.hash for r in rows]) is None
+        # They were queued together: the 32 shared far fewer commits than 32.
+        committer = st._committer
+        assert committer is not None and committer.batches <= 4 < committer.jobs
+    finally:
+        st.close()
+
+
+def test_a_failing_make_entry_does_not_sink_the_batch(pg_url: str) -> None:
+    st = PostgresStorage(pg_url)
+    try:
+        for k in range(8):
+            st.create_challenge(_challenge(f"ok{k}"))
+        st.create_challenge(_challenge("bad"))
+
+        def boom(seq: int) -> bytes:
+            raise RuntimeError("entry cannot be encoded")
+
+        calls: list[Callable[[], object]] = [
+            functools.partial(st.complete_attestation, f"ok{k}", 1500, _audit(f"ok{k}"))
+            for k in range(8)
+        ]
+        calls.insert(3, lambda: st.complete_attestation("bad", 1500, (boom, _core.audit_link)))
+        calls.append(lambda: st.create_challenge(_challenge("new"), _audit("new")))
+        results, threads, release = _queue_behind_gate(st, calls)
+        release.set()
+        for t in threads:
+            t.join(30)
+        assert results[0] is True
+        assert isinstance(results[4], RuntimeError)  # the bad job's own error, to its caller
+        assert [r for k, r in enumerate(results[1:], 1) if k != 4] == [True] * 8 + [None]
+        # The bad one rolled back alone: its challenge is still live, and the chain holds
+        # the gate and the nine others, linked, each once.
+        assert st.get_challenge("bad", 1500) is not None
+        assert st.get_challenge("new", 1500) is not None
+        rows = st.list_audit(0, 100)
+        assert [r.seq for r in rows] == list(range(1, 11))
+        assert _core.audit_verify([r.entry for r in rows], [r.hash for r in rows]) is None
+        tags = sorted(r.entry.split(b":", 1)[1].decode() for r in rows)
+        assert tags == sorted(["gate", "new", *(f"ok{k}" for k in range(8))])
+    finally:
+        st.close()
+
+
+def test_server_stopped_mid_batch_fails_every_waiter_promptly(
+    postgres_server: PostgresServer, pg_url: str
+) -> None:
+    """The batch in flight (its outcome unknown) and those queued behind it all get
+    storage.unavailable, within the pool timeout and a few seconds, never True."""
+    st = PostgresStorage(pg_url, pool_timeout=1.5)
+    try:
+        for k in range(6):
+            st.create_challenge(_challenge(f"c{k}"))
+        calls: list[Callable[[], object]] = [
+            functools.partial(st.complete_attestation, f"c{k}", 1500, _audit(f"c{k}"))
+            for k in range(6)
+        ]
+        results, threads, release = _queue_behind_gate(st, calls)
+        postgres_server.stop_fast()
+        t0 = time.monotonic()
+        release.set()
+        for t in threads:
+            t.join(30)
+        assert time.monotonic() - t0 < 6
+        for r in results:
+            assert isinstance(r, StorageUnavailable), r
+            assert r.code == "storage.unavailable"
+            assert _quiet_secret(postgres_server) not in f"{r} {r!r}"
+    finally:
+        if not postgres_server.running:
+            postgres_server.start()
+        st.close()
+    # Nothing of the gated batch committed; the queued ones never ran against a server.
+    st = PostgresStorage(pg_url)
+    try:
+        assert st.list_audit() == []
+        assert st.get_challenge("gated", 1500) is not None
+    finally:
+        st.close()
+
+
+def test_close_commits_the_queued_jobs_then_refuses(pg_url: str) -> None:
+    st = PostgresStorage(pg_url)
+    for k in range(5):
+        st.create_challenge(_challenge(f"q{k}"))
+    calls: list[Callable[[], object]] = [
+        functools.partial(st.complete_attestation, f"q{k}", 1500, _audit(f"q{k}")) for k in range(5)
+    ]
+    results, threads, release = _queue_behind_gate(st, calls)
+    closer = threading.Thread(target=st.close)
+    closer.start()
+    time.sleep(0.2)
+    release.set()
+    for t in [*threads, closer]:
+        t.join(30)
+    assert results == [True] * 6
+    with pytest.raises(StorageError) as e:
+        st.complete_attestation("q0", 1500, _audit("late"))
+    assert e.value.code == "storage.closed"
+    st = PostgresStorage(pg_url)
+    try:
+        assert [r.seq for r in st.list_audit()] == list(range(1, 7))
+    finally:
+        st.close()
+
+
+def test_bad_values_in_a_batch_get_their_own_coded_refusal(pg_url: str) -> None:
+    """A NUL in an audited challenge (the batch's JSON carries it as \\u0000, which
+    PostgreSQL refuses) and a duplicate id: each caller gets its own code from the one-by-one
+    fallback, and the good job queued with them commits."""
+    st = PostgresStorage(pg_url)
+    try:
+        st.create_challenge(_challenge("dup"))
+        calls: list[Callable[[], object]] = [
+            functools.partial(
+                st.create_challenge, Challenge("c", b"n", "tpm", "node\x00id", 1, 2), _audit("nul")
+            ),
+            functools.partial(st.create_challenge, _challenge("dup"), _audit("dup")),
+            functools.partial(st.create_challenge, _challenge("fine"), _audit("fine")),
+        ]
+        results, threads, release = _queue_behind_gate(st, calls)
+        release.set()
+        for t in threads:
+            t.join(30)
+        assert results[0] is True and results[3] is None
+        assert isinstance(results[1], StorageError) and results[1].code == "storage.value.invalid"
+        assert isinstance(results[2], StorageError) and results[2].code == "storage.constraint"
+        assert st.get_challenge("c", 1) is None and st.get_challenge("fine", 1500) is not None
+        tags = sorted(r.entry.split(b":", 1)[1] for r in st.list_audit())
+        assert tags == [b"fine", b"gate"]
+    finally:
+        st.close()

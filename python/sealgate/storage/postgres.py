@@ -37,6 +37,12 @@ Semantics, matching ``SqliteStorage``:
   flow and was no faster with 16 threads (slower with one), so it is off by default; it
   pays when the database is a network hop away.
 
+Group commit: ``create_challenge(…, audit)`` and ``complete_attestation`` outside
+``atomic()`` go to one committer thread per storage, which commits every queued call in one
+transaction of two round trips with the audit lock held for one of them (``_Committer``);
+the callers (pool threads) wait for its outcome. Inside ``atomic()``, and as the fallback
+for a batch that failed for a reason of one job's own, they run one by one as above.
+
 Failures: a lost connection, a server shutting down (57P01/57P03), a pool timeout, a
 cancelled statement → ``StorageUnavailable`` (nothing was committed by the failing call when
 it fails before COMMIT; a failure *at* COMMIT is reported the same way: the caller must treat
@@ -52,11 +58,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import queue
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
 import psycopg
@@ -123,6 +132,61 @@ _SQL_CHALLENGE_INSERT: LiteralString = (
 _SQL_CHALLENGE_USE: LiteralString = (
     "UPDATE challenges SET used = 1 WHERE id = %s AND used = 0 AND expires_at > %s RETURNING id"
 )
+#: Group commit (see ``_Committer``): one statement per kind of work whatever the batch's
+#: size, each with ONE json parameter that the server unpacks (json_to_recordset,
+#: https://www.postgresql.org/docs/15/functions-json.html): json.dumps and bytes.hex run in
+#: C, where psycopg's array dumpers run per element in Python (measured: a quarter of the
+#: committer's CPU). Byte strings travel as hex (decode(…, 'hex')).
+_SQL_CHALLENGE_INSERT_MANY: LiteralString = (
+    "INSERT INTO challenges (id, nonce, platform, node_id, created_at, expires_at)"
+    " SELECT id, decode(nonce, 'hex'), platform, node_id, created_at, expires_at"
+    " FROM json_to_recordset($1::json) AS x(id text, nonce text, platform text,"
+    " node_id text, created_at bigint, expires_at bigint)"
+)
+#: The batch's challenge rows locked in id order (LockRows runs above the Sort,
+#: https://www.postgresql.org/docs/15/sql-select.html#SQL-FOR-UPDATE-SHARE), before the
+#: UPDATE whose join order the planner picks: replicas' batches never deadlock.
+_SQL_CHALLENGE_LOCK_MANY: LiteralString = (
+    "SELECT id FROM challenges WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
+    " ORDER BY id FOR UPDATE"
+)
+#: The single-use UPDATE of every complete job at once. Jobs naming the same challenge
+#: update its row once: one join row is used (sql-update.html, "FROM": only one of the
+#: joined rows updates a target row) and RETURNING names that job, the only winner. The
+#: attestation rows come from the winners alone (the INSERT reads the UPDATE's RETURNING;
+#: a data-modifying WITH runs to completion whether or not it is read, queries-with.html).
+_SQL_COMPLETE_MANY: LiteralString = (
+    "WITH u AS (UPDATE challenges c SET used = 1"
+    " FROM json_to_recordset($1::json) AS j(i int, cid text, now bigint)"
+    " WHERE c.id = j.cid AND c.used = 0 AND c.expires_at > j.now RETURNING j.i),"
+    " r AS (INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
+    " runtime_key_jkt, issued_at, expires_at, granted_keys, revocation_mark)"
+    " SELECT a.jti, a.node_id, a.platform, a.challenge_id, a.claims, a.jkt, a.issued_at,"
+    " a.expires_at, a.granted, a.mark FROM json_to_recordset($2::json) AS a(i int, jti text,"
+    " node_id text, platform text, challenge_id text, claims text, jkt text, issued_at bigint,"
+    " expires_at bigint, granted text, mark bigint) JOIN u ON u.i = a.i RETURNING 1)"
+    " SELECT i FROM u"
+)
+_SQL_AUDIT_INSERT_MANY: LiteralString = (
+    "INSERT INTO audit (seq, entry, hash)"
+    " SELECT seq, decode(entry, 'hex'), decode(hash, 'hex')"
+    " FROM json_to_recordset($1::json) AS x(seq bigint, entry text, hash text)"
+)
+#: The batch statements, prepared once per connection (SQL PREPARE,
+#: https://www.postgresql.org/docs/15/sql-prepare.html) and run by EXECUTE inside the
+#: multi-statement messages: planned once, not per batch.
+_PREPARE: LiteralString = (
+    "PREPARE sealgate_challenge_insert (json) AS " + _SQL_CHALLENGE_INSERT_MANY + ";"
+    " PREPARE sealgate_challenge_lock (json) AS " + _SQL_CHALLENGE_LOCK_MANY + ";"
+    " PREPARE sealgate_complete (json, json) AS " + _SQL_COMPLETE_MANY + ";"
+    " PREPARE sealgate_audit_insert (json) AS " + _SQL_AUDIT_INSERT_MANY + ";"
+    " PREPARE sealgate_audit_lock (bigint) AS SELECT pg_advisory_xact_lock($1);"
+    " PREPARE sealgate_audit_head AS " + _SQL_AUDIT_HEAD
+)
+_ATT_KEYS = (
+    "i", "jti", "node_id", "platform", "challenge_id", "claims", "jkt", "issued_at",
+    "expires_at", "granted", "mark",
+)  # fmt: skip
 _SQL_ATT_INSERT: LiteralString = (
     "INSERT INTO attestations (jti, node_id, platform, challenge_id, claims,"
     " runtime_key_jkt, issued_at, expires_at, granted_keys, revocation_mark)"
@@ -177,12 +241,15 @@ class PostgresStorage(Storage):
         idle_in_transaction_ms: int = 10_000,
         application_name: str = "sealgate",
         pipeline: bool = False,
+        group_commit: bool = True,
         migrate: bool = True,
     ) -> None:
         self._redacted = redact(url)
         self._pipeline = pipeline
         self._pool_timeout = pool_timeout
         self._held = _Held()
+        #: Connections on which the group-commit statements are prepared.
+        self._prepared: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         self._closed = False
         kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -219,8 +286,19 @@ class PostgresStorage(Storage):
             except BaseException:
                 self._pool.close(timeout=1)
                 raise
+        # A caller waits for a connection, the batch's two round trips (their statements
+        # each bounded by statement_timeout) and a batch ahead of it; past this bound it
+        # gets storage.unavailable (the outcome unknown: fail closed).
+        self._committer: _Committer | None = (
+            _Committer(self, pool_timeout + 2 * 2 * statement_timeout_ms / 1000 + 1.0)
+            if group_commit
+            else None
+        )
 
     # -- errors and connections -------------------------------------------------------
+    def _unavailable_msg(self, why: str) -> StorageUnavailable:
+        return StorageUnavailable(f"database {self._redacted}: {why}")
+
     def _unavailable(self, e: BaseException) -> StorageUnavailable:
         if isinstance(e, psycopg_pool.PoolTimeout):
             why = "no database connection within the pool timeout"
@@ -329,8 +407,21 @@ class PostgresStorage(Storage):
                     yield conn
 
     def _q(self, query: LiteralString, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._statement() as conn:
-            return conn.execute(query, args).fetchall()
+        if self._held.conn is not None or self._closed:
+            with self._statement() as conn:
+                return conn.execute(query, args).fetchall()
+        # The hot path's reads (several per attestation): the same checkout, statement and
+        # error mapping as ``_statement`` without its three generator context managers.
+        try:
+            conn = self._checkout()
+            try:
+                return conn.execute(query, args).fetchall()
+            finally:
+                self._pool.putconn(conn)
+        except Exception as e:
+            with self._errors():
+                raise e from None
+            raise  # _errors() always raises
 
     def _x(self, query: LiteralString, args: tuple[Any, ...] = ()) -> int:
         """Execute a write in autocommit (its own transaction) or in ``atomic()``; rowcount."""
@@ -368,6 +459,9 @@ class PostgresStorage(Storage):
         return int(self._q("SELECT MAX(version) FROM schema_version")[0][0])
 
     def close(self) -> None:
+        # Queued group-commit jobs were accepted: commit them (bounded) before the pool goes.
+        if self._committer is not None:
+            self._committer.stop(timeout=5)
         self._closed = True
         self._pool.close(timeout=5)
 
@@ -404,6 +498,12 @@ class PostgresStorage(Storage):
         if audit is None:
             self._x(_SQL_CHALLENGE_INSERT, args)
             return
+        if self._committer is not None and self._held.conn is None:
+            self._committer.submit(_Job(_CREATE, ch.id, args, audit))
+            return
+        self._create_challenge_direct(args, audit)
+
+    def _create_challenge_direct(self, args: tuple[Any, ...], audit: AuditAppend) -> None:
         with self._connection() as c, self._errors():
             pipe = c.pipeline() if self._pipelined() else contextlib.nullcontext()
             with pipe, c.transaction():
@@ -792,6 +892,19 @@ class PostgresStorage(Storage):
         audit: AuditAppend,
         record: AttestationRecord | None = None,
     ) -> bool:
+        if self._committer is not None and self._held.conn is None:
+            return self._committer.submit(
+                _Job(_COMPLETE, challenge_id, (challenge_id, now), audit, record)
+            )
+        return self._complete_direct(challenge_id, now, audit, record)
+
+    def _complete_direct(
+        self,
+        challenge_id: str,
+        now: int,
+        audit: AuditAppend,
+        record: AttestationRecord | None,
+    ) -> bool:
         # The same conditional UPDATE as consume_challenge, in the transaction that writes
         # the outcome: the decision and the single use commit together.
         with self._connection() as c, self._errors():
@@ -820,6 +933,120 @@ class PostgresStorage(Storage):
             except _Lost:
                 return False
         return True
+
+    # -- group commit (see _Committer) --------------------------------------------------
+    def _direct(self, job: _Job) -> bool:
+        """One job on the unbatched path (a batch that failed for a reason of its own)."""
+        if job.kind == _CREATE:
+            self._create_challenge_direct(job.args, job.audit)
+            return True
+        return self._complete_direct(job.args[0], job.args[1], job.audit, job.record)
+
+    def _commit_batch(self, jobs: list[_Job]) -> list[bool]:
+        """Commit ``jobs`` in one transaction (two round trips); whether each one won.
+        Raises (nothing committed, or at COMMIT: unknown) as the unbatched calls do.
+
+        Each round trip is ONE simple-protocol Query message holding several statements
+        (https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT):
+        that protocol has no bind parameters, so the values are bound client-side by
+        psycopg's ``ClientCursor`` (literals escaped by libpq, PQescapeStringConn, with
+        standard_conforming_strings on), and each statement still gets its own snapshot
+        under READ COMMITTED, so the head read after the lock sees the last commit. Measured
+        against psycopg's pipeline mode for the same statements (loopback, 2-core Xeon):
+        about half the client CPU per batch and a shorter round trip. The statements are
+        PREPAREd once per connection, so the server plans them once, not per batch."""
+        if self._closed:
+            raise StorageError("storage.closed", "storage is closed")
+        query: LiteralString = "BEGIN"
+        params: list[Any] = []
+        creates = [
+            {
+                "id": a[0],
+                "nonce": a[1].hex(),
+                "platform": a[2],
+                "node_id": a[3],
+                "created_at": a[4],
+                "expires_at": a[5],
+            }
+            for a in (j.args for j in jobs if j.kind == _CREATE)
+        ]
+        if creates:
+            query += "; EXECUTE sealgate_challenge_insert(%s)"
+            params.append(json.dumps(creates))
+        completes = [(i, j) for i, j in enumerate(jobs) if j.kind == _COMPLETE]
+        if completes:
+            recs = [
+                dict(zip(_ATT_KEYS, (i, *_attestation_args(j.record)), strict=True))
+                for i, j in completes
+                if j.record is not None
+            ]
+            query += "; EXECUTE sealgate_challenge_lock(%s); EXECUTE sealgate_complete(%s, %s)"
+            params.append(json.dumps([j.key for _, j in completes]))
+            params.append(
+                json.dumps([{"i": i, "cid": j.args[0], "now": j.args[1]} for i, j in completes])
+            )
+            params.append(json.dumps(recs))
+        query += "; EXECUTE sealgate_audit_lock(%s); EXECUTE sealgate_audit_head"
+        params.append(AUDIT_LOCK)
+        with self._errors():
+            conn = self._checkout()
+            try:
+                cur = psycopg.ClientCursor(conn)
+                if conn not in self._prepared:
+                    # Its own message, in autocommit: no batch's rollback undoes them, and
+                    # they last as long as the session (a new connection is a new object).
+                    try:
+                        cur.execute(_PREPARE)
+                    except BaseException:
+                        # Some may exist now and a second PREPARE of a name fails: this
+                        # session is not used again (the pool discards a closed connection).
+                        conn.close()
+                        raise
+                    self._prepared.add(conn)
+                try:
+                    cur.execute(query, params)  # first round trip
+                    results: list[list[Any]] = []
+                    while True:
+                        results.append(cur.fetchall() if cur.description is not None else [])
+                        if not cur.nextset():
+                            break
+                    won = [j.kind == _CREATE for j in jobs]
+                    if completes:
+                        for (i,) in results[-3]:  # the UPDATE's RETURNING: the winners
+                            won[i] = True
+                    head = results[-1][0] if results[-1] else None
+                    seq = int(head[0]) if head else 0
+                    prev = bytes(head[1]) if head else _GENESIS
+                    rows: list[dict[str, Any]] = []
+                    for j, w in zip(jobs, won, strict=True):
+                        if not w:
+                            continue
+                        make_entry, link = j.audit
+                        seq += 1
+                        entry = make_entry(seq)
+                        prev = link(prev, entry)
+                        rows.append({"seq": seq, "entry": entry.hex(), "hash": prev.hex()})
+                    # Second round trip: the audit rows and COMMIT.
+                    if rows:
+                        cur.execute(
+                            "EXECUTE sealgate_audit_insert(%s); COMMIT", (json.dumps(rows),)
+                        )
+                        cur.nextset()
+                    else:
+                        cur.execute("COMMIT")
+                    # COMMIT of a transaction the server had already aborted answers
+                    # ROLLBACK, not an error (sql-commit.html): nothing was committed.
+                    if cur.statusmessage != "COMMIT":
+                        raise self._unavailable_msg("the batch's transaction was rolled back")
+                except BaseException:
+                    # Nothing of the batch may stay (a failure in make_entry, a statement):
+                    # roll back here, not only when the pool takes the connection back.
+                    with contextlib.suppress(psycopg.Error):
+                        conn.rollback()
+                    raise
+            finally:
+                self._pool.putconn(conn)
+        return won
 
     def get_attestation(self, jti: str) -> AttestationRecord | None:
         rows = self._q(
@@ -968,6 +1195,186 @@ class PostgresStorage(Storage):
             query = "UPDATE secrets SET wrapped = %s, kek_id = %s WHERE name = %s AND wrapped = %s"
             ref = (item.ref[0],)
         return self._x(query, (wrapped, kek_id, *ref, item.wrapped)) == 1
+
+
+#: The most jobs one group commit takes (one transaction, two round trips): enough that 32
+#: or more concurrent flows per replica share a commit, small enough that one batch's
+#: statements stay well inside one pipeline's buffers and its lock hold stays short.
+MAX_BATCH = 64
+
+_CREATE = 0
+_COMPLETE = 1
+
+
+@dataclass(eq=False)
+class _Job:
+    """One audited hot-path write waiting for the committer. ``key`` is the challenge id:
+    a batch takes its row locks in ``key`` order (see ``_Committer``)."""
+
+    kind: int
+    key: str
+    args: tuple[Any, ...]
+    audit: AuditAppend
+    record: AttestationRecord | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    won: bool = False
+    #: Set instead of ``won``: ``("unavailable", message)``, or the exception to raise.
+    error: BaseException | tuple[str, str] | None = None
+    #: The caller stopped waiting (bounded wait): not started, it is dropped.
+    abandoned: bool = False
+
+
+class _Committer:
+    """Group commit for ``create_challenge(…, audit)`` and ``complete_attestation`` outside
+    ``atomic()``: one thread takes every queued job (at most ``MAX_BATCH``) and commits them
+    in ONE transaction of two round trips (each one multi-statement message, see
+    ``PostgresStorage._commit_batch``):
+
+    1. BEGIN, one statement per kind of work for the whole batch (the challenge INSERT; the
+       challenge rows locked in id order; the conditional single-use UPDATE with the
+       attestation INSERT fed by its RETURNING), ``pg_advisory_xact_lock`` and the audit
+       head read;
+    2. Python links each winner's entry onto the head in order, then one multi-row audit
+       INSERT and COMMIT.
+
+    The audit lock is thus held for one round trip and one Python step per *batch* instead
+    of several round trips per call, each of which (with many threads) also waits for the
+    GIL: that convoy was the bottleneck. Semantics are the unbatched path's: the single-use
+    UPDATE is the same statement (READ COMMITTED re-checks its WHERE on the newest row
+    version, so across replicas one caller wins, and within a batch a second job for the
+    same challenge sees the first one's update and loses); the chain is appended under the
+    same lock after a head read in a later statement; a caller learns it won only after
+    COMMIT returned.
+
+    Row locks are taken in challenge-id order and all before the advisory lock, so batches
+    of several replicas cannot deadlock on each other (each holds only locks earlier in one
+    global order while it waits) nor with the unbatched path (one row lock, then the
+    advisory lock, never a row lock after it).
+
+    Failures: ``StorageUnavailable`` (connection lost, pool or statement timeout, a failure
+    at COMMIT) goes to every job of the batch: its outcome is unknown, so no caller may
+    release a key for it (fail closed). Any other failure (a constraint, a value PostgreSQL
+    cannot hold, an exception in a ``make_entry``) rolls the batch back and runs its jobs
+    one by one on the unbatched path, so one bad job never decides the others' fate."""
+
+    def __init__(self, st: PostgresStorage, wait_bound: float) -> None:
+        self._st = st
+        self._wait_bound = wait_bound
+        self._q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopping = False
+        #: Batches and jobs committed so far (tests, measurements).
+        self.batches = 0
+        self.jobs = 0
+        self._thread = threading.Thread(
+            target=self._loop, name="sealgate-pg-committer", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, job: _Job) -> bool:
+        with self._lock:
+            if self._stopping:
+                raise StorageError("storage.closed", "storage is closed")
+            self._q.put(job)
+        if not job.done.wait(self._wait_bound):
+            job.abandoned = True
+            if not job.done.is_set():
+                # The committer is stuck past every timeout it applies (pool, statement):
+                # the outcome is unknown, so this is a failure, never a success.
+                raise self._st._unavailable_msg("no commit outcome within the wait bound")
+        err = job.error
+        if err is None:
+            return job.won
+        if isinstance(err, tuple):
+            raise StorageUnavailable(err[1])
+        raise err
+
+    def stop(self, timeout: float) -> None:
+        """Refuse new jobs, commit the queued ones, then end the thread; jobs still queued
+        after ``timeout`` fail with ``storage.closed``."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._q.put(None)
+        self._thread.join(timeout)
+        while True:
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job.error = StorageError("storage.closed", "storage is closed")
+                job.done.set()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._q.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = False
+            while len(jobs) < MAX_BATCH:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            try:
+                self._run([j for j in jobs if not j.abandoned])
+            except BaseException as e:  # never leave a caller waiting, never die silently
+                log.error("group commit failed (%s)", type(e).__name__)
+                for j in jobs:
+                    if not j.done.is_set():
+                        j.error = ("unavailable", f"database {self._st._redacted}: commit failed")
+                        j.done.set()
+            if stop:
+                # Jobs queued before the stop marker were all taken above; any left were
+                # refused in submit().
+                return
+
+    def _run(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        st = self._st
+        order = sorted(jobs, key=lambda j: j.key)
+        try:
+            won = st._commit_batch(order)
+        except StorageUnavailable as e:
+            for j in order:
+                j.error = ("unavailable", e.message)
+                j.done.set()
+            return
+        except StorageError as e:
+            if e.code == "storage.closed":
+                for j in order:
+                    j.error = StorageError("storage.closed", "storage is closed")
+                    j.done.set()
+                return
+            won = None
+        except Exception:
+            won = None
+        if won is not None:
+            self.batches += 1
+            self.jobs += len(order)
+            for j, w in zip(order, won, strict=True):
+                j.won = w
+                j.done.set()
+            return
+        # Rolled back for a reason that may be one job's own: each alone, on the
+        # unbatched path, so each gets its own outcome.
+        for j in order:
+            try:
+                j.won = st._direct(j)
+            except BaseException as e:
+                if isinstance(e, StorageUnavailable):
+                    j.error = ("unavailable", e.message)
+                else:
+                    j.error = e
+            j.done.set()
 
 
 class _Lost(Exception):

@@ -95,9 +95,19 @@ def default_url(data_dir: str | os.PathLike[str]) -> str:
     return "sqlite://" + str(Path(data_dir).absolute() / "sealgate.db")
 
 
-def open_storage(url: str | DatabaseUrl, *, create: bool = True) -> Storage:
+#: Connections a server's storage may hold beyond its worker threads: the group-commit
+#: thread, the readiness probe, housekeeping, checkpoints and one spare. Fewer, and a
+#: busy pool makes calls wait for a connection, and a pool timeout flips readiness.
+POOL_EXTRA = 5
+
+
+def open_storage(
+    url: str | DatabaseUrl, *, create: bool = True, workers: int | None = None
+) -> Storage:
     """Open (and migrate) the storage a URL names. ``create=False`` refuses a SQLite file
-    that does not exist yet (offline tools read a deployment, they never start one)."""
+    that does not exist yet (offline tools read a deployment, they never start one).
+    ``workers``: the threads that will call it at once (a server's pool), which sizes a
+    PostgreSQL connection pool (``workers + POOL_EXTRA``; default 16)."""
     db = url if isinstance(url, DatabaseUrl) else parse(url)
     if db.backend == "sqlite":
         from sealgate.storage.sqlite import SqliteStorage
@@ -107,4 +117,6 @@ def open_storage(url: str | DatabaseUrl, *, create: bool = True) -> Storage:
         return SqliteStorage(db.target)
     from sealgate.storage.postgres import PostgresStorage
 
-    return PostgresStorage(db.target)
+    if workers is None:
+        return PostgresStorage(db.target)
+    return PostgresStorage(db.target, pool_max=max(1, workers) + POOL_EXTRA)
