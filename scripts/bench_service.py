@@ -80,6 +80,7 @@ from sealgate._proto import admin_pb2, admin_pb2_grpc, attestation_pb2, attestat
 from sealgate.node.agent import NodeAgent
 from sealgate.protocol import PLATFORM_ENUM
 from sealgate.service.auth import mint_operator_token
+from sealgate.testing.machine import cpu_model
 from sealgate.testing.softnode import SoftwareCa, SoftwareSnp, SoftwareTdx, SoftwareTpm
 
 BIN = Path(sys.executable).parent / "sealgate"
@@ -193,14 +194,6 @@ def postmaster_pids() -> list[int]:
         if parent != "postgres":
             pids.append(int(entry.name))
     return pids
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 async def run_clients(
