@@ -21,10 +21,10 @@ def _open(path: str, start: object, out: object) -> None:
 
 def test_processes_opening_a_new_file_together_all_succeed(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("fork")
-    for round_ in range(5):
+    for round_ in range(10):
         path = str(tmp_path / f"new{round_}.db")
         start, out = ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_open, args=(path, start, out)) for _ in range(6)]
+        procs = [ctx.Process(target=_open, args=(path, start, out)) for _ in range(8)]
         for p in procs:
             p.start()
         start.set()

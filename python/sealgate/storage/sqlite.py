@@ -134,10 +134,17 @@ class SqliteStorage(Storage):
             if self._closed:
                 raise StorageError("storage.closed", "storage is closed")
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            # The busy timeout first: switching a new file to WAL takes a lock, and processes
-            # opening one at the same moment must wait for each other, not fail "locked".
             conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Switching a new file to WAL reads the header under a shared lock and then needs
+            # an exclusive one; a connection holding a shared lock that waits for another's
+            # write would deadlock, so SQLite answers "database is locked" at once instead of
+            # calling the busy handler (sqlite.org/c3ref/busy_handler.html). Processes opening
+            # one new file together (replicas, workers) therefore switch it under the writers'
+            # lock. WAL mode is persistent: a file already in it (always, once the constructor
+            # has migrated it) needs no switch, so readers never wait for a writer here.
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                with self._write:
+                    conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
