@@ -94,6 +94,7 @@ from sealgate.storage import (
     WrappedItem,
     schema,
 )
+from sealgate.storage import rows as rows_
 from sealgate.storage.url import redact
 
 log = logging.getLogger("sealgate.storage.postgres")
@@ -518,7 +519,7 @@ class PostgresStorage(Storage):
             " RETURNING id, nonce, platform, node_id, created_at, expires_at",
             (challenge_id, now),
         )
-        return _challenge(rows)
+        return rows_.challenge(rows)
 
     def get_challenge(self, challenge_id: str, now: int) -> Challenge | None:
         rows = self._q(
@@ -526,7 +527,7 @@ class PostgresStorage(Storage):
             " WHERE id = %s AND used = 0 AND expires_at > %s",
             (challenge_id, now),
         )
-        return _challenge(rows)
+        return rows_.challenge(rows)
 
     def config_generation(self) -> int:
         return int(self._q("SELECT generation FROM config_generation")[0][0])
@@ -695,7 +696,7 @@ class PostgresStorage(Storage):
         if not rows:
             return None
         r = rows[0]
-        return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+        return rows_.key_version(r)
 
     def get_current_key_version(self, key_id: str) -> KeyVersionRecord | None:
         rows = self._q(
@@ -707,7 +708,7 @@ class PostgresStorage(Storage):
         if not rows:
             return None
         r = rows[0]
-        return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+        return rows_.key_version(r)
 
     # -- enrollment and nodes ---------------------------------------------------------
     def create_enrollment(self, e: Enrollment) -> None:
@@ -738,9 +739,7 @@ class PostgresStorage(Storage):
         if len(rows) != 1:
             return None
         r = rows[0]
-        return Enrollment(
-            r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), int(r[7]), int(r[8])
-        )
+        return rows_.enrollment(r)
 
     def upsert_node(self, node: Node) -> None:
         with self._tx() as c:
@@ -767,11 +766,7 @@ class PostgresStorage(Storage):
                 ),
             )
 
-    @staticmethod
-    def _node(r: tuple[Any, ...]) -> Node:
-        return Node(
-            r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), int(r[6]), bool(r[7]), int(r[8])
-        )
+    _node = staticmethod(rows_.node)
 
     def get_node(self, node_id: str) -> Node | None:
         rows = self._q(
@@ -818,9 +813,7 @@ class PostgresStorage(Storage):
         return self._node(rows[0]) if rows else None
 
     # -- identity revocations ---------------------------------------------------------
-    @staticmethod
-    def _revocation(r: tuple[Any, ...]) -> Revocation:
-        return Revocation(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], int(r[7]), r[8])
+    _revocation = staticmethod(rows_.revocation)
 
     _REV_SELECT: LiteralString = (
         "SELECT seq, platform, identity, node_id, reason, revoked_at, revoked_by, lifted_at,"
@@ -1057,10 +1050,7 @@ class PostgresStorage(Storage):
         if not rows:
             return None
         r = rows[0]
-        granted = tuple(str(k) for k in json.loads(r[8]))
-        return AttestationRecord(
-            r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), granted, int(r[9])
-        )
+        return rows_.attestation(r)
 
     # -- audit ------------------------------------------------------------------------
     def append_audit(
@@ -1087,7 +1077,7 @@ class PostgresStorage(Storage):
             " WHERE before < %s ORDER BY seq",
             (after_seq, limit, max(1, max_bytes)),
         )
-        return [AuditRow(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+        return [rows_.audit_row(r) for r in rows]
 
     def iter_audit(
         self, batch: int = 1000, max_bytes: int = AUDIT_PAGE_BYTES
@@ -1125,18 +1115,14 @@ class PostgresStorage(Storage):
             "SELECT kid, wrapped_private, public_jwk, created_at, retired_at, kek_id"
             " FROM signing_keys ORDER BY created_at, kid"
         )
-        return [SigningKeyRecord(r[0], bytes(r[1]), r[2], int(r[3]), int(r[4]), r[5]) for r in rows]
+        return [rows_.signing_key(r) for r in rows]
 
     # -- service secrets and re-wrapping ----------------------------------------------
     def get_secret(self, name: str) -> SecretRecord | None:
         rows = self._q(
             "SELECT name, wrapped, kek_id, created_at FROM secrets WHERE name = %s", (name,)
         )
-        return (
-            SecretRecord(rows[0][0], bytes(rows[0][1]), rows[0][2], int(rows[0][3]))
-            if rows
-            else None
-        )
+        return rows_.secret(rows[0]) if rows else None
 
     def put_secret(self, rec: SecretRecord) -> SecretRecord:
         # ON CONFLICT DO NOTHING waits for a concurrent inserter and then skips; the SELECT
@@ -1379,13 +1365,6 @@ class _Committer:
 
 class _Lost(Exception):
     """The challenge was not live and unused: roll back, write nothing."""
-
-
-def _challenge(rows: list[tuple[Any, ...]]) -> Challenge | None:
-    if len(rows) != 1:
-        return None
-    r = rows[0]
-    return Challenge(r[0], bytes(r[1]), r[2], r[3], int(r[4]), int(r[5]))
 
 
 def _attestation_args(rec: AttestationRecord) -> tuple[Any, ...]:

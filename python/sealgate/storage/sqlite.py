@@ -43,6 +43,7 @@ from sealgate.storage import (
     WrappedItem,
     schema,
 )
+from sealgate.storage import rows as rows_
 
 #: The shared migrations history (``sealgate.storage.schema``) as SQLite runs it: the same
 #: statement text released versions ran, so existing databases' schemas never differ.
@@ -50,14 +51,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = schema.render("sqlite")
 
 SCHEMA_VERSION = schema.SCHEMA_VERSION
 _GENESIS = bytes(32)
-
-
-def _challenge(rows: list[tuple[Any, ...]]) -> Challenge | None:
-    """The one challenge row of a query (id, nonce, platform, node_id, created, expires)."""
-    if len(rows) != 1:
-        return None
-    r = rows[0]
-    return Challenge(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
 
 
 class _WriteLock:
@@ -247,7 +240,7 @@ class SqliteStorage(Storage):
                 )
                 .fetchall()
             )
-        return _challenge(rows)
+        return rows_.challenge(rows)
 
     def get_challenge(self, challenge_id: str, now: int) -> Challenge | None:
         rows = self._q(
@@ -255,7 +248,7 @@ class SqliteStorage(Storage):
             " WHERE id = ? AND used = 0 AND expires_at > ?",
             (challenge_id, now),
         )
-        return _challenge(rows)
+        return rows_.challenge(rows)
 
     def config_generation(self) -> int:
         return int(self._q("SELECT generation FROM config_generation")[0][0])
@@ -427,7 +420,7 @@ class SqliteStorage(Storage):
         if not rows:
             return None
         r = rows[0]
-        return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+        return rows_.key_version(r)
 
     def get_current_key_version(self, key_id: str) -> KeyVersionRecord | None:
         rows = self._q(
@@ -439,7 +432,7 @@ class SqliteStorage(Storage):
         if not rows:
             return None
         r = rows[0]
-        return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+        return rows_.key_version(r)
 
     # -- enrollment and nodes ---------------------------------------------------------
     def create_enrollment(self, e: Enrollment) -> None:
@@ -474,7 +467,7 @@ class SqliteStorage(Storage):
         if len(rows) != 1:
             return None
         r = rows[0]
-        return Enrollment(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), r[7], r[8])
+        return rows_.enrollment(r)
 
     def upsert_node(self, node: Node) -> None:
         with self._tx() as c:
@@ -506,9 +499,7 @@ class SqliteStorage(Storage):
         " revoked, revoked_at"
     )
 
-    @staticmethod
-    def _node(r: tuple[Any, ...]) -> Node:
-        return Node(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), r[6], bool(r[7]), r[8])
+    _node = staticmethod(rows_.node)
 
     def get_node(self, node_id: str) -> Node | None:
         rows = self._q(f"SELECT {self._NODE_COLS} FROM nodes WHERE node_id = ?", (node_id,))  # noqa: S608
@@ -543,9 +534,7 @@ class SqliteStorage(Storage):
         "seq, platform, identity, node_id, reason, revoked_at, revoked_by, lifted_at, lifted_by"
     )
 
-    @staticmethod
-    def _revocation(r: tuple[Any, ...]) -> Revocation:
-        return Revocation(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], int(r[7]), r[8])
+    _revocation = staticmethod(rows_.revocation)
 
     def _active_revocation(self, platform: str, identity: str) -> Revocation | None:
         rows = self._q(
@@ -649,8 +638,7 @@ class SqliteStorage(Storage):
         if not rows:
             return None
         r = rows[0]
-        granted = tuple(str(k) for k in json.loads(r[8]))
-        return AttestationRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], granted, int(r[9]))
+        return rows_.attestation(r)
 
     # -- audit ------------------------------------------------------------------------
     def append_audit(
@@ -684,7 +672,7 @@ class SqliteStorage(Storage):
             # Row by row, so a page of huge entries stops at the byte budget instead of
             # being fetched whole.
             for r in cur:
-                out.append(AuditRow(int(r[0]), bytes(r[1]), bytes(r[2])))
+                out.append(rows_.audit_row(r))
                 size += len(r[1])
                 if size >= max_bytes:
                     break
@@ -728,18 +716,14 @@ class SqliteStorage(Storage):
             "SELECT kid, wrapped_private, public_jwk, created_at, retired_at, kek_id"
             " FROM signing_keys ORDER BY created_at, kid"
         )
-        return [SigningKeyRecord(r[0], bytes(r[1]), r[2], int(r[3]), int(r[4]), r[5]) for r in rows]
+        return [rows_.signing_key(r) for r in rows]
 
     # -- service secrets and re-wrapping ----------------------------------------------
     def get_secret(self, name: str) -> SecretRecord | None:
         rows = self._q(
             "SELECT name, wrapped, kek_id, created_at FROM secrets WHERE name = ?", (name,)
         )
-        return (
-            SecretRecord(rows[0][0], bytes(rows[0][1]), rows[0][2], int(rows[0][3]))
-            if rows
-            else None
-        )
+        return rows_.secret(rows[0]) if rows else None
 
     def put_secret(self, rec: SecretRecord) -> SecretRecord:
         with self._tx() as c:

@@ -1,0 +1,79 @@
+"""Rows → records, shared by both backends: each decoder takes a row in the column order its
+queries select, and normalises driver types (SQLite returns ``bytes``/``int``, psycopg
+``bytes``/``memoryview`` and ``int``) so both backends hand out identical records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sealgate.storage import (
+    AttestationRecord,
+    AuditRow,
+    Challenge,
+    Enrollment,
+    KeyVersionRecord,
+    Node,
+    Revocation,
+    SecretRecord,
+    SigningKeyRecord,
+)
+
+Row = tuple[Any, ...]
+
+
+def challenge(rows: list[Row]) -> Challenge | None:
+    """The one row of a challenge query (id, nonce, platform, node_id, created, expires)."""
+    if len(rows) != 1:
+        return None
+    r = rows[0]
+    return Challenge(r[0], bytes(r[1]), r[2], r[3], int(r[4]), int(r[5]))
+
+
+def key_version(r: Row) -> KeyVersionRecord:
+    """(key_id, version, wrapped, kek_id, created_at)."""
+    return KeyVersionRecord(r[0], int(r[1]), bytes(r[2]), r[3], int(r[4]))
+
+
+def enrollment(r: Row) -> Enrollment:
+    """(id, node_id, ek_fingerprint, ek_ca_fingerprint, ak_public, ak_name, secret_hash,
+    created_at, expires_at)."""
+    return Enrollment(
+        r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), int(r[7]), int(r[8])
+    )
+
+
+def node(r: Row) -> Node:
+    """(node_id, platform, ek_fingerprint, ek_ca_fingerprint, ak_name, ak_public,
+    enrolled_at, revoked, revoked_at)."""
+    return Node(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), int(r[6]), bool(r[7]), int(r[8]))
+
+
+def revocation(r: Row) -> Revocation:
+    """(seq, platform, identity, node_id, reason, revoked_at, revoked_by, lifted_at,
+    lifted_by)."""
+    return Revocation(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], int(r[7]), r[8])
+
+
+def attestation(r: Row) -> AttestationRecord:
+    """(jti, node_id, platform, challenge_id, claims, runtime_key_jkt, issued_at, expires_at,
+    granted_keys as a JSON list, revocation_mark)."""
+    granted = tuple(str(k) for k in json.loads(r[8]))
+    return AttestationRecord(
+        r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), granted, int(r[9])
+    )
+
+
+def audit_row(r: Row) -> AuditRow:
+    """(seq, entry, hash)."""
+    return AuditRow(int(r[0]), bytes(r[1]), bytes(r[2]))
+
+
+def signing_key(r: Row) -> SigningKeyRecord:
+    """(kid, wrapped_private, public_jwk, created_at, retired_at, kek_id)."""
+    return SigningKeyRecord(r[0], bytes(r[1]), r[2], int(r[3]), int(r[4]), r[5])
+
+
+def secret(r: Row) -> SecretRecord:
+    """(name, wrapped, kek_id, created_at)."""
+    return SecretRecord(r[0], bytes(r[1]), r[2], int(r[3]))
