@@ -399,3 +399,13 @@ def test_a_dropped_login_is_restored(hsm: SoftHsm, caplog: pytest.LogCaptureFixt
         assert "logging in again" in caplog.text and USER_PIN not in caplog.text
     finally:
         p.close()
+
+
+def test_a_fifo_as_pin_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    from sealgate.broker.pkcs11 import read_pin
+
+    fifo = tmp_path / "pin"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(KekError) as e:
+        read_pin(str(fifo))
+    assert e.value.code == "broker.kek.pin_unreadable"

@@ -127,7 +127,9 @@ def read_pin(path: str) -> str:
     """The PIN in ``path`` (one trailing newline dropped). A file others can read is
     refused, as a KEK file is (group may read it: a service group is common)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO in the PIN file's place must not hang the start (the type is
+        # checked on the open descriptor below).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise KekError(
             "broker.kek.pin_unreadable", f"cannot read the PIN file {path}: {e.strerror}"
