@@ -70,6 +70,7 @@ bench: setup
 	$(PY) scripts/bench_tpm.py
 	$(PY) scripts/bench_snp.py
 	$(PY) scripts/bench_tdx.py
+	$(PY) scripts/bench_azure.py
 	$(PY) scripts/bench_kek.py
 	$(PY) scripts/bench_service.py
 

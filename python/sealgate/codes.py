@@ -54,8 +54,13 @@ _FORMAT = {
 }
 
 #: The Azure containers parsed in Rust (rust/formats/src/azure.rs) name their parse failures
-#: ``azure.hcl.<kind>`` and ``azure.quote_bin.<kind>`` (ParseError::code).
-_AZURE_CONTAINERS = {"azure.hcl": "HCL report", "azure.quote_bin": "vTPM quote.bin"}
+#: ``azure.hcl.<kind>``, ``azure.quote_bin.<kind>`` and ``azure.runtime_data.<kind>``
+#: (ParseError::code).
+_AZURE_CONTAINERS = {
+    "azure.hcl": "HCL report",
+    "azure.quote_bin": "vTPM quote.bin",
+    "azure.runtime_data": "HCL runtime data",
+}
 _AZURE_FORMAT = {
     f"{prefix}.{kind}": Code("formats (Rust), azure", f"{name}: {meaning}")
     for prefix, name in _AZURE_CONTAINERS.items()
@@ -121,9 +126,6 @@ CODES: dict[str, Code] = {
             "attests its TDREPORT",
             "azure.hcl.td_quote_mismatch": "the TD quote does not repeat the HCL report's "
             "TDREPORT (report_data, MR_TD, RTMRs, ...)",
-            "azure.runtime_data.invalid": "the runtime data is not the JSON the paravisor "
-            "writes (shape, encoding, duplicate key)",
-            "azure.runtime_data.too_large": "the runtime data exceeds the size bound",
             "azure.runtime_data.ak_missing": "the runtime data carries no HCLAkPub",
             "azure.runtime_data.ak_unsupported": "HCLAkPub is not an RSA-2048..4096 signing "
             "key with e=65537",

@@ -15,8 +15,7 @@ import base64
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sealgate import _core
 from sealgate.errors import ParseError
@@ -60,8 +59,7 @@ def _thumbprint(n: bytes, e: bytes) -> str:
     return _b64url_encode(hashlib.sha256(canon.encode()).digest())
 
 
-@dataclass(frozen=True)
-class Jwk:
+class Jwk(NamedTuple):
     """An RSA public JWK from the runtime data (RFC 7518 §6.3.1)."""
 
     kid: str
@@ -93,8 +91,7 @@ def _jwk(t: tuple[str, str, bytes, bytes, list[str]]) -> Jwk:
     return Jwk(kid, n, e, tuple(ops))
 
 
-@dataclass(frozen=True)
-class RuntimeData:
+class RuntimeData(NamedTuple):
     """The runtime data JSON, checked: ``ak`` is HCLAkPub (always present), ``ek`` HCLEkPub
     (absent from old reports), ``vm_configuration`` the paravisor's VM settings with the
     keys as stored (``secure-boot``, ``tpm-enabled``, ``console-enabled``,
@@ -107,7 +104,7 @@ class RuntimeData:
     vm_configuration: dict[str, bool | int | str]
     user_data: bytes | None
 
-    @functools.cached_property
+    @property
     def sha256(self) -> bytes:
         return hashlib.sha256(self.raw).digest()
 
@@ -149,26 +146,25 @@ class RuntimeData:
         }
 
 
-@dataclass(frozen=True)
-class HclReport:
+class HclReport(NamedTuple):
     """A parsed HCL report (rust/formats/src/azure.rs). ``kind`` "snp" or "tdx";
     ``hardware_report`` the SNP report (1184 B) or TDREPORT (1024 B); ``runtime_data``
     exactly as stored; ``report_data`` the hardware report's; ``td_report`` (TDX) the
     TDREPORT fields a TD quote repeats, hex, keyed as ``TdxQuote.claims()``."""
 
-    raw: bytes = field(repr=False)
+    raw: bytes
     version: int
     request_type: int
     kind: str
     report_type: int
     hash_type: int
     length: int
-    hardware_report: bytes = field(repr=False)
-    runtime_data: bytes = field(repr=False)
+    hardware_report: bytes
+    runtime_data: bytes
     report_data: bytes
-    td_report: dict[str, str] | None = field(repr=False)
+    td_report: dict[str, str] | None
     #: SHA-256 of ``runtime_data`` (what report_data[0:32] must be).
-    runtime_data_sha256: bytes = field(repr=False)
+    runtime_data_sha256: bytes
 
     @property
     def platform(self) -> str:
@@ -200,5 +196,5 @@ def parse_hcl_report(data: bytes) -> HclReport:
         runtime_data=runtime,
         report_data=raw.report_data,
         td_report=raw.td_report(),
-        runtime_data_sha256=hashlib.sha256(runtime).digest(),
+        runtime_data_sha256=raw.runtime_data_sha256,
     )

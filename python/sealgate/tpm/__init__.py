@@ -240,23 +240,11 @@ def verify_quote(
                 res.fail_from(qe)
                 return res
         res.fail_from(e)
-    if out is not None:
-        parsed = out.quote
-    assert parsed is not None  # set above on every path that does not return
-    res.claims.update(
-        {
-            "nonce": parsed.extra_data.hex(),
-            "pcr_selection": {bank: idx for bank, idx in parsed.pcr_selection},
-            "pcr_digest": parsed.pcr_digest.hex(),
-            "firmware_version": parsed.firmware_version,
-            "clock": parsed.clock,
-            "reset_count": parsed.reset_count,
-            "restart_count": parsed.restart_count,
-            "safe": parsed.safe,
-            "qualified_signer": parsed.qualified_signer.hex(),
-            "ak_name": key.name.hex() if key.name is not None else None,
-        }
-    )
+    # Claims from the quote's own fields (one dict built in Rust): the verified quote's,
+    # else the separately parsed one's.
+    claims = out.quote_claims() if out is not None else parsed.claims() if parsed else {}
+    claims["ak_name"] = key.name.hex() if key.name is not None else None
+    res.claims.update(claims)
     if out is not None:
         res.claims.update(
             {

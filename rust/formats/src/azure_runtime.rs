@@ -16,6 +16,7 @@
 use crate::error::{ParseError, ParseErrorKind, Platform, Result};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -36,65 +37,106 @@ pub const AK_KID: &str = "HCLAkPub";
 pub const EK_KID: &str = "HCLEkPub";
 
 /// A JSON value with object members in document order (duplicates refused while parsing).
+/// Strings borrow from the input unless they hold escapes.
 #[derive(Debug, Clone, PartialEq)]
-enum Json {
+enum Json<'a> {
     Null,
     Bool(bool),
     Num(serde_json::Number),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+    Str(Cow<'a, str>),
+    Arr(Vec<Json<'a>>),
+    Obj(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
-impl<'de> Deserialize<'de> for Json {
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
-        d.deserialize_any(JsonVisitor)
+        d.deserialize_any(JsonVisitor(core::marker::PhantomData))
     }
 }
 
-struct JsonVisitor;
+/// A key as serde_json hands it over: borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
 
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        struct KeyVisitor<'a>(core::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> core::result::Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> core::result::Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> core::result::Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor(core::marker::PhantomData))
+    }
+}
+
+/// Objects up to this many members check duplicates by scanning (the runtime data's
+/// objects have 1-6); larger ones through a set, so the check stays linear.
+const SCAN_MEMBERS: usize = 16;
+
+struct JsonVisitor<'a>(core::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
+    type Value = Json<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E>(self) -> core::result::Result<Json, E> {
+    fn visit_unit<E>(self) -> core::result::Result<Json<'a>, E> {
         Ok(Json::Null)
     }
-    fn visit_bool<E>(self, v: bool) -> core::result::Result<Json, E> {
+    fn visit_bool<E>(self, v: bool) -> core::result::Result<Json<'a>, E> {
         Ok(Json::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> core::result::Result<Json, E> {
+    fn visit_i64<E>(self, v: i64) -> core::result::Result<Json<'a>, E> {
         Ok(Json::Num(v.into()))
     }
-    fn visit_u64<E>(self, v: u64) -> core::result::Result<Json, E> {
+    fn visit_u64<E>(self, v: u64) -> core::result::Result<Json<'a>, E> {
         Ok(Json::Num(v.into()))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> core::result::Result<Json, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> core::result::Result<Json<'a>, E> {
         serde_json::Number::from_f64(v)
             .map(Json::Num)
             .ok_or_else(|| E::custom("a number that is not finite"))
     }
-    fn visit_str<E>(self, v: &str) -> core::result::Result<Json, E> {
-        Ok(Json::Str(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> core::result::Result<Json<'a>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> core::result::Result<Json, E> {
-        Ok(Json::Str(v))
+    fn visit_str<E>(self, v: &str) -> core::result::Result<Json<'a>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> core::result::Result<Json, A::Error> {
+    fn visit_string<E>(self, v: String) -> core::result::Result<Json<'a>, E> {
+        Ok(Json::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> core::result::Result<Json<'a>, A::Error> {
         let mut out = Vec::new();
         while let Some(v) = seq.next_element()? {
             out.push(v);
         }
         Ok(Json::Arr(out))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> core::result::Result<Json, A::Error> {
-        let mut out: Vec<(String, Json)> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        while let Some(k) = map.next_key::<String>()? {
-            if !seen.insert(k.clone()) {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> core::result::Result<Json<'a>, A::Error> {
+        let mut out: Vec<(Cow<'a, str>, Json<'a>)> = Vec::new();
+        let mut seen: HashSet<Cow<'a, str>> = HashSet::new();
+        while let Some(Key(k)) = map.next_key::<Key<'a>>()? {
+            let dup = if out.len() < SCAN_MEMBERS {
+                out.iter().any(|(o, _)| *o == k)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(out.iter().map(|(o, _)| o.clone()));
+                }
+                !seen.insert(k.clone())
+            };
+            if dup {
                 return Err(de::Error::custom(format!(
                     "member {:?} appears twice",
                     k.chars().take(40).collect::<String>()
@@ -107,8 +149,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
-impl Json {
-    fn get(&self, key: &str) -> Option<&Json> {
+impl<'a> Json<'a> {
+    fn get(&self, key: &str) -> Option<&Json<'a>> {
         match self {
             Json::Obj(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
@@ -153,7 +195,7 @@ fn invalid(field: &'static str, detail: impl Into<String>) -> ParseError {
     )
 }
 
-fn depth_ok(v: &Json) -> bool {
+fn depth_ok(v: &Json<'_>) -> bool {
     // Iterative (no recursion on attacker-chosen nesting).
     let mut stack = vec![(v, 1usize)];
     while let Some((v, d)) = stack.pop() {
@@ -169,7 +211,7 @@ fn depth_ok(v: &Json) -> bool {
     true
 }
 
-fn b64url(v: Option<&Json>, field: &'static str) -> Result<Vec<u8>> {
+fn b64url(v: Option<&Json<'_>>, field: &'static str) -> Result<Vec<u8>> {
     match v {
         Some(Json::Str(s)) if s.len() <= MAX_B64_LEN => Base64UrlUnpadded::decode_vec(s)
             .map_err(|_| invalid(field, "not canonical base64url without padding")),
@@ -177,9 +219,9 @@ fn b64url(v: Option<&Json>, field: &'static str) -> Result<Vec<u8>> {
     }
 }
 
-fn jwk(v: &Json, kid: &str) -> Result<Jwk> {
+fn jwk(v: &Json<'_>, kid: &str) -> Result<Jwk> {
     let kty = match v.get("kty") {
-        Some(Json::Str(s)) if s.len() <= 16 => s.clone(),
+        Some(Json::Str(s)) if s.len() <= 16 => s.to_string(),
         _ => {
             return Err(invalid(
                 "keys[].kty",
@@ -192,7 +234,7 @@ fn jwk(v: &Json, kid: &str) -> Result<Jwk> {
         Some(Json::Arr(a)) if a.len() <= MAX_KEY_OPS => a
             .iter()
             .map(|o| match o {
-                Json::Str(s) if s.len() <= 32 => Ok(s.clone()),
+                Json::Str(s) if s.len() <= 32 => Ok(s.to_string()),
                 _ => Err(invalid(
                     "keys[].key_ops",
                     format!("{kid}: a key_ops entry is not a short string"),
@@ -226,7 +268,7 @@ pub fn parse_runtime_data(buf: &[u8]) -> Result<RuntimeData> {
             format!("{} bytes, at most {MAX_RUNTIME_DATA}", buf.len()),
         ));
     }
-    let doc: Json = serde_json::from_slice(buf).map_err(|e| {
+    let doc: Json<'_> = serde_json::from_slice(buf).map_err(|e| {
         invalid(
             "runtime data",
             format!("not JSON (line {} column {}): {e}", e.line(), e.column()),
@@ -253,8 +295,8 @@ pub fn parse_runtime_data(buf: &[u8]) -> Result<RuntimeData> {
     let (mut ak, mut ek) = (None, None);
     for k in keys {
         let (kid, slot) = match k.get("kid") {
-            Some(Json::Str(s)) if s == AK_KID => (AK_KID, &mut ak),
-            Some(Json::Str(s)) if s == EK_KID => (EK_KID, &mut ek),
+            Some(Json::Str(s)) if s.as_ref() == AK_KID => (AK_KID, &mut ak),
+            Some(Json::Str(s)) if s.as_ref() == EK_KID => (EK_KID, &mut ek),
             _ => continue, // another key: carried, unread
         };
         if slot.is_some() {
@@ -270,7 +312,7 @@ pub fn parse_runtime_data(buf: &[u8]) -> Result<RuntimeData> {
                 let s = match v {
                     Json::Bool(b) => Scalar::Bool(*b),
                     Json::Num(n) if n.is_i64() => Scalar::Int(n.as_i64().unwrap_or_default()),
-                    Json::Str(s) if s.len() <= MAX_VM_STRING => Scalar::Str(s.clone()),
+                    Json::Str(s) if s.len() <= MAX_VM_STRING => Scalar::Str(s.to_string()),
                     _ => {
                         return Err(invalid(
                             "vm-configuration",
@@ -281,7 +323,7 @@ pub fn parse_runtime_data(buf: &[u8]) -> Result<RuntimeData> {
                         ))
                     }
                 };
-                vm_configuration.push((k.clone(), s));
+                vm_configuration.push((k.to_string(), s));
             }
         }
         Some(_) => {
@@ -398,6 +440,32 @@ mod tests {
         );
         let two_aks = r#"{"keys":[{"kid":"HCLAkPub","kty":"RSA","e":"AQAB","n":"AQ"},{"kid":"HCLAkPub","kty":"RSA","e":"AQAB","n":"AQ"}]}"#;
         assert_eq!(code(two_aks), "azure.runtime_data.invalid");
+    }
+
+    #[test]
+    fn large_objects_check_duplicates_through_the_set() {
+        let members: Vec<String> = (0..40).map(|i| format!("\"m{i}\":{i}")).collect();
+        let ok = format!(
+            r#"{{"keys":[],"vm-configuration":{{{}}}}}"#,
+            members.join(",")
+        );
+        assert_eq!(
+            parse_runtime_data(ok.as_bytes())
+                .unwrap()
+                .vm_configuration
+                .len(),
+            40
+        );
+        let dup = format!(
+            r#"{{"keys":[],"vm-configuration":{{{},"m3":1}}}}"#,
+            members.join(",")
+        );
+        assert_eq!(code(&dup), "azure.runtime_data.invalid");
+        let early = format!(
+            r#"{{"keys":[],"vm-configuration":{{"m39":0,{}}}}}"#,
+            members.join(",")
+        );
+        assert_eq!(code(&early), "azure.runtime_data.invalid");
     }
 
     #[test]

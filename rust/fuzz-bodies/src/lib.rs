@@ -14,6 +14,8 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
 };
+use sealgate_formats::azure::{self as az, parse_hcl_report, parse_quote_bin};
+use sealgate_formats::azure_runtime::{parse_runtime_data, MAX_USER_DATA};
 use sealgate_formats::eventlog::parse_event_log;
 use sealgate_formats::snp::{
     self, parse_report, Product, SigningKey, TcbLayout, REPORT_SIZE, SIGNED_LEN,
@@ -58,6 +60,9 @@ pub const TARGETS: &[Target] = &[
     ("tdx_quote_resign", tdx_quote_resign),
     ("audit_chain", audit_chain),
     ("x509", x509),
+    ("azure_hcl", azure_hcl),
+    ("azure_runtime", azure_runtime),
+    ("azure_quote_bin", azure_quote_bin),
 ];
 
 /// The body of the target called `name`.
@@ -820,6 +825,100 @@ pub fn ccel_seed() -> Vec<u8> {
     v
 }
 
+// ---------------------------------------------------------------------------------------
+// Azure CVM containers
+// ---------------------------------------------------------------------------------------
+
+/// HCL report (rust/formats/src/azure.rs): what it accepts is self-consistent.
+pub fn azure_hcl(data: &[u8]) {
+    let Ok(h) = parse_hcl_report(data) else {
+        return;
+    };
+    assert_eq!(h.len, data.len());
+    assert!(h.runtime_data.start == az::RUNTIME_DATA_OFFSET && h.runtime_data.end <= data.len());
+    assert_eq!(h.report_size as usize, h.runtime_data.end);
+    assert!(data[h.runtime_data.end..].iter().all(|&b| b == 0));
+    match h.kind {
+        az::HardwareKind::Snp => {
+            assert_eq!(h.hardware.len(), az::HW_REPORT_LEN);
+            assert!(h.td_report.is_none());
+        }
+        az::HardwareKind::Tdx => {
+            let td = h.td_report.as_ref().expect("a TDX report has its TDREPORT");
+            assert_eq!(h.hardware.len(), az::TD_REPORT_LEN);
+            assert_eq!(td.report_data, h.report_data);
+        }
+    }
+    // The runtime data it points at goes through its own parser without panicking.
+    let _ = parse_runtime_data(&data[h.runtime_data.clone()]);
+}
+
+/// HCL runtime data JSON (rust/formats/src/azure_runtime.rs).
+pub fn azure_runtime(data: &[u8]) {
+    let Ok(r) = parse_runtime_data(data) else {
+        return;
+    };
+    assert!(r
+        .user_data
+        .as_ref()
+        .is_none_or(|u| u.len() <= MAX_USER_DATA));
+    for k in r.ak.iter().chain(r.ek.iter()) {
+        assert!(k.kid == "HCLAkPub" || k.kid == "HCLEkPub");
+    }
+}
+
+/// `quote.bin` (either bincode layout): re-encoded in the current layout, it parses to
+/// the same parts.
+pub fn azure_quote_bin(data: &[u8]) {
+    let Ok(q) = parse_quote_bin(data) else {
+        return;
+    };
+    let mut again = (q.signature.len() as u64).to_le_bytes().to_vec();
+    again.extend_from_slice(&q.signature);
+    again.extend_from_slice(&(q.message.len() as u64).to_le_bytes());
+    again.extend_from_slice(&q.message);
+    again.extend_from_slice(&(q.pcrs.len() as u64).to_le_bytes());
+    for p in &q.pcrs {
+        again.extend_from_slice(p);
+    }
+    let r = parse_quote_bin(&again).expect("the current layout of accepted parts");
+    assert_eq!(
+        (r.signature, r.message, r.pcrs),
+        (q.signature, q.message, q.pcrs)
+    );
+}
+
+/// Synthetic HCL reports around the project's SNP reports (the project has no Azure vector
+/// of its own): SNP report ‖ IGVM request data ‖ runtime data JSON ‖ zero padding.
+fn azure_hcl_seeds() -> Vec<(String, Vec<u8>)> {
+    let runtime = br#"{"keys":[{"kid":"HCLAkPub","key_ops":["sign"],"kty":"RSA","e":"AQAB","n":"sXch"}],"vm-configuration":{"secure-boot":true,"tpm-enabled":true},"user-data":"00ff"}"#;
+    files("sev-snp", "report-", ".bin")
+        .into_iter()
+        .filter(|(_, r)| r.len() == az::HW_REPORT_LEN)
+        .map(|(name, report)| {
+            let mut b = b"HCLA".to_vec();
+            for v in [
+                1u32,
+                (az::RUNTIME_DATA_OFFSET + runtime.len()) as u32,
+                2,
+                0,
+                0,
+                0,
+                0,
+            ] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&report);
+            for v in [20 + runtime.len() as u32, 1, 2, 1, runtime.len() as u32] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(runtime);
+            b.resize(2600, 0);
+            (format!("hcl-{name}"), b)
+        })
+        .collect()
+}
+
 /// Seed inputs of target `name`, derived from the project's own `vectors/` only.
 pub fn seeds(name: &str) -> Vec<(String, Vec<u8>)> {
     match name {
@@ -878,6 +977,38 @@ pub fn seeds(name: &str) -> Vec<(String, Vec<u8>)> {
             ("empty".into(), Vec::new()),
             ("three".into(), b"\x02first\0second\0third".to_vec()),
         ],
+        "azure_hcl" => azure_hcl_seeds(),
+        "azure_runtime" => azure_hcl_seeds()
+            .into_iter()
+            .take(1)
+            .map(|(n, b)| {
+                let h = parse_hcl_report(&b).expect("seed");
+                (format!("runtime-{n}"), b[h.runtime_data].to_vec())
+            })
+            .collect(),
+        "azure_quote_bin" => {
+            // quote.bin around the project's TPM quotes: u64 length-prefixed signature and
+            // message, then 24 SHA-256 PCRs (current layout) or with a u64 length each (old).
+            let sigs = tpm_files("quote.sig", "sig-");
+            let mut out = Vec::new();
+            for ((n, msg), (_, sig)) in tpm_files("quote.msg", "quote-").into_iter().zip(sigs) {
+                for legacy in [false, true] {
+                    let mut b = (sig.len() as u64).to_le_bytes().to_vec();
+                    b.extend_from_slice(&sig);
+                    b.extend_from_slice(&(msg.len() as u64).to_le_bytes());
+                    b.extend_from_slice(&msg);
+                    b.extend_from_slice(&24u64.to_le_bytes());
+                    for i in 0..24u8 {
+                        if legacy {
+                            b.extend_from_slice(&32u64.to_le_bytes());
+                        }
+                        b.extend_from_slice(&[i; 32]);
+                    }
+                    out.push((format!("{n}-{}", if legacy { "old" } else { "current" }), b));
+                }
+            }
+            out
+        }
         other => panic!("no target {other}"),
     }
 }

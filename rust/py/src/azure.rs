@@ -8,6 +8,7 @@ use sealgate_formats::azure::{
     parse_hcl_report as rs_parse_hcl, parse_quote_bin as rs_parse_quote_bin, HclReport,
 };
 use sealgate_formats::azure_runtime::{parse_runtime_data as rs_parse_runtime, Jwk, Scalar};
+use sealgate_verify::crypto::{hash, Hash};
 use sealgate_verify::failure::hex;
 
 /// A parsed HCL report; the byte fields are copies of the input's ranges.
@@ -77,6 +78,13 @@ impl HclReportRaw {
         PyBytes::new(py, &self.data[self.r.runtime_data.clone()])
     }
 
+    /// SHA-256 of the runtime data (what report_data[0:32] must be).
+    #[getter]
+    fn runtime_data_sha256<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let d = hash(Hash::Sha256, &[&self.data[self.r.runtime_data.clone()]]);
+        PyBytes::new(py, &d)
+    }
+
     #[getter]
     fn report_data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.r.report_data)
@@ -109,17 +117,17 @@ impl HclReportRaw {
     }
 }
 
-/// `quote.bin` (either bincode layout) → (signature, TPMS_ATTEST, [PCR values], legacy).
-#[pyfunction]
-fn parse_quote_bin<'py>(
-    py: Python<'py>,
-    data: &[u8],
-) -> BindResult<(
+/// (signature, TPMS_ATTEST, [PCR values], legacy layout).
+type QuoteBinParts<'py> = (
     Bound<'py, PyBytes>,
     Bound<'py, PyBytes>,
     Vec<Bound<'py, PyBytes>>,
     bool,
-)> {
+);
+
+/// `quote.bin` (either bincode layout) → (signature, TPMS_ATTEST, [PCR values], legacy).
+#[pyfunction]
+fn parse_quote_bin<'py>(py: Python<'py>, data: &[u8]) -> BindResult<QuoteBinParts<'py>> {
     let q = rs_parse_quote_bin(data)?;
     Ok((
         PyBytes::new(py, &q.signature),

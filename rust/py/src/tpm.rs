@@ -12,6 +12,7 @@ use sealgate_formats::tpm::{
 use sealgate_formats::Platform;
 use sealgate_verify::crypto::{Curve, KeyKind};
 use sealgate_verify::eventlog::{check_replay, replay, PcrMap};
+use sealgate_verify::failure::hex;
 use sealgate_verify::tpm::PcrSource;
 use sealgate_verify::tpm::{selection_string, verify_quote, AkKey, QuoteExpectations};
 use sealgate_verify::{Error, Failure};
@@ -62,6 +63,27 @@ fn selection_to_py(s: &PcrSelectionList) -> Vec<(String, Vec<u32>)> {
         .iter()
         .map(|b| (b.hash.name(), b.pcrs.clone()))
         .collect()
+}
+
+/// The claims a quote's own fields give (`sealgate.tpm.verify_quote` puts them in its
+/// result): one dict built here rather than one getter call per field.
+fn attest_claims<'py>(py: Python<'py>, a: &Attest) -> PyResult<Bound<'py, PyDict>> {
+    use pyo3::intern;
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "nonce"), hex(&a.extra_data))?;
+    let sel = PyDict::new(py);
+    for (bank, idx) in selection_to_py(&a.quote.pcr_select) {
+        sel.set_item(bank, idx)?;
+    }
+    d.set_item(intern!(py, "pcr_selection"), sel)?;
+    d.set_item(intern!(py, "pcr_digest"), hex(&a.quote.pcr_digest))?;
+    d.set_item(intern!(py, "firmware_version"), a.firmware_version)?;
+    d.set_item(intern!(py, "clock"), a.clock_info.clock)?;
+    d.set_item(intern!(py, "reset_count"), a.clock_info.reset_count)?;
+    d.set_item(intern!(py, "restart_count"), a.clock_info.restart_count)?;
+    d.set_item(intern!(py, "safe"), a.clock_info.safe)?;
+    d.set_item(intern!(py, "qualified_signer"), hex(&a.qualified_signer))?;
+    Ok(d)
 }
 
 /// A TPM public key: an AK or EK, from TPMT_PUBLIC / TPM2B_PUBLIC or bare key components.
@@ -251,6 +273,11 @@ impl TpmQuote {
     fn firmware_version(&self) -> u64 {
         self.attest.firmware_version
     }
+    /// nonce, pcr_selection, pcr_digest, firmware_version, clock, reset_count,
+    /// restart_count, safe, qualified_signer (hex for byte strings).
+    fn claims<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        attest_claims(py, &self.attest)
+    }
     /// The exact signed bytes (TPMS_ATTEST without a TPM2B prefix).
     #[getter]
     fn signed_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -299,6 +326,10 @@ impl TpmQuoteResult {
                 signed: self.raw[a..b].to_vec(),
             },
         )
+    }
+    /// `TpmQuote.claims()` of the verified quote, without building the `TpmQuote`.
+    fn quote_claims<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        attest_claims(py, &self.attest)
     }
     /// The PCR values the digest was recomputed from, for exactly the quoted selection.
     #[getter]
