@@ -166,7 +166,7 @@ def main() -> int:
         if not tpm_key.verify_signature(msgs[i], tpmt[i]):
             raise SystemExit("rust floor: RSA signature rejected")
 
-    fns = {
+    fns: dict[str, Callable[[int], None]] = {
         "p384_pyca": p384_pyca,
         "p384_rust": p384_rust,
         "rsa_pyca": rsa_pyca,
