@@ -71,7 +71,7 @@ class AzureAppraiser:
         claims: Mapping[str, Any],
         refs: Sequence[ReferenceValue],
     ) -> None:
-        self.component_vectors(a, policy, claims, refs)
+        a.components = self.component_vectors(a, policy, claims, refs)
 
     def component_vectors(
         self,
