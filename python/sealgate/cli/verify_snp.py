@@ -16,7 +16,11 @@ ROOT_SUFFIXES = (".pem", ".der", ".crt", ".cer")
 def register(sub: Any) -> None:
     p = sub.add_parser("snp", help="verify an AMD SEV-SNP attestation report")
     p.add_argument("--report", required=True, help="ATTESTATION_REPORT (1184 bytes)")
-    p.add_argument("--vcek", help="VCEK or VLEK certificate, PEM or DER (detected)")
+    p.add_argument(
+        "--vcek",
+        help="VCEK or VLEK certificate, PEM or DER (detected); or a PEM bundle whose first "
+        "certificate is the VCEK/VLEK and the rest its chain (Azure's format)",
+    )
     p.add_argument("--cert-chain", help="PEM bundle with the ASK/ASVK and ARK, any order")
     p.add_argument("--roots", help="explicitly trusted root(s): PEM/DER file or directory")
     p.add_argument("--crl", help="AMD per-product CRL (DER or PEM)")

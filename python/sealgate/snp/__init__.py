@@ -101,13 +101,21 @@ def _load_cert(data: bytes, what: str) -> Certificate:
 
 
 def _leaf_der(data: bytes, what: str) -> bytes:
-    """The DER of a certificate given as DER or as one PEM block (nothing else around it)."""
+    """The DER of the leaf certificate of ``data`` (``_split_leaf``)."""
+    return _split_leaf(data, what)[0]
+
+
+def _split_leaf(data: bytes, what: str) -> tuple[bytes, list[bytes]]:
+    """A VCEK/VLEK given as DER, as one PEM block, or as a PEM bundle whose first
+    certificate is the VCEK/VLEK and whose others are its chain (the format Azure's
+    certificate endpoint serves: VCEK, ASK, ARK): (the leaf's DER, the chain's DERs).
+    Nothing but whitespace may surround the blocks."""
     if data.lstrip().startswith(b"-----BEGIN"):
-        blocks = _pem_ders(data, what, 1) if data.count(b"-----BEGIN") == 1 else []
-        if len(blocks) != 1:
-            raise ParseError("x509.format.invalid", f"{what}: expected one certificate")
-        return blocks[0]
-    return data
+        blocks = _pem_ders(data, what, 1 + MAX_BUNDLE_CERTS)
+        if not blocks:
+            raise ParseError("x509.format.invalid", f"{what}: no certificate")
+        return blocks[0], blocks[1:]
+    return data, []
 
 
 def _pem_ders(data: bytes, what: str, limit: int) -> list[bytes]:
@@ -186,8 +194,16 @@ def _inputs(
     cache: CollateralCache | None,
     revocation: Revocation | None,
 ) -> _Inputs:
-    leaf = _leaf_der(leaf_der, "VCEK/VLEK")
-    bundle = _bundle_ders(cert_chain, "cert chain")
+    leaf, with_leaf = _split_leaf(leaf_der, "VCEK/VLEK")
+    bundle = with_leaf + _bundle_ders(cert_chain, "cert chain")
+    if len(bundle) > MAX_BUNDLE_CERTS:
+        # The same bound as for one bundle: the attester must not choose how many
+        # candidate intermediates cost an RSA-4096 verification.
+        raise ChainError(
+            "snp.chain.too_many_certificates",
+            f"the VCEK bundle and cert chain hold {len(bundle)} chain certificates; at most "
+            f"{MAX_BUNDLE_CERTS} are accepted",
+        )
     key = (
         _fp(leaf),
         tuple(sorted({_fp(d) for d in bundle})),

@@ -14,6 +14,10 @@ pub enum Platform {
     Tdx,
     /// X.509 certificates and CRLs, shared by every platform's PKI.
     X509,
+    /// The HCL report of an Azure confidential VM (the paravisor's attestation report).
+    AzureHcl,
+    /// The bincode `quote.bin` of Azure vTPM tooling (signature, message, PCRs).
+    AzureQuoteBin,
 }
 
 impl Platform {
@@ -23,6 +27,8 @@ impl Platform {
             Platform::Snp => "snp",
             Platform::Tdx => "tdx",
             Platform::X509 => "x509",
+            Platform::AzureHcl => "azure.hcl",
+            Platform::AzureQuoteBin => "azure.quote_bin",
         }
     }
 }
@@ -88,9 +94,15 @@ impl ParseError {
         }
     }
 
-    /// Stable machine code, `component.sub.event`.
+    /// Stable machine code, `component.sub.event`: `<platform>.format.<kind>`, and for the
+    /// Azure containers (already two parts) `azure.hcl.<kind>` / `azure.quote_bin.<kind>`.
     pub fn code(&self) -> String {
-        format!("{}.format.{}", self.platform.as_str(), self.kind.as_str())
+        match self.platform {
+            Platform::AzureHcl | Platform::AzureQuoteBin => {
+                format!("{}.{}", self.platform.as_str(), self.kind.as_str())
+            }
+            _ => format!("{}.format.{}", self.platform.as_str(), self.kind.as_str()),
+        }
     }
 }
 

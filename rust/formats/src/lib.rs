@@ -5,6 +5,7 @@
 //! Every variable length is capped by a named constant and every read is bounds-checked;
 //! errors carry the field and offset.
 
+pub mod azure;
 pub mod error;
 pub mod eventlog;
 pub mod layout;

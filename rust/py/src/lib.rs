@@ -4,6 +4,7 @@
 //! bytes (no copy) and release the GIL for per-quote work so gRPC worker threads scale.
 
 mod audit;
+mod azure;
 mod errors;
 mod layout;
 mod snp;
@@ -20,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     snp::register(m)?;
     tdx::register(m)?;
     audit::register(m)?;
+    azure::register(m)?;
     x509::register(m)?;
     layout::register(m)?;
     Ok(())

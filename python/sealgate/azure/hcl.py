@@ -1,0 +1,266 @@
+"""The HCL report and its runtime data.
+
+The HCL report's layout is parsed in Rust (``sealgate._core.HclReportRaw``,
+rust/formats/src/azure.rs documents every field); this module gives it a typed shape and
+parses the runtime data: the JSON the paravisor hashes into the hardware report's
+report_data (SHA-256, ``report_data_hash_type`` 1), which carries the vTPM attestation key
+``HCLAkPub`` (and the endorsement key ``HCLEkPub``) as RSA JWKs (RFC 7517/7518 §6.3), the
+``vm-configuration`` the paravisor reports and the ``user-data`` the guest wrote to NV
+index 0x01400002 before reading the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sealgate import _core
+from sealgate.documents import load_document
+from sealgate.errors import ParseError
+
+__all__ = [
+    "MAX_RUNTIME_DATA",
+    "HclReport",
+    "Jwk",
+    "RuntimeData",
+    "parse_hcl_report",
+]
+
+#: The runtime data cannot be longer than the HCL report that holds it (8 KiB at most,
+#: rust/formats/src/azure.rs MAX_HCL_REPORT_LEN); the published ones are 1.1-1.2 KiB.
+MAX_RUNTIME_DATA = 8192
+#: JSON nesting the runtime data needs: object → keys list → JWK → key_ops list.
+MAX_RUNTIME_DEPTH = 6
+#: Keys in ``keys``: the paravisor writes two (AK, EK).
+MAX_KEYS = 8
+#: ``user-data`` is the 64 bytes of NV index 0x01400002, written as hex.
+USER_DATA_LEN = 64
+#: RSA moduli accepted for the AK (the vTPM's AK is RSA-2048).
+AK_MIN_BITS, AK_MAX_BITS = 2048, 4096
+AK_KID, EK_KID = "HCLAkPub", "HCLEkPub"
+
+
+def _bad(code: str, message: str) -> ParseError:
+    return ParseError(code, message, "runtime_data", 0)
+
+
+def _b64url(value: Any, what: str) -> bytes:
+    """A base64url value without padding (RFC 7515 §2 "Base64url Encoding"), strictly."""
+    if not isinstance(value, str) or not value.isascii() or "=" in value or len(value) > 2048:
+        raise _bad("azure.runtime_data.invalid", f"{what} is not a base64url string")
+    try:
+        out = base64.b64decode(
+            value.replace("-", "+").replace("_", "/") + "=" * (-len(value) % 4), validate=True
+        )
+    except (binascii.Error, ValueError):
+        raise _bad("azure.runtime_data.invalid", f"{what} is not base64url") from None
+    # Reject non-canonical encodings (unused bits set), so one key has one spelling.
+    if base64.urlsafe_b64encode(out).rstrip(b"=").decode() != value:
+        raise _bad("azure.runtime_data.invalid", f"{what} is not canonical base64url")
+    return out
+
+
+def _b64url_encode(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class Jwk:
+    """An RSA public JWK from the runtime data (RFC 7518 §6.3.1)."""
+
+    kid: str
+    n: bytes
+    e: bytes
+    key_ops: tuple[str, ...]
+
+    @property
+    def thumbprint(self) -> str:
+        """RFC 7638 JWK thumbprint (SHA-256, base64url): the required members ``e``,
+        ``kty``, ``n`` in lexicographic order, no whitespace."""
+        canon = json.dumps(
+            {"e": _b64url_encode(self.e), "kty": "RSA", "n": _b64url_encode(self.n)},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+        return _b64url_encode(hashlib.sha256(canon.encode()).digest())
+
+    @property
+    def bits(self) -> int:
+        return int.from_bytes(self.n, "big").bit_length()
+
+    def tpm_public(self) -> _core.TpmPublic:
+        """The key as the TPM verifier takes it (an RSA AK without TPM attributes)."""
+        return _core.TpmPublic.from_rsa(self.n, self.e)
+
+
+def _jwk(obj: Any, i: int) -> Jwk:
+    if not isinstance(obj, dict):
+        raise _bad("azure.runtime_data.invalid", f"keys[{i}] is not an object")
+    kid = obj.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > 64:
+        raise _bad("azure.runtime_data.invalid", f"keys[{i}].kid is not a short string")
+    if obj.get("kty") != "RSA":
+        raise _bad("azure.runtime_data.ak_unsupported", f"{kid}: kty {obj.get('kty')!r}, not RSA")
+    ops = obj.get("key_ops", [])
+    if not isinstance(ops, list) or len(ops) > 8 or not all(isinstance(o, str) for o in ops):
+        raise _bad("azure.runtime_data.invalid", f"{kid}.key_ops is not a list of strings")
+    n = _b64url(obj.get("n"), f"{kid}.n")
+    e = _b64url(obj.get("e"), f"{kid}.e")
+    if not n or n[0] == 0 or not e or e[0] == 0:
+        # RFC 7518 §6.3.1.1: the unsigned big-endian value, minimal length.
+        raise _bad("azure.runtime_data.invalid", f"{kid}: n/e are not minimal big-endian")
+    return Jwk(kid, n, e, tuple(ops))
+
+
+@dataclass(frozen=True)
+class RuntimeData:
+    """The runtime data JSON, checked: ``ak`` is HCLAkPub (always present), ``ek`` HCLEkPub
+    (absent from old reports), ``vm_configuration`` the paravisor's VM settings with the
+    keys as stored (``secure-boot``, ``tpm-enabled``, ``console-enabled``,
+    ``tpm-persisted``, ``vmUniqueId``, ...; scalar values only), ``user_data`` the decoded
+    ``user-data`` (None when absent)."""
+
+    raw: bytes
+    ak: Jwk
+    ek: Jwk | None
+    vm_configuration: dict[str, bool | int | str]
+    user_data: bytes | None
+    sha256: bytes = field(repr=False)
+
+    @classmethod
+    def parse(cls, data: bytes) -> RuntimeData:
+        if len(data) > MAX_RUNTIME_DATA:
+            raise ParseError(
+                "azure.runtime_data.too_large",
+                f"{len(data)} bytes of runtime data, at most {MAX_RUNTIME_DATA}",
+                "runtime_data",
+                0,
+            )
+        doc = load_document(
+            data,
+            code="azure.runtime_data.invalid",
+            what="runtime data",
+            yaml_ok=False,
+            max_bytes=MAX_RUNTIME_DATA,
+            max_depth=MAX_RUNTIME_DEPTH,
+            error=_bad,
+        )
+        if not isinstance(doc, dict):
+            raise _bad("azure.runtime_data.invalid", "runtime data is not a JSON object")
+        keys = doc.get("keys")
+        if not isinstance(keys, list) or len(keys) > MAX_KEYS:
+            raise _bad("azure.runtime_data.invalid", f"keys is not a list of at most {MAX_KEYS}")
+        jwks: dict[str, Jwk] = {}
+        for i, k in enumerate(keys):
+            # Only the keys sealgate uses are decoded; another kid is carried, unread.
+            kid = k.get("kid") if isinstance(k, dict) else None
+            if kid not in (AK_KID, EK_KID):
+                continue
+            if kid in jwks:
+                raise _bad("azure.runtime_data.invalid", f"{kid} appears twice")
+            jwks[kid] = _jwk(k, i)
+        ak = jwks.get(AK_KID)
+        if ak is None:
+            raise _bad("azure.runtime_data.ak_missing", "runtime data carries no HCLAkPub")
+        # The AK signs quotes: key_ops ["sign"]; the first paravisor releases wrote
+        # ["encrypt"] for it, which is accepted as that form (nothing else is).
+        if "sign" not in ak.key_ops and ak.key_ops != ("encrypt",):
+            raise _bad("azure.runtime_data.ak_unsupported", f"HCLAkPub key_ops {list(ak.key_ops)}")
+        if not AK_MIN_BITS <= ak.bits <= AK_MAX_BITS or ak.e != b"\x01\x00\x01":
+            raise _bad(
+                "azure.runtime_data.ak_unsupported",
+                f"HCLAkPub is RSA-{ak.bits} e={int.from_bytes(ak.e, 'big')}; "
+                f"RSA-{AK_MIN_BITS}..{AK_MAX_BITS} with e=65537 is accepted",
+            )
+        vmc_raw = doc.get("vm-configuration", {})
+        if not isinstance(vmc_raw, dict) or len(vmc_raw) > 64:
+            raise _bad("azure.runtime_data.invalid", "vm-configuration is not a small object")
+        vmc: dict[str, bool | int | str] = {}
+        for k, v in vmc_raw.items():
+            if not isinstance(v, bool | int | str) or (isinstance(v, str) and len(v) > 256):
+                raise _bad("azure.runtime_data.invalid", f"vm-configuration.{k[:40]} is not scalar")
+            vmc[k] = v
+        user_data: bytes | None = None
+        ud = doc.get("user-data")
+        if ud is not None:
+            try:
+                if not isinstance(ud, str) or len(ud) > 2 * USER_DATA_LEN:
+                    raise ValueError
+                user_data = bytes.fromhex(ud)
+            except ValueError:
+                raise _bad(
+                    "azure.runtime_data.invalid",
+                    f"user-data is not hex of at most {USER_DATA_LEN} bytes",
+                ) from None
+        return cls(
+            raw=bytes(data),
+            ak=ak,
+            ek=jwks.get(EK_KID),
+            vm_configuration=vmc,
+            user_data=user_data,
+            sha256=hashlib.sha256(data).digest(),
+        )
+
+    def claims(self) -> dict[str, Any]:
+        return {
+            "vm_configuration": dict(self.vm_configuration),
+            "user_data": self.user_data.hex() if self.user_data is not None else None,
+            "ak_jwk_thumbprint": self.ak.thumbprint,
+            "ak_bits": self.ak.bits,
+            "ek_jwk_thumbprint": self.ek.thumbprint if self.ek is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class HclReport:
+    """A parsed HCL report (rust/formats/src/azure.rs). ``kind`` "snp" or "tdx";
+    ``hardware_report`` the SNP report (1184 B) or TDREPORT (1024 B); ``runtime_data``
+    exactly as stored; ``report_data`` the hardware report's; ``td_report`` (TDX) the
+    TDREPORT fields a TD quote repeats, hex, keyed as ``TdxQuote.claims()``."""
+
+    raw: bytes = field(repr=False)
+    version: int
+    request_type: int
+    kind: str
+    report_type: int
+    hash_type: int
+    length: int
+    hardware_report: bytes = field(repr=False)
+    runtime_data: bytes = field(repr=False)
+    report_data: bytes
+    td_report: dict[str, str] | None = field(repr=False)
+
+    @property
+    def platform(self) -> str:
+        return f"azure-{self.kind}"
+
+    def claims(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "report_type": self.kind,
+            "length": self.length,
+            "runtime_data_sha256": hashlib.sha256(self.runtime_data).hexdigest(),
+            "runtime_data_size": len(self.runtime_data),
+        }
+
+
+def parse_hcl_report(data: bytes) -> HclReport:
+    """Parse an HCL report; ``ParseError`` (``azure.hcl.*``, with field and offset)."""
+    raw = _core.HclReportRaw.parse(data)
+    return HclReport(
+        raw=bytes(data),
+        version=raw.version,
+        request_type=raw.request_type,
+        kind=raw.kind,
+        report_type=raw.report_type,
+        hash_type=raw.hash_type,
+        length=raw.length,
+        hardware_report=raw.hardware_report,
+        runtime_data=raw.runtime_data,
+        report_data=raw.report_data,
+        td_report=raw.td_report(),
+    )
