@@ -17,7 +17,6 @@ submods (DESIGN.md "Composite evidence": claims and submods stay per component).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from sealgate.appraise.base import (
@@ -26,6 +25,7 @@ from sealgate.appraise.base import (
     UNSAFE_HARDWARE,
     UNSUPPORTED_CONFIG,
     Appraisal,
+    Appraiser,
 )
 from sealgate.appraise.policy import (
     AZURE_HARDWARE,
@@ -40,7 +40,19 @@ from sealgate.appraise.tpm import TpmAppraiser
 from sealgate.storage import ReferenceValue
 
 #: The component appraisers an Azure CVM reuses.
-_COMPONENTS = {"snp": SnpAppraiser(), "tdx": TdxAppraiser(), "tpm": TpmAppraiser()}
+_COMPONENTS: dict[str, Appraiser] = {
+    "snp": SnpAppraiser(),
+    "tdx": TdxAppraiser(),
+    "tpm": TpmAppraiser(),
+}
+
+#: Policy ``vm_configuration`` field → the code naming it when it is not as required.
+VM_CONFIGURATION_CODES = {
+    "secure_boot": "policy.azure.vm_configuration.secure_boot",
+    "tpm_enabled": "policy.azure.vm_configuration.tpm_enabled",
+    "tpm_persisted": "policy.azure.vm_configuration.tpm_persisted",
+    "console_enabled": "policy.azure.vm_configuration.console_enabled",
+}
 
 #: Reference values an Azure platform's appraisal reads: those of its components' platforms.
 REFERENCE_PLATFORMS = {p: (hw, "tpm") for p, hw in AZURE_HARDWARE.items()}
@@ -86,8 +98,6 @@ class AzureAppraiser:
         assert isinstance(req, AzureRequirements)  # Policy.platforms lists it only then
         parts = req.components()
         hw_claims = _mapping(claims.get(self.hardware))
-        if self.hardware == "tdx":
-            parts = self._tdx_tcb(a, req, parts, hw_claims)
         vectors: dict[str, dict[str, int]] = {}
         for name, comp_claims in (
             (self.hardware, hw_claims),
@@ -95,6 +105,8 @@ class AzureAppraiser:
         ):
             sub = Appraisal(name)
             _COMPONENTS[name].appraise(sub, parts, comp_claims, refs)
+            if name == "tdx":
+                self._tdx_tcb(sub, req, comp_claims)
             vectors[name] = sub.vector
             a.failures.extend(sub.failures)
         sub = Appraisal("runtime_data")
@@ -106,33 +118,22 @@ class AzureAppraiser:
                 a.worse(k, v)
         return vectors
 
-    def _tdx_tcb(
-        self,
-        a: Appraisal,
-        req: AzureRequirements,
-        parts: Policy,
-        tdx_claims: Mapping[str, Any],
-    ) -> Policy:
-        """Without collateral there is no TCB status to compare: refuse (the policy asks for
-        statuses; every TDX policy does, ``UpToDate`` by default) unless the policy accepts
-        an unevaluated TCB. Either way the generic status check is skipped, so the denial
-        names the actual reason rather than a status nobody computed."""
-        if tcb_evaluated(tdx_claims):
-            return parts
+    def _tdx_tcb(self, a: Appraisal, req: AzureRequirements, tdx_claims: Mapping[str, Any]) -> None:
+        """Without collateral there is no TCB status to compare (the TDX appraiser skips
+        it): refuse, since the policy asks for statuses (every TDX policy does, ``UpToDate``
+        by default), unless the policy accepts an unevaluated TCB."""
+        if tcb_evaluated(tdx_claims) or req.allow_unevaluated_tcb:
+            return
         assert isinstance(req.hardware, TdxRequirements)
-        if not req.allow_unevaluated_tcb:
-            a.fail(
-                "policy.azure.tcb_not_evaluated",
-                "the TD quote was verified without collateral, so its TCB status was not "
-                f"evaluated; the policy accepts {', '.join(req.hardware.tcb_statuses)} "
-                "(send collateral, or set allow_unevaluated_tcb)",
-                "not evaluated",
-                req.hardware.tcb_statuses,
-            )
-            a.worse("hardware", UNSAFE_HARDWARE)
-        status = tdx_claims.get("tcb_status")
-        accepted = [status] if isinstance(status, str) else []
-        return replace(parts, tdx=replace(req.hardware, tcb_statuses=accepted))
+        a.fail(
+            "policy.azure.tcb_not_evaluated",
+            "the TD quote was verified without collateral, so its TCB status was not "
+            f"evaluated; the policy accepts {', '.join(req.hardware.tcb_statuses)} "
+            "(send collateral, or set allow_unevaluated_tcb)",
+            "not evaluated",
+            req.hardware.tcb_statuses,
+        )
+        a.worse("hardware", UNSAFE_HARDWARE)
 
     def _vm_configuration(
         self, a: Appraisal, req: AzureRequirements, runtime_data: Mapping[str, Any]
@@ -145,7 +146,7 @@ class AzureAppraiser:
                 continue
             shown = "absent" if got is None else str(got).lower()
             a.fail(
-                f"policy.azure.vm_configuration.{name}",
+                VM_CONFIGURATION_CODES[name],
                 f"vm-configuration {VM_CONFIGURATION_KEYS[name]} is {shown}; the policy "
                 f"requires {str(want).lower()}",
                 shown,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sealgate.appraise.azure import AzureAppraiser
 from sealgate.appraise.base import (
     AFFIRMING,
     CONTRAINDICATED,
@@ -16,7 +17,6 @@ from sealgate.appraise.base import (
     Appraiser,
     PolicyFailure,
 )
-from sealgate.appraise.azure import AzureAppraiser
 from sealgate.appraise.policy import Policy
 from sealgate.appraise.snp import SnpAppraiser
 from sealgate.appraise.tdx import TdxAppraiser

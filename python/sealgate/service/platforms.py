@@ -303,9 +303,7 @@ class AzureVerifier(PlatformVerifier):
             if evidence.collateral
             else None,
         )
-        res = self._azure().verify(
-            ev, nonce=ctx.binding[:TPM_BINDING_SIZE], user_data=ctx.binding
-        )
+        res = self._azure().verify(ev, nonce=ctx.binding[:TPM_BINDING_SIZE], user_data=ctx.binding)
         if res.platform != self.name:
             # An HCL report of the other kind (TDX under an azure-snp challenge).
             out = VerifyResult(self.name)
@@ -396,6 +394,7 @@ _REVOCATION_PLATFORMS = {"azure-snp": ("azure-snp", "snp"), "azure-tdx": ("azure
 def revocation_platforms(platform: str) -> tuple[str, ...]:
     return _REVOCATION_PLATFORMS.get(platform, (platform,))
 
+
 _IDENTITY = re.compile(r"([a-z_]+):([0-9a-f]+)")
 
 
@@ -408,9 +407,9 @@ class _Identified(Protocol):
 
 
 #: Platform name → its typed claims, built from the claims dict (``<platform>/claims.py``).
-def _part(name: str, build: Callable[[Mapping[str, Any]], _Identified]) -> Callable[
-    [Mapping[str, Any]], _Identified
-]:
+def _part(
+    name: str, build: Callable[[Mapping[str, Any]], _Identified]
+) -> Callable[[Mapping[str, Any]], _Identified]:
     """Typed claims of one component of composite claims (Azure: ``snp`` / ``tdx``)."""
 
     def parse(claims: Mapping[str, Any]) -> _Identified:

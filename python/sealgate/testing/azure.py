@@ -324,6 +324,20 @@ class SyntheticAzureVm:
     def root_pem(self) -> bytes:
         return self.snp.ark_pem if self.kind == "snp" else self.intel.root_pem
 
+    def write_trust(self, directory: Path) -> dict[str, list[Path]]:
+        """Write what a verifier configures for this VM's hardware into ``directory``: the
+        synthetic ARK and its current CRL (SNP, from vectors/sev-snp), or the synthetic Intel
+        root (TDX); returns the ``ServiceConfig`` settings."""
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.kind == "snp":
+            roots, crl = directory / "amd-roots.pem", directory / "amd-crl.der"
+            roots.write_bytes(self.snp.ark_pem)
+            crl.write_bytes((snp_world.VECTOR_DIR / "crl-milan.der").read_bytes())
+            return {"snp_roots": [roots], "snp_crls": [crl]}
+        root = directory / "intel-root.pem"
+        root.write_bytes(self.intel.root_pem)
+        return {"tdx_roots": [root]}
+
     def collateral(self) -> bytes:
         """TDX collateral JSON (``verify tdx --collateral`` form) for this hierarchy."""
         return self.intel.collateral_json()
@@ -406,8 +420,13 @@ class SyntheticAzureVm:
 
     @property
     def ak_jwk(self) -> dict[str, Any]:
-        assert self._ak_jwk is not None, "start the VM first"
+        assert self._ak_jwk is not None, "start the VM first (or use_ak)"
         return self._ak_jwk
+
+    def use_ak(self, pub: rsa.RSAPublicKey) -> None:
+        """Make reports for an AK held elsewhere (a software AK, without swtpm: unit tests
+        build real evidence with ``sealgate.testing.softtpm.SoftAk`` and ``build_report``)."""
+        self._ak_jwk = rsa_jwk(pub)
 
     def build_report(self, user_data: bytes) -> bytes:
         """A fresh HCL report for ``user_data`` (also what another VM's report looks like
