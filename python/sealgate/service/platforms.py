@@ -305,12 +305,16 @@ class AzureVerifier(PlatformVerifier):
         )
         res = self._azure().verify(ev, nonce=ctx.binding[:TPM_BINDING_SIZE], user_data=ctx.binding)
         if res.platform != self.name:
-            # An HCL report of the other kind (TDX under an azure-snp challenge).
+            # An HCL report that did not parse (platform "azure": its failures say why), or
+            # one of the other kind (TDX under an azure-snp challenge): never appraised as
+            # this platform.
             out = VerifyResult(self.name)
-            out.fail(
-                "service.azure.platform_mismatch",
-                f"challenge is for {self.name}, the HCL report holds {res.platform}",
-            )
+            out.errors.extend(res.errors)
+            if res.platform in ("azure-snp", "azure-tdx") or not out.errors:
+                out.fail(
+                    "service.azure.platform_mismatch",
+                    f"challenge is for {self.name}, the HCL report holds {res.platform}",
+                )
             return out
         return res
 
