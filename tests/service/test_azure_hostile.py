@@ -27,12 +27,13 @@ def _attest(
     )
     rk = RuntimeKeyPair.generate()
     ev = make(runtime_binding(ch.nonce, rk.public_bytes))
-    field = platform.replace("-", "_")
+    evidence = attestation_pb2.Evidence()
+    getattr(evidence, platform.replace("-", "_")).CopyFrom(ev)
     resp: attestation_pb2.AttestResponse = stub.Attest(
         attestation_pb2.AttestRequest(
             challenge_id=ch.challenge_id,
             node_id="h",
-            evidence=attestation_pb2.Evidence(**{field: ev}),
+            evidence=evidence,
             runtime_public_key=rk.public_bytes,
             key_ids=["m"],
         ),
