@@ -30,7 +30,7 @@ PY_ROOT = ROOT / "python" / "sealgate"
 RUST_ROOT = ROOT / "rust"
 
 COMPONENTS = (
-    "admin|attest|audit|auth|broker|cli|collateral|config|grpc|model|node|policy|service"
+    "admin|attest|audit|auth|azure|broker|cli|collateral|config|grpc|model|node|policy|service"
     "|snp|storage|tdx|tpm|trust|x509"
 )
 CODE = re.compile(rf"(?:{COMPONENTS})(?:\.[a-z0-9_]+){{2,}}")
@@ -144,6 +144,15 @@ def _rust_as_str(enum: str) -> list[str]:
     return found
 
 
+def _rust_containers() -> list[str]:
+    """The two-part platform names (``azure.hcl``) whose parse codes are
+    ``<platform>.<kind>`` (ParseError::code)."""
+    text = (RUST_ROOT / "formats" / "src" / "error.rs").read_text()
+    found = re.findall(r"Platform::\w+\s*=>\s*\"([a-z0-9_]+\.[a-z0-9_]+)\"", text)
+    assert found
+    return found
+
+
 def _node_tpm_tools() -> set[str]:
     """First arguments of ``self.run("<tool>", ...)`` in node/tpm.py and
     ``self._run("<tool>", ...)`` in node/azure.py."""
@@ -179,7 +188,8 @@ def _expansions() -> dict[str, set[str]]:
     evidence = [p for p in platforms if p != "x509"]
     return {
         # rust/formats/src/error.rs ParseError::code
-        "{}.format.{}": {f"{p}.format.{k}" for p in platforms for k in kinds},
+        "{}.format.{}": {f"{p}.format.{k}" for p in platforms for k in kinds}
+        | {f"{p}.{k}" for p in _rust_containers() for k in kinds},
         # appraise/evaluate.py _unconstrained (every platform has a measurement rule)
         "policy.{platform}.no_measurement": {f"policy.{p}.no_measurement" for p in evidence},
         "policy.{platform}.no_reference_values": {

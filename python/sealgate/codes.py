@@ -53,6 +53,15 @@ _FORMAT = {
     for kind, meaning in _FORMAT_KINDS.items()
 }
 
+#: The Azure containers parsed in Rust (rust/formats/src/azure.rs) name their parse failures
+#: ``azure.hcl.<kind>`` and ``azure.quote_bin.<kind>`` (ParseError::code).
+_AZURE_CONTAINERS = {"azure.hcl": "HCL report", "azure.quote_bin": "vTPM quote.bin"}
+_AZURE_FORMAT = {
+    f"{prefix}.{kind}": Code("formats (Rust), azure", f"{name}: {meaning}")
+    for prefix, name in _AZURE_CONTAINERS.items()
+    for kind, meaning in _FORMAT_KINDS.items()
+}
+
 #: The node agent reports a gRPC failure without a sealgate ErrorInfo as ``grpc.<status>``
 #: (gRPC status code names, lower case: ``grpc.unavailable``, ``grpc.deadline_exceeded``, ...).
 _GRPC_STATUSES = (
@@ -103,6 +112,31 @@ _NODE_TPM = {
 
 CODES: dict[str, Code] = {
     **_FORMAT,
+    **_AZURE_FORMAT,
+    # -- Azure confidential VMs -----------------------------------------------------------
+    **_group(
+        "azure",
+        {
+            "azure.hcl.report_data_mismatch": "the hardware report_data is not SHA-256 of the "
+            "runtime data followed by zeros",
+            "azure.hcl.td_quote_missing": "a TDX HCL report came without the TD quote that "
+            "attests its TDREPORT",
+            "azure.hcl.td_quote_mismatch": "the TD quote does not repeat the HCL report's "
+            "TDREPORT (report_data, MR_TD, RTMRs, ...)",
+            "azure.runtime_data.invalid": "the runtime data is not the JSON the paravisor "
+            "writes (shape, encoding, duplicate key)",
+            "azure.runtime_data.too_large": "the runtime data exceeds the size bound",
+            "azure.runtime_data.ak_missing": "the runtime data carries no HCLAkPub",
+            "azure.runtime_data.ak_unsupported": "HCLAkPub is not an RSA-2048..4096 signing "
+            "key with e=65537",
+            "azure.runtime_data.user_data_mismatch": "user-data is not the expected user data",
+            "azure.evidence.invalid": "the Azure evidence JSON is malformed",
+            "azure.evidence.pcr_count_mismatch": "a PCR list does not match the quote's "
+            "SHA-256 selection",
+            "azure.vtpm.quote_missing": "a nonce or event log was given without a vTPM quote",
+            "azure.vtpm.signature_missing": "the vTPM quote came without its signature",
+        },
+    ),
     **_GRPC,
     **_NODE_TPM,
     # -- TPM ------------------------------------------------------------------------------
@@ -557,6 +591,7 @@ CODES: dict[str, Code] = {
             "cli.usage.bad_report_data": "report_data is malformed or longer than 64 bytes",
             "cli.usage.bad_selection": "a PCR selection is malformed",
             "cli.usage.bad_time": "a verification time is malformed or has no time zone",
+            "cli.usage.bad_user_data": "the expected user data is not hex or longer than 64 bytes",
             "cli.usage.conflict": "arguments that exclude each other are given together",
             "cli.usage.masked_chip_id": "the CHIP_ID is masked; no VCEK can be derived",
             "cli.usage.missing": "arguments that go together are not all given",

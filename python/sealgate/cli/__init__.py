@@ -21,6 +21,7 @@ from sealgate.cli import (
     kek,
     service,
     trust,
+    verify_azure,
     verify_snp,
     verify_tdx,
     verify_tpm,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_tpm.register(vsub)
     verify_snp.register(vsub)
     verify_tdx.register(vsub)
+    verify_azure.register(vsub)
 
     ev = sub.add_parser("eventlog", help="event-log tools")
     esub = ev.add_subparsers(dest="eventlog_command", required=True, parser_class=_Parser)
