@@ -80,6 +80,8 @@ class TpmQuoteResult:
     def quote(self) -> TpmQuote: ...
     @property
     def pcrs(self) -> _PcrMap: ...
+    @property
+    def pcrs_json(self) -> dict[str, dict[str, str]]: ...
 
 @final
 class EventLog:
@@ -256,6 +258,12 @@ class HclReportRaw:
     def td_report(self) -> dict[str, str] | None: ...
 
 def parse_quote_bin(data: bytes) -> tuple[bytes, bytes, list[bytes], bool]: ...
+
+_Jwk = tuple[str, str, bytes, bytes, list[str]]
+
+def parse_runtime_data(
+    data: bytes,
+) -> tuple[_Jwk | None, _Jwk | None, dict[str, bool | int | str], bytes | None]: ...
 
 # -- PKI (rust/py/src/x509.rs) --------------------------------------------------------
 

@@ -12,14 +12,13 @@ index 0x01400002 before reading the report.
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from sealgate import _core
-from sealgate.documents import load_document
 from sealgate.errors import ParseError
 
 __all__ = [
@@ -33,10 +32,6 @@ __all__ = [
 #: The runtime data cannot be longer than the HCL report that holds it (8 KiB at most,
 #: rust/formats/src/azure.rs MAX_HCL_REPORT_LEN); the published ones are 1.1-1.2 KiB.
 MAX_RUNTIME_DATA = 8192
-#: JSON nesting the runtime data needs: object → keys list → JWK → key_ops list.
-MAX_RUNTIME_DEPTH = 6
-#: Keys in ``keys``: the paravisor writes two (AK, EK).
-MAX_KEYS = 8
 #: ``user-data`` is the 64 bytes of NV index 0x01400002, written as hex.
 USER_DATA_LEN = 64
 #: RSA moduli accepted for the AK (the vTPM's AK is RSA-2048).
@@ -48,24 +43,21 @@ def _bad(code: str, message: str) -> ParseError:
     return ParseError(code, message, "runtime_data", 0)
 
 
-def _b64url(value: Any, what: str) -> bytes:
-    """A base64url value without padding (RFC 7515 §2 "Base64url Encoding"), strictly."""
-    if not isinstance(value, str) or not value.isascii() or "=" in value or len(value) > 2048:
-        raise _bad("azure.runtime_data.invalid", f"{what} is not a base64url string")
-    try:
-        out = base64.b64decode(
-            value.replace("-", "+").replace("_", "/") + "=" * (-len(value) % 4), validate=True
-        )
-    except (binascii.Error, ValueError):
-        raise _bad("azure.runtime_data.invalid", f"{what} is not base64url") from None
-    # Reject non-canonical encodings (unused bits set), so one key has one spelling.
-    if base64.urlsafe_b64encode(out).rstrip(b"=").decode() != value:
-        raise _bad("azure.runtime_data.invalid", f"{what} is not canonical base64url")
-    return out
-
-
 def _b64url_encode(b: bytes) -> str:
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _thumbprint(n: bytes, e: bytes) -> str:
+    """RFC 7638 §3: SHA-256 over the required members ``e``, ``kty``, ``n`` in
+    lexicographic order without whitespace. Cached: a VM's AK appears in every one of its
+    attestations (the cache is bounded and keyed by the key itself)."""
+    canon = json.dumps(
+        {"e": _b64url_encode(e), "kty": "RSA", "n": _b64url_encode(n)},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    return _b64url_encode(hashlib.sha256(canon.encode()).digest())
 
 
 @dataclass(frozen=True)
@@ -79,14 +71,8 @@ class Jwk:
 
     @property
     def thumbprint(self) -> str:
-        """RFC 7638 JWK thumbprint (SHA-256, base64url): the required members ``e``,
-        ``kty``, ``n`` in lexicographic order, no whitespace."""
-        canon = json.dumps(
-            {"e": _b64url_encode(self.e), "kty": "RSA", "n": _b64url_encode(self.n)},
-            separators=(",", ":"),
-            sort_keys=True,
-        )
-        return _b64url_encode(hashlib.sha256(canon.encode()).digest())
+        """RFC 7638 JWK thumbprint (SHA-256, base64url)."""
+        return _thumbprint(self.n, self.e)
 
     @property
     def bits(self) -> int:
@@ -97,19 +83,10 @@ class Jwk:
         return _core.TpmPublic.from_rsa(self.n, self.e)
 
 
-def _jwk(obj: Any, i: int) -> Jwk:
-    if not isinstance(obj, dict):
-        raise _bad("azure.runtime_data.invalid", f"keys[{i}] is not an object")
-    kid = obj.get("kid")
-    if not isinstance(kid, str) or not kid or len(kid) > 64:
-        raise _bad("azure.runtime_data.invalid", f"keys[{i}].kid is not a short string")
-    if obj.get("kty") != "RSA":
-        raise _bad("azure.runtime_data.ak_unsupported", f"{kid}: kty {obj.get('kty')!r}, not RSA")
-    ops = obj.get("key_ops", [])
-    if not isinstance(ops, list) or len(ops) > 8 or not all(isinstance(o, str) for o in ops):
-        raise _bad("azure.runtime_data.invalid", f"{kid}.key_ops is not a list of strings")
-    n = _b64url(obj.get("n"), f"{kid}.n")
-    e = _b64url(obj.get("e"), f"{kid}.e")
+def _jwk(t: tuple[str, str, bytes, bytes, list[str]]) -> Jwk:
+    kid, kty, n, e, ops = t
+    if kty != "RSA":
+        raise _bad("azure.runtime_data.ak_unsupported", f"{kid}: kty {kty!r}, not RSA")
     if not n or n[0] == 0 or not e or e[0] == 0:
         # RFC 7518 §6.3.1.1: the unsigned big-endian value, minimal length.
         raise _bad("azure.runtime_data.invalid", f"{kid}: n/e are not minimal big-endian")
@@ -129,43 +106,21 @@ class RuntimeData:
     ek: Jwk | None
     vm_configuration: dict[str, bool | int | str]
     user_data: bytes | None
-    sha256: bytes = field(repr=False)
+
+    @functools.cached_property
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.raw).digest()
 
     @classmethod
     def parse(cls, data: bytes) -> RuntimeData:
-        if len(data) > MAX_RUNTIME_DATA:
-            raise ParseError(
-                "azure.runtime_data.too_large",
-                f"{len(data)} bytes of runtime data, at most {MAX_RUNTIME_DATA}",
-                "runtime_data",
-                0,
-            )
-        doc = load_document(
-            data,
-            code="azure.runtime_data.invalid",
-            what="runtime data",
-            yaml_ok=False,
-            max_bytes=MAX_RUNTIME_DATA,
-            max_depth=MAX_RUNTIME_DEPTH,
-            error=_bad,
-        )
-        if not isinstance(doc, dict):
-            raise _bad("azure.runtime_data.invalid", "runtime data is not a JSON object")
-        keys = doc.get("keys")
-        if not isinstance(keys, list) or len(keys) > MAX_KEYS:
-            raise _bad("azure.runtime_data.invalid", f"keys is not a list of at most {MAX_KEYS}")
-        jwks: dict[str, Jwk] = {}
-        for i, k in enumerate(keys):
-            # Only the keys sealgate uses are decoded; another kid is carried, unread.
-            kid = k.get("kid") if isinstance(k, dict) else None
-            if kid not in (AK_KID, EK_KID):
-                continue
-            if kid in jwks:
-                raise _bad("azure.runtime_data.invalid", f"{kid} appears twice")
-            jwks[kid] = _jwk(k, i)
-        ak = jwks.get(AK_KID)
-        if ak is None:
+        """JSON syntax, duplicates, bounds and encodings are checked in Rust
+        (rust/formats/src/azure_runtime.rs, ``azure.runtime_data.invalid`` /
+        ``too_large``); what the keys must be is decided here."""
+        ak_t, ek_t, vmc, user_data = _core.parse_runtime_data(data)
+        if ak_t is None:
             raise _bad("azure.runtime_data.ak_missing", "runtime data carries no HCLAkPub")
+        ak = _jwk(ak_t)
+        ek = _jwk(ek_t) if ek_t is not None else None
         # The AK signs quotes: key_ops ["sign"]; the first paravisor releases wrote
         # ["encrypt"] for it, which is accepted as that form (nothing else is).
         if "sign" not in ak.key_ops and ak.key_ops != ("encrypt",):
@@ -176,33 +131,12 @@ class RuntimeData:
                 f"HCLAkPub is RSA-{ak.bits} e={int.from_bytes(ak.e, 'big')}; "
                 f"RSA-{AK_MIN_BITS}..{AK_MAX_BITS} with e=65537 is accepted",
             )
-        vmc_raw = doc.get("vm-configuration", {})
-        if not isinstance(vmc_raw, dict) or len(vmc_raw) > 64:
-            raise _bad("azure.runtime_data.invalid", "vm-configuration is not a small object")
-        vmc: dict[str, bool | int | str] = {}
-        for k, v in vmc_raw.items():
-            if not isinstance(v, bool | int | str) or (isinstance(v, str) and len(v) > 256):
-                raise _bad("azure.runtime_data.invalid", f"vm-configuration.{k[:40]} is not scalar")
-            vmc[k] = v
-        user_data: bytes | None = None
-        ud = doc.get("user-data")
-        if ud is not None:
-            try:
-                if not isinstance(ud, str) or len(ud) > 2 * USER_DATA_LEN:
-                    raise ValueError
-                user_data = bytes.fromhex(ud)
-            except ValueError:
-                raise _bad(
-                    "azure.runtime_data.invalid",
-                    f"user-data is not hex of at most {USER_DATA_LEN} bytes",
-                ) from None
         return cls(
             raw=bytes(data),
             ak=ak,
-            ek=jwks.get(EK_KID),
+            ek=ek,
             vm_configuration=vmc,
             user_data=user_data,
-            sha256=hashlib.sha256(data).digest(),
         )
 
     def claims(self) -> dict[str, Any]:
@@ -233,6 +167,8 @@ class HclReport:
     runtime_data: bytes = field(repr=False)
     report_data: bytes
     td_report: dict[str, str] | None = field(repr=False)
+    #: SHA-256 of ``runtime_data`` (what report_data[0:32] must be).
+    runtime_data_sha256: bytes = field(repr=False)
 
     @property
     def platform(self) -> str:
@@ -243,7 +179,7 @@ class HclReport:
             "version": self.version,
             "report_type": self.kind,
             "length": self.length,
-            "runtime_data_sha256": hashlib.sha256(self.runtime_data).hexdigest(),
+            "runtime_data_sha256": self.runtime_data_sha256.hex(),
             "runtime_data_size": len(self.runtime_data),
         }
 
@@ -251,6 +187,7 @@ class HclReport:
 def parse_hcl_report(data: bytes) -> HclReport:
     """Parse an HCL report; ``ParseError`` (``azure.hcl.*``, with field and offset)."""
     raw = _core.HclReportRaw.parse(data)
+    runtime = raw.runtime_data
     return HclReport(
         raw=bytes(data),
         version=raw.version,
@@ -260,7 +197,8 @@ def parse_hcl_report(data: bytes) -> HclReport:
         hash_type=raw.hash_type,
         length=raw.length,
         hardware_report=raw.hardware_report,
-        runtime_data=raw.runtime_data,
+        runtime_data=runtime,
         report_data=raw.report_data,
         td_report=raw.td_report(),
+        runtime_data_sha256=hashlib.sha256(runtime).digest(),
     )

@@ -18,7 +18,6 @@ collateral go through the same code as ``verify snp`` / ``verify tdx`` / ``verif
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from sealgate import _core, snp, tdx, tpm
 from sealgate.azure.evidence import AzureEvidence, tpmt_signature
 from sealgate.azure.hcl import USER_DATA_LEN, HclReport, RuntimeData, parse_hcl_report
 from sealgate.errors import ParseError, UsageError
-from sealgate.lru import BoundedCache
 from sealgate.result import VerifyResult
 
 __all__ = ["TD_BINDING_FIELDS", "AzureVerifier", "verify_evidence"]
@@ -52,17 +50,12 @@ TD_BINDING_FIELDS = (
     "mr_signer_seam",
     "seam_attributes",
 )
-#: Runtime data and AK keys kept parsed, by the runtime data's SHA-256 (a verifier sees
-#: one per VM boot); bounded by count and bytes since the attester chooses the bytes.
-RUNTIME_CACHE_SIZE = 4096
-RUNTIME_CACHE_BYTES = 32 << 20
 
 
 class AzureVerifier:
     """One Azure CVM verifier's state for its lifetime: a ``sealgate.snp.SnpVerifier``
     (verified AMD chains, signature memo, its CRL source), a ``sealgate.tdx.TdxVerifier``
-    (PCK chains, collateral, TCB evaluations) and the parsed runtime data with its AK
-    (by the runtime data's SHA-256). Thread-safe: the caches lock themselves.
+    (PCK chains, collateral, TCB evaluations). Thread-safe: the caches lock themselves.
 
     ``snp_roots`` / ``tdx_roots``: explicitly trusted AMD ARKs / Intel SGX Root CAs
     (default: the pinned ones of the trust directory). ``tdx_prefer_cached``: use the
@@ -91,25 +84,16 @@ class AzureVerifier:
         self.tdx_allow_missing_crl = tdx_allow_missing_crl
         self.tdx_prefer_cached = tdx_prefer_cached
         self.tdx_collateral_max_age = tdx_collateral_max_age
-        self._runtime: BoundedCache[bytes, tuple[RuntimeData, _core.TpmPublic]] = BoundedCache(
-            RUNTIME_CACHE_SIZE, RUNTIME_CACHE_BYTES
-        )
 
     def clear(self) -> None:
         self.snp.clear()
         self.tdx.clear()
-        self._runtime.clear()
 
     def runtime_data(self, data: bytes) -> tuple[RuntimeData, _core.TpmPublic]:
-        """The parsed runtime data and its AK as the TPM verifier takes it, cached by the
-        bytes' SHA-256 (parsing is a pure function of them)."""
-        key = hashlib.sha256(data).digest()
-        hit = self._runtime.get(key)
-        if hit is None:
-            rt = RuntimeData.parse(data)
-            hit = (rt, rt.ak.tpm_public())
-            self._runtime.put(key, hit, 2 * len(data) + 1024)
-        return hit
+        """The parsed runtime data and its AK as the TPM verifier takes it (the
+        conversion is a sub-microsecond wrap of n and e: nothing to cache)."""
+        rt = RuntimeData.parse(data)
+        return rt, rt.ak.tpm_public()
 
     # --- the chain of checks -----------------------------------------------------------
 
@@ -158,8 +142,7 @@ class AzureVerifier:
             self._tdx(res, hcl, ev, when)
 
         # (2) The paravisor's binding of the runtime data into the hardware report.
-        digest = rt.sha256 if rt is not None else hashlib.sha256(hcl.runtime_data).digest()
-        expected = digest + bytes(32)
+        expected = hcl.runtime_data_sha256 + bytes(32)
         if hcl.report_data != expected:
             res.fail(
                 "azure.hcl.report_data_mismatch",

@@ -184,16 +184,28 @@ class _Inputs:
     key: tuple[Any, ...]
 
 
-def _inputs(
-    leaf_der: bytes,
-    cert_chain: bytes | None,
-    roots: list[bytes] | None,
-    crl: bytes | None,
-    product: str | None,
-    trust_dir: Path | None,
-    cache: CollateralCache | None,
-    revocation: Revocation | None,
-) -> _Inputs:
+#: The certificates of (VCEK/VLEK input, cert chain input) split into DER with their
+#: fingerprints, by the inputs themselves: evidence repeats the same VCEK (bundle) and
+#: chain for every report of a chip, and splitting PEM and hashing every certificate was
+#: most of the per-report cost in front of a chain-cache hit. Keyed by the bytes (Python
+#: hashes a bytes object once and compares equal keys by memcmp), so a hit costs no
+#: SHA-256; only successful splits are kept. Bounded by count and bytes (the attester
+#: chooses the bytes); a pure function of them, so one memo serves every verifier.
+_SPLITS: BoundedCache[tuple[bytes, bytes | None], tuple[bytes, list[bytes], tuple[Any, ...]]] = (
+    BoundedCache(256, 16 << 20)
+)
+#: Root fingerprints by the roots' bytes (a verifier's configuration: a handful).
+_ROOT_FPS: BoundedCache[tuple[bytes, ...], tuple[bytes, ...]] = BoundedCache(64, 4 << 20)
+
+
+def _split_inputs(
+    leaf_der: bytes, cert_chain: bytes | None
+) -> tuple[bytes, list[bytes], tuple[Any, ...]]:
+    """(leaf DER, chain DERs, (leaf fingerprint, sorted chain fingerprints))."""
+    memo_key = (leaf_der, cert_chain)
+    hit = _SPLITS.get(memo_key)
+    if hit is not None:
+        return hit
     leaf, with_leaf = _split_leaf(leaf_der, "VCEK/VLEK")
     bundle = with_leaf + _bundle_ders(cert_chain, "cert chain")
     if len(bundle) > MAX_BUNDLE_CERTS:
@@ -204,10 +216,39 @@ def _inputs(
             f"the VCEK bundle and cert chain hold {len(bundle)} chain certificates; at most "
             f"{MAX_BUNDLE_CERTS} are accepted",
         )
+    fps = (_fp(leaf), tuple(sorted({_fp(d) for d in bundle})))
+    out = (leaf, bundle, fps)
+    size = 2 * (len(leaf_der) + len(cert_chain or b"") + len(leaf) + sum(len(d) for d in bundle))
+    _SPLITS.put(memo_key, out, size + 64 * len(bundle))
+    return out
+
+
+def _root_fps(roots: list[bytes] | None) -> tuple[bytes, ...]:
+    if not roots:
+        return ()
+    key = tuple(roots)
+    hit = _ROOT_FPS.get(key)
+    if hit is None:
+        hit = tuple(_fp(r) for r in roots)
+        _ROOT_FPS.put(key, hit, 2 * sum(len(r) for r in roots) + 32 * len(roots))
+    return hit
+
+
+def _inputs(
+    leaf_der: bytes,
+    cert_chain: bytes | None,
+    roots: list[bytes] | None,
+    crl: bytes | None,
+    product: str | None,
+    trust_dir: Path | None,
+    cache: CollateralCache | None,
+    revocation: Revocation | None,
+) -> _Inputs:
+    leaf, bundle, (leaf_fp, bundle_fps) = _split_inputs(leaf_der, cert_chain)
     key = (
-        _fp(leaf),
-        tuple(sorted({_fp(d) for d in bundle})),
-        tuple(_fp(r) for r in roots or ()),
+        leaf_fp,
+        bundle_fps,
+        _root_fps(roots),
         _fp(crl) if crl is not None else None,
         product,
         trust_dir,

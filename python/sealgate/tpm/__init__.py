@@ -212,24 +212,37 @@ def verify_quote(
             }
         except (ParseError, VerificationError) as e:
             res.fail_from(e)
-    try:
-        parsed = _core.TpmQuote.parse(quote)
-    except ParseError as e:
-        res.fail_from(e)
-        return res
+    parsed: _core.TpmQuote | None = None
     if pcrs is None:
         pcrs = {}
         if replayed is not None:
+            try:
+                parsed = _core.TpmQuote.parse(quote)
+            except ParseError as e:
+                res.fail_from(e)
+                return res
             # Values come from the replay; PCRs the log never touches hold their reset value.
             for bank, idxs in parsed.pcr_selection:
                 for i in idxs:
                     value = replayed.get(bank, {}).get(i, reset_value(bank, i))
                     pcrs.setdefault(bank, {})[i] = value
+    out: _core.TpmQuoteResult | None
     try:
         out = _core.verify_tpm_quote(key, quote, signature, pcrs, nonce, min_selection)
     except ParseError as e:
-        res.fail_from(e)
         out = None
+        # The quote itself, or only its signature, did not parse: the claims still come
+        # from the quote when it parses (the verifier's own parse is used otherwise).
+        if parsed is None:
+            try:
+                parsed = _core.TpmQuote.parse(quote)
+            except ParseError as qe:
+                res.fail_from(qe)
+                return res
+        res.fail_from(e)
+    if out is not None:
+        parsed = out.quote
+    assert parsed is not None  # set above on every path that does not return
     res.claims.update(
         {
             "nonce": parsed.extra_data.hex(),
@@ -247,7 +260,7 @@ def verify_quote(
     if out is not None:
         res.claims.update(
             {
-                "pcrs": pcrs_to_json(out.pcrs),
+                "pcrs": out.pcrs_json,
                 "signature_scheme": out.signature_scheme,
                 "hash_alg": out.hash_alg,
                 "weak_hash": out.weak_hash,

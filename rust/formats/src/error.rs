@@ -18,6 +18,8 @@ pub enum Platform {
     AzureHcl,
     /// The bincode `quote.bin` of Azure vTPM tooling (signature, message, PCRs).
     AzureQuoteBin,
+    /// The HCL report's runtime data (JSON with the vTPM keys as JWKs).
+    AzureRuntimeData,
 }
 
 impl Platform {
@@ -29,6 +31,7 @@ impl Platform {
             Platform::X509 => "x509",
             Platform::AzureHcl => "azure.hcl",
             Platform::AzureQuoteBin => "azure.quote_bin",
+            Platform::AzureRuntimeData => "azure.runtime_data",
         }
     }
 }
@@ -95,10 +98,11 @@ impl ParseError {
     }
 
     /// Stable machine code, `component.sub.event`: `<platform>.format.<kind>`, and for the
-    /// Azure containers (already two parts) `azure.hcl.<kind>` / `azure.quote_bin.<kind>`.
+    /// Azure containers (already two parts) `azure.hcl.<kind>`, `azure.quote_bin.<kind>`,
+    /// `azure.runtime_data.<kind>`.
     pub fn code(&self) -> String {
         match self.platform {
-            Platform::AzureHcl | Platform::AzureQuoteBin => {
+            Platform::AzureHcl | Platform::AzureQuoteBin | Platform::AzureRuntimeData => {
                 format!("{}.{}", self.platform.as_str(), self.kind.as_str())
             }
             _ => format!("{}.format.{}", self.platform.as_str(), self.kind.as_str()),

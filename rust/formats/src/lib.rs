@@ -6,6 +6,7 @@
 //! errors carry the field and offset.
 
 pub mod azure;
+pub mod azure_runtime;
 pub mod error;
 pub mod eventlog;
 pub mod layout;

@@ -7,6 +7,7 @@ use pyo3::types::{PyBytes, PyDict};
 use sealgate_formats::azure::{
     parse_hcl_report as rs_parse_hcl, parse_quote_bin as rs_parse_quote_bin, HclReport,
 };
+use sealgate_formats::azure_runtime::{parse_runtime_data as rs_parse_runtime, Jwk, Scalar};
 use sealgate_verify::failure::hex;
 
 /// A parsed HCL report; the byte fields are copies of the input's ranges.
@@ -128,7 +129,57 @@ fn parse_quote_bin<'py>(
     ))
 }
 
+/// (kid, kty, n, e, key_ops) of a runtime-data JWK.
+type JwkTuple<'py> = (
+    String,
+    String,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Vec<String>,
+);
+
+fn jwk_tuple<'py>(py: Python<'py>, k: Jwk) -> JwkTuple<'py> {
+    (
+        k.kid,
+        k.kty,
+        PyBytes::new(py, &k.n),
+        PyBytes::new(py, &k.e),
+        k.key_ops,
+    )
+}
+
+/// The runtime data JSON → (HCLAkPub | None, HCLEkPub | None, vm-configuration dict,
+/// user-data bytes | None); `ParseError` `azure.runtime_data.*` for malformed JSON.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn parse_runtime_data<'py>(
+    py: Python<'py>,
+    data: &[u8],
+) -> BindResult<(
+    Option<JwkTuple<'py>>,
+    Option<JwkTuple<'py>>,
+    Bound<'py, PyDict>,
+    Option<Bound<'py, PyBytes>>,
+)> {
+    let r = rs_parse_runtime(data)?;
+    let vmc = PyDict::new(py);
+    for (k, v) in r.vm_configuration {
+        match v {
+            Scalar::Bool(b) => vmc.set_item(k, b)?,
+            Scalar::Int(i) => vmc.set_item(k, i)?,
+            Scalar::Str(s) => vmc.set_item(k, s)?,
+        }
+    }
+    Ok((
+        r.ak.map(|k| jwk_tuple(py, k)),
+        r.ek.map(|k| jwk_tuple(py, k)),
+        vmc,
+        r.user_data.map(|u| PyBytes::new(py, &u)),
+    ))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HclReportRaw>()?;
+    m.add_function(wrap_pyfunction!(parse_runtime_data, m)?)?;
     m.add_function(wrap_pyfunction!(parse_quote_bin, m)?)
 }

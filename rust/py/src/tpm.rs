@@ -318,6 +318,34 @@ impl TpmQuoteResult {
         }
         Ok(out)
     }
+    /// `pcrs` as the claims carry them: {bank: {decimal index: lowercase hex}}, indices in
+    /// ascending order (what `sealgate.tpm.pcrs_to_json(result.pcrs)` gives, built here
+    /// because it runs on every verification).
+    #[getter]
+    fn pcrs_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let mut banks: Vec<(String, Vec<(u32, String)>)> = Vec::new();
+        for (alg, i, v) in &self.quoted {
+            let name = alg.name();
+            let pos = match banks.iter().position(|(n, _)| *n == name) {
+                Some(p) => p,
+                None => {
+                    banks.push((name.to_string(), Vec::new()));
+                    banks.len() - 1
+                }
+            };
+            banks[pos].1.push((*i, sealgate_verify::failure::hex(v)));
+        }
+        let out = PyDict::new(py);
+        for (name, mut values) in banks {
+            values.sort_by_key(|(i, _)| *i);
+            let inner = PyDict::new(py);
+            for (i, h) in values {
+                inner.set_item(i.to_string(), h)?;
+            }
+            out.set_item(name, inner)?;
+        }
+        Ok(out)
+    }
 }
 
 /// Static names for the schemes and hashes a parsed signature can carry.
