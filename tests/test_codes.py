@@ -154,14 +154,22 @@ def _rust_containers() -> list[str]:
 
 
 def _node_tpm_tools() -> set[str]:
-    """First arguments of ``self.run("<tool>", ...)`` in node/tpm.py."""
-    tree = ast.parse((PY_ROOT / "node" / "tpm.py").read_text())
+    """First arguments of ``self.run("<tool>", ...)`` in node/tpm.py and
+    ``self._run("<tool>", ...)`` in node/azure.py."""
+    tools: set[str] = set()
+    for module, method in (("tpm.py", "run"), ("azure.py", "_run")):
+        tools |= _self_calls(PY_ROOT / "node" / module, method)
+    return tools
+
+
+def _self_calls(path: Path, method: str) -> set[str]:
+    tree = ast.parse(path.read_text())
     tools: set[str] = set()
     for n in ast.walk(tree):
         if (
             isinstance(n, ast.Call)
             and isinstance(n.func, ast.Attribute)
-            and n.func.attr == "run"
+            and n.func.attr == method
             and isinstance(n.func.value, ast.Name)
             and n.func.value.id == "self"
             and n.args
@@ -191,7 +199,7 @@ def _expansions() -> dict[str, set[str]]:
         "policy.tdx.{name}_mismatch": {
             f"policy.tdx.{n}_mismatch" for n in TDX_MEASUREMENTS if not n.startswith("rtmr")
         },
-        # node/tpm.py TpmNode.run
+        # node/tpm.py Tpm2ToolsCollector.run, node/azure.py AzureVtpmCollector._run
         "node.tpm.{tool}_failed": {f"node.tpm.{t}_failed" for t in _node_tpm_tools()},
         # node/agent.py _code: a gRPC status without ErrorInfo
         "grpc.{code.name.lower()}": {f"grpc.{c.name.lower()}" for c in grpc.StatusCode},

@@ -102,7 +102,9 @@ NODE_TPM_TOOLS = (
     "createek",
     "evictcontrol",
     "flushcontext",
+    "nvdefine",
     "nvread",
+    "nvwrite",
     "policysecret",
     "quote",
     "readpublic",
@@ -365,6 +367,27 @@ CODES: dict[str, Code] = {
             "policy.tpm.no_reference_values": "the named reference sets hold no PCR values",
         },
     ),
+    **_group(
+        "appraise.azure",
+        {
+            "policy.azure.tcb_not_evaluated": "the TD quote came without collateral, so its "
+            "TCB status was not evaluated, and the policy does not accept that",
+            "policy.azure.vm_configuration.console_enabled": "vm-configuration console-enabled "
+            "is not the required value (or absent)",
+            "policy.azure.vm_configuration.secure_boot": "vm-configuration secure-boot is not "
+            "the required value (or absent)",
+            "policy.azure.vm_configuration.tpm_enabled": "vm-configuration tpm-enabled is not "
+            "the required value (or absent)",
+            "policy.azure.vm_configuration.tpm_persisted": "vm-configuration tpm-persisted is "
+            "not the required value (or absent)",
+            "policy.azure.vm_configuration.vm_unique_id": "the vmUniqueId is not one the policy "
+            "accepts",
+            "service.azure.platform_mismatch": "the HCL report holds the other Azure platform's "
+            "hardware report than the challenge was issued for",
+            "service.azure.quote_missing": "Azure evidence without the vTPM quote (the service "
+            "never grants on the HCL report alone)",
+        },
+    ),
     # -- Broker ----------------------------------------------------------------------------
     **_group(
         "broker",
@@ -526,6 +549,20 @@ CODES: dict[str, Code] = {
             "node.tsm.too_large": "a configfs-tsm blob exceeds the size cap",
             "node.tsm.unavailable": "no configfs-tsm on this machine",
             "node.tsm.wrong_provider": "configfs-tsm is provided by another platform",
+        },
+    ),
+    **_group(
+        "node.azure",
+        {
+            "node.azure.binding": "the user data to write is not 64 bytes",
+            "node.azure.imds_failed": "IMDS (TD quote provider or THIM) failed or answered "
+            "something unusable",
+            "node.azure.no_ak": "no HCL attestation key at its persistent handle",
+            "node.azure.platform": "not an Azure platform",
+            "node.azure.report_stale": "the HCL report did not carry this challenge's user "
+            "data within the bounded retries",
+            "node.azure.retries": "report retry settings out of range",
+            "node.azure.wrong_platform": "the VM's HCL report is of the other Azure platform",
         },
     ),
     # -- CLI -------------------------------------------------------------------------------

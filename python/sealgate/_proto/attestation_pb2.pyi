@@ -215,30 +215,111 @@ class TdxEvidence(_message.Message):
 Global___TdxEvidence: _TypeAlias = TdxEvidence  # noqa: Y015
 
 @_typing.final
+class AzureEvidence(_message.Message):
+    """An Azure confidential VM (PLATFORM_AZURE_SNP / PLATFORM_AZURE_TDX). The paravisor (HCL)
+    owns the hardware report; the guest reads it from vTPM NV index 0x01400001 after writing
+    its user data to NV index 0x01400002. Binding: SHA-512(nonce ‖ runtime_public_key) is the
+    HCL report's user data (all 64 bytes, so the hardware report is fresh for this challenge)
+    and its first 32 bytes the vTPM quote's extraData. The vTPM attestation key is HCLAkPub
+    from the runtime data the hardware report commits to: no TPM enrollment.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HCL_REPORT_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    PCRS_FIELD_NUMBER: _builtins.int
+    EVENT_LOG_FIELD_NUMBER: _builtins.int
+    VCEK_FIELD_NUMBER: _builtins.int
+    CERT_CHAIN_FIELD_NUMBER: _builtins.int
+    TD_QUOTE_FIELD_NUMBER: _builtins.int
+    COLLATERAL_FIELD_NUMBER: _builtins.int
+    hcl_report: _builtins.bytes
+    """The HCL report as read from NV 0x01400001 (2600 or 2048 bytes): header, SNP report or
+    TDREPORT, IGVM request data, runtime data JSON.
+    """
+    quote: _builtins.bytes
+    """The vTPM quote by the AK at 0x81000003: TPMS_ATTEST (tpm2_quote -m) ..."""
+    signature: _builtins.bytes
+    """... its TPMT_SIGNATURE (tpm2_quote -s) or the raw RSASSA-PKCS1-v1_5 signature ..."""
+    event_log: _builtins.bytes
+    """Optional TCG event log; PCR values are replayed from it."""
+    vcek: _builtins.bytes
+    """SNP: VCEK or VLEK (DER, PEM, or Azure's PEM bundle VCEK + ASK + ARK)."""
+    cert_chain: _builtins.bytes
+    """SNP: PEM bundle with the ASK/ASVK and ARK."""
+    td_quote: _builtins.bytes
+    """TDX: the DCAP quote (v4/v5) for the TDREPORT inside the HCL report (the quote provider's
+    answer, Azure IMDS /acc/tdquote).
+    """
+    collateral: _builtins.bytes
+    """TDX: collateral JSON as TdxEvidence carries it. Without it only signatures and the PCK
+    chain are checked and the TCB status is not evaluated (a policy asking for TCB statuses
+    then fails closed).
+    """
+    @_builtins.property
+    def pcrs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PcrValue]:
+        """... and the quoted PCR values, as TpmEvidence carries them."""
+
+    def __init__(
+        self,
+        *,
+        hcl_report: _builtins.bytes = ...,
+        quote: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        pcrs: _abc.Iterable[Global___PcrValue] | None = ...,
+        event_log: _builtins.bytes = ...,
+        vcek: _builtins.bytes = ...,
+        cert_chain: _builtins.bytes = ...,
+        td_quote: _builtins.bytes = ...,
+        collateral: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cert_chain", b"cert_chain", "collateral", b"collateral", "event_log", b"event_log", "hcl_report", b"hcl_report", "pcrs", b"pcrs", "quote", b"quote", "signature", b"signature", "td_quote", b"td_quote", "vcek", b"vcek"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AzureEvidence: _TypeAlias = AzureEvidence  # noqa: Y015
+
+@_typing.final
 class Evidence(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TPM_FIELD_NUMBER: _builtins.int
     SNP_FIELD_NUMBER: _builtins.int
     TDX_FIELD_NUMBER: _builtins.int
+    AZURE_SNP_FIELD_NUMBER: _builtins.int
+    AZURE_TDX_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def tpm(self) -> Global___TpmEvidence: ...
     @_builtins.property
     def snp(self) -> Global___SnpEvidence: ...
     @_builtins.property
     def tdx(self) -> Global___TdxEvidence: ...
+    @_builtins.property
+    def azure_snp(self) -> Global___AzureEvidence:
+        """PLATFORM_AZURE_SNP: the HCL report must hold an SNP report (report type 2)."""
+
+    @_builtins.property
+    def azure_tdx(self) -> Global___AzureEvidence:
+        """PLATFORM_AZURE_TDX: the HCL report must hold a TDREPORT (report type 4)."""
+
     def __init__(
         self,
         *,
         tpm: Global___TpmEvidence | None = ...,
         snp: Global___SnpEvidence | None = ...,
         tdx: Global___TdxEvidence | None = ...,
+        azure_snp: Global___AzureEvidence | None = ...,
+        azure_tdx: Global___AzureEvidence | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "snp", b"snp", "tdx", b"tdx", "tpm", b"tpm"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["azure_snp", b"azure_snp", "azure_tdx", b"azure_tdx", "kind", b"kind", "snp", b"snp", "tdx", b"tdx", "tpm", b"tpm"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "snp", b"snp", "tdx", b"tdx", "tpm", b"tpm"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["azure_snp", b"azure_snp", "azure_tdx", b"azure_tdx", "kind", b"kind", "snp", b"snp", "tdx", b"tdx", "tpm", b"tpm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["tpm", "snp", "tdx"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["tpm", "snp", "tdx", "azure_snp", "azure_tdx"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

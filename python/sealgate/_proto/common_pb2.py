@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sealgate/v1/common.proto\x12\x0bsealgate.v1\"J\n\x07\x46\x61ilure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tual\x18\x03 \x01(\t\x12\x10\n\x08\x65xpected\x18\x04 \x01(\t*Z\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x10\n\x0cPLATFORM_TPM\x10\x01\x12\x10\n\x0cPLATFORM_SNP\x10\x02\x12\x10\n\x0cPLATFORM_TDX\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sealgate/v1/common.proto\x12\x0bsealgate.v1\"J\n\x07\x46\x61ilure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tual\x18\x03 \x01(\t\x12\x10\n\x08\x65xpected\x18\x04 \x01(\t*\x8a\x01\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x10\n\x0cPLATFORM_TPM\x10\x01\x12\x10\n\x0cPLATFORM_SNP\x10\x02\x12\x10\n\x0cPLATFORM_TDX\x10\x03\x12\x16\n\x12PLATFORM_AZURE_SNP\x10\x04\x12\x16\n\x12PLATFORM_AZURE_TDX\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sealgate._proto.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLATFORM']._serialized_start=117
-  _globals['_PLATFORM']._serialized_end=207
+  _globals['_PLATFORM']._serialized_start=118
+  _globals['_PLATFORM']._serialized_end=256
   _globals['_FAILURE']._serialized_start=41
   _globals['_FAILURE']._serialized_end=115
 # @@protoc_insertion_point(module_scope)

@@ -27,6 +27,11 @@ class _PlatformEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Platform.Val
     PLATFORM_TPM: _Platform.ValueType  # 1
     PLATFORM_SNP: _Platform.ValueType  # 2
     PLATFORM_TDX: _Platform.ValueType  # 3
+    PLATFORM_AZURE_SNP: _Platform.ValueType  # 4
+    """Azure confidential VMs: the SEV-SNP or TDX report is held by the paravisor (HCL) and
+    reaches the verifier inside the HCL report, with a vTPM quote (AzureEvidence).
+    """
+    PLATFORM_AZURE_TDX: _Platform.ValueType  # 5
 
 class Platform(_Platform, metaclass=_PlatformEnumTypeWrapper):
     """Evidence platforms. A platform whose verifier is not built into the server answers
@@ -37,6 +42,11 @@ PLATFORM_UNSPECIFIED: Platform.ValueType  # 0
 PLATFORM_TPM: Platform.ValueType  # 1
 PLATFORM_SNP: Platform.ValueType  # 2
 PLATFORM_TDX: Platform.ValueType  # 3
+PLATFORM_AZURE_SNP: Platform.ValueType  # 4
+"""Azure confidential VMs: the SEV-SNP or TDX report is held by the paravisor (HCL) and
+reaches the verifier inside the HCL report, with a vTPM quote (AzureEvidence).
+"""
+PLATFORM_AZURE_TDX: Platform.ValueType  # 5
 Global___Platform: _TypeAlias = Platform  # noqa: Y015
 
 @_typing.final

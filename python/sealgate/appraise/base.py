@@ -41,6 +41,9 @@ class Appraisal:
     platform: str
     failures: list[PolicyFailure] = field(default_factory=list)
     vector: dict[str, int] = field(default_factory=dict)
+    #: Composite evidence (an Azure CVM: ``snp``/``tdx``, ``tpm``, ``runtime_data``): each
+    #: component's own vector; ``vector`` is the worst of them.
+    components: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +74,17 @@ class Appraiser(Protocol):
         claims: Mapping[str, Any],
         refs: Sequence[ReferenceValue],
     ) -> None: ...
+
+
+def component_vectors(appraisals: Sequence[Appraisal]) -> dict[str, dict[str, int]]:
+    """Per component, the worst value of each claim over several appraisals (one per key)."""
+    out: dict[str, dict[str, int]] = {}
+    for a in appraisals:
+        for part, vec in a.components.items():
+            merged = out.setdefault(part, {})
+            for k, v in vec.items():
+                merged[k] = max(merged.get(k, 0), v)
+    return out
 
 
 def _text(v: Any) -> str:

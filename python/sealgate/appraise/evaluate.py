@@ -1,13 +1,14 @@
 """Evaluate a policy against verified claims; every failure, with actual vs expected.
 
-Each platform has one appraiser (``sealgate.appraise.tpm``, ``.snp``, ``.tdx``) reading
-that platform's typed claims; ``APPRAISERS`` is where they are registered.
+Each platform has one appraiser (``sealgate.appraise.tpm``, ``.snp``, ``.tdx``, ``.azure``)
+reading that platform's typed claims; ``APPRAISERS`` is where they are registered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sealgate.appraise.azure import AzureAppraiser
 from sealgate.appraise.base import (
     AFFIRMING,
     CONTRAINDICATED,
@@ -27,7 +28,14 @@ __all__ = ["APPRAISERS", "Appraisal", "Appraiser", "PolicyFailure", "appraise", 
 
 #: Platform name → its appraiser.
 APPRAISERS: Mapping[str, Appraiser] = {
-    a.platform: a for a in (TpmAppraiser(), SnpAppraiser(), TdxAppraiser())
+    a.platform: a
+    for a in (
+        TpmAppraiser(),
+        SnpAppraiser(),
+        TdxAppraiser(),
+        AzureAppraiser("azure-snp"),
+        AzureAppraiser("azure-tdx"),
+    )
 }
 
 

@@ -11,7 +11,11 @@ JSON (or YAML) like::
                 "min_reported_tcb": {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115},
                 "allow_debug": false, "vmpl": [0], "products": ["Milan", "Genoa"]},
         "tdx": {"reference_sets": ["prod"], "mr_td": ["<hex>"], "rtmr0": ["<hex>"],
-                "mr_config_id": ["<hex>"], "tcb_statuses": ["UpToDate"], "allow_debug": false}
+                "mr_config_id": ["<hex>"], "tcb_statuses": ["UpToDate"], "allow_debug": false},
+        "azure-snp": {"snp": {...as "snp"...}, "tpm": {...as "tpm", without ek_ca_fingerprints...},
+                      "vm_configuration": {"secure_boot": true, "console_enabled": false}},
+        "azure-tdx": {"tdx": {...as "tdx", plus "allow_unevaluated_tcb": false...},
+                      "tpm": {...}, "vm_configuration": {...}}
       }
     }
 
@@ -27,6 +31,15 @@ An empty requirement is not a permission: every listed platform must constrain w
 reference set, or say ``allow_any_measurement: true``. :func:`check_writable` refuses a
 policy without either (``policy.document.no_measurement``) when it is written; appraisal
 fails closed when the named sets yield no such value.
+
+An Azure confidential VM (``azure-snp``, ``azure-tdx``) is three components, each with the
+requirements of its own platform: the hardware report (``snp`` or ``tdx``, reference values
+from the ``snp``/``tdx`` sets), the vTPM (``tpm``, reference values from the ``tpm`` sets)
+and the paravisor's ``vm_configuration`` (runtime data ``vm-configuration``: an unset field
+is not checked, a set one must be present in the report with that value). Each component
+must constrain its measurement as its platform does. On Azure TDX the TD quote may come
+without collateral: then the TCB status is not evaluated and the key is refused unless the
+``tdx`` part says ``allow_unevaluated_tcb: true``.
 """
 
 from __future__ import annotations
@@ -49,7 +62,17 @@ from pydantic_core import PydanticCustomError
 from sealgate.documents import STRICT, load_document, validate
 from sealgate.errors import UsageError
 
-PLATFORMS = ("tpm", "snp", "tdx")
+PLATFORMS = ("tpm", "snp", "tdx", "azure-snp", "azure-tdx")
+#: The Azure platforms → the platform of their hardware report.
+AZURE_HARDWARE = {"azure-snp": "snp", "azure-tdx": "tdx"}
+#: Policy ``vm_configuration`` field → the runtime data ``vm-configuration`` key (the names
+#: the Azure paravisor writes, as in every published HCL report).
+VM_CONFIGURATION_KEYS = {
+    "secure_boot": "secure-boot",
+    "tpm_enabled": "tpm-enabled",
+    "tpm_persisted": "tpm-persisted",
+    "console_enabled": "console-enabled",
+}
 _HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
 SNP_TCB_FIELDS = ("bootloader", "tee", "snp", "microcode", "fmc")
 TDX_MEASUREMENTS = ("mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_config_id")
@@ -151,15 +174,59 @@ class _TdxDoc(BaseModel):
     allow_any_measurement: bool = False
 
 
+class _AzureTpmDoc(BaseModel):
+    """The vTPM of an Azure CVM: as ``tpm`` without ``ek_ca_fingerprints`` (its AK is vouched
+    for by the hardware report, not by an EK certificate)."""
+
+    model_config = STRICT
+    reference_sets: list[str] = []
+    pcrs: dict[str, dict[Annotated[int, BeforeValidator(_pcr_index)], _HexList]] = {}
+    required_selection: Annotated[str, AfterValidator(_selection)] | None = None
+    allow_weak_hashes: bool = False
+    allow_any_measurement: bool = False
+
+
+class _AzureTdxPartDoc(_TdxDoc):
+    #: Accept a TD quote sent without collateral (signatures and PCK chain checked, TCB
+    #: status not evaluated). Off by default: the TCB status is then unknown.
+    allow_unevaluated_tcb: bool = False
+
+
+class _VmConfigurationDoc(BaseModel):
+    model_config = STRICT
+    secure_boot: bool | None = None
+    tpm_enabled: bool | None = None
+    tpm_persisted: bool | None = None
+    console_enabled: bool | None = None
+    #: Accepted ``vmUniqueId`` values (case-insensitive); empty = any.
+    vm_unique_ids: list[str] = []
+
+
+class _AzureSnpDoc(BaseModel):
+    model_config = STRICT
+    snp: _SnpDoc = _SnpDoc()
+    tpm: _AzureTpmDoc = _AzureTpmDoc()
+    vm_configuration: _VmConfigurationDoc = _VmConfigurationDoc()
+
+
+class _AzureTdxPlatformDoc(BaseModel):
+    model_config = STRICT
+    tdx: _AzureTdxPartDoc = _AzureTdxPartDoc()
+    tpm: _AzureTpmDoc = _AzureTpmDoc()
+    vm_configuration: _VmConfigurationDoc = _VmConfigurationDoc()
+
+
 class _PlatformsDoc(BaseModel):
     model_config = STRICT
     tpm: _TpmDoc | None = None
     snp: _SnpDoc | None = None
     tdx: _TdxDoc | None = None
+    azure_snp: _AzureSnpDoc | None = Field(default=None, alias="azure-snp")
+    azure_tdx: _AzureTdxPlatformDoc | None = Field(default=None, alias="azure-tdx")
 
     @model_validator(mode="after")
     def _at_least_one(self) -> _PlatformsDoc:
-        if self.tpm is None and self.snp is None and self.tdx is None:
+        if all(v is None for v in (self.tpm, self.snp, self.tdx, self.azure_snp, self.azure_tdx)):
             raise PydanticCustomError("no_platform", "must name at least one platform")
         return self
 
@@ -207,51 +274,133 @@ class TdxRequirements:
 
 
 @dataclass
+class VmConfigurationRequirements:
+    """Required runtime data ``vm-configuration`` values (policy name → value)."""
+
+    flags: dict[str, bool] = field(default_factory=dict)
+    vm_unique_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AzureRequirements:
+    """An Azure CVM's components: ``hardware`` is the SNP or TDX part (the platform named
+    by ``AZURE_HARDWARE``), ``tpm`` the vTPM's, ``vm_configuration`` the paravisor's."""
+
+    hardware: SnpRequirements | TdxRequirements
+    tpm: TpmRequirements
+    vm_configuration: VmConfigurationRequirements = field(
+        default_factory=VmConfigurationRequirements
+    )
+    #: azure-tdx: accept a TD quote verified without collateral (TCB status not evaluated).
+    allow_unevaluated_tcb: bool = False
+
+    def components(self) -> Policy:
+        """The hardware and vTPM parts as a policy of their own platforms, so each is
+        appraised by that platform's appraiser."""
+        if isinstance(self.hardware, SnpRequirements):
+            return Policy(tpm=self.tpm, snp=self.hardware)
+        return Policy(tpm=self.tpm, tdx=self.hardware)
+
+
+@dataclass
 class Policy:
     tpm: TpmRequirements | None = None
     snp: SnpRequirements | None = None
     tdx: TdxRequirements | None = None
+    azure_snp: AzureRequirements | None = None
+    azure_tdx: AzureRequirements | None = None
+
+    def requirements(
+        self, platform: str
+    ) -> TpmRequirements | SnpRequirements | TdxRequirements | AzureRequirements | None:
+        """The requirements for ``platform`` (``azure-snp`` → ``azure_snp``), or None."""
+        if platform not in PLATFORMS:
+            return None
+        req: TpmRequirements | SnpRequirements | TdxRequirements | AzureRequirements | None = (
+            getattr(self, platform.replace("-", "_"))
+        )
+        return req
 
     @property
     def platforms(self) -> list[str]:
-        return [p for p in PLATFORMS if getattr(self, p) is not None]
+        return [p for p in PLATFORMS if self.requirements(p) is not None]
 
     @property
     def any_measurement(self) -> list[str]:
-        """Platforms whose policy explicitly accepts any measurement."""
-        return [p for p in self.platforms if getattr(self, p).allow_any_measurement]
+        """Platforms (Azure: ``azure-snp.snp``, ``azure-snp.tpm``, ...) whose policy
+        explicitly accepts any measurement."""
+        out: list[str] = []
+        for p in self.platforms:
+            req = self.requirements(p)
+            if isinstance(req, AzureRequirements):
+                hw = AZURE_HARDWARE[p]
+                out += [f"{p}.{hw}"] if req.hardware.allow_any_measurement else []
+                out += [f"{p}.tpm"] if req.tpm.allow_any_measurement else []
+            elif req is not None and req.allow_any_measurement:
+                out.append(p)
+        return out
+
+
+def _tpm(t: _TpmDoc | _AzureTpmDoc) -> TpmRequirements:
+    return TpmRequirements(
+        reference_sets=list(t.reference_sets),
+        pcrs={bank: dict(values) for bank, values in t.pcrs.items()},
+        required_selection=t.required_selection,
+        allow_weak_hashes=t.allow_weak_hashes,
+        ek_ca_fingerprints=list(t.ek_ca_fingerprints) if isinstance(t, _TpmDoc) else [],
+        allow_any_measurement=t.allow_any_measurement,
+    )
+
+
+def _snp(s: _SnpDoc) -> SnpRequirements:
+    return SnpRequirements(
+        reference_sets=list(s.reference_sets),
+        measurement=list(s.measurement),
+        host_data=list(s.host_data),
+        min_reported_tcb=s.min_reported_tcb.model_dump(exclude_none=True),
+        allow_debug=s.allow_debug,
+        vmpl=None if s.vmpl is None else list(s.vmpl),
+        products=list(s.products),
+        allow_any_measurement=s.allow_any_measurement,
+    )
+
+
+def _tdx(x: _TdxDoc) -> TdxRequirements:
+    return TdxRequirements(
+        reference_sets=list(x.reference_sets),
+        measurements={n: list(v) for n in TDX_MEASUREMENTS if (v := getattr(x, n)) is not None},
+        tcb_statuses=list(x.tcb_statuses),
+        allow_debug=x.allow_debug,
+        allow_any_measurement=x.allow_any_measurement,
+    )
+
+
+def _vm_configuration(v: _VmConfigurationDoc) -> VmConfigurationRequirements:
+    return VmConfigurationRequirements(
+        flags={n: b for n in VM_CONFIGURATION_KEYS if (b := getattr(v, n)) is not None},
+        vm_unique_ids=[u.lower() for u in v.vm_unique_ids],
+    )
 
 
 def _policy(doc: Any) -> Policy:
     d = validate(_POLICY, doc, code="policy.document.invalid", what="policy")
     p = Policy()
     if (t := d.platforms.tpm) is not None:
-        p.tpm = TpmRequirements(
-            reference_sets=list(t.reference_sets),
-            pcrs={bank: dict(values) for bank, values in t.pcrs.items()},
-            required_selection=t.required_selection,
-            allow_weak_hashes=t.allow_weak_hashes,
-            ek_ca_fingerprints=list(t.ek_ca_fingerprints),
-            allow_any_measurement=t.allow_any_measurement,
-        )
+        p.tpm = _tpm(t)
     if (s := d.platforms.snp) is not None:
-        p.snp = SnpRequirements(
-            reference_sets=list(s.reference_sets),
-            measurement=list(s.measurement),
-            host_data=list(s.host_data),
-            min_reported_tcb=s.min_reported_tcb.model_dump(exclude_none=True),
-            allow_debug=s.allow_debug,
-            vmpl=None if s.vmpl is None else list(s.vmpl),
-            products=list(s.products),
-            allow_any_measurement=s.allow_any_measurement,
-        )
+        p.snp = _snp(s)
     if (x := d.platforms.tdx) is not None:
-        p.tdx = TdxRequirements(
-            reference_sets=list(x.reference_sets),
-            measurements={n: list(v) for n in TDX_MEASUREMENTS if (v := getattr(x, n)) is not None},
-            tcb_statuses=list(x.tcb_statuses),
-            allow_debug=x.allow_debug,
-            allow_any_measurement=x.allow_any_measurement,
+        p.tdx = _tdx(x)
+    if (az := d.platforms.azure_snp) is not None:
+        p.azure_snp = AzureRequirements(
+            _snp(az.snp), _tpm(az.tpm), _vm_configuration(az.vm_configuration)
+        )
+    if (ax := d.platforms.azure_tdx) is not None:
+        p.azure_tdx = AzureRequirements(
+            _tdx(ax.tdx),
+            _tpm(ax.tpm),
+            _vm_configuration(ax.vm_configuration),
+            allow_unevaluated_tcb=ax.tdx.allow_unevaluated_tcb,
         )
     return p
 
@@ -277,21 +426,30 @@ def check_writable(p: Policy) -> None:
     ``measurement``; TDX: no ``mr_td``/RTMR), neither inline nor through a reference set,
     releases the key to any genuine machine running any code. That must be written down
     (``allow_any_measurement: true``), never be the result of leaving fields out."""
-    if p.tdx is not None and not p.tdx.tcb_statuses:
-        # Once read as "any status"; say which statuses are acceptable instead.
-        raise _bad("tdx.tcb_statuses must name at least one TCB status")
+    parts: list[tuple[str, Policy]] = [("", p)]
+    for name in AZURE_HARDWARE:
+        az = p.requirements(name)
+        if isinstance(az, AzureRequirements):
+            # Each component of an Azure CVM is held to its own platform's rule.
+            parts.append((f"{name}.", az.components()))
     missing: list[str] = []
-    if p.tpm is not None and not p.tpm.allow_any_measurement:
-        if not p.tpm.reference_sets and not any(v for b in p.tpm.pcrs.values() for v in b.values()):
-            missing.append("tpm (no PCR value)")
-    if p.snp is not None and not p.snp.allow_any_measurement:
-        if not p.snp.reference_sets and not p.snp.measurement:
-            missing.append("snp (no measurement)")
-    if p.tdx is not None and not p.tdx.allow_any_measurement:
-        if not p.tdx.reference_sets and not any(
-            p.tdx.measurements.get(n) for n in TDX_CODE_MEASUREMENTS
-        ):
-            missing.append("tdx (no mr_td or RTMR)")
+    for prefix, q in parts:
+        if q.tdx is not None and not q.tdx.tcb_statuses:
+            # Once read as "any status"; say which statuses are acceptable instead.
+            raise _bad(f"{prefix}tdx.tcb_statuses must name at least one TCB status")
+        if q.tpm is not None and not q.tpm.allow_any_measurement:
+            if not q.tpm.reference_sets and not any(
+                v for b in q.tpm.pcrs.values() for v in b.values()
+            ):
+                missing.append(f"{prefix}tpm (no PCR value)")
+        if q.snp is not None and not q.snp.allow_any_measurement:
+            if not q.snp.reference_sets and not q.snp.measurement:
+                missing.append(f"{prefix}snp (no measurement)")
+        if q.tdx is not None and not q.tdx.allow_any_measurement:
+            if not q.tdx.reference_sets and not any(
+                q.tdx.measurements.get(n) for n in TDX_CODE_MEASUREMENTS
+            ):
+                missing.append(f"{prefix}tdx (no mr_td or RTMR)")
     if missing:
         raise UsageError(
             "policy.document.no_measurement",

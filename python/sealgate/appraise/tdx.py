@@ -63,7 +63,10 @@ class TdxAppraiser:
                 "debug=false",
             )
             a.worse("configuration", CONTRAINDICATED)
-        if c.tcb_status not in req.tcb_statuses:
+        # A TD quote verified without collateral (Azure's signature-and-chain-only mode,
+        # ``tcb_evaluated: false``) has no status to compare: the Azure appraiser fails it
+        # closed with its own code (``policy.azure.tcb_not_evaluated``) unless allowed.
+        if claims.get("tcb_evaluated") is not False and c.tcb_status not in req.tcb_statuses:
             a.fail(
                 "policy.tdx.tcb_status_not_allowed",
                 f"TCB status {c.tcb_status}",

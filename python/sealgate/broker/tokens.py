@@ -2,9 +2,10 @@
 
 Claims: ``eat_profile``, ``iat``, ``exp`` (default 5 minutes), ``jti``, ``ear.verifier-id``,
 ``eat_nonce`` (base64url of the challenge nonce), ``submods`` (one per platform, each with
-``ear.status``, ``ear.trustworthiness-vector`` and ``ear.appraisal-policy-id``), and ``cnf``
-(RFC 7800) with ``jkt``: the RFC 7638 thumbprint of the runtime key, so only the holder of
-that key can use the token to fetch keys. The JWT header carries ``kid``.
+``ear.status``, ``ear.trustworthiness-vector`` and ``ear.appraisal-policy-id``; composite
+evidence adds one per component, ``<platform>/<component>``, with its status and vector),
+and ``cnf`` (RFC 7800) with ``jkt``: the RFC 7638 thumbprint of the runtime key, so only the
+holder of that key can use the token to fetch keys. The JWT header carries ``kid``.
 
 Signing keys rotate: a new key signs from now on, in every process (rotation moves the
 storage's configuration generation, which each issue checks); retired keys stay in the JWKS

@@ -21,15 +21,29 @@ def register(sub: Any) -> None:
     nsub = p.add_subparsers(dest="node_command", required=True, parser_class=type(p))
     r = nsub.add_parser("request-keys", help="attest and receive model keys")
     add_client_args(r)
-    r.add_argument("--platform", required=True, choices=["tpm", "snp", "tdx"])
+    r.add_argument(
+        "--platform", required=True, choices=["tpm", "snp", "tdx", "azure-snp", "azure-tdx"]
+    )
     r.add_argument("--node-id", default=os.uname().nodename)
     r.add_argument("--key-id", action="append", required=True, dest="key_ids")
     r.add_argument("--out", required=True, help="directory for keys (0600), or - for stdout")
-    r.add_argument("--tcti", help="TPM TCTI (default: tpm2-tools' default, /dev/tpmrm0)")
+    r.add_argument(
+        "--tcti", help="TPM / Azure vTPM TCTI (default: tpm2-tools' default, /dev/tpmrm0)"
+    )
     r.add_argument("--state", help="TPM node state directory (default: a temp dir)")
-    r.add_argument("--pcr-selection", default="sha256:0,1,2,3,4,5,6,7")
-    r.add_argument("--eventlog", help="TCG event log to send (TPM)")
-    r.add_argument("--collateral", help="TDX collateral JSON")
+    r.add_argument(
+        "--pcr-selection",
+        help="PCRs to quote (default: sha256:0-7 for tpm, sha256:0-23 for azure-*)",
+    )
+    r.add_argument("--eventlog", help="TCG event log to send (TPM, Azure)")
+    r.add_argument("--collateral", help="TDX collateral JSON (tdx, azure-tdx)")
+    r.add_argument(
+        "--imds-url",
+        default="http://169.254.169.254",
+        help="Azure IMDS base URL: TD quotes (azure-tdx) and, without --vcek, the VCEK (azure-snp)",
+    )
+    r.add_argument("--vcek", help="azure-snp: VCEK (PEM/DER, or Azure's VCEK+ASK+ARK bundle)")
+    r.add_argument("--cert-chain", help="azure-snp: ASK/ARK PEM bundle")
     r.add_argument(
         "--tsm-dir",
         default="/sys/kernel/config/tsm/report",
@@ -55,13 +69,27 @@ def _request_keys(args: argparse.Namespace) -> int:
 
     collector: Any
     if args.platform == "tpm":
-        from sealgate.node.tpm import Tpm2ToolsCollector
+        from sealgate.node.tpm import DEFAULT_SELECTION, Tpm2ToolsCollector
 
         collector = Tpm2ToolsCollector(
             tcti=args.tcti,
             state_dir=Path(args.state) if args.state else None,
-            selection=args.pcr_selection,
+            selection=args.pcr_selection or DEFAULT_SELECTION,
             eventlog=Path(args.eventlog) if args.eventlog else None,
+        )
+    elif args.platform.startswith("azure-"):
+        from sealgate.node.azure import AZURE_SELECTION, AzureVtpmCollector
+
+        collector = AzureVtpmCollector(
+            args.platform,
+            tcti=args.tcti,
+            state_dir=Path(args.state) if args.state else None,
+            selection=args.pcr_selection or AZURE_SELECTION,
+            eventlog=Path(args.eventlog) if args.eventlog else None,
+            imds_url=args.imds_url,
+            vcek=read_file(args.vcek, "vcek") if args.vcek else None,
+            cert_chain=read_file(args.cert_chain, "cert-chain") if args.cert_chain else None,
+            collateral=read_file(args.collateral, "collateral") if args.collateral else None,
         )
     else:
         from sealgate.node.cvm import ConfidentialVmCollector

@@ -14,7 +14,8 @@ from sealgate.protocol.hpke import MLKEM768_X25519, X25519
 
 #: The node binds its runtime key into the evidence as SHA-512(nonce ‖ runtime_public_key)
 #: (README "gRPC API", Binding): all 64 bytes as SNP/TDX report_data, the first 32 as the
-#: TPM quote's extraData.
+#: TPM quote's extraData; on Azure CVMs all 64 bytes as the HCL report's user data and the
+#: first 32 as the vTPM quote's extraData.
 BINDING_SIZE = 64
 TPM_BINDING_SIZE = 32
 
@@ -28,8 +29,15 @@ PLATFORM_ENUM: dict[str, common_pb2.Platform.ValueType] = {
     "tpm": common_pb2.PLATFORM_TPM,
     "snp": common_pb2.PLATFORM_SNP,
     "tdx": common_pb2.PLATFORM_TDX,
+    "azure-snp": common_pb2.PLATFORM_AZURE_SNP,
+    "azure-tdx": common_pb2.PLATFORM_AZURE_TDX,
 }
 PLATFORM_NAMES: dict[int, str] = {v: k for k, v in PLATFORM_ENUM.items()}
+
+#: Platform name → the ``Evidence`` oneof field carrying it (``azure-snp`` → ``azure_snp``),
+#: and back.
+EVIDENCE_FIELD: dict[str, str] = {p: p.replace("-", "_") for p in PLATFORM_ENUM}
+EVIDENCE_PLATFORM: dict[str, str] = {f: p for p, f in EVIDENCE_FIELD.items()}
 
 #: HPKE suite name → wire enum, and back; an unspecified suite means the default, X25519.
 SUITE_ENUM: dict[str, attestation_pb2.HpkeSuite.ValueType] = {

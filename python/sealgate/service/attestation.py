@@ -6,7 +6,7 @@ from concurrent import futures
 
 from sealgate._proto import attestation_pb2, attestation_pb2_grpc, common_pb2
 from sealgate.appraise import PolicyFailure
-from sealgate.protocol import PLATFORM_NAMES, SUITE_ENUM, SUITE_NAMES
+from sealgate.protocol import EVIDENCE_PLATFORM, PLATFORM_NAMES, SUITE_ENUM, SUITE_NAMES
 from sealgate.service import errors as E
 from sealgate.service.admission import peer_key
 from sealgate.service.core import AttestOutcome, Verifier
@@ -67,6 +67,7 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
             )
 
     def _check_evidence(self, ev: attestation_pb2.Evidence) -> str:
+        """The platform the evidence is for (``azure_snp`` → ``azure-snp``), size-checked."""
         kind = ev.WhichOneof("kind")
         if kind is None:
             raise E.Invalid("service.request.no_evidence", "evidence is missing")
@@ -84,9 +85,9 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
                     "service.limits.evidence_too_large",
                     f"{fd.name} exceeds {lim.max_evidence_bytes} bytes",
                 )
-        if kind == "tpm" and len(msg.pcrs) > 24 * 4:
+        if kind in ("tpm", "azure_snp", "azure_tdx") and len(msg.pcrs) > 24 * 4:
             raise E.Invalid("service.limits.too_many_pcrs", "at most 96 PCR values")
-        return kind
+        return EVIDENCE_PLATFORM[kind]
 
     async def Challenge(
         self, request: attestation_pb2.ChallengeRequest, context: Ctx
@@ -112,7 +113,7 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
                 challenge_id=request.challenge_id,
                 node_id=request.node_id[:128],
                 platform=platform,
-                evidence=getattr(request.evidence, platform),
+                evidence=getattr(request.evidence, str(request.evidence.WhichOneof("kind"))),
                 runtime_public_key=request.runtime_public_key,
                 suite=suite,
                 key_ids=list(request.key_ids),
@@ -131,7 +132,7 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
         # signature verifications an attester can choose: those requests go to the pool,
         # cache hits stay on the loop (the hot path).
         kind = request.evidence.WhichOneof("kind")
-        verifier = self.core.platforms.get(kind) if kind else None
+        verifier = self.core.platforms.get(EVIDENCE_PLATFORM[kind]) if kind else None
         try:
             offload = verifier is not None and not verifier.warm(
                 getattr(request.evidence, str(kind))

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status
+from sealgate.appraise.azure import REFERENCE_PLATFORMS
+from sealgate.appraise.base import component_vectors
 from sealgate.appraise.policy import canonical
 from sealgate.broker.audit import AuditLog, AuditVerdict
 from sealgate.broker.auditkeys import load_audit_keys
@@ -42,6 +44,7 @@ from sealgate.service.platforms import (
     default_verifiers,
     identities,
     parse_identity,
+    revocation_platforms,
     tpm_identities,
 )
 from sealgate.storage import (
@@ -277,7 +280,7 @@ class Verifier:
                 self._refuse(ch.id, node_id, "tpm.ak.revoked", revoked=revoked)
                 raise E.Denied("tpm.ak.revoked", f"node {node_id!r}: its TPM has been revoked")
         binding = runtime_binding(ch.nonce, runtime_public_key)
-        roots = self.cfg.snp_roots if platform == "snp" else self.cfg.tdx_roots
+        roots = self.cfg.snp_roots if platform in ("snp", "azure-snp") else self.cfg.tdx_roots
         try:
             result = verifier.verify(evidence, VerifyContext(binding, node, list(roots)))
         except SealgateError as e:
@@ -331,11 +334,19 @@ class Verifier:
             "sealgate.appraisal-policy-ids": policy_ids,
             "sealgate.granted-key-ids": [g.key_id for g in out.granted],
         }
+        submods = {platform: submod}
+        # Composite evidence (DESIGN.md): one submod per component as well, each with its
+        # own status and vector (worst over the keys' appraisals), named <platform>/<part>.
+        for part, vec in component_vectors([a for a, _ in appraisals.values()]).items():
+            submods[f"{platform}/{part}"] = {
+                "ear.status": ear_status(vec),
+                "ear.trustworthiness-vector": vec,
+            }
         now = int(time.time())
         token, claims = self.tokens.issue(
             nonce=ch.nonce,
             runtime_jkt=jkt,
-            submods={platform: submod},
+            submods=submods,
             now=now,
             extra={"sub": node_id or ch.id},
             generation=view.generation,
@@ -371,9 +382,19 @@ class Verifier:
         self._complete(ch.id, decided, record)
         return out
 
+    def _revocations(self, platform: str, ids: list[str]) -> tuple[int, list[Revocation]]:
+        """The revocation mark and the revocations of ``ids``: under ``platform`` and, for a
+        platform whose hardware is another's (Azure SNP/TDX), under that one too, so a chip
+        revoked as ``snp`` is revoked behind the paravisor as well."""
+        mark, revs = 0, list[Revocation]()
+        for p in revocation_platforms(platform):
+            m, r = self.st.revocation_state(p, ids)
+            mark, revs = max(mark, m), revs + r
+        return mark, revs
+
     def _revoked(self, platform: str, ids: list[str]) -> tuple[int, list[str]]:
         """The revocation mark to record, and which of ``ids`` are revoked now."""
-        mark, revs = self.st.revocation_state(platform, ids)
+        mark, revs = self._revocations(platform, ids)
         return mark, sorted({r.identity for r in revs if not r.lifted_at})
 
     def _refuse(self, challenge_id: str, node_id: str, code: str, **details: Any) -> None:
@@ -435,7 +456,12 @@ class Verifier:
         ``granted_at_attest`` (ReleaseKey): only these keys may be served; any other is
         denied unappraised, so a token is never wider than its attestation's decision.
         """
-        refs = view.reference_values(result.platform)
+        # An Azure platform's components are appraised with their own platforms' values.
+        refs = [
+            r
+            for p in REFERENCE_PLATFORMS.get(result.platform, (result.platform,))
+            for r in view.reference_values(p)
+        ]
         appraisals: dict[str, tuple[Appraisal, int]] = {}
         for key_id in dict.fromkeys(key_ids):
             entry = view.policy(key_id)
@@ -541,7 +567,7 @@ class Verifier:
         after it) counts, lifted or not."""
         claims = json.loads(rec.claims_json)
         ids = identities(rec.platform, claims)
-        _mark, revs = self.st.revocation_state(rec.platform, ids) if ids else (0, [])
+        _mark, revs = self._revocations(rec.platform, ids) if ids else (0, [])
         dead = [r.identity for r in revs if not r.lifted_at or r.seq > rec.revocation_mark]
         if rec.platform == "tpm":
             node = self.st.get_node(rec.node_id) if rec.node_id else None

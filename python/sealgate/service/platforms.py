@@ -1,9 +1,9 @@
 """The platform registry: which evidence kinds this server can verify.
 
 Each platform adapter turns the evidence message into a call to that platform's facade
-(``sealgate.tpm.verify_quote``, ``sealgate.snp.verify_report``, ``sealgate.tdx.verify_quote``)
-with the runtime-key binding as the expected nonce / report_data, and returns its
-``VerifyResult``.
+(``sealgate.tpm.verify_quote``, ``sealgate.snp.verify_report``, ``sealgate.tdx.verify_quote``,
+``sealgate.azure.AzureVerifier``) with the runtime-key binding as the expected nonce /
+report_data / user data, and returns its ``VerifyResult``.
 
 Registration is static, with ordinary imports of the platform packages: ``default_verifiers``
 lists the platforms this server verifies and ``CLAIMS`` their typed claims (what revocation
@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sealgate import snp, tdx, tpm
+from sealgate import azure, snp, tdx, tpm
 from sealgate.errors import UsageError
 from sealgate.protocol import TPM_BINDING_SIZE
 from sealgate.result import VerifyResult
@@ -219,6 +219,106 @@ class TdxVerifier(PlatformVerifier):
         )
 
 
+class AzureVerifier(PlatformVerifier):
+    """An Azure CVM (``azure-snp`` / ``azure-tdx``) via ``sealgate.azure.AzureVerifier``.
+
+    Binding (README "gRPC API"): the HCL report's runtime data ``user-data`` must be the
+    whole binding (the paravisor made the hardware report for this challenge) and the vTPM
+    quote's extraData its first 32 bytes. The hardware report is verified with the SNP or
+    TDX adapter's own verifier (chain cache, CRL source, collateral cache), so an Azure SNP
+    chip is checked exactly like a bare one. No enrollment: the AK is HCLAkPub, which the
+    hardware report commits to.
+    """
+
+    def __init__(self, name: str, *, snp_adapter: SnpVerifier, tdx_adapter: TdxVerifier) -> None:
+        if name not in ("azure-snp", "azure-tdx"):
+            raise ValueError(name)
+        self.name = name
+        self.snp_adapter = snp_adapter
+        self.tdx_adapter = tdx_adapter
+        self._verifier: azure.AzureVerifier | None = None
+        self._lock = threading.Lock()
+
+    def _azure(self) -> azure.AzureVerifier:
+        with self._lock:
+            if self._verifier is None:
+                # The configured roots are read once, as the SNP/TDX adapters' caches do.
+                self._verifier = azure.AzureVerifier(
+                    snp_verifier=self.snp_adapter._snp(),
+                    tdx_verifier=self.tdx_adapter.verifier,
+                    snp_roots=_read_roots(self.snp_adapter.roots),
+                    tdx_roots=_read_roots(self.tdx_adapter.roots),
+                    cache_dir=self.snp_adapter.collateral_dir or self.tdx_adapter.collateral_dir,
+                    tdx_prefer_cached=True,
+                    tdx_collateral_max_age=self.tdx_adapter.max_age,
+                )
+            return self._verifier
+
+    def warm(self, evidence: Any) -> bool:
+        # The vTPM quote costs one RSA verification whatever is cached; the hardware part
+        # is what the SNP/TDX adapters' caches decide.
+        if any(len(b) > WARM_CHECK_MAX_BYTES for b in (evidence.vcek, evidence.cert_chain)):
+            return False
+        if self.name == "azure-snp":
+            return bool(evidence.vcek) and self.snp_adapter._snp().chain_cached(
+                bytes(evidence.vcek),
+                cert_chain=bytes(evidence.cert_chain) or None,
+                roots=_read_roots(self.snp_adapter.roots),
+                cache_dir=self.snp_adapter.collateral_dir,
+            )
+        if len(evidence.td_quote) > WARM_CHECK_MAX_BYTES or (
+            len(evidence.collateral) > WARM_CHECK_MAX_BYTES
+        ):
+            return False
+        return bool(evidence.td_quote) and self.tdx_adapter.verifier.quote_cached(
+            bytes(evidence.td_quote),
+            collateral=bytes(evidence.collateral) or None,
+            roots=_read_roots(self.tdx_adapter.roots),
+            cache_dir=self.tdx_adapter.collateral_dir,
+        )
+
+    def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
+        if not evidence.quote or not evidence.signature:
+            # The CLI may check an HCL report alone; the service never grants on one: the
+            # vTPM quote is what PCR requirements and the AK's possession rest on.
+            res = VerifyResult(self.name)
+            res.fail("service.azure.quote_missing", "Azure evidence needs the vTPM quote")
+            return res
+        pcrs: tpm.PcrMap | None = None
+        if len(evidence.pcrs):
+            pcrs = {}
+            for p in evidence.pcrs:
+                pcrs.setdefault(p.bank, {})[int(p.index)] = bytes(p.value)
+        ev = azure.AzureEvidence(
+            hcl_report=bytes(evidence.hcl_report),
+            quote=bytes(evidence.quote),
+            signature=bytes(evidence.signature),
+            pcrs=pcrs,
+            eventlog=bytes(evidence.event_log) or None,
+            vcek=bytes(evidence.vcek) or None,
+            cert_chain=bytes(evidence.cert_chain) or None,
+            td_quote=bytes(evidence.td_quote) or None,
+            # Collateral JSON as `sealgate verify tdx --collateral` takes it.
+            collateral=self.tdx_adapter.verifier.load_collateral_json(bytes(evidence.collateral))
+            if evidence.collateral
+            else None,
+        )
+        res = self._azure().verify(ev, nonce=ctx.binding[:TPM_BINDING_SIZE], user_data=ctx.binding)
+        if res.platform != self.name:
+            # An HCL report that did not parse (platform "azure": its failures say why), or
+            # one of the other kind (TDX under an azure-snp challenge): never appraised as
+            # this platform.
+            out = VerifyResult(self.name)
+            out.errors.extend(res.errors)
+            if res.platform in ("azure-snp", "azure-tdx") or not out.errors:
+                out.fail(
+                    "service.azure.platform_mismatch",
+                    f"challenge is for {self.name}, the HCL report holds {res.platform}",
+                )
+            return out
+        return res
+
+
 class PlatformRegistry:
     def __init__(self, verifiers: list[PlatformVerifier] | None = None) -> None:
         self._v: dict[str, PlatformVerifier] = {}
@@ -236,29 +336,43 @@ class PlatformRegistry:
         return [n for n, v in self._v.items() if v.available()]
 
 
+def _with_azure(verifiers: list[PlatformVerifier]) -> list[PlatformVerifier]:
+    """Add the Azure platforms, sharing the SNP and TDX adapters' verifiers and caches."""
+    by_name = {v.name: v for v in verifiers}
+    s, t = by_name["snp"], by_name["tdx"]
+    assert isinstance(s, SnpVerifier) and isinstance(t, TdxVerifier)
+    return [
+        *verifiers,
+        AzureVerifier("azure-snp", snp_adapter=s, tdx_adapter=t),
+        AzureVerifier("azure-tdx", snp_adapter=s, tdx_adapter=t),
+    ]
+
+
 def default_verifiers(cfg: ServiceConfig | None = None) -> list[PlatformVerifier]:
     if cfg is None:
-        return [TpmVerifier(), SnpVerifier(), TdxVerifier()]
+        return _with_azure([TpmVerifier(), SnpVerifier(), TdxVerifier()])
     for p in cfg.snp_crls:
         # A mistyped path would otherwise surface only as snp.crl.missing on every node.
         if not p.exists():
             raise UsageError("config.invalid", f"snp_crls: {p} does not exist")
     if cfg.tdx_collateral_max_age < 3600:
         raise UsageError("config.invalid", "tdx_collateral_max_age must be at least 3600 s")
-    return [
-        TpmVerifier(),
-        SnpVerifier(
-            roots=cfg.snp_roots,
-            crls=cfg.snp_crls,
-            collateral_dir=cfg.collateral_dir,
-            allow_missing_crl=cfg.snp_allow_missing_crl,
-        ),
-        TdxVerifier(
-            roots=cfg.tdx_roots,
-            collateral_dir=cfg.collateral_dir,
-            collateral_max_age=cfg.tdx_collateral_max_age,
-        ),
-    ]
+    return _with_azure(
+        [
+            TpmVerifier(),
+            SnpVerifier(
+                roots=cfg.snp_roots,
+                crls=cfg.snp_crls,
+                collateral_dir=cfg.collateral_dir,
+                allow_missing_crl=cfg.snp_allow_missing_crl,
+            ),
+            TdxVerifier(
+                roots=cfg.tdx_roots,
+                collateral_dir=cfg.collateral_dir,
+                collateral_max_age=cfg.tdx_collateral_max_age,
+            ),
+        ]
+    )
 
 
 # -- Hardware identities (what revocation sticks to) ---------------------------------------
@@ -272,6 +386,18 @@ IDENTITY_KINDS: dict[str, dict[str, tuple[int, ...]]] = {
     # PPID and platform instance id from the PCK certificate's SGX extension.
     "tdx": {"ppid": (16,), "platform_instance_id": (16,)},
 }
+#: An Azure CVM is identified by its hardware (the chip or PCK behind the paravisor).
+IDENTITY_KINDS["azure-snp"] = IDENTITY_KINDS["snp"]
+IDENTITY_KINDS["azure-tdx"] = IDENTITY_KINDS["tdx"]
+
+#: Where revocations of a platform's identities are looked up: its own, and for an Azure
+#: CVM its hardware platform's (revoking a chip as ``snp`` revokes it behind the paravisor).
+_REVOCATION_PLATFORMS = {"azure-snp": ("azure-snp", "snp"), "azure-tdx": ("azure-tdx", "tdx")}
+
+
+def revocation_platforms(platform: str) -> tuple[str, ...]:
+    return _REVOCATION_PLATFORMS.get(platform, (platform,))
+
 
 _IDENTITY = re.compile(r"([a-z_]+):([0-9a-f]+)")
 
@@ -285,10 +411,24 @@ class _Identified(Protocol):
 
 
 #: Platform name → its typed claims, built from the claims dict (``<platform>/claims.py``).
+def _part(
+    name: str, build: Callable[[Mapping[str, Any]], _Identified]
+) -> Callable[[Mapping[str, Any]], _Identified]:
+    """Typed claims of one component of composite claims (Azure: ``snp`` / ``tdx``)."""
+
+    def parse(claims: Mapping[str, Any]) -> _Identified:
+        part = claims.get(name)
+        return build(part if isinstance(part, Mapping) else {})
+
+    return parse
+
+
 CLAIMS: Mapping[str, Callable[[Mapping[str, Any]], _Identified]] = {
     "tpm": TpmClaims.from_claims,
     "snp": SnpClaims.from_claims,
     "tdx": TdxClaims.from_claims,
+    "azure-snp": _part("snp", SnpClaims.from_claims),
+    "azure-tdx": _part("tdx", TdxClaims.from_claims),
 }
 
 
