@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from sealgate._proto import common_pb2 as sealgate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsealgate/v1/attestation.proto\x12\x0bsealgate.v1\x1a\x18sealgate/v1/common.proto\"L\n\x10\x43hallengeRequest\x12\'\n\x08platform\x18\x01 \x01(\x0e\x32\x15.sealgate.v1.Platform\x12\x0f\n\x07node_id\x18\x02 \x01(\t\"L\n\x11\x43hallengeResponse\x12\x14\n\x0c\x63hallenge_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\"6\n\x08PcrValue\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05value\x18\x03 \x01(\x0c\"g\n\x0bTpmEvidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x11\n\tevent_log\x18\x03 \x01(\x0c\x12#\n\x04pcrs\x18\x04 \x03(\x0b\x32\x15.sealgate.v1.PcrValue\"L\n\x0bSnpEvidence\x12\x0e\n\x06report\x18\x01 \x01(\x0c\x12\x0c\n\x04vcek\x18\x02 \x01(\x0c\x12\x12\n\ncert_chain\x18\x03 \x01(\x0c\x12\x0b\n\x03\x63rl\x18\x04 \x01(\x0c\">\n\x0bTdxEvidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x12\n\ncollateral\x18\x02 \x01(\x0c\x12\x0c\n\x04\x63\x63\x65l\x18\x03 \x01(\x0c\"\x8d\x01\n\x08\x45vidence\x12\'\n\x03tpm\x18\x01 \x01(\x0b\x32\x18.sealgate.v1.TpmEvidenceH\x00\x12\'\n\x03snp\x18\x02 \x01(\x0b\x32\x18.sealgate.v1.SnpEvidenceH\x00\x12\'\n\x03tdx\x18\x03 \x01(\x0b\x32\x18.sealgate.v1.TdxEvidenceH\x00\x42\x06\n\x04kind\"\xb3\x01\n\rAttestRequest\x12\x14\n\x0c\x63hallenge_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\'\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x15.sealgate.v1.Evidence\x12\x1a\n\x12runtime_public_key\x18\x04 \x01(\x0c\x12%\n\x05suite\x18\x05 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0f\n\x07key_ids\x18\x06 \x03(\t\"q\n\tSealedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12%\n\x05suite\x18\x03 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0e\n\x06sealed\x18\x04 \x01(\x0c\x12\x0c\n\x04info\x18\x05 \x01(\x0c\"C\n\tDeniedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12&\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\x14.sealgate.v1.Failure\"\xb5\x01\n\x0e\x41ttestResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x07granted\x18\x02 \x03(\x0b\x32\x16.sealgate.v1.SealedKey\x12&\n\x06\x64\x65nied\x18\x03 \x03(\x0b\x32\x16.sealgate.v1.DeniedKey\x12/\n\x11\x65vidence_failures\x18\x04 \x03(\x0b\x32\x14.sealgate.v1.Failure\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\"v\n\x11ReleaseKeyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1a\n\x12runtime_public_key\x18\x02 \x01(\x0c\x12%\n\x05suite\x18\x03 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0f\n\x07key_ids\x18\x04 \x03(\t\"e\n\x12ReleaseKeyResponse\x12\'\n\x07granted\x18\x01 \x03(\x0b\x32\x16.sealgate.v1.SealedKey\x12&\n\x06\x64\x65nied\x18\x02 \x03(\x0b\x32\x16.sealgate.v1.DeniedKey\"`\n\x10\x45nrollTpmRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0e\x65k_certificate\x18\x02 \x01(\x0c\x12\x10\n\x08\x65k_chain\x18\x03 \x03(\x0c\x12\x11\n\tak_public\x18\x04 \x01(\x0c\"\x8a\x01\n\x11\x45nrollTpmResponse\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_blob\x18\x02 \x01(\x0c\x12\x18\n\x10\x65ncrypted_secret\x18\x03 \x01(\x0c\x12\x17\n\x0ftpm2_tools_blob\x18\x04 \x01(\x0c\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\";\n\x12\x41\x63tivateTpmRequest\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\x0c\"7\n\x13\x41\x63tivateTpmResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61k_name\x18\x02 \x01(\x0c\"\x10\n\x0eGetJwksRequest\"$\n\x0fGetJwksResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t*\x7f\n\tHpkeSuite\x12\x1a\n\x16HPKE_SUITE_UNSPECIFIED\x10\x00\x12&\n\"HPKE_SUITE_X25519_SHA256_AES256GCM\x10\x01\x12.\n*HPKE_SUITE_MLKEM768X25519_SHA256_AES256GCM\x10\x02\x32\xcf\x03\n\x0b\x41ttestation\x12J\n\tChallenge\x12\x1d.sealgate.v1.ChallengeRequest\x1a\x1e.sealgate.v1.ChallengeResponse\x12\x41\n\x06\x41ttest\x12\x1a.sealgate.v1.AttestRequest\x1a\x1b.sealgate.v1.AttestResponse\x12M\n\nReleaseKey\x12\x1e.sealgate.v1.ReleaseKeyRequest\x1a\x1f.sealgate.v1.ReleaseKeyResponse\x12J\n\tEnrollTpm\x12\x1d.sealgate.v1.EnrollTpmRequest\x1a\x1e.sealgate.v1.EnrollTpmResponse\x12P\n\x0b\x41\x63tivateTpm\x12\x1f.sealgate.v1.ActivateTpmRequest\x1a .sealgate.v1.ActivateTpmResponse\x12\x44\n\x07GetJwks\x12\x1b.sealgate.v1.GetJwksRequest\x1a\x1c.sealgate.v1.GetJwksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsealgate/v1/attestation.proto\x12\x0bsealgate.v1\x1a\x18sealgate/v1/common.proto\"L\n\x10\x43hallengeRequest\x12\'\n\x08platform\x18\x01 \x01(\x0e\x32\x15.sealgate.v1.Platform\x12\x0f\n\x07node_id\x18\x02 \x01(\t\"L\n\x11\x43hallengeResponse\x12\x14\n\x0c\x63hallenge_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\"6\n\x08PcrValue\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05value\x18\x03 \x01(\x0c\"g\n\x0bTpmEvidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x11\n\tevent_log\x18\x03 \x01(\x0c\x12#\n\x04pcrs\x18\x04 \x03(\x0b\x32\x15.sealgate.v1.PcrValue\"L\n\x0bSnpEvidence\x12\x0e\n\x06report\x18\x01 \x01(\x0c\x12\x0c\n\x04vcek\x18\x02 \x01(\x0c\x12\x12\n\ncert_chain\x18\x03 \x01(\x0c\x12\x0b\n\x03\x63rl\x18\x04 \x01(\x0c\">\n\x0bTdxEvidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x12\n\ncollateral\x18\x02 \x01(\x0c\x12\x0c\n\x04\x63\x63\x65l\x18\x03 \x01(\x0c\"\x8d\x01\n\x08\x45vidence\x12\'\n\x03tpm\x18\x01 \x01(\x0b\x32\x18.sealgate.v1.TpmEvidenceH\x00\x12\'\n\x03snp\x18\x02 \x01(\x0b\x32\x18.sealgate.v1.SnpEvidenceH\x00\x12\'\n\x03tdx\x18\x03 \x01(\x0b\x32\x18.sealgate.v1.TdxEvidenceH\x00\x42\x06\n\x04kind\"\xb3\x01\n\rAttestRequest\x12\x14\n\x0c\x63hallenge_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\'\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x15.sealgate.v1.Evidence\x12\x1a\n\x12runtime_public_key\x18\x04 \x01(\x0c\x12%\n\x05suite\x18\x05 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0f\n\x07key_ids\x18\x06 \x03(\t\"\x8c\x01\n\tSealedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12%\n\x05suite\x18\x03 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0e\n\x06sealed\x18\x04 \x01(\x0c\x12\x0c\n\x04info\x18\x05 \x01(\x0c\x12\x19\n\x11model_root_digest\x18\x06 \x01(\x0c\"C\n\tDeniedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12&\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\x14.sealgate.v1.Failure\"\xb5\x01\n\x0e\x41ttestResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x07granted\x18\x02 \x03(\x0b\x32\x16.sealgate.v1.SealedKey\x12&\n\x06\x64\x65nied\x18\x03 \x03(\x0b\x32\x16.sealgate.v1.DeniedKey\x12/\n\x11\x65vidence_failures\x18\x04 \x03(\x0b\x32\x14.sealgate.v1.Failure\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\"v\n\x11ReleaseKeyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1a\n\x12runtime_public_key\x18\x02 \x01(\x0c\x12%\n\x05suite\x18\x03 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0f\n\x07key_ids\x18\x04 \x03(\t\"e\n\x12ReleaseKeyResponse\x12\'\n\x07granted\x18\x01 \x03(\x0b\x32\x16.sealgate.v1.SealedKey\x12&\n\x06\x64\x65nied\x18\x02 \x03(\x0b\x32\x16.sealgate.v1.DeniedKey\"`\n\x10\x45nrollTpmRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0e\x65k_certificate\x18\x02 \x01(\x0c\x12\x10\n\x08\x65k_chain\x18\x03 \x03(\x0c\x12\x11\n\tak_public\x18\x04 \x01(\x0c\"\x8a\x01\n\x11\x45nrollTpmResponse\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_blob\x18\x02 \x01(\x0c\x12\x18\n\x10\x65ncrypted_secret\x18\x03 \x01(\x0c\x12\x17\n\x0ftpm2_tools_blob\x18\x04 \x01(\x0c\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\";\n\x12\x41\x63tivateTpmRequest\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\x0c\"7\n\x13\x41\x63tivateTpmResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61k_name\x18\x02 \x01(\x0c\"\x10\n\x0eGetJwksRequest\"$\n\x0fGetJwksResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t*\x7f\n\tHpkeSuite\x12\x1a\n\x16HPKE_SUITE_UNSPECIFIED\x10\x00\x12&\n\"HPKE_SUITE_X25519_SHA256_AES256GCM\x10\x01\x12.\n*HPKE_SUITE_MLKEM768X25519_SHA256_AES256GCM\x10\x02\x32\xcf\x03\n\x0b\x41ttestation\x12J\n\tChallenge\x12\x1d.sealgate.v1.ChallengeRequest\x1a\x1e.sealgate.v1.ChallengeResponse\x12\x41\n\x06\x41ttest\x12\x1a.sealgate.v1.AttestRequest\x1a\x1b.sealgate.v1.AttestResponse\x12M\n\nReleaseKey\x12\x1e.sealgate.v1.ReleaseKeyRequest\x1a\x1f.sealgate.v1.ReleaseKeyResponse\x12J\n\tEnrollTpm\x12\x1d.sealgate.v1.EnrollTpmRequest\x1a\x1e.sealgate.v1.EnrollTpmResponse\x12P\n\x0b\x41\x63tivateTpm\x12\x1f.sealgate.v1.ActivateTpmRequest\x1a .sealgate.v1.ActivateTpmResponse\x12\x44\n\x07GetJwks\x12\x1b.sealgate.v1.GetJwksRequest\x1a\x1c.sealgate.v1.GetJwksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sealgate._proto.attestation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HPKESUITE']._serialized_start=1861
-  _globals['_HPKESUITE']._serialized_end=1988
+  _globals['_HPKESUITE']._serialized_start=1889
+  _globals['_HPKESUITE']._serialized_end=2016
   _globals['_CHALLENGEREQUEST']._serialized_start=72
   _globals['_CHALLENGEREQUEST']._serialized_end=148
   _globals['_CHALLENGERESPONSE']._serialized_start=150
@@ -50,28 +50,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVIDENCE']._serialized_end=673
   _globals['_ATTESTREQUEST']._serialized_start=676
   _globals['_ATTESTREQUEST']._serialized_end=855
-  _globals['_SEALEDKEY']._serialized_start=857
-  _globals['_SEALEDKEY']._serialized_end=970
-  _globals['_DENIEDKEY']._serialized_start=972
-  _globals['_DENIEDKEY']._serialized_end=1039
-  _globals['_ATTESTRESPONSE']._serialized_start=1042
-  _globals['_ATTESTRESPONSE']._serialized_end=1223
-  _globals['_RELEASEKEYREQUEST']._serialized_start=1225
-  _globals['_RELEASEKEYREQUEST']._serialized_end=1343
-  _globals['_RELEASEKEYRESPONSE']._serialized_start=1345
-  _globals['_RELEASEKEYRESPONSE']._serialized_end=1446
-  _globals['_ENROLLTPMREQUEST']._serialized_start=1448
-  _globals['_ENROLLTPMREQUEST']._serialized_end=1544
-  _globals['_ENROLLTPMRESPONSE']._serialized_start=1547
-  _globals['_ENROLLTPMRESPONSE']._serialized_end=1685
-  _globals['_ACTIVATETPMREQUEST']._serialized_start=1687
-  _globals['_ACTIVATETPMREQUEST']._serialized_end=1746
-  _globals['_ACTIVATETPMRESPONSE']._serialized_start=1748
-  _globals['_ACTIVATETPMRESPONSE']._serialized_end=1803
-  _globals['_GETJWKSREQUEST']._serialized_start=1805
-  _globals['_GETJWKSREQUEST']._serialized_end=1821
-  _globals['_GETJWKSRESPONSE']._serialized_start=1823
-  _globals['_GETJWKSRESPONSE']._serialized_end=1859
-  _globals['_ATTESTATION']._serialized_start=1991
-  _globals['_ATTESTATION']._serialized_end=2454
+  _globals['_SEALEDKEY']._serialized_start=858
+  _globals['_SEALEDKEY']._serialized_end=998
+  _globals['_DENIEDKEY']._serialized_start=1000
+  _globals['_DENIEDKEY']._serialized_end=1067
+  _globals['_ATTESTRESPONSE']._serialized_start=1070
+  _globals['_ATTESTRESPONSE']._serialized_end=1251
+  _globals['_RELEASEKEYREQUEST']._serialized_start=1253
+  _globals['_RELEASEKEYREQUEST']._serialized_end=1371
+  _globals['_RELEASEKEYRESPONSE']._serialized_start=1373
+  _globals['_RELEASEKEYRESPONSE']._serialized_end=1474
+  _globals['_ENROLLTPMREQUEST']._serialized_start=1476
+  _globals['_ENROLLTPMREQUEST']._serialized_end=1572
+  _globals['_ENROLLTPMRESPONSE']._serialized_start=1575
+  _globals['_ENROLLTPMRESPONSE']._serialized_end=1713
+  _globals['_ACTIVATETPMREQUEST']._serialized_start=1715
+  _globals['_ACTIVATETPMREQUEST']._serialized_end=1774
+  _globals['_ACTIVATETPMRESPONSE']._serialized_start=1776
+  _globals['_ACTIVATETPMRESPONSE']._serialized_end=1831
+  _globals['_GETJWKSREQUEST']._serialized_start=1833
+  _globals['_GETJWKSREQUEST']._serialized_end=1849
+  _globals['_GETJWKSRESPONSE']._serialized_start=1851
+  _globals['_GETJWKSRESPONSE']._serialized_end=1887
+  _globals['_ATTESTATION']._serialized_start=2019
+  _globals['_ATTESTATION']._serialized_end=2482
 # @@protoc_insertion_point(module_scope)

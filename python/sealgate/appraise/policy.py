@@ -12,7 +12,9 @@ JSON (or YAML) like::
                 "allow_debug": false, "vmpl": [0], "products": ["Milan", "Genoa"]},
         "tdx": {"reference_sets": ["prod"], "mr_td": ["<hex>"], "rtmr0": ["<hex>"],
                 "mr_config_id": ["<hex>"], "tcb_statuses": ["UpToDate"], "allow_debug": false}
-      }
+      },
+      "model": {"require_signature": true, "signers": [{"public_key": "<PEM>"}],
+                "attested_binding": false}
     }
 
 A platform not listed is refused. Within a platform, an unset field is not checked, except
@@ -27,6 +29,16 @@ An empty requirement is not a permission: every listed platform must constrain w
 reference set, or say ``allow_any_measurement: true``. :func:`check_writable` refuses a
 policy without either (``policy.document.no_measurement``) when it is written; appraisal
 fails closed when the named sets yield no such value.
+
+``model`` (optional) makes the key a model key bound to a signed model (OpenSSF Model
+Signing v1.0): it is released only for a key version with a registered model whose
+signature verifies under one of ``signers`` (``sealgate.oms.signers`` dict form: a public
+key, CA roots, or a Sigstore identity + issuer), re-checked against the current policy at
+every release, and the released key is derived from the model's root digest.
+``attested_binding: true`` also requires the node's evidence to commit to that root digest
+(README "Model signing"). ``require_signature: true`` without signers is refused when
+written (``policy.model.no_signers``): an empty requirement is not a permission. A policy
+without ``model`` releases the key for any model, as before.
 """
 
 from __future__ import annotations
@@ -164,12 +176,26 @@ class _PlatformsDoc(BaseModel):
         return self
 
 
+#: Signers one model policy may list (each is tried in turn at every release).
+MAX_MODEL_SIGNERS = 32
+
+
+class _ModelDoc(BaseModel):
+    """Which signed models the key may be released for (module docstring)."""
+
+    model_config = STRICT
+    require_signature: bool = True
+    signers: Annotated[list[dict[str, Any]], Field(max_length=MAX_MODEL_SIGNERS)] = []
+    attested_binding: bool = False
+
+
 class _PolicyDoc(BaseModel):
     """The policy document. Unknown keys are refused at every level: a misspelt
     requirement must not silently mean "unchecked"."""
 
     model_config = STRICT
     platforms: _PlatformsDoc
+    model: _ModelDoc | None = None
 
 
 _POLICY = TypeAdapter(_PolicyDoc)
@@ -207,10 +233,20 @@ class TdxRequirements:
 
 
 @dataclass
+class ModelRequirements:
+    require_signature: bool = True
+    #: ``sealgate.oms.signers.Signer`` objects (typed Any here: appraisal stays free of
+    #: the OMS layer's imports until a policy names a model).
+    signers: list[Any] = field(default_factory=list)
+    attested_binding: bool = False
+
+
+@dataclass
 class Policy:
     tpm: TpmRequirements | None = None
     snp: SnpRequirements | None = None
     tdx: TdxRequirements | None = None
+    model: ModelRequirements | None = None
 
     @property
     def platforms(self) -> list[str]:
@@ -253,7 +289,22 @@ def _policy(doc: Any) -> Policy:
             allow_debug=x.allow_debug,
             allow_any_measurement=x.allow_any_measurement,
         )
+    if (m := d.model) is not None:
+        p.model = ModelRequirements(
+            require_signature=m.require_signature,
+            signers=[_signer(i, s) for i, s in enumerate(m.signers)],
+            attested_binding=m.attested_binding,
+        )
     return p
+
+
+def _signer(i: int, d: dict[str, Any]) -> Any:
+    from sealgate.oms.signers import signer_from_dict
+
+    try:
+        return signer_from_dict(d)
+    except UsageError as e:
+        raise UsageError("policy.model.bad_signer", f"model.signers[{i}]: {e.message}") from None
 
 
 def _load(text: str) -> Any:
@@ -277,6 +328,19 @@ def check_writable(p: Policy) -> None:
     ``measurement``; TDX: no ``mr_td``/RTMR), neither inline nor through a reference set,
     releases the key to any genuine machine running any code. That must be written down
     (``allow_any_measurement: true``), never be the result of leaving fields out."""
+    if p.model is not None:
+        if not p.model.require_signature:
+            # "false" would read as a model requirement while requiring nothing.
+            raise UsageError(
+                "policy.model.invalid",
+                "model.require_signature: false requires nothing; omit model instead",
+            )
+        if not p.model.signers:
+            raise UsageError(
+                "policy.model.no_signers",
+                "model.require_signature needs at least one signer: an empty list of allowed "
+                "signers would allow none (or, read carelessly, any)",
+            )
     if p.tdx is not None and not p.tdx.tcb_statuses:
         # Once read as "any status"; say which statuses are acceptable instead.
         raise _bad("tdx.tcb_statuses must name at least one TCB status")

@@ -261,4 +261,12 @@ def verify_quote(
             failure, pcrs_differing = mismatch
             res.errors.append(failure)
             res.claims["replay_mismatch_pcrs"] = pcrs_differing
+        else:
+            # The log replays to the quoted PCRs: its model events are attested (an attested
+            # model binding looks for the model's root digest here).
+            from sealgate.protocol.model_binding import tpm_model_digests
+
+            found = tpm_model_digests(log.events, dict(parsed.pcr_selection))
+            if found:
+                res.claims["model_digests"] = found
     return res
