@@ -474,6 +474,32 @@ CODES: dict[str, Code] = {
             "model.key.missing": "the key to decrypt with is not in the keys directory",
         },
     ),
+    # -- Model manifests (OMS v1.0) --------------------------------------------------------
+    **_group(
+        "oms.manifest",
+        {
+            "model.manifest.bad_ignore_path": "an ignore path is absolute, leaves the model or "
+            "holds a glob character",
+            "model.manifest.bad_name": "a file name is not valid UTF-8 or is too long",
+            "model.manifest.bad_parameters": "the serialization parameters are malformed or "
+            "unsupported",
+            "model.manifest.bad_resource": "a resource name or digest is malformed",
+            "model.manifest.changed": "a file changed size while it was hashed",
+            "model.manifest.digest_mismatch": "a file's digest differs from the signed one",
+            "model.manifest.duplicate_resource": "the signed manifest lists a resource twice",
+            "model.manifest.empty": "the model holds no file to hash after exclusions",
+            "model.manifest.extra_file": "a file is present but not in the signed manifest",
+            "model.manifest.missing_file": "a signed file is absent",
+            "model.manifest.not_regular": "a FIFO, socket or device is in the model",
+            "model.manifest.parameters_mismatch": "the model was hashed with other serialization "
+            "parameters than the signed ones",
+            "model.manifest.symlink": "a symbolic link is refused, dangling, or leaves the model",
+            "model.manifest.too_deep": "directories are nested deeper than allowed",
+            "model.manifest.too_many_files": "the model holds more files than allowed",
+            "model.manifest.too_many_resources": "the shard size makes more resources than allowed",
+            "model.manifest.unreadable": "a file or directory of the model cannot be read",
+        },
+    ),
     # -- Node agent ------------------------------------------------------------------------
     **_group(
         "node",
