@@ -460,6 +460,60 @@ CODES: dict[str, Code] = {
             "storage.value.invalid": "a value cannot be stored (a NUL character in text)",
         },
     ),
+    # -- Model signatures (OMS v1.0) -------------------------------------------------------
+    **_group(
+        "oms.verify",
+        {
+            "model.signature.bad_time": "the verification time has no timezone",
+            "model.signature.certificate_expired": "a certificate of the signing chain had "
+            "expired at the verification (or signing) time",
+            "model.signature.certificate_not_yet_valid": "a certificate of the signing chain "
+            "was not yet valid at the verification time",
+            "model.signature.certificate_usage": "the signing certificate may not sign code "
+            "(keyUsage / extendedKeyUsage)",
+            "model.signature.chain_invalid": "the signing certificate chain does not verify",
+            "model.signature.duplicate_key": "the bundle or its payload repeats a JSON key",
+            "model.signature.identity_mismatch": "the Sigstore certificate is not for the "
+            "required identity (SAN)",
+            "model.signature.issuer_mismatch": "the Sigstore certificate's OIDC issuer is not "
+            "the required one",
+            "model.signature.key_mismatch": "the key or key hint in the bundle is not the "
+            "configured key",
+            "model.signature.legacy_encoding": "the signature verifies only over model_signing "
+            "v0.2's DSSE encoding (needs allow_legacy)",
+            "model.signature.legacy_format": "a pre-v1.0 predicate or bundle version (needs "
+            "allow_legacy)",
+            "model.signature.malformed": "the bundle is not a well-formed Sigstore bundle with "
+            "a DSSE envelope",
+            "model.signature.no_certificate": "the signer needs a certificate the bundle does "
+            "not carry",
+            "model.signature.no_signers": "no signer was configured to verify against",
+            "model.signature.no_signing_time": "no verified signing time (tlog SET or RFC 3161 "
+            "timestamp)",
+            "model.signature.payload_type": "the DSSE payload type is not in-toto JSON",
+            "model.signature.predicate_type": "the statement's predicate is not an OMS model "
+            "signature",
+            "model.signature.sct_invalid": "the Fulcio certificate's embedded SCT does not verify",
+            "model.signature.signature_invalid": "the DSSE signature does not verify",
+            "model.signature.sigstore_invalid": "Sigstore verification failed (other reasons)",
+            "model.signature.statement_invalid": "the in-toto statement or its OMS predicate "
+            "is malformed",
+            "model.signature.subject_mismatch": "the statement's subject digest is not the "
+            "root digest of its resources",
+            "model.signature.tlog_invalid": "the Rekor entry (inclusion proof, checkpoint, SET) "
+            "does not verify or does not match the bundle",
+            "model.signature.tlog_missing": "the bundle has no transparency-log entry",
+            "model.signature.too_deep": "the bundle or payload JSON nests too deeply",
+            "model.signature.too_large": "the bundle, payload or resource list is too large",
+            "model.signature.trust_root_invalid": "the Sigstore trusted_root.json is unusable",
+            "model.signature.unsupported_bundle": "the bundle media type or content kind is "
+            "not supported",
+            "model.signature.unsupported_key": "the signing key is not ECDSA P-256/P-384/P-521",
+            "model.signature.untrusted_certificate": "the signing chain does not reach a "
+            "configured CA",
+            "model.signer.invalid": "a configured signer (key, CA, identity) is malformed",
+        },
+    ),
     # -- Model files -----------------------------------------------------------------------
     **_group(
         "modelfile",
