@@ -460,6 +460,60 @@ CODES: dict[str, Code] = {
             "storage.value.invalid": "a value cannot be stored (a NUL character in text)",
         },
     ),
+    # -- Model signatures (OMS v1.0) -------------------------------------------------------
+    **_group(
+        "oms.verify",
+        {
+            "model.signature.bad_time": "the verification time has no timezone",
+            "model.signature.certificate_expired": "a certificate of the signing chain had "
+            "expired at the verification (or signing) time",
+            "model.signature.certificate_not_yet_valid": "a certificate of the signing chain "
+            "was not yet valid at the verification time",
+            "model.signature.certificate_usage": "the signing certificate may not sign code "
+            "(keyUsage / extendedKeyUsage)",
+            "model.signature.chain_invalid": "the signing certificate chain does not verify",
+            "model.signature.duplicate_key": "the bundle or its payload repeats a JSON key",
+            "model.signature.identity_mismatch": "the Sigstore certificate is not for the "
+            "required identity (SAN)",
+            "model.signature.issuer_mismatch": "the Sigstore certificate's OIDC issuer is not "
+            "the required one",
+            "model.signature.key_mismatch": "the key or key hint in the bundle is not the "
+            "configured key",
+            "model.signature.legacy_encoding": "the signature verifies only over model_signing "
+            "v0.2's DSSE encoding (needs allow_legacy)",
+            "model.signature.legacy_format": "a pre-v1.0 predicate or bundle version (needs "
+            "allow_legacy)",
+            "model.signature.malformed": "the bundle is not a well-formed Sigstore bundle with "
+            "a DSSE envelope",
+            "model.signature.no_certificate": "the signer needs a certificate the bundle does "
+            "not carry",
+            "model.signature.no_signers": "no signer was configured to verify against",
+            "model.signature.no_signing_time": "no verified signing time (tlog SET or RFC 3161 "
+            "timestamp)",
+            "model.signature.payload_type": "the DSSE payload type is not in-toto JSON",
+            "model.signature.predicate_type": "the statement's predicate is not an OMS model "
+            "signature",
+            "model.signature.sct_invalid": "the Fulcio certificate's embedded SCT does not verify",
+            "model.signature.signature_invalid": "the DSSE signature does not verify",
+            "model.signature.sigstore_invalid": "Sigstore verification failed (other reasons)",
+            "model.signature.statement_invalid": "the in-toto statement or its OMS predicate "
+            "is malformed",
+            "model.signature.subject_mismatch": "the statement's subject digest is not the "
+            "root digest of its resources",
+            "model.signature.tlog_invalid": "the Rekor entry (inclusion proof, checkpoint, SET) "
+            "does not verify or does not match the bundle",
+            "model.signature.tlog_missing": "the bundle has no transparency-log entry",
+            "model.signature.too_deep": "the bundle or payload JSON nests too deeply",
+            "model.signature.too_large": "the bundle, payload or resource list is too large",
+            "model.signature.trust_root_invalid": "the Sigstore trusted_root.json is unusable",
+            "model.signature.unsupported_bundle": "the bundle media type or content kind is "
+            "not supported",
+            "model.signature.unsupported_key": "the signing key is not ECDSA P-256/P-384/P-521",
+            "model.signature.untrusted_certificate": "the signing chain does not reach a "
+            "configured CA",
+            "model.signer.invalid": "a configured signer (key, CA, identity) is malformed",
+        },
+    ),
     # -- Model files -----------------------------------------------------------------------
     **_group(
         "modelfile",
@@ -472,6 +526,32 @@ CODES: dict[str, Code] = {
             "model.file.truncated": "the file ends inside the header or a chunk",
             "model.key.bad_size": "a model key has the wrong size",
             "model.key.missing": "the key to decrypt with is not in the keys directory",
+        },
+    ),
+    # -- Model manifests (OMS v1.0) --------------------------------------------------------
+    **_group(
+        "oms.manifest",
+        {
+            "model.manifest.bad_ignore_path": "an ignore path is absolute, leaves the model or "
+            "holds a glob character",
+            "model.manifest.bad_name": "a file name is not valid UTF-8 or is too long",
+            "model.manifest.bad_parameters": "the serialization parameters are malformed or "
+            "unsupported",
+            "model.manifest.bad_resource": "a resource name or digest is malformed",
+            "model.manifest.changed": "a file changed size while it was hashed",
+            "model.manifest.digest_mismatch": "a file's digest differs from the signed one",
+            "model.manifest.duplicate_resource": "the signed manifest lists a resource twice",
+            "model.manifest.empty": "the model holds no file to hash after exclusions",
+            "model.manifest.extra_file": "a file is present but not in the signed manifest",
+            "model.manifest.missing_file": "a signed file is absent",
+            "model.manifest.not_regular": "a FIFO, socket or device is in the model",
+            "model.manifest.parameters_mismatch": "the model was hashed with other serialization "
+            "parameters than the signed ones",
+            "model.manifest.symlink": "a symbolic link is refused, dangling, or leaves the model",
+            "model.manifest.too_deep": "directories are nested deeper than allowed",
+            "model.manifest.too_many_files": "the model holds more files than allowed",
+            "model.manifest.too_many_resources": "the shard size makes more resources than allowed",
+            "model.manifest.unreadable": "a file or directory of the model cannot be read",
         },
     ),
     # -- Node agent ------------------------------------------------------------------------
