@@ -31,6 +31,7 @@ def _outcome_granted(out: AttestOutcome) -> list[attestation_pb2.SealedKey]:
             suite=SUITE_ENUM[g.suite],
             sealed=g.sealed,
             info=g.info,
+            model_root_digest=g.root_digest,
         )
         for g in out.granted
     ]
