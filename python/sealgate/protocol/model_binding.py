@@ -46,6 +46,19 @@ def tpm_model_event(root_digest: bytes) -> bytes:
     return struct.pack("<II", MODEL_EVENT_ID, len(root_digest)) + root_digest
 
 
+#: TPM_ALG_ID of each bank (TCG Algorithm Registry).
+ALG_IDS = {"sha1": 0x0004, "sha256": 0x000B, "sha384": 0x000C, "sha512": 0x000D}
+
+
+def tpm_pcr_event2(pcr: int, event_type: int, digests: Mapping[str, bytes], data: bytes) -> bytes:
+    """One crypto-agile log record, TCG_PCR_EVENT2 (PC Client PFP §10.2.2): pcrIndex,
+    eventType, TPML_DIGEST_VALUES {count, (hashAlg, digest)...}, eventSize, event."""
+    out = struct.pack("<III", pcr, event_type, len(digests))
+    for bank, d in digests.items():
+        out += struct.pack("<H", ALG_IDS[bank]) + d
+    return out + struct.pack("<I", len(data)) + data
+
+
 def tpm_event_digests(event: bytes, banks: Iterable[str]) -> dict[str, bytes]:
     """The digest a model event is extended with in each bank: that bank's hash of it."""
     return {b: hashlib.new(_BANK_HASH[b], event).digest() for b in banks}
@@ -68,7 +81,7 @@ def tpm_model_digests(
         tag, size = struct.unpack_from("<II", data)
         if tag != MODEL_EVENT_ID or size != ROOT_DIGEST_SIZE:
             continue
-        if not digests or not set(digests) <= quoted:
+        if not set(digests) & quoted:
             continue
         if any(
             b not in _BANK_HASH or hashlib.new(_BANK_HASH[b], data).digest() != d
@@ -119,6 +132,7 @@ def binding_hint(platform: str) -> str:
 
 
 __all__ = [
+    "ALG_IDS",
     "EV_EVENT_TAG",
     "MODEL_EVENT_ID",
     "MODEL_PCR",
@@ -127,4 +141,5 @@ __all__ = [
     "tpm_event_digests",
     "tpm_model_digests",
     "tpm_model_event",
+    "tpm_pcr_event2",
 ]
