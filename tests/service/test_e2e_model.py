@@ -5,8 +5,11 @@ here, never committed)."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +363,59 @@ def test_model_policy_is_validated_when_written(env: Env) -> None:
             {**TPM_POLICY, "model": {"require_signature": False, "signers": [{"public_key": pub.decode()}]}},
         )
     assert _rpc_code(e.value) == "policy.model.invalid"
+
+
+def _signer_policy(platforms: dict[str, Any], pub: bytes) -> dict[str, Any]:
+    return {
+        "platforms": platforms,
+        "model": {"signers": [{"public_key": pub.decode()}], "attested_binding": True},
+    }
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sealgate.snp") is None, reason="SNP platform not built in"
+)
+def test_snp_host_data_binds_the_model(
+    make_env: Callable[..., Env], tmp_path: Path, signed: tuple[Path, bytes, bytes, bytes]
+) -> None:
+    from sealgate.testing import snp
+    from sealgate.testing.softnode import SoftwareSnp
+
+    _model_dir, bundle, _priv, pub = signed
+    node = SoftwareSnp()
+    env = make_env(collateral_dir=tmp_path / "collateral", **node.write_trust(tmp_path))
+    env.key("llama", KEY)
+    platforms = {"snp": {"measurement": [snp.ReportFields().measurement.hex()]}}
+    env.policy("llama", _signer_policy(platforms, pub))
+    root = bytes(_register(env, bundle).root_digest)
+    # HOST_DATA zero (the default launch): not bound to the model.
+    res = NodeAgent(env.channel, "cvm-1", node).attest(["llama"])
+    assert _denials(res) == {"llama": ["policy.model.binding_missing"]}
+    bound = SoftwareSnp(dataclasses.replace(snp.ReportFields(), host_data=root))
+    res = NodeAgent(env.channel, "cvm-2", bound).attest(["llama"])
+    assert res.keys == {"llama": (1, bound_key(KEY, "llama", 1, root))}
+
+
+def test_tdx_mr_config_id_binds_the_model(
+    make_env: Callable[..., Env], tmp_path: Path, signed: tuple[Path, bytes, bytes, bytes]
+) -> None:
+    from sealgate.testing.softnode import SoftwareTdx
+
+    _model_dir, bundle, _priv, pub = signed
+    node = SoftwareTdx()
+    roots = tmp_path / "intel-root.pem"
+    roots.write_bytes(node.root_pem())
+    env = make_env(tdx_roots=[roots], collateral_dir=tmp_path / "collateral")
+    env.key("llama", KEY)
+    env.policy("llama", _signer_policy({"tdx": {"mr_td": [(b"\x5a" * 48).hex()]}}, pub))
+    root = bytes(_register(env, bundle).root_digest)
+    res = NodeAgent(env.channel, "td-1", node).attest(["llama"])
+    assert _denials(res) == {"llama": ["policy.model.binding_missing"]}
+    # The root digest, but not followed by zeros: not this encoding.
+    odd = SoftwareTdx(node.intel, mr_config_id=root + b"\x01" * 16)
+    assert _denials(NodeAgent(env.channel, "td-2", odd).attest(["llama"])) == {
+        "llama": ["policy.model.binding_missing"]
+    }
+    bound = SoftwareTdx(node.intel, mr_config_id=root + bytes(16))
+    res = NodeAgent(env.channel, "td-3", bound).attest(["llama"])
+    assert res.keys == {"llama": (1, bound_key(KEY, "llama", 1, root))}
