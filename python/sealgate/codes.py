@@ -607,6 +607,40 @@ CODES: dict[str, Code] = {
             "cli.usage.product_required": "the report does not name its product; pass --product",
         },
     ),
+    # -- Release gate for signed models ----------------------------------------------------
+    **_group(
+        "release gate (appraisal, broker, service)",
+        {
+            "policy.model.bad_signer": "a model signer in a policy is unusable",
+            "policy.model.binding_missing": "the evidence does not commit to the model's root "
+            "digest (attested_binding)",
+            "policy.model.invalid": "the policy's model section requires nothing",
+            "policy.model.no_signers": "a policy requires a signed model but allows no signer",
+            "policy.model.not_registered": "no signed model is registered for the key version",
+            "policy.model.registration_invalid": "a stored registration does not match its bundle",
+            "policy.model.signer_not_allowed": "the current policy does not accept the "
+            "registered model's signer",
+            "admin.model.no_policy": "a model is registered for a key without a policy",
+            "admin.model.no_signature": "a model registration carries no signature bundle",
+            "admin.model.not_required": "the key's policy has no model section",
+            "admin.model.signature_too_large": "the signature bundle exceeds its size limit",
+            "admin.model.version_bound": "the key version is bound to another model",
+            "broker.token.model_changed": "the token was issued for another key version or model",
+            "model.binding.bad_digest": "a root digest has the wrong size",
+            "model.file.model_mismatch": "a model file is encrypted for another model",
+            "node.tpm.eventlog_unreadable": "the node's event log cannot be read",
+            "node.tpm.eventlog_unsupported": "the node's event log has no crypto-agile bank",
+            "node.tpm.pcrextend_failed": "tpm2_pcrextend failed",
+            "node.model.root_mismatch": "a granted key is bound to another model than the "
+            "node's signature",
+            "cli.input.not_regular": "a model directory holds a symlink or special file",
+            "cli.output.exists": "the output directory exists",
+            "cli.usage.bad_model_binding": "--extend-model-pcr lacks what it needs",
+            "cli.usage.bad_output": "--out - cannot take this input",
+            "cli.usage.bad_root_digest": "--root-digest is not 64 hex characters",
+            "cli.usage.model_without_signature": "--model is given without --model-signature",
+        },
+    ),
 }
 
 #: Retired spellings → the code that names the same condition now.
@@ -623,6 +657,8 @@ AUDIT_EVENTS: dict[str, str] = {
     "admin.identity.revoked": "an operator revoked a hardware identity",
     "admin.key.created": "an operator created a model key",
     "admin.key.rotated": "an operator rotated a model key",
+    "admin.model.refused": "a model registration was refused (its signature does not verify)",
+    "admin.model.registered": "an operator bound a signed model to a key version",
     "admin.node.forgotten": "an operator forgot a node",
     "admin.node.revoked": "an operator revoked a node",
     "admin.policy.deleted": "an operator deleted a policy",

@@ -5,9 +5,10 @@ Layout::
     "SGMODEL" 0x01 | header length (u32 BE) | header | chunk 0 | chunk 1 | ... | final chunk
 
 The header is deterministic CBOR (RFC 8949 §4.2): format version, key id, key version,
-chunk size and a random 32-byte salt; version 2 adds ``root_digest``, the OMS root digest of
-the signed model the file belongs to (its data key is then the model-bound key,
-``sealgate.broker.models.bound_key``). Version 1 files (no root digest) are still read. Each file gets its own key,
+chunk size and a random 32-byte salt; version 2 adds ``root_digest``, the OMS root
+digest of the signed model the file belongs to (its data key is then the model-bound key,
+``sealgate.broker.models.bound_key``). Version 1 files (no root digest) are still read.
+Each file gets its own key,
 ``HKDF-SHA256(model key, salt, "sealgate model v1" ‖ SHA-256(magic ‖ header))``, so GCM
 nonces can be a plain chunk counter. Every chunk is ``AES-256-GCM(nonce = i as 96-bit BE,
 AAD = SHA-256(magic ‖ header) ‖ i (u64 BE) ‖ final flag)``: editing the header, reordering,

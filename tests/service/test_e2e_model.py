@@ -121,9 +121,7 @@ def test_signed_model_key_granted_bound_and_decrypts(
     # The same model again changes nothing.
     assert not _register(env, bundle).created
     listed = env.admin.ListModels(admin_pb2.ListModelsRequest(), metadata=env.md).models
-    assert [(m.key_id, m.key_version, bytes(m.root_digest)) for m in listed] == [
-        ("llama", 1, root)
-    ]
+    assert [(m.key_id, m.key_version, bytes(m.root_digest)) for m in listed] == [("llama", 1, root)]
 
     res = agent.attest(["llama"])
     assert not res.denied
@@ -154,11 +152,22 @@ def test_signed_model_key_granted_bound_and_decrypts(
     assert (
         main(
             [
-                "model", "encrypt", "--key-file", str(tmp_path / "k.hex"), "--key-id", "llama",
-                "--key-version", "1", "--model-signature", str(sig), "--in", str(model),
-                "--out", str(enc),
+                "model",
+                "encrypt",
+                "--key-file",
+                str(tmp_path / "k.hex"),
+                "--key-id",
+                "llama",
+                "--key-version",
+                "1",
+                "--model-signature",
+                str(sig),
+                "--in",
+                str(model),
+                "--out",
+                str(enc),
             ]
-        )  # fmt: skip
+        )
         == 0
     )
     assert (enc / "sub" / "weights.bin").read_bytes()[:8] == b"SGMODEL\x01"
@@ -166,25 +175,33 @@ def test_signed_model_key_granted_bound_and_decrypts(
     assert (
         main(
             [
-                "model", "decrypt", "--key-file", str(tmp_path / "released.hex"),
-                "--model-signature", str(sig), "--in", str(enc), "--out", str(out),
+                "model",
+                "decrypt",
+                "--key-file",
+                str(tmp_path / "released.hex"),
+                "--model-signature",
+                str(sig),
+                "--in",
+                str(enc),
+                "--out",
+                str(out),
             ]
-        )  # fmt: skip
+        )
         == 0
     )
-    assert (out / "sub" / "weights.bin").read_bytes() == (model / "sub" / "weights.bin").read_bytes()
+    assert (out / "sub" / "weights.bin").read_bytes() == (
+        model / "sub" / "weights.bin"
+    ).read_bytes()
     # The stored key itself does not open them (a leaked unbound key is not this model's).
     with pytest.raises(ModelFileError) as fe:
-        decrypt_stream(
-            io.BytesIO((enc / "config.json").read_bytes()), io.BytesIO(), lambda *_: KEY
-        )
+        decrypt_stream(io.BytesIO((enc / "config.json").read_bytes()), io.BytesIO(), lambda *_: KEY)
     assert fe.value.code == "model.file.chunk_invalid"
 
 
 def test_released_key_cannot_decrypt_another_model(
     env: Env, signed: tuple[Path, bytes, bytes, bytes], tmp_path: Path
 ) -> None:
-    model, bundle, priv, pub = signed
+    _model_dir, bundle, priv, pub = signed
     agent, tpm = _node(env)
     env.golden(tpm)
     env.key("llama", KEY)
@@ -321,9 +338,7 @@ def test_token_replayed_for_another_key_version_is_denied(
     assert fresh.keys["llama"][0] == 2
 
 
-def test_register_model_needs_an_admin(
-    env: Env, signed: tuple[Path, bytes, bytes, bytes]
-) -> None:
+def test_register_model_needs_an_admin(env: Env, signed: tuple[Path, bytes, bytes, bytes]) -> None:
     _model_dir, bundle, _priv, pub = signed
     env.key("llama", KEY)
     env.policy("llama", _policy(pub))
@@ -360,7 +375,10 @@ def test_model_policy_is_validated_when_written(env: Env) -> None:
     with pytest.raises(grpc.RpcError) as e:
         env.policy(
             "llama",
-            {**TPM_POLICY, "model": {"require_signature": False, "signers": [{"public_key": pub.decode()}]}},
+            {
+                **TPM_POLICY,
+                "model": {"require_signature": False, "signers": [{"public_key": pub.decode()}]},
+            },
         )
     assert _rpc_code(e.value) == "policy.model.invalid"
 

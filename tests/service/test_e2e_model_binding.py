@@ -87,9 +87,7 @@ def _setup(
     log, expected = swtpm.replay_events(sample_boot_events())
     (tmp_path / "boot.log").write_bytes(log)
     ch = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    token = mint_operator_token(
-        server.core.cfg.bootstrap_operator_key.read_bytes(), "t", ["admin"]
-    )
+    token = mint_operator_token(server.core.cfg.bootstrap_operator_key.read_bytes(), "t", ["admin"])
     md = (("authorization", f"Bearer {token}"),)
     admin = admin_pb2_grpc.AdminStub(ch)
     values = {f"sha256:{i}": expected["sha256"].get(i, bytes(32)).hex() for i in range(8)}
@@ -118,7 +116,7 @@ def _codes(res: Any) -> list[str]:
 def test_tpm_pcr_event_binds_the_model_and_its_absence_denies(
     tmp_path: Path, swtpm: Swtpm, server: RunningServer
 ) -> None:
-    model, bundle, pub = _signed_model(tmp_path, "model", b"tensor " * 500)
+    _model, bundle, pub = _signed_model(tmp_path, "model", b"tensor " * 500)
     ch, _admin, reg, log = _setup(server, swtpm, tmp_path, pub, bundle)
     root = bytes(reg.root_digest)
     try:

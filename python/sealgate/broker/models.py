@@ -59,9 +59,7 @@ class ModelCheck:
     signer: dict[str, Any] | None = None
 
 
-def verify_registration(
-    bundle: bytes, signers: Sequence[Any], at: datetime | None = None
-) -> Any:
+def verify_registration(bundle: bytes, signers: Sequence[Any], at: datetime | None = None) -> Any:
     """``verify_signature`` of the bundle under ``signers`` (no files): the VerifiedSignature,
     or ModelSignatureError. Legacy encodings are never registered (no compatibility path
     on the server: ``sealgate model verify-signature --allow-legacy`` is for inspection)."""
@@ -77,7 +75,9 @@ def recheck(reg: ModelRegistration, signers: Sequence[Any]) -> ModelCheck:
     its expiry since does not retract the model; removing the signer from the policy does).
     The registration's root digest must be what the bundle signs."""
     try:
-        vs = verify_registration(reg.bundle, signers, at=datetime.fromtimestamp(reg.registered_at, UTC))
+        vs = verify_registration(
+            reg.bundle, signers, at=datetime.fromtimestamp(reg.registered_at, UTC)
+        )
     except SealgateError as e:
         return ModelCheck(
             False,

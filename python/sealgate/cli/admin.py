@@ -260,7 +260,9 @@ def _check_model_locally(a: argparse.Namespace, stub: Any, md: Any, bundle: byte
     from sealgate.appraise.policy import parse_policy
     from sealgate.oms.verify import verify_model
 
-    pol = stub.GetPolicy(admin_pb2.GetPolicyRequest(key_id=a.key_id), metadata=md, timeout=a.timeout)
+    pol = stub.GetPolicy(
+        admin_pb2.GetPolicyRequest(key_id=a.key_id), metadata=md, timeout=a.timeout
+    )
     policy = parse_policy(pol.json)
     if policy.model is None:
         raise UsageError(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealgate.cli.client import add_client_args, channel, safe_name, write_secret
-from sealgate.errors import UsageError
+from sealgate.errors import SealgateError, UsageError
 
 if TYPE_CHECKING:
     from sealgate.node.agent import NodeResult
@@ -113,12 +113,11 @@ def _request_keys(args: argparse.Namespace) -> int:
             if root != signed.root_digest:
                 # The server bound this key version to another model: the key would not
                 # open this one. Nothing is written.
-                print(
-                    f"sealgate: node.model.root_mismatch: {key_id} is released for model "
-                    f"{root.hex()}, not this signature's {signed.root_digest.hex()}",
-                    file=sys.stderr,
+                raise SealgateError(
+                    "node.model.root_mismatch",
+                    f"{key_id} is released for model {root.hex()}, not this signature's "
+                    f"{signed.root_digest.hex()}",
                 )
-                return EXIT_REJECTED
     saved: dict[str, bytes] = {}
     if res.token and agent.runtime is not None and args.out != "-":
         from sealgate.node.session import SESSION_FILE, NodeSession
@@ -145,8 +144,10 @@ def _check_model(args: argparse.Namespace) -> Any:
     if not args.model:
         return signed
     model = Path(args.model)
-    files = [model] if model.is_file() else sorted(
-        p for p in model.rglob("*") if p.is_file() and p.name != "model.sig"
+    files = (
+        [model]
+        if model.is_file()
+        else sorted(p for p in model.rglob("*") if p.is_file() and p.name != "model.sig")
     )
     if files and all(is_encrypted(p) for p in files):
         # Encrypted with ``sealgate model encrypt --model-signature``: the plaintext digests

@@ -12,8 +12,8 @@ from __future__ import annotations
 import threading
 
 from sealgate.appraise import Policy, parse_policy
-from sealgate.lru import BoundedCache
 from sealgate.broker.models import ModelCheck, recheck
+from sealgate.lru import BoundedCache
 from sealgate.storage import (
     KeyVersionRecord,
     ModelRegistration,
@@ -74,7 +74,6 @@ class ConfigView:
         if kv is not None:
             self._keys.put(key_id, kv, 2 * len(key_id) + 1024)
         return kv
-
 
     def model_gate(
         self, key_id: str, version: int, policy: Policy

@@ -27,13 +27,13 @@ from sealgate.broker.checkpoint import Checkpointer, CheckpointStore, log_origin
 from sealgate.broker.kek import KekProvider, KekRing, as_ring, open_ring
 from sealgate.broker.keys import ModelKeys, check_key_id
 from sealgate.broker.models import MAX_BUNDLE_BYTES, bound_key, signer_json, verify_registration
-from sealgate.protocol.model_binding import binding_hint, model_commitments
 from sealgate.broker.nonces import Challenges
 from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
 from sealgate.pki import Certificate
 from sealgate.protocol import runtime_binding
 from sealgate.protocol.hpke import jwk, jwk_thumbprint, release_info, seal
+from sealgate.protocol.model_binding import binding_hint, model_commitments
 from sealgate.result import VerifyResult
 from sealgate.service import errors as E
 from sealgate.service.cache import ConfigCache, ConfigView
@@ -87,7 +87,11 @@ class Granted:
 
     def model_claim(self) -> dict[str, Any]:
         """What the EAR token and the audit entry record of the model (``sealgate.models``)."""
-        return {"version": self.version, "root_digest": self.root_digest.hex(), "signer": self.signer}
+        return {
+            "version": self.version,
+            "root_digest": self.root_digest.hex(),
+            "signer": self.signer,
+        }
 
 
 def _models(granted: list[Granted]) -> dict[str, dict[str, Any]]:

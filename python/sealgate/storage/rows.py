@@ -5,7 +5,7 @@ queries select, and normalises driver types (SQLite returns ``bytes``/``int``, p
 from __future__ import annotations
 
 import json
-from typing import Any, LiteralString
+from typing import Any
 
 from sealgate.storage import (
     AttestationRecord,
@@ -80,15 +80,9 @@ def secret(r: Row) -> SecretRecord:
     return SecretRecord(r[0], bytes(r[1]), r[2], int(r[3]))
 
 
-#: The columns ``model_registration`` decodes, in order.
-MODEL_REGISTRATION_COLUMNS: LiteralString = (
-    "key_id, version, root_digest, hash_algorithm, signer, format_version, model_name,"
-    " bundle, registered_at, registered_by"
-)
-
-
 def model_registration(r: Row) -> ModelRegistration:
-    """MODEL_REGISTRATION_COLUMNS."""
+    """(key_id, version, root_digest, hash_algorithm, signer, format_version, model_name,
+    bundle, registered_at, registered_by)."""
     return ModelRegistration(
         r[0], int(r[1]), bytes(r[2]), r[3], r[4], r[5], r[6], bytes(r[7]), int(r[8]), r[9]
     )

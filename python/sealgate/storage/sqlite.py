@@ -452,14 +452,16 @@ class SqliteStorage(Storage):
                     f"no version {reg.version} of model key {reg.key_id}",
                 )
             row = c.execute(
-                "SELECT " + rows_.MODEL_REGISTRATION_COLUMNS + " FROM model_registrations"
+                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+                " model_name, bundle, registered_at, registered_by FROM model_registrations"
                 " WHERE key_id = ? AND version = ?",
                 (reg.key_id, reg.version),
             ).fetchone()
             if row is not None:
                 return rows_.model_registration(row), False
             c.execute(
-                "INSERT INTO model_registrations (" + rows_.MODEL_REGISTRATION_COLUMNS + ")"
+                "INSERT INTO model_registrations (key_id, version, root_digest, hash_algorithm,"
+                " signer, format_version, model_name, bundle, registered_at, registered_by)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     reg.key_id,
@@ -478,22 +480,25 @@ class SqliteStorage(Storage):
 
     def get_model_registration(self, key_id: str, version: int) -> ModelRegistration | None:
         rows = self._q(
-            "SELECT " + rows_.MODEL_REGISTRATION_COLUMNS + " FROM model_registrations"
+            "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+            " model_name, bundle, registered_at, registered_by FROM model_registrations"
             " WHERE key_id = ? AND version = ?",
             (key_id, version),
         )
         return rows_.model_registration(rows[0]) if rows else None
 
     def list_model_registrations(self, key_id: str | None = None) -> list[ModelRegistration]:
-        cols = rows_.MODEL_REGISTRATION_COLUMNS
         if key_id is None:
             rows = self._q(
-                "SELECT " + cols + " FROM model_registrations ORDER BY key_id, version"
+                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+                " model_name, bundle, registered_at, registered_by FROM model_registrations"
+                " ORDER BY key_id, version"
             )
         else:
             rows = self._q(
-                "SELECT " + cols + " FROM model_registrations WHERE key_id = ?"
-                " ORDER BY version",
+                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+                " model_name, bundle, registered_at, registered_by FROM model_registrations"
+                " WHERE key_id = ? ORDER BY version",
                 (key_id,),
             )
         return [rows_.model_registration(r) for r in rows]
