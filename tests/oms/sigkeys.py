@@ -65,7 +65,7 @@ def make_cert(
     )
     if issuer is not None:
         b = b.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
     if key_usage == "default":
@@ -92,7 +92,7 @@ def make_cert(
         b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), False)
     elif not ca and code_signing is False and key_usage is not None:
         b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-    return b.sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    return b.sign(issuer_key, hashes.SHA256())
 
 
 @dataclass

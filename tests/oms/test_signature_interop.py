@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from sealgate.oms.manifest import ModelManifestError
 from sealgate.oms.sign import sign_model
 from sealgate.oms.signers import CertificateSigner, KeySigner
 from sealgate.oms.verify import ModelSignatureError, verify_model
+
 from tests.oms.sigkeys import INSIDE, cert_pem, ec_key, hierarchy, private_pem, public_pem
 
 CLI = Path(sys.executable).with_name("model_signing")
@@ -68,9 +68,16 @@ def test_their_key_bundle_verifies_here(
 ) -> None:
     sig = tmp_path / "theirs.sig"
     r = run_ms(
-        "sign", "key", "--signature", sig, "--private_key", files["key"],
-        "--ignore-paths", model / "a" / "notes.txt", model,
-    )  # fmt: skip
+        "sign",
+        "key",
+        "--signature",
+        sig,
+        "--private_key",
+        files["key"],
+        "--ignore-paths",
+        model / "a" / "notes.txt",
+        model,
+    )
     assert r.returncode == 0, r.stderr
     v = verify_model(model, sig.read_bytes(), [KeySigner(files["pub"].read_bytes())])
     assert v.signer.kind == "key" and v.files == 3
@@ -89,9 +96,18 @@ def test_their_certificate_bundle_verifies_here(
 ) -> None:
     sig = tmp_path / "theirs.sig"
     r = run_ms(
-        "sign", "certificate", "--signature", sig, "--private_key", files["leaf_key"],
-        "--signing_certificate", files["leaf"], "--certificate_chain", files["int"], model,
-    )  # fmt: skip
+        "sign",
+        "certificate",
+        "--signature",
+        sig,
+        "--private_key",
+        files["leaf_key"],
+        "--signing_certificate",
+        files["leaf"],
+        "--certificate_chain",
+        files["int"],
+        model,
+    )
     assert r.returncode == 0, r.stderr
     v = verify_model(
         model, sig.read_bytes(), [CertificateSigner(files["root"].read_bytes())], at=INSIDE

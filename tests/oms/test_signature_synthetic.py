@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from sealgate.errors import UsageError
 from sealgate.oms import bundle as B
 from sealgate.oms.manifest import ModelManifestError
@@ -26,6 +25,7 @@ from sealgate.oms.signers import (
     signer_from_dict,
 )
 from sealgate.oms.verify import ModelSignatureError, verify_model, verify_signature
+
 from tests.oms.sigkeys import (
     INSIDE,
     cert_pem,

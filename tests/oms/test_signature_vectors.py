@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sealgate.oms.manifest import ModelManifestError
 from sealgate.oms.signers import CertificateSigner, KeySigner, Signer, SigstoreSigner
 from sealgate.oms.verify import ModelSignatureError, verify_model, verify_signature
+
 from tests.vectors import shared
 
 pytestmark = pytest.mark.shared
@@ -126,7 +126,8 @@ def test_certificate_bundle_over_other_model_fails_on_manifest() -> None:
 
 
 def _load(name: str) -> dict[str, Any]:
-    return json.loads(vec(name, "model.sig").read_bytes())
+    doc: dict[str, Any] = json.loads(vec(name, "model.sig").read_bytes())
+    return doc
 
 
 def _flip_b64(s: str, i: int) -> str:

@@ -166,6 +166,22 @@ def _verify_signature(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    """Prints one JSON document: ``{"signed": true, ...}`` or ``{"signed": false, "errors"}``."""
+    from sealgate.cli import EXIT_REJECTED, EXIT_USAGE, emit
+    from sealgate.errors import SealgateError
+    from sealgate.oms.manifest import ModelManifestError
+
+    try:
+        return _sign_inner(args)
+    except ModelManifestError as e:
+        emit({"signed": False, "errors": [m.as_dict() for m in e.mismatches]})
+        return EXIT_USAGE if e.code in _USAGE_CODES else EXIT_REJECTED
+    except SealgateError as e:
+        emit({"signed": False, "errors": [{"code": e.code, "message": e.message}]})
+        return EXIT_USAGE
+
+
+def _sign_inner(args: argparse.Namespace) -> int:
     from sealgate.cli import emit, read_file
     from sealgate.oms.sign import sign_model
 
