@@ -510,3 +510,32 @@ def test_rsa_public_key_signer_refused() -> None:
     with pytest.raises(UsageError) as e:
         KeySigner(public_pem(rsa.generate_private_key(65537, 2048)))
     assert e.value.code == "model.signature.unsupported_key"
+
+
+def test_mutated_bundles_fail_with_a_code_never_a_crash(
+    signed: tuple[dict[str, Any], KeySigner, Any],
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    raw = json.dumps(signed[0]).encode()
+    signer = signed[1]
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        st.lists(
+            st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)), min_size=1, max_size=4
+        )
+    )
+    def run(flips: list[tuple[int, int]]) -> None:
+        data = bytearray(raw)
+        for i, v in flips:
+            data[i] = v
+        try:
+            verify_signature(bytes(data), [signer])
+        except ModelSignatureError as e:
+            assert e.code.startswith("model.signature.")
+        # A flip inside whitespace or a JSON-irrelevant spot may still verify: that is fine,
+        # the signed bytes are unchanged.
+
+    run()
