@@ -591,6 +591,7 @@ CODES: dict[str, Code] = {
             "cli.node.session_mode": "the node session file is readable by others",
             "cli.node.session_too_large": "the node session file exceeds its size cap",
             "cli.node.stdout_one_key": "'--out -' needs exactly one granted key",
+            "cli.output.unwritable": "an output file cannot be written",
             "cli.serve.port_zero": "several workers need a fixed listen port",
             "cli.usage.bad_age": "--max-collateral-age is out of range",
             "cli.usage.bad_batch": "--batch is out of range",

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sealgate.cli import model_signature
 from sealgate.cli.client import read_key_file, safe_name
 from sealgate.errors import UsageError
 
@@ -67,6 +68,7 @@ def register(sub: Any) -> None:
     h.add_argument("--allow-symlinks", action="store_true")
     h.add_argument("--workers", type=int, default=None, help="hashing threads (default: CPUs)")
     h.set_defaults(handler=_model_hash)
+    model_signature.register(msub)  # verify-signature, sign
 
 
 def _root_digest_arg(args: argparse.Namespace) -> bytes | None:

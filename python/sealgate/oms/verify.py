@@ -462,12 +462,7 @@ def _by_sigstore(b: Bundle, s: SigstoreSigner, allow_legacy: bool) -> _Accepted:
     cert = sb.signing_certificate
     key = cert.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)
-    entry = b.tlog_entries[0]
-    # integratedTime is covered by the signed entry timestamp (Rekor v1), not by the
-    # inclusion proof: only a bundle with the SET proves it.
-    signed_at = (
-        datetime.fromtimestamp(entry.integrated_time, UTC) if entry.has_inclusion_promise else None
-    )
+    signed_at = _verified_time(verifier, sb, b)
     leaf = pki.load_certificate(cert.public_bytes(Encoding.DER), "Fulcio certificate")
     info = SignerInfo(
         "sigstore",
@@ -481,6 +476,29 @@ def _by_sigstore(b: Bundle, s: SigstoreSigner, allow_legacy: bool) -> _Accepted:
 
 
 # -- the API ----------------------------------------------------------------------------------
+
+
+def _verified_time(verifier: Any, sb: Any, b: Bundle) -> datetime | None:
+    """The earliest signing time the bundle proves: Rekor's integratedTime under its signed
+    entry timestamp, or an RFC 3161 timestamp from a trusted TSA. The library establishes
+    these (``Verifier._establish_time``, the times it verified the chain at) but does not
+    return them from ``verify_dsse``; it is asked again here. If that internal method is
+    gone in another version, the SET-covered integratedTime is reported on its own."""
+    establish = getattr(verifier, "_establish_time", None)
+    if callable(establish):
+        try:
+            times: list[datetime] = [r.time for r in establish(sb)]
+        except Exception:  # already verified once; any failure here only loses the claim
+            times = []
+        if times:
+            first: datetime = min(times)
+            return first.astimezone(UTC)
+    # integratedTime is covered by the signed entry timestamp (Rekor v1), not by the
+    # inclusion proof: only a bundle with the SET proves it.
+    entry = b.tlog_entries[0]
+    if entry.has_inclusion_promise:
+        return datetime.fromtimestamp(entry.integrated_time, UTC)
+    return None
 
 
 def verify_signature(
