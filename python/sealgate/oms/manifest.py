@@ -630,39 +630,15 @@ def hash_model(
 
 
 def _hash_jobs(jobs: Sequence[_Job], algorithm: str, workers: int, follow: bool) -> list[bytes]:
-    """Digest of each (path, start, length) range. Interim pure-Python backend (hashlib,
-    sequential); replaced by the Rust core."""
-    out: list[bytes] = []
-    for path, start, length, file_size, _ in jobs:
-        if algorithm == "sha256":
-            h: Any = hashlib.sha256()
-        else:
-            try:
-                import blake3
-            except ImportError:
-                raise _fail("model.manifest.bad_parameters", "blake3 is unavailable") from None
-            h = blake3.blake3()
-        flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
-        try:
-            fd = os.open(path, flags)
-        except OSError as e:
-            raise _fail("model.manifest.unreadable", f"{path!r}: {e.strerror}") from None
-        try:
-            fst = os.fstat(fd)
-            if not stat.S_ISREG(fst.st_mode):
-                raise _fail("model.manifest.not_regular", f"{path!r} is not a regular file")
-            if fst.st_size != file_size:
-                raise _fail("model.manifest.changed", f"{path!r} changed size while hashing")
-            left = length
-            pos = start
-            while left:
-                chunk = os.pread(fd, min(left, 1 << 20), pos)
-                if not chunk:
-                    raise _fail("model.manifest.changed", f"{path!r} shrank while hashing")
-                h.update(chunk)
-                pos += len(chunk)
-                left -= len(chunk)
-        finally:
-            os.close(fd)
-        out.append(h.digest())
-    return out
+    """Digest of each job's byte range, from the Rust core (``sealgate._core.model_hash``:
+    parallel, streamed, GIL released); a failing job is reported under its resource name."""
+    from sealgate import _core
+
+    digests, failed = _core.model_hash(
+        [(j.path, j.start, j.length, j.file_size) for j in jobs], algorithm, workers, follow
+    )
+    if failed is not None:
+        index, (code, message) = failed
+        name = jobs[index].name
+        raise _fail(code, f"{name!r}: {message}", name)
+    return digests
