@@ -253,7 +253,7 @@ def _model_hash(args: argparse.Namespace) -> int:
     try:
         if args.method == "shards":
             ser = Serialization.shards(
-                args.shard_size or DEFAULT_SHARD_SIZE,
+                DEFAULT_SHARD_SIZE if args.shard_size is None else args.shard_size,
                 hash_algorithm=args.hash_algorithm,
                 allow_symlinks=args.allow_symlinks,
             )

@@ -35,6 +35,7 @@ links are allowed), so a file swapped after the walk cannot make it block or fol
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -630,38 +631,63 @@ def hash_model(
 
 
 def _hash_jobs(jobs: Sequence[_Job], algorithm: str, workers: int, follow: bool) -> list[bytes]:
-    """Digest of each (path, start, length) range. Interim pure-Python backend (hashlib,
-    sequential); replaced by the Rust core."""
+    """Digest of each job's byte range, from the Rust core (``sealgate._core.model_hash``:
+    parallel, streamed, GIL released); a failing job is reported under its resource name."""
+    from sealgate import _core
+
+    if not hasattr(_core, "model_hash"):  # an extension built before model hashing existed
+        return _hash_jobs_sequential(jobs, algorithm, follow)
+    digests, failed = _core.model_hash(
+        [(j.path, j.start, j.length, j.file_size) for j in jobs], algorithm, workers, follow
+    )
+    if failed is not None:
+        index, (code, message) = failed
+        name = jobs[index].name
+        raise _fail(code, f"{name!r}: {message}", name)
+    return digests
+
+
+def _hash_jobs_sequential(jobs: Sequence[_Job], algorithm: str, follow: bool) -> list[bytes]:
+    """The same digests with the same checks, one job after another in Python: only for a
+    checkout whose compiled extension predates ``_core.model_hash`` (``make build`` replaces
+    it). BLAKE3 needs the ``blake3`` package here."""
     out: list[bytes] = []
-    for path, start, length, file_size, _ in jobs:
+    for j in jobs:
+        h: Any
         if algorithm == "sha256":
-            h: Any = hashlib.sha256()
+            h = hashlib.sha256()
         else:
             try:
                 import blake3
             except ImportError:
-                raise _fail("model.manifest.bad_parameters", "blake3 is unavailable") from None
+                raise _fail(
+                    "model.manifest.bad_parameters", "blake3 needs the rebuilt extension"
+                ) from None
             h = blake3.blake3()
         flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
         try:
-            fd = os.open(path, flags)
+            fd = os.open(j.path, flags)
         except OSError as e:
-            raise _fail("model.manifest.unreadable", f"{path!r}: {e.strerror}") from None
+            code = (
+                "model.manifest.symlink" if e.errno == errno.ELOOP else "model.manifest.unreadable"
+            )
+            raise _fail(code, f"{j.name!r}: {e.strerror}", j.name) from None
         try:
-            fst = os.fstat(fd)
-            if not stat.S_ISREG(fst.st_mode):
-                raise _fail("model.manifest.not_regular", f"{path!r} is not a regular file")
-            if fst.st_size != file_size:
-                raise _fail("model.manifest.changed", f"{path!r} changed size while hashing")
-            left = length
-            pos = start
-            while left:
-                chunk = os.pread(fd, min(left, 1 << 20), pos)
-                if not chunk:
-                    raise _fail("model.manifest.changed", f"{path!r} shrank while hashing")
-                h.update(chunk)
-                pos += len(chunk)
-                left -= len(chunk)
+            for check in (True, False):
+                fst = os.fstat(fd)
+                if not stat.S_ISREG(fst.st_mode):
+                    raise _fail("model.manifest.not_regular", f"{j.name!r} is not regular", j.name)
+                if fst.st_size != j.file_size:
+                    raise _fail("model.manifest.changed", f"{j.name!r} changed size", j.name)
+                if not check:
+                    break
+                pos, end = j.start, j.start + j.length
+                while pos < end:
+                    chunk = os.pread(fd, min(end - pos, 4 << 20), pos)
+                    if not chunk:
+                        raise _fail("model.manifest.changed", f"{j.name!r} shrank", j.name)
+                    h.update(chunk)
+                    pos += len(chunk)
         finally:
             os.close(fd)
         out.append(h.digest())

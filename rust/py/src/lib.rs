@@ -6,6 +6,7 @@
 mod audit;
 mod errors;
 mod layout;
+mod modelhash;
 mod snp;
 mod tdx;
 mod tpm;
@@ -22,5 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     audit::register(m)?;
     x509::register(m)?;
     layout::register(m)?;
+    modelhash::register(m)?;
     Ok(())
 }
