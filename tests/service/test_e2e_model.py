@@ -437,3 +437,37 @@ def test_tdx_mr_config_id_binds_the_model(
     bound = SoftwareTdx(node.intel, mr_config_id=root + bytes(16))
     res = NodeAgent(env.channel, "td-3", bound).attest(["llama"])
     assert res.keys == {"llama": (1, bound_key(KEY, "llama", 1, root))}
+
+
+def test_admin_cli_registers_after_checking_the_files_locally(
+    env: Env,
+    signed: tuple[Path, bytes, bytes, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model, bundle, _priv, pub = signed
+    env.key("llama", KEY)
+    conn = ["--server", f"127.0.0.1:{env.server.port}", "--token", env.token]
+    pol = tmp_path / "p.json"
+    pol.write_text(json.dumps(TPM_POLICY))
+    assert main(["admin", "policy-put", *conn, "llama", str(pol)]) == 0
+    assert "does not require a signed model" in capsys.readouterr().err
+    pol.write_text(json.dumps(_policy(pub)))
+    assert main(["admin", "policy-put", *conn, "llama", str(pol)]) == 0
+    assert "does not require" not in capsys.readouterr().err
+    sig = tmp_path / "model.sig"
+    sig.write_bytes(bundle)
+    register = ["admin", "model-register", *conn, "llama", "--signature", str(sig), "--json"]
+    # A file that does not match: refused here, nothing registered.
+    (model / "config.json").write_text('{"layers": 3}')
+    assert main([*register, "--model", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert "model.manifest.digest_mismatch" in err and "config.json" in err
+    assert env.admin.ListModels(admin_pb2.ListModelsRequest(), metadata=env.md).models == []
+    (model / "config.json").write_text('{"layers": 2}')
+    assert main([*register, "--model", str(model)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["key_id"] == "llama" and doc["key_version"] == 1 and doc["created"]
+    assert main(["admin", "model-list", *conn, "llama", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["models"]
+    assert [m["key_id"] for m in listed] == ["llama"]
