@@ -961,8 +961,12 @@ class Verifier:
                             "bundle_sha256": hashlib.sha256(bundle).hexdigest(),
                         },
                     )
+        except StorageUnavailable:
+            raise
         except StorageError as e:
-            raise E.NotFound(e.code, e.message) from None
+            if e.code == "storage.model_key.not_found":
+                raise E.NotFound(e.code, e.message) from None
+            raise E.Invalid(e.code, e.message) from None
         return stored, new
 
     def revoke_node(self, actor: str, node_id: str, reason: str = "") -> Node:
