@@ -471,3 +471,23 @@ def test_admin_cli_registers_after_checking_the_files_locally(
     assert main(["admin", "model-list", *conn, "llama", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["models"]
     assert [m["key_id"] for m in listed] == ["llama"]
+
+
+def test_a_cold_registration_check_runs_in_the_pool_not_on_the_event_loop(
+    env: Env, signed: tuple[Path, bytes, bytes, bytes]
+) -> None:
+    _model_dir, bundle, _priv, pub = signed
+    agent, tpm = _node(env)
+    env.golden(tpm)
+    env.key("llama", KEY)
+    env.policy("llama", _policy(pub))
+    _register(env, bundle)
+    core = env.server.core
+    # A new generation: the registration's verdict is not cached yet.
+    assert not core.models_warm(["llama"])
+    assert core.models_warm(["unknown-key", "bad id!"])
+    res = agent.attest(["llama"])
+    assert "llama" in res.keys
+    assert core.models_warm(["llama"])
+    env.policy("llama", _policy(pub))  # any configuration change makes it cold again
+    assert not core.models_warm(["llama"])

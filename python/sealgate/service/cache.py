@@ -75,6 +75,9 @@ class ConfigView:
             self._keys.put(key_id, kv, 2 * len(key_id) + 1024)
         return kv
 
+    def model_gate_cached(self, key_id: str, version: int) -> bool:
+        return self._models.get((key_id, version)) is not None
+
     def model_gate(
         self, key_id: str, version: int, policy: Policy
     ) -> tuple[ModelRegistration | None, ModelCheck | None]:
