@@ -491,3 +491,23 @@ def test_a_cold_registration_check_runs_in_the_pool_not_on_the_event_loop(
     assert core.models_warm(["llama"])
     env.policy("llama", _policy(pub))  # any configuration change makes it cold again
     assert not core.models_warm(["llama"])
+
+
+def test_a_registration_edited_in_the_database_is_refused(
+    env: Env, signed: tuple[Path, bytes, bytes, bytes]
+) -> None:
+    import sqlite3
+
+    _model_dir, bundle, _priv, pub = signed
+    agent, tpm = _node(env)
+    env.golden(tpm)
+    env.key("llama", KEY)
+    env.policy("llama", _policy(pub))
+    _register(env, bundle)
+    # Write access to the database: point the registration at another model's digest.
+    db = sqlite3.connect(env.cfg.db_path)
+    with db:
+        db.execute("UPDATE model_registrations SET root_digest = ?", (b"\x09" * 32,))
+    db.close()
+    res = agent.attest(["llama"])
+    assert not res.keys and _denials(res) == {"llama": ["policy.model.registration_invalid"]}
