@@ -248,3 +248,24 @@ def test_sign_with_certificate_chain(capsys: pytest.CaptureFixture[str], tmp_pat
         tmp_path / "bad-key.pem",
     )
     assert rc == cli.EXIT_USAGE and "c2VjcmV0" not in json.dumps(doc)
+
+
+@pytest.mark.shared
+def test_sigstore_default_trust_root_is_the_embedded_public_good_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    d = _v("v1.0.0-sigstore")
+    rc, doc = _run(
+        capsys,
+        "model",
+        "verify-signature",
+        d,
+        "--signature",
+        d / "model.sig",
+        "--identity",
+        "stefanb@us.ibm.com",
+        "--identity-provider",
+        "https://sigstore.verify.ibm.com/oauth2",
+    )
+    assert rc == cli.EXIT_OK, doc
+    assert doc["claims"]["signed_at"] == "2025-05-03T01:34:46Z"

@@ -539,3 +539,12 @@ def test_mutated_bundles_fail_with_a_code_never_a_crash(
         # the signed bytes are unchanged.
 
     run()
+
+
+def test_signers_equal_by_key_not_by_text() -> None:
+    k = ec_key()
+    pem = public_pem(k)
+    assert KeySigner(pem) == KeySigner(b"certtool says hello\n" + pem.replace(b"\n", b"\r\n"))
+    assert KeySigner(pem) != KeySigner(public_pem(ec_key()))
+    h = hierarchy()
+    assert CertificateSigner(h.root_pem) == CertificateSigner(b"# root\n" + h.root_pem)

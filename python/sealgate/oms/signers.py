@@ -87,9 +87,10 @@ def key_fingerprint(key: ec.EllipticCurvePublicKey) -> str:
 class KeySigner:
     """A model signed with one ECDSA key (OMS "key" method)."""
 
-    public_key_pem: bytes
+    # Equal when the key is: the PEM text (line breaks, surrounding text) does not matter.
+    public_key_pem: bytes = field(compare=False, repr=False)
     key: ec.EllipticCurvePublicKey = field(init=False, repr=False, compare=False)
-    fingerprint: str = field(init=False, compare=False)
+    fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
         key = load_ec_public_key(self.public_key_pem)
@@ -111,14 +112,19 @@ class KeySigner:
 class CertificateSigner:
     """A model signed by a certificate that chains to one of these CAs (OMS "certificate")."""
 
-    ca_roots_pem: bytes
-    anchors: tuple[pki.Certificate, ...] = field(init=False, repr=False, compare=False)
+    ca_roots_pem: bytes = field(compare=False, repr=False)
+    anchors: tuple[pki.Certificate, ...] = field(init=False)  # equal when the CAs are
 
     def __post_init__(self) -> None:
         if len(self.ca_roots_pem) > MAX_PEM_LEN:
             raise _bad(f"CA certificates are larger than {MAX_PEM_LEN} bytes")
         try:
-            certs = pki.load_certificates(self.ca_roots_pem, "CA certificate")
+            # PEM with explanatory text around the blocks (RFC 7468 §2), or one DER cert.
+            if b"-----BEGIN CERTIFICATE-----" in self.ca_roots_pem:
+                ders = pki.pem_blocks(self.ca_roots_pem)
+                certs = [pki.load_certificate(d, "CA certificate") for d in ders]
+            else:
+                certs = pki.load_certificates(self.ca_roots_pem, "CA certificate")
         except ParseError as e:
             raise _bad(e.message) from None
         if not certs:
