@@ -353,6 +353,11 @@ def test_symlinks(tmp_path: Path) -> None:
     assert [x.name for x in hash_model(model, ignore_paths=["skip"]).resources] == ["a", "d/b"]
     (tmp_path / "link").symlink_to(model)
     assert _code(lambda: hash_model(tmp_path / "link")) == "model.manifest.symlink"
+    via_link = hash_model(tmp_path / "link", allowed, ignore_paths=["skip"])
+    assert via_link.resources == hash_model(model, ignore_paths=["skip"]).resources
+    (tmp_path / "flink").symlink_to(model / "a")
+    assert _code(lambda: hash_model(tmp_path / "flink")) == "model.manifest.symlink"
+    assert hash_model(tmp_path / "flink", allowed).resources == hash_model(model / "a").resources
 
 
 def test_fifo_and_devices_are_refused_without_blocking(tmp_path: Path) -> None:
