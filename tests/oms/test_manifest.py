@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sealgate import _core
 from sealgate.cli import main
 from sealgate.oms import manifest as m
@@ -593,3 +595,62 @@ def test_cli_hash_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["model", "hash", str(model), "--method", "shards", "--shard-size", "0"]) == 2
     for line in capsys.readouterr().out.strip().split("\n}\n"):
         assert "errors" in line
+
+
+def test_sequential_fallback_agrees_with_the_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _tree(tmp_path / "m", MIXED)
+    want = {ser: hash_model(model, ser) for ser in (Serialization(), Serialization.shards(4096))}
+    monkeypatch.delattr(_core, "model_hash")
+    for ser, manifest in want.items():
+        assert hash_model(model, ser) == manifest
+    os.mkfifo(model / "sub" / "p")
+    assert _code(lambda: hash_model(model)) == "model.manifest.not_regular"
+
+
+_NAME = st.text(alphabet=st.sampled_from(list("ab-._ :Z9é☃")), min_size=1, max_size=6).filter(
+    lambda s: s not in (".", "..") and not s.startswith(".git")
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    files=st.dictionaries(
+        st.lists(_NAME, min_size=1, max_size=3).map("/".join),
+        st.binary(max_size=3000),
+        min_size=1,
+        max_size=8,
+    ),
+    shard=st.sampled_from([None, 7, 1000]),
+)
+def test_random_trees_equal_model_signing(
+    tmp_path_factory: pytest.TempPathFactory, files: dict[str, bytes], shard: int | None
+) -> None:
+    root = tmp_path_factory.mktemp("tree") / "model"
+    written: dict[str, bytes] = {}
+    for name, data in files.items():
+        # A name that is also another's directory cannot be both: keep the first.
+        parts = name.split("/")
+        prefixes = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        if prefixes & written.keys() or any(w.startswith(name + "/") for w in written):
+            continue
+        written[name] = data
+    _tree(root, written)
+    if shard is None:
+        cfg, ser = ms_hashing.Config(), Serialization()
+    else:
+        cfg, ser = (
+            ms_hashing.Config().use_shard_serialization(shard_size=shard),
+            Serialization.shards(shard),
+        )
+    try:
+        ours = hash_model(root, ser, signature_name=None)
+    except ModelManifestError as e:
+        assert e.code == "model.manifest.empty"  # shards of empty files only
+        return
+    stmt = _peer(root, cfg)
+    assert _ours(ours) == _theirs(stmt)
+    assert ours.root_digest().hex() == stmt["subject"][0]["digest"]["sha256"]
