@@ -6,9 +6,10 @@
   (``hashing.Config()``; by files, by shards, BLAKE3);
 * one ``sha256sum`` process over the same files.
 
-Each is run ``--repeat`` times; the best run is reported with the spread (max/min - 1) so the
-noise of a shared machine is visible. sealgate's SHA-256 digests are checked against
-``sha256sum``'s and ``model_signing``'s. The model is deleted afterwards (docs/benchmarks.md).
+Each is run ``--repeat`` times, interleaved round by round; the best run is reported with the
+spread (max/min - 1) so the noise of a shared machine is visible. sealgate's SHA-256 digests
+are checked against ``sha256sum``'s and ``model_signing``'s. The model is deleted afterwards
+(docs/benchmarks.md).
 
     python scripts/bench_model_hash.py [--size-gib 4.5] [--repeat 3] [--json] [--dir /tmp]
 """
@@ -36,18 +37,21 @@ GIB = 1 << 30
 
 
 def layout(total: int) -> list[int]:
-    """File sizes for a model of about ``total`` bytes: a few large weight files, medium shards
-    and many small configuration/tokenizer files, as real checkpoints mix them."""
-    sizes: list[int] = []
-    big = [1536 * MIB, 1024 * MIB, 512 * MIB, 512 * MIB]  # 3.5 GiB in 4 large files
-    medium = [(64 + 16 * (i % 5)) * MIB for i in range(12)]  # ~0.9 GiB in 12
-    small = [(4 << 10) * (1 + (i * 7919) % 256) for i in range(300)]  # 4 KiB..1 MiB
-    for s in big + medium + small:
-        if sum(sizes) + s <= total:
-            sizes.append(s)
-    while sum(sizes) + 128 * MIB <= total:
-        sizes.append(128 * MIB)
-    return sizes
+    """File sizes for a model of about ``total`` bytes, mixed as real checkpoints mix them:
+    ~400 small files (configs, tokenizers, 4 KiB..1 MiB, ~200 MiB in all), ~1/3 of the bytes in
+    64..128 MiB shards, the rest in a few large weight files of 1.5, 1 and 0.5 GiB."""
+    small = [(4 << 10) * (1 + (i * 7919) % 256) for i in range(400)]
+    budget = total - sum(small)
+    big: list[int] = []
+    for s in (1536 * MIB, 1024 * MIB, 512 * MIB, 512 * MIB):
+        if sum(big) + s <= budget * 2 // 3:
+            big.append(s)
+    medium: list[int] = []
+    i = 0
+    while sum(big) + sum(medium) + 128 * MIB <= budget:
+        medium.append((64 + 16 * (i % 5)) * MIB)
+        i += 1
+    return big + medium + small
 
 
 def build(root: Path, total: int) -> list[Path]:
@@ -79,14 +83,19 @@ def warm(files: list[Path]) -> None:
                 pass
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
-    """(best seconds, spread = worst/best - 1, result of the last run)."""
-    times, out = [], None
+def rounds(
+    cases: list[tuple[str, Callable[[], Any]]], repeat: int
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Every case once per round, ``repeat`` rounds: interleaved, so a burst of load from
+    elsewhere on a shared machine hits all of them alike rather than one."""
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    results: dict[str, Any] = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), max(times) / min(times) - 1, out
+        for name, fn in cases:
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return times, results
 
 
 def sha256sum(root: Path, files: list[Path]) -> dict[str, str]:
@@ -149,12 +158,15 @@ def main() -> int:
             ),
             ("sha256sum (1 process)", lambda: sha256sum(root, files)),
         ]
-        figures: dict[str, dict[str, float]] = {}
-        results: dict[str, Any] = {}
-        for name, fn in cases:
-            best, spread, out = timed(fn, args.repeat)
-            figures[name] = {"seconds": best, "gib_per_s": total / GIB / best, "spread": spread}
-            results[name] = out
+        times, results = rounds(cases, args.repeat)
+        figures = {
+            name: {
+                "seconds": min(t),
+                "gib_per_s": total / GIB / min(t),
+                "spread": max(t) / min(t) - 1,
+            }
+            for name, t in times.items()
+        }
         load_after = os.getloadavg()[0]
 
         # The figures are only worth something if everyone hashed the same bytes the same way.
