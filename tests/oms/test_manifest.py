@@ -654,3 +654,38 @@ def test_random_trees_equal_model_signing(
     stmt = _peer(root, cfg)
     assert _ours(ours) == _theirs(stmt)
     assert ours.root_digest().hex() == stmt["subject"][0]["digest"]["sha256"]
+
+
+def test_file_removed_after_the_walk_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Running as root, no permission bit makes a file unreadable; a file that disappears between
+    # the enumeration and the hashing exercises the same path.
+    model = _tree(tmp_path / "m", {"a": b"1", "b/c": b"2"})
+    real_jobs = m._jobs
+
+    def jobs_then_remove(entries: Any, ser: Serialization) -> Any:
+        out = real_jobs(entries, ser)
+        (model / "b" / "c").unlink()
+        return out
+
+    monkeypatch.setattr(m, "_jobs", jobs_then_remove)
+    with pytest.raises(ModelManifestError) as e:
+        hash_model(model)
+    assert (e.value.code, e.value.mismatches[0].name) == ("model.manifest.unreadable", "b/c")
+
+
+def test_large_files_mapped_or_read_hash_alike(tmp_path: Path) -> None:
+    # >= 4 MiB and writable only by its owner: hashed through a mapping; group-writable (someone
+    # else could truncate it under the mapping): read. Both give hashlib's digests.
+    data = _rand(9 << 20, 9)
+    model = _tree(tmp_path / "m", {"w": data})
+    want = hashlib.sha256(data).digest()
+    for mode in (0o644, 0o664):
+        (model / "w").chmod(mode)
+        assert hash_model(model).resources[0].digest == want
+        shards = hash_model(model, Serialization.shards(5_000_001)).resources
+        assert [r.digest for r in shards] == [
+            hashlib.sha256(data[:5_000_001]).digest(),
+            hashlib.sha256(data[5_000_001:]).digest(),
+        ]
