@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sealgate import _core
 from sealgate.cli import main
 from sealgate.oms import manifest as m
@@ -353,6 +355,11 @@ def test_symlinks(tmp_path: Path) -> None:
     assert [x.name for x in hash_model(model, ignore_paths=["skip"]).resources] == ["a", "d/b"]
     (tmp_path / "link").symlink_to(model)
     assert _code(lambda: hash_model(tmp_path / "link")) == "model.manifest.symlink"
+    via_link = hash_model(tmp_path / "link", allowed, ignore_paths=["skip"])
+    assert via_link.resources == hash_model(model, ignore_paths=["skip"]).resources
+    (tmp_path / "flink").symlink_to(model / "a")
+    assert _code(lambda: hash_model(tmp_path / "flink")) == "model.manifest.symlink"
+    assert hash_model(tmp_path / "flink", allowed).resources == hash_model(model / "a").resources
 
 
 def test_fifo_and_devices_are_refused_without_blocking(tmp_path: Path) -> None:
@@ -588,3 +595,97 @@ def test_cli_hash_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["model", "hash", str(model), "--method", "shards", "--shard-size", "0"]) == 2
     for line in capsys.readouterr().out.strip().split("\n}\n"):
         assert "errors" in line
+
+
+def test_sequential_fallback_agrees_with_the_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _tree(tmp_path / "m", MIXED)
+    want = {ser: hash_model(model, ser) for ser in (Serialization(), Serialization.shards(4096))}
+    monkeypatch.delattr(_core, "model_hash")
+    for ser, manifest in want.items():
+        assert hash_model(model, ser) == manifest
+    os.mkfifo(model / "sub" / "p")
+    assert _code(lambda: hash_model(model)) == "model.manifest.not_regular"
+
+
+_NAME = st.text(alphabet=st.sampled_from(list("ab-._ :Z9é☃")), min_size=1, max_size=6).filter(
+    lambda s: s not in (".", "..") and not s.startswith(".git")
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    files=st.dictionaries(
+        st.lists(_NAME, min_size=1, max_size=3).map("/".join),
+        st.binary(max_size=3000),
+        min_size=1,
+        max_size=8,
+    ),
+    shard=st.sampled_from([None, 7, 1000]),
+)
+def test_random_trees_equal_model_signing(
+    tmp_path_factory: pytest.TempPathFactory, files: dict[str, bytes], shard: int | None
+) -> None:
+    root = tmp_path_factory.mktemp("tree") / "model"
+    written: dict[str, bytes] = {}
+    for name, data in files.items():
+        # A name that is also another's directory cannot be both: keep the first.
+        parts = name.split("/")
+        prefixes = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        if prefixes & written.keys() or any(w.startswith(name + "/") for w in written):
+            continue
+        written[name] = data
+    _tree(root, written)
+    if shard is None:
+        cfg, ser = ms_hashing.Config(), Serialization()
+    else:
+        cfg, ser = (
+            ms_hashing.Config().use_shard_serialization(shard_size=shard),
+            Serialization.shards(shard),
+        )
+    try:
+        ours = hash_model(root, ser, signature_name=None)
+    except ModelManifestError as e:
+        assert e.code == "model.manifest.empty"  # shards of empty files only
+        return
+    stmt = _peer(root, cfg)
+    assert _ours(ours) == _theirs(stmt)
+    assert ours.root_digest().hex() == stmt["subject"][0]["digest"]["sha256"]
+
+
+def test_file_removed_after_the_walk_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Running as root, no permission bit makes a file unreadable; a file that disappears between
+    # the enumeration and the hashing exercises the same path.
+    model = _tree(tmp_path / "m", {"a": b"1", "b/c": b"2"})
+    real_jobs = m._jobs
+
+    def jobs_then_remove(entries: Any, ser: Serialization) -> Any:
+        out = real_jobs(entries, ser)
+        (model / "b" / "c").unlink()
+        return out
+
+    monkeypatch.setattr(m, "_jobs", jobs_then_remove)
+    with pytest.raises(ModelManifestError) as e:
+        hash_model(model)
+    assert (e.value.code, e.value.mismatches[0].name) == ("model.manifest.unreadable", "b/c")
+
+
+def test_large_files_mapped_or_read_hash_alike(tmp_path: Path) -> None:
+    # >= 4 MiB and writable only by its owner: hashed through a mapping; group-writable (someone
+    # else could truncate it under the mapping): read. Both give hashlib's digests.
+    data = _rand(9 << 20, 9)
+    model = _tree(tmp_path / "m", {"w": data})
+    want = hashlib.sha256(data).digest()
+    for mode in (0o644, 0o664):
+        (model / "w").chmod(mode)
+        assert hash_model(model).resources[0].digest == want
+        shards = hash_model(model, Serialization.shards(5_000_001)).resources
+        assert [r.digest for r in shards] == [
+            hashlib.sha256(data[:5_000_001]).digest(),
+            hashlib.sha256(data[5_000_001:]).digest(),
+        ]

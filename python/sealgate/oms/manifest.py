@@ -29,8 +29,9 @@ wild (docs/model-signing.md, "Where the spec and model_signing differ"):
 
 Enumeration is bounded (file count, resource count, depth, name length) and never opens a
 FIFO, socket or device: they are refused by type before anything is read, and the Rust hasher
-re-checks the type on the open descriptor (opened ``O_NONBLOCK``, and ``O_NOFOLLOW`` unless
-links are allowed), so a file swapped after the walk cannot make it block or follow a link.
+re-checks the type on the open descriptor (opened ``O_NONBLOCK | O_NOFOLLOW``; an allowed link is
+resolved during the walk and its target opened), so a file swapped after the walk cannot make it
+block or follow a link.
 """
 
 from __future__ import annotations
@@ -610,7 +611,7 @@ def hash_model(
         except OSError as e:
             raise _fail("model.manifest.symlink", f"model {root!r}: {e.strerror}") from None
     if stat.S_ISREG(st.st_mode):
-        entries = [_Entry(SINGLE_FILE_NAME, root, st.st_size)]
+        entries = [_Entry(SINGLE_FILE_NAME, os.path.realpath(root), st.st_size)]
     elif stat.S_ISDIR(st.st_mode):
         entries = _enumerate(root, os.path.realpath(root), ser)
     else:
@@ -623,7 +624,9 @@ def hash_model(
     n = workers if workers is not None else len(os.sched_getaffinity(0))
     if not 1 <= n <= 256:
         raise _fail("model.manifest.bad_parameters", f"workers must be 1..256, got {n}")
-    digests = _hash_jobs(jobs, ser.hash_algorithm, n, ser.allow_symlinks)
+    # Allowed links were resolved during the walk and their targets are what is opened, so
+    # every open refuses a link (O_NOFOLLOW): one swapped in since is not followed.
+    digests = _hash_jobs(jobs, ser.hash_algorithm, n, follow=False)
     resources = tuple(
         Resource(j.name, ser.resource_algorithm, d) for j, d in zip(jobs, digests, strict=True)
     )
