@@ -207,3 +207,30 @@ def test_encrypt_refuses_symlinks_in_a_model_directory(tmp_path: Path) -> None:
     )
     assert rc == 2
     assert not (tmp_path / "e").exists()
+
+
+def test_node_checks_an_encrypted_model_against_the_signature_before_asking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, sig = _signed(tmp_path)
+    (tmp_path / "k").write_text(KEY.hex())
+    enc, wrong = tmp_path / "enc", tmp_path / "wrong"
+    args = ["model", "encrypt", "--key-file", str(tmp_path / "k"), "--key-id", "m"]
+    assert main([*args, "--model-signature", str(sig), "--in", str(model), "--out", str(enc)]) == 0
+    assert main([*args, "--root-digest", "22" * 32, "--in", str(model), "--out", str(wrong)]) == 0
+    # Nothing listens on port 1: a check that passes ends in the connection failure.
+    node = ["node", "request-keys", "--server", "127.0.0.1:1", "--timeout", "2",
+            "--platform", "snp", "--tsm-dir", str(tmp_path / "no-tsm"), "--key-id", "m",
+            "--out", str(tmp_path / "keys"), "--model-signature", str(sig)]  # fmt: skip
+    assert main([*node, "--model", str(wrong)]) == 1
+    assert "model.file.model_mismatch" in capsys.readouterr().err
+    (enc / "d" / "b.bin").unlink()
+    assert main([*node, "--model", str(enc)]) == 1
+    err = capsys.readouterr().err
+    assert "model.manifest.missing_file" in err and "d/b.bin" in err
+    assert main([*node, "--model", str(model)]) == 1  # plaintext, matching: reaches the network
+    err = capsys.readouterr().err
+    assert "model." not in err and "grpc.unavailable" in err, err
+    assert not (tmp_path / "keys").exists()
+    assert main([*node[:-2], "--model", str(model)]) == 2  # --model without --model-signature
+    assert "--model needs --model-signature" in capsys.readouterr().err
