@@ -511,3 +511,36 @@ def test_a_registration_edited_in_the_database_is_refused(
     db.close()
     res = agent.attest(["llama"])
     assert not res.keys and _denials(res) == {"llama": ["policy.model.registration_invalid"]}
+
+
+def test_certificate_signed_model_is_gated_by_its_ca(env: Env, tmp_path: Path) -> None:
+    from tests.oms.sigkeys import hierarchy, private_pem
+
+    h, other = hierarchy(), hierarchy()
+    model = _model(tmp_path / "model")
+    bundle = sign_model(
+        model, private_key_pem=private_pem(h.leaf_key), certificate_chain_pem=h.chain_pem
+    )
+    agent, tpm = _node(env)
+    env.golden(tpm)
+    env.key("llama", KEY)
+
+    def ca_policy(root_pem: bytes) -> dict[str, Any]:
+        return {**TPM_POLICY, "model": {"signers": [{"ca": root_pem.decode()}]}}
+
+    env.policy("llama", ca_policy(other.root_pem))
+    with pytest.raises(grpc.RpcError) as e:
+        _register(env, bundle)
+    assert _rpc_code(e.value).startswith("model.signature.")
+    env.policy("llama", ca_policy(h.root_pem))
+    reg = _register(env, bundle)
+    signer = json.loads(reg.signer_json)
+    assert signer["kind"] == "certificate" and signer["subject"] == "model-signer"
+    res = agent.attest(["llama"])
+    assert res.keys["llama"][1] == bound_key(KEY, "llama", 1, bytes(reg.root_digest))
+    claims = jwt.decode(res.token, options={"verify_signature": False})
+    assert claims["submods"]["tpm"]["sealgate.models"]["llama"]["signer"] == signer
+    env.policy("llama", ca_policy(other.root_pem))  # the CA is no longer trusted for this key
+    assert _denials(agent.refetch(res.token, ["llama"])) == {
+        "llama": ["policy.model.signer_not_allowed"]
+    }
