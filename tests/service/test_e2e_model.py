@@ -544,3 +544,40 @@ def test_certificate_signed_model_is_gated_by_its_ca(env: Env, tmp_path: Path) -
     assert _denials(agent.refetch(res.token, ["llama"])) == {
         "llama": ["policy.model.signer_not_allowed"]
     }
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    ("name", "signer"),
+    [
+        ("v1.0.1-sigstore", "sigstore"),
+        ("v1.0.1-elliptic-key", "key"),
+    ],
+)
+def test_published_signatures_gate_a_key(env: Env, tmp_path: Path, name: str, signer: str) -> None:
+    """The published OMS vectors (``../shared/vectors/model-signing``, PROVENANCE.md) as
+    registered models: Sigstore keyless (identity + issuer + trusted_root.json) and key."""
+    from tests.vectors import shared
+
+    vec = shared("model-signing", name)
+    base = vec.parent
+    if signer == "sigstore":
+        spec: dict[str, Any] = {
+            "identity": "stefanb@us.ibm.com",
+            "issuer": "https://sigstore.verify.ibm.com/oauth2",
+            "trust_root": (base / "sigstore" / "trusted_root.json").read_text(),
+        }
+    else:
+        spec = {"public_key": (base / "keys" / "signing-key-pub.pem").read_text()}
+    agent, tpm = _node(env)
+    env.golden(tpm)
+    env.key("llama", KEY)
+    env.policy("llama", {**TPM_POLICY, "model": {"signers": [spec]}})
+    reg = _register(env, (vec / "model.sig").read_bytes())
+    assert json.loads(reg.signer_json)["kind"] == signer
+    res = agent.attest(["llama"])
+    assert res.keys["llama"][1] == bound_key(KEY, "llama", 1, bytes(reg.root_digest))
+    if signer == "sigstore":
+        # The same bundle under another identity is not this policy's model.
+        env.policy("llama", {**TPM_POLICY, "model": {"signers": [{**spec, "identity": "x@y.z"}]}})
+        assert _denials(agent.attest(["llama"])) == {"llama": ["policy.model.signer_not_allowed"]}
