@@ -73,6 +73,7 @@ bench: setup
 	$(PY) scripts/bench_azure.py
 	$(PY) scripts/bench_kek.py
 	$(PY) scripts/bench_service.py
+	$(PY) scripts/bench_model_hash.py
 
 # A short cargo-fuzz run of every target (FUZZ_TIME seconds each, default 25); not part of
 # `make test` (its corpus replay test is). Installs cargo-fuzz when missing.

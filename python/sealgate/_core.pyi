@@ -385,3 +385,12 @@ def sgx_extension_fields(raw: bytes) -> dict[str, Any]: ...
 # -- declared layouts (rust/py/src/layout.rs) ------------------------------------------
 
 def layout(name: str) -> tuple[int, dict[str, tuple[int, int]]]: ...
+
+# -- model hashing (rust/py/src/modelhash.rs) ------------------------------------------
+
+def model_hash(
+    jobs: list[tuple[str, int, int, int]],
+    algorithm: str,
+    workers: int,
+    follow_symlinks: bool = False,
+) -> tuple[list[bytes], tuple[int, Failure] | None]: ...

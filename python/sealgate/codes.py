@@ -519,6 +519,60 @@ CODES: dict[str, Code] = {
             "storage.value.invalid": "a value cannot be stored (a NUL character in text)",
         },
     ),
+    # -- Model signatures (OMS v1.0) -------------------------------------------------------
+    **_group(
+        "oms.verify",
+        {
+            "model.signature.bad_time": "the verification time has no timezone",
+            "model.signature.certificate_expired": "a certificate of the signing chain had "
+            "expired at the verification (or signing) time",
+            "model.signature.certificate_not_yet_valid": "a certificate of the signing chain "
+            "was not yet valid at the verification time",
+            "model.signature.certificate_usage": "the signing certificate may not sign code "
+            "(keyUsage / extendedKeyUsage)",
+            "model.signature.chain_invalid": "the signing certificate chain does not verify",
+            "model.signature.duplicate_key": "the bundle or its payload repeats a JSON key",
+            "model.signature.identity_mismatch": "the Sigstore certificate is not for the "
+            "required identity (SAN)",
+            "model.signature.issuer_mismatch": "the Sigstore certificate's OIDC issuer is not "
+            "the required one",
+            "model.signature.key_mismatch": "the key or key hint in the bundle is not the "
+            "configured key",
+            "model.signature.legacy_encoding": "the signature verifies only over model_signing "
+            "v0.2's DSSE encoding (needs allow_legacy)",
+            "model.signature.legacy_format": "a pre-v1.0 predicate or bundle version (needs "
+            "allow_legacy)",
+            "model.signature.malformed": "the bundle is not a well-formed Sigstore bundle with "
+            "a DSSE envelope",
+            "model.signature.no_certificate": "the signer needs a certificate the bundle does "
+            "not carry",
+            "model.signature.no_signers": "no signer was configured to verify against",
+            "model.signature.no_signing_time": "no verified signing time (tlog SET or RFC 3161 "
+            "timestamp)",
+            "model.signature.payload_type": "the DSSE payload type is not in-toto JSON",
+            "model.signature.predicate_type": "the statement's predicate is not an OMS model "
+            "signature",
+            "model.signature.sct_invalid": "the Fulcio certificate's embedded SCT does not verify",
+            "model.signature.signature_invalid": "the DSSE signature does not verify",
+            "model.signature.sigstore_invalid": "Sigstore verification failed (other reasons)",
+            "model.signature.statement_invalid": "the in-toto statement or its OMS predicate "
+            "is malformed",
+            "model.signature.subject_mismatch": "the statement's subject digest is not the "
+            "root digest of its resources",
+            "model.signature.tlog_invalid": "the Rekor entry (inclusion proof, checkpoint, SET) "
+            "does not verify or does not match the bundle",
+            "model.signature.tlog_missing": "the bundle has no transparency-log entry",
+            "model.signature.too_deep": "the bundle or payload JSON nests too deeply",
+            "model.signature.too_large": "the bundle, payload or resource list is too large",
+            "model.signature.trust_root_invalid": "the Sigstore trusted_root.json is unusable",
+            "model.signature.unsupported_bundle": "the bundle media type or content kind is "
+            "not supported",
+            "model.signature.unsupported_key": "the signing key is not ECDSA P-256/P-384/P-521",
+            "model.signature.untrusted_certificate": "the signing chain does not reach a "
+            "configured CA",
+            "model.signer.invalid": "a configured signer (key, CA, identity) is malformed",
+        },
+    ),
     # -- Model files -----------------------------------------------------------------------
     **_group(
         "modelfile",
@@ -531,6 +585,32 @@ CODES: dict[str, Code] = {
             "model.file.truncated": "the file ends inside the header or a chunk",
             "model.key.bad_size": "a model key has the wrong size",
             "model.key.missing": "the key to decrypt with is not in the keys directory",
+        },
+    ),
+    # -- Model manifests (OMS v1.0) --------------------------------------------------------
+    **_group(
+        "oms.manifest",
+        {
+            "model.manifest.bad_ignore_path": "an ignore path is absolute, leaves the model or "
+            "holds a glob character",
+            "model.manifest.bad_name": "a file name is not valid UTF-8 or is too long",
+            "model.manifest.bad_parameters": "the serialization parameters are malformed or "
+            "unsupported",
+            "model.manifest.bad_resource": "a resource name or digest is malformed",
+            "model.manifest.changed": "a file changed size while it was hashed",
+            "model.manifest.digest_mismatch": "a file's digest differs from the signed one",
+            "model.manifest.duplicate_resource": "the signed manifest lists a resource twice",
+            "model.manifest.empty": "the model holds no file to hash after exclusions",
+            "model.manifest.extra_file": "a file is present but not in the signed manifest",
+            "model.manifest.missing_file": "a signed file is absent",
+            "model.manifest.not_regular": "a FIFO, socket or device is in the model",
+            "model.manifest.parameters_mismatch": "the model was hashed with other serialization "
+            "parameters than the signed ones",
+            "model.manifest.symlink": "a symbolic link is refused, dangling, or leaves the model",
+            "model.manifest.too_deep": "directories are nested deeper than allowed",
+            "model.manifest.too_many_files": "the model holds more files than allowed",
+            "model.manifest.too_many_resources": "the shard size makes more resources than allowed",
+            "model.manifest.unreadable": "a file or directory of the model cannot be read",
         },
     ),
     # -- Node agent ------------------------------------------------------------------------
@@ -584,6 +664,7 @@ CODES: dict[str, Code] = {
             "cli.node.session_mode": "the node session file is readable by others",
             "cli.node.session_too_large": "the node session file exceeds its size cap",
             "cli.node.stdout_one_key": "'--out -' needs exactly one granted key",
+            "cli.output.unwritable": "an output file cannot be written",
             "cli.serve.port_zero": "several workers need a fixed listen port",
             "cli.usage.bad_age": "--max-collateral-age is out of range",
             "cli.usage.bad_batch": "--batch is out of range",
@@ -599,6 +680,40 @@ CODES: dict[str, Code] = {
             "cli.usage.missing": "arguments that go together are not all given",
             "cli.usage.not_vcek": "the report is not VCEK-signed; KDS serves VCEKs only",
             "cli.usage.product_required": "the report does not name its product; pass --product",
+        },
+    ),
+    # -- Release gate for signed models ----------------------------------------------------
+    **_group(
+        "release gate (appraisal, broker, service)",
+        {
+            "policy.model.bad_signer": "a model signer in a policy is unusable",
+            "policy.model.binding_missing": "the evidence does not commit to the model's root "
+            "digest (attested_binding)",
+            "policy.model.invalid": "the policy's model section requires nothing",
+            "policy.model.no_signers": "a policy requires a signed model but allows no signer",
+            "policy.model.not_registered": "no signed model is registered for the key version",
+            "policy.model.registration_invalid": "a stored registration does not match its bundle",
+            "policy.model.signer_not_allowed": "the current policy does not accept the "
+            "registered model's signer",
+            "admin.model.no_policy": "a model is registered for a key without a policy",
+            "admin.model.no_signature": "a model registration carries no signature bundle",
+            "admin.model.not_required": "the key's policy has no model section",
+            "admin.model.signature_too_large": "the signature bundle exceeds its size limit",
+            "admin.model.version_bound": "the key version is bound to another model",
+            "broker.token.model_changed": "the token was issued for another key version or model",
+            "model.binding.bad_digest": "a root digest has the wrong size",
+            "model.file.model_mismatch": "a model file is encrypted for another model",
+            "node.tpm.eventlog_unreadable": "the node's event log cannot be read",
+            "node.tpm.eventlog_unsupported": "the node's event log has no crypto-agile bank",
+            "node.tpm.pcrextend_failed": "tpm2_pcrextend failed",
+            "node.model.root_mismatch": "a granted key is bound to another model than the "
+            "node's signature",
+            "cli.input.not_regular": "a model directory holds a symlink or special file",
+            "cli.output.exists": "the output directory exists",
+            "cli.usage.bad_model_binding": "--extend-model-pcr lacks what it needs",
+            "cli.usage.bad_output": "--out - cannot take this input",
+            "cli.usage.bad_root_digest": "--root-digest is not 64 hex characters",
+            "cli.usage.model_without_signature": "--model is given without --model-signature",
         },
     ),
 }
@@ -617,6 +732,8 @@ AUDIT_EVENTS: dict[str, str] = {
     "admin.identity.revoked": "an operator revoked a hardware identity",
     "admin.key.created": "an operator created a model key",
     "admin.key.rotated": "an operator rotated a model key",
+    "admin.model.refused": "a model registration was refused (its signature does not verify)",
+    "admin.model.registered": "an operator bound a signed model to a key version",
     "admin.node.forgotten": "an operator forgot a node",
     "admin.node.revoked": "an operator revoked a node",
     "admin.policy.deleted": "an operator deleted a policy",

@@ -5,7 +5,10 @@ Layout::
     "SGMODEL" 0x01 | header length (u32 BE) | header | chunk 0 | chunk 1 | ... | final chunk
 
 The header is deterministic CBOR (RFC 8949 §4.2): format version, key id, key version,
-chunk size and a random 32-byte salt. Each file gets its own key,
+chunk size and a random 32-byte salt; version 2 adds ``root_digest``, the OMS root
+digest of the signed model the file belongs to (its data key is then the model-bound key,
+``sealgate.broker.models.bound_key``). Version 1 files (no root digest) are still read.
+Each file gets its own key,
 ``HKDF-SHA256(model key, salt, "sealgate model v1" ‖ SHA-256(magic ‖ header))``, so GCM
 nonces can be a plain chunk counter. Every chunk is ``AES-256-GCM(nonce = i as 96-bit BE,
 AAD = SHA-256(magic ‖ header) ‖ i (u64 BE) ‖ final flag)``: editing the header, reordering,
@@ -33,12 +36,16 @@ from sealgate.errors import SealgateError
 
 MAGIC = b"SGMODEL\x01"
 FORMAT_VERSION = 1
+#: Header version of files bound to a signed model (``root_digest`` present).
+FORMAT_VERSION_MODEL = 2
 TAG = 16
 DEFAULT_CHUNK = 1 << 20
 #: Chunk sizes accepted: small enough to bound memory, large enough to keep overhead low.
 MIN_CHUNK, MAX_CHUNK = 1 << 10, 64 << 20
 #: Headers are a few dozen bytes; anything larger is not ours.
 MAX_HEADER = 4096
+#: OMS root digests: SHA-256 (32 bytes) today; a range so a future 48/64-byte one still fits.
+MIN_ROOT_DIGEST, MAX_ROOT_DIGEST = 16, 64
 #: GCM with a counter nonce: stay far below 2^32 chunks per file key.
 MAX_CHUNKS = 1 << 31
 
@@ -54,6 +61,8 @@ class Header:
     chunk_size: int
     salt: bytes
     raw: bytes
+    #: The signed model's OMS root digest (version 2), else b"".
+    root_digest: bytes = b""
 
     @property
     def digest(self) -> bytes:
@@ -82,19 +91,26 @@ def encrypt_stream(
     key_id: str,
     key_version: int,
     chunk_size: int = DEFAULT_CHUNK,
+    root_digest: bytes | None = None,
 ) -> Header:
+    """Encrypt ``src``. ``root_digest``: the file belongs to that signed model and
+    ``model_key`` is the model-bound data key (the header records the digest, and the
+    header is authenticated with every chunk)."""
     if not MIN_CHUNK <= chunk_size <= MAX_CHUNK:
         raise ModelFileError("model.file.bad_chunk_size", f"chunk size {chunk_size} out of range")
-    raw = cbor2.dumps(
-        {
-            "v": FORMAT_VERSION,
-            "key_id": key_id,
-            "key_version": key_version,
-            "chunk_size": chunk_size,
-            "salt": os.urandom(32),
-        },
-        canonical=True,
-    )
+    fields: dict[str, object] = {
+        "v": FORMAT_VERSION,
+        "key_id": key_id,
+        "key_version": key_version,
+        "chunk_size": chunk_size,
+        "salt": os.urandom(32),
+    }
+    if root_digest is not None:
+        if not MIN_ROOT_DIGEST <= len(root_digest) <= MAX_ROOT_DIGEST:
+            raise ModelFileError("model.file.bad_header", "root digest of the wrong size")
+        fields["v"] = FORMAT_VERSION_MODEL
+        fields["root_digest"] = root_digest
+    raw = cbor2.dumps(fields, canonical=True)
     h = parse_header_bytes(raw)
     aead = _file_key(model_key, h)
     dst.write(MAGIC + struct.pack(">I", len(raw)) + raw)
@@ -127,9 +143,14 @@ def parse_header_bytes(raw: bytes) -> Header:
         doc = cbor2.loads(raw)
     except Exception:
         raise ModelFileError("model.file.bad_header", "header is not CBOR") from None
+    version = doc.get("v") if isinstance(doc, dict) else None
+    expected = {"v", "key_id", "key_version", "chunk_size", "salt"}
+    if version == FORMAT_VERSION_MODEL:
+        expected.add("root_digest")
     if (
         not isinstance(doc, dict)
-        or doc.get("v") != FORMAT_VERSION
+        or version not in (FORMAT_VERSION, FORMAT_VERSION_MODEL)
+        or set(doc) != expected
         or not isinstance(doc.get("key_id"), str)
         or not isinstance(doc.get("key_version"), int)
         or not isinstance(doc.get("chunk_size"), int)
@@ -138,7 +159,12 @@ def parse_header_bytes(raw: bytes) -> Header:
         or not MIN_CHUNK <= doc["chunk_size"] <= MAX_CHUNK
     ):
         raise ModelFileError("model.file.bad_header", "header fields missing or out of range")
-    return Header(doc["key_id"], doc["key_version"], doc["chunk_size"], doc["salt"], raw)
+    root = doc.get("root_digest", b"")
+    if version == FORMAT_VERSION_MODEL and (
+        not isinstance(root, bytes) or not MIN_ROOT_DIGEST <= len(root) <= MAX_ROOT_DIGEST
+    ):
+        raise ModelFileError("model.file.bad_header", "root digest missing or of the wrong size")
+    return Header(doc["key_id"], doc["key_version"], doc["chunk_size"], doc["salt"], raw, root)
 
 
 def read_header(src: BinaryIO) -> Header:
@@ -158,9 +184,21 @@ def decrypt_stream(
     src: BinaryIO,
     dst: BinaryIO,
     key_for: Callable[[str, int], bytes],
+    expect_root_digest: bytes | None = None,
 ) -> Header:
-    """Decrypt chunk by chunk; each chunk is written only after it authenticates."""
+    """Decrypt chunk by chunk; each chunk is written only after it authenticates.
+
+    ``expect_root_digest``: the file must belong to that signed model (header version 2
+    with that digest), checked before anything is decrypted. A wrong digest in the header
+    is also caught by authentication (the header is in every chunk's AAD), but a released
+    key derived for another model fails only as ``chunk_invalid``; this names it."""
     h = read_header(src)
+    if expect_root_digest is not None and h.root_digest != expect_root_digest:
+        got = h.root_digest.hex() or "none (not bound to a model)"
+        raise ModelFileError(
+            "model.file.model_mismatch",
+            f"the file is encrypted for model root digest {got}, not {expect_root_digest.hex()}",
+        )
     aead = _file_key(key_for(h.key_id, h.key_version), h)
     block = h.chunk_size + TAG
     i = 0

@@ -17,6 +17,7 @@ from sealgate.storage import (
     Challenge,
     Enrollment,
     KeyVersionRecord,
+    ModelRegistration,
     Node,
     ReferenceValue,
     Revocation,
@@ -45,6 +46,11 @@ def _populate(st: Storage) -> None:
     st.put_policy("k1", '{"allow": false}', 11)
     st.add_key_version("k1", KeyVersionRecord("k1", 1, b"\x00w1" * 20, "kek-a", 12), "m", True)
     st.add_key_version("k1", KeyVersionRecord("k1", 2, b"\xffw2" * 20, "kek-a", 13), "", False)
+    st.add_model_registration(
+        ModelRegistration(
+            "k1", 2, b"\x00r" * 16, "sha256", '{"kind":"key"}', "v1.0", "m", b"\x00{}", 14, "op"
+        )
+    )
     st.create_enrollment(Enrollment("e1", "n1", "fp", "ca", b"pub", b"name", b"h" * 32, 1, 99))
     st.upsert_node(Node("n1", "tpm", "fp", "ca", b"name", b"\x00pub", 14, False, 0))
     st.revoke_node("n1", 15)

@@ -16,6 +16,7 @@ from sealgate.storage import (
     Challenge,
     Enrollment,
     KeyVersionRecord,
+    ModelRegistration,
     Node,
     ReferenceValue,
     SigningKeyRecord,
@@ -421,3 +422,56 @@ def test_delete_node(storage: Storage) -> None:
     gone = st.delete_node("n1")
     assert gone is not None and gone.node_id == "n1"
     assert st.get_node("n1") is None and st.delete_node("n1") is None
+
+
+def _registration(key_id: str, version: int, digest: bytes) -> ModelRegistration:
+    return ModelRegistration(
+        key_id, version, digest, "sha256", '{"kind":"key"}', "v1.0", "m", b"{}", 7, "op"
+    )
+
+
+def test_model_registrations_bind_one_model_per_key_version(make_storage: Make) -> None:
+    """Migration 6: a key version is bound to one model, first writer wins, and every
+    registration moves the configuration generation (appraisal caches them)."""
+    st = make_storage()
+    other = make_storage()
+    with pytest.raises(StorageError) as e:
+        st.add_model_registration(_registration("m", 1, b"\x01" * 32))
+    assert e.value.code == "storage.model_key.not_found"
+    st.add_key_version("m", KeyVersionRecord("m", 1, b"w" * 60, "kek", 1), "", create=True)
+    st.add_key_version("m", KeyVersionRecord("m", 2, b"v" * 60, "kek", 2), "", create=False)
+    gen = other.config_generation()
+    first = _registration("m", 1, b"\x01" * 32)
+    assert st.add_model_registration(first) == (first, True)
+    assert other.config_generation() > gen
+    gen = other.config_generation()
+    # A second registration of the same version keeps the first, changes nothing.
+    kept, new = other.add_model_registration(_registration("m", 1, b"\x02" * 32))
+    assert (kept, new) == (first, False)
+    assert other.config_generation() == gen
+    second = _registration("m", 2, b"\x02" * 32)
+    assert other.add_model_registration(second)[1]
+    assert st.get_model_registration("m", 1) == first
+    assert st.get_model_registration("m", 3) is None
+    assert st.list_model_registrations() == [first, second]
+    assert st.list_model_registrations("m") == [first, second]
+    assert st.list_model_registrations("other") == []
+
+
+def test_model_registrations_are_first_writer_wins_across_threads(storage: Storage) -> None:
+    storage.add_key_version("m", KeyVersionRecord("m", 1, b"w" * 60, "kek", 1), "", create=True)
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def register(i: int) -> None:
+        _reg, new = storage.add_model_registration(_registration("m", 1, bytes([i]) * 32))
+        with lock:
+            results.append(new)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(storage.list_model_registrations()) == 1

@@ -471,6 +471,128 @@ class ListModelKeysResponse(_message.Message):
 Global___ListModelKeysResponse: _TypeAlias = ListModelKeysResponse  # noqa: Y015
 
 @_typing.final
+class RegisterModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_VERSION_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    key_version: _builtins.int
+    """0: the key's current version."""
+    signature: _builtins.bytes
+    """The model.sig bundle (Sigstore bundle JSON holding the DSSE envelope)."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        key_version: _builtins.int = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "key_version", b"key_version", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterModelRequest: _TypeAlias = RegisterModelRequest  # noqa: Y015
+
+@_typing.final
+class ModelRegistration(_message.Message):
+    """A signed model bound to a key version: the key released for that version is derived
+    from `root_digest` (HKDF-SHA256, README "Model signing").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    KEY_VERSION_FIELD_NUMBER: _builtins.int
+    ROOT_DIGEST_FIELD_NUMBER: _builtins.int
+    HASH_ALGORITHM_FIELD_NUMBER: _builtins.int
+    SIGNER_JSON_FIELD_NUMBER: _builtins.int
+    FORMAT_VERSION_FIELD_NUMBER: _builtins.int
+    MODEL_NAME_FIELD_NUMBER: _builtins.int
+    REGISTERED_AT_FIELD_NUMBER: _builtins.int
+    REGISTERED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    key_version: _builtins.int
+    root_digest: _builtins.bytes
+    """The OMS manifest root digest (the in-toto subject digest)."""
+    hash_algorithm: _builtins.str
+    signer_json: _builtins.str
+    """The verified signer identity as JSON (kind and key fingerprint, certificate subject,
+    or identity and issuer).
+    """
+    format_version: _builtins.str
+    model_name: _builtins.str
+    registered_at: _builtins.int
+    registered_by: _builtins.str
+    created: _builtins.bool
+    """False: the version already had this model (the call changed nothing)."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        key_version: _builtins.int = ...,
+        root_digest: _builtins.bytes = ...,
+        hash_algorithm: _builtins.str = ...,
+        signer_json: _builtins.str = ...,
+        format_version: _builtins.str = ...,
+        model_name: _builtins.str = ...,
+        registered_at: _builtins.int = ...,
+        registered_by: _builtins.str = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "format_version", b"format_version", "hash_algorithm", b"hash_algorithm", "key_id", b"key_id", "key_version", b"key_version", "model_name", b"model_name", "registered_at", b"registered_at", "registered_by", b"registered_by", "root_digest", b"root_digest", "signer_json", b"signer_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelRegistration: _TypeAlias = ModelRegistration  # noqa: Y015
+
+@_typing.final
+class ListModelsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """Empty: every key."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsRequest: _TypeAlias = ListModelsRequest  # noqa: Y015
+
+@_typing.final
+class ListModelsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelRegistration]: ...
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[Global___ModelRegistration] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
 class NodeInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -94,6 +94,16 @@ class AdminStub:
                 request_serializer=sealgate_dot_v1_dot_admin__pb2.ListModelKeysRequest.SerializeToString,
                 response_deserializer=sealgate_dot_v1_dot_admin__pb2.ListModelKeysResponse.FromString,
                 _registered_method=True)
+        self.RegisterModel = channel.unary_unary(
+                '/sealgate.v1.Admin/RegisterModel',
+                request_serializer=sealgate_dot_v1_dot_admin__pb2.RegisterModelRequest.SerializeToString,
+                response_deserializer=sealgate_dot_v1_dot_admin__pb2.ModelRegistration.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/sealgate.v1.Admin/ListModels',
+                request_serializer=sealgate_dot_v1_dot_admin__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=sealgate_dot_v1_dot_admin__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
         self.ListNodes = channel.unary_unary(
                 '/sealgate.v1.Admin/ListNodes',
                 request_serializer=sealgate_dot_v1_dot_admin__pb2.ListNodesRequest.SerializeToString,
@@ -211,6 +221,20 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModelKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterModel(self, request, context):
+        """Binds a signed model (OpenSSF Model Signing v1.0 bundle) to a key version, after
+        verifying it against the key's policy signers. Admin only; one model per key version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -337,6 +361,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListModelKeys,
                     request_deserializer=sealgate_dot_v1_dot_admin__pb2.ListModelKeysRequest.FromString,
                     response_serializer=sealgate_dot_v1_dot_admin__pb2.ListModelKeysResponse.SerializeToString,
+            ),
+            'RegisterModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterModel,
+                    request_deserializer=sealgate_dot_v1_dot_admin__pb2.RegisterModelRequest.FromString,
+                    response_serializer=sealgate_dot_v1_dot_admin__pb2.ModelRegistration.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=sealgate_dot_v1_dot_admin__pb2.ListModelsRequest.FromString,
+                    response_serializer=sealgate_dot_v1_dot_admin__pb2.ListModelsResponse.SerializeToString,
             ),
             'ListNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNodes,
@@ -708,6 +742,60 @@ class Admin:
             '/sealgate.v1.Admin/ListModelKeys',
             sealgate_dot_v1_dot_admin__pb2.ListModelKeysRequest.SerializeToString,
             sealgate_dot_v1_dot_admin__pb2.ListModelKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealgate.v1.Admin/RegisterModel',
+            sealgate_dot_v1_dot_admin__pb2.RegisterModelRequest.SerializeToString,
+            sealgate_dot_v1_dot_admin__pb2.ModelRegistration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealgate.v1.Admin/ListModels',
+            sealgate_dot_v1_dot_admin__pb2.ListModelsRequest.SerializeToString,
+            sealgate_dot_v1_dot_admin__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

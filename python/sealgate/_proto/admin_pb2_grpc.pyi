@@ -45,6 +45,11 @@ class AdminStub:
     GenerateModelKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GenerateModelKeyRequest, _admin_pb2.ModelKeyInfo]
     RotateModelKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateModelKeyRequest, _admin_pb2.ModelKeyInfo]
     ListModelKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListModelKeysRequest, _admin_pb2.ListModelKeysResponse]
+    RegisterModel: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RegisterModelRequest, _admin_pb2.ModelRegistration]
+    """Binds a signed model (OpenSSF Model Signing v1.0 bundle) to a key version, after
+    verifying it against the key's policy signers. Admin only; one model per key version.
+    """
+    ListModels: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListModelsRequest, _admin_pb2.ListModelsResponse]
     ListNodes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListNodesRequest, _admin_pb2.ListNodesResponse]
     RevokeNode: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeNodeRequest, _admin_pb2.NodeInfo]
     """Revokes the node and its TPM (EK and AK): no re-enrollment under any node id until lifted."""
@@ -75,6 +80,11 @@ class AdminAsyncStub(AdminStub):
     GenerateModelKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.GenerateModelKeyRequest, _admin_pb2.ModelKeyInfo]  # type: ignore[assignment]
     RotateModelKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateModelKeyRequest, _admin_pb2.ModelKeyInfo]  # type: ignore[assignment]
     ListModelKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListModelKeysRequest, _admin_pb2.ListModelKeysResponse]  # type: ignore[assignment]
+    RegisterModel: _aio.UnaryUnaryMultiCallable[_admin_pb2.RegisterModelRequest, _admin_pb2.ModelRegistration]  # type: ignore[assignment]
+    """Binds a signed model (OpenSSF Model Signing v1.0 bundle) to a key version, after
+    verifying it against the key's policy signers. Admin only; one model per key version.
+    """
+    ListModels: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListModelsRequest, _admin_pb2.ListModelsResponse]  # type: ignore[assignment]
     ListNodes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListNodesRequest, _admin_pb2.ListNodesResponse]  # type: ignore[assignment]
     RevokeNode: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeNodeRequest, _admin_pb2.NodeInfo]  # type: ignore[assignment]
     """Revokes the node and its TPM (EK and AK): no re-enrollment under any node id until lifted."""
@@ -174,6 +184,23 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListModelKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListModelKeysResponse, _abc.Awaitable[_admin_pb2.ListModelKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RegisterModel(
+        self,
+        request: _admin_pb2.RegisterModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ModelRegistration, _abc.Awaitable[_admin_pb2.ModelRegistration]]:
+        """Binds a signed model (OpenSSF Model Signing v1.0 bundle) to a key version, after
+        verifying it against the key's policy signers. Admin only; one model per key version.
+        """
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _admin_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListModelsResponse, _abc.Awaitable[_admin_pb2.ListModelsResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListNodes(

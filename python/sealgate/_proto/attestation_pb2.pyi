@@ -373,6 +373,7 @@ class SealedKey(_message.Message):
     SUITE_FIELD_NUMBER: _builtins.int
     SEALED_FIELD_NUMBER: _builtins.int
     INFO_FIELD_NUMBER: _builtins.int
+    MODEL_ROOT_DIGEST_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     version: _builtins.int
     suite: Global___HpkeSuite.ValueType
@@ -380,6 +381,10 @@ class SealedKey(_message.Message):
     """HPKE base mode single-shot: enc ‖ ciphertext."""
     info: _builtins.bytes
     """The HPKE `info` the key was sealed with (binds key id, version and challenge id)."""
+    model_root_digest: _builtins.bytes
+    """Set when the key version is bound to a signed model: its OMS root digest. The sealed
+    key is then HKDF-derived from it and decrypts only files encrypted for that model.
+    """
     def __init__(
         self,
         *,
@@ -388,10 +393,11 @@ class SealedKey(_message.Message):
         suite: Global___HpkeSuite.ValueType = ...,
         sealed: _builtins.bytes = ...,
         info: _builtins.bytes = ...,
+        model_root_digest: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["info", b"info", "key_id", b"key_id", "sealed", b"sealed", "suite", b"suite", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["info", b"info", "key_id", b"key_id", "model_root_digest", b"model_root_digest", "sealed", b"sealed", "suite", b"suite", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -16,7 +16,9 @@ JSON (or YAML) like::
                       "vm_configuration": {"secure_boot": true, "console_enabled": false}},
         "azure-tdx": {"tdx": {...as "tdx", plus "allow_unevaluated_tcb": false...},
                       "tpm": {...}, "vm_configuration": {...}}
-      }
+      },
+      "model": {"require_signature": true, "signers": [{"public_key": "<PEM>"}],
+                "attested_binding": false}
     }
 
 A platform not listed is refused. Within a platform, an unset field is not checked, except
@@ -40,6 +42,16 @@ is not checked, a set one must be present in the report with that value). Each c
 must constrain its measurement as its platform does. On Azure TDX the TD quote may come
 without collateral: then the TCB status is not evaluated and the key is refused unless the
 ``tdx`` part says ``allow_unevaluated_tcb: true``.
+
+``model`` (optional) makes the key a model key bound to a signed model (OpenSSF Model
+Signing v1.0): it is released only for a key version with a registered model whose
+signature verifies under one of ``signers`` (``sealgate.oms.signers`` dict form: a public
+key, CA roots, or a Sigstore identity + issuer), re-checked against the current policy at
+every release, and the released key is derived from the model's root digest.
+``attested_binding: true`` also requires the node's evidence to commit to that root digest
+(README "Model signing"). ``require_signature: true`` without signers is refused when
+written (``policy.model.no_signers``): an empty requirement is not a permission. A policy
+without ``model`` releases the key for any model, as before.
 """
 
 from __future__ import annotations
@@ -231,12 +243,26 @@ class _PlatformsDoc(BaseModel):
         return self
 
 
+#: Signers one model policy may list (each is tried in turn at every release).
+MAX_MODEL_SIGNERS = 32
+
+
+class _ModelDoc(BaseModel):
+    """Which signed models the key may be released for (module docstring)."""
+
+    model_config = STRICT
+    require_signature: bool = True
+    signers: Annotated[list[dict[str, Any]], Field(max_length=MAX_MODEL_SIGNERS)] = []
+    attested_binding: bool = False
+
+
 class _PolicyDoc(BaseModel):
     """The policy document. Unknown keys are refused at every level: a misspelt
     requirement must not silently mean "unchecked"."""
 
     model_config = STRICT
     platforms: _PlatformsDoc
+    model: _ModelDoc | None = None
 
 
 _POLICY = TypeAdapter(_PolicyDoc)
@@ -303,12 +329,22 @@ class AzureRequirements:
 
 
 @dataclass
+class ModelRequirements:
+    require_signature: bool = True
+    #: ``sealgate.oms.signers.Signer`` objects (typed Any here: appraisal stays free of
+    #: the OMS layer's imports until a policy names a model).
+    signers: list[Any] = field(default_factory=list)
+    attested_binding: bool = False
+
+
+@dataclass
 class Policy:
     tpm: TpmRequirements | None = None
     snp: SnpRequirements | None = None
     tdx: TdxRequirements | None = None
     azure_snp: AzureRequirements | None = None
     azure_tdx: AzureRequirements | None = None
+    model: ModelRequirements | None = None
 
     def requirements(
         self, platform: str
@@ -402,7 +438,22 @@ def _policy(doc: Any) -> Policy:
             _vm_configuration(ax.vm_configuration),
             allow_unevaluated_tcb=ax.tdx.allow_unevaluated_tcb,
         )
+    if (m := d.model) is not None:
+        p.model = ModelRequirements(
+            require_signature=m.require_signature,
+            signers=[_signer(i, s) for i, s in enumerate(m.signers)],
+            attested_binding=m.attested_binding,
+        )
     return p
+
+
+def _signer(i: int, d: dict[str, Any]) -> Any:
+    from sealgate.oms.signers import signer_from_dict
+
+    try:
+        return signer_from_dict(d)
+    except UsageError as e:
+        raise UsageError("policy.model.bad_signer", f"model.signers[{i}]: {e.message}") from None
 
 
 def _load(text: str) -> Any:
@@ -426,6 +477,19 @@ def check_writable(p: Policy) -> None:
     ``measurement``; TDX: no ``mr_td``/RTMR), neither inline nor through a reference set,
     releases the key to any genuine machine running any code. That must be written down
     (``allow_any_measurement: true``), never be the result of leaving fields out."""
+    if p.model is not None:
+        if not p.model.require_signature:
+            # "false" would read as a model requirement while requiring nothing.
+            raise UsageError(
+                "policy.model.invalid",
+                "model.require_signature: false requires nothing; omit model instead",
+            )
+        if not p.model.signers:
+            raise UsageError(
+                "policy.model.no_signers",
+                "model.require_signature needs at least one signer: an empty list of allowed "
+                "signers would allow none (or, read carelessly, any)",
+            )
     parts: list[tuple[str, Policy]] = [("", p)]
     for name in AZURE_HARDWARE:
         az = p.requirements(name)

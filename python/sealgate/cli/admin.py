@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +75,22 @@ def register(sub: Any) -> None:
     c.add_argument("key_id")
     c.add_argument("--from-file", help="import this material instead of generating")
     cmd("key-list", "list model keys (metadata only)", _key_list)
+    c = cmd(
+        "model-register",
+        "bind a signed model (OMS model.sig) to a key version; the server verifies it against "
+        "the key's policy signers",
+        _model_register,
+    )
+    c.add_argument("key_id")
+    c.add_argument("--signature", required=True, help="the model.sig bundle")
+    c.add_argument(
+        "--model",
+        help="the model directory/file: verify its files against the signature (and the "
+        "policy's signers) here first, and refuse to register a signature they do not match",
+    )
+    c.add_argument("--version", type=int, default=0, help="key version (default: current)")
+    c = cmd("model-list", "list registered models", _model_list)
+    c.add_argument("key_id", nargs="?", default="")
     cmd("node-list", "list enrolled nodes", _node_list)
     c = cmd("node-revoke", "revoke a node and its TPM (EK, AK)", _node_revoke)
     c.add_argument("node_id")
@@ -205,8 +222,60 @@ def _policy_put(a: argparse.Namespace, stub: Any, md: Any) -> Any:
     from sealgate.cli import read_text
 
     text = read_text(a.file, "policy", limit=1 << 20)
-    return stub.PutPolicy(
+    rec = stub.PutPolicy(
         admin_pb2.PutPolicyRequest(key_id=a.key_id, json=text), metadata=md, timeout=a.timeout
+    )
+    if "model" not in json.loads(rec.json):
+        # Allowed (it is how every policy worked before models were signed), but a careless
+        # operator should see it: this key is released whatever model it decrypts.
+        print(
+            f"sealgate: note: the policy of {a.key_id} does not require a signed model "
+            "(no model section): its key is released for any model",
+            file=sys.stderr,
+        )
+    return rec
+
+
+def _model_register(a: argparse.Namespace, stub: Any, md: Any) -> Any:
+    from sealgate._proto import admin_pb2
+    from sealgate.node.model import read_signature
+
+    bundle = read_signature(a.signature)
+    if a.model:
+        _check_model_locally(a, stub, md, bundle)
+    return stub.RegisterModel(
+        admin_pb2.RegisterModelRequest(
+            key_id=a.key_id, key_version=max(a.version, 0), signature=bundle
+        ),
+        metadata=md,
+        timeout=a.timeout,
+    )
+
+
+def _check_model_locally(a: argparse.Namespace, stub: Any, md: Any, bundle: bytes) -> None:
+    """``--model``: the files must match the signed manifest, under the signers the key's
+    policy names now (read from the server), before the signature is registered. Raises
+    ModelManifestError / ModelSignatureError (exit 1) naming what does not match."""
+    from sealgate._proto import admin_pb2
+    from sealgate.appraise.policy import parse_policy
+    from sealgate.oms.verify import verify_model
+
+    pol = stub.GetPolicy(
+        admin_pb2.GetPolicyRequest(key_id=a.key_id), metadata=md, timeout=a.timeout
+    )
+    policy = parse_policy(pol.json)
+    if policy.model is None:
+        raise UsageError(
+            "admin.model.not_required", f"the policy of {a.key_id} has no model section"
+        )
+    verify_model(a.model, bundle, policy.model.signers)
+
+
+def _model_list(a: argparse.Namespace, stub: Any, md: Any) -> Any:
+    from sealgate._proto import admin_pb2
+
+    return stub.ListModels(
+        admin_pb2.ListModelsRequest(key_id=a.key_id), metadata=md, timeout=a.timeout
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sealgate.cli.client import add_client_args, channel, safe_name, write_secret
-from sealgate.errors import UsageError
+from sealgate.errors import SealgateError, UsageError
 
 if TYPE_CHECKING:
     from sealgate.node.agent import NodeResult
@@ -50,6 +50,22 @@ def register(sub: Any) -> None:
         help="configfs-tsm report directory (SNP/TDX)",
     )
     r.add_argument("--suite", default="x25519", choices=["x25519", "mlkem768-x25519"])
+    r.add_argument(
+        "--model-signature",
+        help="the model's model.sig: check --model against its signed manifest before asking "
+        "for keys, and that each granted key is bound to this model",
+    )
+    r.add_argument(
+        "--model",
+        help="the model directory/file (plaintext: every file hashed and compared; encrypted "
+        "with sealgate model encrypt: every file's header must name this model)",
+    )
+    r.add_argument(
+        "--extend-model-pcr",
+        action="store_true",
+        help="TPM: measure the model's root digest into PCR 12 and --eventlog (attested "
+        "model binding), once per boot",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(handler=_request_keys)
     f = nsub.add_parser("refetch", help="receive model keys again with a saved session")
@@ -67,7 +83,21 @@ def _request_keys(args: argparse.Namespace) -> int:
     from sealgate.cli import EXIT_REJECTED, read_file
     from sealgate.node.agent import AgentError, NodeAgent
 
+    signed = _check_model(args)
     collector: Any
+    if args.extend_model_pcr:
+        if args.platform != "tpm" or signed is None or not args.eventlog:
+            raise UsageError(
+                "cli.usage.bad_model_binding",
+                "--extend-model-pcr needs --platform tpm, --model-signature and --eventlog",
+            )
+        from sealgate.node.tpm import extend_model_event
+
+        try:
+            extend_model_event(args.tcti, Path(args.eventlog), signed.root_digest)
+        except AgentError as e:
+            print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
+            return EXIT_REJECTED
     if args.platform == "tpm":
         from sealgate.node.tpm import DEFAULT_SELECTION, Tpm2ToolsCollector
 
@@ -106,6 +136,16 @@ def _request_keys(args: argparse.Namespace) -> int:
         except AgentError as e:
             print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
             return EXIT_REJECTED
+    if signed is not None:
+        for key_id, root in res.models.items():
+            if root != signed.root_digest:
+                # The server bound this key version to another model: the key would not
+                # open this one. Nothing is written.
+                raise SealgateError(
+                    "node.model.root_mismatch",
+                    f"{key_id} is released for model {root.hex()}, not this signature's "
+                    f"{signed.root_digest.hex()}",
+                )
     saved: dict[str, bytes] = {}
     if res.token and agent.runtime is not None and args.out != "-":
         from sealgate.node.session import SESSION_FILE, NodeSession
@@ -115,6 +155,56 @@ def _request_keys(args: argparse.Namespace) -> int:
             args.node_id, res.token, res.expires_at, agent.runtime
         ).dump()
     return _deliver_keys(args, res, saved)
+
+
+def _check_model(args: argparse.Namespace) -> Any:
+    """``--model-signature`` [``--model``]: the signed manifest, after checking the model
+    files against it (raises ModelManifestError naming each mismatching file, exit 1)."""
+    if not args.model_signature:
+        if args.model:
+            raise UsageError("cli.usage.model_without_signature", "--model needs --model-signature")
+        return None
+    from sealgate.modelfile import ModelFileError, read_header
+    from sealgate.node.model import check_model_files, is_encrypted, read_signature, signed_manifest
+    from sealgate.oms.manifest import ModelManifestError, split_shard_name
+
+    signed = signed_manifest(read_signature(args.model_signature))
+    if not args.model:
+        return signed
+    model = Path(args.model)
+    files = (
+        [model]
+        if model.is_file()
+        else sorted(p for p in model.rglob("*") if p.is_file() and p.name != "model.sig")
+    )
+    if files and all(is_encrypted(p) for p in files):
+        # Encrypted with ``sealgate model encrypt --model-signature``: the plaintext digests
+        # are checked when ``model decrypt --model-signature`` has decrypted them; here every
+        # header must name this model and the names must be the manifest's.
+        for p in files:
+            with p.open("rb") as f:
+                h = read_header(f)
+            if h.root_digest != signed.root_digest:
+                raise ModelFileError(
+                    "model.file.model_mismatch",
+                    f"{p}: encrypted for model {h.root_digest.hex() or '(none)'}, not "
+                    f"{signed.root_digest.hex()}",
+                )
+        names = {"." if model.is_file() else p.relative_to(model).as_posix() for p in files}
+        shards = signed.manifest.serialization.method == "shards"
+        want = {
+            split_shard_name(r.name)[0] if shards else r.name for r in signed.manifest.resources
+        }
+        if names != want and not (model.is_file() and len(want) == 1):
+            missing, extra = sorted(want - names), sorted(names - want)
+            raise ModelManifestError(
+                "model.manifest.missing_file" if missing else "model.manifest.extra_file",
+                f"encrypted model files differ from the manifest (missing {missing[:5]}, "
+                f"extra {extra[:5]})",
+            )
+        return signed
+    check_model_files(model, signed)
+    return signed
 
 
 class _NoEvidence:

@@ -77,6 +77,8 @@ class NodeResult:
     token: str = ""
     expires_at: int = 0
     keys: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    #: Key id → the OMS root digest its released key is bound to (model-bound keys only).
+    models: dict[str, bytes] = field(default_factory=dict)
     denied: list[KeyDenial] = field(default_factory=list)
     evidence_failures: list[common_pb2.Failure] = field(default_factory=list)
 
@@ -179,6 +181,8 @@ class NodeAgent:
         )
         for g in granted:  # type: ignore[attr-defined]
             out.keys[g.key_id] = (int(g.version), self.runtime.open(bytes(g.sealed), bytes(g.info)))
+            if g.model_root_digest:
+                out.models[g.key_id] = bytes(g.model_root_digest)
         for d in denied:  # type: ignore[attr-defined]
             out.denied.append(KeyDenial(d.key_id, list(d.failures)))
         return out

@@ -40,6 +40,50 @@ def run_tpm2(tcti: str | None, tool: str, *args: str) -> subprocess.CompletedPro
     return r
 
 
+def extend_model_event(tcti: str | None, eventlog: Path, root_digest: bytes) -> bool:
+    """Measure a model into the TPM for an attested model binding
+    (``sealgate.protocol.model_binding``): extend PCR 12 with the model event in every bank
+    the event log carries and append the event to ``eventlog`` (the node's copy of its log,
+    kept in step with the PCRs). Once per boot: a log that already names this model is left
+    as it is (False). The log must be a crypto-agile one."""
+    from sealgate import _core
+    from sealgate.errors import SealgateError
+    from sealgate.protocol.model_binding import (
+        EV_EVENT_TAG,
+        MODEL_PCR,
+        tpm_event_digests,
+        tpm_model_digests,
+        tpm_model_event,
+        tpm_pcr_event2,
+    )
+
+    try:
+        data = eventlog.read_bytes()
+        log = _core.parse_event_log(data)
+    except OSError as e:
+        raise AgentError("node.tpm.eventlog_unreadable", f"{eventlog}: {e.strerror}") from None
+    except SealgateError as e:
+        raise AgentError(e.code, f"{eventlog}: {e.message}") from None
+    banks = [b for b in log.banks if b in ("sha1", "sha256", "sha384", "sha512")]
+    if not banks:
+        raise AgentError("node.tpm.eventlog_unsupported", f"{eventlog}: no crypto-agile banks")
+    everything = {b: list(range(24)) for b in banks}
+    if root_digest.hex() in tpm_model_digests(log.events, everything):
+        return False
+    event = tpm_model_event(root_digest)
+    digests = tpm_event_digests(event, banks)
+    spec = ",".join(f"{b}={d.hex()}" for b, d in digests.items())
+    r = run_tpm2(tcti, "pcrextend", f"{MODEL_PCR}:{spec}")
+    if r.returncode != 0:
+        err = r.stderr.decode(errors="replace").strip().splitlines()
+        raise AgentError("node.tpm.pcrextend_failed", err[-1][:300] if err else "tpm2_pcrextend")
+    # Appended after the extend: a crash in between leaves a log that does not replay (the
+    # server refuses it, never a log claiming more than the PCR holds).
+    with eventlog.open("ab") as f:
+        f.write(tpm_pcr_event2(MODEL_PCR, EV_EVENT_TAG, digests, event))
+    return True
+
+
 class Tpm2ToolsCollector:
     platform = "tpm"
 

@@ -20,7 +20,7 @@ from sealgate.service.core import Verifier
 from sealgate.service.metrics import Metrics
 from sealgate.service.readiness import Readiness
 from sealgate.service.servicer import Ctx, Resp, ServicerBase
-from sealgate.storage import Node, ReferenceValue, Revocation
+from sealgate.storage import ModelRegistration, Node, ReferenceValue, Revocation
 
 
 def _rv_to_pb(v: ReferenceValue) -> admin_pb2.ReferenceValue:
@@ -69,6 +69,21 @@ def _key_to_pb(k: Any) -> admin_pb2.ModelKeyInfo:
         description=k.description,
         created_at=k.created_at,
         rotated_at=k.rotated_at,
+    )
+
+
+def _model_to_pb(r: ModelRegistration, created: bool = False) -> admin_pb2.ModelRegistration:
+    return admin_pb2.ModelRegistration(
+        key_id=r.key_id,
+        key_version=r.version,
+        root_digest=r.root_digest,
+        hash_algorithm=r.hash_algorithm,
+        signer_json=r.signer_json,
+        format_version=r.format_version,
+        model_name=r.model_name,
+        registered_at=r.registered_at,
+        registered_by=r.registered_by,
+        created=created,
     )
 
 
@@ -321,6 +336,28 @@ class AdminServicer(ServicerBase, admin_pb2_grpc.AdminServicer):
                 self.core.create_key(self._actor(p), request.key_id, None, request.description)
             ),
         )
+
+    async def RegisterModel(
+        self, request: admin_pb2.RegisterModelRequest, context: Ctx
+    ) -> admin_pb2.ModelRegistration:
+        def fn(p: Principal) -> admin_pb2.ModelRegistration:
+            reg, new = self.core.register_model(
+                self._actor(p), request.key_id, request.key_version, request.signature
+            )
+            return _model_to_pb(reg, new)
+
+        return await self._admin("RegisterModel", context, fn)
+
+    async def ListModels(
+        self, request: admin_pb2.ListModelsRequest, context: Ctx
+    ) -> admin_pb2.ListModelsResponse:
+        def fn(p: Principal) -> admin_pb2.ListModelsResponse:
+            if request.key_id:
+                check_key_id(request.key_id)
+            regs = self.core.st.list_model_registrations(request.key_id or None)
+            return admin_pb2.ListModelsResponse(models=[_model_to_pb(r) for r in regs])
+
+        return await self._admin("ListModels", context, fn)
 
     async def RotateModelKey(
         self, request: admin_pb2.RotateModelKeyRequest, context: Ctx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent import futures
 
 from sealgate._proto import attestation_pb2, attestation_pb2_grpc, common_pb2
@@ -31,6 +32,7 @@ def _outcome_granted(out: AttestOutcome) -> list[attestation_pb2.SealedKey]:
             suite=SUITE_ENUM[g.suite],
             sealed=g.sealed,
             info=g.info,
+            model_root_digest=g.root_digest,
         )
         for g in out.granted
     ]
@@ -139,7 +141,18 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
             )
         except Exception:
             offload = True  # the verification itself will name what is wrong
+        # A model key whose registration this configuration generation has not verified yet
+        # costs a signature bundle verification: the pool too.
+        offload = offload or not self._models_warm(request.key_ids)
         return await self._run("Attest", context, run, offload=offload)
+
+    def _models_warm(self, key_ids: Sequence[str]) -> bool:
+        if self.core.st.remote:
+            return True  # everything runs in the pool already; no reads on the loop
+        try:
+            return self.core.models_warm(list(key_ids))
+        except Exception:
+            return False  # the call itself will say what is wrong, from the pool
 
     async def ReleaseKey(
         self,
@@ -161,7 +174,9 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
                 granted=_outcome_granted(out), denied=_outcome_denied(out)
             )
 
-        return await self._run("ReleaseKey", context, run)
+        return await self._run(
+            "ReleaseKey", context, run, offload=not self._models_warm(request.key_ids)
+        )
 
     async def EnrollTpm(
         self, request: attestation_pb2.EnrollTpmRequest, context: Ctx

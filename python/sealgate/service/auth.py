@@ -44,6 +44,9 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "GenerateModelKey": KEYS,
     "RotateModelKey": KEYS,
     "ListModelKeys": READ,
+    # Binding a model decides what a key decrypts: admin only, like the keys themselves.
+    "RegisterModel": KEYS,
+    "ListModels": READ,
     "ListNodes": READ,
     "RevokeNode": WRITE,
     "ForgetNode": WRITE,

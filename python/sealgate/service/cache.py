@@ -12,8 +12,15 @@ from __future__ import annotations
 import threading
 
 from sealgate.appraise import Policy, parse_policy
+from sealgate.broker.models import ModelCheck, recheck
 from sealgate.lru import BoundedCache
-from sealgate.storage import KeyVersionRecord, PolicyRecord, ReferenceValue, Storage
+from sealgate.storage import (
+    KeyVersionRecord,
+    ModelRegistration,
+    PolicyRecord,
+    ReferenceValue,
+    Storage,
+)
 
 #: Bounds on memoized lookups per view. Only ids that exist are memoized (operators create
 #: them, so they are few and short); an unknown id, which any client can send, is looked up
@@ -34,6 +41,10 @@ class ConfigView:
             MAX_ENTRIES, MAX_BYTES
         )
         self._keys: BoundedCache[str, KeyVersionRecord] = BoundedCache(MAX_ENTRIES, MAX_BYTES)
+        # (key id, version) → its registration and the current policy's verdict on it.
+        self._models: BoundedCache[
+            tuple[str, int], tuple[ModelRegistration | None, ModelCheck | None]
+        ] = BoundedCache(MAX_ENTRIES, MAX_BYTES)
 
     def reference_values(self, platform: str) -> list[ReferenceValue]:
         refs = self._refs.get(platform)
@@ -63,6 +74,28 @@ class ConfigView:
         if kv is not None:
             self._keys.put(key_id, kv, 2 * len(key_id) + 1024)
         return kv
+
+    def model_gate_cached(self, key_id: str, version: int) -> bool:
+        return self._models.get((key_id, version)) is not None
+
+    def model_gate(
+        self, key_id: str, version: int, policy: Policy
+    ) -> tuple[ModelRegistration | None, ModelCheck | None]:
+        """The model registered for a key version and whether ``policy`` (this
+        generation's policy of ``key_id``) accepts its signer: verified once per generation
+        (a policy edit or a registration moves it), not once per release. Only called for
+        key ids that exist (``current_key`` found them), so entries are few."""
+        hit = self._models.get((key_id, version))
+        if hit is not None:
+            return hit
+        reg = self._st.get_model_registration(key_id, version)
+        check = None
+        if reg is not None and policy.model is not None:
+            check = recheck(reg, policy.model.signers)
+        entry = (reg, check)
+        size = 2 * len(key_id) + 2048 + (len(reg.bundle) if reg is not None else 0)
+        self._models.put((key_id, version), entry, size)
+        return entry
 
 
 class ConfigCache:

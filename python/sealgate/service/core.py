@@ -22,18 +22,20 @@ from typing import Any
 from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status
 from sealgate.appraise.azure import REFERENCE_PLATFORMS
 from sealgate.appraise.base import component_vectors
-from sealgate.appraise.policy import canonical
+from sealgate.appraise.policy import Policy, canonical, parse_policy
 from sealgate.broker.audit import AuditLog, AuditVerdict
 from sealgate.broker.auditkeys import load_audit_keys
 from sealgate.broker.checkpoint import Checkpointer, CheckpointStore, log_origin
 from sealgate.broker.kek import KekProvider, KekRing, as_ring, open_ring
 from sealgate.broker.keys import ModelKeys, check_key_id
+from sealgate.broker.models import MAX_BUNDLE_BYTES, bound_key, signer_json, verify_registration
 from sealgate.broker.nonces import Challenges
 from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
 from sealgate.pki import Certificate
 from sealgate.protocol import runtime_binding
 from sealgate.protocol.hpke import jwk, jwk_thumbprint, release_info, seal
+from sealgate.protocol.model_binding import binding_hint, model_commitments
 from sealgate.result import VerifyResult
 from sealgate.service import errors as E
 from sealgate.service.cache import ConfigCache, ConfigView
@@ -52,6 +54,7 @@ from sealgate.storage import (
     AuditAppend,
     Enrollment,
     ModelKeyRecord,
+    ModelRegistration,
     Node,
     PolicyRecord,
     ReferenceValue,
@@ -81,6 +84,21 @@ class Granted:
     suite: str
     sealed: bytes
     info: bytes
+    #: Set for a key bound to a signed model: its root digest and the accepted signer.
+    root_digest: bytes = b""
+    signer: dict[str, Any] | None = None
+
+    def model_claim(self) -> dict[str, Any]:
+        """What the EAR token and the audit entry record of the model (``sealgate.models``)."""
+        return {
+            "version": self.version,
+            "root_digest": self.root_digest.hex(),
+            "signer": self.signer,
+        }
+
+
+def _models(granted: list[Granted]) -> dict[str, dict[str, Any]]:
+    return {g.key_id: g.model_claim() for g in granted if g.root_digest}
 
 
 @dataclass
@@ -105,6 +123,14 @@ class EnrollChallenge:
     encrypted_secret: bytes
     tpm2_tools_blob: bytes
     expires_at: int
+
+
+def token_models(claims: dict[str, Any], platform: str) -> dict[str, Any]:
+    """The ``sealgate.models`` of a verified token's submod (empty when it names none)."""
+    sub = claims.get("submods")
+    sub = sub.get(platform) if isinstance(sub, dict) else None
+    models = sub.get("sealgate.models") if isinstance(sub, dict) else None
+    return models if isinstance(models, dict) else {}
 
 
 def _load_pem_dir(paths: Sequence[Any]) -> list[Certificate]:
@@ -334,6 +360,9 @@ class Verifier:
             "sealgate.appraisal-policy-ids": policy_ids,
             "sealgate.granted-key-ids": [g.key_id for g in out.granted],
         }
+        if models := _models(out.granted):
+            # Per granted model key: the OMS root digest its key is bound to and who signed it.
+            submod["sealgate.models"] = models
         submods = {platform: submod}
         # Composite evidence (DESIGN.md): one submod per component as well, each with its
         # own status and vector (worst over the keys' appraisals), named <platform>/<part>.
@@ -363,6 +392,7 @@ class Verifier:
                 "status": submod["ear.status"],
                 "granted": [f"{g.key_id}@{g.version}" for g in out.granted],
                 "denied": {d.key_id: sorted({f.code for f in d.failures}) for d in out.denied},
+                **({"models": models} if models else {}),
             },
         )
         record = AttestationRecord(
@@ -450,11 +480,14 @@ class Verifier:
         challenge_id: str,
         out: AttestOutcome,
         granted_at_attest: frozenset[str] | None = None,
+        token_models: dict[str, Any] | None = None,
     ) -> dict[str, tuple[Appraisal, int]]:
         """Appraise each wanted key's policy; seal the granted ones to the runtime key.
 
         ``granted_at_attest`` (ReleaseKey): only these keys may be served; any other is
         denied unappraised, so a token is never wider than its attestation's decision.
+        ``token_models`` (ReleaseKey): the token's ``sealgate.models``; a model key is
+        served only for the version and model its token names.
         """
         # An Azure platform's components are appraised with their own platforms' values.
         refs = [
@@ -487,11 +520,89 @@ class Verifier:
                 failure = PolicyFailure("broker.key.not_found", f"{key_id}: no such key")
                 out.denied.append(Denied(key_id, [failure]))
                 continue
+            root_digest, signer = b"", None
+            if policy.model is not None:
+                gate = self._model_gate(view, key_id, kv.version, policy, result, token_models)
+                if isinstance(gate, PolicyFailure):
+                    out.denied.append(Denied(key_id, [gate]))
+                    continue
+                root_digest, signer = gate
             version, material = kv.version, self.keys.unwrap(kv)
+            if root_digest:
+                material = bound_key(material, key_id, version, root_digest)
             info = release_info(key_id, version, challenge_id)
             sealed = seal(suite, runtime_public_key, material, info)
-            out.granted.append(Granted(key_id, version, suite, sealed, info))
+            out.granted.append(Granted(key_id, version, suite, sealed, info, root_digest, signer))
         return appraisals
+
+    def models_warm(self, key_ids: Sequence[str]) -> bool:
+        """Whether every model key among ``key_ids`` has this generation's registration
+        verdict cached. A cold one costs a bundle verification (milliseconds; tens for a
+        manifest of thousands of files, more for Sigstore), which the servicer runs in the
+        thread pool instead of on the event loop. Unknown or malformed ids count as warm:
+        they are refused before any verification."""
+        view = self.config.view()
+        for key_id in key_ids[: self.cfg.limits.max_keys_per_request]:
+            try:
+                check_key_id(key_id)
+            except UsageError:
+                continue
+            entry = view.policy(key_id)
+            if entry is None or entry[1].model is None:
+                continue
+            kv = view.current_key(key_id)
+            if kv is not None and not view.model_gate_cached(key_id, kv.version):
+                return False
+        return True
+
+    def _model_gate(
+        self,
+        view: ConfigView,
+        key_id: str,
+        version: int,
+        policy: Policy,
+        result: VerifyResult,
+        token_models: dict[str, Any] | None,
+    ) -> tuple[bytes, dict[str, Any]] | PolicyFailure:
+        """A model key's release condition: a registered model for this version whose signer
+        the current policy allows (and, with ``attested_binding``, that the evidence commits
+        to its root digest). The root digest and signer, or the named failure."""
+        assert policy.model is not None
+        reg, check = view.model_gate(key_id, version, policy)
+        if reg is None:
+            return PolicyFailure(
+                "policy.model.not_registered",
+                f"{key_id}@{version}: no signed model is registered for this key version "
+                "(sealgate admin model-register)",
+            )
+        if check is None or not check.ok or check.signer is None:
+            return PolicyFailure(
+                check.code if check else "policy.model.signer_not_allowed",
+                check.message if check else f"{key_id}@{version}: signer not allowed",
+            )
+        if token_models is not None:
+            named = token_models.get(key_id)
+            if (
+                not isinstance(named, dict)
+                or named.get("version") != version
+                or named.get("root_digest") != reg.root_digest.hex()
+            ):
+                # Rotated (or re-registered) since the attestation: its evidence was appraised
+                # for another version's model.
+                return PolicyFailure(
+                    "broker.token.model_changed",
+                    f"{key_id}: the token was issued for another key version or model; "
+                    "attest again",
+                )
+        if policy.model.attested_binding:
+            committed = model_commitments(result.platform, result.claims)
+            if reg.root_digest not in committed:
+                return PolicyFailure(
+                    "policy.model.binding_missing",
+                    f"{key_id}@{version}: the evidence does not commit to the model's root "
+                    f"digest {reg.root_digest.hex()} ({binding_hint(result.platform)})",
+                )
+        return reg.root_digest, check.signer
 
     def release_key(
         self, *, token: str, runtime_public_key: bytes, suite: str, key_ids: list[str]
@@ -528,7 +639,9 @@ class Verifier:
             rec.challenge_id,
             out,
             frozenset(rec.granted_key_ids),
+            token_models(claims, rec.platform),
         )
+        models = _models(out.granted)
         self.audit.append(
             "key.released",
             rec.node_id or "-",
@@ -536,6 +649,7 @@ class Verifier:
                 "jti": rec.jti,
                 "granted": [f"{g.key_id}@{g.version}" for g in out.granted],
                 "denied": {d.key_id: sorted({f.code for f in d.failures}) for d in out.denied},
+                **({"models": models} if models else {}),
             },
         )
         return out
@@ -760,6 +874,15 @@ class Verifier:
         if policy.any_measurement:
             # An explicit "any measurement" is a decision an auditor must be able to find.
             entry["allow_any_measurement"] = policy.any_measurement
+        if policy.model is not None:
+            # Who may sign the models this key is released for (changing it re-decides every
+            # registered model at the next release).
+            entry["model"] = {
+                "signers": [s.describe() for s in policy.model.signers],
+                "attested_binding": policy.model.attested_binding,
+            }
+        else:
+            entry["model"] = None
         with self.st.atomic():
             rec = self.st.put_policy(key_id, canon, int(time.time()))
             entry["revision"] = rec.revision
@@ -805,6 +928,92 @@ class Verifier:
         except UsageError as e:
             raise E.Invalid(e.code, e.message) from None
         return rec
+
+    def register_model(
+        self, actor: str, key_id: str, version: int, bundle: bytes
+    ) -> tuple[ModelRegistration, bool]:
+        """Bind a signed model to a key version (0 = current): the bundle must verify (no
+        files: the server never sees the model) under the signers of the key's CURRENT
+        policy, now. A version already bound to this model is left as it is (False); one
+        bound to another model is refused: a new model needs a new key version."""
+        check_key_id(key_id)
+        if not bundle:
+            raise E.Invalid("admin.model.no_signature", "no signature bundle given")
+        if len(bundle) > MAX_BUNDLE_BYTES:
+            raise E.Invalid(
+                "admin.model.signature_too_large", f"signature bundle over {MAX_BUNDLE_BYTES} bytes"
+            )
+        prec = self.st.get_policy(key_id)
+        if prec is None:
+            raise E.Precondition(
+                "admin.model.no_policy", f"{key_id} has no policy: put one with model.signers first"
+            )
+        policy = parse_policy(prec.document)
+        if policy.model is None:
+            raise E.Precondition(
+                "admin.model.not_required",
+                f"the policy of {key_id} has no model section: a registration would bind "
+                "nothing (add model.require_signature and model.signers)",
+            )
+        try:
+            vs = verify_registration(bundle, policy.model.signers)
+        except SealgateError as e:
+            self.audit.append(
+                "admin.model.refused", actor, {"key_id": key_id, "version": version, "code": e.code}
+            )
+            raise E.Denied(e.code, e.message) from None
+        signer = vs.signer.as_dict()
+        now = int(time.time())
+        try:
+            with self.st.atomic():
+                key = self.keys.get(key_id)
+                if key is None:
+                    raise E.NotFound("broker.key.not_found", f"no model key {key_id!r}")
+                v = version or key.current_version
+                if v not in key.versions:
+                    raise E.NotFound(
+                        "broker.key.not_found", f"no version {v} of model key {key_id!r}"
+                    )
+                reg = ModelRegistration(
+                    key_id,
+                    v,
+                    vs.root_digest,
+                    vs.hash_algorithm,
+                    signer_json(signer),
+                    vs.format_version,
+                    vs.model_name[:1024],
+                    bundle,
+                    now,
+                    actor,
+                )
+                stored, new = self.st.add_model_registration(reg)
+                if not new and stored.root_digest != reg.root_digest:
+                    raise E.AlreadyExists(
+                        "admin.model.version_bound",
+                        f"{key_id}@{v} is bound to the model with root digest "
+                        f"{stored.root_digest.hex()}; rotate the key for a new model",
+                    )
+                if new:
+                    self.audit.append(
+                        "admin.model.registered",
+                        actor,
+                        {
+                            "key_id": key_id,
+                            "version": v,
+                            "root_digest": vs.root_digest.hex(),
+                            "hash_algorithm": vs.hash_algorithm,
+                            "signer": signer,
+                            "format_version": vs.format_version,
+                            "bundle_sha256": hashlib.sha256(bundle).hexdigest(),
+                        },
+                    )
+        except StorageUnavailable:
+            raise
+        except StorageError as e:
+            if e.code == "storage.model_key.not_found":
+                raise E.NotFound(e.code, e.message) from None
+            raise E.Invalid(e.code, e.message) from None
+        return stored, new
 
     def revoke_node(self, actor: str, node_id: str, reason: str = "") -> Node:
         """Revoke a TPM node and, with it, its hardware (EK and AK): it cannot enroll

@@ -84,6 +84,25 @@ class KeyVersionRecord:
 
 
 @dataclass(frozen=True)
+class ModelRegistration:
+    """The signed model bound to one key version (OMS v1.0): what the server verified at
+    registration, and the bundle itself so it can be re-read and re-verified."""
+
+    key_id: str
+    version: int
+    #: The in-toto subject digest of the OMS statement (the manifest's root digest).
+    root_digest: bytes
+    hash_algorithm: str
+    #: The verified signer identity (``VerifiedSignature.signer``) as canonical JSON.
+    signer_json: str
+    format_version: str
+    model_name: str
+    bundle: bytes
+    registered_at: int
+    registered_by: str
+
+
+@dataclass(frozen=True)
 class Enrollment:
     id: str
     node_id: str
@@ -297,6 +316,21 @@ class Storage(abc.ABC):
     def get_current_key_version(self, key_id: str) -> KeyVersionRecord | None:
         """The current version of a model key in one query (the release hot path)."""
 
+    # -- registered models ------------------------------------------------------------
+    @abc.abstractmethod
+    def add_model_registration(self, reg: ModelRegistration) -> tuple[ModelRegistration, bool]:
+        """Bind a signed model to an existing key version unless one is bound already.
+        Returns the registration in force and whether it is new (the first writer wins,
+        across replicas). StorageError ``storage.model_key.not_found`` if the version does
+        not exist."""
+
+    @abc.abstractmethod
+    def get_model_registration(self, key_id: str, version: int) -> ModelRegistration | None: ...
+
+    @abc.abstractmethod
+    def list_model_registrations(self, key_id: str | None = None) -> list[ModelRegistration]:
+        """Every registration (of ``key_id`` when given), by key id and version."""
+
     # -- TPM enrollment and nodes -----------------------------------------------------
     @abc.abstractmethod
     def create_enrollment(self, e: Enrollment) -> None: ...
@@ -438,6 +472,7 @@ __all__ = [
     "Enrollment",
     "KeyVersionRecord",
     "ModelKeyRecord",
+    "ModelRegistration",
     "Node",
     "PolicyRecord",
     "ReferenceValue",

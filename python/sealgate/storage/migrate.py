@@ -37,6 +37,7 @@ ORDER = {
     "policies": "key_id",
     "model_keys": "key_id",
     "key_versions": "key_id, version",
+    "model_registrations": "key_id, version",
     "enrollments": "id",
     "nodes": "node_id",
     "attestations": "jti",

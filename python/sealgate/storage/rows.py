@@ -13,6 +13,7 @@ from sealgate.storage import (
     Challenge,
     Enrollment,
     KeyVersionRecord,
+    ModelRegistration,
     Node,
     Revocation,
     SecretRecord,
@@ -77,3 +78,11 @@ def signing_key(r: Row) -> SigningKeyRecord:
 def secret(r: Row) -> SecretRecord:
     """(name, wrapped, kek_id, created_at)."""
     return SecretRecord(r[0], bytes(r[1]), r[2], int(r[3]))
+
+
+def model_registration(r: Row) -> ModelRegistration:
+    """(key_id, version, root_digest, hash_algorithm, signer, format_version, model_name,
+    bundle, registered_at, registered_by)."""
+    return ModelRegistration(
+        r[0], int(r[1]), bytes(r[2]), r[3], r[4], r[5], r[6], bytes(r[7]), int(r[8]), r[9]
+    )

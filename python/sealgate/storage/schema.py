@@ -190,6 +190,26 @@ STEPS: list[tuple[int, list[Statement]]] = [
                 created_at INTEGER NOT NULL)""",
         ],
     ),
+    (
+        6,
+        [
+            # The signed model (OMS v1.0 manifest root digest, signer, bundle) registered for a
+            # key version: a key whose policy requires a signature is released only for a
+            # version with a row here, and the released key is derived from its root digest.
+            # One row per key version, never replaced: a new model needs a new key version.
+            # ``signer`` is the verified signer identity as canonical JSON. That the version
+            # exists is checked by add_model_registration (which locks its row).
+            """CREATE TABLE model_registrations (
+                key_id TEXT NOT NULL REFERENCES model_keys (key_id), version INTEGER NOT NULL,
+                root_digest BLOB NOT NULL, hash_algorithm TEXT NOT NULL,
+                signer TEXT NOT NULL, format_version TEXT NOT NULL,
+                model_name TEXT NOT NULL, bundle BLOB NOT NULL,
+                registered_at INTEGER NOT NULL, registered_by TEXT NOT NULL,
+                PRIMARY KEY (key_id, version))""",
+            # Appraisal reads registrations through the per-generation cache.
+            *_gen("model_registrations"),
+        ],
+    ),
 ]
 
 SCHEMA_VERSION = STEPS[-1][0]
@@ -246,6 +266,7 @@ TABLES: tuple[str, ...] = (
     "policies",
     "model_keys",
     "key_versions",
+    "model_registrations",
     "enrollments",
     "nodes",
     "attestations",

@@ -32,6 +32,7 @@ from sealgate.storage import (
     Enrollment,
     KeyVersionRecord,
     ModelKeyRecord,
+    ModelRegistration,
     Node,
     PolicyRecord,
     ReferenceValue,
@@ -433,6 +434,74 @@ class SqliteStorage(Storage):
             return None
         r = rows[0]
         return rows_.key_version(r)
+
+    # -- registered models ------------------------------------------------------------
+    def add_model_registration(self, reg: ModelRegistration) -> tuple[ModelRegistration, bool]:
+        with self._tx() as c:
+            # The key version row is locked (the write lock is held), so two
+            # registrations of one version queue and the second sees the first.
+            if (
+                c.execute(
+                    "SELECT 1 FROM key_versions WHERE key_id = ? AND version = ?",
+                    (reg.key_id, reg.version),
+                ).fetchone()
+                is None
+            ):
+                raise StorageError(
+                    "storage.model_key.not_found",
+                    f"no version {reg.version} of model key {reg.key_id}",
+                )
+            row = c.execute(
+                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+                " model_name, bundle, registered_at, registered_by FROM model_registrations"
+                " WHERE key_id = ? AND version = ?",
+                (reg.key_id, reg.version),
+            ).fetchone()
+            if row is not None:
+                return rows_.model_registration(row), False
+            c.execute(
+                "INSERT INTO model_registrations (key_id, version, root_digest, hash_algorithm,"
+                " signer, format_version, model_name, bundle, registered_at, registered_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reg.key_id,
+                    reg.version,
+                    reg.root_digest,
+                    reg.hash_algorithm,
+                    reg.signer_json,
+                    reg.format_version,
+                    reg.model_name,
+                    reg.bundle,
+                    reg.registered_at,
+                    reg.registered_by,
+                ),
+            )
+        return reg, True
+
+    def get_model_registration(self, key_id: str, version: int) -> ModelRegistration | None:
+        rows = self._q(
+            "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+            " model_name, bundle, registered_at, registered_by FROM model_registrations"
+            " WHERE key_id = ? AND version = ?",
+            (key_id, version),
+        )
+        return rows_.model_registration(rows[0]) if rows else None
+
+    def list_model_registrations(self, key_id: str | None = None) -> list[ModelRegistration]:
+        if key_id is None:
+            rows = self._q(
+                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+                " model_name, bundle, registered_at, registered_by FROM model_registrations"
+                " ORDER BY key_id, version"
+            )
+        else:
+            rows = self._q(
+                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+                " model_name, bundle, registered_at, registered_by FROM model_registrations"
+                " WHERE key_id = ? ORDER BY version",
+                (key_id,),
+            )
+        return [rows_.model_registration(r) for r in rows]
 
     # -- enrollment and nodes ---------------------------------------------------------
     def create_enrollment(self, e: Enrollment) -> None:

@@ -462,6 +462,7 @@ class FakeIntel:
         qe_isv_svn: int = 4,
         trailing: bytes = b"",
         corrupt_binding: bool = False,
+        mr_config_id: bytes = bytes(48),
     ) -> bytes:
         """A signed TDX quote. ``report_data`` is zero-padded to 64 bytes."""
         if len(report_data) > 64:
@@ -479,9 +480,10 @@ class FakeIntel:
         b = L.new()
         L.put(b, "tee_tcb_svn", tee_tcb_svn)
         L.put(b, "mr_seam", b"\x11" * 48)
-        # MRSIGNERSEAM zero: Intel's own TDX module; SEAMATTRIBUTES, MRCONFIGID, MROWNER and
-        # MROWNERCONFIG zero.
+        # MRSIGNERSEAM zero: Intel's own TDX module; SEAMATTRIBUTES, MROWNER and
+        # MROWNERCONFIG zero; MRCONFIGID as given (zero by default).
         L.put(b, "td_attributes", td_attributes)
+        L.put(b, "mr_config_id", mr_config_id)
         L.put(b, "xfam", bytes.fromhex("e702060000000000"))
         L.put(b, "mr_td", mr_td)
         L.put(b, "rtmr", b"".join(rtmrs))

@@ -262,4 +262,14 @@ def verify_quote(
             failure, pcrs_differing = mismatch
             res.errors.append(failure)
             res.claims["replay_mismatch_pcrs"] = pcrs_differing
+        else:
+            # The log replays to the quoted PCRs: its model events are attested (an attested
+            # model binding looks for the model's root digest here).
+            from sealgate.protocol.model_binding import tpm_model_digests
+
+            # The quote verified, so it parses; only this (event log) path pays the parse.
+            q = parsed if parsed is not None else _core.TpmQuote.parse(quote)
+            found = tpm_model_digests(log.events, dict(q.pcr_selection))
+            if found:
+                res.claims["model_digests"] = found
     return res

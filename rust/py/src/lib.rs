@@ -7,6 +7,7 @@ mod audit;
 mod azure;
 mod errors;
 mod layout;
+mod modelhash;
 mod snp;
 mod tdx;
 mod tpm;
@@ -24,5 +25,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     azure::register(m)?;
     x509::register(m)?;
     layout::register(m)?;
+    modelhash::register(m)?;
     Ok(())
 }

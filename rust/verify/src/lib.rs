@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod eventlog;
 pub mod failure;
 mod legacy;
+pub mod modelhash;
 pub mod pki;
 pub mod snp;
 pub mod tdx;
