@@ -2,9 +2,11 @@
 
 1. start the server (SQLite, local KEK file) as its own process;
 2. register a golden swtpm node's PCRs as reference values;
-3. encrypt a sample model file and import its key; write a policy for the key;
+3. sign a sample model (OMS v1.0), encrypt it bound to its root digest, import its key,
+   write a policy that requires the publisher's signature, register the signed model (a
+   model signed by another key is refused);
 4. a serving node backed by swtpm enrolls (EK chain + MakeCredential/ActivateCredential),
-   attests, receives the key and decrypts the model (hash checked);
+   attests, receives the key and decrypts the model (files checked against the signature);
 5. a second node with one extra PCR extension is denied, and the explanation names the PCR;
 6. a replayed Attest is refused;
 7. the audit chain verifies (and a tampered copy does not).
@@ -56,6 +58,43 @@ def sealgate(*args: str, check: bool = True, env: dict[str, str] | None = None) 
             f"sealgate {' '.join(args[:2])} failed ({r.returncode}): {r.stderr.strip()[-400:]}"
         )
     return r.stdout + r.stderr
+
+
+def tree_hash(d: Path) -> str:
+    """SHA-256 over the names and bytes of every file under ``d`` (sorted)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in d.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(d)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def write_ec_key(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    os.chmod(path, 0o600)
+
+
+def public_pem(private: Path) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(private.read_bytes(), None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def last_line(text: str) -> str:
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    return lines[-1].strip() if lines else ""
 
 
 def free_port() -> int:
@@ -153,40 +192,68 @@ def run(tmp: Path, started: Started) -> int:
         f"(sha256:4 = {values['sha256:4'][:16]}...)"
     )
 
-    step(3, "encrypt a sample model, import its key, write the policy")
-    model = tmp / "model.safetensors"
-    model.write_bytes(os.urandom(3 << 20) + b"weights")
-    model_hash = hashlib.sha256(model.read_bytes()).hexdigest()
+    step(3, "sign a sample model, encrypt it, import its key, write the policy, register it")
+    model = tmp / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"architecture": "demo"}')
+    (model / "model-00001.safetensors").write_bytes(os.urandom(3 << 20) + b"weights-1")
+    (model / "model-00002.safetensors").write_bytes(os.urandom(1 << 20) + b"weights-2")
+    model_hash = tree_hash(model)
+    # The model publisher's signing key (ECDSA P-384): OMS v1.0 signature over every file.
+    publisher = tmp / "publisher-key.pem"
+    write_ec_key(publisher)
+    (tmp / "publisher-pub.pem").write_bytes(public_pem(publisher))
+    signature = tmp / "model.sig"
+    sealgate("model", "sign", str(model), "--signature", str(signature),
+             "--private-key", str(publisher))  # fmt: skip
+    checked = json.loads(
+        sealgate(
+            "model",
+            "verify-signature",
+            str(model),
+            "--signature",
+            str(signature),
+            "--public-key",
+            str(tmp / "publisher-pub.pem"),
+        )
+    )["claims"]
+    root = checked["root_digest"]
+    say(f"model.sig: OMS v1.0, {checked['files']} files, root digest {root[:16]}... (verified)")
     key_file = tmp / "operator-model.key"
     key_file.write_bytes(os.urandom(32))
     os.chmod(key_file, 0o600)
-    sealgate(
-        "model",
-        "encrypt",
-        "--key-file",
-        str(key_file),
-        "--key-id",
-        KEY_ID,
-        "--key-version",
-        "1",
-        "--in",
-        str(model),
-        "--out",
-        str(tmp / "model.sgm"),
-    )
-    say(
-        f"model.sgm: {(tmp / 'model.sgm').stat().st_size} bytes, plaintext sha256 "
-        f"{model_hash[:16]}..."
-    )
+    sealgate("model", "encrypt", "--key-file", str(key_file), "--key-id", KEY_ID,
+             "--key-version", "1", "--model-signature", str(signature),
+             "--in", str(model), "--out", str(tmp / "model.sgm"))  # fmt: skip
+    say("model.sgm/: every file encrypted under a data key derived from the root digest")
     sealgate("admin", "key-import", KEY_ID, str(key_file), "--description", "demo model", env=env)
     key_file.unlink()
     say(f"key {KEY_ID} imported (stored AES-256-GCM-wrapped under the KEK); local copy deleted")
     policy = {
-        "platforms": {"tpm": {"reference_sets": ["golden-swtpm"], "required_selection": SELECTION}}
+        "platforms": {"tpm": {"reference_sets": ["golden-swtpm"], "required_selection": SELECTION}},
+        "model": {
+            "require_signature": True,
+            "signers": [{"public_key": (tmp / "publisher-pub.pem").read_text()}],
+        },
     }
     (tmp / "policy.json").write_text(json.dumps(policy))
     sealgate("admin", "policy-put", KEY_ID, str(tmp / "policy.json"), env=env)
-    say(f"policy: only TPM nodes whose {SELECTION} match golden-swtpm get {KEY_ID}")
+    say(f"policy: TPM nodes whose {SELECTION} match golden-swtpm, model signed by the publisher")
+    # A model signed by anyone else is refused at registration.
+    stranger = tmp / "stranger-key.pem"
+    write_ec_key(stranger)
+    sealgate("model", "sign", str(model), "--signature", str(tmp / "stranger.sig"),
+             "--private-key", str(stranger))  # fmt: skip
+    r = subprocess.run(
+        [str(BIN), "admin", "model-register", KEY_ID, "--signature", str(tmp / "stranger.sig")],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    if r.returncode == 0:
+        raise RuntimeError("a model signed by a stranger was registered")
+    say(f"a model signed by another key: refused ({last_line(r.stdout + r.stderr)})")
+    sealgate("admin", "model-register", KEY_ID, "--signature", str(signature),
+             "--model", str(model), env=env)  # fmt: skip
+    say(f"registered: {KEY_ID} version 1 is bound to root digest {root[:16]}...")
 
     step(4, "the golden node enrolls, attests, receives the key and decrypts the model")
 
@@ -195,26 +262,20 @@ def run(tmp: Path, started: Started) -> int:
         return ["node", "request-keys", "--server", addr, "--platform", "tpm",
                 "--tcti", tpm.tcti, "--node-id", f"serving-node-{n}", "--key-id", KEY_ID,
                 "--out", str(tmp / f"node{n}-keys"), "--state", str(tmp / f"node{n}-state"),
-                "--eventlog", str(log)]  # fmt: skip
+                "--eventlog", str(log), "--model-signature", str(signature),
+                "--model", str(tmp / "model.sgm")]  # fmt: skip
 
     out = sealgate(*request_keys(golden_tpm, 1, tmp / "golden.log"))
     say(out.strip())
     mode = (tmp / "node1-keys" / f"{KEY_ID}@1.key").stat().st_mode & 0o777
-    say(f"key written 0{mode:o}; decrypting the model with it")
-    sealgate(
-        "model",
-        "decrypt",
-        "--keys-dir",
-        str(tmp / "node1-keys"),
-        "--in",
-        str(tmp / "model.sgm"),
-        "--out",
-        str(tmp / "model.decrypted"),
-    )
-    got = hashlib.sha256((tmp / "model.decrypted").read_bytes()).hexdigest()
+    say(f"key written 0{mode:o}; decrypting the model with it (files checked against model.sig)")
+    sealgate("model", "decrypt", "--keys-dir", str(tmp / "node1-keys"),
+             "--model-signature", str(signature),
+             "--in", str(tmp / "model.sgm"), "--out", str(tmp / "model.decrypted"))  # fmt: skip
+    got = tree_hash(tmp / "model.decrypted")
     if got != model_hash:
-        raise RuntimeError("decrypted model hash differs")
-    say(f"decrypted model sha256 {got[:16]}... matches the original")
+        raise RuntimeError("decrypted model differs")
+    say(f"decrypted model (sha256 over its files {got[:16]}...) matches the original")
     nodes = json.loads(sealgate("admin", "node-list", "--json", env=env))["nodes"]
     say(
         f"enrolled nodes: {[n['node_id'] for n in nodes]} (AK bound to EK "
