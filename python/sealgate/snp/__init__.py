@@ -54,6 +54,7 @@ __all__ = [
     "Revocation",
     "SnpVerifier",
     "chain_cached",
+    "endorsed_claims",
     "verify_report",
     "verify_tsm_evidence",
 ]
@@ -299,6 +300,15 @@ def chain_cached(
     return e is not None and e.chain.not_before <= when <= e.chain.not_after
 
 
+def _valid_hit(chain_cache: ChainCache, inp: _Inputs, at: datetime) -> _Entry | None:
+    """The verified chain for these inputs when it is in memory and ``at`` falls inside
+    its validity window (otherwise it is verified again and fails with the reason)."""
+    hit = chain_cache.get(inp.key)
+    if hit is not None and hit.chain.not_before <= at <= hit.chain.not_after:
+        return hit
+    return None
+
+
 def _chain_for(
     leaf_der: bytes,
     cert_chain: bytes | None,
@@ -314,8 +324,8 @@ def _chain_for(
     """Verified chain for a leaf, from the verifier's chain cache or verified now."""
     inp = _inputs(leaf_der, cert_chain, roots, crl, product, trust_dir, cache, revocation)
     chain_cache = verifier.chains
-    hit = chain_cache.get(inp.key)
-    if hit is not None and hit.chain.not_before <= at <= hit.chain.not_after:
+    hit = _valid_hit(chain_cache, inp, at)
+    if hit is not None:
         return hit
     leaf = load_certificate(inp.leaf, "VCEK/VLEK")
     candidates = [load_certificate(d, "cert chain") for d in inp.bundle]
@@ -379,6 +389,16 @@ def _chain_for(
         size += len(crl_obj.der)
     chain_cache.put(inp.key, entry, size + 64 * len(inp.key[1]))
     return entry
+
+
+def endorsed_claims(claims: dict[str, Any], entry: _Entry) -> dict[str, Any]:
+    """A verified report's claims (``_core.verify_snp`` / ``_core.verify_azure``) with what
+    its endorsement key's verified chain says: ``endorsement_key`` and, for a VLEK, the
+    ``csp_id``."""
+    claims["endorsement_key"] = entry.claims
+    if entry.ek.kind == "vlek":
+        claims["csp_id"] = entry.ek.csp_id
+    return claims
 
 
 class CrlSource:
@@ -502,6 +522,37 @@ class SnpVerifier:
         """``sealgate.snp.chain_cached`` against this verifier's chain cache."""
         return chain_cached(vcek, verifier=self, **kwargs)
 
+    def cached_entry(
+        self,
+        vcek: bytes,
+        *,
+        cert_chain: bytes | None,
+        roots: list[bytes] | None,
+        at: datetime,
+        trust_dir: Path | None,
+        cache_dir: Path | None,
+    ) -> _Entry | None:
+        """The verified chain ``verify_report(report, vcek=vcek, cert_chain=cert_chain,
+        roots=roots, at=at, trust_dir=trust_dir, cache_dir=cache_dir, verifier=self)``
+        would use, when it is in memory (no parsing or signature work; None otherwise, and
+        for inputs that do not split: ``verify_report`` then says why). For callers that
+        verify the report in their own call into Rust with ``entry.key`` and add
+        ``endorsed_claims``."""
+        try:
+            inp = _inputs(
+                vcek,
+                cert_chain,
+                roots,
+                None,
+                None,
+                trust_dir,
+                CollateralCache(cache_dir) if cache_dir is not None else None,
+                self.default_revocation(),
+            )
+        except SealgateError:
+            return None
+        return _valid_hit(self.chains, inp, at)
+
 
 def _verifier(verifier: SnpVerifier | None, chain_cache: ChainCache | None) -> SnpVerifier:
     if verifier is None:
@@ -601,10 +652,7 @@ def verify_report(
         except (ParseError, VerificationError) as e:
             res.fail_from(e)
             return res
-        res.claims = claims
-        claims["endorsement_key"] = entry.claims
-        if entry.ek.kind == "vlek":
-            claims["csp_id"] = entry.ek.csp_id
+        res.claims = endorsed_claims(claims, entry)
         res.errors.extend(failures)
         return res
 
