@@ -72,6 +72,9 @@ CHAIN_CACHE_BYTES = 64 << 20
 #: spare. Every candidate carrying the intermediate's name costs an RSA-4096 verification,
 #: so the attester must not choose how many there are.
 MAX_BUNDLE_CERTS = 4
+#: ``SnpVerifier.cached_entry``'s memo of chain-cache keys: entries and bytes held.
+KEY_MEMO_SIZE = 256
+KEY_MEMO_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -505,6 +508,13 @@ class SnpVerifier:
         self.chains: ChainCache = chain_cache if chain_cache is not None else new_chain_cache()
         self.amd = AmdChainVerifier()
         self.crls = crls
+        #: ``cached_entry``'s memo: its arguments themselves → the chain-cache key they
+        #: determine (a pure function of them), so a steady-state look-up is two dict
+        #: look-ups. Bounded by count and bytes (the attester chooses the bytes) and
+        #: dropped whole when full; read without the lock (a dict read is atomic).
+        self._keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._keys_bytes = 0
+        self._keys_lock = threading.Lock()
 
     def default_revocation(self) -> Revocation | None:
         return self.crls.revocation() if self.crls is not None else None
@@ -513,6 +523,9 @@ class SnpVerifier:
         """Forget every verified chain and signature (operators after a trust change)."""
         self.chains.clear()
         self.amd.clear()
+        with self._keys_lock:
+            self._keys.clear()
+            self._keys_bytes = 0
 
     def verify_report(self, report: bytes, **kwargs: Any) -> VerifyResult:
         """``sealgate.snp.verify_report`` with this verifier's caches."""
@@ -538,20 +551,41 @@ class SnpVerifier:
         for inputs that do not split: ``verify_report`` then says why). For callers that
         verify the report in their own call into Rust with ``entry.key`` and add
         ``endorsed_claims``."""
-        try:
-            inp = _inputs(
-                vcek,
-                cert_chain,
-                roots,
-                None,
-                None,
-                trust_dir,
-                CollateralCache(cache_dir) if cache_dir is not None else None,
-                self.default_revocation(),
-            )
-        except SealgateError:
-            return None
-        return _valid_hit(self.chains, inp, at)
+        revocation = self.default_revocation()
+        memo = (
+            vcek,
+            cert_chain,
+            tuple(roots) if roots else (),
+            trust_dir,
+            cache_dir,
+            revocation.key if revocation is not None else None,
+        )
+        key = self._keys.get(memo)
+        if key is None:
+            try:
+                key = _inputs(
+                    vcek,
+                    cert_chain,
+                    roots,
+                    None,
+                    None,
+                    trust_dir,
+                    CollateralCache(cache_dir) if cache_dir is not None else None,
+                    revocation,
+                ).key
+            except SealgateError:
+                return None
+            size = len(vcek) + len(cert_chain or b"") + sum(len(r) for r in roots or ()) + 256
+            with self._keys_lock:
+                if len(self._keys) >= KEY_MEMO_SIZE or self._keys_bytes + size > KEY_MEMO_BYTES:
+                    self._keys.clear()
+                    self._keys_bytes = 0
+                self._keys[memo] = key
+                self._keys_bytes += size
+        hit = self.chains.get(key)
+        if hit is not None and hit.chain.not_before <= at <= hit.chain.not_after:
+            return hit
+        return None
 
 
 def _verifier(verifier: SnpVerifier | None, chain_cache: ChainCache | None) -> SnpVerifier:

@@ -3,7 +3,8 @@
 use crate::errors::{failure, BindError, BindResult, Failures};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use sealgate_formats::eventlog::{parse_event_log as parse_log, EventLog as RsEventLog, LogFormat};
 use sealgate_formats::tpm::{
     parse_attest_any, parse_public_any, parse_signature, Attest, PcrSelection, PcrSelectionList,
@@ -379,31 +380,46 @@ impl TpmQuoteResult {
     }
 }
 
+/// The decimal strings "0".."63" (the claims' PCR keys), made once: building 24 of them
+/// per verified quote was a measurable part of its claims.
+static INDEX_KEYS: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+
 /// {bank: {decimal index: lowercase hex}} of the quoted values, indices ascending.
 fn pcrs_json<'py>(
     py: Python<'py>,
     quoted: &[(TpmAlg, u32, PyBackedBytes)],
 ) -> PyResult<Bound<'py, PyDict>> {
-    let mut banks: Vec<(String, Vec<(u32, String)>)> = Vec::new();
-    for (alg, i, v) in quoted {
-        let name = alg.name();
-        let pos = match banks.iter().position(|(n, _)| *n == name) {
-            Some(p) => p,
-            None => {
-                banks.push((name.to_string(), Vec::new()));
-                banks.len() - 1
+    let keys = INDEX_KEYS.get_or_init(py, || {
+        (0..64u32)
+            .map(|i| PyString::new(py, &i.to_string()).unbind())
+            .collect()
+    });
+    let mut order: Vec<&(TpmAlg, u32, PyBackedBytes)> = quoted.iter().collect();
+    // Banks in first-seen order (as quoted), indices ascending within each.
+    let mut banks: Vec<TpmAlg> = Vec::new();
+    for (alg, _, _) in quoted {
+        if !banks.contains(alg) {
+            banks.push(*alg);
+        }
+    }
+    order.sort_by_key(|(alg, i, _)| (banks.iter().position(|b| b == alg), *i));
+    let out = PyDict::new(py);
+    let mut current: Option<(TpmAlg, Bound<'py, PyDict>)> = None;
+    for (alg, i, v) in order {
+        let inner = match &current {
+            Some((a, d)) if a == alg => d.clone(),
+            _ => {
+                let d = PyDict::new(py);
+                out.set_item(alg.name(), &d)?;
+                current = Some((*alg, d.clone()));
+                d
             }
         };
-        banks[pos].1.push((*i, hex(v)));
-    }
-    let out = PyDict::new(py);
-    for (name, mut values) in banks {
-        values.sort_by_key(|(i, _)| *i);
-        let inner = PyDict::new(py);
-        for (i, h) in values {
-            inner.set_item(i.to_string(), h)?;
+        let h = hex(v);
+        match keys.get(*i as usize) {
+            Some(k) => inner.set_item(k.bind(py), h)?,
+            None => inner.set_item(i.to_string(), h)?,
         }
-        out.set_item(name, inner)?;
     }
     Ok(out)
 }
