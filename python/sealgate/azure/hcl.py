@@ -12,7 +12,7 @@ index 0x01400002 before reading the report.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sealgate import _core
 
@@ -29,9 +29,6 @@ __all__ = [
 MAX_RUNTIME_DATA = 8192
 #: ``user-data`` is the 64 bytes of NV index 0x01400002, written as hex.
 USER_DATA_LEN = 64
-#: RSA moduli accepted for the AK (the vTPM's AK is RSA-2048; checked in Rust).
-AK_MIN_BITS, AK_MAX_BITS = 2048, 4096
-AK_KID, EK_KID = "HCLAkPub", "HCLEkPub"
 
 
 class Jwk(NamedTuple):
@@ -96,15 +93,6 @@ class RuntimeData(NamedTuple):
             user_data=user_data,
         )
 
-    def claims(self) -> dict[str, Any]:
-        return {
-            "vm_configuration": dict(self.vm_configuration),
-            "user_data": self.user_data.hex() if self.user_data is not None else None,
-            "ak_jwk_thumbprint": self.ak.thumbprint,
-            "ak_bits": self.ak.bits,
-            "ek_jwk_thumbprint": self.ek.thumbprint if self.ek is not None else None,
-        }
-
 
 class HclReport(NamedTuple):
     """A parsed HCL report (rust/formats/src/azure.rs). ``kind`` "snp" or "tdx";
@@ -129,15 +117,6 @@ class HclReport(NamedTuple):
     @property
     def platform(self) -> str:
         return f"azure-{self.kind}"
-
-    def claims(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "report_type": self.kind,
-            "length": self.length,
-            "runtime_data_sha256": self.runtime_data_sha256.hex(),
-            "runtime_data_size": len(self.runtime_data),
-        }
 
 
 def parse_hcl_report(data: bytes) -> HclReport:
