@@ -84,6 +84,7 @@ class TpmQuoteResult:
     @property
     def pcrs_json(self) -> dict[str, dict[str, str]]: ...
     def quote_claims(self) -> dict[str, Any]: ...
+    def claims(self) -> dict[str, Any]: ...
 
 @final
 class EventLog:
@@ -267,7 +268,35 @@ _Jwk = tuple[str, str, bytes, bytes, list[str]]
 
 def parse_runtime_data(
     data: bytes,
-) -> tuple[_Jwk | None, _Jwk | None, dict[str, bool | int | str], bytes | None]: ...
+) -> tuple[_Jwk, _Jwk | None, dict[str, bool | int | str], bytes | None, int]: ...
+def jwk_thumbprint(n: bytes, e: bytes) -> str: ...
+def tpmt_signature(signature: bytes, modulus_len: int) -> bytes: ...
+
+#: (platform, hcl claims, runtime_data claims, snp claims, tpm claims, failures, hw_at,
+#: tpm_at, (hardware report, TDREPORT fields) when the hardware report is left to Python).
+_AzureOut = tuple[
+    str,
+    dict[str, Any],
+    dict[str, Any] | None,
+    dict[str, Any] | None,
+    dict[str, Any],
+    list[Failure],
+    int,
+    int,
+    tuple[bytes, dict[str, str] | None] | None,
+]
+
+def verify_azure(
+    hcl_report: bytes,
+    snp_key: SnpKey | None = None,
+    quote: bytes | None = None,
+    signature: bytes | None = None,
+    pcrs: dict[str, dict[int, bytes]] | None = None,
+    nonce: bytes | None = None,
+    user_data: bytes | None = None,
+    replayed: dict[str, dict[int, bytes]] | None = None,
+    eventlog: bool = False,
+) -> _AzureOut: ...
 
 # -- PKI (rust/py/src/x509.rs) --------------------------------------------------------
 

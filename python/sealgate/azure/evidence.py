@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +37,6 @@ MAX_EVIDENCE_JSON = 1 << 20
 MAX_FIELD_BYTES = 64 << 10
 
 _HEX = re.compile(r"[0-9a-fA-F]*")
-
-# TPM 2.0 Part 2: TPM_ALG_RSASSA (§6.3), TPM_ALG_SHA256.
-_TPM_ALG_RSASSA = 0x0014
-_TPM_ALG_SHA256 = 0x000B
 
 
 @dataclass
@@ -75,10 +70,8 @@ def tpmt_signature(signature: bytes, modulus_len: int) -> bytes:
     TPMT_SIGNATURE of that key is 6 bytes longer, so the two never collide). The raw form
     is RSASSA-PKCS1-v1_5 with SHA-256 (the HCL AK's scheme); wrapping it as
     TPMT_SIGNATURE{RSASSA, SHA-256, TPM2B} (TPM 2.0 Part 2 §11.3.4) lets the one TPM
-    verifier check it."""
-    if len(signature) == modulus_len:
-        return struct.pack(">HHH", _TPM_ALG_RSASSA, _TPM_ALG_SHA256, len(signature)) + signature
-    return signature
+    verifier check it (``sealgate_verify::azure::tpmt_signature``)."""
+    return _core.tpmt_signature(signature, modulus_len)
 
 
 def pcrs_from_list(message: bytes, values: list[bytes]) -> PcrMap:

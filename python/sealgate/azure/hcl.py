@@ -11,14 +11,10 @@ index 0x01400002 before reading the report.
 
 from __future__ import annotations
 
-import base64
-import functools
 import hashlib
-import json
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sealgate import _core
-from sealgate.errors import ParseError
 
 __all__ = [
     "MAX_RUNTIME_DATA",
@@ -33,30 +29,6 @@ __all__ = [
 MAX_RUNTIME_DATA = 8192
 #: ``user-data`` is the 64 bytes of NV index 0x01400002, written as hex.
 USER_DATA_LEN = 64
-#: RSA moduli accepted for the AK (the vTPM's AK is RSA-2048).
-AK_MIN_BITS, AK_MAX_BITS = 2048, 4096
-AK_KID, EK_KID = "HCLAkPub", "HCLEkPub"
-
-
-def _bad(code: str, message: str) -> ParseError:
-    return ParseError(code, message, "runtime_data", 0)
-
-
-def _b64url_encode(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-@functools.lru_cache(maxsize=1024)
-def _thumbprint(n: bytes, e: bytes) -> str:
-    """RFC 7638 §3: SHA-256 over the required members ``e``, ``kty``, ``n`` in
-    lexicographic order without whitespace. Cached: a VM's AK appears in every one of its
-    attestations (the cache is bounded and keyed by the key itself)."""
-    canon = json.dumps(
-        {"e": _b64url_encode(e), "kty": "RSA", "n": _b64url_encode(n)},
-        separators=(",", ":"),
-        sort_keys=True,
-    )
-    return _b64url_encode(hashlib.sha256(canon.encode()).digest())
 
 
 class Jwk(NamedTuple):
@@ -69,8 +41,9 @@ class Jwk(NamedTuple):
 
     @property
     def thumbprint(self) -> str:
-        """RFC 7638 JWK thumbprint (SHA-256, base64url)."""
-        return _thumbprint(self.n, self.e)
+        """RFC 7638 JWK thumbprint (SHA-256, base64url; computed in Rust and kept per key,
+        ``sealgate_verify::azure::jwk_thumbprint``)."""
+        return _core.jwk_thumbprint(self.n, self.e)
 
     @property
     def bits(self) -> int:
@@ -82,12 +55,7 @@ class Jwk(NamedTuple):
 
 
 def _jwk(t: tuple[str, str, bytes, bytes, list[str]]) -> Jwk:
-    kid, kty, n, e, ops = t
-    if kty != "RSA":
-        raise _bad("azure.runtime_data.ak_unsupported", f"{kid}: kty {kty!r}, not RSA")
-    if not n or n[0] == 0 or not e or e[0] == 0:
-        # RFC 7518 §6.3.1.1: the unsigned big-endian value, minimal length.
-        raise _bad("azure.runtime_data.invalid", f"{kid}: n/e are not minimal big-endian")
+    kid, _kty, n, e, ops = t
     return Jwk(kid, n, e, tuple(ops))
 
 
@@ -110,40 +78,20 @@ class RuntimeData(NamedTuple):
 
     @classmethod
     def parse(cls, data: bytes) -> RuntimeData:
-        """JSON syntax, duplicates, bounds and encodings are checked in Rust
-        (rust/formats/src/azure_runtime.rs, ``azure.runtime_data.invalid`` /
-        ``too_large``); what the keys must be is decided here."""
-        ak_t, ek_t, vmc, user_data = _core.parse_runtime_data(data)
-        if ak_t is None:
-            raise _bad("azure.runtime_data.ak_missing", "runtime data carries no HCLAkPub")
-        ak = _jwk(ak_t)
-        ek = _jwk(ek_t) if ek_t is not None else None
-        # The AK signs quotes: key_ops ["sign"]; the first paravisor releases wrote
-        # ["encrypt"] for it, which is accepted as that form (nothing else is).
-        if "sign" not in ak.key_ops and ak.key_ops != ("encrypt",):
-            raise _bad("azure.runtime_data.ak_unsupported", f"HCLAkPub key_ops {list(ak.key_ops)}")
-        if not AK_MIN_BITS <= ak.bits <= AK_MAX_BITS or ak.e != b"\x01\x00\x01":
-            raise _bad(
-                "azure.runtime_data.ak_unsupported",
-                f"HCLAkPub is RSA-{ak.bits} e={int.from_bytes(ak.e, 'big')}; "
-                f"RSA-{AK_MIN_BITS}..{AK_MAX_BITS} with e=65537 is accepted",
-            )
+        """JSON syntax, duplicates, bounds and encodings, and what the keys must be (an
+        RSA-2048..4096 AK with e=65537 whose key_ops allow signing, or the first paravisor
+        releases' ``["encrypt"]``), are checked in Rust (rust/formats/src/azure_runtime.rs,
+        rust/verify/src/azure.rs ``check_keys``): ``ParseError``
+        ``azure.runtime_data.invalid`` / ``too_large`` / ``ak_missing`` /
+        ``ak_unsupported``. ``AzureVerifier`` does the same in its one call into Rust."""
+        ak_t, ek_t, vmc, user_data, _bits = _core.parse_runtime_data(data)
         return cls(
             raw=bytes(data),
-            ak=ak,
-            ek=ek,
+            ak=_jwk(ak_t),
+            ek=_jwk(ek_t) if ek_t is not None else None,
             vm_configuration=vmc,
             user_data=user_data,
         )
-
-    def claims(self) -> dict[str, Any]:
-        return {
-            "vm_configuration": dict(self.vm_configuration),
-            "user_data": self.user_data.hex() if self.user_data is not None else None,
-            "ak_jwk_thumbprint": self.ak.thumbprint,
-            "ak_bits": self.ak.bits,
-            "ek_jwk_thumbprint": self.ek.thumbprint if self.ek is not None else None,
-        }
 
 
 class HclReport(NamedTuple):
@@ -169,15 +117,6 @@ class HclReport(NamedTuple):
     @property
     def platform(self) -> str:
         return f"azure-{self.kind}"
-
-    def claims(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "report_type": self.kind,
-            "length": self.length,
-            "runtime_data_sha256": self.runtime_data_sha256.hex(),
-            "runtime_data_size": len(self.runtime_data),
-        }
 
 
 def parse_hcl_report(data: bytes) -> HclReport:

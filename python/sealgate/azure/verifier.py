@@ -13,7 +13,10 @@ values, the event log replayed as for any TPM quote (``sealgate.tpm.verify_quote
 (4) With expected user data, ``user-data`` carries it.
 
 No second parser or PKI: the SNP report, TD quote, TPMS_ATTEST, certificates and
-collateral go through the same code as ``verify snp`` / ``verify tdx`` / ``verify tpm``.
+collateral go through the same code as ``verify snp`` / ``verify tdx`` / ``verify tpm``
+(the SNP report and the quote through the same Rust functions, ``sealgate_verify::snp::
+verify_report`` and ``sealgate_verify::tpm::verify_quote``, reached in one call,
+``_core.verify_azure``, whose Azure decisions are ``sealgate_verify::azure``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from sealgate import _core, snp, tdx, tpm
-from sealgate.azure.evidence import AzureEvidence, tpmt_signature
-from sealgate.azure.hcl import USER_DATA_LEN, HclReport, RuntimeData, parse_hcl_report
+from sealgate.azure.evidence import AzureEvidence
+from sealgate.azure.hcl import USER_DATA_LEN
 from sealgate.errors import ParseError, UsageError
 from sealgate.result import VerifyResult
 
@@ -89,12 +92,6 @@ class AzureVerifier:
         self.snp.clear()
         self.tdx.clear()
 
-    def runtime_data(self, data: bytes) -> tuple[RuntimeData, _core.TpmPublic]:
-        """The parsed runtime data and its AK as the TPM verifier takes it (the
-        conversion is a sub-microsecond wrap of n and e: nothing to cache)."""
-        rt = RuntimeData.parse(data)
-        return rt, rt.ak.tpm_public()
-
     # --- the chain of checks -----------------------------------------------------------
 
     def verify(
@@ -108,7 +105,13 @@ class AzureVerifier:
         """Verify ``ev``; every failure is in the result (``platform`` ``azure-snp`` /
         ``azure-tdx``, or ``azure`` when the HCL report does not parse). ``nonce``: the
         vTPM quote's expected extraData; ``user_data``: what ``user-data`` must carry
-        (zero-padded to 64 bytes)."""
+        (zero-padded to 64 bytes).
+
+        One call into Rust (``_core.verify_azure``) parses the HCL report and runtime
+        data, checks the binding, the user data and, with the VCEK's verified chain in
+        memory, the SNP report, and verifies the vTPM quote; a chain that is not in memory
+        and TDX evidence are verified here after it, through ``sealgate.snp`` /
+        ``sealgate.tdx``, their failures put in their place in the chain of checks."""
         if at is not None and at.tzinfo is None:
             raise UsageError("cli.usage.bad_time", "verification time must be timezone-aware")
         if user_data is not None and len(user_data) > USER_DATA_LEN:
@@ -116,60 +119,71 @@ class AzureVerifier:
                 "cli.usage.bad_user_data", f"user data is at most {USER_DATA_LEN} bytes"
             )
         when = at if at is not None else datetime.now(UTC)
-        res = VerifyResult(platform="azure")
+        entry = None
+        if ev.vcek is not None:
+            entry = self.snp.cached_entry(
+                ev.vcek,
+                cert_chain=ev.cert_chain,
+                roots=self.snp_roots,
+                at=when,
+                trust_dir=self.trust_dir,
+                cache_dir=self.cache_dir,
+            )
+        # An event log is replayed first (as ``sealgate.tpm.verify_quote`` does); its
+        # values stand in for PCR values not given, and the replay is compared with the
+        # quoted values in Rust.
+        pcrs = ev.pcrs
+        log: VerifyResult | None = None
+        replayed: tpm.PcrMap | None = None
+        if ev.eventlog is not None and ev.quote is not None:
+            log = VerifyResult(platform="tpm")
+            replayed = tpm.replay_eventlog(log, ev.eventlog)
+            if pcrs is None and replayed is not None:
+                try:
+                    pcrs, _ = tpm.pcrs_from_replay(ev.quote, replayed)
+                except ParseError:
+                    pass  # The quote's own verification reports it.
         try:
-            hcl = parse_hcl_report(ev.hcl_report)
+            platform, hcl_c, rt_c, snp_c, tpm_c, errors, hw_at, tpm_at, hw = _core.verify_azure(
+                ev.hcl_report,
+                entry.key if entry is not None else None,
+                ev.quote,
+                ev.signature,
+                pcrs,
+                nonce,
+                user_data,
+                replayed,
+                ev.eventlog is not None,
+            )
         except ParseError as e:
+            res = VerifyResult(platform="azure")
             res.fail_from(e)
             return res
-        res.platform = hcl.platform
-        claims = res.claims
-        claims["hcl"] = hcl.claims()
-
-        rt: RuntimeData | None = None
-        ak: _core.TpmPublic | None = None
-        try:
-            rt, ak = self.runtime_data(hcl.runtime_data)
-        except ParseError as e:
-            res.fail_from(e)
-        else:
-            claims["runtime_data"] = rt.claims()
-
-        # (1) The hardware report.
-        if hcl.kind == "snp":
-            self._snp(res, hcl, ev, when)
-        else:
-            self._tdx(res, hcl, ev, when)
-
-        # (2) The paravisor's binding of the runtime data into the hardware report.
-        expected = hcl.runtime_data_sha256 + bytes(32)
-        if hcl.report_data != expected:
-            res.fail(
-                "azure.hcl.report_data_mismatch",
-                f"hardware report_data {hcl.report_data.hex()}, expected SHA-256 of the "
-                f"runtime data followed by zeros ({expected.hex()})",
-            )
-
-        # (3) The vTPM quote, signed by the AK the runtime data names.
-        self._vtpm(res, ev, rt, ak, nonce)
-
-        # (4) The caller's user data.
-        if user_data is not None and rt is not None:
-            want = user_data.ljust(USER_DATA_LEN, b"\x00")
-            got = rt.user_data
-            if got is None or got.ljust(USER_DATA_LEN, b"\x00") != want:
-                res.fail(
-                    "azure.runtime_data.user_data_mismatch",
-                    f"user-data {got.hex() if got is not None else 'absent'}, "
-                    f"expected {want.hex()}",
-                )
+        claims: dict[str, Any] = {"hcl": hcl_c}
+        if rt_c is not None:
+            claims["runtime_data"] = rt_c
+        res = VerifyResult(platform, claims, errors)
+        # (1) The hardware report (verified in the call when its chain was in memory).
+        if snp_c is not None and entry is not None:
+            claims["snp"] = snp.endorsed_claims(snp_c, entry)
+        elif hw is not None:
+            report, td = hw
+            part = self._snp(report, ev, when) if td is None else self._tdx(td, ev, when)
+            claims.update(part.claims)
+            errors[hw_at:hw_at] = part.errors
+            tpm_at += len(part.errors)
+        # (3) The vTPM quote.
+        if log is not None and tpm_c.get("quote_checked"):
+            tpm_c = {**log.claims, **tpm_c}
+            errors[tpm_at:tpm_at] = log.errors
+        claims["tpm"] = tpm_c
         return res
 
-    def _snp(self, res: VerifyResult, hcl: HclReport, ev: AzureEvidence, when: datetime) -> None:
+    def _snp(self, report: bytes, ev: AzureEvidence, when: datetime) -> VerifyResult:
         # REPORT_DATA is checked as the HCL binding (azure.hcl.report_data_mismatch), not
         # passed down, so the failure names what is wrong.
         r = self.snp.verify_report(
-            hcl.hardware_report,
+            report,
             vcek=ev.vcek,
             cert_chain=ev.cert_chain,
             roots=self.snp_roots,
@@ -177,11 +191,10 @@ class AzureVerifier:
             trust_dir=self.trust_dir,
             cache_dir=self.cache_dir,
         )
-        res.claims["snp"] = r.claims
-        res.errors.extend(r.errors)
+        return VerifyResult("azure-snp", {"snp": r.claims}, r.errors)
 
-    def _tdx(self, res: VerifyResult, hcl: HclReport, ev: AzureEvidence, when: datetime) -> None:
-        td = hcl.td_report or {}
+    def _tdx(self, td: dict[str, str], ev: AzureEvidence, when: datetime) -> VerifyResult:
+        res = VerifyResult("azure-tdx")
         if ev.td_quote is None:
             res.claims["tdx"] = {"tdreport": td, "quote_checked": False, "tcb_evaluated": False}
             res.fail(
@@ -189,7 +202,7 @@ class AzureVerifier:
                 "a TDX HCL report is evidence only with the TD quote made from its TDREPORT "
                 "(the TDREPORT's MAC cannot be verified off the platform)",
             )
-            return
+            return res
         r = self.tdx.verify_quote(
             ev.td_quote,
             collateral=ev.collateral,
@@ -215,7 +228,7 @@ class AzureVerifier:
         res.claims["tdx"] = claims
         res.errors.extend(errors)
         if "mr_td" not in claims:
-            return  # The quote did not parse; its failure is recorded.
+            return res  # The quote did not parse; its failure is recorded.
         differ = []
         for name in TD_BINDING_FIELDS:
             got = claims.get(name)
@@ -229,51 +242,7 @@ class AzureVerifier:
                 f"the TD quote does not repeat the HCL report's TDREPORT: {', '.join(differ)} "
                 "differ",
             )
-
-    def _vtpm(
-        self,
-        res: VerifyResult,
-        ev: AzureEvidence,
-        rt: RuntimeData | None,
-        ak: _core.TpmPublic | None,
-        nonce: bytes | None,
-    ) -> None:
-        if ev.quote is None:
-            res.claims["tpm"] = {"quote_checked": False}
-            if nonce is not None or ev.eventlog is not None:
-                res.fail(
-                    "azure.vtpm.quote_missing",
-                    "a nonce or event log was given but no vTPM quote to check it against",
-                )
-            return
-        if rt is None or ak is None:
-            res.claims["tpm"] = {"quote_checked": False}
-            return  # No AK: the runtime data failure is recorded.
-        if ev.signature is None:
-            res.claims["tpm"] = {"quote_checked": False}
-            res.fail("azure.vtpm.signature_missing", "the vTPM quote has no signature")
-            return
-        t = tpm.verify_quote(
-            ak,
-            ev.quote,
-            tpmt_signature(ev.signature, len(rt.ak.n)),
-            pcrs=ev.pcrs,
-            eventlog=ev.eventlog,
-            nonce=nonce,
-        )
-        claims = t.claims
-        claims["quote_checked"] = True
-        claims["ak_jwk_thumbprint"] = rt.ak.thumbprint
-        res.claims["tpm"] = claims
-        res.errors.extend(t.errors)
-        scheme, alg = claims.get("signature_scheme"), claims.get("hash_alg")
-        if "signature_scheme" in claims and (scheme != "rsassa" or alg != "sha256"):
-            # The HCL AK signs RSASSA-PKCS1-v1_5 with SHA-256; a JWK carries no TPM
-            # scheme, so the verifier pins it here rather than accept what the quote says.
-            res.fail(
-                "tpm.quote.unsupported_scheme",
-                f"vTPM quote signed {scheme}/{alg}; the HCL AK signs rsassa/sha256",
-            )
+        return res
 
 
 def verify_evidence(

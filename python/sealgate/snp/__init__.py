@@ -54,6 +54,7 @@ __all__ = [
     "Revocation",
     "SnpVerifier",
     "chain_cached",
+    "endorsed_claims",
     "verify_report",
     "verify_tsm_evidence",
 ]
@@ -71,6 +72,9 @@ CHAIN_CACHE_BYTES = 64 << 20
 #: spare. Every candidate carrying the intermediate's name costs an RSA-4096 verification,
 #: so the attester must not choose how many there are.
 MAX_BUNDLE_CERTS = 4
+#: ``SnpVerifier.cached_entry``'s memo of chain-cache keys: entries and bytes held.
+KEY_MEMO_SIZE = 256
+KEY_MEMO_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,15 @@ def chain_cached(
     return e is not None and e.chain.not_before <= when <= e.chain.not_after
 
 
+def _valid_hit(chain_cache: ChainCache, inp: _Inputs, at: datetime) -> _Entry | None:
+    """The verified chain for these inputs when it is in memory and ``at`` falls inside
+    its validity window (otherwise it is verified again and fails with the reason)."""
+    hit = chain_cache.get(inp.key)
+    if hit is not None and hit.chain.not_before <= at <= hit.chain.not_after:
+        return hit
+    return None
+
+
 def _chain_for(
     leaf_der: bytes,
     cert_chain: bytes | None,
@@ -314,8 +327,8 @@ def _chain_for(
     """Verified chain for a leaf, from the verifier's chain cache or verified now."""
     inp = _inputs(leaf_der, cert_chain, roots, crl, product, trust_dir, cache, revocation)
     chain_cache = verifier.chains
-    hit = chain_cache.get(inp.key)
-    if hit is not None and hit.chain.not_before <= at <= hit.chain.not_after:
+    hit = _valid_hit(chain_cache, inp, at)
+    if hit is not None:
         return hit
     leaf = load_certificate(inp.leaf, "VCEK/VLEK")
     candidates = [load_certificate(d, "cert chain") for d in inp.bundle]
@@ -379,6 +392,16 @@ def _chain_for(
         size += len(crl_obj.der)
     chain_cache.put(inp.key, entry, size + 64 * len(inp.key[1]))
     return entry
+
+
+def endorsed_claims(claims: dict[str, Any], entry: _Entry) -> dict[str, Any]:
+    """A verified report's claims (``_core.verify_snp`` / ``_core.verify_azure``) with what
+    its endorsement key's verified chain says: ``endorsement_key`` and, for a VLEK, the
+    ``csp_id``."""
+    claims["endorsement_key"] = entry.claims
+    if entry.ek.kind == "vlek":
+        claims["csp_id"] = entry.ek.csp_id
+    return claims
 
 
 class CrlSource:
@@ -485,6 +508,13 @@ class SnpVerifier:
         self.chains: ChainCache = chain_cache if chain_cache is not None else new_chain_cache()
         self.amd = AmdChainVerifier()
         self.crls = crls
+        #: ``cached_entry``'s memo: its arguments themselves → the chain-cache key they
+        #: determine (a pure function of them), so a steady-state look-up is two dict
+        #: look-ups. Bounded by count and bytes (the attester chooses the bytes) and
+        #: dropped whole when full; read without the lock (a dict read is atomic).
+        self._keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._keys_bytes = 0
+        self._keys_lock = threading.Lock()
 
     def default_revocation(self) -> Revocation | None:
         return self.crls.revocation() if self.crls is not None else None
@@ -493,6 +523,9 @@ class SnpVerifier:
         """Forget every verified chain and signature (operators after a trust change)."""
         self.chains.clear()
         self.amd.clear()
+        with self._keys_lock:
+            self._keys.clear()
+            self._keys_bytes = 0
 
     def verify_report(self, report: bytes, **kwargs: Any) -> VerifyResult:
         """``sealgate.snp.verify_report`` with this verifier's caches."""
@@ -501,6 +534,58 @@ class SnpVerifier:
     def chain_cached(self, vcek: bytes | None, **kwargs: Any) -> bool:
         """``sealgate.snp.chain_cached`` against this verifier's chain cache."""
         return chain_cached(vcek, verifier=self, **kwargs)
+
+    def cached_entry(
+        self,
+        vcek: bytes,
+        *,
+        cert_chain: bytes | None,
+        roots: list[bytes] | None,
+        at: datetime,
+        trust_dir: Path | None,
+        cache_dir: Path | None,
+    ) -> _Entry | None:
+        """The verified chain ``verify_report(report, vcek=vcek, cert_chain=cert_chain,
+        roots=roots, at=at, trust_dir=trust_dir, cache_dir=cache_dir, verifier=self)``
+        would use, when it is in memory (no parsing or signature work; None otherwise, and
+        for inputs that do not split: ``verify_report`` then says why). For callers that
+        verify the report in their own call into Rust with ``entry.key`` and add
+        ``endorsed_claims``."""
+        revocation = self.default_revocation()
+        memo = (
+            vcek,
+            cert_chain,
+            tuple(roots) if roots else (),
+            trust_dir,
+            cache_dir,
+            revocation.key if revocation is not None else None,
+        )
+        key = self._keys.get(memo)
+        if key is None:
+            try:
+                key = _inputs(
+                    vcek,
+                    cert_chain,
+                    roots,
+                    None,
+                    None,
+                    trust_dir,
+                    CollateralCache(cache_dir) if cache_dir is not None else None,
+                    revocation,
+                ).key
+            except SealgateError:
+                return None
+            size = len(vcek) + len(cert_chain or b"") + sum(len(r) for r in roots or ()) + 256
+            with self._keys_lock:
+                if len(self._keys) >= KEY_MEMO_SIZE or self._keys_bytes + size > KEY_MEMO_BYTES:
+                    self._keys.clear()
+                    self._keys_bytes = 0
+                self._keys[memo] = key
+                self._keys_bytes += size
+        hit = self.chains.get(key)
+        if hit is not None and hit.chain.not_before <= at <= hit.chain.not_after:
+            return hit
+        return None
 
 
 def _verifier(verifier: SnpVerifier | None, chain_cache: ChainCache | None) -> SnpVerifier:
@@ -601,10 +686,7 @@ def verify_report(
         except (ParseError, VerificationError) as e:
             res.fail_from(e)
             return res
-        res.claims = claims
-        claims["endorsement_key"] = entry.claims
-        if entry.ek.kind == "vlek":
-            claims["csp_id"] = entry.ek.csp_id
+        res.claims = endorsed_claims(claims, entry)
         res.errors.extend(failures)
         return res
 

@@ -183,6 +183,35 @@ def pcrs_to_json(pcrs: PcrMap) -> dict[str, dict[str, str]]:
     }
 
 
+def replay_eventlog(res: VerifyResult, eventlog: bytes) -> PcrMap | None:
+    """Replay an event log into PCR values; its summary goes into ``res.claims["eventlog"]``,
+    a log that does not parse or replay into ``res.errors`` (then None)."""
+    try:
+        log = _core.parse_event_log(eventlog)
+        replayed = log.replay()
+    except (ParseError, VerificationError) as e:
+        res.fail_from(e)
+        return None
+    res.claims["eventlog"] = {
+        "format": log.format,
+        "events": len(log),
+        "banks": log.banks,
+        "startup_locality": log.startup_locality,
+    }
+    return replayed
+
+
+def pcrs_from_replay(quote: bytes, replayed: PcrMap) -> tuple[PcrMap, _core.TpmQuote]:
+    """The quoted PCRs' values from a replay: PCRs the log never touches hold their reset
+    value. ``ParseError`` when the quote does not parse."""
+    parsed = _core.TpmQuote.parse(quote)
+    pcrs: PcrMap = {}
+    for bank, idxs in parsed.pcr_selection:
+        for i in idxs:
+            pcrs.setdefault(bank, {})[i] = replayed.get(bank, {}).get(i, reset_value(bank, i))
+    return pcrs, parsed
+
+
 def verify_quote(
     ak: bytes | _core.TpmPublic,
     quote: bytes,
@@ -199,33 +228,16 @@ def verify_quote(
     except (ParseError, VerificationError) as e:
         res.fail_from(e)
         return res
-    replayed: PcrMap | None = None
-    if eventlog is not None:
-        try:
-            log = _core.parse_event_log(eventlog)
-            replayed = log.replay()
-            res.claims["eventlog"] = {
-                "format": log.format,
-                "events": len(log),
-                "banks": log.banks,
-                "startup_locality": log.startup_locality,
-            }
-        except (ParseError, VerificationError) as e:
-            res.fail_from(e)
+    replayed = replay_eventlog(res, eventlog) if eventlog is not None else None
     parsed: _core.TpmQuote | None = None
     if pcrs is None:
         pcrs = {}
         if replayed is not None:
             try:
-                parsed = _core.TpmQuote.parse(quote)
+                pcrs, parsed = pcrs_from_replay(quote, replayed)
             except ParseError as e:
                 res.fail_from(e)
                 return res
-            # Values come from the replay; PCRs the log never touches hold their reset value.
-            for bank, idxs in parsed.pcr_selection:
-                for i in idxs:
-                    value = replayed.get(bank, {}).get(i, reset_value(bank, i))
-                    pcrs.setdefault(bank, {})[i] = value
     out: _core.TpmQuoteResult | None
     try:
         out = _core.verify_tpm_quote(key, quote, signature, pcrs, nonce, min_selection)
@@ -242,20 +254,13 @@ def verify_quote(
         res.fail_from(e)
     # Claims from the quote's own fields (one dict built in Rust): the verified quote's,
     # else the separately parsed one's.
-    claims = out.quote_claims() if out is not None else parsed.claims() if parsed else {}
-    claims["ak_name"] = key.name.hex() if key.name is not None else None
-    res.claims.update(claims)
     if out is not None:
-        res.claims.update(
-            {
-                "pcrs": out.pcrs_json,
-                "signature_scheme": out.signature_scheme,
-                "hash_alg": out.hash_alg,
-                "weak_hash": out.weak_hash,
-                "ak_restricted": out.ak_restricted,
-            }
-        )
+        res.claims.update(out.claims())
         res.errors.extend(out.failures)
+    else:
+        claims = parsed.claims() if parsed else {}
+        claims["ak_name"] = key.name.hex() if key.name is not None else None
+        res.claims.update(claims)
     if replayed is not None and out is not None:
         mismatch = _core.check_pcr_replay(replayed, out.pcrs)
         if mismatch is not None:

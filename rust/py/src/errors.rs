@@ -29,6 +29,10 @@ pub enum BindError {
     Parse(ParseError),
     /// A structural check failed → `sealgate.errors.VerificationError(code, message)`.
     Failed(Failure),
+    /// Evidence that parses but whose content a format check refuses, with a code of its
+    /// own (e.g. `azure.runtime_data.ak_missing`) →
+    /// `sealgate.errors.ParseError(code, message, field, 0)`.
+    Refused(Failure, &'static str),
     /// A certificate chain, signature or CRL check failed →
     /// `sealgate.errors.ChainError(code, message)` (`x509.chain.*` / `x509.crl.*`).
     Chain(Failure),
@@ -111,6 +115,12 @@ impl From<BindError> for PyErr {
                 BindError::Failed(f) => {
                     instance(py, &VERIFY_ERROR, "VerificationError", (f.code, f.message))
                 }
+                BindError::Refused(f, field) => instance(
+                    py,
+                    &PARSE_ERROR,
+                    "ParseError",
+                    (f.code, f.message, field, 0usize),
+                ),
                 BindError::Chain(f) => {
                     instance(py, &CHAIN_ERROR, "ChainError", (f.code, f.message))
                 }

@@ -45,9 +45,9 @@ fn report_data_arg(d: Option<&[u8]>) -> BindResult<Option<&[u8]>> {
 /// the product line the chain was verified for.
 #[pyclass(frozen, module = "sealgate._core")]
 pub struct SnpKey {
-    key: Arc<VerifyingKey>,
-    endorsement: Option<Endorsement>,
-    chain_product: Option<Product>,
+    pub(crate) key: Arc<VerifyingKey>,
+    pub(crate) endorsement: Option<Endorsement>,
+    pub(crate) chain_product: Option<Product>,
 }
 
 #[pymethods]
@@ -125,7 +125,7 @@ fn fw_dict<'py>(py: Python<'py>, v: FirmwareVersion) -> PyResult<Bound<'py, PyDi
 
 /// Every report field as the CLI/JSON claim set (hex lowercase), TCBs decoded with the
 /// layout of `product`. Keys are interned: this runs once per verified report.
-fn claims_dict<'py>(
+pub(crate) fn claims_dict<'py>(
     py: Python<'py>,
     r: &AttestationReport,
     product: Product,

@@ -3,18 +3,21 @@
 use crate::errors::{failure, BindError, BindResult, Failures};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use sealgate_formats::eventlog::{parse_event_log as parse_log, EventLog as RsEventLog, LogFormat};
 use sealgate_formats::tpm::{
     parse_attest_any, parse_public_any, parse_signature, Attest, PcrSelection, PcrSelectionList,
-    PublicParms, TpmAlg,
+    PublicParms, Signature, TpmAlg,
 };
 use sealgate_formats::Platform;
 use sealgate_verify::crypto::{Curve, KeyKind};
 use sealgate_verify::eventlog::{check_replay, replay, PcrMap};
 use sealgate_verify::failure::hex;
 use sealgate_verify::tpm::PcrSource;
-use sealgate_verify::tpm::{selection_string, verify_quote, AkKey, QuoteExpectations};
+use sealgate_verify::tpm::{
+    selection_string, verify_quote, AkKey, QuoteExpectations, QuoteOutcome,
+};
 use sealgate_verify::{Error, Failure};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +33,7 @@ fn bank(name: &str) -> BindResult<TpmAlg> {
 
 /// Python `{"sha256": {0: b"..."}}` → PcrMap. Only shapes are checked here; lengths are
 /// checked by verification against the bank's digest size.
-fn pcr_map(d: &Bound<'_, PyDict>) -> BindResult<PcrMap> {
+pub(crate) fn pcr_map(d: &Bound<'_, PyDict>) -> BindResult<PcrMap> {
     let mut out = PcrMap::new();
     for (k, v) in d.iter() {
         let alg = bank(&k.extract::<String>()?)?;
@@ -89,7 +92,7 @@ fn attest_claims<'py>(py: Python<'py>, a: &Attest) -> PyResult<Bound<'py, PyDict
 /// A TPM public key: an AK or EK, from TPMT_PUBLIC / TPM2B_PUBLIC or bare key components.
 #[pyclass(frozen, module = "sealgate._core")]
 pub struct TpmPublic {
-    inner: Arc<AkKey>,
+    pub(crate) inner: Arc<AkKey>,
 }
 
 #[pymethods]
@@ -303,6 +306,7 @@ pub struct TpmQuoteResult {
     attest: Attest,
     raw: PyBackedBytes,
     signed_at: (usize, usize),
+    ak_name: Option<Vec<u8>>,
 }
 
 #[pymethods]
@@ -354,29 +358,103 @@ impl TpmQuoteResult {
     /// because it runs on every verification).
     #[getter]
     fn pcrs_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let mut banks: Vec<(String, Vec<(u32, String)>)> = Vec::new();
-        for (alg, i, v) in &self.quoted {
-            let name = alg.name();
-            let pos = match banks.iter().position(|(n, _)| *n == name) {
-                Some(p) => p,
-                None => {
-                    banks.push((name.to_string(), Vec::new()));
-                    banks.len() - 1
-                }
-            };
-            banks[pos].1.push((*i, sealgate_verify::failure::hex(v)));
-        }
-        let out = PyDict::new(py);
-        for (name, mut values) in banks {
-            values.sort_by_key(|(i, _)| *i);
-            let inner = PyDict::new(py);
-            for (i, h) in values {
-                inner.set_item(i.to_string(), h)?;
-            }
-            out.set_item(name, inner)?;
-        }
-        Ok(out)
+        pcrs_json(py, &self.quoted)
     }
+    /// The claims `sealgate.tpm.verify_quote` gives for a verified quote: the quote's own
+    /// fields (`quote_claims`), `ak_name`, `pcrs`, `signature_scheme`, `hash_alg`,
+    /// `weak_hash`, `ak_restricted`.
+    fn claims<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        verified_claims(
+            py,
+            &self.attest,
+            self.ak_name.as_deref(),
+            &self.quoted,
+            &QuoteOutcome {
+                failures: Vec::new(),
+                weak_hash: self.weak_hash,
+                ak_restricted: self.ak_restricted,
+            },
+            self.signature_scheme,
+            self.hash_alg,
+        )
+    }
+}
+
+/// The decimal strings "0".."63" (the claims' PCR keys), made once: building 24 of them
+/// per verified quote was a measurable part of its claims.
+static INDEX_KEYS: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+
+/// {bank: {decimal index: lowercase hex}} of the quoted values, indices ascending.
+fn pcrs_json<'py>(
+    py: Python<'py>,
+    quoted: &[(TpmAlg, u32, PyBackedBytes)],
+) -> PyResult<Bound<'py, PyDict>> {
+    let keys = INDEX_KEYS.get_or_init(py, || {
+        (0..64u32)
+            .map(|i| PyString::new(py, &i.to_string()).unbind())
+            .collect()
+    });
+    let mut order: Vec<&(TpmAlg, u32, PyBackedBytes)> = quoted.iter().collect();
+    // Banks in first-seen order (as quoted), indices ascending within each.
+    let mut banks: Vec<TpmAlg> = Vec::new();
+    for (alg, _, _) in quoted {
+        if !banks.contains(alg) {
+            banks.push(*alg);
+        }
+    }
+    order.sort_by_key(|(alg, i, _)| (banks.iter().position(|b| b == alg), *i));
+    let out = PyDict::new(py);
+    let mut current: Option<(TpmAlg, Bound<'py, PyDict>)> = None;
+    for (alg, i, v) in order {
+        let inner = match &current {
+            Some((a, d)) if a == alg => d.clone(),
+            _ => {
+                let d = PyDict::new(py);
+                out.set_item(alg.name(), &d)?;
+                current = Some((*alg, d.clone()));
+                d
+            }
+        };
+        let h = hex(v);
+        match keys.get(*i as usize) {
+            Some(k) => inner.set_item(k.bind(py), h)?,
+            None => inner.set_item(i.to_string(), h)?,
+        }
+    }
+    Ok(out)
+}
+
+/// The one builder of a verified quote's claims (`verify tpm` and `verify azure`).
+pub(crate) fn verified_claims<'py>(
+    py: Python<'py>,
+    attest: &Attest,
+    ak_name: Option<&[u8]>,
+    quoted: &[(TpmAlg, u32, PyBackedBytes)],
+    outcome: &QuoteOutcome,
+    scheme: &'static str,
+    hash_alg: &'static str,
+) -> PyResult<Bound<'py, PyDict>> {
+    use pyo3::intern;
+    let d = attest_claims(py, attest)?;
+    d.set_item(intern!(py, "ak_name"), ak_name.map(hex))?;
+    d.set_item(intern!(py, "pcrs"), pcrs_json(py, quoted)?)?;
+    d.set_item(intern!(py, "signature_scheme"), scheme)?;
+    d.set_item(intern!(py, "hash_alg"), hash_alg)?;
+    d.set_item(intern!(py, "weak_hash"), outcome.weak_hash)?;
+    d.set_item(intern!(py, "ak_restricted"), outcome.ak_restricted)?;
+    Ok(d)
+}
+
+/// The claims of a quote that parsed but whose signature did not: its own fields and
+/// `ak_name` (as `sealgate.tpm.verify_quote` gives them).
+pub(crate) fn unverified_claims<'py>(
+    py: Python<'py>,
+    attest: &Attest,
+    ak_name: Option<&[u8]>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = attest_claims(py, attest)?;
+    d.set_item(pyo3::intern!(py, "ak_name"), ak_name.map(hex))?;
+    Ok(d)
 }
 
 /// Static names for the schemes and hashes a parsed signature can carry.
@@ -395,7 +473,7 @@ fn scheme_name(a: TpmAlg) -> &'static str {
 
 /// The quoted selection's PCR values, borrowed from the caller's bytes objects (no copy;
 /// `PyBackedBytes` keeps them alive while the GIL is released).
-struct BorrowedPcrs(Vec<(TpmAlg, u32, PyBackedBytes)>);
+pub(crate) struct BorrowedPcrs(pub Vec<(TpmAlg, u32, PyBackedBytes)>);
 
 impl PcrSource for BorrowedPcrs {
     fn pcr(&self, bank: TpmAlg, index: u32) -> Option<&[u8]> {
@@ -445,6 +523,52 @@ fn min_selection(sel: Vec<(String, Vec<u32>)>) -> BindResult<PcrSelectionList> {
     Ok(out)
 }
 
+/// A quote made ready for verification while the GIL is held: parsed, its signature
+/// parsed, the quoted PCR values borrowed from the caller's dict.
+pub(crate) struct PreparedQuote {
+    pub attest: Attest,
+    /// Where the signed TPMS_ATTEST bytes are inside the caller's quote bytes.
+    pub signed_at: (usize, usize),
+    pub sig: Signature,
+    pub pcrs: BorrowedPcrs,
+}
+
+impl PreparedQuote {
+    /// Parse errors (quote, then signature) raise as `ParseError`; a PCR dict of the wrong
+    /// shape as `TypeError`.
+    pub fn new(
+        quote: &[u8],
+        signature: &[u8],
+        pcrs: Option<&Bound<'_, PyDict>>,
+    ) -> BindResult<Self> {
+        let (attest, signed) = parse_attest_any(quote)?;
+        // `signed` is a sub-slice of `quote`: remember where, to rebuild it without copying.
+        let start = signed.as_ptr() as usize - quote.as_ptr() as usize;
+        let signed_at = (start, start + signed.len());
+        let sig = parse_signature(signature)?;
+        let pcrs = match pcrs {
+            Some(d) => borrowed_pcrs(&attest.quote.pcr_select, d)?,
+            None => BorrowedPcrs(Vec::new()),
+        };
+        Ok(PreparedQuote {
+            attest,
+            signed_at,
+            sig,
+            pcrs,
+        })
+    }
+
+    /// `sealgate_verify::tpm::verify_quote`; no Python objects touched (run it detached).
+    pub fn verify(&self, quote: &[u8], ak: &AkKey, exp: &QuoteExpectations<'_>) -> QuoteOutcome {
+        let (a, b) = self.signed_at;
+        verify_quote(&quote[a..b], &self.attest, &self.sig, ak, &self.pcrs, exp)
+    }
+
+    pub fn scheme_names(&self) -> (&'static str, &'static str) {
+        (scheme_name(self.sig.scheme()), scheme_name(self.sig.hash()))
+    }
+}
+
 /// Verify a TPM quote. Parse errors raise `sealgate.errors.ParseError`; verification
 /// failures are returned in the result, all of them.
 #[pyfunction]
@@ -458,12 +582,7 @@ fn verify_tpm_quote(
     nonce: Option<&[u8]>,
     min_selection: Option<Vec<(String, Vec<u32>)>>,
 ) -> BindResult<TpmQuoteResult> {
-    let (attest, signed) = parse_attest_any(&quote)?;
-    // `signed` is a sub-slice of `quote`: remember where, to rebuild it without copying now.
-    let start = signed.as_ptr() as usize - quote.as_ptr() as usize;
-    let signed_at = (start, start + signed.len());
-    let sig = parse_signature(signature)?;
-    let pcrs = borrowed_pcrs(&attest.quote.pcr_select, pcrs)?;
+    let prepared = PreparedQuote::new(&quote, signature, Some(pcrs))?;
     let min = min_selection.map(self::min_selection).transpose()?;
     let ak_inner = ak.inner.clone();
     let outcome = py.detach(|| {
@@ -471,18 +590,20 @@ fn verify_tpm_quote(
             nonce,
             min_selection: min.as_ref(),
         };
-        verify_quote(signed, &attest, &sig, &ak_inner, &pcrs, &exp)
+        prepared.verify(&quote, &ak_inner, &exp)
     });
+    let (signature_scheme, hash_alg) = prepared.scheme_names();
     Ok(TpmQuoteResult {
         failures: outcome.failures,
         weak_hash: outcome.weak_hash,
         ak_restricted: outcome.ak_restricted,
-        signature_scheme: scheme_name(sig.scheme()),
-        hash_alg: scheme_name(sig.hash()),
-        quoted: pcrs.0,
-        attest,
+        signature_scheme,
+        hash_alg,
+        quoted: prepared.pcrs.0,
+        attest: prepared.attest,
         raw: quote,
-        signed_at,
+        signed_at: prepared.signed_at,
+        ak_name: ak_inner.name(),
     })
 }
 

@@ -5,6 +5,7 @@
 //! decides what a failure means for a key.
 
 pub mod audit;
+pub mod azure;
 pub mod crypto;
 pub mod eventlog;
 pub mod failure;
