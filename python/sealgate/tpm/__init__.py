@@ -186,6 +186,12 @@ def pcrs_to_json(pcrs: PcrMap) -> dict[str, dict[str, str]]:
 def replay_eventlog(res: VerifyResult, eventlog: bytes) -> PcrMap | None:
     """Replay an event log into PCR values; its summary goes into ``res.claims["eventlog"]``,
     a log that does not parse or replay into ``res.errors`` (then None)."""
+    replayed = parse_and_replay(res, eventlog)
+    return None if replayed is None else replayed[0]
+
+
+def parse_and_replay(res: VerifyResult, eventlog: bytes) -> tuple[PcrMap, _core.EventLog] | None:
+    """``replay_eventlog``, also returning the parsed log (for its events)."""
     try:
         log = _core.parse_event_log(eventlog)
         replayed = log.replay()
@@ -198,7 +204,7 @@ def replay_eventlog(res: VerifyResult, eventlog: bytes) -> PcrMap | None:
         "banks": log.banks,
         "startup_locality": log.startup_locality,
     }
-    return replayed
+    return replayed, log
 
 
 def pcrs_from_replay(quote: bytes, replayed: PcrMap) -> tuple[PcrMap, _core.TpmQuote]:
@@ -228,7 +234,8 @@ def verify_quote(
     except (ParseError, VerificationError) as e:
         res.fail_from(e)
         return res
-    replayed = replay_eventlog(res, eventlog) if eventlog is not None else None
+    replay = parse_and_replay(res, eventlog) if eventlog is not None else None
+    replayed, log = replay if replay is not None else (None, None)
     parsed: _core.TpmQuote | None = None
     if pcrs is None:
         pcrs = {}
@@ -261,7 +268,7 @@ def verify_quote(
         claims = parsed.claims() if parsed else {}
         claims["ak_name"] = key.name.hex() if key.name is not None else None
         res.claims.update(claims)
-    if replayed is not None and out is not None:
+    if replayed is not None and log is not None and out is not None:
         mismatch = _core.check_pcr_replay(replayed, out.pcrs)
         if mismatch is not None:
             failure, pcrs_differing = mismatch
