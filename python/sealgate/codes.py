@@ -322,6 +322,12 @@ CODES: dict[str, Code] = {
         },
     ),
     **_group(
+        "protocol",
+        {
+            "gpu.evidence.too_many": "more GPU reports than one evidence set may carry",
+        },
+    ),
+    **_group(
         "collateral",
         {
             "collateral.cache.bad_path": "a cache path component is unsafe",
