@@ -325,6 +325,7 @@ CODES: dict[str, Code] = {
         "protocol",
         {
             "gpu.evidence.too_many": "more GPU reports than one evidence set may carry",
+            "gpu.rim.mismatch": "a GPU measurement differs from every RIM alternative",
         },
     ),
     **_group(
@@ -348,6 +349,14 @@ CODES: dict[str, Code] = {
         {
             "policy.document.invalid": "a policy document is malformed",
             "policy.document.no_measurement": "a policy constrains no measurement",
+            "policy.gpu.driver_not_allowed": "a GPU's driver version is not allowed",
+            "policy.gpu.measurement_mismatch": "a GPU measurement differs from its RIM",
+            "policy.gpu.no_versions": "a GPU policy names no driver or VBIOS version",
+            "policy.gpu.not_compared": "a GPU's measurements were not compared with RIMs",
+            "policy.gpu.not_verified": "a GPU's evidence did not verify",
+            "policy.gpu.revocation_unchecked": "a GPU's revocation was not checked",
+            "policy.gpu.too_few": "fewer GPUs attested than the policy requires",
+            "policy.gpu.vbios_not_allowed": "a GPU's VBIOS version is not allowed",
             "policy.platform.not_allowed": "the policy does not allow the evidence's platform",
             "policy.snp.debug_enabled": "the SNP guest policy allows debugging",
             "policy.snp.host_data_mismatch": "HOST_DATA is not an accepted value",

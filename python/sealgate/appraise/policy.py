@@ -52,6 +52,26 @@ every release, and the released key is derived from the model's root digest.
 (README "Model signing"). ``require_signature: true`` without signers is refused when
 written (``policy.model.no_signers``): an empty requirement is not a permission. A policy
 without ``model`` releases the key for any model, as before.
+
+``gpu`` (optional) requires NVIDIA confidential GPUs next to the CPU TEE (composite evidence,
+README "GPUs")::
+
+    "gpu": {"min_count": 2, "cc_mode": "on", "devtools": "forbidden",
+            "driver_versions": ["550.54.15"], "vbios_versions": ["96.00.5E.00.01"],
+            "require_revocation_check": true,
+            "allow_mismatch": [{"index": 9, "until": "2027-01-31T00:00:00Z"}]}
+
+Every GPU sent must verify (genuine, fresh for the challenge, bound into the CPU evidence)
+and at least ``min_count`` (≥ 1) must be sent. ``driver_versions``/``vbios_versions`` must
+name at least one version, or ``allow_any_driver``/``allow_any_vbios: true`` says so
+(``policy.gpu.no_versions`` when written). ``require_revocation_check`` (default true) refuses a
+GPU whose chains were not checked against OCSP. ``allow_mismatch`` tolerates a measurement
+mismatch at one RIM index until a time (an RFC 3339 instant with a zone); after it, the
+mismatch denies again. ``cc_mode`` can only be ``on`` and ``devtools`` only ``forbidden``: the
+signed SPDM report has no CC-mode field (its opaque TLVs are versions, SKUs, FWID and switch
+PDIs), so the two are enforced through the measurements — a GPU outside production CC mode
+measures differently from NVIDIA's RIM — and therefore the measurements must have been
+compared against RIMs (a GPU verified without RIMs is refused).
 """
 
 from __future__ import annotations
@@ -59,7 +79,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -256,6 +277,69 @@ class _ModelDoc(BaseModel):
     attested_binding: bool = False
 
 
+#: GPU policy bounds: at most this many GPUs (as sealgate.protocol.gpu_binding.MAX_GPUS),
+#: versions and tolerated mismatches per list.
+MAX_POLICY_GPUS = 64
+MAX_GPU_VERSIONS = 64
+#: SPDM measurement block indices are one byte (DMTF DSP0274 MeasurementBlock ``Index``).
+MAX_MEASUREMENT_INDEX = 255
+
+
+def _rfc3339(v: Any) -> datetime:
+    """An RFC 3339 instant: a string with a zone (a document holds no datetime objects)."""
+    if not isinstance(v, str) or len(v) > 64:
+        raise PydanticCustomError("time", "must be an RFC 3339 time string")
+    try:
+        t = datetime.fromisoformat(v)
+    except ValueError:
+        raise PydanticCustomError("time", "must be an RFC 3339 time string") from None
+    if t.tzinfo is None:
+        raise PydanticCustomError("naive_time", "needs a time zone (RFC 3339)")
+    return t
+
+
+class _AllowMismatchDoc(BaseModel):
+    model_config = STRICT
+    index: Annotated[int, Field(ge=0, le=MAX_MEASUREMENT_INDEX, strict=True)]
+    until: Annotated[datetime, BeforeValidator(_rfc3339), Field(strict=False)]
+
+
+_Versions = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64)]],
+    Field(max_length=MAX_GPU_VERSIONS),
+]
+
+
+class _GpuDoc(BaseModel):
+    """Which NVIDIA confidential GPUs must accompany the CPU evidence (module docstring)."""
+
+    model_config = STRICT
+    min_count: Annotated[int, Field(ge=1, le=MAX_POLICY_GPUS, strict=True)]
+    cc_mode: Literal["on"] = "on"
+    devtools: Literal["forbidden"] = "forbidden"
+    driver_versions: _Versions = []
+    vbios_versions: _Versions = []
+    allow_any_driver: bool = False
+    allow_any_vbios: bool = False
+    require_revocation_check: bool = True
+    allow_mismatch: Annotated[list[_AllowMismatchDoc], Field(max_length=MAX_GPU_VERSIONS)] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _GpuDoc:
+        for what, versions, any_ in (
+            ("driver", self.driver_versions, self.allow_any_driver),
+            ("vbios", self.vbios_versions, self.allow_any_vbios),
+        ):
+            if versions and any_:
+                raise PydanticCustomError(
+                    "contradiction", f"{what}_versions and allow_any_{what} together"
+                )
+        idx = [m.index for m in self.allow_mismatch]
+        if len(idx) != len(set(idx)):
+            raise PydanticCustomError("duplicate", "allow_mismatch names an index twice")
+        return self
+
+
 class _PolicyDoc(BaseModel):
     """The policy document. Unknown keys are refused at every level: a misspelt
     requirement must not silently mean "unchecked"."""
@@ -263,6 +347,7 @@ class _PolicyDoc(BaseModel):
     model_config = STRICT
     platforms: _PlatformsDoc
     model: _ModelDoc | None = None
+    gpu: _GpuDoc | None = None
 
 
 _POLICY = TypeAdapter(_PolicyDoc)
@@ -338,6 +423,18 @@ class ModelRequirements:
 
 
 @dataclass
+class GpuRequirements:
+    min_count: int = 1
+    driver_versions: list[str] = field(default_factory=list)
+    vbios_versions: list[str] = field(default_factory=list)
+    allow_any_driver: bool = False
+    allow_any_vbios: bool = False
+    require_revocation_check: bool = True
+    #: RIM measurement index (0-based, as the RIM and the claims name it) → tolerated until.
+    allow_mismatch: dict[int, datetime] = field(default_factory=dict)
+
+
+@dataclass
 class Policy:
     tpm: TpmRequirements | None = None
     snp: SnpRequirements | None = None
@@ -345,6 +442,7 @@ class Policy:
     azure_snp: AzureRequirements | None = None
     azure_tdx: AzureRequirements | None = None
     model: ModelRequirements | None = None
+    gpu: GpuRequirements | None = None
 
     def requirements(
         self, platform: str
@@ -444,6 +542,16 @@ def _policy(doc: Any) -> Policy:
             signers=[_signer(i, s) for i, s in enumerate(m.signers)],
             attested_binding=m.attested_binding,
         )
+    if (g := d.gpu) is not None:
+        p.gpu = GpuRequirements(
+            min_count=g.min_count,
+            driver_versions=list(g.driver_versions),
+            vbios_versions=[v.upper() for v in g.vbios_versions],
+            allow_any_driver=g.allow_any_driver,
+            allow_any_vbios=g.allow_any_vbios,
+            require_revocation_check=g.require_revocation_check,
+            allow_mismatch={m.index: m.until for m in g.allow_mismatch},
+        )
     return p
 
 
@@ -490,6 +598,17 @@ def check_writable(p: Policy) -> None:
                 "model.require_signature needs at least one signer: an empty list of allowed "
                 "signers would allow none (or, read carelessly, any)",
             )
+    if p.gpu is not None:
+        for what, versions, any_ in (
+            ("driver", p.gpu.driver_versions, p.gpu.allow_any_driver),
+            ("vbios", p.gpu.vbios_versions, p.gpu.allow_any_vbios),
+        ):
+            if not versions and not any_:
+                raise UsageError(
+                    "policy.gpu.no_versions",
+                    f"gpu.{what}_versions must name at least one version, or set "
+                    f"allow_any_{what}: true to accept any",
+                )
     parts: list[tuple[str, Policy]] = [("", p)]
     for name in AZURE_HARDWARE:
         az = p.requirements(name)

@@ -1,0 +1,153 @@
+"""Appraisal of the NVIDIA GPUs in composite evidence against a key's ``gpu`` policy.
+
+Input per GPU (in the order the node sent them; index ``i`` is the EAR submod
+``<platform>/gpu<i>``): the verifier's verdict (``verified``, failure codes) and its claims
+(``sealgate verify nvidia-gpu`` claims: ``driver_version``, ``vbios_version``, ``rim``
+``{driver, vbios}``, ``mismatched_indices``, ``revocation``). The verifier has already
+checked genuineness, the per-GPU nonce and the RIMs; here the key's policy decides what it
+accepts (policy module docstring, ``gpu``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sealgate.appraise.base import (
+    CONTRAINDICATED,
+    UNRECOGNIZED_EXECUTABLES,
+    UNSAFE_HARDWARE,
+    UNSUPPORTED_CONFIG,
+    Appraisal,
+)
+from sealgate.appraise.policy import GpuRequirements
+
+#: The verifier's code for measurements that differ from the RIM: the only verifier failure
+#: ``allow_mismatch`` can tolerate (every other failure — signature, chain, nonce, missing
+#: RIM, RIM signature — is final).
+MISMATCH_CODE = "gpu.rim.mismatch"
+
+
+@dataclass
+class GpuVerdict:
+    """One GPU's verification outcome as the appraiser sees it."""
+
+    verified: bool
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    error_codes: list[str] = field(default_factory=list)
+
+
+def _mismatched(claims: Mapping[str, Any]) -> list[int]:
+    out: list[int] = []
+    for m in claims.get("mismatched_indices") or []:
+        idx = m.get("index") if isinstance(m, Mapping) else m
+        if isinstance(idx, int) and not isinstance(idx, bool):
+            out.append(idx)
+    return out
+
+
+def _compared(claims: Mapping[str, Any]) -> bool:
+    rim = claims.get("rim")
+    return isinstance(rim, Mapping) and all(
+        isinstance(rim.get(k), Mapping) and rim[k].get("id") for k in ("driver", "vbios")
+    )
+
+
+def appraise_gpus(
+    a: Appraisal, req: GpuRequirements, gpus: Sequence[GpuVerdict], *, at: datetime
+) -> dict[str, dict[str, int]]:
+    """Record every failure in ``a``; return each GPU's AR4SI vector (``gpu<i>`` → vector)."""
+    vectors: dict[str, dict[str, int]] = {}
+    if len(gpus) < req.min_count:
+        a.fail(
+            "policy.gpu.too_few",
+            f"{len(gpus)} GPU(s) attested, the policy requires at least {req.min_count}",
+            len(gpus),
+            req.min_count,
+        )
+        a.worse("hardware", UNSAFE_HARDWARE)
+    for i, g in enumerate(gpus):
+        vec: dict[str, int] = {}
+        vectors[f"gpu{i}"] = vec
+        _one(a, req, i, g, at, vec)
+        for k, v in vec.items():
+            a.worse(k, v)
+    return vectors
+
+
+def _one(
+    a: Appraisal,
+    req: GpuRequirements,
+    i: int,
+    g: GpuVerdict,
+    at: datetime,
+    vec: dict[str, int],
+) -> None:
+    def fail(code: str, msg: str, claim: str, value: int, actual: Any = "", exp: Any = "") -> None:
+        a.fail(code, f"gpu{i}: {msg}", actual, exp)
+        vec[claim] = max(vec.get(claim, 0), value)
+
+    c = g.claims
+    mism = _mismatched(c)
+    fatal = [e for e in g.error_codes if e != MISMATCH_CODE]
+    if not g.verified and (fatal or not g.error_codes):
+        fail(
+            "policy.gpu.not_verified",
+            "GPU evidence did not verify",
+            "hardware",
+            CONTRAINDICATED,
+            fatal or ["unverified"],
+        )
+        return
+    if not _compared(c):
+        # CC mode and devtools are visible only through the measurements (policy docstring).
+        fail(
+            "policy.gpu.not_compared",
+            "measurements were not compared with RIMs; CC mode and devtools unproven",
+            "configuration",
+            UNSUPPORTED_CONFIG,
+        )
+    if mism:
+        bad = [x for x in mism if not (x in req.allow_mismatch and at < req.allow_mismatch[x])]
+        if bad:
+            fail(
+                "policy.gpu.measurement_mismatch",
+                f"measurement index(es) {', '.join(map(str, bad))} differ from the RIM "
+                "(developer-tools or non-CC mode, or an unapproved firmware)",
+                "executables",
+                UNRECOGNIZED_EXECUTABLES,
+                bad,
+            )
+    elif MISMATCH_CODE in g.error_codes:
+        fail("policy.gpu.not_verified", "mismatch without indices", "hardware", CONTRAINDICATED)
+    drv, vb = c.get("driver_version"), c.get("vbios_version")
+    if not req.allow_any_driver and drv not in req.driver_versions:
+        fail(
+            "policy.gpu.driver_not_allowed",
+            "driver version not allowed",
+            "executables",
+            UNRECOGNIZED_EXECUTABLES,
+            drv,
+            req.driver_versions,
+        )
+    vb_norm = vb.upper() if isinstance(vb, str) else vb
+    if not req.allow_any_vbios and vb_norm not in req.vbios_versions:
+        fail(
+            "policy.gpu.vbios_not_allowed",
+            "VBIOS version not allowed",
+            "executables",
+            UNRECOGNIZED_EXECUTABLES,
+            vb,
+            req.vbios_versions,
+        )
+    rev = c.get("revocation")
+    checked = isinstance(rev, Mapping) and rev.get("checked") is True
+    if req.require_revocation_check and not checked:
+        fail(
+            "policy.gpu.revocation_unchecked",
+            "certificate revocation was not checked (no OCSP responses)",
+            "hardware",
+            UNSAFE_HARDWARE,
+        )
