@@ -31,7 +31,7 @@ RUST_ROOT = ROOT / "rust"
 
 COMPONENTS = (
     "admin|attest|audit|auth|azure|broker|cli|collateral|config|grpc|model|node|policy|service"
-    "|snp|storage|tdx|tpm|trust|x509"
+    "|gpu|snp|storage|tdx|tpm|trust|x509"
 )
 CODE = re.compile(rf"(?:{COMPONENTS})(?:\.[a-z0-9_]+){{2,}}")
 TWO_PART = re.compile(r"(?:config|service|storage)\.[a-z0-9_]+")
