@@ -118,6 +118,52 @@ _NODE_TPM = {
 CODES: dict[str, Code] = {
     **_FORMAT,
     **_AZURE_FORMAT,
+    # -- NVIDIA confidential-computing GPUs (sealgate.nvgpu) -------------------------------
+    **_group(
+        "nvgpu.report",
+        {
+            "gpu.format.invalid": "GPU report: a value is outside what SPDM 1.1 / NVIDIA allow",
+            "gpu.format.too_large": "GPU report: longer than the cap sealgate allows",
+            "gpu.format.trailing_bytes": "GPU report: bytes remain after a structure (unsigned "
+            "bytes after the signature are refused)",
+            "gpu.format.truncated": "GPU report: input ended before the field did",
+            "gpu.format.unsupported": "GPU report: a measurement block is not in the DMTF form",
+            "gpu.report.fwid_mismatch": "the report's opaque FWID is not the leaf "
+            "certificate's TCG DICE FWID",
+            "gpu.report.nonce_mismatch": "the report's SPDM request nonce is not the expected one",
+            "gpu.report.signature_invalid": "the report's P-384 signature does not verify with "
+            "the device certificate",
+        },
+    ),
+    **_group(
+        "nvgpu",
+        {
+            "gpu.evidence.duplicate_device": "two devices in one evidence set present the same "
+            "leaf certificate",
+            "gpu.evidence.invalid": "the GPU evidence (JSON list, base64, nonce) is malformed or "
+            "empty",
+            "gpu.evidence.too_large": "the GPU evidence holds more bytes or devices than allowed",
+            "gpu.ocsp.unavailable": "OCSP collateral was given to a build without OCSP support",
+            "gpu.rim.unavailable": "RIMs were given to a build without RIM support",
+        },
+    ),
+    **_group(
+        "nvgpu.certs",
+        {
+            "gpu.chain.bad_dice_extension": "the leaf's TCG DICE extension is malformed",
+            "gpu.chain.bad_key": "the device certificate key is not EC P-384",
+            "gpu.chain.bad_signature_algorithm": "a certificate is not signed with ECDSA-SHA384",
+            "gpu.chain.expired": "a certificate in the device chain has expired",
+            "gpu.chain.invalid": "the device certificate chain is not a PEM chain",
+            "gpu.chain.not_ca": "an issuer in the device chain is not a CA certificate",
+            "gpu.chain.not_yet_valid": "a certificate in the device chain is not yet valid",
+            "gpu.chain.signature_invalid": "a certificate is not signed by its issuer",
+            "gpu.chain.too_large": "the device certificate chain is larger than allowed",
+            "gpu.chain.too_long": "the device chain holds more certificates than NVIDIA's five",
+            "gpu.chain.untrusted_root": "the chain does not end at a trusted NVIDIA Device "
+            "Identity CA",
+        },
+    ),
     # -- Azure confidential VMs -----------------------------------------------------------
     **_group(
         "azure",

@@ -73,6 +73,14 @@ PINS: tuple[Pin, ...] = (
         "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3",
         "Intel SGX Root CA (2018-05-21..2049-12-31)",
     ),
+    # --- NVIDIA: Device Identity CA (ECDSA P-384, self-signed, 2021-11-05..9999-12-31), the
+    # root of every Hopper GPU / NVSwitch attestation chain (nvtrust verifier_device_root.pem).
+    Pin(
+        "nvgpu",
+        "nvidia-device-identity-ca",
+        "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48",
+        "NVIDIA Device Identity CA (2021-11-05..9999-12-31)",
+    ),
 )
 
 _BY_FINGERPRINT = {p.sha256: p for p in PINS}
@@ -83,6 +91,7 @@ _BY_FINGERPRINT = {p.sha256: p for p in PINS}
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "snp": ("rsa-pss-sha384",),
     "tdx": ("ecdsa-sha256",),
+    "nvgpu": ("ecdsa-sha384",),
 }
 
 

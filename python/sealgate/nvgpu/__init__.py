@@ -1,0 +1,265 @@
+"""NVIDIA confidential-computing GPUs (Hopper H100): report format and genuineness.
+
+Platform shape as ``sealgate.snp`` / ``sealgate.tdx``: ``parse_report`` reads the SPDM
+report (``sealgate.nvgpu.report``), ``GpuVerifier.verify`` returns a ``VerifyResult`` with
+platform ``nvidia-gpu``. Genuineness (NVIDIA's attestation flow, nvtrust local verifier):
+
+1. the report signature, ECDSA P-384 / SHA-384 raw r‖s over request ‖ response before the
+   signature (DSP0274 §10.11, §15), by the leaf of the device certificate chain;
+2. that chain to the NVIDIA Device Identity CA through ``pki.ChainVerifier``
+   (``sealgate.nvgpu.certs``), the root pinned by SHA-256 in ``sealgate.trust``;
+3. the leaf's TCG DICE extension (2.23.133.5.4.1) FWID equal to the report's opaque FWID
+   (older opaque data has no FWID TLV: the claims then say so);
+4. the request nonce equal to the expected one (the caller's 32-byte challenge).
+
+Reference values (RIMs) and revocation (OCSP) are separate steps (``sealgate.nvgpu.rim``,
+``sealgate.nvgpu.ocsp``); without them the claims say the measurements were not compared and
+revocation was not checked, and policy decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sealgate.errors import ParseError, SealgateError
+from sealgate.nvgpu.certs import DeviceChain, NvidiaChainVerifier
+from sealgate.nvgpu.report import (
+    MAX_REPORT,
+    GpuReport,
+    MeasurementBlock,
+    decode_report,
+    format_vbios_version,
+    parse_report,
+)
+from sealgate.result import VerifyResult
+
+__all__ = [
+    "PLATFORM",
+    "GpuEvidence",
+    "GpuReport",
+    "GpuVerifier",
+    "MeasurementBlock",
+    "decode_report",
+    "format_vbios_version",
+    "load_evidence_json",
+    "parse_report",
+    "verify_devices",
+]
+
+PLATFORM = "nvidia-gpu"
+NONCE_LEN = 32
+#: The evidence list form (NRAS / nvtrust ``gpu_evidence.json``): at most this many devices
+#: (8 GPUs + 4 NVSwitches on an HGX board; doubled for headroom) and this many bytes.
+MAX_DEVICES = 16
+MAX_EVIDENCE_JSON = MAX_DEVICES * 4 * MAX_REPORT
+
+
+@dataclass(frozen=True)
+class GpuEvidence:
+    """One device's evidence: the report, its PEM certificate chain (leaf first), and the
+    nonce the collector says it asked for (informational; the verifier compares the report's
+    request nonce with the nonce *it* expects)."""
+
+    report: bytes
+    cert_chain: bytes
+    nonce: bytes | None = None
+    arch: str | None = None
+
+
+def _b64(v: Any, what: str, i: int) -> bytes:
+    if not isinstance(v, str):
+        raise ParseError("gpu.evidence.invalid", f"device {i}: {what} is not a string", what, i)
+    try:
+        return base64.b64decode(v, validate=True)
+    except (binascii.Error, ValueError):
+        raise ParseError(
+            "gpu.evidence.invalid", f"device {i}: {what} is not base64", what, i
+        ) from None
+
+
+def load_evidence_json(data: bytes) -> list[GpuEvidence]:
+    """The JSON list form: ``[{"evidence": b64 report, "certificate": b64 PEM chain, "nonce":
+    hex, "arch": ...}, ...]`` as NVIDIA's attestation SDK and NRAS use it."""
+    if len(data) > MAX_EVIDENCE_JSON:
+        raise ParseError("gpu.evidence.too_large", f"{len(data)} bytes", "evidence", 0)
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ParseError("gpu.evidence.invalid", "not JSON", "evidence", 0) from None
+    if isinstance(doc, dict) and isinstance(doc.get("evidence_list"), list):
+        doc = doc["evidence_list"]
+    if not isinstance(doc, list) or not doc:
+        raise ParseError("gpu.evidence.invalid", "not a non-empty JSON list", "evidence", 0)
+    if len(doc) > MAX_DEVICES:
+        raise ParseError("gpu.evidence.too_large", f"{len(doc)} devices", "evidence", 0)
+    out: list[GpuEvidence] = []
+    for i, item in enumerate(doc):
+        if not isinstance(item, dict):
+            raise ParseError("gpu.evidence.invalid", f"device {i} is not an object", "evidence", i)
+        report = _b64(item.get("evidence"), "evidence", i)
+        chain = _b64(item.get("certificate"), "certificate", i)
+        nonce: bytes | None = None
+        if item.get("nonce") is not None:
+            try:
+                nonce = bytes.fromhex(str(item["nonce"]))
+            except ValueError:
+                raise ParseError("gpu.evidence.invalid", f"device {i}: nonce", "nonce", i) from None
+        arch = item.get("arch")
+        out.append(GpuEvidence(report, chain, nonce, arch if isinstance(arch, str) else None))
+    return out
+
+
+def _measurement_claims(rep: GpuReport) -> dict[str, str]:
+    return {str(b.index): b.value.hex() for b in rep.blocks}
+
+
+class GpuVerifier:
+    """Holds the pinned/explicit roots and the chain cache (``NvidiaChainVerifier``): a chain
+    seen before costs a dictionary lookup and one validity comparison, so a cached report
+    costs one P-384 verification plus parsing."""
+
+    def __init__(
+        self,
+        *,
+        roots: Sequence[bytes] | None = None,
+        trust_dir: Path | None = None,
+    ) -> None:
+        self.chains = NvidiaChainVerifier(roots=roots, trust_dir=trust_dir)
+
+    def verify(
+        self,
+        ev: GpuEvidence,
+        *,
+        nonce: bytes | None,
+        at: datetime | None = None,
+        rims: Any = None,
+        ocsp: Any = None,
+    ) -> VerifyResult:
+        """Verify one device. ``nonce``: the expected 32-byte SPDM request nonce (None: not
+        checked, and the claims say so). ``rims`` / ``ocsp``: reference-value and revocation
+        sources (``sealgate.nvgpu.rim`` / ``sealgate.nvgpu.ocsp``); None: not compared / not
+        checked."""
+        res = VerifyResult(PLATFORM)
+        when = at if at is not None else datetime.now(UTC)
+        try:
+            rep = parse_report(decode_report(ev.report))
+        except SealgateError as e:
+            res.fail_from(e)
+            return res
+        c = res.claims
+        c["nonce"] = rep.request_nonce.hex()
+        c["responder_nonce"] = rep.responder_nonce.hex()
+        c["slot"] = rep.slot
+        c["driver_version"] = rep.driver_version
+        c["vbios_version"] = rep.vbios_version
+        c["fwid"] = rep.fwid.hex() if rep.fwid is not None else None
+        c["chip_sku"] = rep.chip_sku
+        c["project"] = rep.project
+        c["project_sku"] = rep.project_sku
+        c["switch_pdis"] = [p.hex() for p in rep.switch_pdis]
+        c["measurements"] = _measurement_claims(rep)
+        if nonce is None:
+            c["nonce_checked"] = False
+        else:
+            c["nonce_checked"] = True
+            if len(nonce) != NONCE_LEN or not hmac.compare_digest(nonce, rep.request_nonce):
+                res.fail(
+                    "gpu.report.nonce_mismatch",
+                    "the report's request nonce is not the expected one",
+                )
+        try:
+            chain: DeviceChain = self.chains.verify(ev.cert_chain, when)
+        except SealgateError as e:
+            res.fail_from(e)
+            c["signature_verified"] = False
+            return res
+        c["certificate"] = chain.claims()
+        sig_ok = chain.verify_signature(rep.signed, rep.signature)
+        c["signature_verified"] = sig_ok
+        if not sig_ok:
+            res.fail(
+                "gpu.report.signature_invalid", "the report signature does not verify with the leaf"
+            )
+        leaf_fwid = chain.fwid
+        c["certificate_fwid"] = leaf_fwid.hex() if leaf_fwid is not None else None
+        if rep.fwid is None:
+            c["fwid_checked"] = False  # older opaque data (driver ≤ 545) carries no FWID TLV
+        else:
+            c["fwid_checked"] = True
+            if leaf_fwid is None or not hmac.compare_digest(leaf_fwid, rep.fwid):
+                res.fail(
+                    "gpu.report.fwid_mismatch", "the report's FWID is not the leaf certificate's"
+                )
+        self._reference_values(res, rep, rims, when)
+        self._revocation(res, chain, ocsp, when)
+        return res
+
+    def _reference_values(self, res: VerifyResult, rep: GpuReport, rims: Any, at: datetime) -> None:
+        if rims is None:
+            res.claims["rim"] = {"driver": None, "vbios": None, "status": "not_compared"}
+            res.claims["measurements_compared"] = False
+            res.claims["mismatched_indices"] = []
+            return
+        try:
+            from sealgate.nvgpu import rim  # type: ignore[attr-defined]  # gpurim's module
+        except ImportError:
+            res.fail("gpu.rim.unavailable", "this build has no RIM support")
+            return
+        rim.apply(res, rep, rims, at)
+
+    def _revocation(self, res: VerifyResult, chain: DeviceChain, ocsp: Any, at: datetime) -> None:
+        if ocsp is None:
+            res.claims["revocation"] = {"checked": False}
+            return
+        try:
+            from sealgate.nvgpu import ocsp as ocsp_mod  # type: ignore[attr-defined]
+        except ImportError:
+            res.fail("gpu.ocsp.unavailable", "this build has no OCSP support")
+            return
+        ocsp_mod.apply(res, chain, ocsp, at)
+
+
+def verify_devices(
+    evidence: Sequence[GpuEvidence],
+    *,
+    nonce: bytes | None,
+    at: datetime | None = None,
+    rims: Any = None,
+    ocsp: Any = None,
+    verifier: GpuVerifier | None = None,
+) -> VerifyResult:
+    """Several devices in one evidence set: each verified; the result fails if any fails, its
+    claims hold a ``devices`` list (one claim set per device, its errors named by index).
+    Distinct devices must have distinct leaf certificates (one GPU's report twice is not two
+    GPUs)."""
+    v = verifier or GpuVerifier()
+    res = VerifyResult(PLATFORM)
+    devices: list[dict[str, Any]] = []
+    leaves: dict[str, int] = {}
+    for i, ev in enumerate(evidence):
+        r = v.verify(ev, nonce=nonce, at=at, rims=rims, ocsp=ocsp)
+        devices.append(
+            {"verified": r.verified, **r.claims, "errors": [f.as_dict() for f in r.errors]}
+        )
+        for f in r.errors:
+            res.fail(f.code, f"device {i}: {f.message}")
+        leaf = r.claims.get("certificate", {}).get("leaf_sha256")
+        if leaf is not None:
+            if leaf in leaves:
+                res.fail(
+                    "gpu.evidence.duplicate_device", f"device {i} repeats device {leaves[leaf]}"
+                )
+            leaves.setdefault(leaf, i)
+    res.claims["count"] = len(evidence)
+    res.claims["devices"] = devices
+    if not evidence:
+        res.fail("gpu.evidence.invalid", "no device evidence")
+    return res
