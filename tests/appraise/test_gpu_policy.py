@@ -144,3 +144,23 @@ def test_empty_versions_not_a_permission(missing: str) -> None:
     with pytest.raises(UsageError) as e:
         check_writable(p)
     assert e.value.code == "policy.gpu.no_versions"
+
+
+def test_appraise_requires_gpus_when_the_policy_does() -> None:
+    from sealgate.appraise.evaluate import appraise
+    from sealgate.result import VerifyResult
+
+    p = parse_policy(_doc(GOOD_GPU))
+    snp_claims: dict[str, Any] = {}
+    r = VerifyResult("snp", claims=snp_claims)
+    codes = [f.code for f in appraise(p, r).failures]
+    assert "policy.gpu.too_few" in codes
+    r.claims["gpus"] = [
+        {"verified": True, "errors": [], "claims": _claims()},
+        {"verified": False, "errors": ["gpu.report.nonce_mismatch"], "claims": {}},
+        "garbage",
+    ]
+    a = appraise(p, r)
+    gpu_fails = [f for f in a.failures if f.code.startswith("policy.gpu.")]
+    assert [f.message.split(":")[0] for f in gpu_fails] == ["gpu1", "gpu2"]
+    assert set(a.components) == {"gpu0", "gpu1", "gpu2"}

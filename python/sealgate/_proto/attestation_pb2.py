@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from sealgate._proto import common_pb2 as sealgate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsealgate/v1/attestation.proto\x12\x0bsealgate.v1\x1a\x18sealgate/v1/common.proto\"L\n\x10\x43hallengeRequest\x12\'\n\x08platform\x18\x01 \x01(\x0e\x32\x15.sealgate.v1.Platform\x12\x0f\n\x07node_id\x18\x02 \x01(\t\"L\n\x11\x43hallengeResponse\x12\x14\n\x0c\x63hallenge_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\"6\n\x08PcrValue\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05value\x18\x03 \x01(\x0c\"g\n\x0bTpmEvidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x11\n\tevent_log\x18\x03 \x01(\x0c\x12#\n\x04pcrs\x18\x04 \x03(\x0b\x32\x15.sealgate.v1.PcrValue\"L\n\x0bSnpEvidence\x12\x0e\n\x06report\x18\x01 \x01(\x0c\x12\x0c\n\x04vcek\x18\x02 \x01(\x0c\x12\x12\n\ncert_chain\x18\x03 \x01(\x0c\x12\x0b\n\x03\x63rl\x18\x04 \x01(\x0c\">\n\x0bTdxEvidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x12\n\ncollateral\x18\x02 \x01(\x0c\x12\x0c\n\x04\x63\x63\x65l\x18\x03 \x01(\x0c\"\xc5\x01\n\rAzureEvidence\x12\x12\n\nhcl_report\x18\x01 \x01(\x0c\x12\r\n\x05quote\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12#\n\x04pcrs\x18\x04 \x03(\x0b\x32\x15.sealgate.v1.PcrValue\x12\x11\n\tevent_log\x18\x05 \x01(\x0c\x12\x0c\n\x04vcek\x18\x06 \x01(\x0c\x12\x12\n\ncert_chain\x18\x07 \x01(\x0c\x12\x10\n\x08td_quote\x18\x08 \x01(\x0c\x12\x12\n\ncollateral\x18\t \x01(\x0c\"\xef\x01\n\x08\x45vidence\x12\'\n\x03tpm\x18\x01 \x01(\x0b\x32\x18.sealgate.v1.TpmEvidenceH\x00\x12\'\n\x03snp\x18\x02 \x01(\x0b\x32\x18.sealgate.v1.SnpEvidenceH\x00\x12\'\n\x03tdx\x18\x03 \x01(\x0b\x32\x18.sealgate.v1.TdxEvidenceH\x00\x12/\n\tazure_snp\x18\x04 \x01(\x0b\x32\x1a.sealgate.v1.AzureEvidenceH\x00\x12/\n\tazure_tdx\x18\x05 \x01(\x0b\x32\x1a.sealgate.v1.AzureEvidenceH\x00\x42\x06\n\x04kind\"\xb3\x01\n\rAttestRequest\x12\x14\n\x0c\x63hallenge_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\'\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x15.sealgate.v1.Evidence\x12\x1a\n\x12runtime_public_key\x18\x04 \x01(\x0c\x12%\n\x05suite\x18\x05 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0f\n\x07key_ids\x18\x06 \x03(\t\"\x8c\x01\n\tSealedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12%\n\x05suite\x18\x03 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0e\n\x06sealed\x18\x04 \x01(\x0c\x12\x0c\n\x04info\x18\x05 \x01(\x0c\x12\x19\n\x11model_root_digest\x18\x06 \x01(\x0c\"C\n\tDeniedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12&\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\x14.sealgate.v1.Failure\"\xb5\x01\n\x0e\x41ttestResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x07granted\x18\x02 \x03(\x0b\x32\x16.sealgate.v1.SealedKey\x12&\n\x06\x64\x65nied\x18\x03 \x03(\x0b\x32\x16.sealgate.v1.DeniedKey\x12/\n\x11\x65vidence_failures\x18\x04 \x03(\x0b\x32\x14.sealgate.v1.Failure\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\"v\n\x11ReleaseKeyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1a\n\x12runtime_public_key\x18\x02 \x01(\x0c\x12%\n\x05suite\x18\x03 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0f\n\x07key_ids\x18\x04 \x03(\t\"e\n\x12ReleaseKeyResponse\x12\'\n\x07granted\x18\x01 \x03(\x0b\x32\x16.sealgate.v1.SealedKey\x12&\n\x06\x64\x65nied\x18\x02 \x03(\x0b\x32\x16.sealgate.v1.DeniedKey\"`\n\x10\x45nrollTpmRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0e\x65k_certificate\x18\x02 \x01(\x0c\x12\x10\n\x08\x65k_chain\x18\x03 \x03(\x0c\x12\x11\n\tak_public\x18\x04 \x01(\x0c\"\x8a\x01\n\x11\x45nrollTpmResponse\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_blob\x18\x02 \x01(\x0c\x12\x18\n\x10\x65ncrypted_secret\x18\x03 \x01(\x0c\x12\x17\n\x0ftpm2_tools_blob\x18\x04 \x01(\x0c\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\";\n\x12\x41\x63tivateTpmRequest\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\x0c\"7\n\x13\x41\x63tivateTpmResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61k_name\x18\x02 \x01(\x0c\"\x10\n\x0eGetJwksRequest\"$\n\x0fGetJwksResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t*\x7f\n\tHpkeSuite\x12\x1a\n\x16HPKE_SUITE_UNSPECIFIED\x10\x00\x12&\n\"HPKE_SUITE_X25519_SHA256_AES256GCM\x10\x01\x12.\n*HPKE_SUITE_MLKEM768X25519_SHA256_AES256GCM\x10\x02\x32\xcf\x03\n\x0b\x41ttestation\x12J\n\tChallenge\x12\x1d.sealgate.v1.ChallengeRequest\x1a\x1e.sealgate.v1.ChallengeResponse\x12\x41\n\x06\x41ttest\x12\x1a.sealgate.v1.AttestRequest\x1a\x1b.sealgate.v1.AttestResponse\x12M\n\nReleaseKey\x12\x1e.sealgate.v1.ReleaseKeyRequest\x1a\x1f.sealgate.v1.ReleaseKeyResponse\x12J\n\tEnrollTpm\x12\x1d.sealgate.v1.EnrollTpmRequest\x1a\x1e.sealgate.v1.EnrollTpmResponse\x12P\n\x0b\x41\x63tivateTpm\x12\x1f.sealgate.v1.ActivateTpmRequest\x1a .sealgate.v1.ActivateTpmResponse\x12\x44\n\x07GetJwks\x12\x1b.sealgate.v1.GetJwksRequest\x1a\x1c.sealgate.v1.GetJwksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsealgate/v1/attestation.proto\x12\x0bsealgate.v1\x1a\x18sealgate/v1/common.proto\"L\n\x10\x43hallengeRequest\x12\'\n\x08platform\x18\x01 \x01(\x0e\x32\x15.sealgate.v1.Platform\x12\x0f\n\x07node_id\x18\x02 \x01(\t\"L\n\x11\x43hallengeResponse\x12\x14\n\x0c\x63hallenge_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\"6\n\x08PcrValue\x12\x0c\n\x04\x62\x61nk\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05value\x18\x03 \x01(\x0c\"g\n\x0bTpmEvidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x11\n\tevent_log\x18\x03 \x01(\x0c\x12#\n\x04pcrs\x18\x04 \x03(\x0b\x32\x15.sealgate.v1.PcrValue\"L\n\x0bSnpEvidence\x12\x0e\n\x06report\x18\x01 \x01(\x0c\x12\x0c\n\x04vcek\x18\x02 \x01(\x0c\x12\x12\n\ncert_chain\x18\x03 \x01(\x0c\x12\x0b\n\x03\x63rl\x18\x04 \x01(\x0c\">\n\x0bTdxEvidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x12\n\ncollateral\x18\x02 \x01(\x0c\x12\x0c\n\x04\x63\x63\x65l\x18\x03 \x01(\x0c\"\xc5\x01\n\rAzureEvidence\x12\x12\n\nhcl_report\x18\x01 \x01(\x0c\x12\r\n\x05quote\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12#\n\x04pcrs\x18\x04 \x03(\x0b\x32\x15.sealgate.v1.PcrValue\x12\x11\n\tevent_log\x18\x05 \x01(\x0c\x12\x0c\n\x04vcek\x18\x06 \x01(\x0c\x12\x12\n\ncert_chain\x18\x07 \x01(\x0c\x12\x10\n\x08td_quote\x18\x08 \x01(\x0c\x12\x12\n\ncollateral\x18\t \x01(\x0c\"\xef\x01\n\x08\x45vidence\x12\'\n\x03tpm\x18\x01 \x01(\x0b\x32\x18.sealgate.v1.TpmEvidenceH\x00\x12\'\n\x03snp\x18\x02 \x01(\x0b\x32\x18.sealgate.v1.SnpEvidenceH\x00\x12\'\n\x03tdx\x18\x03 \x01(\x0b\x32\x18.sealgate.v1.TdxEvidenceH\x00\x12/\n\tazure_snp\x18\x04 \x01(\x0b\x32\x1a.sealgate.v1.AzureEvidenceH\x00\x12/\n\tazure_tdx\x18\x05 \x01(\x0b\x32\x1a.sealgate.v1.AzureEvidenceH\x00\x42\x06\n\x04kind\"\xdb\x01\n\rAttestRequest\x12\x14\n\x0c\x63hallenge_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\'\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x15.sealgate.v1.Evidence\x12\x1a\n\x12runtime_public_key\x18\x04 \x01(\x0c\x12%\n\x05suite\x18\x05 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0f\n\x07key_ids\x18\x06 \x03(\t\x12&\n\x04gpus\x18\x07 \x03(\x0b\x32\x18.sealgate.v1.GpuEvidence\"W\n\x0bGpuEvidence\x12\x0e\n\x06report\x18\x01 \x01(\x0c\x12\x12\n\ncert_chain\x18\x02 \x01(\x0c\x12\x0c\n\x04rims\x18\x03 \x03(\x0c\x12\x16\n\x0eocsp_responses\x18\x04 \x03(\x0c\"\x8c\x01\n\tSealedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12%\n\x05suite\x18\x03 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0e\n\x06sealed\x18\x04 \x01(\x0c\x12\x0c\n\x04info\x18\x05 \x01(\x0c\x12\x19\n\x11model_root_digest\x18\x06 \x01(\x0c\"C\n\tDeniedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12&\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\x14.sealgate.v1.Failure\"\xb5\x01\n\x0e\x41ttestResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x07granted\x18\x02 \x03(\x0b\x32\x16.sealgate.v1.SealedKey\x12&\n\x06\x64\x65nied\x18\x03 \x03(\x0b\x32\x16.sealgate.v1.DeniedKey\x12/\n\x11\x65vidence_failures\x18\x04 \x03(\x0b\x32\x14.sealgate.v1.Failure\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\"v\n\x11ReleaseKeyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1a\n\x12runtime_public_key\x18\x02 \x01(\x0c\x12%\n\x05suite\x18\x03 \x01(\x0e\x32\x16.sealgate.v1.HpkeSuite\x12\x0f\n\x07key_ids\x18\x04 \x03(\t\"e\n\x12ReleaseKeyResponse\x12\'\n\x07granted\x18\x01 \x03(\x0b\x32\x16.sealgate.v1.SealedKey\x12&\n\x06\x64\x65nied\x18\x02 \x03(\x0b\x32\x16.sealgate.v1.DeniedKey\"`\n\x10\x45nrollTpmRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0e\x65k_certificate\x18\x02 \x01(\x0c\x12\x10\n\x08\x65k_chain\x18\x03 \x03(\x0c\x12\x11\n\tak_public\x18\x04 \x01(\x0c\"\x8a\x01\n\x11\x45nrollTpmResponse\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_blob\x18\x02 \x01(\x0c\x12\x18\n\x10\x65ncrypted_secret\x18\x03 \x01(\x0c\x12\x17\n\x0ftpm2_tools_blob\x18\x04 \x01(\x0c\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\";\n\x12\x41\x63tivateTpmRequest\x12\x15\n\renrollment_id\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\x0c\"7\n\x13\x41\x63tivateTpmResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61k_name\x18\x02 \x01(\x0c\"\x10\n\x0eGetJwksRequest\"$\n\x0fGetJwksResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t*\x7f\n\tHpkeSuite\x12\x1a\n\x16HPKE_SUITE_UNSPECIFIED\x10\x00\x12&\n\"HPKE_SUITE_X25519_SHA256_AES256GCM\x10\x01\x12.\n*HPKE_SUITE_MLKEM768X25519_SHA256_AES256GCM\x10\x02\x32\xcf\x03\n\x0b\x41ttestation\x12J\n\tChallenge\x12\x1d.sealgate.v1.ChallengeRequest\x1a\x1e.sealgate.v1.ChallengeResponse\x12\x41\n\x06\x41ttest\x12\x1a.sealgate.v1.AttestRequest\x1a\x1b.sealgate.v1.AttestResponse\x12M\n\nReleaseKey\x12\x1e.sealgate.v1.ReleaseKeyRequest\x1a\x1f.sealgate.v1.ReleaseKeyResponse\x12J\n\tEnrollTpm\x12\x1d.sealgate.v1.EnrollTpmRequest\x1a\x1e.sealgate.v1.EnrollTpmResponse\x12P\n\x0b\x41\x63tivateTpm\x12\x1f.sealgate.v1.ActivateTpmRequest\x1a .sealgate.v1.ActivateTpmResponse\x12\x44\n\x07GetJwks\x12\x1b.sealgate.v1.GetJwksRequest\x1a\x1c.sealgate.v1.GetJwksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sealgate._proto.attestation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HPKESUITE']._serialized_start=2187
-  _globals['_HPKESUITE']._serialized_end=2314
+  _globals['_HPKESUITE']._serialized_start=2316
+  _globals['_HPKESUITE']._serialized_end=2443
   _globals['_CHALLENGEREQUEST']._serialized_start=72
   _globals['_CHALLENGEREQUEST']._serialized_end=148
   _globals['_CHALLENGERESPONSE']._serialized_start=150
@@ -51,29 +51,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVIDENCE']._serialized_start=732
   _globals['_EVIDENCE']._serialized_end=971
   _globals['_ATTESTREQUEST']._serialized_start=974
-  _globals['_ATTESTREQUEST']._serialized_end=1153
-  _globals['_SEALEDKEY']._serialized_start=1156
-  _globals['_SEALEDKEY']._serialized_end=1296
-  _globals['_DENIEDKEY']._serialized_start=1298
-  _globals['_DENIEDKEY']._serialized_end=1365
-  _globals['_ATTESTRESPONSE']._serialized_start=1368
-  _globals['_ATTESTRESPONSE']._serialized_end=1549
-  _globals['_RELEASEKEYREQUEST']._serialized_start=1551
-  _globals['_RELEASEKEYREQUEST']._serialized_end=1669
-  _globals['_RELEASEKEYRESPONSE']._serialized_start=1671
-  _globals['_RELEASEKEYRESPONSE']._serialized_end=1772
-  _globals['_ENROLLTPMREQUEST']._serialized_start=1774
-  _globals['_ENROLLTPMREQUEST']._serialized_end=1870
-  _globals['_ENROLLTPMRESPONSE']._serialized_start=1873
-  _globals['_ENROLLTPMRESPONSE']._serialized_end=2011
-  _globals['_ACTIVATETPMREQUEST']._serialized_start=2013
-  _globals['_ACTIVATETPMREQUEST']._serialized_end=2072
-  _globals['_ACTIVATETPMRESPONSE']._serialized_start=2074
-  _globals['_ACTIVATETPMRESPONSE']._serialized_end=2129
-  _globals['_GETJWKSREQUEST']._serialized_start=2131
-  _globals['_GETJWKSREQUEST']._serialized_end=2147
-  _globals['_GETJWKSRESPONSE']._serialized_start=2149
-  _globals['_GETJWKSRESPONSE']._serialized_end=2185
-  _globals['_ATTESTATION']._serialized_start=2317
-  _globals['_ATTESTATION']._serialized_end=2780
+  _globals['_ATTESTREQUEST']._serialized_end=1193
+  _globals['_GPUEVIDENCE']._serialized_start=1195
+  _globals['_GPUEVIDENCE']._serialized_end=1282
+  _globals['_SEALEDKEY']._serialized_start=1285
+  _globals['_SEALEDKEY']._serialized_end=1425
+  _globals['_DENIEDKEY']._serialized_start=1427
+  _globals['_DENIEDKEY']._serialized_end=1494
+  _globals['_ATTESTRESPONSE']._serialized_start=1497
+  _globals['_ATTESTRESPONSE']._serialized_end=1678
+  _globals['_RELEASEKEYREQUEST']._serialized_start=1680
+  _globals['_RELEASEKEYREQUEST']._serialized_end=1798
+  _globals['_RELEASEKEYRESPONSE']._serialized_start=1800
+  _globals['_RELEASEKEYRESPONSE']._serialized_end=1901
+  _globals['_ENROLLTPMREQUEST']._serialized_start=1903
+  _globals['_ENROLLTPMREQUEST']._serialized_end=1999
+  _globals['_ENROLLTPMRESPONSE']._serialized_start=2002
+  _globals['_ENROLLTPMRESPONSE']._serialized_end=2140
+  _globals['_ACTIVATETPMREQUEST']._serialized_start=2142
+  _globals['_ACTIVATETPMREQUEST']._serialized_end=2201
+  _globals['_ACTIVATETPMRESPONSE']._serialized_start=2203
+  _globals['_ACTIVATETPMRESPONSE']._serialized_end=2258
+  _globals['_GETJWKSREQUEST']._serialized_start=2260
+  _globals['_GETJWKSREQUEST']._serialized_end=2276
+  _globals['_GETJWKSRESPONSE']._serialized_start=2278
+  _globals['_GETJWKSRESPONSE']._serialized_end=2314
+  _globals['_ATTESTATION']._serialized_start=2446
+  _globals['_ATTESTATION']._serialized_end=2909
 # @@protoc_insertion_point(module_scope)

@@ -335,6 +335,7 @@ class AttestRequest(_message.Message):
     RUNTIME_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     SUITE_FIELD_NUMBER: _builtins.int
     KEY_IDS_FIELD_NUMBER: _builtins.int
+    GPUS_FIELD_NUMBER: _builtins.int
     challenge_id: _builtins.str
     node_id: _builtins.str
     runtime_public_key: _builtins.bytes
@@ -346,6 +347,19 @@ class AttestRequest(_message.Message):
     def evidence(self) -> Global___Evidence: ...
     @_builtins.property
     def key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def gpus(self) -> _containers.RepeatedCompositeFieldContainer[Global___GpuEvidence]:
+        """NVIDIA confidential GPUs (composite evidence), in the node's order; index i is the EAR
+        submod "<platform>/gpu<i>". With GPUs present the binding changes
+        (sealgate.protocol.gpu_binding):
+          base        = SHA-512(nonce ‖ runtime_public_key)
+          GPU i nonce = SHA-256("sealgate gpu nonce v1" ‖ base ‖ u32_be(i))  (SPDM requester nonce)
+          gpu_digest  = SHA-256(SHA-256(report_0) ‖ … ‖ SHA-256(report_n-1))
+          the CPU evidence carries SHA-512(nonce ‖ runtime_public_key ‖ gpu_digest) where it
+          carries base without GPUs, so a GPU report from another challenge or machine, a dropped
+          one or a reordered set breaks the CPU binding. At most 64 GPUs.
+        """
+
     def __init__(
         self,
         *,
@@ -355,14 +369,53 @@ class AttestRequest(_message.Message):
         runtime_public_key: _builtins.bytes = ...,
         suite: Global___HpkeSuite.ValueType = ...,
         key_ids: _abc.Iterable[_builtins.str] | None = ...,
+        gpus: _abc.Iterable[Global___GpuEvidence] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenge_id", b"challenge_id", "evidence", b"evidence", "key_ids", b"key_ids", "node_id", b"node_id", "runtime_public_key", b"runtime_public_key", "suite", b"suite"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenge_id", b"challenge_id", "evidence", b"evidence", "gpus", b"gpus", "key_ids", b"key_ids", "node_id", b"node_id", "runtime_public_key", b"runtime_public_key", "suite", b"suite"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AttestRequest: _TypeAlias = AttestRequest  # noqa: Y015
+
+@_typing.final
+class GpuEvidence(_message.Message):
+    """One GPU's attestation evidence for this challenge."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    CERT_CHAIN_FIELD_NUMBER: _builtins.int
+    RIMS_FIELD_NUMBER: _builtins.int
+    OCSP_RESPONSES_FIELD_NUMBER: _builtins.int
+    report: _builtins.bytes
+    """SPDM 1.1 GET_MEASUREMENTS request ‖ MEASUREMENTS response (DMTF DSP0274), signed."""
+    cert_chain: _builtins.bytes
+    """The device certificate chain, PEM, leaf first (as NVML returns it)."""
+    @_builtins.property
+    def rims(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Optional collateral: NVIDIA RIMs (signed SWID XML) and DER OCSP responses (RFC 6960)
+        for the device and RIM chains; the server also uses its own RIM directory and cache.
+        """
+
+    @_builtins.property
+    def ocsp_responses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        report: _builtins.bytes = ...,
+        cert_chain: _builtins.bytes = ...,
+        rims: _abc.Iterable[_builtins.bytes] | None = ...,
+        ocsp_responses: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cert_chain", b"cert_chain", "ocsp_responses", b"ocsp_responses", "report", b"report", "rims", b"rims"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GpuEvidence: _TypeAlias = GpuEvidence  # noqa: Y015
 
 @_typing.final
 class SealedKey(_message.Message):

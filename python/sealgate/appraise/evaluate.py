@@ -7,6 +7,7 @@ reading that platform's typed claims; ``APPRAISERS`` is where they are registere
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from sealgate.appraise.azure import AzureAppraiser
 from sealgate.appraise.base import (
@@ -17,6 +18,7 @@ from sealgate.appraise.base import (
     Appraiser,
     PolicyFailure,
 )
+from sealgate.appraise.gpu import appraise_gpus, gpu_verdicts
 from sealgate.appraise.policy import Policy
 from sealgate.appraise.snp import SnpAppraiser
 from sealgate.appraise.tdx import TdxAppraiser
@@ -78,4 +80,10 @@ def appraise(
         a.worse("hardware", UNSUPPORTED_CONFIG)
         return a
     appraiser.appraise(a, policy, result.claims, refs)
+    if policy.gpu is not None:
+        # Composite evidence: the GPUs the CPU evidence is bound to (already verified, their
+        # outcomes in the claims); none there means "too few", never "not required".
+        a.components.update(
+            appraise_gpus(a, policy.gpu, gpu_verdicts(result.claims), at=datetime.now(UTC))
+        )
     return a

@@ -22,7 +22,7 @@ from sealgate.appraise.base import (
     UNSUPPORTED_CONFIG,
     Appraisal,
 )
-from sealgate.appraise.policy import GpuRequirements
+from sealgate.appraise.policy import MAX_POLICY_GPUS, GpuRequirements
 
 #: The verifier's code for measurements that differ from the RIM: the only verifier failure
 #: ``allow_mismatch`` can tolerate (every other failure — signature, chain, nonce, missing
@@ -37,6 +37,31 @@ class GpuVerdict:
     verified: bool
     claims: Mapping[str, Any] = field(default_factory=dict)
     error_codes: list[str] = field(default_factory=list)
+
+
+#: The verified result's claim holding the per-GPU outcomes (the service fills it when the
+#: node sent GPU evidence): a list of ``{"verified", "errors": [code...], "claims"}``.
+GPUS_CLAIM = "gpus"
+
+
+def gpu_verdicts(claims: Mapping[str, Any]) -> list[GpuVerdict]:
+    """The per-GPU verdicts in ``claims[GPUS_CLAIM]``; anything malformed is an unverified
+    GPU (fail closed), never skipped, so it still counts against nothing but itself."""
+    raw = claims.get(GPUS_CLAIM)
+    if not isinstance(raw, list):
+        return []
+    out: list[GpuVerdict] = []
+    for item in raw[:MAX_POLICY_GPUS]:
+        if not isinstance(item, Mapping):
+            out.append(GpuVerdict(False, {}, ["gpu.evidence.invalid"]))
+            continue
+        errs = item.get("errors")
+        codes = [e for e in errs if isinstance(e, str)] if isinstance(errs, list) else []
+        c = item.get("claims")
+        out.append(
+            GpuVerdict(item.get("verified") is True, c if isinstance(c, Mapping) else {}, codes)
+        )
+    return out
 
 
 def _mismatched(claims: Mapping[str, Any]) -> list[int]:
