@@ -116,7 +116,7 @@ def test_versions_revocation_and_rims() -> None:
         {**GOOD_GPU, "cc_mode": "off"},
         {**GOOD_GPU, "devtools": "allowed"},
         {**GOOD_GPU, "allow_any_driver": True},
-        {**GOOD_GPU, "min_count": 65},
+        {**GOOD_GPU, "min_count": 17},
         {**GOOD_GPU, "min_count": "2"},
         {**GOOD_GPU, "allow_mismatch": [{"index": 1, "until": "2027-01-01T00:00:00"}]},
         {**GOOD_GPU, "allow_mismatch": [{"index": 256, "until": "2027-01-01T00:00:00Z"}]},

@@ -279,7 +279,7 @@ class _ModelDoc(BaseModel):
 
 #: GPU policy bounds: at most this many GPUs (as sealgate.protocol.gpu_binding.MAX_GPUS),
 #: versions and tolerated mismatches per list.
-MAX_POLICY_GPUS = 64
+MAX_POLICY_GPUS = 16
 MAX_GPU_VERSIONS = 64
 #: SPDM measurement block indices are one byte (DMTF DSP0274 MeasurementBlock ``Index``).
 MAX_MEASUREMENT_INDEX = 255

@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 from sealgate._proto import attestation_pb2, attestation_pb2_grpc, common_pb2
 from sealgate.errors import SealgateError
 from sealgate.protocol import PLATFORM_ENUM, SUITE_ENUM, runtime_binding
+from sealgate.protocol.gpu_binding import composite_binding, gpu_nonces
 from sealgate.protocol.hpke import X25519, RuntimeKeyPair
 
 
@@ -24,6 +25,15 @@ class Collector(Protocol):
     platform: str
 
     def collect(self, nonce: bytes, binding: bytes) -> attestation_pb2.Evidence: ...
+
+
+class GpuCollector(Protocol):
+    """The node's confidential GPUs (NVML on a real node): one attestation report and
+    certificate chain per GPU, each for the SPDM requester nonce given at its index."""
+
+    def collect(self, nonces: list[bytes]) -> list[attestation_pb2.GpuEvidence]: ...
+
+    def count(self) -> int: ...
 
 
 @runtime_checkable
@@ -91,10 +101,12 @@ class NodeAgent:
         collector: Collector,
         suite: str = X25519,
         timeout: float = 30.0,
+        gpus: GpuCollector | None = None,
     ) -> None:
         self.stub = attestation_pb2_grpc.AttestationStub(channel)
         self.node_id = node_id
         self.collector = collector
+        self.gpus = gpus
         self.suite = suite
         self.timeout = timeout
         self.runtime: RuntimeKeyPair | None = None
@@ -148,7 +160,15 @@ class NodeAgent:
         self, ch: attestation_pb2.ChallengeResponse, key_ids: list[str]
     ) -> attestation_pb2.AttestRequest:
         self.runtime = RuntimeKeyPair.generate(self.suite)
-        binding = runtime_binding(ch.nonce, self.runtime.public_bytes)
+        base = runtime_binding(ch.nonce, self.runtime.public_bytes)
+        gpus: list[attestation_pb2.GpuEvidence] = []
+        if self.gpus is not None:
+            # GPU reports first (each for its own nonce), then the CPU evidence committing
+            # to them (sealgate.protocol.gpu_binding).
+            gpus = self.gpus.collect(gpu_nonces(base, self.gpus.count()))
+        binding = composite_binding(
+            ch.nonce, self.runtime.public_bytes, [bytes(g.report) for g in gpus]
+        )
         evidence = self.collector.collect(ch.nonce, binding)
         return attestation_pb2.AttestRequest(
             challenge_id=ch.challenge_id,
@@ -157,6 +177,7 @@ class NodeAgent:
             runtime_public_key=self.runtime.public_bytes,
             suite=SUITE_ENUM[self.suite],
             key_ids=key_ids,
+            gpus=gpus,
         )
 
     def _attest_once(self, key_ids: list[str]) -> NodeResult:

@@ -39,9 +39,9 @@ from sealgate.protocol import runtime_binding
 GPU_NONCE_LABEL = b"sealgate gpu nonce v1"
 #: SPDM 1.1 GET_MEASUREMENTS requester nonce length (DSP0274, 32 bytes).
 GPU_NONCE_SIZE = 32
-#: An HGX board has 8 GPUs (and 4 NVSwitches); this bounds the work a hostile client can
-#: ask for while leaving room for larger systems.
-MAX_GPUS = 64
+#: An HGX board has 8 GPUs (and 4 NVSwitches); as ``sealgate.nvgpu.MAX_DEVICES``, this
+#: bounds the work a hostile client can ask for.
+MAX_GPUS = 16
 
 
 def _check_count(n: int) -> None:

@@ -119,6 +119,7 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
                 runtime_public_key=request.runtime_public_key,
                 suite=suite,
                 key_ids=list(request.key_ids),
+                gpus=list(request.gpus),
             )
             self.metrics.decision(platform, "granted", len(out.granted))
             self.metrics.decision(platform, "denied", len(out.denied))

@@ -105,6 +105,9 @@ class ServiceConfig:
     #: SNP/TDX trust roots handed to the platform verifiers (files or directories).
     snp_roots: list[Path] = field(default_factory=list)
     tdx_roots: list[Path] = field(default_factory=list)
+    #: NVIDIA Device Identity CA PEMs for GPU evidence (files or directories); empty: the
+    #: trust directory's pinned root.
+    nvgpu_roots: list[Path] = field(default_factory=list)
     #: The verifier's own AMD CRLs (files or directories); empty: the collateral cache's.
     snp_crls: list[Path] = field(default_factory=list)
     #: Accept SNP evidence when the verifier holds no current CRL for the chain's ARK.
@@ -237,6 +240,7 @@ class _ConfigDoc(BaseModel):
     ek_ca_intermediates: _Paths = []
     snp_roots: _Paths = []
     tdx_roots: _Paths = []
+    nvgpu_roots: _Paths = []
     snp_crls: _Paths = []
     tdx_collateral_max_age: PositiveInt = ServiceConfig.tdx_collateral_max_age
     token_ttl: PositiveInt = ServiceConfig.token_ttl
@@ -252,7 +256,14 @@ class _ConfigDoc(BaseModel):
 
 _CONFIG = pydantic.TypeAdapter(_ConfigDoc)
 _PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "tls_client_ca", "collateral_dir")
-_PATH_LIST_KEYS = ("ek_ca_roots", "ek_ca_intermediates", "snp_roots", "tdx_roots", "snp_crls")
+_PATH_LIST_KEYS = (
+    "ek_ca_roots",
+    "ek_ca_intermediates",
+    "snp_roots",
+    "tdx_roots",
+    "nvgpu_roots",
+    "snp_crls",
+)
 
 
 def _apply(cfg: ServiceConfig, doc: Any, where: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status
 from sealgate.appraise.azure import REFERENCE_PLATFORMS
 from sealgate.appraise.base import component_vectors
+from sealgate.appraise.gpu import GPUS_CLAIM
 from sealgate.appraise.policy import Policy, canonical, parse_policy
 from sealgate.broker.audit import AuditLog, AuditVerdict
 from sealgate.broker.auditkeys import load_audit_keys
@@ -34,6 +35,7 @@ from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
 from sealgate.pki import Certificate
 from sealgate.protocol import runtime_binding
+from sealgate.protocol.gpu_binding import MAX_GPUS, composite_binding, gpu_nonce
 from sealgate.protocol.hpke import jwk, jwk_thumbprint, release_info, seal
 from sealgate.protocol.model_binding import binding_hint, model_commitments
 from sealgate.result import VerifyResult
@@ -184,6 +186,8 @@ class Verifier:
         self.config = ConfigCache(storage)
         # The EK CA roots and intermediates, and the memo of CA signatures verified.
         self.ek = EkVerifier(_load_pem_dir(cfg.ek_ca_roots), _load_pem_dir(cfg.ek_ca_intermediates))
+        #: Built at the first GPU evidence (its chain cache lives as long as the service).
+        self._gpu_verifier: Any = None
 
     # -- Attestation --------------------------------------------------------------------
     def challenge(self, platform: str, node_id: str) -> tuple[str, bytes, int]:
@@ -212,6 +216,7 @@ class Verifier:
         runtime_public_key: bytes,
         suite: str,
         key_ids: list[str],
+        gpus: Sequence[Any] = (),
     ) -> AttestOutcome:
         try:
             return self._attest(
@@ -222,6 +227,7 @@ class Verifier:
                 runtime_public_key=runtime_public_key,
                 suite=suite,
                 key_ids=key_ids,
+                gpus=gpus,
             )
         except E.ServiceError:
             raise  # every refusal has consumed the challenge and been audited already
@@ -249,6 +255,7 @@ class Verifier:
         runtime_public_key: bytes,
         suite: str,
         key_ids: list[str],
+        gpus: Sequence[Any] = (),
     ) -> AttestOutcome:
         verifier = self.platforms.get(platform)
         if verifier is None:
@@ -305,13 +312,24 @@ class Verifier:
             if revoked:
                 self._refuse(ch.id, node_id, "tpm.ak.revoked", revoked=revoked)
                 raise E.Denied("tpm.ak.revoked", f"node {node_id!r}: its TPM has been revoked")
-        binding = runtime_binding(ch.nonce, runtime_public_key)
+        if len(gpus) > MAX_GPUS:
+            self._refuse(ch.id, node_id, "gpu.evidence.too_many")
+            raise E.Invalid("gpu.evidence.too_many", f"more than {MAX_GPUS} GPU reports")
+        base = runtime_binding(ch.nonce, runtime_public_key)
+        # Composite evidence (sealgate.protocol.gpu_binding): with GPUs, the CPU evidence
+        # must commit to the exact ordered GPU report set, so the CPU check below already
+        # refuses a spliced, dropped or reordered GPU report.
+        binding = composite_binding(ch.nonce, runtime_public_key, [bytes(g.report) for g in gpus])
         roots = self.cfg.snp_roots if platform in ("snp", "azure-snp") else self.cfg.tdx_roots
         try:
             result = verifier.verify(evidence, VerifyContext(binding, node, list(roots)))
         except SealgateError as e:
             result = VerifyResult(platform)
             result.fail_from(e)
+        if result.verified and gpus:
+            # Each GPU's outcome is a claim; the key's ``gpu`` policy decides (a key without
+            # one does not depend on the GPUs).
+            result.claims[GPUS_CLAIM] = self._verify_gpus(base, gpus)
         out = AttestOutcome()
         if not result.verified:
             out.evidence_failures = [PolicyFailure(f.code, f.message) for f in result.errors]
@@ -410,6 +428,32 @@ class Verifier:
         # The challenge's consumption, the token's record and its audit entry commit
         # together (one transaction); nothing is returned unless they did.
         self._complete(ch.id, decided, record)
+        return out
+
+    def _verify_gpus(self, base: bytes, gpus: Sequence[Any]) -> list[dict[str, Any]]:
+        """Verify each GPU for its own challenge nonce; one claim set per GPU, in order."""
+        from sealgate import nvgpu
+
+        if self._gpu_verifier is None:
+            roots = [
+                f.read_bytes()
+                for p in self.cfg.nvgpu_roots
+                for f in (sorted(p.iterdir()) if p.is_dir() else [p])
+            ]
+            self._gpu_verifier = nvgpu.GpuVerifier(roots=roots or None)
+        out: list[dict[str, Any]] = []
+        for i, g in enumerate(gpus):
+            ev = nvgpu.GpuEvidence(bytes(g.report), bytes(g.cert_chain))
+            try:
+                # RIMs and OCSP given with the evidence are not consumed yet: the claims then
+                # say "not compared" / "not checked" and the gpu policy refuses on that.
+                r = self._gpu_verifier.verify(ev, nonce=gpu_nonce(base, i))
+            except SealgateError as e:
+                r = VerifyResult(nvgpu.PLATFORM)
+                r.fail_from(e)
+            out.append(
+                {"verified": r.verified, "errors": [f.code for f in r.errors], "claims": r.claims}
+            )
         return out
 
     def _revocations(self, platform: str, ids: list[str]) -> tuple[int, list[Revocation]]:
