@@ -1,7 +1,8 @@
 """Composite evidence over gRPC: a synthetic SNP node with GPU evidence bound into its report.
 
-The GPU reports here are not genuine NVIDIA reports (no synthetic NVIDIA hierarchy is wired
-in yet): they exercise the binding and the policy path, and each must fail GPU verification.
+``_FakeGpus`` sends non-genuine reports (binding and policy path); ``_SyntheticGpus`` sends
+reports signed by synthetic GPUs (``sealgate.testing.nvgpu``) whose root the service trusts
+through ``nvgpu_roots``.
 """
 
 from __future__ import annotations
@@ -41,11 +42,31 @@ class _FakeGpus:
         ]
 
 
-def _env(make_env: Callable[..., Env], tmp_path: Path) -> tuple[Env, SoftwareSnp]:
+class _SyntheticGpus:
+    def __init__(self, gpus: list[Any]) -> None:
+        self.gpus = gpus
+        #: index → a report to send instead of a fresh one (a hostile node's replay).
+        self.replace: dict[int, bytes] = {}
+
+    def count(self) -> int:
+        return len(self.gpus)
+
+    def collect(self, nonces: list[bytes]) -> list[Any]:
+        from sealgate._proto import attestation_pb2
+
+        return [
+            attestation_pb2.GpuEvidence(
+                report=self.replace.get(i) or g.report(n), cert_chain=g.cert_chain()
+            )
+            for i, (g, n) in enumerate(zip(self.gpus, nonces, strict=True))
+        ]
+
+
+def _env(make_env: Callable[..., Env], tmp_path: Path, **cfg: object) -> tuple[Env, SoftwareSnp]:
     from sealgate.testing import snp
 
     node = SoftwareSnp()
-    env = make_env(collateral_dir=tmp_path / "collateral", **node.write_trust(tmp_path))
+    env = make_env(collateral_dir=tmp_path / "collateral", **node.write_trust(tmp_path), **cfg)
     snp_req = {"products": ["Milan"], "measurement": [snp.ReportFields().measurement.hex()]}
     env.key("cpu-only", b"C" * 32)
     env.policy("cpu-only", {"platforms": {"snp": snp_req}})
@@ -116,3 +137,55 @@ def test_tampered_gpu_set_breaks_the_cpu_binding(
     assert any("report_data" in f.code for f in resp.evidence_failures), [
         f.code for f in resp.evidence_failures
     ]
+
+
+def _synthetic(tmp_path: Path, n: int = 2) -> tuple[dict[str, object], _SyntheticGpus]:
+    from sealgate.testing.nvgpu import NvidiaHierarchy, SyntheticGpu
+
+    h = NvidiaHierarchy()
+    root = tmp_path / "nvgpu-root.pem"
+    root.write_bytes(h.root_pem())
+    return {"nvgpu_roots": [root]}, _SyntheticGpus([SyntheticGpu(h, i) for i in range(n)])
+
+
+def test_synthetic_gpus_verify_and_a_replayed_report_is_caught(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _synthetic(tmp_path)
+    env, node = _env(make_env, tmp_path, **cfg)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["cpu-only", "gpu-model"])
+    assert set(res.keys) == {"cpu-only"}, explain(res)
+    # Genuine and fresh: the objections left are that no RIM was compared and no OCSP
+    # response checked (collateral is not wired into the service yet), for each GPU.
+    fails = sorted((f.message.split(":")[0], f.code) for d in res.denied for f in d.failures)
+    assert fails == [
+        (f"gpu{i}", c)
+        for i in (0, 1)
+        for c in ("policy.gpu.not_compared", "policy.gpu.revocation_unchecked")
+    ]
+    # A hostile node replays GPU 1's report from an earlier challenge and binds its CPU
+    # report to it: the binding holds, the GPU's own nonce does not.
+    old = gpus.gpus[1].report(b"\x00" * 32)
+    gpus.replace[1] = old
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["cpu-only", "gpu-model"])
+    assert set(res.keys) == {"cpu-only"}, explain(res)
+    bad = [f for d in res.denied for f in d.failures if f.code == "policy.gpu.not_verified"]
+    assert [f.message.split(":")[0] for f in bad] == ["gpu1"]
+    assert "gpu.report.nonce_mismatch" in bad[0].actual
+
+
+def test_untrusted_gpu_root_is_not_verified(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    from sealgate.node.agent import NodeAgent
+
+    _, gpus = _synthetic(tmp_path)
+    # The service trusts another synthetic root with the same name but another key.
+    (tmp_path / "other").mkdir()
+    cfg, _ = _synthetic(tmp_path / "other")
+    env, node = _env(make_env, tmp_path, **cfg)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-model"])
+    actual = [
+        f.actual for d in res.denied for f in d.failures if f.code == "policy.gpu.not_verified"
+    ]
+    assert len(actual) == 2 and all(a.startswith("gpu.chain.") for a in actual), actual

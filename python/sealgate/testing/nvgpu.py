@@ -1,0 +1,197 @@
+"""A synthetic NVIDIA confidential GPU for tests: its own device identity hierarchy and
+SPDM 1.1 attestation reports signed for a chosen nonce.
+
+Layout as NVIDIA's Hopper reports (DMTF DSP0274 GET_MEASUREMENTS request ‖ MEASUREMENTS
+response, opaque-data TLVs, raw r‖s ECDSA P-384 signature over everything before it; see
+``sealgate.nvgpu.report``). The hierarchy is root → provisioner CA → device leaf, all
+ECDSA P-384/SHA-384, the leaf carrying the TCG DICE TcbInfo extension (2.23.133.5.4.1) whose
+FWID equals the report's FWID TLV. Its root is not NVIDIA's: a test trusts it by handing its
+PEM to the verifier (``GpuVerifier(roots=...)``, service ``nvgpu_roots``), never through a
+pinned fingerprint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
+#: TCG DICE TcbInfo (TCG DICE Attestation Architecture §6.1.1).
+OID_DICE_TCB_INFO = x509.ObjectIdentifier("2.23.133.5.4.1")
+_SHA384_OID_DER = bytes.fromhex("0609608648016503040202")
+#: Opaque-data TLV types NVIDIA uses (PROVENANCE "NVIDIA GPU confidential computing").
+TLV_DRIVER_VERSION, TLV_VBIOS_VERSION, TLV_CHIP_SKU, TLV_PROJECT = 3, 6, 15, 17
+TLV_PROJECT_SKU, TLV_FWID = 18, 20
+N_BLOCKS = 64
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _der_len(len(body)) + body
+
+
+def dice_tcb_info(fwid: bytes) -> bytes:
+    """DiceTcbInfo ::= SEQUENCE { ..., fwids [6] IMPLICIT FWIDLIST } with one SHA-384 FWID."""
+    one = _tlv(0x30, _SHA384_OID_DER + _tlv(0x04, fwid))
+    return _tlv(0x30, _tlv(0xA6, one))
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: str,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    fwid: bytes | None = None,
+) -> x509.Certificate:
+    now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    if fwid is not None:
+        b = b.add_extension(
+            x509.UnrecognizedExtension(OID_DICE_TCB_INFO, dice_tcb_info(fwid)), critical=False
+        )
+    return b.sign(issuer_key, hashes.SHA384())
+
+
+@dataclass
+class NvidiaHierarchy:
+    """Synthetic device identity root → provisioner CA (→ device leaves)."""
+
+    root_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP384R1())
+    )
+    ica_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP384R1())
+    )
+
+    def __post_init__(self) -> None:
+        self.root = _cert(
+            "Synthetic Device Identity CA",
+            self.root_key,
+            "Synthetic Device Identity CA",
+            self.root_key,
+            ca=True,
+        )
+        self.ica = _cert(
+            "Synthetic GH100 Provisioner ICA",
+            self.ica_key,
+            "Synthetic Device Identity CA",
+            self.root_key,
+            ca=True,
+        )
+
+    def root_pem(self) -> bytes:
+        return self.root.public_bytes(serialization.Encoding.PEM)
+
+
+def default_measurements() -> dict[int, bytes]:
+    return {
+        i: hashlib.sha384(b"synthetic gpu block %d" % i).digest() for i in range(1, N_BLOCKS + 1)
+    }
+
+
+@dataclass
+class SyntheticGpu:
+    """One GPU: its leaf under ``hierarchy`` and what its reports say."""
+
+    hierarchy: NvidiaHierarchy
+    serial: int = 0
+    driver_version: str = "550.54.15"
+    #: VBIOS version as the 8 little-endian bytes of the TLV (005e009601000000 = 96.00.5E.00.01).
+    vbios: bytes = bytes.fromhex("005e009601000000")
+    measurements: dict[int, bytes] = field(default_factory=default_measurements)
+    chip_sku: str = "885"
+    project: str = "G520"
+    project_sku: str = "0200"
+
+    def __post_init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP384R1())
+        self.fwid = hashlib.sha384(b"synthetic fwid %d" % self.serial).digest()
+        self.leaf = _cert(
+            f"Synthetic GH100 FMC LF {self.serial}",
+            self.key,
+            "Synthetic GH100 Provisioner ICA",
+            self.hierarchy.ica_key,
+            ca=False,
+            fwid=self.fwid,
+        )
+
+    def cert_chain(self) -> bytes:
+        """PEM, leaf first, ending at the root (as NVML returns it)."""
+        h = self.hierarchy
+        return b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in (self.leaf, h.ica, h.root)
+        )
+
+    def report(self, nonce: bytes, *, responder_nonce: bytes | None = None) -> bytes:
+        """An attestation report for the SPDM requester ``nonce`` (32 bytes), signed."""
+        if len(nonce) != 32:
+            raise ValueError("SPDM nonce is 32 bytes")
+        req = bytes([0x11, 0xE0, 0x01, 0xFF]) + nonce + b"\x00"
+        rec = b""
+        for idx in sorted(self.measurements):
+            v = self.measurements[idx]
+            dmtf = bytes([0x01]) + len(v).to_bytes(2, "little") + v
+            rec += bytes([idx, 0x01]) + len(dmtf).to_bytes(2, "little") + dmtf
+        opaque = b""
+        for t, val in (
+            (TLV_DRIVER_VERSION, self.driver_version.encode() + b"\x00"),
+            (TLV_VBIOS_VERSION, self.vbios),
+            (TLV_CHIP_SKU, self.chip_sku.encode() + b"\x00"),
+            (TLV_PROJECT, self.project.encode() + b"\x00"),
+            (TLV_PROJECT_SKU, self.project_sku.encode() + b"\x00"),
+            (TLV_FWID, self.fwid),
+        ):
+            opaque += t.to_bytes(2, "little") + len(val).to_bytes(2, "little") + val
+        rnonce = responder_nonce if responder_nonce is not None else hashlib.sha256(nonce).digest()
+        resp = (
+            bytes([0x11, 0x60, 0x00, 0x00, len(self.measurements)])
+            + len(rec).to_bytes(3, "little")
+            + rec
+            + rnonce
+            + len(opaque).to_bytes(2, "little")
+            + opaque
+        )
+        signed = req + resp
+        r, s = decode_dss_signature(self.key.sign(signed, ec.ECDSA(hashes.SHA384())))
+        return signed + r.to_bytes(48, "big") + s.to_bytes(48, "big")
