@@ -371,6 +371,7 @@ CODES: dict[str, Code] = {
         "protocol",
         {
             "gpu.evidence.too_many": "more GPU reports than one evidence set may carry",
+            "node.gpu.nvml_failed": "NVML failed or returned an out-of-bounds GPU report/chain",
             "gpu.rim.mismatch": "a GPU measurement differs from every RIM alternative",
         },
     ),
