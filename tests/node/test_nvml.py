@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sealgate import nvgpu
 from sealgate.node.nvml import NvmlError, NvmlGpus
@@ -45,3 +47,23 @@ def test_count_and_nonce_checked() -> None:
         NvmlGpus(FakeNvml([]))
     with pytest.raises(NvmlError):
         NvmlGpus(fake).collect([b"short"])
+
+
+def test_cli_without_nvml_fails_with_a_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pynvml  # type: ignore[import-untyped]
+    from sealgate.cli import main
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        pass
+    else:
+        pynvml.nvmlShutdown()
+        pytest.skip("this machine has NVML")
+    argv = ["node", "request-keys", "--server", "127.0.0.1:1", "--platform", "snp"]
+    argv += ["--tsm-dir", str(tmp_path), "--key-id", "m", "--out", "-", "--gpus", "1"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "node.gpu.nvml_failed" in err and "Traceback" not in err

@@ -66,6 +66,14 @@ def register(sub: Any) -> None:
         help="TPM: measure the model's root digest into PCR 12 and --eventlog (attested "
         "model binding), once per boot",
     )
+    r.add_argument(
+        "--gpus",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also attest the first N NVIDIA confidential GPUs through NVML (nvidia-ml-py), "
+        "bound into the CPU evidence (docs/gpu-composite.md)",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(handler=_request_keys)
     f = nsub.add_parser("refetch", help="receive model keys again with a saved session")
@@ -129,13 +137,24 @@ def _request_keys(args: argparse.Namespace) -> int:
             Path(args.tsm_dir),
             collateral=read_file(args.collateral, "collateral") if args.collateral else None,
         )
-    with channel(args) as ch:
-        agent = NodeAgent(ch, args.node_id, collector, suite=args.suite, timeout=args.timeout)
-        try:
-            res = agent.attest(args.key_ids)
-        except AgentError as e:
-            print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
-            return EXIT_REJECTED
+    gpus: Any = None
+    if args.gpus:
+        from sealgate.node.nvml import NvmlGpus
+
+        gpus = NvmlGpus(count=args.gpus)
+    try:
+        with channel(args) as ch:
+            agent = NodeAgent(
+                ch, args.node_id, collector, suite=args.suite, timeout=args.timeout, gpus=gpus
+            )
+            try:
+                res = agent.attest(args.key_ids)
+            except AgentError as e:
+                print(f"sealgate: {e.code}: {e.message}", file=sys.stderr)
+                return EXIT_REJECTED
+    finally:
+        if gpus is not None:
+            gpus.close()
     if signed is not None:
         for key_id, root in res.models.items():
             if root != signed.root_digest:
