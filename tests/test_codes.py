@@ -30,7 +30,7 @@ PY_ROOT = ROOT / "python" / "sealgate"
 RUST_ROOT = ROOT / "rust"
 
 COMPONENTS = (
-    "admin|attest|audit|auth|azure|broker|cli|collateral|config|grpc|model|node|policy|service"
+    "admin|attest|audit|auth|azure|broker|cli|collateral|config|gpu|grpc|model|node|policy|service"
     "|snp|storage|tdx|tpm|trust|x509"
 )
 CODE = re.compile(rf"(?:{COMPONENTS})(?:\.[a-z0-9_]+){{2,}}")

@@ -38,7 +38,7 @@ __all__ = [
 class Pin:
     """One pinned root certificate."""
 
-    platform: str  # "snp" | "tdx"
+    platform: str  # "snp" | "tdx" | "nvidia"
     name: str  # file stem in the trust directory, e.g. "ark-milan"
     sha256: str  # lowercase hex SHA-256 of the certificate DER
     description: str
@@ -73,6 +73,14 @@ PINS: tuple[Pin, ...] = (
         "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3",
         "Intel SGX Root CA (2018-05-21..2049-12-31)",
     ),
+    # --- NVIDIA: the RIM (reference value) signing root, ECDSA P-384, self-signed; the PEM
+    # NVIDIA ships with its local verifier (nvtrust verifier/certs/verifier_RIM_root.pem). ---
+    Pin(
+        "nvidia",
+        "nvidia-rim-root",
+        "12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1",
+        "NVIDIA CoRIM signing Root CA (RIM signer root, P-384)",
+    ),
 )
 
 _BY_FINGERPRINT = {p.sha256: p for p in PINS}
@@ -83,6 +91,8 @@ _BY_FINGERPRINT = {p.sha256: p for p in PINS}
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "snp": ("rsa-pss-sha384",),
     "tdx": ("ecdsa-sha256",),
+    # NVIDIA signs its device identity and RIM hierarchies with ECDSA P-384/SHA-384.
+    "nvidia": ("ecdsa-sha384",),
 }
 
 
