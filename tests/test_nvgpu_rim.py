@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from sealgate import pki
 from sealgate.errors import SealgateError
 from sealgate.nvgpu import rim
 from sealgate.nvgpu.rim import RimSource, compare, parse_rim, require_match
 from sealgate.testing.nvgpu_rim import make_hierarchy, make_rim
+
 from tests.vectors import shared
 
 T_OK = datetime(2024, 6, 1, tzinfo=UTC)  # inside every shipped RIM's window
