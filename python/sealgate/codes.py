@@ -328,6 +328,8 @@ CODES: dict[str, Code] = {
             "collateral.cache.too_large": "a cached file exceeds the size cap",
             "collateral.cache.unreadable": "a cached file cannot be read",
             "collateral.fetch.bad_redirect": "a redirect leaves http(s)",
+            "collateral.fetch.bad_response": "a vendor service answer is not in its documented "
+            "form (NVIDIA RIM JSON) or its digest differs",
             "collateral.fetch.bad_url": "only http(s) URLs are fetched",
             "collateral.fetch.http_error": "the vendor service answered an HTTP error",
             "collateral.fetch.missing_header": "a required response header is missing",
@@ -675,6 +677,7 @@ CODES: dict[str, Code] = {
             "cli.usage.bad_selection": "a PCR selection is malformed",
             "cli.usage.bad_time": "a verification time is malformed or has no time zone",
             "cli.usage.bad_user_data": "the expected user data is not hex or longer than 64 bytes",
+            "cli.usage.bad_version": "a driver/VBIOS version, project or SKU is malformed",
             "cli.usage.conflict": "arguments that exclude each other are given together",
             "cli.usage.masked_chip_id": "the CHIP_ID is masked; no VCEK can be derived",
             "cli.usage.missing": "arguments that go together are not all given",
