@@ -313,3 +313,20 @@ def test_bomb_in_signed_rim_refused() -> None:
 
 def test_vbios_version_text() -> None:
     assert rim.vbios_version_text(bytes.fromhex("005e009601000000")) == "96.00.5E.00.01"
+
+
+def test_rim_root_is_pinned_and_imported(tmp_path: Path) -> None:
+    from sealgate import trust
+
+    store = trust.TrustStore(tmp_path)
+    imported = trust.import_file(_nv("roots", "verifier_RIM_root.pem"), tmp_path)
+    assert [i.name for i in imported] == ["nvidia-rim-root"]
+    roots = rim.rim_roots(store)
+    assert [c.subject_cn for c in roots] == ["NVIDIA CoRIM signing Root CA"]
+    _ = parse_rim(
+        _nv("rims", "1010_0205_862_96005E0004_PROD.swidtag").read_bytes(), roots=roots, at=T_OK
+    )
+    # A synthetic root is not pinned and cannot be imported.
+    h = make_hierarchy("unpinned")
+    with pytest.raises(SealgateError):
+        store.add_root(h.root_cert)
