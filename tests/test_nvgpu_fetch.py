@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from sealgate.cli import main
+from sealgate.collateral import CollateralCache
 from sealgate.errors import SealgateError
 from sealgate.nvgpu import fetch
 from sealgate.nvgpu.ocsp import check_chain
@@ -137,7 +138,7 @@ def test_fetch_nvidia_rims_and_ocsp(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["files"]["ocsp"]) == 2
-    src = RimSource(roots=[h.root_cert], dirs=[cache / "nvidia" / "rims"])
+    src = RimSource.from_places(roots=[h.root_cert], cache_root=cache)
     assert src.require("driver", "550.90.07", at=AT).version == "550.90.07"
     assert (
         src.require(
@@ -147,6 +148,10 @@ def test_fetch_nvidia_rims_and_ocsp(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     responses = [Path(p).read_bytes() for p in out["files"]["ocsp"]]
     assert check_chain(h.pki_chain(), responses, at=AT).checked
+    cached = fetch.cached_responses(CollateralCache(cache), h.pki_chain())
+    assert sorted(cached) == sorted(responses)
+    assert check_chain(h.pki_chain(), cached, at=AT).checked
+    assert fetch.cached_responses(CollateralCache(tmp_path / "empty"), h.pki_chain()) == []
 
 
 def test_fetch_nvidia_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

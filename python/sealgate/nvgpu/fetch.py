@@ -38,6 +38,7 @@ from .rim import MAX_RIM_BYTES
 __all__ = [
     "DEFAULT_OCSP_URL",
     "DEFAULT_RIM_URL",
+    "cached_responses",
     "driver_rim_id",
     "fetch_ocsp",
     "fetch_rim",
@@ -90,6 +91,17 @@ def fetch_rim(cache: CollateralCache, base: str, rim_id: str, file_name: str) ->
 
 def ocsp_cache_parts(cert: pki.Certificate) -> tuple[str, str]:
     return ("ocsp", f"{cert.fingerprint}.der")
+
+
+def cached_responses(cache: CollateralCache, chain: Sequence[pki.Certificate]) -> list[bytes]:
+    """The cached OCSP responses for the non-anchor certificates of ``chain`` (those present);
+    :func:`sealgate.nvgpu.ocsp.check_chain` decides whether they suffice."""
+    out = []
+    for c in chain[:-1]:
+        data = cache.get("nvidia", *ocsp_cache_parts(c))
+        if data is not None:
+            out.append(data)
+    return out
 
 
 def _post(url: str, data: bytes) -> bytes:

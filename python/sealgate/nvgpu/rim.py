@@ -389,6 +389,22 @@ class RimSource:
                         continue
         self._cache: dict[int, Rim | SealgateError] = {}
 
+    @classmethod
+    def from_places(
+        cls,
+        *,
+        roots: Sequence[pki.Certificate],
+        rim_dirs: Iterable[Path] = (),
+        cache_root: Path | None = None,
+        blobs: Iterable[tuple[str, bytes]] = (),
+    ) -> RimSource:
+        """RIMs given with the evidence first, then ``rim_dirs``, then the collateral cache's
+        ``nvidia/rims`` (what ``sealgate collateral fetch nvidia`` stores)."""
+        dirs = list(rim_dirs)
+        if cache_root is not None:
+            dirs.append(Path(cache_root) / "nvidia" / "rims")
+        return cls(roots=roots, dirs=dirs, blobs=blobs)
+
     def _load(self, i: int) -> Rim | SealgateError:
         if i not in self._cache:
             name, xml = self._items[i]
