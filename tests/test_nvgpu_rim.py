@@ -330,3 +330,17 @@ def test_rim_root_is_pinned_and_imported(tmp_path: Path) -> None:
     h = make_hierarchy("unpinned")
     with pytest.raises(SealgateError):
         store.add_root(h.root_cert)
+
+
+def test_matching_rims_helper_matches_shipped_report() -> None:
+    from sealgate.testing.nvgpu_rim import matching_rims
+
+    blocks = _blocks(_nv("h100-drv550", "hopperAttestationReport.txt").read_text())
+    h = make_hierarchy("match")
+    d, v = matching_rims(h, blocks, driver_version="550.90.07", vbios_version="96.00.9F.00.01")
+    drv = parse_rim(d, roots=[h.root_cert], at=T_OK)
+    vb = parse_rim(v, roots=[h.root_cert], at=T_OK)
+    assert compare(blocks, drv, vb) == []
+    flipped = dict(blocks)
+    flipped[8] = bytes(48)
+    assert [m.index for m in compare(flipped, drv, vb)] == [7]

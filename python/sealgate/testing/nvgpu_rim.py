@@ -26,7 +26,16 @@ from lxml import etree
 
 from sealgate import pki
 
-__all__ = ["Entry", "RimHierarchy", "delegated_ocsp_signer", "make_hierarchy", "make_rim"]
+__all__ = [
+    "DRIVER_INDICES",
+    "VBIOS_INDICES",
+    "Entry",
+    "RimHierarchy",
+    "delegated_ocsp_signer",
+    "make_hierarchy",
+    "make_rim",
+    "matching_rims",
+]
 
 _SWID = "http://standards.iso.org/iso/19770/-2/2015/schema.xsd"
 _TCG_RIM = (
@@ -228,6 +237,30 @@ def make_rim(
     ).sign(root, key=h.signer_key, cert=pem)
     out: bytes = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
     return out
+
+
+#: NVIDIA's split of the GH100 measurement indices (0-based RIM indices; PROVENANCE).
+VBIOS_INDICES = (*range(0, 7), *range(8, 13))
+DRIVER_INDICES = (7, *range(21, 41))
+
+
+def matching_rims(
+    h: RimHierarchy,
+    blocks: Mapping[int, bytes],
+    *,
+    driver_version: str,
+    vbios_version: str,
+) -> tuple[bytes, bytes]:
+    """(driver RIM, VBIOS RIM) whose active entries equal ``blocks`` ({SPDM index (1-based):
+    value}) on NVIDIA's index split; blocks the report lacks are left inactive."""
+
+    def entries(idx: Sequence[int]) -> dict[int, Entry]:
+        return {i: (True, [blocks[i + 1]]) for i in idx if i + 1 in blocks}
+
+    return (
+        make_rim(h, kind="driver", version=driver_version, measurements=entries(DRIVER_INDICES)),
+        make_rim(h, kind="vbios", version=vbios_version, measurements=entries(VBIOS_INDICES)),
+    )
 
 
 def delegated_ocsp_signer(
