@@ -34,6 +34,20 @@ def register(sub: Any) -> None:
     tdx.add_argument("--cache-dir", type=Path, help="collateral cache directory")
     tdx.set_defaults(handler=run_tdx)
 
+    nv = fsub.add_parser(
+        "nvidia", help="driver/VBIOS RIMs from NVIDIA's RIM service; OCSP for a cert chain"
+    )
+    nv.add_argument("--driver-version", help="driver version, e.g. 550.90.07")
+    nv.add_argument("--vbios-version", help="VBIOS version, e.g. 96.00.9F.00.01")
+    nv.add_argument("--project", help="GPU project (report opaque PROJECT), e.g. 1010")
+    nv.add_argument("--project-sku", help="project SKU, e.g. 0200")
+    nv.add_argument("--chip-sku", help="chip SKU, e.g. 882")
+    nv.add_argument("--cert-chain", action="append", default=[], help="PEM chain for OCSP")
+    nv.add_argument("--rim-url", help="RIM service base URL (default NVIDIA's)")
+    nv.add_argument("--ocsp-url", help="OCSP responder URL (default NVIDIA's)")
+    nv.add_argument("--cache-dir", type=Path, help="collateral cache directory")
+    nv.set_defaults(handler=run_nvidia)
+
 
 def run_snp(args: argparse.Namespace) -> int:
     from sealgate import _core
@@ -82,4 +96,42 @@ def run_tdx(args: argparse.Namespace) -> int:
             "files": [str(path)],
         }
     )
+    return EXIT_OK
+
+
+def run_nvidia(args: argparse.Namespace) -> int:
+    from sealgate import pki
+    from sealgate.cli import EXIT_OK, emit, read_file
+    from sealgate.collateral import CollateralCache
+    from sealgate.errors import UsageError
+    from sealgate.nvgpu import fetch
+
+    cache = CollateralCache(args.cache_dir)
+    base = args.rim_url or fetch.DEFAULT_RIM_URL
+    files: dict[str, object] = {}
+    if args.driver_version:
+        rid = fetch.driver_rim_id(args.driver_version)
+        files["driver_rim"] = fetch.fetch_rim(
+            cache, base, rid, f"driver_{args.driver_version}_fetched.swidtag"
+        )
+    if args.vbios_version:
+        if not (args.project and args.project_sku and args.chip_sku):
+            raise UsageError(
+                "cli.usage.missing", "--vbios-version needs --project, --project-sku, --chip-sku"
+            )
+        rid = fetch.vbios_rim_id(args.vbios_version, args.project, args.project_sku, args.chip_sku)
+        hexv = args.vbios_version.replace(".", "").upper()
+        name = f"{args.project}_{args.project_sku}_{args.chip_sku}_{hexv}_fetched.swidtag"
+        files["vbios_rim"] = fetch.fetch_rim(cache, base, rid, name)
+    ocsp_files: list[str] = []
+    for f in args.cert_chain:
+        chain = pki.load_certificates(read_file(f, "certificate chain"))
+        ocsp_files += fetch.fetch_ocsp(cache, args.ocsp_url or fetch.DEFAULT_OCSP_URL, chain)
+    if ocsp_files:
+        files["ocsp"] = ocsp_files
+    if not files:
+        raise UsageError(
+            "cli.usage.missing", "give --driver-version, --vbios-version or --cert-chain"
+        )
+    emit({"cache_dir": str(cache.root), "files": files})
     return EXIT_OK
