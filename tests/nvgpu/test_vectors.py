@@ -16,16 +16,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from sealgate import nvgpu, pki
 from sealgate.errors import ParseError
 from sealgate.nvgpu.report import MAX_REPORT, REQUEST_LEN
+
 from tests.vectors import shared
 
 NONCE_545 = bytes.fromhex("4cff7f5380ead8fad8ec2c531c110aca4302a88f603792801a8ca29ee151af2e")
 NONCE_550 = bytes.fromhex("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb")
 NONCE_PPCIE = bytes.fromhex("4760e30534a0621357d458b1a7936551b5dc4cd1e69718adf7ed9fb0252a537e")
-FWID_550 = "f5c384aebb579217a2c66b17ed0f28e6a9b8d639041acd7b4721cec004f7275494ba94bb5cdfdb3055ee051762b1f75d"
+FWID_550 = (
+    "f5c384aebb579217a2c66b17ed0f28e6a9b8d639041acd7b4721cec004f72754"
+    "94ba94bb5cdfdb3055ee051762b1f75d"
+)
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 
 
@@ -113,7 +116,8 @@ def test_ppcie_eight_gpus(verifier: nvgpu.GpuVerifier) -> None:
     assert res.verified, res.errors
     devs = res.claims["devices"]
     assert [d["certificate"]["leaf_serial"][:8] for d in devs] == [
-        "72CA2723", "7FB26EF1", "5B967911", "51118F99", "58B103C1", "46AA4DC0", "6C6C2C29", "510312EA",
+        "72CA2723", "7FB26EF1", "5B967911", "51118F99",
+        "58B103C1", "46AA4DC0", "6C6C2C29", "510312EA",
     ]  # fmt: skip
     for d in devs:
         assert d["driver_version"] == "590.12" and d["vbios_version"] == "96.00.A5.00.01"
@@ -311,8 +315,9 @@ def test_report_hostile_input_never_raises(verifier: nvgpu.GpuVerifier) -> None:
 
 
 def test_evidence_json_malformed() -> None:
-    for doc in (b"", b"{}", b"[]", b"[1]", b'[{"evidence": 5}]', b'[{"evidence": "@@"}]',
-                b"[" * 100000, json.dumps([{"evidence": "", "certificate": ""}] * 17).encode()):  # fmt: skip
+    many = json.dumps([{"evidence": "", "certificate": ""}] * 17).encode()
+    bad: list[bytes] = [b"", b"{}", b"[]", b"[1]", b'[{"evidence": 5}]', b'[{"evidence": "@@"}]']
+    for doc in [*bad, b"[" * 100000, many]:
         with pytest.raises(ParseError) as e:
             nvgpu.load_evidence_json(doc)
         assert e.value.code in ("gpu.evidence.invalid", "gpu.evidence.too_large")
