@@ -143,8 +143,6 @@ CODES: dict[str, Code] = {
             "gpu.evidence.invalid": "the GPU evidence (JSON list, base64, nonce) is malformed or "
             "empty",
             "gpu.evidence.too_large": "the GPU evidence holds more bytes or devices than allowed",
-            "gpu.ocsp.unavailable": "OCSP collateral was given to a build without OCSP support",
-            "gpu.rim.unavailable": "RIMs were given to a build without RIM support",
         },
     ),
     **_group(
@@ -760,6 +758,39 @@ CODES: dict[str, Code] = {
             "cli.usage.bad_output": "--out - cannot take this input",
             "cli.usage.bad_root_digest": "--root-digest is not 64 hex characters",
             "cli.usage.model_without_signature": "--model is given without --model-signature",
+        },
+    ),
+    # -- NVIDIA GPU reference values (RIMs) and OCSP revocation -----------------------------
+    **_group(
+        "NVIDIA GPU RIMs (sealgate.nvgpu.rim)",
+        {
+            "gpu.rim.too_large": "a RIM exceeds the size cap",
+            "gpu.rim.malformed": "a RIM is not a well-formed SWID tag (XML, DOCTYPE/entities, "
+            "depth, Resource fields, digests)",
+            "gpu.rim.no_signer": "the RIM signature's KeyInfo carries no usable signer certificate",
+            "gpu.rim.signature_invalid": "the RIM's XML signature or reference digest does not "
+            "verify (enveloped, C14N 1.1, ECDSA-SHA384)",
+            "gpu.rim.untrusted": "the RIM signer chain does not lead to the pinned NVIDIA RIM root",
+            "gpu.rim.not_valid_at": "a RIM signer certificate is expired or not yet valid at "
+            "the verification time",
+            "gpu.rim.not_found": "no RIM is available for the report's driver or VBIOS version",
+            "gpu.rim.wrong_kind": "a driver RIM was given where a VBIOS RIM was expected, or "
+            "the reverse",
+            "gpu.rim.index_overlap": "the driver and VBIOS RIMs both claim a measurement index",
+            "gpu.rim.mismatch": "an active measurement equals none of the RIM's alternatives",
+        },
+    ),
+    **_group(
+        "NVIDIA GPU OCSP (sealgate.nvgpu.ocsp)",
+        {
+            "gpu.ocsp.malformed": "an OCSP response cannot be parsed or is not successful",
+            "gpu.ocsp.too_large": "an OCSP response or the response list exceeds its cap",
+            "gpu.ocsp.signature_invalid": "an OCSP response is not signed by the issuer or a "
+            "delegated responder it certified (id-kp-OCSPSigning)",
+            "gpu.ocsp.missing": "no OCSP response covers a certificate of the chain",
+            "gpu.ocsp.stale": "an OCSP response is outside its thisUpdate..nextUpdate window",
+            "gpu.ocsp.revoked": "a certificate of the chain is revoked",
+            "gpu.ocsp.unknown": "the responder does not know a certificate of the chain",
         },
     ),
 }

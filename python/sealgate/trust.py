@@ -38,7 +38,7 @@ __all__ = [
 class Pin:
     """One pinned root certificate."""
 
-    platform: str  # "snp" | "tdx"
+    platform: str  # "snp" | "tdx" | "nvidia"
     name: str  # file stem in the trust directory, e.g. "ark-milan"
     sha256: str  # lowercase hex SHA-256 of the certificate DER
     description: str
@@ -76,10 +76,18 @@ PINS: tuple[Pin, ...] = (
     # --- NVIDIA: Device Identity CA (ECDSA P-384, self-signed, 2021-11-05..9999-12-31), the
     # root of every Hopper GPU / NVSwitch attestation chain (nvtrust verifier_device_root.pem).
     Pin(
-        "nvgpu",
+        "nvidia",
         "nvidia-device-identity-ca",
         "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48",
         "NVIDIA Device Identity CA (2021-11-05..9999-12-31)",
+    ),
+    # --- NVIDIA: the RIM (reference value) signing root, ECDSA P-384, self-signed; the PEM
+    # NVIDIA ships with its local verifier (nvtrust verifier/certs/verifier_RIM_root.pem). ---
+    Pin(
+        "nvidia",
+        "nvidia-rim-root",
+        "12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1",
+        "NVIDIA CoRIM signing Root CA (RIM signer root, P-384)",
     ),
 )
 
@@ -91,7 +99,8 @@ _BY_FINGERPRINT = {p.sha256: p for p in PINS}
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "snp": ("rsa-pss-sha384",),
     "tdx": ("ecdsa-sha256",),
-    "nvgpu": ("ecdsa-sha384",),
+    # NVIDIA signs its device identity and RIM hierarchies with ECDSA P-384/SHA-384.
+    "nvidia": ("ecdsa-sha384",),
 }
 
 

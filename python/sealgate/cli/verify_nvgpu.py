@@ -32,13 +32,29 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run, json_errors=True)
 
 
-def _rims(args: argparse.Namespace) -> Any:
+def _rims(args: argparse.Namespace, explicit_roots: list[bytes] | None) -> Any:
+    """A ``RimSource`` over --rim files and --rim-dir, anchored at the pinned NVIDIA RIM root
+    from the trust directory, or at the --roots certificates other than the pinned device
+    root (an explicitly given root is the operator's choice, as for AMD and Intel)."""
     if not args.rim and not args.rim_dir:
         return None
-    return {
-        "files": [Path(f) for f in args.rim],
-        "dir": Path(args.rim_dir) if args.rim_dir else None,
-    }
+    from sealgate import pki
+    from sealgate.cli import read_file
+    from sealgate.nvgpu import certs, rim
+    from sealgate.trust import TrustStore, pin_for
+
+    if explicit_roots is not None:
+        anchors = [
+            c
+            for r in explicit_roots
+            for c in pki.load_certificates(r, "root")
+            if (p := pin_for(c.fingerprint)) is None or p.name != certs.DEVICE_ROOT_PIN
+        ]
+    else:
+        anchors = rim.rim_roots(TrustStore(args.trust_dir))
+    blobs = [(f, read_file(f, "RIM", rim.MAX_RIM_BYTES)) for f in args.rim]
+    dirs = [Path(args.rim_dir)] if args.rim_dir else []
+    return rim.RimSource(roots=anchors, dirs=dirs, blobs=blobs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,11 +77,10 @@ def run(args: argparse.Namespace) -> int:
         if len(nonce) != nvgpu.NONCE_LEN:
             raise UsageError("cli.usage.bad_nonce", "--nonce must be 32 bytes")
     at = parse_at(args.at) if args.at else None
-    verifier = nvgpu.GpuVerifier(
-        roots=read_roots(args.roots) if args.roots else None, trust_dir=args.trust_dir
-    )
-    ocsp = [Path(f) for f in args.ocsp] or None
-    rims = _rims(args)
+    roots = read_roots(args.roots) if args.roots else None
+    verifier = nvgpu.GpuVerifier(roots=roots, trust_dir=args.trust_dir)
+    ocsp = [read_file(f, "OCSP response", 1 << 20) for f in args.ocsp] or None
+    rims = _rims(args, roots)
     if args.report is not None:
         ev = nvgpu.GpuEvidence(
             read_file(args.report, "report", MAX_INPUT),
