@@ -106,3 +106,21 @@ def test_report_without_chain_exit_2(capsys: pytest.CaptureFixture[str]) -> None
     argv = ["verify", "nvidia-gpu", "--report", v("h100-drv550", "hopperAttestationReport.txt")]
     rc, doc = cli(capsys, *argv)
     assert rc == 2 and doc is not None and doc["errors"][0]["code"] == "cli.usage.missing"
+
+
+def test_rims_match_and_mismatch(capsys: pytest.CaptureFixture[str]) -> None:
+    t = "h100-drv545-testrims"
+    base = [
+        "verify", "nvidia-gpu", "--report", v(t, "attestationReport.txt"),
+        "--cert-chain", v(t, "gpuAkCertChain.txt"), "--roots", v("roots"),
+        "--at", "2024-06-01T00:00:00Z", "--rim", v(t, "Driver_RIM_test_no_gpu.swidtag"),
+    ]  # fmt: skip
+    rc, doc = cli(capsys, *base, "--rim", v(t, "1010_0200_882_96005E0001_test_no_gpu.swidtag"))
+    assert rc == 0 and doc is not None and doc["claims"]["measurements_compared"] is True
+    rc, doc = cli(capsys, *base, "--rim", v(t, "1010_0200_882_96005E0001_PROD.swidtag"))
+    assert rc == 1 and doc is not None
+    assert [e["code"] for e in doc["errors"]] == ["gpu.rim.mismatch"]
+    assert [m["index"] for m in doc["claims"]["mismatched_indices"]] == [1, 2, 3, 9]
+    rc, doc = cli(capsys, *base[:-2], "--rim-dir", v("rims"))
+    assert rc == 1 and doc is not None
+    assert {e["code"] for e in doc["errors"]} == {"gpu.rim.not_found"}
