@@ -326,3 +326,16 @@ def test_evidence_json_malformed() -> None:
     ).encode()
     with pytest.raises(ParseError):
         nvgpu.load_evidence_json(ok)
+
+
+def test_blocks_match_an_independent_decode() -> None:
+    # The parser's fast path (uniform SHA-384 blocks) against a plain walk of DSP0274
+    # Tables 46-47.
+    raw = _raw()
+    off, want = REQUEST_LEN + 8, []
+    for _ in range(raw[REQUEST_LEN + 4]):
+        size = int.from_bytes(raw[off + 2 : off + 4], "little")
+        want.append((raw[off], raw[off + 4], raw[off + 7 : off + 4 + size]))
+        off += 4 + size
+    got = [(b.index, b.value_type, b.value) for b in nvgpu.parse_report(raw).blocks]
+    assert got == want and len(got) == 64

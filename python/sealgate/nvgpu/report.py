@@ -30,6 +30,9 @@ SIGNATURE_LEN = 96
 SPDM_1_1 = 0x11
 GET_MEASUREMENTS = 0xE0
 MEASUREMENTS = 0x60
+#: Measurement block header (index, spec, size) ‖ DMTF header (type, value size) ‖ 48-byte
+#: SHA-384 value: DSP0274 Tables 46-47.
+_SHA384_BLOCK = struct.Struct("<BBHBH48s")
 
 #: NVIDIA opaque-data TLV types (nvtrust local verifier, OpaqueDataType).
 OPAQUE_NAMES: dict[int, str] = {
@@ -195,6 +198,21 @@ def parse_report(data: bytes) -> GpuReport:
     # DSP0274 Table 46 measurement block header ‖ DMTF measurement header (Table 47): index,
     # specification, size (u16), value type, value size (u16) — one unpack per block.
     hdr = struct.Struct("<BBHBH")
+    # Fast path for the shape every Hopper report has (every block a DMTF SHA-384 digest,
+    # 4 + 3 + 48 bytes): one C-level unpack of the record; any deviation takes the
+    # field-by-field loop below, which names the offending field and offset.
+    if n_blocks and rec_len == n_blocks * _SHA384_BLOCK.size:
+        rows = list(_SHA384_BLOCK.iter_unpack(data[off:rec_end]))
+        idx = {r[0] for r in rows}
+        if (
+            len(idx) == n_blocks
+            and 0 not in idx
+            and 0xFF not in idx
+            and all(r[1] == 1 and r[2] == 51 and r[4] == 48 for r in rows)
+        ):
+            blocks = [MeasurementBlock(r[0], r[1], r[3], r[5]) for r in rows]
+            off = rec_end
+            n_blocks = 0  # parsed
     for _ in range(n_blocks):
         if off + 7 > rec_end:
             raise _err("gpu.format.truncated", "measurement block header", "measurement_block", off)
