@@ -124,7 +124,8 @@ def load_evidence_json(data: bytes) -> list[GpuEvidence]:
 
 
 def _measurement_claims(rep: GpuReport) -> dict[str, str]:
-    return {str(b.index): b.value.hex() for b in rep.blocks}
+    m = rep.measurements
+    return dict(zip(map(str, m), map(bytes.hex, m.values()), strict=True))
 
 
 class GpuVerifier:

@@ -202,15 +202,18 @@ def parse_report(data: bytes) -> GpuReport:
     # 4 + 3 + 48 bytes): one C-level unpack of the record; any deviation takes the
     # field-by-field loop below, which names the offending field and offset.
     if n_blocks and rec_len == n_blocks * _SHA384_BLOCK.size:
-        rows = list(_SHA384_BLOCK.iter_unpack(data[off:rec_end]))
-        idx = {r[0] for r in rows}
+        # Columns: index, spec, size, value type, value size, value.
+        cols = list(zip(*_SHA384_BLOCK.iter_unpack(data[off:rec_end]), strict=True))
+        idx = set(cols[0])
         if (
             len(idx) == n_blocks
             and 0 not in idx
             and 0xFF not in idx
-            and all(r[1] == 1 and r[2] == 51 and r[4] == 48 for r in rows)
+            and set(cols[1]) == {1}
+            and set(cols[2]) == {51}
+            and set(cols[4]) == {48}
         ):
-            blocks = [MeasurementBlock(r[0], r[1], r[3], r[5]) for r in rows]
+            blocks = list(map(MeasurementBlock, cols[0], cols[1], cols[3], cols[5]))
             off = rec_end
             n_blocks = 0  # parsed
     for _ in range(n_blocks):
@@ -322,7 +325,7 @@ def parse_report(data: bytes) -> GpuReport:
         project=text(OPAQUE_PROJECT),
         project_sku=text(OPAQUE_PROJECT_SKU),
         switch_pdis=pdis,
-        measurements={b.index: b.value for b in blocks},
+        measurements=dict(zip([b.index for b in blocks], [b.value for b in blocks], strict=True)),
     )
 
 
