@@ -8,12 +8,20 @@ Rust backend exposes P-384 only inside the SNP report type, so the floor here is
 Ratio = API time per report / floor time per verify (target <= 1.2).
 
     .venv/bin/python scripts/bench_nvgpu.py [--seconds 3] [--vectors ../shared/vectors]
+        [--nvtrust-python /tmp/nvlv/bin/python]
+
+``--nvtrust-python``: an interpreter of a separate virtualenv with NVIDIA's
+``nv-local-gpu-verifier`` (it pins cryptography 43, signxml 3.2 and lxml 4.9, older than
+sealgate's, so it cannot share sealgate's venv). Its report parse + signature check
+(``AttestationReport`` + ``verify_signature``, python-ecdsa) is timed on the same report, in
+that process; its chain and OCSP steps need the network and are not timed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +31,26 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from sealgate import nvgpu, pki
 from sealgate.nvgpu import rim
+
+#: Runs inside the nvtrust venv: argv = report hex file, PEM chain, seconds; prints reports/s.
+NVTRUST_PROBE = """
+import hashlib, sys, time
+from cryptography import x509
+from verifier.attestation import AttestationReport
+from verifier.config import HopperSettings
+rep = bytes.fromhex(open(sys.argv[1]).read().strip())
+leaf = x509.load_pem_x509_certificates(open(sys.argv[2], "rb").read())[0]
+s = HopperSettings()
+def one():
+    if not AttestationReport(rep, s).verify_signature(leaf, 96, hashlib.sha384):
+        raise SystemExit("nvtrust rejected the report")
+one()
+n, t0 = 0, time.thread_time()
+while time.thread_time() - t0 < float(sys.argv[3]):
+    one()
+    n += 1
+print(n / (time.thread_time() - t0))
+"""
 
 NONCE = bytes.fromhex("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb")
 
@@ -45,6 +73,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=3.0, help="time per measured function")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--nvtrust-python", help="python of a venv with nv-local-gpu-verifier")
     default = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
     ap.add_argument(
         "--vectors", type=Path, default=Path(os.environ.get("SEALGATE_SHARED_VECTORS", default))
@@ -125,6 +154,17 @@ def main() -> int:
     print(f"drv545 with its RIMs (RIMs loaded)            : {r['with_rims']:8.0f} reports/s")
     print(f"RIM lookup + comparison per report            : {extra:8.1f} us")
     print(f"one RIM parse + XML-DSig + chain (first load) : {rim_load * 1e3:8.2f} ms")
+    if args.nvtrust_python:
+        rep_file = d / "h100-drv550" / "hopperAttestationReport.txt"
+        chain_file = d / "h100-drv550" / "hopperCertChain.txt"
+        out = subprocess.run(  # the operator's own interpreter, fixed argv
+            [args.nvtrust_python, "-c", NVTRUST_PROBE, str(rep_file), str(chain_file),
+             str(args.seconds)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        nv = float(out.stdout.strip().splitlines()[-1])
+        print(f"nvtrust local verifier, parse + signature     : {nv:8.0f} reports/s")
+        print(f"sealgate (incl. chain, FWID) / nvtrust        : {r['api'] / nv:8.1f}x faster")
     return 0
 
 
