@@ -339,3 +339,27 @@ def test_blocks_match_an_independent_decode() -> None:
         off += 4 + size
     got = [(b.index, b.value_type, b.value) for b in nvgpu.parse_report(raw).blocks]
     assert got == want and len(got) == 64
+
+
+def test_ppcie_topology(verifier: nvgpu.GpuVerifier) -> None:
+    evs = nvgpu.load_evidence_json(_read("hgx-h100x8-ppcie", "gpu_evidence.json"))
+    res = nvgpu.verify_devices(evs, nonce=NONCE_PPCIE, at=AT, verifier=verifier)
+    topo = res.claims["topology"]
+    assert topo["ppcie"] is True and topo["switch_count"] == 4
+    assert "77e911d843b7533a" in topo["switch_pdis"]
+    # One GPU whose switch PDIs differ (a GPU from another board): named, besides the
+    # signature it breaks.
+    raw = bytearray(nvgpu.decode_report(evs[3].report))
+    pdi = raw.find(bytes.fromhex("77e911d843b7533a"))
+    raw[pdi : pdi + 8] = bytes(8)
+    other = nvgpu.GpuEvidence(bytes(raw), evs[3].cert_chain)
+    res = nvgpu.verify_devices([*evs[:3], other], nonce=NONCE_PPCIE, at=AT, verifier=verifier)
+    assert _codes(res) == {"gpu.report.signature_invalid", "gpu.topology.mismatch"}
+
+
+def test_mixed_mode_refused(verifier: nvgpu.GpuVerifier) -> None:
+    evs = nvgpu.load_evidence_json(_read("hgx-h100x8-ppcie", "gpu_evidence.json"))
+    res = nvgpu.verify_devices([evs[0], _ev550()], nonce=None, at=AT, verifier=verifier)
+    assert _codes(res) == {"gpu.topology.mixed_mode"}
+    single = nvgpu.verify_devices([_ev550()], nonce=NONCE_550, at=AT, verifier=verifier)
+    assert single.verified and single.claims["topology"] == {"ppcie": False}

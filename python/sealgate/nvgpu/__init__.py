@@ -35,6 +35,7 @@ from sealgate.nvgpu import rim
 from sealgate.nvgpu.certs import DeviceChain, NvidiaChainVerifier
 from sealgate.nvgpu.report import (
     MAX_REPORT,
+    OPAQUE_PROTECTED_PCIE_STATUS,
     REQUEST_LEN,
     GpuReport,
     MeasurementBlock,
@@ -172,6 +173,10 @@ class GpuVerifier:
         c["project"] = rep.project
         c["project_sku"] = rep.project_sku
         c["switch_pdis"] = [p.hex() for p in rep.switch_pdis]
+        pp = rep.opaque_value(OPAQUE_PROTECTED_PCIE_STATUS)
+        # NVIDIA's opaque PROTECTED_PCIE_STATUS: 0xAA in protected-PCIe (multi-GPU CC) mode,
+        # 0x55 otherwise (the published single-GPU and HGX PPCIe reports).
+        c["ppcie"] = {b"\xaa": True, b"\x55": False}.get(pp) if pp is not None else None
         c["measurements"] = _measurement_claims(rep)
         if nonce is None:
             c["nonce_checked"] = False
@@ -273,6 +278,32 @@ class GpuVerifier:
         res.claims["revocation"] = out.as_dict()
 
 
+def _topology(res: VerifyResult, devices: Sequence[dict[str, Any]]) -> None:
+    """GPU-side protected-PCIe topology (as NVIDIA's PPCIe verifier checks it before the
+    NVSwitch reports): GPUs in one set are all in PPCIe mode or none is; in PPCIe mode every
+    GPU names the same, non-empty set of NVSwitch PDIs (one per NVLink, so repeats within a
+    report are expected). The count of distinct switches is a claim for policy; checking the
+    PDIs against the NVSwitches' own reports needs NVSwitch evidence."""
+    modes = {d.get("ppcie") for d in devices if "ppcie" in d}
+    if not modes:
+        return
+    if len(modes) > 1:
+        res.fail("gpu.topology.mixed_mode", "the set mixes protected-PCIe and other GPUs")
+        return
+    if modes != {True}:
+        res.claims["topology"] = {"ppcie": False}
+        return
+    sets = [frozenset(d.get("switch_pdis", ())) for d in devices if "ppcie" in d]
+    first = sets[0]
+    if not first or any(s != first for s in sets[1:]):
+        res.fail("gpu.topology.mismatch", "the GPUs do not all name the same set of NVSwitch PDIs")
+    res.claims["topology"] = {
+        "ppcie": True,
+        "switch_pdis": sorted(first),
+        "switch_count": len(first),
+    }
+
+
 def verify_devices(
     evidence: Sequence[GpuEvidence],
     *,
@@ -306,6 +337,7 @@ def verify_devices(
             leaves.setdefault(leaf, i)
     res.claims["count"] = len(evidence)
     res.claims["devices"] = devices
+    _topology(res, devices)
     if not evidence:
         res.fail("gpu.evidence.invalid", "no device evidence")
     return res
