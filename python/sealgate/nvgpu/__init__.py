@@ -284,7 +284,8 @@ def _topology(res: VerifyResult, devices: Sequence[dict[str, Any]]) -> None:
     GPU names the same, non-empty set of NVSwitch PDIs (one per NVLink, so repeats within a
     report are expected). The count of distinct switches is a claim for policy; checking the
     PDIs against the NVSwitches' own reports needs NVSwitch evidence."""
-    modes = {d.get("ppcie") for d in devices if "ppcie" in d}
+    # A report without the status TLV is not in PPCIe mode.
+    modes = {d.get("ppcie") is True for d in devices if "ppcie" in d}
     if not modes:
         return
     if len(modes) > 1:
