@@ -143,8 +143,8 @@ CODES: dict[str, Code] = {
             "gpu.evidence.invalid": "the GPU evidence (JSON list, base64, nonce) is malformed or "
             "empty",
             "gpu.evidence.too_large": "the GPU evidence holds more bytes or devices than allowed",
-            "gpu.ocsp.unavailable": "OCSP collateral was given to a build without OCSP support",
-            "gpu.rim.unavailable": "RIMs were given to a build without RIM support",
+            "gpu.topology.mismatch": "protected-PCIe GPUs in one set name different NVSwitch PDIs",
+            "gpu.topology.mixed_mode": "one evidence set mixes protected-PCIe and other GPUs",
         },
     ),
     **_group(

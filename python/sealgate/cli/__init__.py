@@ -22,6 +22,7 @@ from sealgate.cli import (
     service,
     trust,
     verify_azure,
+    verify_nvgpu,
     verify_snp,
     verify_tdx,
     verify_tpm,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_snp.register(vsub)
     verify_tdx.register(vsub)
     verify_azure.register(vsub)
+    verify_nvgpu.register(vsub)
 
     ev = sub.add_parser("eventlog", help="event-log tools")
     esub = ev.add_subparsers(dest="eventlog_command", required=True, parser_class=_Parser)

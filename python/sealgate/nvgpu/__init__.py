@@ -30,19 +30,26 @@ from pathlib import Path
 from typing import Any
 
 from sealgate.errors import ParseError, SealgateError
+from sealgate.nvgpu import ocsp as nv_ocsp
+from sealgate.nvgpu import rim
 from sealgate.nvgpu.certs import DeviceChain, NvidiaChainVerifier
 from sealgate.nvgpu.report import (
     MAX_REPORT,
+    OPAQUE_PROTECTED_PCIE_STATUS,
+    REQUEST_LEN,
     GpuReport,
     MeasurementBlock,
     decode_report,
     format_vbios_version,
     parse_report,
 )
+from sealgate.nvgpu.rim import RimSource
 from sealgate.result import VerifyResult
 
 __all__ = [
+    "MAX_REPORT",
     "PLATFORM",
+    "REQUEST_LEN",
     "GpuEvidence",
     "GpuReport",
     "GpuVerifier",
@@ -118,7 +125,8 @@ def load_evidence_json(data: bytes) -> list[GpuEvidence]:
 
 
 def _measurement_claims(rep: GpuReport) -> dict[str, str]:
-    return {str(b.index): b.value.hex() for b in rep.blocks}
+    m = rep.measurements
+    return dict(zip(map(str, m), map(bytes.hex, m.values()), strict=True))
 
 
 class GpuVerifier:
@@ -140,13 +148,13 @@ class GpuVerifier:
         *,
         nonce: bytes | None,
         at: datetime | None = None,
-        rims: Any = None,
-        ocsp: Any = None,
+        rims: RimSource | None = None,
+        ocsp: Sequence[bytes] | None = None,
     ) -> VerifyResult:
         """Verify one device. ``nonce``: the expected 32-byte SPDM request nonce (None: not
         checked, and the claims say so). ``rims`` / ``ocsp``: reference-value and revocation
-        sources (``sealgate.nvgpu.rim`` / ``sealgate.nvgpu.ocsp``); None: not compared / not
-        checked."""
+        sources (``sealgate.nvgpu.rim`` / ``sealgate.nvgpu.ocsp``, DER responses); None: not
+        compared / not checked."""
         res = VerifyResult(PLATFORM)
         when = at if at is not None else datetime.now(UTC)
         try:
@@ -165,6 +173,10 @@ class GpuVerifier:
         c["project"] = rep.project
         c["project_sku"] = rep.project_sku
         c["switch_pdis"] = [p.hex() for p in rep.switch_pdis]
+        pp = rep.opaque_value(OPAQUE_PROTECTED_PCIE_STATUS)
+        # NVIDIA's opaque PROTECTED_PCIE_STATUS: 0xAA in protected-PCIe (multi-GPU CC) mode,
+        # 0x55 otherwise (the published single-GPU and HGX PPCIe reports).
+        c["ppcie"] = {b"\xaa": True, b"\x55": False}.get(pp) if pp is not None else None
         c["measurements"] = _measurement_claims(rep)
         if nonce is None:
             c["nonce_checked"] = False
@@ -202,29 +214,95 @@ class GpuVerifier:
         self._revocation(res, chain, ocsp, when)
         return res
 
-    def _reference_values(self, res: VerifyResult, rep: GpuReport, rims: Any, at: datetime) -> None:
+    def _reference_values(
+        self, res: VerifyResult, rep: GpuReport, rims: RimSource | None, at: datetime
+    ) -> None:
+        """Compare every active measurement with the driver and VBIOS RIMs for the report's
+        versions (``sealgate.nvgpu.rim``). A missing RIM is ``gpu.rim.not_found``, a RIM not
+        valid at ``at`` ``gpu.rim.not_valid_at`` — never a mismatch."""
+        c = res.claims
+        c["mismatched_indices"] = []
         if rims is None:
-            res.claims["rim"] = {"driver": None, "vbios": None, "status": "not_compared"}
-            res.claims["measurements_compared"] = False
-            res.claims["mismatched_indices"] = []
+            c["rim"] = {"driver": None, "vbios": None, "status": "not_compared"}
+            c["measurements_compared"] = False
+            return
+        c["measurements_compared"] = False
+        found: dict[str, rim.Rim] = {}
+        status: dict[str, dict[str, Any]] = {}
+        for kind, version in (("driver", rep.driver_version), ("vbios", rep.vbios_version)):
+            if version is None:
+                status[kind] = {"id": None, "version": None, "status": "gpu.rim.not_found"}
+                res.fail("gpu.rim.not_found", f"the report states no {kind} version")
+                continue
+            try:
+                r = rims.require(
+                    kind,
+                    version,
+                    at=at,
+                    project=rep.project,
+                    project_sku=rep.project_sku,
+                    chip_sku=rep.chip_sku,
+                )
+            except SealgateError as e:
+                status[kind] = {"id": None, "version": version, "status": e.code}
+                res.fail_from(e)
+                continue
+            found[kind] = r
+            status[kind] = {"id": r.id, "version": r.version, "status": "valid"}
+        c["rim"] = {**status, "status": "compared" if len(found) == 2 else "not_compared"}
+        if len(found) != 2:
             return
         try:
-            from sealgate.nvgpu import rim  # type: ignore[attr-defined]  # gpurim's module
-        except ImportError:
-            res.fail("gpu.rim.unavailable", "this build has no RIM support")
+            mism = rim.compare(rep.measurements, found["driver"], found["vbios"])
+        except SealgateError as e:
+            res.fail_from(e)
             return
-        rim.apply(res, rep, rims, at)
+        c["measurements_compared"] = True
+        c["mismatched_indices"] = [m.as_dict() for m in mism]
+        try:
+            rim.require_match(mism)
+        except SealgateError as e:
+            res.fail_from(e)
 
-    def _revocation(self, res: VerifyResult, chain: DeviceChain, ocsp: Any, at: datetime) -> None:
-        if ocsp is None:
-            res.claims["revocation"] = {"checked": False}
-            return
+    def _revocation(
+        self, res: VerifyResult, chain: DeviceChain, ocsp: Sequence[bytes] | None, at: datetime
+    ) -> None:
+        """OCSP for every certificate of the device chain but the anchor
+        (``sealgate.nvgpu.ocsp``, RFC 6960); none given: not checked, policy decides."""
         try:
-            from sealgate.nvgpu import ocsp as ocsp_mod  # type: ignore[attr-defined]
-        except ImportError:
-            res.fail("gpu.ocsp.unavailable", "this build has no OCSP support")
+            out = nv_ocsp.check_chain(chain.path.certs, list(ocsp or ()), at=at)
+        except SealgateError as e:
+            res.claims["revocation"] = {"checked": False, "status": e.code}
+            res.fail_from(e)
             return
-        ocsp_mod.apply(res, chain, ocsp, at)
+        res.claims["revocation"] = out.as_dict()
+
+
+def _topology(res: VerifyResult, devices: Sequence[dict[str, Any]]) -> None:
+    """GPU-side protected-PCIe topology (as NVIDIA's PPCIe verifier checks it before the
+    NVSwitch reports): GPUs in one set are all in PPCIe mode or none is; in PPCIe mode every
+    GPU names the same, non-empty set of NVSwitch PDIs (one per NVLink, so repeats within a
+    report are expected). The count of distinct switches is a claim for policy; checking the
+    PDIs against the NVSwitches' own reports needs NVSwitch evidence."""
+    # A report without the status TLV is not in PPCIe mode.
+    modes = {d.get("ppcie") is True for d in devices if "ppcie" in d}
+    if not modes:
+        return
+    if len(modes) > 1:
+        res.fail("gpu.topology.mixed_mode", "the set mixes protected-PCIe and other GPUs")
+        return
+    if modes != {True}:
+        res.claims["topology"] = {"ppcie": False}
+        return
+    sets = [frozenset(d.get("switch_pdis", ())) for d in devices if "ppcie" in d]
+    first = sets[0]
+    if not first or any(s != first for s in sets[1:]):
+        res.fail("gpu.topology.mismatch", "the GPUs do not all name the same set of NVSwitch PDIs")
+    res.claims["topology"] = {
+        "ppcie": True,
+        "switch_pdis": sorted(first),
+        "switch_count": len(first),
+    }
 
 
 def verify_devices(
@@ -232,8 +310,8 @@ def verify_devices(
     *,
     nonce: bytes | None,
     at: datetime | None = None,
-    rims: Any = None,
-    ocsp: Any = None,
+    rims: RimSource | None = None,
+    ocsp: Sequence[bytes] | None = None,
     verifier: GpuVerifier | None = None,
 ) -> VerifyResult:
     """Several devices in one evidence set: each verified; the result fails if any fails, its
@@ -260,6 +338,7 @@ def verify_devices(
             leaves.setdefault(leaf, i)
     res.claims["count"] = len(evidence)
     res.claims["devices"] = devices
+    _topology(res, devices)
     if not evidence:
         res.fail("gpu.evidence.invalid", "no device evidence")
     return res

@@ -28,8 +28,10 @@ from sealgate import pki
 from sealgate.errors import ChainError, ParseError
 from sealgate.trust import TrustStore, pin_for
 
-#: The trust-store platform directory (``<trust>/nvgpu/roots``).
-TRUST_PLATFORM = "nvgpu"
+#: The trust-store platform directory (``<trust>/nvidia/roots``; the RIM root lives there too).
+TRUST_PLATFORM = "nvidia"
+#: The trust-store pin name of the device root (``sealgate.trust.PINS``).
+DEVICE_ROOT_PIN = "nvidia-device-identity-ca"
 NVIDIA_ALGORITHMS = ("ecdsa-sha384",)
 #: Leaf + 3 intermediates + root; a chain longer than this is refused.
 NVIDIA_DEPTH = 5
@@ -109,9 +111,22 @@ class NvidiaChainVerifier:
         )
         self._explicit = roots is not None
         if roots is not None:
-            self.anchors = [c for r in roots for c in pki.load_certificates(r, "root")]
+            # Explicit roots are the operator's choice, but never the pinned RIM root: it
+            # signs reference manifests, not devices.
+            self.anchors = [
+                c
+                for r in roots
+                for c in pki.load_certificates(r, "root")
+                if (p := pin_for(c.fingerprint)) is None or p.name == DEVICE_ROOT_PIN
+            ]
         else:
-            self.anchors = TrustStore(trust_dir).roots(TRUST_PLATFORM)
+            # The "nvidia" trust directory also holds the RIM root; a device chain may
+            # anchor only at the Device Identity CA.
+            self.anchors = [
+                c
+                for c in TrustStore(trust_dir).roots(TRUST_PLATFORM)
+                if (p := pin_for(c.fingerprint)) is not None and p.name == DEVICE_ROOT_PIN
+            ]
         self._cache: OrderedDict[bytes, DeviceChain] = OrderedDict()
 
     def verify(self, pem: bytes, at: datetime) -> DeviceChain:
@@ -157,5 +172,5 @@ class NvidiaChainVerifier:
             raise ChainError("gpu.chain.bad_key", f"{pki.describe(leaf)} key is not EC")
         pin = pin_for(path.anchor.fingerprint)
         return DeviceChain(
-            path, pub, _fwid(leaf), pin.name if pin and pin.platform == TRUST_PLATFORM else None
+            path, pub, _fwid(leaf), pin.name if pin and pin.name == DEVICE_ROOT_PIN else None
         )
