@@ -7,8 +7,10 @@ through ``nvgpu_roots``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,9 @@ class _SyntheticGpus:
         self.gpus = gpus
         #: index → a report to send instead of a fresh one (a hostile node's replay).
         self.replace: dict[int, bytes] = {}
+        #: RIMs sent with every GPU's evidence, and OCSP responses per GPU index.
+        self.rims: list[bytes] = []
+        self.ocsp: dict[int, list[bytes]] = {}
 
     def count(self) -> int:
         return len(self.gpus)
@@ -56,7 +61,10 @@ class _SyntheticGpus:
 
         return [
             attestation_pb2.GpuEvidence(
-                report=self.replace.get(i) or g.report(n), cert_chain=g.cert_chain()
+                report=self.replace.get(i) or g.report(n),
+                cert_chain=g.cert_chain(),
+                rims=self.rims,
+                ocsp_responses=self.ocsp.get(i, []),
             )
             for i, (g, n) in enumerate(zip(self.gpus, nonces, strict=True))
         ]
@@ -157,23 +165,23 @@ def test_synthetic_gpus_verify_and_a_replayed_report_is_caught(
     env, node = _env(make_env, tmp_path, **cfg)
     res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["cpu-only", "gpu-model"])
     assert set(res.keys) == {"cpu-only"}, explain(res)
-    # Genuine and fresh: the objections left are that no RIM was compared and no OCSP
-    # response checked (collateral is not wired into the service yet), for each GPU.
+    # Genuine and fresh, but the service holds no RIM for these versions: a missing RIM
+    # fails verification (never a silent "not compared"), for each GPU.
     fails = sorted((f.message.split(":")[0], f.code) for d in res.denied for f in d.failures)
-    assert fails == [
-        (f"gpu{i}", c)
-        for i in (0, 1)
-        for c in ("policy.gpu.not_compared", "policy.gpu.revocation_unchecked")
-    ]
+    assert fails == [(f"gpu{i}", "policy.gpu.not_verified") for i in (0, 1)]
+    assert all(
+        "gpu.rim.not_found" in f.actual for d in res.denied for f in d.failures
+    ), explain(res)
     # A hostile node replays GPU 1's report from an earlier challenge and binds its CPU
     # report to it: the binding holds, the GPU's own nonce does not.
     old = gpus.gpus[1].report(b"\x00" * 32)
     gpus.replace[1] = old
     res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["cpu-only", "gpu-model"])
     assert set(res.keys) == {"cpu-only"}, explain(res)
-    bad = [f for d in res.denied for f in d.failures if f.code == "policy.gpu.not_verified"]
-    assert [f.message.split(":")[0] for f in bad] == ["gpu1"]
-    assert "gpu.report.nonce_mismatch" in bad[0].actual
+    bad = [f for d in res.denied for f in d.failures if "nonce_mismatch" in f.actual]
+    assert [(f.message.split(":")[0], f.code) for f in bad] == [
+        ("gpu1", "policy.gpu.not_verified")
+    ]
 
 
 def test_untrusted_gpu_root_is_not_verified(make_env: Callable[..., Env], tmp_path: Path) -> None:
@@ -189,3 +197,197 @@ def test_untrusted_gpu_root_is_not_verified(make_env: Callable[..., Env], tmp_pa
         f.actual for d in res.denied for f in d.failures if f.code == "policy.gpu.not_verified"
     ]
     assert len(actual) == 2 and all(a.startswith("gpu.chain.") for a in actual), actual
+
+
+# -- RIMs and OCSP consumed by the service ------------------------------------------------
+
+_DEVTOOLS = hashlib.sha384(b"synthetic devtools firmware").digest()
+
+
+def _ocsp_good(cert: Any, issuer: Any, key: Any) -> bytes:
+    """An issuer-signed "good" response (RFC 6960 §4.2.2.2: the CA itself may sign)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+
+    now = datetime.now(UTC)
+    b = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=cert,
+            issuer=issuer,
+            algorithm=hashes.SHA384(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=now - timedelta(hours=1),
+            next_update=now + timedelta(days=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.NAME, issuer)
+    )
+    assert isinstance(cert, x509.Certificate)
+    return b.sign(key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
+
+
+def _collateral(
+    tmp_path: Path, *, rims_in_dir: bool = False, mismatch_gpu1: bool = False
+) -> tuple[dict[str, object], _SyntheticGpus]:
+    """Two synthetic GPUs, a synthetic RIM root the service trusts (``nvgpu_rim_roots``)
+    and the RIMs matching GPU 0, sent with the evidence or in ``nvgpu_rim_dirs``."""
+    from cryptography.hazmat.primitives import serialization
+    from sealgate.testing.nvgpu_rim import make_hierarchy, matching_rims
+
+    cfg, gpus = _synthetic(tmp_path)
+    rh = make_hierarchy("e2e", not_before=datetime.now(UTC) - timedelta(days=30))
+    (tmp_path / "rim-root.pem").write_bytes(rh.root.public_bytes(serialization.Encoding.PEM))
+    cfg["nvgpu_rim_roots"] = [tmp_path / "rim-root.pem"]
+    g0 = gpus.gpus[0]
+    drv, vb = matching_rims(
+        rh, g0.measurements, driver_version=g0.driver_version, vbios_version="96.00.5E.00.01"
+    )
+    if mismatch_gpu1:
+        # SPDM block 10 is RIM index 9 (VBIOS): what a developer-tools firmware changes.
+        gpus.gpus[1].measurements[10] = _DEVTOOLS
+    if rims_in_dir:
+        d = tmp_path / "rims"
+        d.mkdir()
+        (d / "driver.swidtag").write_bytes(drv)
+        (d / "vbios.swidtag").write_bytes(vb)
+        cfg["nvgpu_rim_dirs"] = [d]
+    else:
+        gpus.rims = [drv, vb]
+    return cfg, gpus
+
+
+def _with_ocsp(gpus: _SyntheticGpus) -> None:
+    for i, g in enumerate(gpus.gpus):
+        h = g.hierarchy
+        gpus.ocsp[i] = [
+            _ocsp_good(g.leaf, h.ica, h.ica_key),
+            _ocsp_good(h.ica, h.root, h.root_key),
+        ]
+
+
+def _gpu_policy(env: Env, key: str, **gpu: object) -> None:
+    from sealgate.testing import snp
+
+    env.key(key, hashlib.sha256(key.encode()).digest())
+    env.policy(
+        key,
+        {
+            "platforms": {
+                "snp": {"products": ["Milan"], "measurement": [snp.ReportFields().measurement.hex()]}
+            },
+            "gpu": {
+                "min_count": 2,
+                "driver_versions": ["550.54.15"],
+                "vbios_versions": ["96.00.5E.00.01"],
+                **gpu,
+            },
+        },
+    )
+
+
+def _codes(res: Any) -> list[tuple[str, str]]:
+    return sorted((f.message.split(":")[0], f.code) for d in res.denied for f in d.failures)
+
+
+@pytest.mark.parametrize("rims_in_dir", [False, True], ids=["sent", "rim_dir"])
+def test_two_gpus_with_rims_and_ocsp_get_the_key(
+    make_env: Callable[..., Env], tmp_path: Path, rims_in_dir: bool
+) -> None:
+    import jwt
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _collateral(tmp_path, rims_in_dir=rims_in_dir)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict", require_revocation_check=True)
+    _gpu_policy(env, "gpu-norev", require_revocation_check=False)
+    # No OCSP yet: revocation unchecked denies the strict key, the other one is granted.
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict", "gpu-norev"])
+    assert set(res.keys) == {"gpu-norev"}, explain(res)
+    assert _codes(res) == [(f"gpu{i}", "policy.gpu.revocation_unchecked") for i in (0, 1)]
+    _with_ocsp(gpus)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict", "gpu-norev"])
+    assert set(res.keys) == {"gpu-strict", "gpu-norev"}, explain(res)
+    claims = jwt.decode(res.token, options={"verify_signature": False})
+    for i in (0, 1):
+        # No objection on either GPU: no AR4SI claim at warning (32) or worse.
+        vec = claims["submods"][f"snp/gpu{i}"]["ear.trustworthiness-vector"]
+        assert all(v < 32 for v in vec.values()), vec
+
+
+def test_cached_ocsp_responses_count(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    """Responses stored by ``sealgate collateral fetch nvidia`` are used when the node
+    sends none."""
+    from sealgate import pki
+    from sealgate.collateral import CollateralCache
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.nvgpu.fetch import ocsp_cache_parts
+
+    cfg, gpus = _collateral(tmp_path)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict", require_revocation_check=True)
+    _with_ocsp(gpus)
+    cache = CollateralCache(tmp_path / "collateral")
+    for i, g in enumerate(gpus.gpus):
+        chain = pki.load_certificates(g.cert_chain())
+        for cert, resp in zip(chain, gpus.ocsp[i], strict=False):
+            p = cache.path("nvidia", *ocsp_cache_parts(cert))
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(resp)
+    gpus.ocsp = {}
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+    assert set(res.keys) == {"gpu-strict"}, explain(res)
+
+
+def test_mismatched_gpu_is_named_and_allow_mismatch_expires(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _collateral(tmp_path, mismatch_gpu1=True)
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    future = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    past = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _gpu_policy(env, "strict")
+    _gpu_policy(env, "tolerant", allow_mismatch=[{"index": 9, "until": future}])
+    _gpu_policy(env, "expired", allow_mismatch=[{"index": 9, "until": past}])
+    _gpu_policy(env, "other-index", allow_mismatch=[{"index": 8, "until": future}])
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(
+        ["strict", "tolerant", "expired", "other-index"]
+    )
+    assert set(res.keys) == {"tolerant"}, explain(res)
+    by_key = {d.key_id: d.failures for d in res.denied}
+    assert set(by_key) == {"strict", "expired", "other-index"}
+    for fails in by_key.values():
+        assert [(f.message.split(":")[0], f.code) for f in fails] == [
+            ("gpu1", "policy.gpu.measurement_mismatch")
+        ]
+        assert "9" in fails[0].message
+
+
+def test_rim_missing_and_oversized_collateral(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    import grpc
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.service.gpus import MAX_RIMS_PER_GPU
+
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict")
+    vbios_only = gpus.rims[1:]
+    gpus.rims = vbios_only
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+    assert not res.keys, explain(res)
+    fails = [f for d in res.denied for f in d.failures]
+    assert [(f.message.split(":")[0], f.code) for f in fails] == [
+        (f"gpu{i}", "policy.gpu.not_verified") for i in (0, 1)
+    ]
+    assert all(f.actual == "gpu.rim.not_found" for f in fails), [f.actual for f in fails]
+    # A hostile node floods the service with RIMs: refused before any is parsed.
+    gpus.rims = vbios_only * (MAX_RIMS_PER_GPU + 1)
+    with pytest.raises(grpc.RpcError) as ei:
+        NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+    assert "gpu.evidence.too_large" in str(ei.value.details())

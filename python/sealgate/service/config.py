@@ -108,6 +108,12 @@ class ServiceConfig:
     #: NVIDIA Device Identity CA PEMs for GPU evidence (files or directories); empty: the
     #: trust directory's pinned root.
     nvgpu_roots: list[Path] = field(default_factory=list)
+    #: NVIDIA RIM root PEMs (files or directories) RIM signatures must chain to; empty: the
+    #: trust directory's pinned ``nvidia-rim-root``.
+    nvgpu_rim_roots: list[Path] = field(default_factory=list)
+    #: Directories of NVIDIA RIMs (``*.swidtag``/``*.xml``) searched after those sent with the
+    #: evidence and before the collateral cache's ``nvidia/rims``.
+    nvgpu_rim_dirs: list[Path] = field(default_factory=list)
     #: The verifier's own AMD CRLs (files or directories); empty: the collateral cache's.
     snp_crls: list[Path] = field(default_factory=list)
     #: Accept SNP evidence when the verifier holds no current CRL for the chain's ARK.
@@ -241,6 +247,8 @@ class _ConfigDoc(BaseModel):
     snp_roots: _Paths = []
     tdx_roots: _Paths = []
     nvgpu_roots: _Paths = []
+    nvgpu_rim_roots: _Paths = []
+    nvgpu_rim_dirs: _Paths = []
     snp_crls: _Paths = []
     tdx_collateral_max_age: PositiveInt = ServiceConfig.tdx_collateral_max_age
     token_ttl: PositiveInt = ServiceConfig.token_ttl
@@ -262,6 +270,8 @@ _PATH_LIST_KEYS = (
     "snp_roots",
     "tdx_roots",
     "nvgpu_roots",
+    "nvgpu_rim_roots",
+    "nvgpu_rim_dirs",
     "snp_crls",
 )
 

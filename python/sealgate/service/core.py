@@ -42,6 +42,7 @@ from sealgate.result import VerifyResult
 from sealgate.service import errors as E
 from sealgate.service.cache import ConfigCache, ConfigView
 from sealgate.service.config import ServiceConfig
+from sealgate.service.gpus import check_bounds as check_gpu_bounds
 from sealgate.service.platforms import (
     PlatformRegistry,
     VerifyContext,
@@ -186,7 +187,8 @@ class Verifier:
         self.config = ConfigCache(storage)
         # The EK CA roots and intermediates, and the memo of CA signatures verified.
         self.ek = EkVerifier(_load_pem_dir(cfg.ek_ca_roots), _load_pem_dir(cfg.ek_ca_intermediates))
-        #: Built at the first GPU evidence (its chain cache lives as long as the service).
+        #: Built at the first GPU evidence (its chain and RIM caches live as long as the
+        #: service): a sealgate.service.gpus.GpuCollateral.
         self._gpu_verifier: Any = None
 
     # -- Attestation --------------------------------------------------------------------
@@ -315,6 +317,11 @@ class Verifier:
         if len(gpus) > MAX_GPUS:
             self._refuse(ch.id, node_id, "gpu.evidence.too_many")
             raise E.Invalid("gpu.evidence.too_many", f"more than {MAX_GPUS} GPU reports")
+        try:
+            check_gpu_bounds(gpus)
+        except SealgateError as e:
+            self._refuse(ch.id, node_id, e.code)
+            raise E.Invalid(e.code, e.message) from None
         base = runtime_binding(ch.nonce, runtime_public_key)
         # Composite evidence (sealgate.protocol.gpu_binding): with GPUs, the CPU evidence
         # must commit to the exact ordered GPU report set, so the CPU check below already
@@ -431,29 +438,13 @@ class Verifier:
         return out
 
     def _verify_gpus(self, base: bytes, gpus: Sequence[Any]) -> list[dict[str, Any]]:
-        """Verify each GPU for its own challenge nonce; one claim set per GPU, in order."""
-        from sealgate import nvgpu
-
+        """Verify each GPU for its own challenge nonce, with RIMs and OCSP responses
+        (``sealgate.service.gpus``); one claim set per GPU, in order."""
         if self._gpu_verifier is None:
-            roots = [
-                f.read_bytes()
-                for p in self.cfg.nvgpu_roots
-                for f in (sorted(p.iterdir()) if p.is_dir() else [p])
-            ]
-            self._gpu_verifier = nvgpu.GpuVerifier(roots=roots or None)
-        out: list[dict[str, Any]] = []
-        for i, g in enumerate(gpus):
-            ev = nvgpu.GpuEvidence(bytes(g.report), bytes(g.cert_chain))
-            try:
-                # RIMs and OCSP given with the evidence are not consumed yet: the claims then
-                # say "not compared" / "not checked" and the gpu policy refuses on that.
-                r = self._gpu_verifier.verify(ev, nonce=gpu_nonce(base, i))
-            except SealgateError as e:
-                r = VerifyResult(nvgpu.PLATFORM)
-                r.fail_from(e)
-            out.append(
-                {"verified": r.verified, "errors": [f.code for f in r.errors], "claims": r.claims}
-            )
+            from sealgate.service.gpus import GpuCollateral
+
+            self._gpu_verifier = GpuCollateral(self.cfg)
+        out: list[dict[str, Any]] = self._gpu_verifier.verify(base, gpus)
         return out
 
     def _revocations(self, platform: str, ids: list[str]) -> tuple[int, list[Revocation]]:

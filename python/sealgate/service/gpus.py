@@ -1,0 +1,176 @@
+"""The service side of composite GPU evidence: which collateral the GPU verifier gets.
+
+Per Attest, every GPU is verified (``sealgate.nvgpu.GpuVerifier``) with
+
+* RIMs (``sealgate.nvgpu.rim.RimSource``): those the node sent with the evidence, then the
+  operator's ``nvgpu_rim_dirs``, then the collateral cache's ``nvidia/rims``
+  (``sealgate collateral fetch nvidia``), each verified against the NVIDIA RIM root
+  (``nvgpu_rim_roots``, default: the trust directory's pinned ``nvidia-rim-root``);
+* OCSP responses (RFC 6960): those the node sent for that GPU, then the cached ones for its
+  device chain.
+
+A RIM is an NVIDIA-signed reference (its signature, not its carrier, makes it trusted), so
+the RIMs of all GPUs in one request form one pool. Parsing and verifying a signed SWID tag
+costs milliseconds, so sources are kept across requests, keyed by the RIM bytes sent and
+the state of the directories (a fetch that adds a RIM changes the key), in a bounded LRU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sealgate import pki
+from sealgate.collateral import CollateralCache
+from sealgate.errors import SealgateError, VerificationError
+from sealgate.protocol.gpu_binding import gpu_nonce
+from sealgate.result import VerifyResult
+from sealgate.service.config import ServiceConfig
+
+#: RIMs one GPU may carry: its driver and VBIOS RIM, and a spare of each (a node in the
+#: middle of an update may hold two candidate versions).
+MAX_RIMS_PER_GPU = 4
+#: OCSP responses one GPU may carry: NVIDIA's device chain has five certificates, four of
+#: them below the anchor, each needing one response; twice that leaves room for the RIM
+#: chain's responses without letting a node send an unbounded list.
+MAX_OCSP_PER_GPU = 8
+#: RIM sources kept across requests (each holds its parsed RIMs).
+MAX_SOURCES = 32
+#: Files listed per RIM directory (``RimSource`` reads at most as many).
+_MAX_DIR_FILES = 4096
+
+
+class GpuCollateralError(VerificationError):
+    """GPU collateral sent with the evidence exceeds the bounds (``gpu.evidence.too_large``)."""
+
+
+def check_bounds(gpus: Sequence[Any]) -> None:
+    """Refuse oversized collateral before anything is parsed: RIM and OCSP counts per GPU
+    and each blob's size (``sealgate.nvgpu.rim.MAX_RIM_BYTES``,
+    ``sealgate.nvgpu.ocsp.MAX_RESPONSE_BYTES``)."""
+    from sealgate.nvgpu import ocsp, rim
+
+    for i, g in enumerate(gpus):
+        rims, resps = list(g.rims), list(g.ocsp_responses)
+        if len(rims) > MAX_RIMS_PER_GPU or len(resps) > MAX_OCSP_PER_GPU:
+            raise GpuCollateralError(
+                "gpu.evidence.too_large",
+                f"gpu{i}: {len(rims)} RIM(s) and {len(resps)} OCSP response(s); at most "
+                f"{MAX_RIMS_PER_GPU} and {MAX_OCSP_PER_GPU}",
+            )
+        if any(len(r) > rim.MAX_RIM_BYTES for r in rims) or any(
+            len(r) > ocsp.MAX_RESPONSE_BYTES for r in resps
+        ):
+            raise GpuCollateralError(
+                "gpu.evidence.too_large",
+                f"gpu{i}: a RIM over {rim.MAX_RIM_BYTES} or an OCSP response over "
+                f"{ocsp.MAX_RESPONSE_BYTES} bytes",
+            )
+
+
+def _dir_state(d: Path) -> tuple[Any, ...]:
+    """What identifies a directory's RIMs without reading them: names, sizes, mtimes."""
+    try:
+        entries = sorted(d.iterdir())[:_MAX_DIR_FILES]
+    except OSError:
+        return (str(d), None)
+    out: list[Any] = [str(d)]
+    for f in entries:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        out.append((f.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _load_pems(paths: Sequence[Path]) -> list[bytes]:
+    return [
+        f.read_bytes() for p in paths for f in (sorted(p.iterdir()) if p.is_dir() else [p])
+    ]
+
+
+class GpuCollateral:
+    """The GPU verifier and its collateral for one service (thread-safe)."""
+
+    def __init__(self, cfg: ServiceConfig) -> None:
+        from sealgate import nvgpu
+        from sealgate.nvgpu import rim
+
+        self.cfg = cfg
+        roots = _load_pems(cfg.nvgpu_roots)
+        self.verifier = nvgpu.GpuVerifier(roots=roots or None)
+        rim_pems = _load_pems(cfg.nvgpu_rim_roots)
+        self.rim_roots: list[pki.Certificate] = (
+            [c for pem in rim_pems for c in pki.load_certificates(pem, "nvgpu_rim_roots")]
+            if rim_pems
+            else rim.rim_roots()
+        )
+        self.cache = CollateralCache(cfg.collateral_dir)
+        self.dirs = [Path(d) for d in cfg.nvgpu_rim_dirs]
+        self._sources: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def rim_source(self, blobs: Sequence[bytes]) -> Any:
+        """The (cached) RimSource for the RIMs sent plus the directories as they are now."""
+        from sealgate.nvgpu.rim import RimSource
+
+        uniq = sorted({hashlib.sha256(b).digest(): b for b in blobs}.items())
+        dirs = [*self.dirs, self.cache.root / "nvidia" / "rims"]
+        key = (tuple(h for h, _ in uniq), tuple(_dir_state(d) for d in dirs))
+        with self._lock:
+            src = self._sources.get(key)
+            if src is not None:
+                self._sources.move_to_end(key)
+                return src
+        src = RimSource.from_places(
+            roots=self.rim_roots,
+            rim_dirs=self.dirs,
+            cache_root=self.cache.root,
+            blobs=[(f"evidence RIM {h.hex()[:16]}", b) for h, b in uniq],
+        )
+        with self._lock:
+            self._sources[key] = src
+            self._sources.move_to_end(key)
+            while len(self._sources) > MAX_SOURCES:
+                self._sources.popitem(last=False)
+        return src
+
+    def ocsp_for(self, g: Any) -> list[bytes]:
+        """The responses the node sent for this GPU, then the cached ones for its chain
+        (deduplicated; ``check_chain`` uses the first that matches each certificate)."""
+        from sealgate.nvgpu import fetch, ocsp
+
+        out = [bytes(r) for r in g.ocsp_responses]
+        try:
+            chain = pki.load_certificates(bytes(g.cert_chain), "GPU certificate chain")
+        except SealgateError:
+            chain = []  # the verifier reports the bad chain itself
+        for r in fetch.cached_responses(self.cache, chain):
+            if r not in out:
+                out.append(r)
+        return out[: ocsp.MAX_RESPONSES]
+
+    def verify(self, base: bytes, gpus: Sequence[Any]) -> list[dict[str, Any]]:
+        """Verify each GPU for its own challenge nonce; one claim set per GPU, in order."""
+        from sealgate import nvgpu
+
+        rims = self.rim_source([bytes(r) for g in gpus for r in g.rims])
+        out: list[dict[str, Any]] = []
+        for i, g in enumerate(gpus):
+            ev = nvgpu.GpuEvidence(bytes(g.report), bytes(g.cert_chain))
+            try:
+                r = self.verifier.verify(
+                    ev, nonce=gpu_nonce(base, i), rims=rims, ocsp=self.ocsp_for(g)
+                )
+            except SealgateError as e:
+                r = VerifyResult(nvgpu.PLATFORM)
+                r.fail_from(e)
+            out.append(
+                {"verified": r.verified, "errors": [f.code for f in r.errors], "claims": r.claims}
+            )
+        return out
