@@ -169,9 +169,9 @@ def test_synthetic_gpus_verify_and_a_replayed_report_is_caught(
     # fails verification (never a silent "not compared"), for each GPU.
     fails = sorted((f.message.split(":")[0], f.code) for d in res.denied for f in d.failures)
     assert fails == [(f"gpu{i}", "policy.gpu.not_verified") for i in (0, 1)]
-    assert all(
-        "gpu.rim.not_found" in f.actual for d in res.denied for f in d.failures
-    ), explain(res)
+    assert all("gpu.rim.not_found" in f.actual for d in res.denied for f in d.failures), explain(
+        res
+    )
     # A hostile node replays GPU 1's report from an earlier challenge and binds its CPU
     # report to it: the binding holds, the GPU's own nonce does not.
     old = gpus.gpus[1].report(b"\x00" * 32)
@@ -179,9 +179,7 @@ def test_synthetic_gpus_verify_and_a_replayed_report_is_caught(
     res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["cpu-only", "gpu-model"])
     assert set(res.keys) == {"cpu-only"}, explain(res)
     bad = [f for d in res.denied for f in d.failures if "nonce_mismatch" in f.actual]
-    assert [(f.message.split(":")[0], f.code) for f in bad] == [
-        ("gpu1", "policy.gpu.not_verified")
-    ]
+    assert [(f.message.split(":")[0], f.code) for f in bad] == [("gpu1", "policy.gpu.not_verified")]
 
 
 def test_untrusted_gpu_root_is_not_verified(make_env: Callable[..., Env], tmp_path: Path) -> None:
@@ -276,7 +274,10 @@ def _gpu_policy(env: Env, key: str, **gpu: object) -> None:
         key,
         {
             "platforms": {
-                "snp": {"products": ["Milan"], "measurement": [snp.ReportFields().measurement.hex()]}
+                "snp": {
+                    "products": ["Milan"],
+                    "measurement": [snp.ReportFields().measurement.hex()],
+                }
             },
             "gpu": {
                 "min_count": 2,
@@ -370,7 +371,7 @@ def test_mismatched_gpu_is_named_and_allow_mismatch_expires(
 
 def test_rim_missing_and_oversized_collateral(make_env: Callable[..., Env], tmp_path: Path) -> None:
     import grpc
-    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.node.agent import AgentError, NodeAgent, explain
     from sealgate.service.gpus import MAX_RIMS_PER_GPU
 
     cfg, gpus = _collateral(tmp_path)
@@ -388,6 +389,7 @@ def test_rim_missing_and_oversized_collateral(make_env: Callable[..., Env], tmp_
     assert all(f.actual == "gpu.rim.not_found" for f in fails), [f.actual for f in fails]
     # A hostile node floods the service with RIMs: refused before any is parsed.
     gpus.rims = vbios_only * (MAX_RIMS_PER_GPU + 1)
-    with pytest.raises(grpc.RpcError) as ei:
+    with pytest.raises(AgentError) as ei:
         NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
-    assert "gpu.evidence.too_large" in str(ei.value.details())
+    assert ei.value.code == "gpu.evidence.too_large"
+    assert ei.value.status == grpc.StatusCode.INVALID_ARGUMENT

@@ -35,7 +35,7 @@ from sealgate.broker.tokens import TokenError, TokenIssuer
 from sealgate.errors import SealgateError, UsageError
 from sealgate.pki import Certificate
 from sealgate.protocol import runtime_binding
-from sealgate.protocol.gpu_binding import MAX_GPUS, composite_binding, gpu_nonce
+from sealgate.protocol.gpu_binding import MAX_GPUS, composite_binding
 from sealgate.protocol.hpke import jwk, jwk_thumbprint, release_info, seal
 from sealgate.protocol.model_binding import binding_hint, model_commitments
 from sealgate.result import VerifyResult

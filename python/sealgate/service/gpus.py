@@ -89,9 +89,7 @@ def _dir_state(d: Path) -> tuple[Any, ...]:
 
 
 def _load_pems(paths: Sequence[Path]) -> list[bytes]:
-    return [
-        f.read_bytes() for p in paths for f in (sorted(p.iterdir()) if p.is_dir() else [p])
-    ]
+    return [f.read_bytes() for p in paths for f in (sorted(p.iterdir()) if p.is_dir() else [p])]
 
 
 class GpuCollateral:
