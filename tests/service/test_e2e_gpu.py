@@ -393,3 +393,37 @@ def test_rim_missing_and_oversized_collateral(make_env: Callable[..., Env], tmp_
         NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
     assert ei.value.code == "gpu.evidence.too_large"
     assert ei.value.status == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_rim_config_keys_and_source_cache(tmp_path: Path) -> None:
+    import json
+
+    from sealgate.errors import UsageError
+    from sealgate.service.config import load_config
+    from sealgate.service.gpus import GpuCollateral
+
+    cfg_doc, gpus = _collateral(tmp_path, rims_in_dir=True)
+    (tmp_path / "c.json").write_text(
+        json.dumps(
+            {
+                "nvgpu_rim_roots": str(tmp_path / "rim-root.pem"),  # one path without the list
+                "nvgpu_rim_dirs": [str(tmp_path / "rims")],
+                "collateral_dir": str(tmp_path / "collateral"),
+            }
+        )
+    )
+    cfg = load_config(tmp_path / "c.json")
+    assert cfg.nvgpu_rim_roots == [tmp_path / "rim-root.pem"]
+    assert cfg.nvgpu_rim_dirs == [tmp_path / "rims"]
+    (tmp_path / "bad.json").write_text(json.dumps({"nvgpu_rim_dirs": 5}))
+    with pytest.raises(UsageError) as e:
+        load_config(tmp_path / "bad.json")
+    assert e.value.code == "config.invalid"
+    col = GpuCollateral(cfg)
+    # Parsed once: the same RIMs sent and unchanged directories give the same source ...
+    a = col.rim_source([b"x"])
+    assert col.rim_source([b"x", b"x"]) is a
+    assert col.rim_source([]) is not a
+    # ... and a RIM added to a directory is seen by the next request.
+    (tmp_path / "rims" / "more.swidtag").write_bytes(gpus.gpus[0].report(b"\x00" * 32))
+    assert col.rim_source([b"x"]) is not a
