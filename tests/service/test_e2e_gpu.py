@@ -402,7 +402,7 @@ def test_rim_config_keys_and_source_cache(tmp_path: Path) -> None:
     from sealgate.service.config import load_config
     from sealgate.service.gpus import GpuCollateral
 
-    cfg_doc, gpus = _collateral(tmp_path, rims_in_dir=True)
+    _, gpus = _collateral(tmp_path, rims_in_dir=True)
     (tmp_path / "c.json").write_text(
         json.dumps(
             {
