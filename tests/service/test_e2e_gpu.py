@@ -427,3 +427,19 @@ def test_rim_config_keys_and_source_cache(tmp_path: Path) -> None:
     # ... and a RIM added to a directory is seen by the next request.
     (tmp_path / "rims" / "more.swidtag").write_bytes(gpus.gpus[0].report(b"\x00" * 32))
     assert col.rim_source([b"x"]) is not a
+
+
+def test_rim_source_cache_is_bounded(tmp_path: Path) -> None:
+    from sealgate.service import gpus
+    from sealgate.service.config import ServiceConfig
+
+    cfg = ServiceConfig(collateral_dir=tmp_path / "collateral")
+    col = gpus.GpuCollateral(cfg)
+    for i in range(gpus.MAX_SOURCES + 5):
+        col.rim_source([b"%d" % i])
+    assert len(col._sources) == gpus.MAX_SOURCES
+    big = b"R" * (gpus.MAX_CACHED_BLOB_BYTES // 2 + 1)
+    col.rim_source([big + b"1"])
+    col.rim_source([big + b"2"])
+    assert col._blob_bytes <= gpus.MAX_CACHED_BLOB_BYTES
+    assert sum(n for _, n in col._sources.values()) == col._blob_bytes

@@ -38,8 +38,11 @@ MAX_RIMS_PER_GPU = 4
 #: them below the anchor, each needing one response; twice that leaves room for the RIM
 #: chain's responses without letting a node send an unbounded list.
 MAX_OCSP_PER_GPU = 8
-#: RIM sources kept across requests (each holds its parsed RIMs).
+#: RIM sources kept across requests (each holds its parsed RIMs), and the RIM bytes sent by
+#: nodes they may hold together: a hostile node sending a new RIM set each time evicts older
+#: sources instead of growing the cache.
 MAX_SOURCES = 32
+MAX_CACHED_BLOB_BYTES = 16 << 20
 #: Files listed per RIM directory (``RimSource`` reads at most as many).
 _MAX_DIR_FILES = 4096
 
@@ -110,7 +113,8 @@ class GpuCollateral:
         )
         self.cache = CollateralCache(cfg.collateral_dir)
         self.dirs = [Path(d) for d in cfg.nvgpu_rim_dirs]
-        self._sources: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._sources: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
+        self._blob_bytes = 0
         self._lock = threading.Lock()
 
     def rim_source(self, blobs: Sequence[bytes]) -> Any:
@@ -121,21 +125,26 @@ class GpuCollateral:
         dirs = [*self.dirs, self.cache.root / "nvidia" / "rims"]
         key = (tuple(h for h, _ in uniq), tuple(_dir_state(d) for d in dirs))
         with self._lock:
-            src = self._sources.get(key)
-            if src is not None:
+            hit = self._sources.get(key)
+            if hit is not None:
                 self._sources.move_to_end(key)
-                return src
+                return hit[0]
         src = RimSource.from_places(
             roots=self.rim_roots,
             rim_dirs=self.dirs,
             cache_root=self.cache.root,
             blobs=[(f"evidence RIM {h.hex()[:16]}", b) for h, b in uniq],
         )
+        size = sum(len(b) for _, b in uniq)
         with self._lock:
-            self._sources[key] = src
-            self._sources.move_to_end(key)
-            while len(self._sources) > MAX_SOURCES:
-                self._sources.popitem(last=False)
+            if key not in self._sources:
+                self._sources[key] = (src, size)
+                self._blob_bytes += size
+            while self._sources and (
+                len(self._sources) > MAX_SOURCES or self._blob_bytes > MAX_CACHED_BLOB_BYTES
+            ):
+                _, (_, n) = self._sources.popitem(last=False)
+                self._blob_bytes -= n
         return src
 
     def ocsp_for(self, g: Any) -> list[bytes]:
