@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -157,11 +158,13 @@ def main() -> int:
     if args.nvtrust_python:
         rep_file = d / "h100-drv550" / "hopperAttestationReport.txt"
         chain_file = d / "h100-drv550" / "hopperCertChain.txt"
-        out = subprocess.run(  # the operator's own interpreter, fixed argv
-            [args.nvtrust_python, "-c", NVTRUST_PROBE, str(rep_file), str(chain_file),
-             str(args.seconds)],
-            capture_output=True, text=True, timeout=120, check=True,
-        )  # fmt: skip
+        # NVIDIA's verifier writes verifier.log into its working directory: a scratch one.
+        with tempfile.TemporaryDirectory() as scratch:
+            out = subprocess.run(  # the operator's own interpreter, fixed argv
+                [args.nvtrust_python, "-c", NVTRUST_PROBE, str(rep_file.resolve()),
+                 str(chain_file.resolve()), str(args.seconds)],
+                capture_output=True, text=True, timeout=120, check=True, cwd=scratch,
+            )  # fmt: skip
         nv = float(out.stdout.strip().splitlines()[-1])
         print(f"nvtrust local verifier, parse + signature     : {nv:8.0f} reports/s")
         print(f"sealgate (incl. chain, FWID) / nvtrust        : {r['api'] / nv:8.1f}x faster")
