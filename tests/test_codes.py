@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 import grpc
+import pytest
 from sealgate import codes
 from sealgate.appraise.policy import TDX_MEASUREMENTS
 
@@ -263,8 +264,8 @@ def _expand_braces(token: str) -> list[str]:
     ]
 
 
-def _readme_codes() -> set[str]:
-    text = (ROOT / "README.md").read_text()
+def _readme_codes(path: Path = ROOT / "README.md") -> set[str]:
+    text = path.read_text()
     out: set[str] = set()
     # A brace group may wrap across lines: drop whitespace inside a backticked span, but
     # only for spans that hold a brace group (prose in backticks keeps its spaces).
@@ -286,6 +287,17 @@ def test_readme_names_only_catalogued_codes() -> None:
     assert len(readme) > 50  # the parser finds the README's lists
     unknown = sorted(readme - set(codes.CODES))
     assert not unknown, f"README names codes that are not in sealgate.codes: {unknown}"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "errors.md"),
+)
+def test_docs_name_only_catalogued_codes(doc: str) -> None:
+    """The platform and operations documents list codes as the README does; a renamed or
+    removed code must not live on there."""
+    unknown = sorted(_readme_codes(ROOT / "docs" / doc) - set(codes.CODES))
+    assert not unknown, f"docs/{doc} names codes that are not in sealgate.codes: {unknown}"
 
 
 def test_brace_groups_expand() -> None:
