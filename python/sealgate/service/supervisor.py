@@ -11,10 +11,18 @@ import os
 import signal
 import sys
 import threading
+import time
+from typing import Any
 
 from sealgate.errors import UsageError
 from sealgate.service.config import ServiceConfig
 from sealgate.service.metrics import MULTIPROC_ENV, multiprocess_dir, reset_multiprocess_dir
+
+#: How long a worker that has not finished starting (interpreter, imports, storage, server)
+#: may take to stop once asked, on top of the drain grace. A worker asked to stop while it
+#: starts finishes building its server first; on a loaded host that alone can outlast the
+#: grace, and killing it then turns a clean stop into a failure.
+START_ALLOWANCE = 120.0
 
 
 def serve(cfg: ServiceConfig, grace: float) -> int:
@@ -24,7 +32,11 @@ def serve(cfg: ServiceConfig, grace: float) -> int:
     return serve_many(cfg, grace)
 
 
-def serve_one(cfg: ServiceConfig, grace: float, index: int, reuse_port: bool) -> int:
+def serve_one(
+    cfg: ServiceConfig, grace: float, index: int, reuse_port: bool, ready: Any = None
+) -> int:
+    """One server process; ``ready`` (a multiprocessing Event, under the supervisor) is set
+    once the server is built and serving."""
     from sealgate.service.server import create_server
 
     # Handlers first: a SIGTERM that arrives while the server is being built (a supervisor
@@ -37,6 +49,8 @@ def serve_one(cfg: ServiceConfig, grace: float, index: int, reuse_port: bool) ->
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     srv = create_server(cfg, http=index == 0, reuse_port=reuse_port)
+    if ready is not None:
+        ready.set()
     if index == 0:
         host = cfg.listen.rsplit(":", 1)[0]
         http_host = cfg.http_listen.rsplit(":", 1)[0]
@@ -59,8 +73,8 @@ def serve_one(cfg: ServiceConfig, grace: float, index: int, reuse_port: bool) ->
     return 0
 
 
-def _worker_main(cfg: ServiceConfig, grace: float, index: int) -> None:
-    sys.exit(serve_one(cfg, grace, index, reuse_port=True))
+def _worker_main(cfg: ServiceConfig, grace: float, index: int, ready: Any) -> None:
+    sys.exit(serve_one(cfg, grace, index, reuse_port=True, ready=ready))
 
 
 def serve_many(cfg: ServiceConfig, grace: float) -> int:
@@ -94,8 +108,9 @@ def serve_many(cfg: ServiceConfig, grace: float) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     ctx = multiprocessing.get_context("spawn")
+    ready = [ctx.Event() for _ in range(cfg.workers)]
     procs = [
-        ctx.Process(target=_worker_main, args=(cfg, grace, i), daemon=False)
+        ctx.Process(target=_worker_main, args=(cfg, grace, i, ready[i]), daemon=False)
         for i in range(cfg.workers)
     ]
     for p in procs:
@@ -104,14 +119,20 @@ def serve_many(cfg: ServiceConfig, grace: float) -> int:
         if any(not p.is_alive() for p in procs):
             print("sealgate: a worker exited; stopping", file=sys.stderr, flush=True)
             break
+    serving = [e.is_set() for e in ready]  # as it was when we asked
     asked: set[int] = set()
     for i, p in enumerate(procs):
         if p.is_alive() and p.pid is not None:
             os.kill(p.pid, signal.SIGTERM)
             asked.add(i)
-    for p in procs:
-        p.join(grace + 5)
+    # Deadlines from the moment we asked: a serving worker gets the drain grace, one still
+    # starting also the start allowance (it builds its server, then stops at once).
+    asked_at = time.monotonic()
+    for i, p in enumerate(procs):
+        allowance = grace + 5 + (0.0 if serving[i] else START_ALLOWANCE)
+        p.join(max(0.0, asked_at + allowance - time.monotonic()))
         if p.is_alive():
+            print(f"sealgate: worker {i} did not stop in time; killing it", file=sys.stderr)
             p.kill()
             p.join()
     # A worker that we asked to stop before its interpreter had installed its handler ends
