@@ -71,6 +71,7 @@ __all__ = [
     "SwitchVerifier",
     "decode_report",
     "format_vbios_version",
+    "kind_of",
     "load_evidence_json",
     "parse_report",
     "parse_switch_report",

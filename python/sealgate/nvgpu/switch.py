@@ -41,7 +41,6 @@ from sealgate.nvgpu.report import (
     OPAQUE_VBIOS_VERSION,
     GpuReport,
     decode_report,
-    format_vbios_version,
     parse_report,
 )
 from sealgate.nvgpu.rim import RimSource
@@ -202,13 +201,12 @@ def parse_switch_report(data: bytes) -> SwitchReport:
     vb = seen.get(OPAQUE_VBIOS_VERSION)
     version: str | None = None
     if vb is not None:
-        if len(vb) == 8 and not _VERSION.fullmatch(vb.decode("latin-1")):
-            version = format_vbios_version(vb)  # the GPU's binary form
-        else:
-            text = vb.split(b"\0", 1)[0]
-            if any(vb[len(text) :]) or not _VERSION.fullmatch(text.decode("latin-1")):
-                raise _bad("VBIOS version is not NN.NN.NN.NN.NN text", "vbios_version")
-            version = text.decode("ascii").upper()
+        # Always text on a switch (nvtrust's switch verifier decodes it as UTF-8); an
+        # 8-byte value is not reinterpreted as the GPU's binary form.
+        text = vb.split(b"\0", 1)[0]
+        if any(vb[len(text) :]) or not _VERSION.fullmatch(text.decode("latin-1")):
+            raise _bad("VBIOS version is not NN.NN.NN.NN.NN text", "vbios_version")
+        version = text.decode("ascii").upper()
     gp = seen.get(OPAQUE_SWITCH_GPU_PDIS)
     gpu_pdis: tuple[bytes, ...] = ()
     port_map = b""
