@@ -15,8 +15,8 @@ from sealgate import nvgpu
 from sealgate.cli import main
 from sealgate.errors import ParseError
 from sealgate.nvgpu import rim
-from sealgate.result import VerifyResult
 from sealgate.nvgpu.switch import empty_pdi, kind_from_arch, kind_from_names
+from sealgate.result import VerifyResult
 from sealgate.testing.nvgpu import (
     NvidiaHierarchy,
     SyntheticGpu,
@@ -82,9 +82,13 @@ def test_byte_order_note(board: SyntheticPpcieSet, verifier: nvgpu.GpuVerifier) 
     # A board whose GPUs name the switches in the switches' own byte order is not consistent.
     h = board.hierarchy
     same = [
-        SyntheticGpu(h, serial=50 + i, ppcie=True, pdi=g.pdi, switch_pdis=tuple(
-            s.pdi for s in board.switches
-        ))
+        SyntheticGpu(
+            h,
+            serial=50 + i,
+            ppcie=True,
+            pdi=g.pdi,
+            switch_pdis=tuple(s.pdi for s in board.switches),
+        )
         for i, g in enumerate(board.gpus)
     ]
     items = [g.evidence_item(NONCE) for g in same] + [
@@ -105,13 +109,13 @@ def test_missing_switch(board: SyntheticPpcieSet, verifier: nvgpu.GpuVerifier) -
 def test_foreign_switch(board: SyntheticPpcieSet, verifier: nvgpu.GpuVerifier) -> None:
     gpu_pdis = tuple(g.pdi for g in board.gpus)
     other = SyntheticSwitch(board.hierarchy, serial=999, gpu_pdis=gpu_pdis)
-    items = board.evidence(NONCE)[:-1] + [other.evidence_item(NONCE)]
+    items = [*board.evidence(NONCE)[:-1], other.evidence_item(NONCE)]
     assert _codes(_run(verifier, items)) == {
         "gpu.topology.switch_unknown",
         "gpu.topology.switch_missing",
     }
     # An extra switch besides the four: only "unknown".
-    items = board.evidence(NONCE) + [other.evidence_item(NONCE)]
+    items = [*board.evidence(NONCE), other.evidence_item(NONCE)]
     assert _codes(_run(verifier, items)) == {"gpu.topology.switch_unknown"}
 
 
@@ -171,7 +175,7 @@ def test_duplicated_switch(board: SyntheticPpcieSet, verifier: nvgpu.GpuVerifier
     # The same switch PDI under a different leaf (a cloned identity): still a duplicate.
     s = board.switches[0]
     clone = SyntheticSwitch(board.hierarchy, serial=500, pdi=s.pdi, gpu_pdis=s.gpu_pdis)
-    items = board.evidence(NONCE) + [clone.evidence_item(NONCE)]
+    items = [*board.evidence(NONCE), clone.evidence_item(NONCE)]
     assert _codes(_run(verifier, items)) == {"gpu.topology.switch_duplicate"}
 
 
@@ -220,7 +224,9 @@ def test_kind_mismatch(board: SyntheticPpcieSet, verifier: nvgpu.GpuVerifier) ->
     res = _run(verifier, [item])
     assert _codes(res) == {"gpu.evidence.kind_mismatch"}
     # GPU evidence called LS10 (or a switch's called HOPPER) does not parse as that kind.
-    assert "gpu.format.invalid" in _codes(_run(verifier, [{**g.evidence_item(NONCE), "arch": "LS10"}]))
+    assert "gpu.format.invalid" in _codes(
+        _run(verifier, [{**g.evidence_item(NONCE), "arch": "LS10"}])
+    )
     bad = {**board.switches[0].evidence_item(NONCE), "arch": "HOPPER"}
     assert "gpu.format.invalid" in _codes(_run(verifier, [bad]))
 
@@ -239,7 +245,10 @@ def test_switch_nonce_signature_root(board: SyntheticPpcieSet) -> None:
     # Another root (of the same name): the chain does not verify to it.
     other = nvgpu.GpuVerifier(roots=[NvidiaHierarchy().root_pem()])
     res = nvgpu.verify_devices(_evs([s.evidence_item(NONCE)]), nonce=NONCE, at=AT, verifier=other)
-    assert _codes(res) and _codes(res) <= {"gpu.chain.untrusted_root", "gpu.chain.signature_invalid"}
+    assert _codes(res) and _codes(res) <= {
+        "gpu.chain.untrusted_root",
+        "gpu.chain.signature_invalid",
+    }
     assert res.claims["devices"][0]["signature_verified"] is False
 
 

@@ -13,7 +13,7 @@ GPUs'. What differs is the opaque data (the switch's own TLV meanings, nvtrust
 - 22 DEVICE_PDI: the switch's own 8-byte PDI (on a GPU, type 22 is the list of the switch
   PDIs it sees, one per NVLink, each in the reverse byte order of the switch's own report);
 - 23 DISABLED_PORTS, 24 SWITCH_POSITION_ID (u16), 25 SWITCH_LOCK_STATUS (u16);
-- 26 SWITCH_GPU_PDIS: 8 × 8-byte PDIs of the GPUs the switch is connected to, then a
+- 26 SWITCH_GPU_PDIS: eight 8-byte PDIs of the GPUs the switch is connected to, then a
   per-port GPU map (1 byte per port);
 - no FWID, driver version or project TLVs.
 
