@@ -41,6 +41,7 @@ from sealgate.nvgpu import rim
 from sealgate.nvgpu.certs import DeviceChain, NvidiaChainVerifier
 from sealgate.nvgpu.report import (
     OPAQUE_VBIOS_VERSION,
+    REQUEST_LEN,
     GpuReport,
     decode_report,
     parse_report,
@@ -166,33 +167,45 @@ def _bad(msg: str, fld: str) -> ParseError:
     return ParseError("gpu.format.invalid", f"NVSwitch report: {msg} (field {fld})", fld, 0)
 
 
+def _text_vbios_tlv(data: bytes) -> int | None:
+    """The header offset of the first opaque TLV 6 that is not 8 bytes long (the switch's
+    text VBIOS version), found from the DSP0274 §10.11 framing alone: request (37 bytes),
+    response header (MeasurementRecordLength u24 at response offset 5), record, Nonce[32],
+    OpaqueDataLength u16, then (u16 type, u16 length) TLVs. Anything that does not add up
+    returns None and ``parse_report`` names the fault."""
+    off = REQUEST_LEN + 5
+    if off + 3 > len(data):
+        return None
+    off += 3 + int.from_bytes(data[off : off + 3], "little") + 32
+    if off + 2 > len(data):
+        return None
+    end = off + 2 + int.from_bytes(data[off : off + 2], "little")
+    off += 2
+    while off + 4 <= min(end, len(data)):  # each step advances ≥ 4 bytes: bounded
+        t = int.from_bytes(data[off : off + 2], "little")
+        ln = int.from_bytes(data[off + 2 : off + 4], "little")
+        if t == OPAQUE_VBIOS_VERSION and ln != 8:
+            return off
+        off += 4 + ln
+    return None
+
+
 def _parse_base(data: bytes) -> tuple[GpuReport, bytes, int | None]:
     """``parse_report`` over the switch's bytes. It reads TLV 6 as the GPU's 8-byte binary
-    VBIOS version and refuses the switch's ASCII one; then the same bytes are parsed with
-    that one TLV's type field renamed to a type it does not interpret — a copy used only
-    to read the framing; the signed bytes and TLVs returned are the original ones. Returns
-    the parse, the original signed bytes and the renamed TLV's header offset."""
-    try:
+    VBIOS version and refuses the switch's text one, so the switch's text TLV 6 has its type
+    field renamed, in a copy, to a type ``parse_report`` does not interpret; the copy is
+    used only for the framing, bounds and block checks, and the signed bytes and TLVs
+    returned are the original ones. A second text TLV 6 is still seen by ``parse_report``
+    and refused. Returns the parse, the original signed bytes and the renamed header's
+    offset."""
+    hdr = _text_vbios_tlv(data)
+    if hdr is None:
         rep = parse_report(data)
         return rep, rep.signed, None
-    except ParseError as e:
-        if e.field != "vbios_version":
-            raise
-        # The error names the TLV value's offset (or, equally acceptable, its header).
-        hdr = next(
-            (
-                p
-                for p in (e.offset - 4, e.offset)
-                if 0 <= p and data[p : p + 2] == OPAQUE_VBIOS_VERSION.to_bytes(2, "little")
-            ),
-            None,
-        )
-        if hdr is None:
-            raise
-        shadow = bytearray(data)
-        shadow[hdr : hdr + 2] = _SHADOW_TYPE.to_bytes(2, "little")
-        rep = parse_report(bytes(shadow))  # a second failure is final
-        return rep, data[: len(rep.signed)], hdr
+    shadow = bytearray(data)
+    shadow[hdr : hdr + 2] = _SHADOW_TYPE.to_bytes(2, "little")
+    rep = parse_report(bytes(shadow))
+    return rep, data[: len(rep.signed)], hdr
 
 
 def parse_switch_report(data: bytes) -> SwitchReport:
