@@ -108,7 +108,7 @@ def kind_from_names(cns: Sequence[str]) -> str | None:
     low = [c.upper() for c in cns[:3]]
     if any("LS_10" in c or "LS10" in c for c in low):
         return KIND_NVSWITCH
-    if any("GH100" in c or "GB100" in c or "GB10" in c for c in low):
+    if any("GH100" in c for c in low):
         return KIND_GPU
     return None
 
@@ -367,7 +367,6 @@ class SwitchVerifier:
         if rims is None:
             c["rim"] = {"vbios": None, "status": "not_compared"}
             return
-        status: dict[str, Any]
         if rep.vbios_version is None:
             c["rim"] = {
                 "vbios": {"id": None, "version": None, "status": "gpu.rim.not_found"},
@@ -386,8 +385,10 @@ class SwitchVerifier:
             )
             mism = compare_vbios(rep.base.measurements, r)
         except SealgateError as e:
-            status = {"id": None, "version": rep.vbios_version, "status": e.code}
-            c["rim"] = {"vbios": status, "status": "not_compared"}
+            c["rim"] = {
+                "vbios": {"id": None, "version": rep.vbios_version, "status": e.code},
+                "status": "not_compared",
+            }
             res.fail_from(e)
             return
         c["rim"] = {
