@@ -264,6 +264,10 @@ def _expand_braces(token: str) -> list[str]:
     ]
 
 
+#: A backticked file name (``config.py``) looks like a two-part code; it is not one.
+FILE_NAME = re.compile(r"\.(py|pyi|rs|md|json|pem|der|txt|toml|yaml|swidtag|proto|bin)$")
+
+
 def _readme_codes(path: Path = ROOT / "README.md") -> set[str]:
     text = path.read_text()
     out: set[str] = set()
@@ -275,7 +279,7 @@ def _readme_codes(path: Path = ROOT / "README.md") -> set[str]:
         if re.search(r"\s", token):
             continue
         for code in _expand_braces(token):
-            if code in codes.AUDIT_EVENTS:
+            if code in codes.AUDIT_EVENTS or FILE_NAME.search(code):
                 continue
             if CODE.fullmatch(code) or TWO_PART.fullmatch(code):
                 out.add(code)

@@ -143,8 +143,22 @@ CODES: dict[str, Code] = {
             "gpu.evidence.invalid": "the GPU evidence (JSON list, base64, nonce) is malformed or "
             "empty",
             "gpu.evidence.too_large": "the GPU evidence holds more bytes or devices than allowed",
+            "gpu.evidence.kind_mismatch": "an item's arch (GPU or NVSwitch) disagrees with "
+            "its verified certificate chain",
             "gpu.topology.mismatch": "protected-PCIe GPUs in one set name different NVSwitch PDIs",
             "gpu.topology.mixed_mode": "one evidence set mixes protected-PCIe and other GPUs",
+            "gpu.topology.not_ppcie": "NVSwitch evidence was given with GPUs not in "
+            "protected-PCIe mode",
+            "gpu.topology.switch_missing": "the GPUs name an NVSwitch that has no report in the "
+            "set",
+            "gpu.topology.switch_unknown": "an NVSwitch report is from a switch the GPUs are not "
+            "connected to",
+            "gpu.topology.switch_duplicate": "two NVSwitch reports in one set carry the same "
+            "switch PDI",
+            "gpu.topology.switch_gpus_mismatch": "the NVSwitches in one set name different GPU "
+            "PDIs",
+            "gpu.topology.gpu_count": "the NVSwitches name a different number of GPUs than the "
+            "set holds",
         },
     ),
     **_group(

@@ -348,10 +348,11 @@ def test_ppcie_topology(verifier: nvgpu.GpuVerifier) -> None:
     assert topo["ppcie"] is True and topo["switch_count"] == 4
     assert "77e911d843b7533a" in topo["switch_pdis"]
     # One GPU whose switch PDIs differ (a GPU from another board): named, besides the
-    # signature it breaks.
+    # signature it breaks. (An all-zero PDI would be a disabled NVLink, which NVIDIA's
+    # PPCIe verifier drops, so the foreign PDI is a non-zero one.)
     raw = bytearray(nvgpu.decode_report(evs[3].report))
     pdi = raw.find(bytes.fromhex("77e911d843b7533a"))
-    raw[pdi : pdi + 8] = bytes(8)
+    raw[pdi : pdi + 8] = bytes.fromhex("0102030405060708")
     other = nvgpu.GpuEvidence(bytes(raw), evs[3].cert_chain)
     res = nvgpu.verify_devices([*evs[:3], other], nonce=NONCE_PPCIE, at=AT, verifier=verifier)
     assert _codes(res) == {"gpu.report.signature_invalid", "gpu.topology.mismatch"}

@@ -15,12 +15,17 @@ MAX_INPUT = 4 << 20
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "nvidia-gpu", help="verify NVIDIA GPU attestation reports (Hopper confidential computing)"
+        "nvidia-gpu",
+        help="verify NVIDIA GPU (Hopper) and NVSwitch (LS10) attestation reports",
     )
     p.add_argument("--report", help="attestation report: hex text or binary")
     p.add_argument("--cert-chain", help="the device certificate chain, PEM, leaf first")
     p.add_argument(
-        "--evidence", help="JSON list, one item per device: evidence, certificate, nonce"
+        "--evidence",
+        action="append",
+        help="JSON list, one item per device: evidence, certificate, nonce, arch (HOPPER: "
+        "GPU, LS10: NVSwitch); repeatable (e.g. the GPU list and the switch list), all items "
+        "are one evidence set",
     )
     p.add_argument("--rim", action="append", default=[], help="RIM (signed SWID XML); repeatable")
     p.add_argument("--rim-dir", help="directory of RIMs")
@@ -86,19 +91,31 @@ def run(args: argparse.Namespace) -> int:
             read_file(args.report, "report", MAX_INPUT),
             read_file(args.cert_chain, "cert chain", MAX_INPUT),
         )
-        res = verifier.verify(ev, nonce=nonce, at=at, rims=rims, ocsp=ocsp)
+        if nvgpu.kind_of(None, ev.cert_chain) == nvgpu.KIND_NVSWITCH:
+            # An NVSwitch report (its chain says LS_10): the device-set form, with its kind.
+            res = nvgpu.verify_devices(
+                [ev], nonce=nonce, at=at, rims=rims, ocsp=ocsp, verifier=verifier
+            )
+        else:
+            res = verifier.verify(ev, nonce=nonce, at=at, rims=rims, ocsp=ocsp)
     else:
         from sealgate.errors import ParseError
         from sealgate.result import VerifyResult
 
+        evs: list[nvgpu.GpuEvidence] = []
         try:
-            evs = nvgpu.load_evidence_json(read_file(args.evidence, "evidence", MAX_INPUT))
+            for f in args.evidence:
+                evs.extend(nvgpu.load_evidence_json(read_file(f, "evidence", MAX_INPUT)))
+                if len(evs) > nvgpu.MAX_DEVICES:
+                    raise ParseError(
+                        "gpu.evidence.too_large", f"more than {nvgpu.MAX_DEVICES} devices"
+                    )
         except ParseError as e:
             res = VerifyResult(nvgpu.PLATFORM)
             res.fail_from(e)
             emit(res.as_dict())
             return EXIT_REJECTED
-        if len(evs) == 1:
+        if len(evs) == 1 and nvgpu.kind_of(evs[0].arch, evs[0].cert_chain) == nvgpu.KIND_GPU:
             res = verifier.verify(evs[0], nonce=nonce, at=at, rims=rims, ocsp=ocsp)
         else:
             res = nvgpu.verify_devices(

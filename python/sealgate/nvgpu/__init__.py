@@ -15,6 +15,10 @@ platform ``nvidia-gpu``. Genuineness (NVIDIA's attestation flow, nvtrust local v
 Reference values (RIMs) and revocation (OCSP) are separate steps (``sealgate.nvgpu.rim``,
 ``sealgate.nvgpu.ocsp``); without them the claims say the measurements were not compared and
 revocation was not checked, and policy decides.
+
+NVSwitches (LS10) attest the same way with their own opaque data (``sealgate.nvgpu.switch``);
+``verify_devices`` verifies GPUs and switches of one protected-PCIe system together and
+checks their topology.
 """
 
 from __future__ import annotations
@@ -44,9 +48,19 @@ from sealgate.nvgpu.report import (
     parse_report,
 )
 from sealgate.nvgpu.rim import RimSource
+from sealgate.nvgpu.switch import (
+    KIND_GPU,
+    KIND_NVSWITCH,
+    SwitchVerifier,
+    kind_from_names,
+    kind_of,
+    parse_switch_report,
+)
 from sealgate.result import VerifyResult
 
 __all__ = [
+    "KIND_GPU",
+    "KIND_NVSWITCH",
     "MAX_REPORT",
     "PLATFORM",
     "REQUEST_LEN",
@@ -54,10 +68,13 @@ __all__ = [
     "GpuReport",
     "GpuVerifier",
     "MeasurementBlock",
+    "SwitchVerifier",
     "decode_report",
     "format_vbios_version",
+    "kind_of",
     "load_evidence_json",
     "parse_report",
+    "parse_switch_report",
     "verify_devices",
 ]
 
@@ -278,31 +295,102 @@ class GpuVerifier:
         res.claims["revocation"] = out.as_dict()
 
 
+def _gpu_order(pdi_hex: str) -> str:
+    """A switch's own PDI as the GPUs report it: byte-reversed (PROVENANCE; nvtrust PPCIe
+    verifier ``read_field_as_little_endian`` on each GPU-side PDI)."""
+    return bytes.fromhex(pdi_hex)[::-1].hex()
+
+
 def _topology(res: VerifyResult, devices: Sequence[dict[str, Any]]) -> None:
-    """GPU-side protected-PCIe topology (as NVIDIA's PPCIe verifier checks it before the
-    NVSwitch reports): GPUs in one set are all in PPCIe mode or none is; in PPCIe mode every
-    GPU names the same, non-empty set of NVSwitch PDIs (one per NVLink, so repeats within a
-    report are expected). The count of distinct switches is a claim for policy; checking the
-    PDIs against the NVSwitches' own reports needs NVSwitch evidence."""
+    """Protected-PCIe topology, as NVIDIA's PPCIe verifier checks it (nvtrust
+    ``ppcie-verifier-sdk-cpp`` ``topology/validate_topology.py``).
+
+    GPU side: GPUs in one set are all in PPCIe mode or none is; in PPCIe mode every GPU
+    names the same, non-empty set of NVSwitch PDIs (one per NVLink, so repeats within a
+    report are expected; an all-zero PDI is a disabled link and is dropped, as NVIDIA does).
+
+    Switch side, when NVSwitch evidence is in the set: every switch the GPUs name has
+    exactly one report, every switch report is one the GPUs name (each GPU reports a switch
+    PDI in the reverse byte order of the switch's own DEVICE_PDI), and every switch names
+    the same set of GPU PDIs, as many as there are GPUs. Without switch evidence the claims
+    say the switch side was not checked and policy decides."""
+    gpus = [d for d in devices if d.get("kind", KIND_GPU) == KIND_GPU and "ppcie" in d]
+    switches = [d for d in devices if d.get("kind") == KIND_NVSWITCH and "pdi" in d]
     # A report without the status TLV is not in PPCIe mode.
-    modes = {d.get("ppcie") is True for d in devices if "ppcie" in d}
+    modes = {d.get("ppcie") is True for d in gpus}
     if not modes:
+        if switches:
+            res.claims["topology"] = {"ppcie": None, "switch_side_checked": False}
         return
     if len(modes) > 1:
         res.fail("gpu.topology.mixed_mode", "the set mixes protected-PCIe and other GPUs")
         return
     if modes != {True}:
         res.claims["topology"] = {"ppcie": False}
+        if switches:
+            res.fail(
+                "gpu.topology.not_ppcie",
+                "NVSwitch evidence was given but the GPUs are not in protected-PCIe mode",
+            )
         return
-    sets = [frozenset(d.get("switch_pdis", ())) for d in devices if "ppcie" in d]
+    zero = "00" * 8
+    sets = [frozenset(p for p in d.get("switch_pdis", ()) if p != zero) for d in gpus]
     first = sets[0]
     if not first or any(s != first for s in sets[1:]):
         res.fail("gpu.topology.mismatch", "the GPUs do not all name the same set of NVSwitch PDIs")
-    res.claims["topology"] = {
+    topo: dict[str, Any] = {
         "ppcie": True,
         "switch_pdis": sorted(first),
         "switch_count": len(first),
+        "switch_side_checked": bool(switches),
     }
+    res.claims["topology"] = topo
+    if switches:
+        _switch_side(res, topo, frozenset(p for s in sets for p in s), len(gpus), switches)
+
+
+def _switch_side(
+    res: VerifyResult,
+    topo: dict[str, Any],
+    named: frozenset[str],
+    n_gpus: int,
+    switches: Sequence[dict[str, Any]],
+) -> None:
+    own = [_gpu_order(d["pdi"]) for d in switches]
+    seen: set[str] = set()
+    for i, p in enumerate(own):
+        if p in seen:
+            res.fail(
+                "gpu.topology.switch_duplicate",
+                f"NVSwitch {switches[i]['pdi']} has more than one report in the set",
+            )
+        seen.add(p)
+        if p not in named:
+            res.fail(
+                "gpu.topology.switch_unknown",
+                f"NVSwitch {switches[i]['pdi']} is not one the GPUs are connected to",
+            )
+    for p in sorted(named - seen):
+        res.fail(
+            "gpu.topology.switch_missing",
+            f"the GPUs name NVSwitch {_gpu_order(p)} but the set has no report from it",
+        )
+    views = [frozenset(d.get("gpu_pdis", ())) for d in switches]
+    view = views[0]
+    if any(v != view for v in views[1:]):
+        res.fail(
+            "gpu.topology.switch_gpus_mismatch",
+            "the NVSwitches do not all name the same set of GPU PDIs",
+        )
+    if len(view) != n_gpus:
+        res.fail(
+            "gpu.topology.gpu_count",
+            f"the NVSwitches name {len(view)} GPUs but the set holds {n_gpus}",
+        )
+    topo["switch_device_pdis"] = sorted(d["pdi"] for d in switches)
+    topo["switch_reports"] = len(switches)
+    topo["gpu_pdis"] = sorted(view)
+    topo["gpu_count"] = n_gpus
 
 
 def verify_devices(
@@ -314,22 +402,44 @@ def verify_devices(
     ocsp: Sequence[bytes] | None = None,
     verifier: GpuVerifier | None = None,
 ) -> VerifyResult:
-    """Several devices in one evidence set: each verified; the result fails if any fails, its
-    claims hold a ``devices`` list (one claim set per device, its errors named by index).
-    Distinct devices must have distinct leaf certificates (one GPU's report twice is not two
-    GPUs)."""
+    """Several devices in one evidence set — GPUs and, for protected-PCIe systems,
+    NVSwitches (``sealgate.nvgpu.switch``; the kind from the item's ``arch``, else its chain,
+    and the verified chain must agree) — each verified; the result fails if any fails, its
+    claims hold a ``devices`` list (one claim set per device with its ``kind``, its errors
+    named by index) and the ``topology`` (``_topology``). Distinct devices must have
+    distinct leaf certificates (one GPU's report twice is not two GPUs)."""
     v = verifier or GpuVerifier()
+    sv = SwitchVerifier(v.chains)
     res = VerifyResult(PLATFORM)
     devices: list[dict[str, Any]] = []
     leaves: dict[str, int] = {}
     for i, ev in enumerate(evidence):
-        r = v.verify(ev, nonce=nonce, at=at, rims=rims, ocsp=ocsp)
+        kind = kind_of(ev.arch, ev.cert_chain)
+        if kind == KIND_NVSWITCH:
+            r = sv.verify(ev.report, ev.cert_chain, nonce=nonce, at=at, rims=rims, ocsp=ocsp)
+        else:
+            r = v.verify(ev, nonce=nonce, at=at, rims=rims, ocsp=ocsp)
+        # The verified chain's names must agree with the kind the evidence claimed: a GPU
+        # report presented as a switch's (or the reverse) is refused, not reinterpreted.
+        cert = r.claims.get("certificate", {})
+        named = kind_from_names(cert.get("chain", []))
+        if named is not None and named != kind:
+            r.fail(
+                "gpu.evidence.kind_mismatch",
+                f"evidence says {kind} but its certificate chain is a {named} chain",
+            )
+        r.claims.pop("kind", None)
         devices.append(
-            {"verified": r.verified, **r.claims, "errors": [f.as_dict() for f in r.errors]}
+            {
+                "verified": r.verified,
+                "kind": kind,
+                **r.claims,
+                "errors": [f.as_dict() for f in r.errors],
+            }
         )
         for f in r.errors:
             res.fail(f.code, f"device {i}: {f.message}")
-        leaf = r.claims.get("certificate", {}).get("leaf_sha256")
+        leaf = cert.get("leaf_sha256")
         if leaf is not None:
             if leaf in leaves:
                 res.fail(
