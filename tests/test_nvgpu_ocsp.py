@@ -4,6 +4,7 @@ revoked, unknown, stale, wrong signer, delegated responder, certID mismatch, mal
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -183,4 +184,138 @@ def test_malformed_and_caps() -> None:
     assert e.value.code == "gpu.ocsp.too_large"
     with pytest.raises(SealgateError) as e:
         check_chain(_chain(h), _good(h) * (MAX_RESPONSES), at=AT)
+    assert e.value.code == "gpu.ocsp.too_large"
+
+
+# -- the verifier: device chain and RIM signer chains from one pool -----------------------
+
+
+def _gpu_and_rims(
+    seed: str = "wired",
+) -> tuple[Any, RimHierarchy, Any, list[bytes], list[bytes]]:
+    """A synthetic GPU, its verifier, the RIM source matching it, and good responses for
+    its device chain and for the RIM signer chain."""
+    from sealgate import nvgpu
+    from sealgate.nvgpu.rim import RimSource
+    from sealgate.testing.nvgpu import NvidiaHierarchy, SyntheticGpu
+    from sealgate.testing.nvgpu_rim import matching_rims
+
+    dh = NvidiaHierarchy()
+    gpu = SyntheticGpu(dh, 0)
+    rh = make_hierarchy(seed)
+    drv, vb = matching_rims(
+        rh, gpu.measurements, driver_version=gpu.driver_version, vbios_version="96.00.5E.00.01"
+    )
+    src = RimSource(roots=[rh.root_cert], blobs=[("driver", drv), ("vbios", vb)])
+    dev = [
+        _resp(gpu.leaf, dh.ica, dh.ica_key, dh.ica),
+        _resp(dh.ica, dh.root, dh.root_key, dh.root),
+    ]
+    v = nvgpu.GpuVerifier(roots=[dh.root_pem()])
+    return (gpu, rh, (v, src), dev, _good(rh))
+
+
+def _verify(parts: Any, ocsp_: list[bytes], src: Any = None) -> Any:
+    from sealgate import nvgpu
+
+    gpu, _, (v, s), _, _ = parts
+    n = b"\x07" * 32
+    ev = nvgpu.GpuEvidence(gpu.report(n), gpu.cert_chain())
+    return v.verify(ev, nonce=n, at=AT, rims=src or s, ocsp=ocsp_)
+
+
+def test_verifier_checks_rim_signer_chains_too() -> None:
+    parts = _gpu_and_rims()
+    _, _, _, dev, rim_rs = parts
+    # Device chain only: the GPU verifies, the RIM chains are "not checked".
+    r = _verify(parts, dev)
+    assert r.verified, r.errors
+    rev = r.claims["revocation"]
+    assert rev["device"]["checked"] and rev["checked"] is False
+    assert rev["status"] == "not_checked"
+    assert {k: v["checked"] for k, v in rev["rims"].items()} == {"driver": False, "vbios": False}
+    assert rev["rims"]["driver"]["id"] == r.claims["rim"]["driver"]["id"]
+    # Both chains in one pool, any order: every chain checked.
+    r = _verify(parts, rim_rs + dev)
+    assert r.verified, r.errors
+    rev = r.claims["revocation"]
+    assert rev["checked"] is True and rev["status"] == "good"
+    assert len(rev["certificates"]) == 2 == len(rev["rims"]["vbios"]["certificates"])
+    # Only the RIM chain's responses: the device chain is the one not checked.
+    r = _verify(parts, rim_rs)
+    assert r.verified and r.claims["revocation"]["device"]["checked"] is False
+
+
+@pytest.mark.parametrize(
+    ("which", "code"),
+    [
+        ("revoked", "gpu.ocsp.revoked"),
+        ("unknown", "gpu.ocsp.unknown"),
+        ("stale", "gpu.ocsp.stale"),
+        ("partial", "gpu.ocsp.missing"),
+        ("forged", "gpu.ocsp.signature_invalid"),
+    ],
+)
+def test_a_bad_rim_chain_response_fails_the_gpu(which: str, code: str) -> None:
+    parts = _gpu_and_rims()
+    _, rh, _, dev, rim_rs = parts
+    if which == "revoked":
+        rim_rs[0] = _resp(rh.signer, rh.ca, rh.ca_key, rh.ca, status=ocsp.OCSPCertStatus.REVOKED)
+    elif which == "unknown":
+        rim_rs[1] = _resp(rh.ca, rh.root, rh.root_key, rh.root, status=ocsp.OCSPCertStatus.UNKNOWN)
+    elif which == "stale":
+        rim_rs[0] = _resp(rh.signer, rh.ca, rh.ca_key, rh.ca, next_update=AT - timedelta(minutes=1))
+    elif which == "partial":
+        rim_rs = rim_rs[:1]
+    else:
+        other = make_hierarchy("forger")
+        rim_rs[0] = _resp(rh.signer, rh.ca, other.ca_key, other.ca)
+    r = _verify(parts, dev + rim_rs)
+    assert not r.verified
+    assert [e.code for e in r.errors] == [code]
+    rev = r.claims["revocation"]
+    assert rev["checked"] is False and rev["status"] == code
+    assert rev["device"]["checked"] is True
+    assert {v["status"] for v in rev["rims"].values()} == {code}
+
+
+def test_rim_chain_responses_from_the_collateral_cache(tmp_path: Any) -> None:
+    from sealgate.collateral import CollateralCache
+    from sealgate.nvgpu.fetch import ocsp_cache_parts
+    from sealgate.nvgpu.rim import RimSource
+
+    parts = _gpu_and_rims()
+    _, rh, (_, src), dev, rim_rs = parts
+    cache = CollateralCache(tmp_path)
+    for cert, resp in zip(rh.pki_chain(), rim_rs, strict=False):
+        cache.put("nvidia", *ocsp_cache_parts(cert), data=resp)
+    cached = RimSource(roots=src.roots, blobs=src._items, ocsp_cache=tmp_path)
+    r = _verify(parts, dev, cached)
+    assert r.verified and r.claims["revocation"]["checked"] is True
+    # A revoked signer in the cache fails the GPU as a sent one would.
+    cache.put(
+        "nvidia",
+        *ocsp_cache_parts(rh.pki_chain()[0]),
+        data=_resp(rh.signer, rh.ca, rh.ca_key, rh.ca, status=ocsp.OCSPCertStatus.REVOKED),
+    )
+    r = _verify(parts, dev, cached)
+    assert [e.code for e in r.errors] == ["gpu.ocsp.revoked"]
+    # No cache directory: not checked, never an error.
+    none = RimSource(roots=src.roots, blobs=src._items, ocsp_cache=tmp_path / "absent")
+    r = _verify(parts, dev, none)
+    assert r.verified and r.claims["revocation"]["checked"] is False
+
+
+def test_responses_for_selects_and_bounds() -> None:
+    from sealgate.nvgpu.ocsp import responses_for
+
+    h, other = make_hierarchy("o"), make_hierarchy("other")
+    mine, theirs = _good(h), _good(other)
+    assert responses_for(_chain(h), theirs + mine) == mine
+    assert responses_for(_chain(h), theirs) == []
+    with pytest.raises(SealgateError) as e:
+        responses_for(_chain(h), [*mine, b"junk"])
+    assert e.value.code == "gpu.ocsp.malformed"
+    with pytest.raises(SealgateError) as e:
+        responses_for(_chain(h), mine * (MAX_RESPONSES // 2 + 1))
     assert e.value.code == "gpu.ocsp.too_large"

@@ -52,6 +52,8 @@ class _SyntheticGpus:
         #: RIMs sent with every GPU's evidence, and OCSP responses per GPU index.
         self.rims: list[bytes] = []
         self.ocsp: dict[int, list[bytes]] = {}
+        #: The synthetic RIM hierarchy the service trusts (``_collateral``).
+        self.rim_hierarchy: Any = None
 
     def count(self) -> int:
         return len(self.gpus)
@@ -239,6 +241,7 @@ def _collateral(
     rh = make_hierarchy("e2e", not_before=datetime.now(UTC) - timedelta(days=30))
     (tmp_path / "rim-root.pem").write_bytes(rh.root.public_bytes(serialization.Encoding.PEM))
     cfg["nvgpu_rim_roots"] = [tmp_path / "rim-root.pem"]
+    gpus.rim_hierarchy = rh
     g0 = gpus.gpus[0]
     drv, vb = matching_rims(
         rh, g0.measurements, driver_version=g0.driver_version, vbios_version="96.00.5E.00.01"
@@ -257,12 +260,22 @@ def _collateral(
     return cfg, gpus
 
 
-def _with_ocsp(gpus: _SyntheticGpus) -> None:
+def _rim_ocsp(gpus: _SyntheticGpus) -> list[bytes]:
+    """Good responses for the RIM signer chain (signer under the CA, CA under the root)."""
+    rh = gpus.rim_hierarchy
+    return [_ocsp_good(rh.signer, rh.ca, rh.ca_key), _ocsp_good(rh.ca, rh.root, rh.root_key)]
+
+
+def _with_ocsp(gpus: _SyntheticGpus, *, rim_chain: bool = True) -> None:
+    """Each GPU sends good responses for its device chain and, with ``rim_chain``, for the
+    RIM signer chain (one pool, as a node carries its collateral)."""
+    rim = _rim_ocsp(gpus) if rim_chain and gpus.rim_hierarchy is not None else []
     for i, g in enumerate(gpus.gpus):
         h = g.hierarchy
         gpus.ocsp[i] = [
             _ocsp_good(g.leaf, h.ica, h.ica_key),
             _ocsp_good(h.ica, h.root, h.root_key),
+            *rim,
         ]
 
 
@@ -321,6 +334,7 @@ def test_two_gpus_with_rims_and_ocsp_get_the_key(
 def test_cached_ocsp_responses_count(make_env: Callable[..., Env], tmp_path: Path) -> None:
     """Responses stored by ``sealgate collateral fetch nvidia`` are used when the node
     sends none."""
+    from cryptography.hazmat.primitives.serialization import Encoding
     from sealgate import pki
     from sealgate.collateral import CollateralCache
     from sealgate.node.agent import NodeAgent, explain
@@ -329,15 +343,27 @@ def test_cached_ocsp_responses_count(make_env: Callable[..., Env], tmp_path: Pat
     cfg, gpus = _collateral(tmp_path)
     env, node = _env(make_env, tmp_path, **cfg)
     _gpu_policy(env, "gpu-strict", require_revocation_check=True)
-    _with_ocsp(gpus)
+    _with_ocsp(gpus, rim_chain=False)
     cache = CollateralCache(tmp_path / "collateral")
     for i, g in enumerate(gpus.gpus):
         chain = pki.load_certificates(g.cert_chain())
         for cert, resp in zip(chain, gpus.ocsp[i], strict=False):
-            p = cache.path("nvidia", *ocsp_cache_parts(cert))
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(resp)
+            cache.put("nvidia", *ocsp_cache_parts(cert), data=resp)
     gpus.ocsp = {}
+    # The device chains' responses alone leave the RIM signer chain unchecked ...
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+    assert not res.keys, explain(res)
+    fails = [f for d in res.denied for f in d.failures]
+    assert [(f.message.split(":")[0], f.code) for f in fails] == [
+        (f"gpu{i}", "policy.gpu.revocation_unchecked") for i in (0, 1)
+    ]
+    assert all("driver RIM, vbios RIM" in f.message for f in fails), explain(res)
+    # ... until the RIM chain's responses are cached too (what `collateral fetch nvidia`
+    # stores for the RIMs it fetches).
+    rh = gpus.rim_hierarchy
+    rim_chain = [pki.load_certificate(c.public_bytes(Encoding.DER)) for c in rh.chain]
+    for cert, resp in zip(rim_chain, _rim_ocsp(gpus), strict=False):
+        cache.put("nvidia", *ocsp_cache_parts(cert), data=resp)
     res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
     assert set(res.keys) == {"gpu-strict"}, explain(res)
 

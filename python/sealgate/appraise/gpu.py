@@ -167,12 +167,45 @@ def _one(
             vb,
             req.vbios_versions,
         )
-    rev = c.get("revocation")
-    checked = isinstance(rev, Mapping) and rev.get("checked") is True
-    if req.require_revocation_check and not checked:
+    unchecked = _unchecked_chains(c)
+    if req.require_revocation_check and unchecked:
         fail(
             "policy.gpu.revocation_unchecked",
-            "certificate revocation was not checked (no OCSP responses)",
+            f"certificate revocation was not checked for the {', '.join(unchecked)} "
+            "chain(s) (no OCSP responses)",
             "hardware",
             UNSAFE_HARDWARE,
+            unchecked,
         )
+
+
+def _unchecked_chains(c: Mapping[str, Any]) -> list[str]:
+    """The chains whose revocation the claims do not show as checked: the device chain and
+    the signer chain of every RIM the measurements were compared with (``revocation``
+    ``device`` / ``rims``). Fail closed: a claim set without the per-chain entries (or with
+    anything but ``checked: true``) counts as unchecked."""
+    rev = c.get("revocation")
+    if not isinstance(rev, Mapping):
+        return ["device"]
+    out: list[str] = []
+    dev = rev.get("device")
+    if not (isinstance(dev, Mapping) and dev.get("checked") is True):
+        out.append("device")
+    rims = rev.get("rims")
+    rim = c.get("rim")
+    for kind in ("driver", "vbios"):
+        used = (
+            isinstance(rim, Mapping) and isinstance(rim.get(kind), Mapping) and rim[kind].get("id")
+        )
+        if not used:
+            continue
+        entry = rims.get(kind) if isinstance(rims, Mapping) else None
+        if not (
+            isinstance(entry, Mapping)
+            and entry.get("checked") is True
+            and entry.get("id") == rim[kind].get("id")
+        ):
+            out.append(f"{kind} RIM")
+    if not out and rev.get("checked") is not True:
+        out.append("all")  # the verifier's own verdict says not every chain was checked
+    return out

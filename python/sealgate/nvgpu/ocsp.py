@@ -34,7 +34,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from .. import pki
 from ..errors import ChainError
 
-__all__ = ["MAX_RESPONSES", "MAX_RESPONSE_BYTES", "CertStatus", "RevocationResult", "check_chain"]
+__all__ = [
+    "MAX_RESPONSES",
+    "MAX_RESPONSE_BYTES",
+    "CertStatus",
+    "RevocationResult",
+    "check_chain",
+    "responses_for",
+]
 
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_RESPONSES = 16
@@ -153,6 +160,48 @@ def _cert_id_matches(
     )
 
 
+def _load(raw: bytes, i: int) -> ocsp.OCSPResponse:
+    """One DER response, bounded and successful with exactly one SingleResponse."""
+    if len(raw) > MAX_RESPONSE_BYTES:
+        raise ChainError("gpu.ocsp.too_large", f"OCSP response {i} is {len(raw)} bytes")
+    try:
+        r = ocsp.load_der_ocsp_response(raw)
+    except ValueError as e:
+        raise ChainError("gpu.ocsp.malformed", f"OCSP response {i}: {e}") from None
+    if r.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise ChainError(
+            "gpu.ocsp.malformed", f"OCSP response {i} status is {r.response_status.name}"
+        )
+    try:
+        singles = list(r.responses)
+    except ValueError as e:
+        raise ChainError("gpu.ocsp.malformed", f"OCSP response {i}: {e}") from None
+    if len(singles) != 1:
+        raise ChainError(
+            "gpu.ocsp.malformed", f"OCSP response {i} has {len(singles)} SingleResponses"
+        )
+    return r
+
+
+def responses_for(
+    chain_certs: Sequence[pki.Certificate], responses: Sequence[bytes]
+) -> list[bytes]:
+    """Of a pool of responses (the device chain's and the RIM signer chains' together, as a
+    node or the collateral cache hands them over), those whose CertID names a non-anchor
+    certificate of ``chain_certs`` under its issuer, in the order given. Every response is
+    parsed, so a malformed one fails (``gpu.ocsp.malformed``) whichever chain it was meant
+    for; a pool with none for this chain gives ``[]`` (revocation of this chain not
+    checked)."""
+    if len(responses) > MAX_RESPONSES:
+        raise ChainError("gpu.ocsp.too_large", f"more than {MAX_RESPONSES} OCSP responses")
+    parsed = [(raw, _load(raw, i)) for i, raw in enumerate(responses)]
+    xs = [x509.load_der_x509_certificate(c.der) for c in chain_certs]
+    pairs = list(zip(xs, xs[1:], strict=False))
+    return [
+        raw for raw, r in parsed if any(_cert_id_matches(r, cert, issuer) for cert, issuer in pairs)
+    ]
+
+
 def check_chain(
     chain_certs: Sequence[pki.Certificate],
     responses: Sequence[bytes],
@@ -170,27 +219,7 @@ def check_chain(
         raise ChainError("gpu.ocsp.too_large", f"more than {MAX_RESPONSES} OCSP responses")
     if len(chain_certs) < 2:
         raise ChainError("gpu.ocsp.missing", "a chain of one certificate has no issuer to ask")
-    parsed: list[ocsp.OCSPResponse] = []
-    for i, raw in enumerate(responses):
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise ChainError("gpu.ocsp.too_large", f"OCSP response {i} is {len(raw)} bytes")
-        try:
-            r = ocsp.load_der_ocsp_response(raw)
-        except ValueError as e:
-            raise ChainError("gpu.ocsp.malformed", f"OCSP response {i}: {e}") from None
-        if r.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-            raise ChainError(
-                "gpu.ocsp.malformed", f"OCSP response {i} status is {r.response_status.name}"
-            )
-        try:
-            singles = list(r.responses)
-        except ValueError as e:
-            raise ChainError("gpu.ocsp.malformed", f"OCSP response {i}: {e}") from None
-        if len(singles) != 1:
-            raise ChainError(
-                "gpu.ocsp.malformed", f"OCSP response {i} has {len(singles)} SingleResponses"
-            )
-        parsed.append(r)
+    parsed = [_load(raw, i) for i, raw in enumerate(responses)]
     xs = [x509.load_der_x509_certificate(c.der) for c in chain_certs]
     out: list[CertStatus] = []
     for cert, issuer, pc in zip(xs, xs[1:], chain_certs, strict=False):
