@@ -194,16 +194,15 @@ def _unchecked_chains(c: Mapping[str, Any]) -> list[str]:
     rims = rev.get("rims")
     rim = c.get("rim")
     for kind in ("driver", "vbios"):
-        used = (
-            isinstance(rim, Mapping) and isinstance(rim.get(kind), Mapping) and rim[kind].get("id")
-        )
-        if not used:
+        used = rim.get(kind) if isinstance(rim, Mapping) else None
+        rim_id = used.get("id") if isinstance(used, Mapping) else None
+        if not rim_id:
             continue
         entry = rims.get(kind) if isinstance(rims, Mapping) else None
         if not (
             isinstance(entry, Mapping)
             and entry.get("checked") is True
-            and entry.get("id") == rim[kind].get("id")
+            and entry.get("id") == rim_id
         ):
             out.append(f"{kind} RIM")
     if not out and rev.get("checked") is not True:

@@ -20,6 +20,7 @@ Status revoked is ``gpu.ocsp.revoked``; unknown fails closed (``gpu.ocsp.unknown
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -196,7 +197,7 @@ def responses_for(
         raise ChainError("gpu.ocsp.too_large", f"more than {MAX_RESPONSES} OCSP responses")
     parsed = [(raw, _load(raw, i)) for i, raw in enumerate(responses)]
     xs = [x509.load_der_x509_certificate(c.der) for c in chain_certs]
-    pairs = list(zip(xs, xs[1:], strict=False))
+    pairs = list(itertools.pairwise(xs))
     return [
         raw for raw, r in parsed if any(_cert_id_matches(r, cert, issuer) for cert, issuer in pairs)
     ]
