@@ -74,7 +74,8 @@ def test_unverified_gpu_names_its_index() -> None:
     assert [f.code for f in a.failures] == ["policy.gpu.not_verified"]
     assert a.failures[0].message.startswith("gpu1:")
     assert "gpu.nonce_mismatch" in a.failures[0].actual
-    assert vec["gpu0"] == {} and vec["gpu1"]["hardware"] >= 96
+    assert vec["gpu0"] == {"instance_identity": 2, "hardware": 2, "executables": 2}
+    assert vec["gpu1"]["hardware"] >= 96
 
 
 def test_mismatch_names_index_and_allow_mismatch_window() -> None:

@@ -469,3 +469,218 @@ def test_rim_source_cache_is_bounded(tmp_path: Path) -> None:
     col.rim_source([big + b"2"])
     assert col._blob_bytes <= gpus.MAX_CACHED_BLOB_BYTES
     assert sum(n for _, n in col._sources.values()) == col._blob_bytes
+
+
+# -- denials the issue names, a TDX node, and the token ------------------------------------
+
+
+def test_devtools_gpu_is_denied_naming_it(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    """A GPU in developer-tools mode sends a genuine, fresh report whose firmware
+    measurements differ from the production RIMs: denied, naming the GPU and the indices."""
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.testing.nvgpu import MODE_DEVTOOLS
+
+    cfg, gpus = _collateral(tmp_path)
+    gpus.gpus[1].mode = MODE_DEVTOOLS
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict")
+    _gpu_policy(env, "one-gpu", min_count=1)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict", "one-gpu"])
+    # Every GPU sent must pass, whatever min_count says.
+    assert not res.keys, explain(res)
+    for d in res.denied:
+        assert [(f.message.split(":")[0], f.code) for f in d.failures] == [
+            ("gpu1", "policy.gpu.measurement_mismatch")
+        ], explain(res)
+        # RIM index 7 (driver) and 9 (VBIOS): SPDM blocks 8 and 10.
+        assert "index(es) 7, 9 differ" in d.failures[0].message
+        assert "developer-tools" in d.failures[0].message
+    # The same GPU back in CC mode gets both keys.
+    gpus.gpus[1].mode = "cc"
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict", "one-gpu"])
+    assert set(res.keys) == {"gpu-strict", "one-gpu"}, explain(res)
+
+
+def test_devtools_gpu_without_rims_is_not_compared(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    """No RIM at all for the devtools GPU's versions: never a silent pass — the GPU does not
+    verify (``gpu.rim.not_found``), so CC mode and devtools stay unproven."""
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.testing.nvgpu import MODE_DEVTOOLS
+
+    cfg, gpus = _collateral(tmp_path)
+    gpus.rims = []
+    gpus.gpus[0].mode = MODE_DEVTOOLS
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict", require_revocation_check=False)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+    assert not res.keys, explain(res)
+    fails = [f for d in res.denied for f in d.failures]
+    assert [(f.message.split(":")[0], f.code) for f in fails] == [
+        ("gpu0", "policy.gpu.not_verified"),
+        ("gpu1", "policy.gpu.not_verified"),
+    ]
+    assert all("gpu.rim.not_found" in f.actual for f in fails), explain(res)
+
+
+def test_gpu_in_cc_off_mode_gives_no_evidence() -> None:
+    """With CC off NVML returns no report: the node collector fails with its code, so no
+    Attest carrying that GPU is ever made."""
+    from sealgate.node.nvml import NvmlError, NvmlGpus
+    from sealgate.testing.fake_nvml import FakeNvml
+    from sealgate.testing.nvgpu import MODE_OFF, NvidiaHierarchy, SyntheticGpu
+
+    h = NvidiaHierarchy()
+    col = NvmlGpus(FakeNvml([SyntheticGpu(h, 0), SyntheticGpu(h, 1, mode=MODE_OFF)]))
+    with pytest.raises(NvmlError) as e:
+        col.collect([b"\x01" * 32, b"\x02" * 32])
+    assert e.value.code == "node.gpu.nvml_failed" and "GPU 1" in e.value.message
+
+
+def test_one_gpu_missing_is_denied_by_min_count(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _collateral(tmp_path)
+    gpus.gpus = gpus.gpus[:1]
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "two-gpus")
+    _gpu_policy(env, "one-gpu", min_count=1)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["two-gpus", "one-gpu"])
+    assert set(res.keys) == {"one-gpu"}, explain(res)
+    (d,) = res.denied
+    assert d.key_id == "two-gpus"
+    assert [(f.code, f.actual, f.expected) for f in d.failures] == [
+        ("policy.gpu.too_few", "1", "2")
+    ]
+
+
+@pytest.mark.parametrize("rebind", [False, True], ids=["cpu_unchanged", "cpu_rebound"])
+def test_genuine_gpu_report_spliced_from_another_challenge(
+    make_env: Callable[..., Env], tmp_path: Path, rebind: bool
+) -> None:
+    """A genuine report of the node's own GPU, made for another challenge (another session),
+    put in GPU 1's slot: with the CPU evidence as made for the real set, the CPU binding
+    breaks; with the CPU evidence re-bound to the spliced set (a hostile node), the GPU's own
+    nonce no longer matches its slot."""
+    from sealgate._proto import attestation_pb2_grpc
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict")
+    other = NodeAgent(env.channel, "cvm-2", node, gpus=gpus)
+    spliced = other.build_attest(other.challenge(), ["gpu-strict"]).gpus[1].report
+    if rebind:
+        gpus.replace[1] = spliced
+        res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+        assert not res.keys, explain(res)
+        fails = [f for d in res.denied for f in d.failures]
+        assert [(f.message.split(":")[0], f.code) for f in fails] == [
+            ("gpu1", "policy.gpu.not_verified")
+        ]
+        assert "gpu.report.nonce_mismatch" in fails[0].actual
+        return
+    agent = NodeAgent(env.channel, "cvm-1", node, gpus=gpus)
+    req = agent.build_attest(agent.challenge(), ["gpu-strict"])
+    req.gpus[1].report = spliced
+    resp = attestation_pb2_grpc.AttestationStub(env.channel).Attest(req)
+    assert not resp.granted and not resp.token
+    assert [f.code for f in resp.evidence_failures] == ["snp.report.report_data_mismatch"]
+
+
+def test_revoked_rim_signer_denies(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    rh = gpus.rim_hierarchy
+    now = datetime.now(UTC)
+    revoked = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=rh.signer,
+            issuer=rh.ca,
+            algorithm=hashes.SHA384(),
+            cert_status=ocsp.OCSPCertStatus.REVOKED,
+            this_update=now - timedelta(hours=1),
+            next_update=now + timedelta(days=1),
+            revocation_time=now - timedelta(days=2),
+            revocation_reason=x509.ReasonFlags.key_compromise,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.NAME, rh.ca)
+        .sign(rh.ca_key, hashes.SHA384())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    # GPU 1's pool: device chain, then the RIM signer's response (now revoked), the RIM CA's.
+    gpus.ocsp[1][2] = revoked
+    env, node = _env(make_env, tmp_path, **cfg)
+    # Even a policy that does not require revocation checks refuses a revoked signer.
+    _gpu_policy(env, "gpu-norev", require_revocation_check=False)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-norev"])
+    assert not res.keys, explain(res)
+    fails = [f for d in res.denied for f in d.failures]
+    assert [(f.message.split(":")[0], f.code, f.actual) for f in fails] == [
+        ("gpu1", "policy.gpu.not_verified", "gpu.ocsp.revoked")
+    ], explain(res)
+
+
+def test_tdx_node_with_two_gpus_gets_the_key_and_the_token_says_why(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    import jwt
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.testing.softnode import SoftwareTdx
+
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    node = SoftwareTdx()
+    (tmp_path / "intel-root.pem").write_bytes(node.root_pem())
+    env = make_env(
+        tdx_roots=[tmp_path / "intel-root.pem"], collateral_dir=tmp_path / "collateral", **cfg
+    )
+    tdx_req = {"mr_td": [(b"\x5a" * 48).hex()], "tcb_statuses": ["UpToDate"]}
+    gpu_req = {
+        "min_count": 2,
+        "driver_versions": ["550.54.15"],
+        "vbios_versions": ["96.00.5E.00.01"],
+    }
+    env.key("td-gpu", b"D" * 32)
+    env.policy("td-gpu", {"platforms": {"tdx": tdx_req}, "gpu": gpu_req})
+    res = NodeAgent(env.channel, "td-1", node, gpus=gpus).attest(["td-gpu"])
+    assert res.keys == {"td-gpu": (1, b"D" * 32)}, explain(res)
+    claims = jwt.decode(res.token, options={"verify_signature": False})
+    assert claims["submods"]["tdx"]["ear.status"] == "affirming"
+    for i, g in enumerate(gpus.gpus):
+        sub = claims["submods"][f"tdx/gpu{i}"]
+        assert sub["ear.status"] == "affirming"
+        info = sub["sealgate.gpu"]
+        assert info["verified"] is True and info["errors"] == []
+        assert info["driver_version"] == "550.54.15"
+        assert info["vbios_version"] == "96.00.5E.00.01"
+        assert info["fwid"] == g.fwid.hex()
+        assert info["rim"]["status"] == "compared" and info["measurements_compared"] is True
+        assert info["rim"]["driver"]["id"] and info["rim"]["vbios"]["id"]
+        assert info["rim"]["driver"]["status"] == "valid"
+        assert info["mismatched_indices"] == []
+        rev = info["revocation"]
+        assert rev["checked"] is True and rev["status"] == "good"
+        assert rev["device"] == {"checked": True, "status": "good"}
+        assert {k: (v["id"], v["checked"]) for k, v in rev["rims"].items()} == {
+            k: (info["rim"][k]["id"], True) for k in ("driver", "vbios")
+        }
+    # Distinct GPUs: distinct device identities in the token.
+    ids = {
+        claims["submods"][f"tdx/gpu{i}"]["sealgate.gpu"]["device_certificate_sha256"]
+        for i in (0, 1)
+    }
+    assert len(ids) == 2 and None not in ids

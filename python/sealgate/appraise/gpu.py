@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sealgate.appraise.base import (
+    AFFIRMING,
     CONTRAINDICATED,
     UNRECOGNIZED_EXECUTABLES,
     UNSAFE_HARDWARE,
@@ -126,6 +127,13 @@ def _one(
             fatal or ["unverified"],
         )
         return
+    # Genuine (chain to the NVIDIA root, report signature, FWID) and fresh for its slot: the
+    # verifier said so. AR4SI affirming values let the GPU's EAR submod say "affirming"
+    # rather than "none"; any failure below raises its claim past them.
+    vec["instance_identity"] = AFFIRMING
+    vec["hardware"] = AFFIRMING
+    if _compared(c):
+        vec["executables"] = AFFIRMING
     if not _compared(c):
         # CC mode and devtools are visible only through the measurements (policy docstring).
         fail(
