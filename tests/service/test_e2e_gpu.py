@@ -684,3 +684,44 @@ def test_tdx_node_with_two_gpus_gets_the_key_and_the_token_says_why(
         for i in (0, 1)
     }
     assert len(ids) == 2 and None not in ids
+
+
+def test_air_gapped_node_carries_its_collateral(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    """The NVML collector with a local collateral directory (what `collateral fetch nvidia
+    --cache-dir` wrote on a connected machine) sends each GPU's RIMs and OCSP responses; a
+    service with no RIM directory and an empty cache grants on them alone."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from sealgate import pki
+    from sealgate.collateral import CollateralCache
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.node.nvml import NvmlGpus
+    from sealgate.nvgpu.fetch import ocsp_cache_parts
+    from sealgate.testing.fake_nvml import FakeNvml
+
+    cfg, gpus = _collateral(tmp_path)
+    drv, vb = gpus.rims
+    g0 = gpus.gpus[0]
+    local = CollateralCache(tmp_path / "node-collateral")
+    local.put("nvidia", "rims", f"driver_{g0.driver_version}_fetched.swidtag", data=drv)
+    vb_name = f"{g0.project}_{g0.project_sku}_{g0.chip_sku}_96005E0001_fetched.swidtag"
+    local.put("nvidia", "rims", vb_name, data=vb)
+    rh = gpus.rim_hierarchy
+    pairs = [(rh.signer, rh.ca, rh.ca_key), (rh.ca, rh.root, rh.root_key)]
+    for g in gpus.gpus:
+        h = g.hierarchy
+        pairs += [(g.leaf, h.ica, h.ica_key), (h.ica, h.root, h.root_key)]
+    for cert, issuer, key in pairs:
+        c = pki.load_certificate(cert.public_bytes(Encoding.DER))
+        local.put("nvidia", *ocsp_cache_parts(c), data=_ocsp_good(cert, issuer, key))
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict")
+    bare = NvmlGpus(FakeNvml(gpus.gpus))
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=bare).attest(["gpu-strict"])
+    assert not res.keys and all(
+        "gpu.rim.not_found" in f.actual for d in res.denied for f in d.failures
+    ), explain(res)
+    carrying = NvmlGpus(FakeNvml(gpus.gpus), collateral=local.root)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=carrying).attest(["gpu-strict"])
+    assert set(res.keys) == {"gpu-strict"}, explain(res)

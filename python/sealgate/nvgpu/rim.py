@@ -38,6 +38,7 @@ __all__ = [
     "compare",
     "keyinfo_chain",
     "parse_rim",
+    "peek",
     "require_match",
     "rim_roots",
     "vbios_version_text",
@@ -199,6 +200,24 @@ def keyinfo_chain(xml: bytes) -> list[pki.Certificate]:
     return _order(_keyinfo_certs(_parse_tree(xml)))
 
 
+def _kind_of(version: str) -> str:
+    # NVIDIA's driver RIMs name the firmware "GPU" edition with a dotted two- or three-part
+    # version; VBIOS RIMs carry the five-part VBIOS version (96.00.5E.00.01).
+    return "vbios" if re.fullmatch(r"[0-9A-Fa-f]{2}(\.[0-9A-Fa-f]{2}){4}", version) else "driver"
+
+
+def peek(xml: bytes) -> tuple[str, str]:
+    """(kind, colloquialVersion) of a RIM, *unverified* (bounded parse, no signature check):
+    what a node uses to choose which RIM to carry with a GPU's evidence; the verifier
+    trusts a RIM only by :func:`parse_rim`."""
+    root = _parse_tree(xml)
+    meta = root.find(f"{{{_SWID}}}Meta")
+    version = meta.get("colloquialVersion", "") if meta is not None else ""
+    if not version:
+        raise ParseError("gpu.rim.malformed", "RIM lacks colloquialVersion")
+    return _kind_of(version), version
+
+
 def _verify_signature(xml: bytes, leaf: pki.Certificate) -> etree._Element:
     """Check the enveloped XML-DSig with signxml against ``leaf`` and return the element the
     signature covers (only signed content is read afterwards)."""
@@ -313,9 +332,7 @@ def parse_rim(
     version = meta.get("colloquialVersion", "")
     if not tag_id or not version:
         raise ParseError("gpu.rim.malformed", "RIM lacks tagId or colloquialVersion")
-    # NVIDIA's driver RIMs name the firmware "GPU" edition with a dotted two- or three-part
-    # version; VBIOS RIMs carry the five-part VBIOS version (96.00.5E.00.01).
-    kind = "vbios" if re.fullmatch(r"[0-9A-Fa-f]{2}(\.[0-9A-Fa-f]{2}){4}", version) else "driver"
+    kind = _kind_of(version)
     return Rim(
         id=tag_id,
         kind=kind,
@@ -478,7 +495,7 @@ class RimSource:
             r = self._load(i)
             if isinstance(r, SealgateError) or r.kind != kind or r.version.lower() != want:
                 continue
-            if kind == "vbios" and not _name_agrees(name, project, project_sku, chip_sku):
+            if kind == "vbios" and not name_agrees(name, project, project_sku, chip_sku):
                 continue
             if at is not None and not r.valid_at(at):
                 expired = expired or r
@@ -529,9 +546,11 @@ class RimSource:
 _NAME = re.compile(r"([0-9A-Za-z]{4})_([0-9A-Za-z]{4})_([0-9A-Za-z]{3})_([0-9A-Fa-f]{10})_")
 
 
-def _name_agrees(
+def name_agrees(
     name: str, project: str | None, project_sku: str | None, chip_sku: str | None
 ) -> bool:
+    """A VBIOS RIM file named as NVIDIA names them agrees with the report's project, project
+    SKU and chip SKU (another name shape: no constraint)."""
     m = _NAME.match(Path(name).name)
     if m is None:
         return True  # bytes given with the evidence have no NVIDIA file name
