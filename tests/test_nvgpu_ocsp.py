@@ -319,3 +319,13 @@ def test_responses_for_selects_and_bounds() -> None:
     with pytest.raises(SealgateError) as e:
         responses_for(_chain(h), mine * (MAX_RESPONSES // 2 + 1))
     assert e.value.code == "gpu.ocsp.too_large"
+
+
+def test_a_malformed_response_in_the_pool_fails_once() -> None:
+    parts = _gpu_and_rims()
+    _, _, _, dev, rim_rs = parts
+    r = _verify(parts, [*dev, b"\x30\x03\x0a\x01\x00", *rim_rs])
+    assert [e.code for e in r.errors] == ["gpu.ocsp.malformed"]
+    rev = r.claims["revocation"]
+    assert rev["checked"] is False and rev["status"] == "gpu.ocsp.malformed"
+    assert rev["device"]["status"] == rev["rims"]["driver"]["status"] == "gpu.ocsp.malformed"
