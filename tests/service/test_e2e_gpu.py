@@ -725,3 +725,64 @@ def test_air_gapped_node_carries_its_collateral(
     carrying = NvmlGpus(FakeNvml(gpus.gpus), collateral=local.root)
     res = NodeAgent(env.channel, "cvm-1", node, gpus=carrying).attest(["gpu-strict"])
     assert set(res.keys) == {"gpu-strict"}, explain(res)
+
+
+def test_azure_snp_cvm_with_two_gpus_gets_the_key(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    """The composite binding is the platform's binding: an Azure SNP CVM (vTPM quote over
+    the binding, HCL report, synthetic paravisor) carries its GPUs like a bare SNP guest."""
+    import json
+
+    import jwt
+    from sealgate._proto import admin_pb2
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.node.azure import AzureVtpmCollector
+    from sealgate.testing.azure import SyntheticAzureVm
+    from sealgate.testing.snp import ReportFields
+    from sealgate.testing.swtpm import tools_available
+
+    if not tools_available():
+        pytest.skip("swtpm / tpm2-tools not installed")
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    vm = SyntheticAzureVm(tmp_path / "vm", "snp")
+    vm.start()
+    try:
+        env = make_env(
+            collateral_dir=tmp_path / "collateral", **vm.write_trust(tmp_path / "trust"), **cfg
+        )
+        values = {f"sha256:{i}": v for i, v in vm.pcrs().items()}
+        env.admin.BulkAddReferenceValues(
+            admin_pb2.BulkAddReferenceValuesRequest(
+                document=json.dumps({"platform": "tpm", "set_name": "vtpm", "values": values})
+            ),
+            metadata=env.md,
+        )
+        part = {
+            "snp": {"measurement": [ReportFields().measurement.hex()], "vmpl": [0]},
+            "tpm": {"reference_sets": ["vtpm"], "required_selection": "sha256:0,1,2,3,4,5,6,7"},
+            "vm_configuration": {"secure_boot": True, "console_enabled": False},
+        }
+        gpu_req = {
+            "min_count": 2,
+            "driver_versions": ["550.54.15"],
+            "vbios_versions": ["96.00.5E.00.01"],
+        }
+        env.key("az-gpu", b"Z" * 32)
+        env.policy("az-gpu", {"platforms": {"azure-snp": part}, "gpu": gpu_req})
+        collector = AzureVtpmCollector("azure-snp", tcti=vm.tcti, imds_url=vm.imds_url)
+        res = NodeAgent(env.channel, "az-1", collector, gpus=gpus).attest(["az-gpu"])
+        assert res.keys == {"az-gpu": (1, b"Z" * 32)}, explain(res)
+        claims = jwt.decode(res.token, options={"verify_signature": False})
+        for i in (0, 1):
+            sub = claims["submods"][f"azure-snp/gpu{i}"]
+            assert sub["ear.status"] == "affirming"
+            assert sub["sealgate.gpu"]["revocation"]["checked"] is True
+        # One GPU in developer-tools mode: denied, naming it.
+        gpus.gpus[0].mode = "devtools"
+        res = NodeAgent(env.channel, "az-1", collector, gpus=gpus).attest(["az-gpu"])
+        assert not res.keys
+        assert _codes(res) == [("gpu0", "policy.gpu.measurement_mismatch")], explain(res)
+    finally:
+        vm.stop()
