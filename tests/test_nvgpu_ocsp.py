@@ -329,3 +329,39 @@ def test_a_malformed_response_in_the_pool_fails_once() -> None:
     rev = r.claims["revocation"]
     assert rev["checked"] is False and rev["status"] == "gpu.ocsp.malformed"
     assert rev["device"]["status"] == rev["rims"]["driver"]["status"] == "gpu.ocsp.malformed"
+
+
+def test_several_responses_for_one_certificate() -> None:
+    """A node's older "good" (still in window) cannot outvote a fresher "revoked" from the
+    cache; a stale one beside a fresh one is set aside; a forged one is never ignored."""
+    h = make_hierarchy("o")
+    good = _good(h)
+    revoked = _resp(h.signer, h.ca, h.ca_key, h.ca, status=ocsp.OCSPCertStatus.REVOKED)
+    for rs in ([*good, revoked], [revoked, *good]):
+        with pytest.raises(SealgateError) as e:
+            check_chain(_chain(h), rs, at=AT)
+        assert e.value.code == "gpu.ocsp.revoked"
+    unknown = _resp(h.signer, h.ca, h.ca_key, h.ca, status=ocsp.OCSPCertStatus.UNKNOWN)
+    with pytest.raises(SealgateError) as e:
+        check_chain(_chain(h), [*good, unknown], at=AT)
+    assert e.value.code == "gpu.ocsp.unknown"
+    stale = _resp(h.signer, h.ca, h.ca_key, h.ca, next_update=AT - timedelta(minutes=1))
+    assert check_chain(_chain(h), [stale, *good], at=AT).checked
+    # Revocation is permanent: an authentic "revoked" counts even outside its window.
+    old_rev = _resp(
+        h.signer,
+        h.ca,
+        h.ca_key,
+        h.ca,
+        status=ocsp.OCSPCertStatus.REVOKED,
+        this_update=AT - timedelta(days=3),
+        next_update=AT - timedelta(days=2),
+    )
+    with pytest.raises(SealgateError) as e:
+        check_chain(_chain(h), [old_rev, *good], at=AT)
+    assert e.value.code == "gpu.ocsp.revoked"
+    other = make_hierarchy("forger")
+    forged = _resp(h.signer, h.ca, other.ca_key, other.ca)
+    with pytest.raises(SealgateError) as e:
+        check_chain(_chain(h), [*good, forged], at=AT)
+    assert e.value.code == "gpu.ocsp.signature_invalid"

@@ -15,7 +15,10 @@ A response is accepted for a certificate when (RFC 6960 §3.2):
      signed that carries id-kp-OCSPSigning and is valid at ``at`` (§4.2.2.2);
   4. ``thisUpdate <= at`` and, with nextUpdate, ``at <= nextUpdate`` (otherwise stale;
      a response without nextUpdate is accepted only within ``max_age`` of thisUpdate).
-Status revoked is ``gpu.ocsp.revoked``; unknown fails closed (``gpu.ocsp.unknown``).
+Status revoked is ``gpu.ocsp.revoked``; unknown fails closed (``gpu.ocsp.unknown``). When
+several responses name one certificate, all must be authentic; an authentic revoked one
+wins whatever its window (revocation is permanent), else one must be fresh and a fresh
+unknown one wins over a good one.
 """
 
 from __future__ import annotations
@@ -230,41 +233,62 @@ def check_chain(
                 "gpu.ocsp.missing",
                 f"no OCSP response for {pki.describe(pc)} (serial {cert.serial_number:x})",
             )
-        r = match[0]
-        who = _responder(r, issuer, at)
-        if who is None:
-            raise ChainError(
-                "gpu.ocsp.signature_invalid",
-                f"the OCSP response for {pki.describe(pc)} is not signed by its issuer or a "
-                "delegated OCSP responder",
-            )
-        this_u = r.this_update_utc
-        next_u = r.next_update_utc
-        if (
-            at < this_u
-            or (next_u is not None and at > next_u)
-            or (next_u is None and at > this_u + max_age)
-        ):
+        # Several responses may name one certificate (the node's and the collateral cache's).
+        # Every one must be authentic. An authentic "revoked" wins whatever its window:
+        # revocation is permanent (RFC 5280 §3.3; a held certificate is not usable either),
+        # so a hostile node cannot outvote the verifier's revocation news with an older
+        # "good" still in window. Otherwise stale ones are set aside while a fresh one
+        # exists, and a fresh "unknown" wins over a "good".
+        authentic: list[ocsp.OCSPResponse] = []
+        fresh: list[tuple[ocsp.OCSPResponse, str]] = []
+        for r in match:
+            who = _responder(r, issuer, at)
+            if who is None:
+                raise ChainError(
+                    "gpu.ocsp.signature_invalid",
+                    f"the OCSP response for {pki.describe(pc)} is not signed by its issuer or "
+                    "a delegated OCSP responder",
+                )
+            authentic.append(r)
+            this_u, next_u = r.this_update_utc, r.next_update_utc
+            if not (
+                at < this_u
+                or (next_u is not None and at > next_u)
+                or (next_u is None and at > this_u + max_age)
+            ):
+                fresh.append((r, who))
+        for r in authentic:
+            when = r.revocation_time_utc
+            if r.certificate_status == ocsp.OCSPCertStatus.REVOKED and (when is None or when <= at):
+                reason = r.revocation_reason
+                raise ChainError(
+                    "gpu.ocsp.revoked",
+                    f"{pki.describe(pc)} is revoked"
+                    + (f" since {when.isoformat()}" if when else "")
+                    + (f" ({reason.name})" if reason else ""),
+                )
+        if not fresh:
+            r = match[0]
+            this_u, next_u = r.this_update_utc, r.next_update_utc
             raise ChainError(
                 "gpu.ocsp.stale",
                 f"the OCSP response for {pki.describe(pc)} covers {this_u.isoformat()}.."
                 f"{next_u.isoformat() if next_u else '(no nextUpdate)'}, not {at.isoformat()}",
             )
-        st = r.certificate_status
-        if st == ocsp.OCSPCertStatus.REVOKED:
-            when = r.revocation_time_utc
-            reason = r.revocation_reason
-            raise ChainError(
-                "gpu.ocsp.revoked",
-                f"{pki.describe(pc)} is revoked"
-                + (f" since {when.isoformat()}" if when else "")
-                + (f" ({reason.name})" if reason else ""),
-            )
-        if st != ocsp.OCSPCertStatus.GOOD:
-            raise ChainError(
-                "gpu.ocsp.unknown", f"the OCSP responder does not know {pki.describe(pc)}"
-            )
+        for r, _ in fresh:
+            if r.certificate_status != ocsp.OCSPCertStatus.GOOD:
+                raise ChainError(
+                    "gpu.ocsp.unknown", f"the OCSP responder does not know {pki.describe(pc)}"
+                )
+        r, who = fresh[0]
         out.append(
-            CertStatus(pc.subject_cn, f"{cert.serial_number:x}", "good", this_u, next_u, who)
+            CertStatus(
+                pc.subject_cn,
+                f"{cert.serial_number:x}",
+                "good",
+                r.this_update_utc,
+                r.next_update_utc,
+                who,
+            )
         )
     return RevocationResult(True, tuple(out))
