@@ -365,3 +365,40 @@ def test_several_responses_for_one_certificate() -> None:
     with pytest.raises(SealgateError) as e:
         check_chain(_chain(h), [*good, forged], at=AT)
     assert e.value.code == "gpu.ocsp.signature_invalid"
+
+
+def test_cli_ocsp_pool_covers_device_and_rim_chains(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sealgate verify nvidia-gpu --rim ... --ocsp ...``: the responses given are one pool
+    for the device chain and the RIM signer chain."""
+    import json
+
+    from sealgate.cli import main
+
+    parts = _gpu_and_rims()
+    gpu, rh, (_, src), dev, rim_rs = parts
+    n = b"\x07" * 32
+    (tmp_path / "report.bin").write_bytes(gpu.report(n))
+    (tmp_path / "chain.pem").write_bytes(gpu.cert_chain())
+    roots = gpu.hierarchy.root_pem() + rh.root.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "roots.pem").write_bytes(roots)
+    argv = ["verify", "nvidia-gpu", "--report", str(tmp_path / "report.bin")]
+    argv += ["--cert-chain", str(tmp_path / "chain.pem"), "--roots", str(tmp_path / "roots.pem")]
+    argv += ["--nonce", n.hex(), "--at", "2024-06-01T00:00:00Z"]
+    for i, (_, xml) in enumerate(src._items):
+        (tmp_path / f"rim{i}.xml").write_bytes(xml)
+        argv += ["--rim", str(tmp_path / f"rim{i}.xml")]
+    files = []
+    for i, r in enumerate([*rim_rs, *dev]):
+        (tmp_path / f"o{i}.der").write_bytes(r)
+        files.append(str(tmp_path / f"o{i}.der"))
+    assert main([*argv, *(a for f in files for a in ("--ocsp", f))]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rev = out["claims"]["revocation"]
+    assert out["verified"] and rev["checked"] is True
+    assert set(rev["rims"]) == {"driver", "vbios"}
+    # Only the device chain's responses: still verified, the RIM chain "not checked".
+    assert main([*argv, *(a for f in files[len(rim_rs) :] for a in ("--ocsp", f))]) == 0
+    rev = json.loads(capsys.readouterr().out)["claims"]["revocation"]
+    assert rev["device"]["checked"] is True and rev["checked"] is False

@@ -65,8 +65,10 @@ class LocalGpuCollateral:
                     known = key in self._peeked
                     got = self._peeked.get(key)
                 if not known:
+                    with open(f, "rb") as fh:
+                        data = fh.read(rim.MAX_RIM_BYTES + 1)
                     try:
-                        got = rim.peek(f.read_bytes())
+                        got = rim.peek(data)
                     except SealgateError:
                         got = None
                     with self._lock:
@@ -95,7 +97,9 @@ class LocalGpuCollateral:
             ):
                 continue
             try:
-                chosen[kind] = f.read_bytes()[: rim.MAX_RIM_BYTES + 1]
+                # Bounded read: the file may have grown since it was looked at.
+                with open(f, "rb") as fh:
+                    chosen[kind] = fh.read(rim.MAX_RIM_BYTES + 1)
             except OSError:
                 continue
         return [b for b in chosen.values() if len(b) <= rim.MAX_RIM_BYTES][:MAX_RIMS_PER_GPU]
