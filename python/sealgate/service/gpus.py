@@ -6,8 +6,9 @@ Per Attest, every GPU is verified (``sealgate.nvgpu.GpuVerifier``) with
   operator's ``nvgpu_rim_dirs``, then the collateral cache's ``nvidia/rims``
   (``sealgate collateral fetch nvidia``), each verified against the NVIDIA RIM root
   (``nvgpu_rim_roots``, default: the trust directory's pinned ``nvidia-rim-root``);
-* OCSP responses (RFC 6960): those the node sent for that GPU, then the cached ones for its
-  device chain.
+* OCSP responses (RFC 6960): those the node sent for that GPU (one pool for its device
+  chain and its RIMs' signer chains), then the cached ones for its device chain and — through
+  ``RimSource.cached_ocsp`` — for the signer chain of each RIM used.
 
 A RIM is an NVIDIA-signed reference (its signature, not its carrier, makes it trusted), so
 the RIMs of all GPUs in one request form one pool. Parsing and verifying a signed SWID tag
