@@ -152,40 +152,82 @@ def test_fetch_nvidia_rims_and_ocsp(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert sorted(cached) == sorted(responses)
     assert check_chain(h.pki_chain(), cached, at=AT).checked
     assert fetch.cached_responses(CollateralCache(tmp_path / "empty"), h.pki_chain()) == []
+    # The RIM signer chain's responses were fetched with the RIMs (one request per
+    # certificate below the root, shared by the two RIMs signed under one chain).
+    assert sorted(out["files"]["rim_ocsp"]) == sorted(out["files"]["ocsp"])
 
 
-def test_fetch_nvidia_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    h = make_hierarchy("fetch")
+def _fetch_rims(url: str, cache: Path, *extra: str) -> int:
+    return main(
+        [
+            "collateral",
+            "fetch",
+            "nvidia",
+            "--driver-version",
+            "550.90.07",
+            "--vbios-version",
+            "96.00.9F.00.01",
+            "--project",
+            "1010",
+            "--project-sku",
+            "0200",
+            "--chip-sku",
+            "882",
+            "--rim-url",
+            url,
+            "--ocsp-url",
+            url + "/",
+            "--cache-dir",
+            str(cache),
+            *extra,
+        ]
+    )
+
+
+def test_fetched_rim_chain_ocsp_reaches_the_verifier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``collateral fetch nvidia`` with RIMs only: the RIM signer chain's OCSP responses are
+    cached, and ``RimSource.cached_ocsp`` hands them over for the chain the RIM verifies to."""
+    h = make_hierarchy("rimocsp")
     drv = make_rim(h, kind="driver", version="550.90.07", measurements={7: (True, [bytes(48)])})
-    with _service(h, {"NV_GPU_DRIVER_GH100_550.90.07": drv}, bad_sha=True) as url:
-        rc = main(
-            [
-                "collateral",
-                "fetch",
-                "nvidia",
-                "--driver-version",
-                "550.90.07",
-                "--rim-url",
-                url,
-                "--cache-dir",
-                str(tmp_path),
-            ]
-        )
-        assert rc != 0
-        assert "collateral.fetch.bad_response" in capsys.readouterr().err
-        rc = main(
-            [
-                "collateral",
-                "fetch",
-                "nvidia",
-                "--driver-version",
-                "560.1",
-                "--rim-url",
-                url,
-                "--cache-dir",
-                str(tmp_path),
-            ]
-        )
-        assert rc != 0
-        assert "collateral.fetch.not_found" in capsys.readouterr().err
-    assert not (tmp_path / "nvidia").exists()
+    vb = make_rim(h, kind="vbios", version="96.00.9F.00.01", measurements={0: (True, [bytes(48)])})
+    rims = {"NV_GPU_DRIVER_GH100_550.90.07": drv, "NV_GPU_VBIOS_1010_0200_882_96009F0001": vb}
+    cache = tmp_path / "cache"
+    with _service(h, rims) as url:
+        assert _fetch_rims(url, cache) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert len(out["files"]["rim_ocsp"]) == 2 and "ocsp" not in out["files"]
+        src = RimSource.from_places(roots=[h.root_cert], cache_root=cache)
+        r = src.require("driver", "550.90.07", at=AT)
+        got = src.cached_ocsp(r.signer)
+        assert len(got) == 2
+        res = check_chain(r.signer, got, at=AT)
+        assert res.checked and [s.subject for s in res.statuses] == [
+            c.subject_cn for c in r.signer[:-1]
+        ]
+        # --no-rim-ocsp: RIMs only.
+        assert _fetch_rims(url, tmp_path / "bare", "--no-rim-ocsp") == 0
+        out = json.loads(capsys.readouterr().out)
+        assert "rim_ocsp" not in out["files"]
+        bare = RimSource.from_places(roots=[h.root_cert], cache_root=tmp_path / "bare")
+        assert bare.cached_ocsp(bare.require("driver", "550.90.07", at=AT).signer) == []
+
+
+def test_rim_signer_chain_completed_with_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KeyInfo order is not relied on, and a KeyInfo that stops below the root is completed
+    with the root that issued its top CA, so that CA's OCSP response is fetched too."""
+    h = make_hierarchy("partial")
+    xml = make_rim(h, kind="driver", version="550.90.07", measurements={7: (True, [bytes(48)])})
+    want = [c.fingerprint for c in h.pki_chain()]
+    assert [c.fingerprint for c in fetch.rim_signer_chain(xml)] == want
+    below_root = h.pki_chain()[:2]
+    monkeypatch.setattr(fetch, "keyinfo_chain", lambda _xml: list(below_root))
+    assert [c.fingerprint for c in fetch.rim_signer_chain(xml)] == want[:2]
+    other = make_hierarchy("not-the-issuer").root_cert
+    got = fetch.rim_signer_chain(xml, [other, h.root_cert])
+    assert [c.fingerprint for c in got] == want
+    monkeypatch.undo()
+    with pytest.raises(SealgateError) as e:
+        fetch.fetch_rim_ocsp(CollateralCache(Path("/nonexistent")), "http://127.0.0.1:1/", b"<x/>")
+    assert e.value.code == "collateral.fetch.bad_response"

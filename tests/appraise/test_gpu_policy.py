@@ -32,7 +32,11 @@ def _claims(**over: Any) -> dict[str, Any]:
         "vbios_version": "96.00.5E.00.01",
         "rim": {"driver": {"id": "d", "status": "ok"}, "vbios": {"id": "v", "status": "ok"}},
         "mismatched_indices": [],
-        "revocation": {"checked": True},
+        "revocation": {
+            "checked": True,
+            "device": {"checked": True},
+            "rims": {"driver": {"id": "d", "checked": True}, "vbios": {"id": "v", "checked": True}},
+        },
     }
     c.update(over)
     return c
@@ -70,7 +74,8 @@ def test_unverified_gpu_names_its_index() -> None:
     assert [f.code for f in a.failures] == ["policy.gpu.not_verified"]
     assert a.failures[0].message.startswith("gpu1:")
     assert "gpu.nonce_mismatch" in a.failures[0].actual
-    assert vec["gpu0"] == {} and vec["gpu1"]["hardware"] >= 96
+    assert vec["gpu0"] == {"instance_identity": 2, "hardware": 2, "executables": 2}
+    assert vec["gpu1"]["hardware"] >= 96
 
 
 def test_mismatch_names_index_and_allow_mismatch_window() -> None:
@@ -106,6 +111,56 @@ def test_versions_revocation_and_rims() -> None:
     ]
     anyv = {"min_count": 1, "allow_any_driver": True, "allow_any_vbios": True}
     assert _codes(anyv, [GpuVerdict(True, _claims(driver_version="1", vbios_version="2"))]) == []
+
+
+def _rev(device: bool = True, **rims: Any) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "driver": {"id": "d", "checked": True},
+        "vbios": {"id": "v", "checked": True},
+    }
+    r.update(rims)
+    return {
+        "checked": device and all(isinstance(v, dict) and v.get("checked") for v in r.values()),
+        "device": {"checked": device},
+        "rims": r,
+    }
+
+
+@pytest.mark.parametrize(
+    ("rev", "chains"),
+    [
+        (_rev(), None),
+        (_rev(device=False), "device"),
+        (_rev(driver={"id": "d", "checked": False}), "driver RIM"),
+        (_rev(vbios={"id": "v", "checked": False, "status": "not_checked"}), "vbios RIM"),
+        # A revocation entry for another RIM than the one compared does not count.
+        (_rev(vbios={"id": "other", "checked": True}), "vbios RIM"),
+        # Claims from a verifier that checked only the device chain: the RIMs count as
+        # unchecked (fail closed), even with the old top-level "checked".
+        ({"checked": True, "device": {"checked": True}}, "driver RIM, vbios RIM"),
+        ({"checked": True}, "device, driver RIM, vbios RIM"),
+        ({**_rev(), "checked": False}, "all"),
+        ("junk", "device"),
+    ],
+)
+def test_revocation_covers_device_and_rim_chains(rev: Any, chains: str | None) -> None:
+    ok = GpuVerdict(True, _claims())
+    p = parse_policy(_doc(GOOD_GPU))
+    assert p.gpu is not None
+    a = Appraisal("snp")
+    appraise_gpus(a, p.gpu, [ok, GpuVerdict(True, _claims(revocation=rev))], at=AT)
+    if chains is None:
+        assert a.failures == []
+        return
+    assert [(f.code, f.message.split(":")[0]) for f in a.failures] == [
+        ("policy.gpu.revocation_unchecked", "gpu1")
+    ]
+    assert f"the {chains} chain(s)" in a.failures[0].message
+    lax = parse_policy(_doc({**GOOD_GPU, "require_revocation_check": False}))
+    assert lax.gpu is not None
+    b = Appraisal("snp")
+    appraise_gpus(b, lax.gpu, [ok, GpuVerdict(True, _claims(revocation=rev))], at=AT)
+    assert b.failures == []
 
 
 @pytest.mark.parametrize(

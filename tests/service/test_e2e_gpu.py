@@ -52,6 +52,8 @@ class _SyntheticGpus:
         #: RIMs sent with every GPU's evidence, and OCSP responses per GPU index.
         self.rims: list[bytes] = []
         self.ocsp: dict[int, list[bytes]] = {}
+        #: The synthetic RIM hierarchy the service trusts (``_collateral``).
+        self.rim_hierarchy: Any = None
 
     def count(self) -> int:
         return len(self.gpus)
@@ -239,6 +241,7 @@ def _collateral(
     rh = make_hierarchy("e2e", not_before=datetime.now(UTC) - timedelta(days=30))
     (tmp_path / "rim-root.pem").write_bytes(rh.root.public_bytes(serialization.Encoding.PEM))
     cfg["nvgpu_rim_roots"] = [tmp_path / "rim-root.pem"]
+    gpus.rim_hierarchy = rh
     g0 = gpus.gpus[0]
     drv, vb = matching_rims(
         rh, g0.measurements, driver_version=g0.driver_version, vbios_version="96.00.5E.00.01"
@@ -257,12 +260,22 @@ def _collateral(
     return cfg, gpus
 
 
-def _with_ocsp(gpus: _SyntheticGpus) -> None:
+def _rim_ocsp(gpus: _SyntheticGpus) -> list[bytes]:
+    """Good responses for the RIM signer chain (signer under the CA, CA under the root)."""
+    rh = gpus.rim_hierarchy
+    return [_ocsp_good(rh.signer, rh.ca, rh.ca_key), _ocsp_good(rh.ca, rh.root, rh.root_key)]
+
+
+def _with_ocsp(gpus: _SyntheticGpus, *, rim_chain: bool = True) -> None:
+    """Each GPU sends good responses for its device chain and, with ``rim_chain``, for the
+    RIM signer chain (one pool, as a node carries its collateral)."""
+    rim = _rim_ocsp(gpus) if rim_chain and gpus.rim_hierarchy is not None else []
     for i, g in enumerate(gpus.gpus):
         h = g.hierarchy
         gpus.ocsp[i] = [
             _ocsp_good(g.leaf, h.ica, h.ica_key),
             _ocsp_good(h.ica, h.root, h.root_key),
+            *rim,
         ]
 
 
@@ -321,6 +334,7 @@ def test_two_gpus_with_rims_and_ocsp_get_the_key(
 def test_cached_ocsp_responses_count(make_env: Callable[..., Env], tmp_path: Path) -> None:
     """Responses stored by ``sealgate collateral fetch nvidia`` are used when the node
     sends none."""
+    from cryptography.hazmat.primitives.serialization import Encoding
     from sealgate import pki
     from sealgate.collateral import CollateralCache
     from sealgate.node.agent import NodeAgent, explain
@@ -329,15 +343,27 @@ def test_cached_ocsp_responses_count(make_env: Callable[..., Env], tmp_path: Pat
     cfg, gpus = _collateral(tmp_path)
     env, node = _env(make_env, tmp_path, **cfg)
     _gpu_policy(env, "gpu-strict", require_revocation_check=True)
-    _with_ocsp(gpus)
+    _with_ocsp(gpus, rim_chain=False)
     cache = CollateralCache(tmp_path / "collateral")
     for i, g in enumerate(gpus.gpus):
         chain = pki.load_certificates(g.cert_chain())
         for cert, resp in zip(chain, gpus.ocsp[i], strict=False):
-            p = cache.path("nvidia", *ocsp_cache_parts(cert))
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(resp)
+            cache.put("nvidia", *ocsp_cache_parts(cert), data=resp)
     gpus.ocsp = {}
+    # The device chains' responses alone leave the RIM signer chain unchecked ...
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+    assert not res.keys, explain(res)
+    fails = [f for d in res.denied for f in d.failures]
+    assert [(f.message.split(":")[0], f.code) for f in fails] == [
+        (f"gpu{i}", "policy.gpu.revocation_unchecked") for i in (0, 1)
+    ]
+    assert all("driver RIM, vbios RIM" in f.message for f in fails), explain(res)
+    # ... until the RIM chain's responses are cached too (what `collateral fetch nvidia`
+    # stores for the RIMs it fetches).
+    rh = gpus.rim_hierarchy
+    rim_chain = [pki.load_certificate(c.public_bytes(Encoding.DER)) for c in rh.chain]
+    for cert, resp in zip(rim_chain, _rim_ocsp(gpus), strict=False):
+        cache.put("nvidia", *ocsp_cache_parts(cert), data=resp)
     res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
     assert set(res.keys) == {"gpu-strict"}, explain(res)
 
@@ -443,3 +469,320 @@ def test_rim_source_cache_is_bounded(tmp_path: Path) -> None:
     col.rim_source([big + b"2"])
     assert col._blob_bytes <= gpus.MAX_CACHED_BLOB_BYTES
     assert sum(n for _, n in col._sources.values()) == col._blob_bytes
+
+
+# -- denials the issue names, a TDX node, and the token ------------------------------------
+
+
+def test_devtools_gpu_is_denied_naming_it(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    """A GPU in developer-tools mode sends a genuine, fresh report whose firmware
+    measurements differ from the production RIMs: denied, naming the GPU and the indices."""
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.testing.nvgpu import MODE_DEVTOOLS
+
+    cfg, gpus = _collateral(tmp_path)
+    gpus.gpus[1].mode = MODE_DEVTOOLS
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict")
+    _gpu_policy(env, "one-gpu", min_count=1)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict", "one-gpu"])
+    # Every GPU sent must pass, whatever min_count says.
+    assert not res.keys, explain(res)
+    for d in res.denied:
+        assert [(f.message.split(":")[0], f.code) for f in d.failures] == [
+            ("gpu1", "policy.gpu.measurement_mismatch")
+        ], explain(res)
+        # RIM index 7 (driver) and 9 (VBIOS): SPDM blocks 8 and 10.
+        assert "index(es) 7, 9 differ" in d.failures[0].message
+        assert "developer-tools" in d.failures[0].message
+    # The same GPU back in CC mode gets both keys.
+    gpus.gpus[1].mode = "cc"
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict", "one-gpu"])
+    assert set(res.keys) == {"gpu-strict", "one-gpu"}, explain(res)
+
+
+def test_devtools_gpu_without_rims_is_not_compared(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    """No RIM at all for the devtools GPU's versions: never a silent pass — the GPU does not
+    verify (``gpu.rim.not_found``), so CC mode and devtools stay unproven."""
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.testing.nvgpu import MODE_DEVTOOLS
+
+    cfg, gpus = _collateral(tmp_path)
+    gpus.rims = []
+    gpus.gpus[0].mode = MODE_DEVTOOLS
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict", require_revocation_check=False)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+    assert not res.keys, explain(res)
+    fails = [f for d in res.denied for f in d.failures]
+    assert [(f.message.split(":")[0], f.code) for f in fails] == [
+        ("gpu0", "policy.gpu.not_verified"),
+        ("gpu1", "policy.gpu.not_verified"),
+    ]
+    assert all("gpu.rim.not_found" in f.actual for f in fails), explain(res)
+
+
+def test_gpu_in_cc_off_mode_gives_no_evidence() -> None:
+    """With CC off NVML returns no report: the node collector fails with its code, so no
+    Attest carrying that GPU is ever made."""
+    from sealgate.node.nvml import NvmlError, NvmlGpus
+    from sealgate.testing.fake_nvml import FakeNvml
+    from sealgate.testing.nvgpu import MODE_OFF, NvidiaHierarchy, SyntheticGpu
+
+    h = NvidiaHierarchy()
+    col = NvmlGpus(FakeNvml([SyntheticGpu(h, 0), SyntheticGpu(h, 1, mode=MODE_OFF)]))
+    with pytest.raises(NvmlError) as e:
+        col.collect([b"\x01" * 32, b"\x02" * 32])
+    assert e.value.code == "node.gpu.nvml_failed" and "GPU 1" in e.value.message
+
+
+def test_one_gpu_missing_is_denied_by_min_count(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _collateral(tmp_path)
+    gpus.gpus = gpus.gpus[:1]
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "two-gpus")
+    _gpu_policy(env, "one-gpu", min_count=1)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["two-gpus", "one-gpu"])
+    assert set(res.keys) == {"one-gpu"}, explain(res)
+    (d,) = res.denied
+    assert d.key_id == "two-gpus"
+    assert [(f.code, f.actual, f.expected) for f in d.failures] == [
+        ("policy.gpu.too_few", "1", "2")
+    ]
+
+
+@pytest.mark.parametrize("rebind", [False, True], ids=["cpu_unchanged", "cpu_rebound"])
+def test_genuine_gpu_report_spliced_from_another_challenge(
+    make_env: Callable[..., Env], tmp_path: Path, rebind: bool
+) -> None:
+    """A genuine report of the node's own GPU, made for another challenge (another session),
+    put in GPU 1's slot: with the CPU evidence as made for the real set, the CPU binding
+    breaks; with the CPU evidence re-bound to the spliced set (a hostile node), the GPU's own
+    nonce no longer matches its slot."""
+    from sealgate._proto import attestation_pb2_grpc
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict")
+    other = NodeAgent(env.channel, "cvm-2", node, gpus=gpus)
+    spliced = other.build_attest(other.challenge(), ["gpu-strict"]).gpus[1].report
+    if rebind:
+        gpus.replace[1] = spliced
+        res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-strict"])
+        assert not res.keys, explain(res)
+        fails = [f for d in res.denied for f in d.failures]
+        assert [(f.message.split(":")[0], f.code) for f in fails] == [
+            ("gpu1", "policy.gpu.not_verified")
+        ]
+        assert "gpu.report.nonce_mismatch" in fails[0].actual
+        return
+    agent = NodeAgent(env.channel, "cvm-1", node, gpus=gpus)
+    req = agent.build_attest(agent.challenge(), ["gpu-strict"])
+    req.gpus[1].report = spliced
+    resp = attestation_pb2_grpc.AttestationStub(env.channel).Attest(req)
+    assert not resp.granted and not resp.token
+    assert [f.code for f in resp.evidence_failures] == ["snp.report.report_data_mismatch"]
+
+
+def test_revoked_rim_signer_denies(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+    from sealgate.node.agent import NodeAgent, explain
+
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    rh = gpus.rim_hierarchy
+    now = datetime.now(UTC)
+    revoked = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=rh.signer,
+            issuer=rh.ca,
+            algorithm=hashes.SHA384(),
+            cert_status=ocsp.OCSPCertStatus.REVOKED,
+            this_update=now - timedelta(hours=1),
+            next_update=now + timedelta(days=1),
+            revocation_time=now - timedelta(days=2),
+            revocation_reason=x509.ReasonFlags.key_compromise,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.NAME, rh.ca)
+        .sign(rh.ca_key, hashes.SHA384())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    # GPU 1's pool: device chain, then the RIM signer's response (now revoked), the RIM CA's.
+    gpus.ocsp[1][2] = revoked
+    env, node = _env(make_env, tmp_path, **cfg)
+    # Even a policy that does not require revocation checks refuses a revoked signer.
+    _gpu_policy(env, "gpu-norev", require_revocation_check=False)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=gpus).attest(["gpu-norev"])
+    assert not res.keys, explain(res)
+    fails = [f for d in res.denied for f in d.failures]
+    assert [(f.message.split(":")[0], f.code, f.actual) for f in fails] == [
+        ("gpu1", "policy.gpu.not_verified", "gpu.ocsp.revoked")
+    ], explain(res)
+
+
+def test_tdx_node_with_two_gpus_gets_the_key_and_the_token_says_why(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    import jwt
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.testing.softnode import SoftwareTdx
+
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    node = SoftwareTdx()
+    (tmp_path / "intel-root.pem").write_bytes(node.root_pem())
+    env = make_env(
+        tdx_roots=[tmp_path / "intel-root.pem"], collateral_dir=tmp_path / "collateral", **cfg
+    )
+    tdx_req = {"mr_td": [(b"\x5a" * 48).hex()], "tcb_statuses": ["UpToDate"]}
+    gpu_req = {
+        "min_count": 2,
+        "driver_versions": ["550.54.15"],
+        "vbios_versions": ["96.00.5E.00.01"],
+    }
+    env.key("td-gpu", b"D" * 32)
+    env.policy("td-gpu", {"platforms": {"tdx": tdx_req}, "gpu": gpu_req})
+    res = NodeAgent(env.channel, "td-1", node, gpus=gpus).attest(["td-gpu"])
+    assert res.keys == {"td-gpu": (1, b"D" * 32)}, explain(res)
+    claims = jwt.decode(res.token, options={"verify_signature": False})
+    assert claims["submods"]["tdx"]["ear.status"] == "affirming"
+    for i, g in enumerate(gpus.gpus):
+        sub = claims["submods"][f"tdx/gpu{i}"]
+        assert sub["ear.status"] == "affirming"
+        info = sub["sealgate.gpu"]
+        assert info["verified"] is True and info["errors"] == []
+        assert info["driver_version"] == "550.54.15"
+        assert info["vbios_version"] == "96.00.5E.00.01"
+        assert info["fwid"] == g.fwid.hex()
+        assert info["rim"]["status"] == "compared" and info["measurements_compared"] is True
+        assert info["rim"]["driver"]["id"] and info["rim"]["vbios"]["id"]
+        assert info["rim"]["driver"]["status"] == "valid"
+        assert info["mismatched_indices"] == []
+        rev = info["revocation"]
+        assert rev["checked"] is True and rev["status"] == "good"
+        assert rev["device"] == {"checked": True, "status": "good"}
+        assert {k: (v["id"], v["checked"]) for k, v in rev["rims"].items()} == {
+            k: (info["rim"][k]["id"], True) for k in ("driver", "vbios")
+        }
+    # Distinct GPUs: distinct device identities in the token.
+    ids = {
+        claims["submods"][f"tdx/gpu{i}"]["sealgate.gpu"]["device_certificate_sha256"]
+        for i in (0, 1)
+    }
+    assert len(ids) == 2 and None not in ids
+
+
+def test_air_gapped_node_carries_its_collateral(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    """The NVML collector with a local collateral directory (what `collateral fetch nvidia
+    --cache-dir` wrote on a connected machine) sends each GPU's RIMs and OCSP responses; a
+    service with no RIM directory and an empty cache grants on them alone."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from sealgate import pki
+    from sealgate.collateral import CollateralCache
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.node.nvml import NvmlGpus
+    from sealgate.nvgpu.fetch import ocsp_cache_parts
+    from sealgate.testing.fake_nvml import FakeNvml
+
+    cfg, gpus = _collateral(tmp_path)
+    drv, vb = gpus.rims
+    g0 = gpus.gpus[0]
+    local = CollateralCache(tmp_path / "node-collateral")
+    local.put("nvidia", "rims", f"driver_{g0.driver_version}_fetched.swidtag", data=drv)
+    vb_name = f"{g0.project}_{g0.project_sku}_{g0.chip_sku}_96005E0001_fetched.swidtag"
+    local.put("nvidia", "rims", vb_name, data=vb)
+    rh = gpus.rim_hierarchy
+    pairs = [(rh.signer, rh.ca, rh.ca_key), (rh.ca, rh.root, rh.root_key)]
+    for g in gpus.gpus:
+        h = g.hierarchy
+        pairs += [(g.leaf, h.ica, h.ica_key), (h.ica, h.root, h.root_key)]
+    for cert, issuer, key in pairs:
+        c = pki.load_certificate(cert.public_bytes(Encoding.DER))
+        local.put("nvidia", *ocsp_cache_parts(c), data=_ocsp_good(cert, issuer, key))
+    env, node = _env(make_env, tmp_path, **cfg)
+    _gpu_policy(env, "gpu-strict")
+    bare = NvmlGpus(FakeNvml(gpus.gpus))
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=bare).attest(["gpu-strict"])
+    assert not res.keys and all(
+        "gpu.rim.not_found" in f.actual for d in res.denied for f in d.failures
+    ), explain(res)
+    carrying = NvmlGpus(FakeNvml(gpus.gpus), collateral=local.root)
+    res = NodeAgent(env.channel, "cvm-1", node, gpus=carrying).attest(["gpu-strict"])
+    assert set(res.keys) == {"gpu-strict"}, explain(res)
+
+
+def test_azure_snp_cvm_with_two_gpus_gets_the_key(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    """The composite binding is the platform's binding: an Azure SNP CVM (vTPM quote over
+    the binding, HCL report, synthetic paravisor) carries its GPUs like a bare SNP guest."""
+    import json
+
+    import jwt
+    from sealgate._proto import admin_pb2
+    from sealgate.node.agent import NodeAgent, explain
+    from sealgate.node.azure import AzureVtpmCollector
+    from sealgate.testing.azure import SyntheticAzureVm
+    from sealgate.testing.snp import ReportFields
+    from sealgate.testing.swtpm import tools_available
+
+    if not tools_available():
+        pytest.skip("swtpm / tpm2-tools not installed")
+    cfg, gpus = _collateral(tmp_path)
+    _with_ocsp(gpus)
+    vm = SyntheticAzureVm(tmp_path / "vm", "snp")
+    vm.start()
+    try:
+        env = make_env(
+            collateral_dir=tmp_path / "collateral", **vm.write_trust(tmp_path / "trust"), **cfg
+        )
+        values = {f"sha256:{i}": v for i, v in vm.pcrs().items()}
+        env.admin.BulkAddReferenceValues(
+            admin_pb2.BulkAddReferenceValuesRequest(
+                document=json.dumps({"platform": "tpm", "set_name": "vtpm", "values": values})
+            ),
+            metadata=env.md,
+        )
+        part = {
+            "snp": {"measurement": [ReportFields().measurement.hex()], "vmpl": [0]},
+            "tpm": {"reference_sets": ["vtpm"], "required_selection": "sha256:0,1,2,3,4,5,6,7"},
+            "vm_configuration": {"secure_boot": True, "console_enabled": False},
+        }
+        gpu_req = {
+            "min_count": 2,
+            "driver_versions": ["550.54.15"],
+            "vbios_versions": ["96.00.5E.00.01"],
+        }
+        env.key("az-gpu", b"Z" * 32)
+        env.policy("az-gpu", {"platforms": {"azure-snp": part}, "gpu": gpu_req})
+        collector = AzureVtpmCollector("azure-snp", tcti=vm.tcti, imds_url=vm.imds_url)
+        res = NodeAgent(env.channel, "az-1", collector, gpus=gpus).attest(["az-gpu"])
+        assert res.keys == {"az-gpu": (1, b"Z" * 32)}, explain(res)
+        claims = jwt.decode(res.token, options={"verify_signature": False})
+        for i in (0, 1):
+            sub = claims["submods"][f"azure-snp/gpu{i}"]
+            assert sub["ear.status"] == "affirming"
+            assert sub["sealgate.gpu"]["revocation"]["checked"] is True
+        # One GPU in developer-tools mode: denied, naming it.
+        gpus.gpus[0].mode = "devtools"
+        res = NodeAgent(env.channel, "az-1", collector, gpus=gpus).attest(["az-gpu"])
+        assert not res.keys
+        assert _codes(res) == [("gpu0", "policy.gpu.measurement_mismatch")], explain(res)
+    finally:
+        vm.stop()

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sealgate.appraise.base import (
+    AFFIRMING,
     CONTRAINDICATED,
     UNRECOGNIZED_EXECUTABLES,
     UNSAFE_HARDWARE,
@@ -126,6 +127,13 @@ def _one(
             fatal or ["unverified"],
         )
         return
+    # Genuine (chain to the NVIDIA root, report signature, FWID) and fresh for its slot: the
+    # verifier said so. AR4SI affirming values let the GPU's EAR submod say "affirming"
+    # rather than "none"; any failure below raises its claim past them.
+    vec["instance_identity"] = AFFIRMING
+    vec["hardware"] = AFFIRMING
+    if _compared(c):
+        vec["executables"] = AFFIRMING
     if not _compared(c):
         # CC mode and devtools are visible only through the measurements (policy docstring).
         fail(
@@ -167,12 +175,44 @@ def _one(
             vb,
             req.vbios_versions,
         )
-    rev = c.get("revocation")
-    checked = isinstance(rev, Mapping) and rev.get("checked") is True
-    if req.require_revocation_check and not checked:
+    unchecked = _unchecked_chains(c)
+    if req.require_revocation_check and unchecked:
         fail(
             "policy.gpu.revocation_unchecked",
-            "certificate revocation was not checked (no OCSP responses)",
+            f"certificate revocation was not checked for the {', '.join(unchecked)} "
+            "chain(s) (no OCSP responses)",
             "hardware",
             UNSAFE_HARDWARE,
+            unchecked,
         )
+
+
+def _unchecked_chains(c: Mapping[str, Any]) -> list[str]:
+    """The chains whose revocation the claims do not show as checked: the device chain and
+    the signer chain of every RIM the measurements were compared with (``revocation``
+    ``device`` / ``rims``). Fail closed: a claim set without the per-chain entries (or with
+    anything but ``checked: true``) counts as unchecked."""
+    rev = c.get("revocation")
+    if not isinstance(rev, Mapping):
+        return ["device"]
+    out: list[str] = []
+    dev = rev.get("device")
+    if not (isinstance(dev, Mapping) and dev.get("checked") is True):
+        out.append("device")
+    rims = rev.get("rims")
+    rim = c.get("rim")
+    for kind in ("driver", "vbios"):
+        used = rim.get(kind) if isinstance(rim, Mapping) else None
+        rim_id = used.get("id") if isinstance(used, Mapping) else None
+        if not rim_id:
+            continue
+        entry = rims.get(kind) if isinstance(rims, Mapping) else None
+        if not (
+            isinstance(entry, Mapping)
+            and entry.get("checked") is True
+            and entry.get("id") == rim_id
+        ):
+            out.append(f"{kind} RIM")
+    if not out and rev.get("checked") is not True:
+        out.append("all")  # the verifier's own verdict says not every chain was checked
+    return out

@@ -45,6 +45,11 @@ def register(sub: Any) -> None:
     nv.add_argument("--cert-chain", action="append", default=[], help="PEM chain for OCSP")
     nv.add_argument("--rim-url", help="RIM service base URL (default NVIDIA's)")
     nv.add_argument("--ocsp-url", help="OCSP responder URL (default NVIDIA's)")
+    nv.add_argument(
+        "--no-rim-ocsp",
+        action="store_true",
+        help="do not fetch OCSP responses for the fetched RIMs' signer chains",
+    )
     nv.add_argument("--cache-dir", type=Path, help="collateral cache directory")
     nv.set_defaults(handler=run_nvidia)
 
@@ -108,12 +113,15 @@ def run_nvidia(args: argparse.Namespace) -> int:
 
     cache = CollateralCache(args.cache_dir)
     base = args.rim_url or fetch.DEFAULT_RIM_URL
+    ocsp_url = args.ocsp_url or fetch.DEFAULT_OCSP_URL
     files: dict[str, object] = {}
+    fetched: list[str] = []
     if args.driver_version:
         rid = fetch.driver_rim_id(args.driver_version)
-        files["driver_rim"] = fetch.fetch_rim(
+        files["driver_rim"] = path = fetch.fetch_rim(
             cache, base, rid, f"driver_{args.driver_version}_fetched.swidtag"
         )
+        fetched.append(path)
     if args.vbios_version:
         if not (args.project and args.project_sku and args.chip_sku):
             raise UsageError(
@@ -122,11 +130,22 @@ def run_nvidia(args: argparse.Namespace) -> int:
         rid = fetch.vbios_rim_id(args.vbios_version, args.project, args.project_sku, args.chip_sku)
         hexv = args.vbios_version.replace(".", "").upper()
         name = f"{args.project}_{args.project_sku}_{args.chip_sku}_{hexv}_fetched.swidtag"
-        files["vbios_rim"] = fetch.fetch_rim(cache, base, rid, name)
+        files["vbios_rim"] = path = fetch.fetch_rim(cache, base, rid, name)
+        fetched.append(path)
+    if fetched and not args.no_rim_ocsp:
+        # The RIM signer chain is revocation-checked like the device chain
+        # (require_revocation_check covers both): cache its responses next to the RIMs.
+        rim_ocsp: list[str] = []
+        roots = _rim_roots()
+        for path in fetched:
+            for f in fetch.fetch_rim_ocsp(cache, ocsp_url, Path(path).read_bytes(), roots):
+                if f not in rim_ocsp:
+                    rim_ocsp.append(f)
+        files["rim_ocsp"] = rim_ocsp
     ocsp_files: list[str] = []
     for f in args.cert_chain:
         chain = pki.load_certificates(read_file(f, "certificate chain"))
-        ocsp_files += fetch.fetch_ocsp(cache, args.ocsp_url or fetch.DEFAULT_OCSP_URL, chain)
+        ocsp_files += fetch.fetch_ocsp(cache, ocsp_url, chain)
     if ocsp_files:
         files["ocsp"] = ocsp_files
     if not files:
@@ -135,3 +154,15 @@ def run_nvidia(args: argparse.Namespace) -> int:
         )
     emit({"cache_dir": str(cache.root), "files": files})
     return EXIT_OK
+
+
+def _rim_roots() -> list[Any]:
+    """The pinned NVIDIA RIM root(s) of the default trust directory, to complete a RIM
+    signer chain whose KeyInfo stops below the root; none there: KeyInfo alone."""
+    from sealgate.errors import SealgateError
+    from sealgate.nvgpu import rim
+
+    try:
+        return list(rim.rim_roots())
+    except (SealgateError, OSError):
+        return []

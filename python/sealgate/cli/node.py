@@ -74,6 +74,13 @@ def register(sub: Any) -> None:
         help="also attest the first N NVIDIA confidential GPUs through NVML (nvidia-ml-py), "
         "bound into the CPU evidence (docs/gpu-composite.md)",
     )
+    r.add_argument(
+        "--gpu-collateral",
+        type=Path,
+        metavar="DIR",
+        help="with --gpus: send each GPU's RIMs and OCSP responses from DIR (the layout "
+        "`sealgate collateral fetch nvidia --cache-dir DIR` writes), for an air-gapped node",
+    )
     r.add_argument("--json", action="store_true")
     r.set_defaults(handler=_request_keys)
     f = nsub.add_parser("refetch", help="receive model keys again with a saved session")
@@ -138,10 +145,12 @@ def _request_keys(args: argparse.Namespace) -> int:
             collateral=read_file(args.collateral, "collateral") if args.collateral else None,
         )
     gpus: Any = None
+    if args.gpu_collateral is not None and not args.gpus:
+        raise UsageError("cli.usage.missing", "--gpu-collateral needs --gpus")
     if args.gpus:
         from sealgate.node.nvml import NvmlGpus
 
-        gpus = NvmlGpus(count=args.gpus)
+        gpus = NvmlGpus(count=args.gpus, collateral=args.gpu_collateral)
     try:
         with channel(args) as ch:
             agent = NodeAgent(

@@ -5,11 +5,14 @@ the composite binding gives it (``sealgate.protocol.gpu_binding``) returns the s
 attestation report; ``nvmlDeviceGetConfComputeGpuCertificate`` returns its
 ``attestationCertChain`` (PEM, leaf first: the device identity chain that signs the report).
 The NVML library is loaded only when a collector is made, so nodes without GPUs never need it.
+With ``collateral`` (a directory in the collateral cache layout, ``sealgate.node.gpu_collateral``)
+each GPU's evidence also carries its RIMs and OCSP responses, for an air-gapped node.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from sealgate._proto import attestation_pb2
@@ -32,7 +35,9 @@ def _bounded(buf: Any, size: int, what: str) -> bytes:
 class NvmlGpus:
     """The node's confidential GPUs in NVML index order (``sealgate.node.agent.GpuCollector``)."""
 
-    def __init__(self, nvml: Any = None, *, count: int | None = None) -> None:
+    def __init__(
+        self, nvml: Any = None, *, count: int | None = None, collateral: Path | None = None
+    ) -> None:
         if nvml is None:
             import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no types
 
@@ -44,6 +49,9 @@ class NvmlGpus:
         except Exception as e:  # pynvml raises NVMLError subclasses per return code
             raise NvmlError("node.gpu.nvml_failed", f"NVML: {e}") from None
         self._count = n if count is None else count
+        from sealgate.node.gpu_collateral import LocalGpuCollateral
+
+        self.collateral = LocalGpuCollateral(collateral) if collateral is not None else None
         if not 0 < self._count <= min(n, MAX_GPUS):
             raise NvmlError("node.gpu.nvml_failed", f"{self._count} GPUs requested, NVML sees {n}")
 
@@ -61,14 +69,15 @@ class NvmlGpus:
                 cert = self.nvml.nvmlDeviceGetConfComputeGpuCertificate(h)
             except Exception as e:
                 raise NvmlError("node.gpu.nvml_failed", f"NVML GPU {i}: {e}") from None
-            out.append(
-                attestation_pb2.GpuEvidence(
-                    report=_bounded(rep.attestationReport, rep.attestationReportSize, "report"),
-                    cert_chain=_bounded(
-                        cert.attestationCertChain, cert.attestationCertChainSize, "cert chain"
-                    ),
-                )
+            ev = attestation_pb2.GpuEvidence(
+                report=_bounded(rep.attestationReport, rep.attestationReportSize, "report"),
+                cert_chain=_bounded(
+                    cert.attestationCertChain, cert.attestationCertChainSize, "cert chain"
+                ),
             )
+            if self.collateral is not None:
+                self.collateral.attach(ev)
+            out.append(ev)
         return out
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ import base64
 import binascii
 import hmac
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,6 +85,8 @@ NONCE_LEN = 32
 #: (8 GPUs + 4 NVSwitches on an HGX board; doubled for headroom) and this many bytes.
 MAX_DEVICES = 16
 MAX_EVIDENCE_JSON = MAX_DEVICES * 4 * MAX_REPORT
+#: Results between _reference_values and _revocation at once (one per concurrent verify).
+_MAX_PENDING = 1024
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,10 @@ class GpuVerifier:
         trust_dir: Path | None = None,
     ) -> None:
         self.chains = NvidiaChainVerifier(roots=roots, trust_dir=trust_dir)
+        #: RIMs found by _reference_values for the result _revocation handles next, by the
+        #: result's id (the verifier is shared between threads; each call has its own result).
+        self._pending: dict[int, tuple[VerifyResult, dict[str, rim.Rim], RimSource | None]] = {}
+        self._pending_lock = threading.Lock()
 
     def verify(
         self,
@@ -236,15 +243,35 @@ class GpuVerifier:
     ) -> None:
         """Compare every active measurement with the driver and VBIOS RIMs for the report's
         versions (``sealgate.nvgpu.rim``). A missing RIM is ``gpu.rim.not_found``, a RIM not
-        valid at ``at`` ``gpu.rim.not_valid_at`` — never a mismatch."""
+        valid at ``at`` ``gpu.rim.not_valid_at`` — never a mismatch. The RIMs found are
+        handed to :meth:`_revocation` (their signer chains need OCSP too)."""
+        found = self._compare_rims(res, rep, rims, at)
+        with self._pending_lock:
+            # Bounded: an entry is taken by _revocation of the same result; one left behind
+            # (an exception in between) is dropped rather than kept forever.
+            while len(self._pending) >= _MAX_PENDING:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[id(res)] = (res, found, rims)
+
+    def _take_rims(self, res: VerifyResult) -> tuple[dict[str, rim.Rim], RimSource | None]:
+        with self._pending_lock:
+            item = self._pending.pop(id(res), None)
+        # The entry holds ``res`` itself, so its id cannot have been reused meanwhile.
+        if item is None or item[0] is not res:
+            return {}, None
+        return item[1], item[2]
+
+    def _compare_rims(
+        self, res: VerifyResult, rep: GpuReport, rims: RimSource | None, at: datetime
+    ) -> dict[str, rim.Rim]:
         c = res.claims
         c["mismatched_indices"] = []
+        found: dict[str, rim.Rim] = {}
         if rims is None:
             c["rim"] = {"driver": None, "vbios": None, "status": "not_compared"}
             c["measurements_compared"] = False
-            return
+            return found
         c["measurements_compared"] = False
-        found: dict[str, rim.Rim] = {}
         status: dict[str, dict[str, Any]] = {}
         for kind, version in (("driver", rep.driver_version), ("vbios", rep.vbios_version)):
             if version is None:
@@ -268,31 +295,77 @@ class GpuVerifier:
             status[kind] = {"id": r.id, "version": r.version, "status": "valid"}
         c["rim"] = {**status, "status": "compared" if len(found) == 2 else "not_compared"}
         if len(found) != 2:
-            return
+            return found
         try:
             mism = rim.compare(rep.measurements, found["driver"], found["vbios"])
         except SealgateError as e:
             res.fail_from(e)
-            return
+            return found
         c["measurements_compared"] = True
         c["mismatched_indices"] = [m.as_dict() for m in mism]
         try:
             rim.require_match(mism)
         except SealgateError as e:
             res.fail_from(e)
+        return found
 
     def _revocation(
         self, res: VerifyResult, chain: DeviceChain, ocsp: Sequence[bytes] | None, at: datetime
     ) -> None:
-        """OCSP for every certificate of the device chain but the anchor
-        (``sealgate.nvgpu.ocsp``, RFC 6960); none given: not checked, policy decides."""
+        """OCSP (RFC 6960, ``sealgate.nvgpu.ocsp``) for every certificate but the anchor of
+        the device chain and of each RIM's signer chain. ``ocsp`` is one pool for all of
+        them (a node sends its GPU's collateral together); a RIM chain also takes the
+        collateral cache's responses (``RimSource.cached_ocsp``). A chain without responses
+        is "not checked" and policy decides; a revoked, unknown, stale or badly signed
+        response fails the GPU. ``revocation.checked`` is true only when every chain was
+        checked; ``device`` and ``rims`` (per RIM kind, with its id) say which was."""
+        found, source = self._take_rims(res)
+        pool = list(ocsp or ())
+        device = self._chain_revocation(res, chain.path.certs, [pool], at)
+        rims_out: dict[str, dict[str, Any]] = {}
+        seen: dict[tuple[str, ...], dict[str, Any]] = {}
+        for kind, r in found.items():
+            # NVIDIA signs the driver and VBIOS RIMs under one chain: check it (and report a
+            # failure) once.
+            key = tuple(c.fingerprint for c in r.signer)
+            if key not in seen:
+                cached = source.cached_ocsp(r.signer) if source is not None else []
+                extra = [x for x in cached if x not in pool]
+                seen[key] = self._chain_revocation(res, r.signer, [pool, extra], at)
+            rims_out[kind] = {"id": r.id, **seen[key]}
+        checked = device["checked"] is True and all(v["checked"] is True for v in rims_out.values())
+        bad = next(
+            (
+                v["status"]
+                for v in (device, *rims_out.values())
+                if v["status"] not in ("good", "not_checked")
+            ),
+            None,
+        )
+        res.claims["revocation"] = {
+            "checked": checked,
+            "status": bad or ("good" if checked else "not_checked"),
+            # The device chain's certificates, where earlier claims had them.
+            "certificates": device.get("certificates", []),
+            "device": device,
+            "rims": rims_out,
+        }
+
+    @staticmethod
+    def _chain_revocation(
+        res: VerifyResult, certs: Sequence[Any], pools: Sequence[Sequence[bytes]], at: datetime
+    ) -> dict[str, Any]:
+        """One chain's revocation from the responses of ``pools`` that concern it (each
+        pool bounded by ``responses_for``); a failure is recorded in ``res``."""
         try:
-            out = nv_ocsp.check_chain(chain.path.certs, list(ocsp or ()), at=at)
+            mine = [x for p in pools for x in nv_ocsp.responses_for(certs, p)]
+            out = nv_ocsp.check_chain(certs, mine, at=at)
         except SealgateError as e:
-            res.claims["revocation"] = {"checked": False, "status": e.code}
-            res.fail_from(e)
-            return
-        res.claims["revocation"] = out.as_dict()
+            # A bad response in the shared pool fails every chain alike: say so once.
+            if not any(f.code == e.code and f.message == e.message for f in res.errors):
+                res.fail_from(e)
+            return {"checked": False, "status": e.code, "certificates": []}
+        return out.as_dict()
 
 
 def _gpu_order(pdi_hex: str) -> str:

@@ -31,9 +31,9 @@ from cryptography.x509 import ocsp
 
 from .. import collateral, pki
 from ..collateral import CollateralCache
-from ..errors import CollateralError, UsageError
+from ..errors import CollateralError, SealgateError, UsageError
 from .ocsp import MAX_RESPONSE_BYTES
-from .rim import MAX_RIM_BYTES
+from .rim import MAX_RIM_BYTES, keyinfo_chain
 
 __all__ = [
     "DEFAULT_OCSP_URL",
@@ -42,6 +42,7 @@ __all__ = [
     "driver_rim_id",
     "fetch_ocsp",
     "fetch_rim",
+    "fetch_rim_ocsp",
     "ocsp_cache_parts",
     "vbios_rim_id",
 ]
@@ -70,7 +71,7 @@ def vbios_rim_id(version: str, project: str, project_sku: str, chip_sku: str) ->
 
 
 def fetch_rim(cache: CollateralCache, base: str, rim_id: str, file_name: str) -> str:
-    """GET one RIM by id, check the service's own SHA-256 of it, store the XML."""
+    """GET one RIM by id, check the service's own SHA-256 of it, store the XML; the path."""
     body = collateral.fetch(f"{base.rstrip('/')}/v1/rim/{rim_id}", max_bytes=4 * MAX_RIM_BYTES)
     try:
         doc = json.loads(body)
@@ -133,3 +134,31 @@ def fetch_ocsp(cache: CollateralCache, url: str, chain: Sequence[pki.Certificate
         body = _post(url, req.public_bytes(serialization.Encoding.DER))
         out.append(str(cache.put("nvidia", *ocsp_cache_parts(pc), data=body)))
     return out
+
+
+def rim_signer_chain(xml: bytes, roots: Sequence[pki.Certificate] = ()) -> list[pki.Certificate]:
+    """The signer chain a RIM carries (KeyInfo, leaf first), completed with the root among
+    ``roots`` that issued its top certificate when KeyInfo stops below the root. Unverified:
+    it only says whom to ask; the responses are checked against the verified chain when
+    used."""
+    chain = keyinfo_chain(xml)
+    top = chain[-1]
+    if top.issuer != top.subject:
+        chain += [r for r in roots if r.subject == top.issuer][:1]
+    return chain
+
+
+def fetch_rim_ocsp(
+    cache: CollateralCache, url: str, xml: bytes, roots: Sequence[pki.Certificate] = ()
+) -> list[str]:
+    """OCSP responses for a fetched RIM's signer chain (RFC 6960; NVIDIA answers for the RIM
+    signing certificates at the same responder as for the device chain), cached by
+    certificate as :func:`fetch_ocsp` caches them: ``sealgate.nvgpu.rim.RimSource`` hands them
+    to the verifier for that chain."""
+    try:
+        chain = rim_signer_chain(xml, roots)
+    except SealgateError as e:
+        raise CollateralError(
+            "collateral.fetch.bad_response", f"RIM signer chain: {e.message}"
+        ) from None
+    return fetch_ocsp(cache, url, chain) if len(chain) > 1 else []

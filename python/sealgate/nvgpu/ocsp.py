@@ -15,11 +15,15 @@ A response is accepted for a certificate when (RFC 6960 §3.2):
      signed that carries id-kp-OCSPSigning and is valid at ``at`` (§4.2.2.2);
   4. ``thisUpdate <= at`` and, with nextUpdate, ``at <= nextUpdate`` (otherwise stale;
      a response without nextUpdate is accepted only within ``max_age`` of thisUpdate).
-Status revoked is ``gpu.ocsp.revoked``; unknown fails closed (``gpu.ocsp.unknown``).
+Status revoked is ``gpu.ocsp.revoked``; unknown fails closed (``gpu.ocsp.unknown``). When
+several responses name one certificate, all must be authentic; an authentic revoked one
+wins whatever its window (revocation is permanent), else one must be fresh and a fresh
+unknown one wins over a good one.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,7 +38,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from .. import pki
 from ..errors import ChainError
 
-__all__ = ["MAX_RESPONSES", "MAX_RESPONSE_BYTES", "CertStatus", "RevocationResult", "check_chain"]
+__all__ = [
+    "MAX_RESPONSES",
+    "MAX_RESPONSE_BYTES",
+    "CertStatus",
+    "RevocationResult",
+    "check_chain",
+    "responses_for",
+]
 
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_RESPONSES = 16
@@ -153,6 +164,48 @@ def _cert_id_matches(
     )
 
 
+def _load(raw: bytes, i: int) -> ocsp.OCSPResponse:
+    """One DER response, bounded and successful with exactly one SingleResponse."""
+    if len(raw) > MAX_RESPONSE_BYTES:
+        raise ChainError("gpu.ocsp.too_large", f"OCSP response {i} is {len(raw)} bytes")
+    try:
+        r = ocsp.load_der_ocsp_response(raw)
+    except ValueError as e:
+        raise ChainError("gpu.ocsp.malformed", f"OCSP response {i}: {e}") from None
+    if r.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise ChainError(
+            "gpu.ocsp.malformed", f"OCSP response {i} status is {r.response_status.name}"
+        )
+    try:
+        singles = list(r.responses)
+    except ValueError as e:
+        raise ChainError("gpu.ocsp.malformed", f"OCSP response {i}: {e}") from None
+    if len(singles) != 1:
+        raise ChainError(
+            "gpu.ocsp.malformed", f"OCSP response {i} has {len(singles)} SingleResponses"
+        )
+    return r
+
+
+def responses_for(
+    chain_certs: Sequence[pki.Certificate], responses: Sequence[bytes]
+) -> list[bytes]:
+    """Of a pool of responses (the device chain's and the RIM signer chains' together, as a
+    node or the collateral cache hands them over), those whose CertID names a non-anchor
+    certificate of ``chain_certs`` under its issuer, in the order given. Every response is
+    parsed, so a malformed one fails (``gpu.ocsp.malformed``) whichever chain it was meant
+    for; a pool with none for this chain gives ``[]`` (revocation of this chain not
+    checked)."""
+    if len(responses) > MAX_RESPONSES:
+        raise ChainError("gpu.ocsp.too_large", f"more than {MAX_RESPONSES} OCSP responses")
+    parsed = [(raw, _load(raw, i)) for i, raw in enumerate(responses)]
+    xs = [x509.load_der_x509_certificate(c.der) for c in chain_certs]
+    pairs = list(itertools.pairwise(xs))
+    return [
+        raw for raw, r in parsed if any(_cert_id_matches(r, cert, issuer) for cert, issuer in pairs)
+    ]
+
+
 def check_chain(
     chain_certs: Sequence[pki.Certificate],
     responses: Sequence[bytes],
@@ -170,27 +223,7 @@ def check_chain(
         raise ChainError("gpu.ocsp.too_large", f"more than {MAX_RESPONSES} OCSP responses")
     if len(chain_certs) < 2:
         raise ChainError("gpu.ocsp.missing", "a chain of one certificate has no issuer to ask")
-    parsed: list[ocsp.OCSPResponse] = []
-    for i, raw in enumerate(responses):
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise ChainError("gpu.ocsp.too_large", f"OCSP response {i} is {len(raw)} bytes")
-        try:
-            r = ocsp.load_der_ocsp_response(raw)
-        except ValueError as e:
-            raise ChainError("gpu.ocsp.malformed", f"OCSP response {i}: {e}") from None
-        if r.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-            raise ChainError(
-                "gpu.ocsp.malformed", f"OCSP response {i} status is {r.response_status.name}"
-            )
-        try:
-            singles = list(r.responses)
-        except ValueError as e:
-            raise ChainError("gpu.ocsp.malformed", f"OCSP response {i}: {e}") from None
-        if len(singles) != 1:
-            raise ChainError(
-                "gpu.ocsp.malformed", f"OCSP response {i} has {len(singles)} SingleResponses"
-            )
-        parsed.append(r)
+    parsed = [_load(raw, i) for i, raw in enumerate(responses)]
     xs = [x509.load_der_x509_certificate(c.der) for c in chain_certs]
     out: list[CertStatus] = []
     for cert, issuer, pc in zip(xs, xs[1:], chain_certs, strict=False):
@@ -200,41 +233,62 @@ def check_chain(
                 "gpu.ocsp.missing",
                 f"no OCSP response for {pki.describe(pc)} (serial {cert.serial_number:x})",
             )
-        r = match[0]
-        who = _responder(r, issuer, at)
-        if who is None:
-            raise ChainError(
-                "gpu.ocsp.signature_invalid",
-                f"the OCSP response for {pki.describe(pc)} is not signed by its issuer or a "
-                "delegated OCSP responder",
-            )
-        this_u = r.this_update_utc
-        next_u = r.next_update_utc
-        if (
-            at < this_u
-            or (next_u is not None and at > next_u)
-            or (next_u is None and at > this_u + max_age)
-        ):
+        # Several responses may name one certificate (the node's and the collateral cache's).
+        # Every one must be authentic. An authentic "revoked" wins whatever its window:
+        # revocation is permanent (RFC 5280 §3.3; a held certificate is not usable either),
+        # so a hostile node cannot outvote the verifier's revocation news with an older
+        # "good" still in window. Otherwise stale ones are set aside while a fresh one
+        # exists, and a fresh "unknown" wins over a "good".
+        authentic: list[ocsp.OCSPResponse] = []
+        fresh: list[tuple[ocsp.OCSPResponse, str]] = []
+        for r in match:
+            who = _responder(r, issuer, at)
+            if who is None:
+                raise ChainError(
+                    "gpu.ocsp.signature_invalid",
+                    f"the OCSP response for {pki.describe(pc)} is not signed by its issuer or "
+                    "a delegated OCSP responder",
+                )
+            authentic.append(r)
+            this_u, next_u = r.this_update_utc, r.next_update_utc
+            if not (
+                at < this_u
+                or (next_u is not None and at > next_u)
+                or (next_u is None and at > this_u + max_age)
+            ):
+                fresh.append((r, who))
+        for r in authentic:
+            when = r.revocation_time_utc
+            if r.certificate_status == ocsp.OCSPCertStatus.REVOKED and (when is None or when <= at):
+                reason = r.revocation_reason
+                raise ChainError(
+                    "gpu.ocsp.revoked",
+                    f"{pki.describe(pc)} is revoked"
+                    + (f" since {when.isoformat()}" if when else "")
+                    + (f" ({reason.name})" if reason else ""),
+                )
+        if not fresh:
+            r = match[0]
+            this_u, next_u = r.this_update_utc, r.next_update_utc
             raise ChainError(
                 "gpu.ocsp.stale",
                 f"the OCSP response for {pki.describe(pc)} covers {this_u.isoformat()}.."
                 f"{next_u.isoformat() if next_u else '(no nextUpdate)'}, not {at.isoformat()}",
             )
-        st = r.certificate_status
-        if st == ocsp.OCSPCertStatus.REVOKED:
-            when = r.revocation_time_utc
-            reason = r.revocation_reason
-            raise ChainError(
-                "gpu.ocsp.revoked",
-                f"{pki.describe(pc)} is revoked"
-                + (f" since {when.isoformat()}" if when else "")
-                + (f" ({reason.name})" if reason else ""),
-            )
-        if st != ocsp.OCSPCertStatus.GOOD:
-            raise ChainError(
-                "gpu.ocsp.unknown", f"the OCSP responder does not know {pki.describe(pc)}"
-            )
+        for r, _ in fresh:
+            if r.certificate_status != ocsp.OCSPCertStatus.GOOD:
+                raise ChainError(
+                    "gpu.ocsp.unknown", f"the OCSP responder does not know {pki.describe(pc)}"
+                )
+        r, who = fresh[0]
         out.append(
-            CertStatus(pc.subject_cn, f"{cert.serial_number:x}", "good", this_u, next_u, who)
+            CertStatus(
+                pc.subject_cn,
+                f"{cert.serial_number:x}",
+                "good",
+                r.this_update_utc,
+                r.next_update_utc,
+                who,
+            )
         )
     return RevocationResult(True, tuple(out))

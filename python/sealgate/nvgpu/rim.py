@@ -36,7 +36,9 @@ __all__ = [
     "RimError",
     "RimSource",
     "compare",
+    "keyinfo_chain",
     "parse_rim",
+    "peek",
     "require_match",
     "rim_roots",
     "vbios_version_text",
@@ -173,6 +175,49 @@ def _keyinfo_certs(root: etree._Element) -> list[pki.Certificate]:
     return out
 
 
+def _order(certs: Sequence[pki.Certificate]) -> list[pki.Certificate]:
+    """KeyInfo certificates from the one leaf upward by issuer name (at most as many steps as
+    certificates). The signer is the one no other KeyInfo certificate names as its issuer
+    (NVIDIA lists it first; order is not relied on); ambiguity is refused."""
+    issuers = {c.issuer for c in certs if c.subject != c.issuer}
+    leaves = [c for c in certs if c.subject not in issuers]
+    if len(leaves) != 1:
+        raise RimError("gpu.rim.no_signer", f"KeyInfo names {len(leaves)} possible signers")
+    by_subject = {c.subject: c for c in certs}
+    out = [leaves[0]]
+    while len(out) < len(certs) and out[-1].issuer != out[-1].subject:
+        nxt = by_subject.get(out[-1].issuer)
+        if nxt is None or nxt in out:
+            break
+        out.append(nxt)
+    return out
+
+
+def keyinfo_chain(xml: bytes) -> list[pki.Certificate]:
+    """The signer chain a RIM carries in its KeyInfo, leaf first — *unverified*: what
+    ``sealgate collateral fetch nvidia`` asks OCSP about (the responses are checked when
+    used, against the chain :func:`parse_rim` builds to the pinned root)."""
+    return _order(_keyinfo_certs(_parse_tree(xml)))
+
+
+def _kind_of(version: str) -> str:
+    # NVIDIA's driver RIMs name the firmware "GPU" edition with a dotted two- or three-part
+    # version; VBIOS RIMs carry the five-part VBIOS version (96.00.5E.00.01).
+    return "vbios" if re.fullmatch(r"[0-9A-Fa-f]{2}(\.[0-9A-Fa-f]{2}){4}", version) else "driver"
+
+
+def peek(xml: bytes) -> tuple[str, str]:
+    """(kind, colloquialVersion) of a RIM, *unverified* (bounded parse, no signature check):
+    what a node uses to choose which RIM to carry with a GPU's evidence; the verifier
+    trusts a RIM only by :func:`parse_rim`."""
+    root = _parse_tree(xml)
+    meta = root.find(f"{{{_SWID}}}Meta")
+    version = meta.get("colloquialVersion", "") if meta is not None else ""
+    if not version:
+        raise ParseError("gpu.rim.malformed", "RIM lacks colloquialVersion")
+    return _kind_of(version), version
+
+
 def _verify_signature(xml: bytes, leaf: pki.Certificate) -> etree._Element:
     """Check the enveloped XML-DSig with signxml against ``leaf`` and return the element the
     signature covers (only signed content is read afterwards)."""
@@ -266,13 +311,7 @@ def parse_rim(
     certs = _keyinfo_certs(root)
     if not roots:
         raise RimError("gpu.rim.untrusted", "no NVIDIA RIM root is configured")
-    # The signer is the one KeyInfo certificate no other KeyInfo certificate names as its
-    # issuer (NVIDIA lists it first; order is not relied on). Ambiguity is refused.
-    issuers = {c.issuer for c in certs if c.subject != c.issuer}
-    leaves = [c for c in certs if c.subject not in issuers]
-    if len(leaves) != 1:
-        raise RimError("gpu.rim.no_signer", f"KeyInfo names {len(leaves)} possible signers")
-    leaf = leaves[0]
+    leaf = _order(certs)[0]
     try:
         path = _CHAIN.build(leaf, certs, roots, None)
     except ChainError as e:
@@ -293,9 +332,7 @@ def parse_rim(
     version = meta.get("colloquialVersion", "")
     if not tag_id or not version:
         raise ParseError("gpu.rim.malformed", "RIM lacks tagId or colloquialVersion")
-    # NVIDIA's driver RIMs name the firmware "GPU" edition with a dotted two- or three-part
-    # version; VBIOS RIMs carry the five-part VBIOS version (96.00.5E.00.01).
-    kind = "vbios" if re.fullmatch(r"[0-9A-Fa-f]{2}(\.[0-9A-Fa-f]{2}){4}", version) else "driver"
+    kind = _kind_of(version)
     return Rim(
         id=tag_id,
         kind=kind,
@@ -373,8 +410,12 @@ class RimSource:
         dirs: Iterable[Path] = (),
         blobs: Iterable[tuple[str, bytes]] = (),
         max_files: int = 4096,
+        ocsp_cache: Path | None = None,
     ) -> None:
         self.roots = list(roots)
+        #: The collateral cache whose ``nvidia/ocsp`` holds responses for RIM signer chains
+        #: (``sealgate collateral fetch nvidia`` stores them next to the RIMs it fetches).
+        self.ocsp_cache = ocsp_cache
         self._items: list[tuple[str, bytes]] = list(blobs)
         for d in dirs:
             d = Path(d)
@@ -403,7 +444,26 @@ class RimSource:
         dirs = list(rim_dirs)
         if cache_root is not None:
             dirs.append(Path(cache_root) / "nvidia" / "rims")
-        return cls(roots=roots, dirs=dirs, blobs=blobs)
+        return cls(
+            roots=roots,
+            dirs=dirs,
+            blobs=blobs,
+            ocsp_cache=Path(cache_root) if cache_root is not None else None,
+        )
+
+    def cached_ocsp(self, chain: Sequence[pki.Certificate]) -> list[bytes]:
+        """The collateral cache's OCSP responses for the non-anchor certificates of a RIM
+        signer chain (read at each call, so a fetch is seen at once); an unreadable cache
+        entry counts as absent — the chain is then not checked, which policy decides."""
+        if self.ocsp_cache is None:
+            return []
+        from ..collateral import CollateralCache
+        from .fetch import cached_responses
+
+        try:
+            return cached_responses(CollateralCache(self.ocsp_cache), chain)
+        except SealgateError:
+            return []
 
     def _load(self, i: int) -> Rim | SealgateError:
         if i not in self._cache:
@@ -435,7 +495,7 @@ class RimSource:
             r = self._load(i)
             if isinstance(r, SealgateError) or r.kind != kind or r.version.lower() != want:
                 continue
-            if kind == "vbios" and not _name_agrees(name, project, project_sku, chip_sku):
+            if kind == "vbios" and not name_agrees(name, project, project_sku, chip_sku):
                 continue
             if at is not None and not r.valid_at(at):
                 expired = expired or r
@@ -486,9 +546,11 @@ class RimSource:
 _NAME = re.compile(r"([0-9A-Za-z]{4})_([0-9A-Za-z]{4})_([0-9A-Za-z]{3})_([0-9A-Fa-f]{10})_")
 
 
-def _name_agrees(
+def name_agrees(
     name: str, project: str | None, project_sku: str | None, chip_sku: str | None
 ) -> bool:
+    """A VBIOS RIM file named as NVIDIA names them agrees with the report's project, project
+    SKU and chip SKU (another name shape: no constraint)."""
     m = _NAME.match(Path(name).name)
     if m is None:
         return True  # bytes given with the evidence have no NVIDIA file name

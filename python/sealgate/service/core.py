@@ -42,6 +42,7 @@ from sealgate.result import VerifyResult
 from sealgate.service import errors as E
 from sealgate.service.cache import ConfigCache, ConfigView
 from sealgate.service.config import ServiceConfig
+from sealgate.service.gpus import add_token_claims as add_gpu_token_claims
 from sealgate.service.gpus import check_bounds as check_gpu_bounds
 from sealgate.service.platforms import (
     PlatformRegistry,
@@ -396,6 +397,8 @@ class Verifier:
                 "ear.status": ear_status(vec),
                 "ear.trustworthiness-vector": vec,
             }
+        # Each GPU's submod also says what it was (versions, RIMs, revocation).
+        add_gpu_token_claims(submods, platform, result.claims.get(GPUS_CLAIM))
         now = int(time.time())
         token, claims = self.tokens.issue(
             nonce=ch.nonce,

@@ -6,8 +6,9 @@ Per Attest, every GPU is verified (``sealgate.nvgpu.GpuVerifier``) with
   operator's ``nvgpu_rim_dirs``, then the collateral cache's ``nvidia/rims``
   (``sealgate collateral fetch nvidia``), each verified against the NVIDIA RIM root
   (``nvgpu_rim_roots``, default: the trust directory's pinned ``nvidia-rim-root``);
-* OCSP responses (RFC 6960): those the node sent for that GPU, then the cached ones for its
-  device chain.
+* OCSP responses (RFC 6960): those the node sent for that GPU (one pool for its device
+  chain and its RIMs' signer chains), then the cached ones for its device chain and — through
+  ``RimSource.cached_ocsp`` — for the signer chain of each RIM used.
 
 A RIM is an NVIDIA-signed reference (its signature, not its carrier, makes it trusted), so
 the RIMs of all GPUs in one request form one pool. Parsing and verifying a signed SWID tag
@@ -181,3 +182,95 @@ class GpuCollateral:
                 {"verified": r.verified, "errors": [f.code for f in r.errors], "claims": r.claims}
             )
         return out
+
+
+#: The EAR submod member holding what a relying party needs about one GPU.
+SUBMOD_CLAIM = "sealgate.gpu"
+
+
+def _s(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def token_claims(item: Any) -> dict[str, Any]:
+    """What the EAR token says about one GPU (its ``<platform>/gpu<i>`` submod, next to
+    ``ear.status`` and the trustworthiness vector): the verifier's verdict and codes, the
+    device identity (leaf certificate digest, FWID), the driver and VBIOS versions and
+    SKUs, which RIMs the measurements were compared with (id, version, status) and the
+    indices that differed, and the revocation state of the device chain and of each RIM's
+    signer chain. Measurement values, certificates and OCSP details stay in the stored
+    attestation record; every list here is bounded by what the verifier produced."""
+    item = item if isinstance(item, dict) else {}
+    c = item.get("claims")
+    c = c if isinstance(c, dict) else {}
+    cert = c.get("certificate")
+    cert = cert if isinstance(cert, dict) else {}
+    rim = c.get("rim")
+    rim = rim if isinstance(rim, dict) else {}
+    rev = c.get("revocation")
+    rev = rev if isinstance(rev, dict) else {}
+
+    def rim_entry(kind: str) -> dict[str, Any] | None:
+        r = rim.get(kind)
+        if not isinstance(r, dict):
+            return None
+        return {
+            "id": _s(r.get("id")),
+            "version": _s(r.get("version")),
+            "status": _s(r.get("status")),
+        }
+
+    def rev_entry(e: Any) -> dict[str, Any]:
+        e = e if isinstance(e, dict) else {}
+        out: dict[str, Any] = {"checked": e.get("checked") is True, "status": _s(e.get("status"))}
+        if "id" in e:
+            out["id"] = _s(e.get("id"))
+        return out
+
+    rims_rev = rev.get("rims")
+    mism = c.get("mismatched_indices")
+    return {
+        "verified": item.get("verified") is True,
+        "errors": [e for e in item.get("errors") or [] if isinstance(e, str)],
+        "driver_version": _s(c.get("driver_version")),
+        "vbios_version": _s(c.get("vbios_version")),
+        "chip_sku": _s(c.get("chip_sku")),
+        "project": _s(c.get("project")),
+        "project_sku": _s(c.get("project_sku")),
+        "fwid": _s(c.get("fwid")),
+        "device_certificate_sha256": _s(cert.get("leaf_sha256")),
+        "nonce_checked": c.get("nonce_checked") is True,
+        "rim": {
+            "driver": rim_entry("driver"),
+            "vbios": rim_entry("vbios"),
+            "status": _s(rim.get("status")),
+        },
+        "measurements_compared": c.get("measurements_compared") is True,
+        "mismatched_indices": [
+            m["index"]
+            for m in (mism if isinstance(mism, list) else [])
+            if isinstance(m, dict) and isinstance(m.get("index"), int)
+        ],
+        "revocation": {
+            "checked": rev.get("checked") is True,
+            "status": _s(rev.get("status")),
+            "device": rev_entry(rev.get("device")),
+            "rims": {
+                k: rev_entry(v)
+                for k, v in (rims_rev.items() if isinstance(rims_rev, dict) else [])
+                if k in ("driver", "vbios")
+            },
+        },
+    }
+
+
+def add_token_claims(submods: dict[str, dict[str, Any]], platform: str, gpus: Any) -> None:
+    """Put :func:`token_claims` into each ``<platform>/gpu<i>`` submod the appraisal made
+    (a GPU no key's policy appraised has no submod, and gets none: an EAR submod carries
+    an appraisal status)."""
+    if not isinstance(gpus, list):
+        return
+    for i, item in enumerate(gpus):
+        sub = submods.get(f"{platform}/gpu{i}")
+        if sub is not None:
+            sub[SUBMOD_CLAIM] = token_claims(item)

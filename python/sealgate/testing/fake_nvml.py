@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sealgate.testing.nvgpu import SyntheticGpu
+from sealgate.testing.nvgpu import MODE_OFF, SyntheticGpu
 
 #: nvidia-ml-py's NVML_CC_GPU_ATTESTATION_REPORT_SIZE and NVML_GPU_ATTESTATION_CERT_CHAIN_SIZE.
 REPORT_ARRAY = 0x2000
@@ -49,6 +49,9 @@ class FakeNvml:
 
     def nvmlDeviceGetConfComputeGpuAttestationReport(self, h: int, nonce: bytes) -> _Report:
         self.calls.append(("report", h))
+        if self.gpus[h].mode == MODE_OFF:
+            # NVML answers NVML_ERROR_NOT_SUPPORTED outside confidential-computing mode.
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
         rep = self.gpus[h].report(bytes(nonce))
         size = len(rep) if self.report_size is None else self.report_size
         return _Report(rep.ljust(REPORT_ARRAY, b"\0"), size)

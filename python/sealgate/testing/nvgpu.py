@@ -151,6 +151,18 @@ class NvidiaHierarchy:
         return self.root.public_bytes(serialization.Encoding.PEM)
 
 
+#: GPU modes (NVML ``nvmlSystemGetConfComputeSettings``: CC on, CC with developer tools,
+#: CC off). NVIDIA's RIMs describe production CC mode only; a GPU in developer-tools mode
+#: still answers with a genuine, signed report for the nonce, but the firmware measures its
+#: debug configuration into the VBIOS and GSP/driver measurement blocks, so those blocks
+#: differ from the RIM (nvtrust's verifier reports the failure and, in devtools mode, sets
+#: the GPU ready anyway). With CC off NVML returns no attestation report at all.
+MODE_CC, MODE_DEVTOOLS, MODE_OFF = "cc", "devtools", "off"
+#: SPDM blocks (1-based) a synthetic devtools GPU measures differently: one VBIOS block
+#: (RIM index 9) and one driver block (RIM index 7), so both manifests see a mismatch.
+DEVTOOLS_BLOCKS = (10, 8)
+
+
 def default_measurements() -> dict[int, bytes]:
     return {
         i: hashlib.sha384(b"synthetic gpu block %d" % i).digest() for i in range(1, N_BLOCKS + 1)
@@ -177,6 +189,8 @@ class SyntheticGpu:
     #: SWITCH_PDI TLV, one 8-byte PDI per NVLink, exactly as the GPU reports them (the
     #: reverse byte order of each switch's own DEVICE_PDI); empty: no TLV.
     switch_pdis: tuple[bytes, ...] = ()
+    #: MODE_CC, MODE_DEVTOOLS or MODE_OFF (what the fake NVML reports and how it measures).
+    mode: str = MODE_CC
 
     def __post_init__(self) -> None:
         self.key = ec.generate_private_key(ec.SECP384R1())
@@ -197,6 +211,16 @@ class SyntheticGpu:
             c.public_bytes(serialization.Encoding.PEM) for c in (self.leaf, h.ica, h.root)
         )
 
+    def reported_measurements(self) -> dict[int, bytes]:
+        """The blocks this GPU measures in its mode: ``measurements`` in CC mode; in devtools
+        mode the DEVTOOLS_BLOCKS differ (what the production RIMs do not list)."""
+        out = dict(self.measurements)
+        if self.mode == MODE_DEVTOOLS:
+            for idx in DEVTOOLS_BLOCKS:
+                if idx in out:
+                    out[idx] = hashlib.sha384(b"synthetic devtools|" + out[idx]).digest()
+        return out
+
     def report(self, nonce: bytes, *, responder_nonce: bytes | None = None) -> bytes:
         """An attestation report for the SPDM requester ``nonce`` (32 bytes), signed."""
         opaque = b""
@@ -213,7 +237,7 @@ class SyntheticGpu:
             opaque += _otlv(TLV_PROTECTED_PCIE_STATUS, b"\xaa" if self.ppcie else b"\x55")
         if self.switch_pdis:
             opaque += _otlv(TLV_SWITCH_PDI, b"".join(self.switch_pdis))
-        return _spdm_report(self.key, nonce, self.measurements, opaque, responder_nonce)
+        return _spdm_report(self.key, nonce, self.reported_measurements(), opaque, responder_nonce)
 
     def evidence_item(self, nonce: bytes) -> dict[str, Any]:
         """One item of the NRAS / attestation SDK evidence list."""
