@@ -8,7 +8,8 @@
 use crate::errors::{BindError, BindResult, Failures};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use sealgate_formats::nvgpu::{opaque, parse_report, GpuReport};
 use sealgate_verify::crypto::VerifyingKey;
 use sealgate_verify::failure::hex;
@@ -90,6 +91,39 @@ fn fields<'py>(py: Python<'py>, r: &GpuReport<'_>) -> PyResult<Bound<'py, PyTupl
     PyTuple::new(py, items)
 }
 
+/// `"0"` ..= `"255"`, made once: the measurement claim keys of every report are the same
+/// few strings, and a reused Python string keeps its hash (the dictionary inserts of 64
+/// fresh keys were a measurable part of a verification).
+fn index_key(py: Python<'_>, i: u8) -> Bound<'_, PyString> {
+    static KEYS: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+    KEYS.get_or_init(py, || {
+        (0..=255u8)
+            .map(|n| PyString::new(py, &n.to_string()).unbind())
+            .collect()
+    })[i as usize]
+        .bind(py)
+        .clone()
+}
+
+/// Lowercase hex as a Python string, through a stack buffer for values up to a SHA-512
+/// digest (every measurement, nonce and FWID), avoiding a heap String per value.
+fn hex_py<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 128];
+    if b.len() * 2 > buf.len() {
+        return PyString::new(py, &hex(b));
+    }
+    for (i, &x) in b.iter().enumerate() {
+        buf[2 * i] = H[(x >> 4) as usize];
+        buf[2 * i + 1] = H[(x & 15) as usize];
+    }
+    // Only ASCII hex digits were written.
+    PyString::new(
+        py,
+        core::str::from_utf8(&buf[..2 * b.len()]).unwrap_or_default(),
+    )
+}
+
 /// The report claims every verification states (lowercase hex), up to `nonce_checked`.
 fn report_claims<'py>(
     py: Python<'py>,
@@ -122,7 +156,7 @@ fn report_claims<'py>(
     d.set_item(intern!(py, "ppcie"), ppcie)?;
     let m = PyDict::new(py);
     for b in &r.blocks {
-        m.set_item(b.index.to_string(), hex(b.value))?;
+        m.set_item(index_key(py, b.index), hex_py(py, b.value))?;
     }
     d.set_item(intern!(py, "measurements"), m)?;
     d.set_item(intern!(py, "nonce_checked"), nonce_checked)?;
