@@ -178,7 +178,9 @@ impl<'a> GpuReport<'a> {
     }
 
     /// Encode back to bytes. For a parsed report this gives back exactly the input (every
-    /// length on the wire is determined by the parsed fields); used by builders and tests.
+    /// length on the wire is determined by the parsed fields); used by builders and tests,
+    /// which keep within the wire's widths (at most 255 blocks, a record under 16 MiB,
+    /// opaque data and each value under 64 KiB): wider values are truncated, not refused.
     pub fn to_bytes(&self) -> Vec<u8> {
         let rec_len: usize = self
             .blocks
