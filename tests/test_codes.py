@@ -185,8 +185,10 @@ def _expansions() -> dict[str, set[str]]:
     """Every code template the sources build, with the codes it can build."""
     platforms = _rust_as_str("Platform")
     kinds = _rust_as_str("ParseErrorKind")
-    # X.509 is a parse family shared by the platforms, not an evidence kind with a policy.
-    evidence = [p for p in platforms if p != "x509"]
+    # X.509 is a parse family shared by the platforms, not an evidence kind with a policy;
+    # GPUs are appraised as components of the CPU evidence (appraise/gpu.py, its own
+    # policy.gpu.* codes), never through the per-platform measurement rule.
+    evidence = [p for p in platforms if p not in ("x509", "gpu")]
     return {
         # rust/formats/src/error.rs ParseError::code
         "{}.format.{}": {f"{p}.format.{k}" for p in platforms for k in kinds}

@@ -423,3 +423,44 @@ def model_hash(
     workers: int,
     follow_symlinks: bool = False,
 ) -> tuple[list[bytes], tuple[int, Failure] | None]: ...
+
+# -- NVIDIA GPU SPDM reports (rust/py/src/nvgpu.rs) ------------------------------------
+
+#: (request_nonce, slot, request_param1, request_param2, blocks [(index, spec, value_type,
+#: value)], responder_nonce, opaque [(type, value)], signed_len, signature, driver_version,
+#: vbios_version, fwid, chip_sku, project, project_sku, switch_pdis)
+_NvGpuFields = tuple[
+    bytes,
+    int,
+    int,
+    int,
+    list[tuple[int, int, int, bytes]],
+    bytes,
+    list[tuple[int, bytes]],
+    int,
+    bytes,
+    str | None,
+    str | None,
+    bytes | None,
+    str | None,
+    str | None,
+    str | None,
+    list[bytes],
+]
+
+@final
+class NvGpuKey:
+    @staticmethod
+    def from_sec1(point: bytes, fwid: bytes | None = None) -> NvGpuKey: ...
+    @property
+    def fwid(self) -> bytes | None: ...
+    def verify_signature(self, signed: bytes, signature: bytes) -> bool: ...
+
+def parse_nvgpu(data: bytes) -> _NvGpuFields: ...
+def verify_nvgpu(
+    key: NvGpuKey | None,
+    data: bytes,
+    nonce: bytes | None = None,
+    certificate: object | None = None,
+    report: bool = False,
+) -> tuple[dict[str, Any], list[Failure], _NvGpuFields | None]: ...

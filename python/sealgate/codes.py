@@ -123,6 +123,8 @@ CODES: dict[str, Code] = {
         "nvgpu.report",
         {
             "gpu.format.invalid": "GPU report: a value is outside what SPDM 1.1 / NVIDIA allow",
+            "gpu.format.reserved_nonzero": "GPU report: a reserved field is not zero (the "
+            "family's kind; the SPDM 1.1 parser checks no reserved field today)",
             "gpu.format.too_large": "GPU report: longer than the cap sealgate allows",
             "gpu.format.trailing_bytes": "GPU report: bytes remain after a structure (unsigned "
             "bytes after the signature are refused)",

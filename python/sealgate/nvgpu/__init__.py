@@ -25,27 +25,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sealgate import _core
 from sealgate.errors import ParseError, SealgateError
 from sealgate.nvgpu import ocsp as nv_ocsp
 from sealgate.nvgpu import rim
 from sealgate.nvgpu.certs import DeviceChain, NvidiaChainVerifier
 from sealgate.nvgpu.report import (
     MAX_REPORT,
-    OPAQUE_PROTECTED_PCIE_STATUS,
     REQUEST_LEN,
     GpuReport,
     MeasurementBlock,
     decode_report,
     format_vbios_version,
+    from_fields,
     parse_report,
 )
 from sealgate.nvgpu.rim import RimSource
@@ -85,8 +84,6 @@ NONCE_LEN = 32
 #: (8 GPUs + 4 NVSwitches on an HGX board; doubled for headroom) and this many bytes.
 MAX_DEVICES = 16
 MAX_EVIDENCE_JSON = MAX_DEVICES * 4 * MAX_REPORT
-#: Results between _reference_values and _revocation at once (one per concurrent verify).
-_MAX_PENDING = 1024
 
 
 @dataclass(frozen=True)
@@ -144,11 +141,6 @@ def load_evidence_json(data: bytes) -> list[GpuEvidence]:
     return out
 
 
-def _measurement_claims(rep: GpuReport) -> dict[str, str]:
-    m = rep.measurements
-    return dict(zip(map(str, m), map(bytes.hex, m.values()), strict=True))
-
-
 class GpuVerifier:
     """Holds the pinned/explicit roots and the chain cache (``NvidiaChainVerifier``): a chain
     seen before costs a dictionary lookup and one validity comparison, so a cached report
@@ -161,10 +153,6 @@ class GpuVerifier:
         trust_dir: Path | None = None,
     ) -> None:
         self.chains = NvidiaChainVerifier(roots=roots, trust_dir=trust_dir)
-        #: RIMs found by _reference_values for the result _revocation handles next, by the
-        #: result's id (the verifier is shared between threads; each call has its own result).
-        self._pending: dict[int, tuple[VerifyResult, dict[str, rim.Rim], RimSource | None]] = {}
-        self._pending_lock = threading.Lock()
 
     def verify(
         self,
@@ -181,93 +169,51 @@ class GpuVerifier:
         compared / not checked."""
         res = VerifyResult(PLATFORM)
         when = at if at is not None else datetime.now(UTC)
+        # The chain first (a cache hit is a dictionary lookup): its leaf key drives the one
+        # Rust call (parse, nonce, P-384 signature, FWID, claims; GIL released). A report
+        # that does not parse is only that error, as before any chain is looked at.
+        chain: DeviceChain | None = None
+        chain_error: SealgateError | None = None
         try:
-            rep = parse_report(decode_report(ev.report))
+            chain = self.chains.verify(ev.cert_chain, when)
         except SealgateError as e:
-            res.fail_from(e)
-            return res
-        c = res.claims
-        c["nonce"] = rep.request_nonce.hex()
-        c["responder_nonce"] = rep.responder_nonce.hex()
-        c["slot"] = rep.slot
-        c["driver_version"] = rep.driver_version
-        c["vbios_version"] = rep.vbios_version
-        c["fwid"] = rep.fwid.hex() if rep.fwid is not None else None
-        c["chip_sku"] = rep.chip_sku
-        c["project"] = rep.project
-        c["project_sku"] = rep.project_sku
-        c["switch_pdis"] = [p.hex() for p in rep.switch_pdis]
-        pp = rep.opaque_value(OPAQUE_PROTECTED_PCIE_STATUS)
-        # NVIDIA's opaque PROTECTED_PCIE_STATUS: 0xAA in protected-PCIe (multi-GPU CC) mode,
-        # 0x55 otherwise (the published single-GPU and HGX PPCIe reports).
-        c["ppcie"] = {b"\xaa": True, b"\x55": False}.get(pp) if pp is not None else None
-        c["measurements"] = _measurement_claims(rep)
-        if nonce is None:
-            c["nonce_checked"] = False
-        else:
-            c["nonce_checked"] = True
-            if len(nonce) != NONCE_LEN or not hmac.compare_digest(nonce, rep.request_nonce):
-                res.fail(
-                    "gpu.report.nonce_mismatch",
-                    "the report's request nonce is not the expected one",
-                )
+            chain_error = e
         try:
-            chain: DeviceChain = self.chains.verify(ev.cert_chain, when)
-        except SealgateError as e:
-            res.fail_from(e)
-            c["signature_verified"] = False
-            return res
-        c["certificate"] = chain.claims()
-        sig_ok = chain.verify_signature(rep.signed, rep.signature)
-        c["signature_verified"] = sig_ok
-        if not sig_ok:
-            res.fail(
-                "gpu.report.signature_invalid", "the report signature does not verify with the leaf"
+            raw = decode_report(ev.report)
+            claims, failures, fields = _core.verify_nvgpu(
+                chain.nvkey if chain is not None else None,
+                raw,
+                nonce,
+                chain.claims() if chain is not None else None,
+                rims is not None,
             )
-        leaf_fwid = chain.fwid
-        c["certificate_fwid"] = leaf_fwid.hex() if leaf_fwid is not None else None
-        if rep.fwid is None:
-            c["fwid_checked"] = False  # older opaque data (driver ≤ 545) carries no FWID TLV
-        else:
-            c["fwid_checked"] = True
-            if leaf_fwid is None or not hmac.compare_digest(leaf_fwid, rep.fwid):
-                res.fail(
-                    "gpu.report.fwid_mismatch", "the report's FWID is not the leaf certificate's"
-                )
-        self._reference_values(res, rep, rims, when)
-        self._revocation(res, chain, ocsp, when)
+        except SealgateError as e:
+            res.fail_from(e)
+            return res
+        res.claims = claims
+        res.errors.extend(failures)
+        if chain is None:
+            assert chain_error is not None
+            res.fail_from(chain_error)
+            res.claims["signature_verified"] = False
+            return res
+        rep = from_fields(raw, fields) if fields is not None else None
+        found = self._reference_values(res, rep, rims, when)
+        self._revocation(res, chain, ocsp, when, found, rims)
         return res
 
     def _reference_values(
-        self, res: VerifyResult, rep: GpuReport, rims: RimSource | None, at: datetime
-    ) -> None:
+        self, res: VerifyResult, rep: GpuReport | None, rims: RimSource | None, at: datetime
+    ) -> dict[str, rim.Rim]:
         """Compare every active measurement with the driver and VBIOS RIMs for the report's
         versions (``sealgate.nvgpu.rim``). A missing RIM is ``gpu.rim.not_found``, a RIM not
-        valid at ``at`` ``gpu.rim.not_valid_at`` — never a mismatch. The RIMs found are
-        handed to :meth:`_revocation` (their signer chains need OCSP too)."""
-        found = self._compare_rims(res, rep, rims, at)
-        with self._pending_lock:
-            # Bounded: an entry is taken by _revocation of the same result; one left behind
-            # (an exception in between) is dropped rather than kept forever.
-            while len(self._pending) >= _MAX_PENDING:
-                self._pending.pop(next(iter(self._pending)))
-            self._pending[id(res)] = (res, found, rims)
-
-    def _take_rims(self, res: VerifyResult) -> tuple[dict[str, rim.Rim], RimSource | None]:
-        with self._pending_lock:
-            item = self._pending.pop(id(res), None)
-        # The entry holds ``res`` itself, so its id cannot have been reused meanwhile.
-        if item is None or item[0] is not res:
-            return {}, None
-        return item[1], item[2]
-
-    def _compare_rims(
-        self, res: VerifyResult, rep: GpuReport, rims: RimSource | None, at: datetime
-    ) -> dict[str, rim.Rim]:
+        valid at ``at`` ``gpu.rim.not_valid_at`` — never a mismatch. ``rep`` is None only
+        without RIMs (nothing to compare, so the report's fields were not built). Returns
+        the RIMs found, whose signer chains :meth:`_revocation` checks too."""
         c = res.claims
         c["mismatched_indices"] = []
         found: dict[str, rim.Rim] = {}
-        if rims is None:
+        if rims is None or rep is None:
             c["rim"] = {"driver": None, "vbios": None, "status": "not_compared"}
             c["measurements_compared"] = False
             return found
@@ -310,7 +256,13 @@ class GpuVerifier:
         return found
 
     def _revocation(
-        self, res: VerifyResult, chain: DeviceChain, ocsp: Sequence[bytes] | None, at: datetime
+        self,
+        res: VerifyResult,
+        chain: DeviceChain,
+        ocsp: Sequence[bytes] | None,
+        at: datetime,
+        found: dict[str, rim.Rim],
+        source: RimSource | None,
     ) -> None:
         """OCSP (RFC 6960, ``sealgate.nvgpu.ocsp``) for every certificate but the anchor of
         the device chain and of each RIM's signer chain. ``ocsp`` is one pool for all of
@@ -319,7 +271,6 @@ class GpuVerifier:
         is "not checked" and policy decides; a revoked, unknown, stale or badly signed
         response fails the GPU. ``revocation.checked`` is true only when every chain was
         checked; ``device`` and ``rims`` (per RIM kind, with its id) say which was."""
-        found, source = self._take_rims(res)
         pool = list(ocsp or ())
         device = self._chain_revocation(res, chain.path.certs, [pool], at)
         rims_out: dict[str, dict[str, Any]] = {}

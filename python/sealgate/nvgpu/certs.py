@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from sealgate import pki
+from sealgate import _core, pki
 from sealgate.errors import ChainError, ParseError
 from sealgate.trust import TrustStore, pin_for
 
@@ -54,23 +52,19 @@ CHAIN_CODES = {
 
 @dataclass(frozen=True)
 class DeviceChain:
-    """A verified device chain and what the report check needs from it."""
+    """A verified device chain and what the report check needs from it. ``nvkey``: the leaf
+    key parsed once for the Rust report check (``_core.verify_nvgpu``), with the leaf FWID,
+    cached with the chain so a known device costs no key parsing."""
 
     path: pki.Path
     key: ec.EllipticCurvePublicKey
     fwid: bytes | None
     root_pin: str | None
+    nvkey: _core.NvGpuKey
 
     def verify_signature(self, signed: bytes, sig: bytes) -> bool:
-        """ECDSA P-384 / SHA-384, raw r‖s (DSP0274 §15): OpenSSL through ``cryptography``."""
-        if len(sig) != 96:
-            return False
-        r, s = int.from_bytes(sig[:48], "big"), int.from_bytes(sig[48:], "big")
-        try:
-            self.key.verify(encode_dss_signature(r, s), signed, ec.ECDSA(hashes.SHA384()))
-        except InvalidSignature:
-            return False
-        return True
+        """ECDSA P-384 / SHA-384, raw r‖s (DSP0274 §15), with the leaf key (aws-lc, Rust)."""
+        return self.nvkey.verify_signature(signed, sig)
 
     def claims(self) -> dict[str, object]:
         leaf = self.path.leaf
@@ -171,6 +165,14 @@ class NvidiaChainVerifier:
         if not isinstance(pub, ec.EllipticCurvePublicKey):
             raise ChainError("gpu.chain.bad_key", f"{pki.describe(leaf)} key is not EC")
         pin = pin_for(path.anchor.fingerprint)
+        fwid = _fwid(leaf)
+        point = pub.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
         return DeviceChain(
-            path, pub, _fwid(leaf), pin.name if pin and pin.name == DEVICE_ROOT_PIN else None
+            path,
+            pub,
+            fwid,
+            pin.name if pin and pin.name == DEVICE_ROOT_PIN else None,
+            _core.NvGpuKey.from_sec1(point, fwid),
         )

@@ -14,13 +14,17 @@ covers request ‖ response up to the signature (the M1/M2 transcript NVIDIA use
 the signature are refused (``gpu.format.trailing_bytes``): they are not signed, so accepting
 them would let anyone append data that looks attested; none of the published reports has any
 once the hex text is decoded.
+
+The parser is Rust (``rust/formats/src/nvgpu.rs``, bound as ``sealgate._core.parse_nvgpu``):
+the same checks, caps, field names, offsets and ``gpu.format.*`` codes on every input; this
+module wraps its result in the Python types.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
+from sealgate import _core
 from sealgate.errors import ParseError
 
 #: A Hopper report is ~4.1 KiB (64 blocks of 55 B + opaque); 64 KiB bounds any sane one.
@@ -30,9 +34,6 @@ SIGNATURE_LEN = 96
 SPDM_1_1 = 0x11
 GET_MEASUREMENTS = 0xE0
 MEASUREMENTS = 0x60
-#: Measurement block header (index, spec, size) ‖ DMTF header (type, value size) ‖ 48-byte
-#: SHA-384 value: DSP0274 Tables 46-47.
-_SHA384_BLOCK = struct.Struct("<BBHBH48s")
 
 #: NVIDIA opaque-data TLV types (nvtrust local verifier, OpaqueDataType).
 OPAQUE_NAMES: dict[int, str] = {
@@ -139,195 +140,42 @@ def _err(code: str, msg: str, fld: str, off: int) -> ParseError:
     return ParseError(code, f"{msg} (field {fld}, offset {off})", fld, off)
 
 
-def _need(data: bytes, off: int, n: int, fld: str) -> None:
-    if off + n > len(data):
-        raise _err(
-            "gpu.format.truncated", f"{fld} needs {n} bytes, {len(data) - off} left", fld, off
-        )
-
-
-def _text(v: bytes, fld: str, off: int) -> str:
-    # NVIDIA pads its strings with NULs ("882\0\0\0\0\0\0"); the text is what precedes them.
-    s = v.split(b"\0", 1)[0]
-    if any(b2 != 0 for b2 in v[len(s) :]):
-        raise _err("gpu.format.invalid", f"{fld} has bytes after its NUL terminator", fld, off)
-    try:
-        text = s.decode("ascii")
-    except UnicodeDecodeError:
-        raise _err("gpu.format.invalid", f"{fld} is not ASCII", fld, off) from None
-    if not text.isprintable():
-        raise _err("gpu.format.invalid", f"{fld} has control characters", fld, off)
-    return text
-
-
 def format_vbios_version(v: bytes) -> str:
     """8 bytes little-endian as NVIDIA prints them: ``005e009601000000`` → ``96.00.5E.00.01``
     (bytes 3, 2, 1, 0 then 4 of the value, upper-case hex)."""
     return ".".join(f"{b:02X}" for b in (v[3], v[2], v[1], v[0], v[4]))
 
 
-def parse_report(data: bytes) -> GpuReport:
-    """Parse a binary report; every length is bounds-checked, every failure a ``gpu.format.*``
-    ParseError naming the field and offset."""
-    if len(data) > MAX_REPORT:
-        raise _err(
-            "gpu.format.too_large", f"report is {len(data)} bytes, cap {MAX_REPORT}", "report", 0
-        )
-    _need(data, 0, REQUEST_LEN, "request")
-    if data[0] != SPDM_1_1 or data[1] != GET_MEASUREMENTS:
-        raise _err(
-            "gpu.format.invalid", "request is not an SPDM 1.1 GET_MEASUREMENTS", "request", 0
-        )
-    p1, p2 = data[2], data[3]
-    if not p1 & 1:
-        raise _err("gpu.format.invalid", "request did not ask for a signature", "request.param1", 2)
-    nonce = data[4:36]
-    slot = data[36]
-    off = REQUEST_LEN
-    _need(data, off, 8, "response")
-    if data[off] != SPDM_1_1 or data[off + 1] != MEASUREMENTS:
-        raise _err(
-            "gpu.format.invalid", "response is not an SPDM 1.1 MEASUREMENTS", "response", off
-        )
-    n_blocks = data[off + 4]
-    rec_len = int.from_bytes(data[off + 5 : off + 8], "little")
-    off += 8
-    _need(data, off, rec_len, "measurement_record")
-    rec_end = off + rec_len
-    blocks: list[MeasurementBlock] = []
-    seen: set[int] = set()
-    # DSP0274 Table 46 measurement block header ‖ DMTF measurement header (Table 47): index,
-    # specification, size (u16), value type, value size (u16) — one unpack per block.
-    hdr = struct.Struct("<BBHBH")
-    # Fast path for the shape every Hopper report has (every block a DMTF SHA-384 digest,
-    # 4 + 3 + 48 bytes): one C-level unpack of the record; any deviation takes the
-    # field-by-field loop below, which names the offending field and offset.
-    if n_blocks and rec_len == n_blocks * _SHA384_BLOCK.size:
-        # Columns: index, spec, size, value type, value size, value.
-        cols = list(zip(*_SHA384_BLOCK.iter_unpack(data[off:rec_end]), strict=True))
-        idx = set(cols[0])
-        if (
-            len(idx) == n_blocks
-            and 0 not in idx
-            and 0xFF not in idx
-            and set(cols[1]) == {1}
-            and set(cols[2]) == {51}
-            and set(cols[4]) == {48}
-        ):
-            blocks = list(map(MeasurementBlock, cols[0], cols[1], cols[3], cols[5]))
-            off = rec_end
-            n_blocks = 0  # parsed
-    for _ in range(n_blocks):
-        if off + 7 > rec_end:
-            raise _err("gpu.format.truncated", "measurement block header", "measurement_block", off)
-        index, spec, size, vtype, vsize = hdr.unpack_from(data, off)
-        end = off + 4 + size
-        if end > rec_end:
-            raise _err(
-                "gpu.format.truncated",
-                f"block {index} overruns the record",
-                "measurement_block",
-                off,
-            )
-        if index in seen or index == 0 or index == 0xFF:
-            raise _err(
-                "gpu.format.invalid", f"block index {index} repeated or reserved", "index", off
-            )
-        seen.add(index)
-        if spec != 1:
-            raise _err(
-                "gpu.format.unsupported", f"block {index} spec {spec} is not DMTF", "spec", off + 1
-            )
-        if vsize != size - 3:
-            raise _err(
-                "gpu.format.invalid",
-                f"block {index} value size {vsize} != {size - 3}",
-                "size",
-                off + 5,
-            )
-        blocks.append(MeasurementBlock(index, spec, vtype, data[off + 7 : end]))
-        off = end
-    if off != rec_end:
-        raise _err(
-            "gpu.format.trailing_bytes", "measurement record longer than its blocks", "record", off
-        )
-    _need(data, off, 34, "responder_nonce")
-    rnonce = data[off : off + 32]
-    off += 32
-    olen = int.from_bytes(data[off : off + 2], "little")
-    off += 2
-    _need(data, off, olen, "opaque_data")
-    o_end = off + olen
-    opaque: list[tuple[int, bytes]] = []
-    while off < o_end:
-        if off + 4 > o_end:
-            raise _err("gpu.format.truncated", "opaque TLV header", "opaque_data", off)
-        t = int.from_bytes(data[off : off + 2], "little")
-        ln = int.from_bytes(data[off + 2 : off + 4], "little")
-        if off + 4 + ln > o_end:
-            raise _err(
-                "gpu.format.truncated",
-                f"opaque TLV {t} overruns the opaque data",
-                "opaque_data",
-                off,
-            )
-        opaque.append((t, data[off + 4 : off + 4 + ln]))
-        off += 4 + ln
-    _need(data, off, SIGNATURE_LEN, "signature")
-    signed = data[:off]
-    sig = data[off : off + SIGNATURE_LEN]
-    off += SIGNATURE_LEN
-    if off != len(data):
-        raise _err(
-            "gpu.format.trailing_bytes",
-            f"{len(data) - off} unsigned bytes after it",
-            "signature",
-            off,
-        )
-
-    fields: dict[int, tuple[bytes, int]] = {}
-    pos = REQUEST_LEN + 8 + rec_len + 34
-    for t, v in opaque:
-        if t in fields and t in (3, 6, 15, 17, 18, 20, 22):
-            raise _err(
-                "gpu.format.invalid", f"opaque TLV {t} repeated", OPAQUE_NAMES.get(t, str(t)), pos
-            )
-        fields.setdefault(t, (v, pos + 4))
-        pos += 4 + len(v)
-
-    def text(t: int) -> str | None:
-        got = fields.get(t)
-        return _text(got[0], OPAQUE_NAMES[t], got[1]) if got else None
-
-    vb = fields.get(OPAQUE_VBIOS_VERSION)
-    if vb is not None and len(vb[0]) != 8:
-        raise _err("gpu.format.invalid", "VBIOS version is not 8 bytes", "vbios_version", vb[1])
-    fw = fields.get(OPAQUE_FWID)
-    if fw is not None and len(fw[0]) != 48:
-        raise _err("gpu.format.invalid", "FWID is not 48 bytes (SHA-384)", "fwid", fw[1])
-    pd = fields.get(OPAQUE_SWITCH_PDI)
-    if pd is not None and len(pd[0]) % 8:
-        raise _err("gpu.format.invalid", "switch PDIs are not 8-byte values", "switch_pdi", pd[1])
-    pdis = tuple(pd[0][i : i + 8] for i in range(0, len(pd[0]), 8)) if pd else ()
+def from_fields(data: bytes, f: _core._NvGpuFields) -> GpuReport:
+    """A ``GpuReport`` from the Rust parser's fields of ``data`` (``_core.parse_nvgpu``)."""
+    (nonce, slot, p1, p2, raw_blocks, rnonce, opaque, signed_len, sig) = f[:9]
+    (driver, vbios, fwid, chip_sku, project, project_sku, pdis) = f[9:]
+    blocks = tuple(MeasurementBlock(*b) for b in raw_blocks)
     return GpuReport(
         request_nonce=nonce,
         slot=slot,
         request_param1=p1,
         request_param2=p2,
-        blocks=tuple(blocks),
+        blocks=blocks,
         responder_nonce=rnonce,
         opaque=tuple(opaque),
-        signed=signed,
+        signed=data[:signed_len],
         signature=sig,
-        driver_version=text(OPAQUE_DRIVER_VERSION),
-        vbios_version=format_vbios_version(vb[0]) if vb else None,
-        fwid=fw[0] if fw else None,
-        chip_sku=text(OPAQUE_CHIP_SKU),
-        project=text(OPAQUE_PROJECT),
-        project_sku=text(OPAQUE_PROJECT_SKU),
-        switch_pdis=pdis,
-        measurements=dict(zip([b.index for b in blocks], [b.value for b in blocks], strict=True)),
+        driver_version=driver,
+        vbios_version=vbios,
+        fwid=fwid,
+        chip_sku=chip_sku,
+        project=project,
+        project_sku=project_sku,
+        switch_pdis=tuple(pdis),
+        measurements={b.index: b.value for b in blocks},
     )
+
+
+def parse_report(data: bytes) -> GpuReport:
+    """Parse a binary report; every length is bounds-checked, every failure a ``gpu.format.*``
+    ParseError naming the field and offset."""
+    return from_fields(data, _core.parse_nvgpu(data))
 
 
 def decode_report(data: bytes) -> bytes:

@@ -14,6 +14,8 @@ pub enum Platform {
     Tdx,
     /// X.509 certificates and CRLs, shared by every platform's PKI.
     X509,
+    /// An NVIDIA confidential GPU's SPDM attestation report (`gpu.format.*`).
+    Gpu,
     /// The HCL report of an Azure confidential VM (the paravisor's attestation report).
     AzureHcl,
     /// The bincode `quote.bin` of Azure vTPM tooling (signature, message, PCRs).
@@ -29,6 +31,7 @@ impl Platform {
             Platform::Snp => "snp",
             Platform::Tdx => "tdx",
             Platform::X509 => "x509",
+            Platform::Gpu => "gpu",
             Platform::AzureHcl => "azure.hcl",
             Platform::AzureQuoteBin => "azure.quote_bin",
             Platform::AzureRuntimeData => "azure.runtime_data",

@@ -10,6 +10,7 @@ pub mod azure_runtime;
 pub mod error;
 pub mod eventlog;
 pub mod layout;
+pub mod nvgpu;
 pub mod reader;
 pub mod snp;
 pub mod tdx;

@@ -17,6 +17,7 @@ use aws_lc_rs::signature::{
 use sealgate_formats::azure::{self as az, parse_hcl_report, parse_quote_bin};
 use sealgate_formats::azure_runtime::{parse_runtime_data, MAX_USER_DATA};
 use sealgate_formats::eventlog::parse_event_log;
+use sealgate_formats::nvgpu::{self as nv, opaque as nv_opaque};
 use sealgate_formats::snp::{
     self, parse_report, Product, SigningKey, TcbLayout, REPORT_SIZE, SIGNED_LEN,
     SIG_ALGO_ECDSA_P384_SHA384,
@@ -63,6 +64,8 @@ pub const TARGETS: &[Target] = &[
     ("azure_hcl", azure_hcl),
     ("azure_runtime", azure_runtime),
     ("azure_quote_bin", azure_quote_bin),
+    ("nvgpu_report", nvgpu_report),
+    ("nvgpu_report_resign", nvgpu_report_resign),
 ];
 
 /// The body of the target called `name`.
@@ -410,6 +413,75 @@ pub fn tdx_quote_verify_codes(data: &[u8]) -> Option<Vec<String>> {
 pub fn tdx_quote_verify(data: &[u8]) {
     if let Some(codes) = tdx_quote_verify_codes(data) {
         assert!(codes.iter().all(|c| c.starts_with("tdx.")), "{codes:?}");
+    }
+}
+
+/// An NVIDIA GPU SPDM report (`nvgpu::parse_report`): what parses re-encodes to exactly
+/// the input, its signed part is everything before the 96-byte signature, and its typed
+/// fields are consistent with its TLVs.
+pub fn nvgpu_report(data: &[u8]) {
+    let r = match nv::parse_report(data) {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(e.code().starts_with("gpu.format."), "{}", e.code());
+            return;
+        }
+    };
+    assert_eq!(r.to_bytes(), data);
+    assert_eq!(r.signed, &data[..data.len() - nv::SIGNATURE_LEN]);
+    let mut seen = [false; 256];
+    for b in &r.blocks {
+        assert!(b.index != 0 && b.index != 0xFF && !seen[b.index as usize]);
+        seen[b.index as usize] = true;
+    }
+    assert_eq!(
+        r.fwid.map(|f| &f[..]),
+        r.opaque_value(nv_opaque::FWID),
+        "FWID is the FWID TLV"
+    );
+    assert_eq!(
+        r.switch_pdis().count() * nv::PDI_LEN,
+        r.switch_pdi.map_or(0, <[u8]>::len)
+    );
+    if let Some(v) = r.driver_version {
+        assert!(v.bytes().all(|c| (0x20..0x7F).contains(&c)));
+    }
+    let _ = r.vbios_version_text();
+}
+
+/// Any GPU report the fuzzer makes, re-signed with the harness's P-384 key: if it parses,
+/// its signature verifies with that key, and one flipped signed byte breaks it (or the
+/// parse).
+pub fn nvgpu_report_resign(data: &[u8]) {
+    let f = fixed();
+    let key = sealgate_verify::nvgpu::device_key(f.p384.public_key().as_ref()).expect("own key");
+    let mut b = data.to_vec();
+    if b.len() >= nv::SIGNATURE_LEN {
+        let cut = b.len() - nv::SIGNATURE_LEN;
+        let sig = sign(&f.p384, &b[..cut]);
+        b[cut..].copy_from_slice(&sig);
+    }
+    let exp = sealgate_verify::nvgpu::Expectations::default();
+    let Ok(v) = sealgate_verify::nvgpu::verify_report(&b, &key, &exp) else {
+        assert!(nv::parse_report(&b).is_err());
+        return;
+    };
+    assert!(v.signature_verified, "{:?}", v.failures);
+    let signed_len = v.report.signed.len();
+    if signed_len == 0 {
+        return;
+    }
+    let at = b[..signed_len]
+        .iter()
+        .map(|&x| usize::from(x))
+        .sum::<usize>()
+        % signed_len;
+    b[at] ^= 0x01;
+    if let Ok(v2) = sealgate_verify::nvgpu::verify_report(&b, &key, &exp) {
+        assert!(
+            !v2.signature_verified,
+            "a flipped byte at {at} still verifies"
+        );
     }
 }
 
@@ -1009,6 +1081,71 @@ pub fn seeds(name: &str) -> Vec<(String, Vec<u8>)> {
             }
             out
         }
+        "nvgpu_report" | "nvgpu_report_resign" => vec![
+            ("hopper-synthetic".into(), nvgpu_seed(64, true)),
+            ("drv545-shape".into(), nvgpu_seed(64, false)),
+            ("two-blocks".into(), nvgpu_seed(2, true)),
+        ],
         other => panic!("no target {other}"),
     }
+}
+
+/// An NVIDIA GPU report of the Hopper shape (DSP0274 §10.11: `n` DMTF SHA-384 blocks, the
+/// opaque TLVs NVIDIA sends, FWID only if `fwid` as in drivers after 545), with a dummy
+/// signature. Built here: the published reports live in the shared vectors, not the repo.
+pub fn nvgpu_seed(n: u8, fwid: bool) -> Vec<u8> {
+    let values: Vec<[u8; 48]> = (1..=n).map(|i| [i.wrapping_mul(37); 48]).collect();
+    let mut tlvs: Vec<(u16, &[u8])> = vec![
+        (nv_opaque::DRIVER_VERSION, b"550.90.07\0\0\0"),
+        (
+            nv_opaque::VBIOS_VERSION,
+            &[0x00, 0x9f, 0x00, 0x96, 0x01, 0, 0, 0],
+        ),
+        (nv_opaque::CHIP_SKU, b"882\0\0\0\0\0"),
+        (nv_opaque::PROJECT, b"1010\0\0\0\0"),
+        (nv_opaque::PROJECT_SKU, b"0200\0\0\0\0"),
+        (nv_opaque::PROTECTED_PCIE_STATUS, &[0x55]),
+        (nv_opaque::SWITCH_PDI, &[0x77; 16]),
+        (34, &[1, 0, 0, 0]),
+    ];
+    if fwid {
+        tlvs.push((nv_opaque::FWID, &[0xf5; 48]));
+    }
+    nv::GpuReport {
+        request_param1: 1,
+        request_param2: 0xFF,
+        request_nonce: &[0x93; 32],
+        slot: 0,
+        response_param1: 0,
+        response_param2: 0,
+        blocks: values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| nv::MeasurementBlock {
+                index: i as u8 + 1,
+                spec: nv::SPEC_DMTF,
+                value_type: 1,
+                value: v,
+            })
+            .collect(),
+        responder_nonce: &[0xb4; 32],
+        opaque: tlvs
+            .iter()
+            .map(|&(tlv_type, value)| nv::OpaqueTlv {
+                tlv_type,
+                value,
+                offset: 0,
+            })
+            .collect(),
+        signed: &[],
+        signature: &[0x5a; nv::SIGNATURE_LEN],
+        driver_version: None,
+        vbios_version: None,
+        fwid: None,
+        chip_sku: None,
+        project: None,
+        project_sku: None,
+        switch_pdi: None,
+    }
+    .to_bytes()
 }

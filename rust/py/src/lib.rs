@@ -8,6 +8,7 @@ mod azure;
 mod errors;
 mod layout;
 mod modelhash;
+mod nvgpu;
 mod snp;
 mod tdx;
 mod tpm;
@@ -26,5 +27,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     x509::register(m)?;
     layout::register(m)?;
     modelhash::register(m)?;
+    nvgpu::register(m)?;
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod eventlog;
 pub mod failure;
 mod legacy;
 pub mod modelhash;
+pub mod nvgpu;
 pub mod pki;
 pub mod snp;
 pub mod tdx;

@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sealgate_fuzz_bodies::nvgpu_report_resign(data));
