@@ -232,6 +232,8 @@ async fn flow(c: &mut Client, shared: &Shared, rng: &SystemRandom) -> Result<(),
             runtime_public_key: runtime.public_bytes().to_vec(),
             suite: pb::HpkeSuite::X25519Sha256Aes256gcm as i32,
             key_ids: vec![shared.key_id.clone()],
+            // A load-test node has no GPUs: the binding is the plain one.
+            gpus: Vec::new(),
         })
         .await
         .map_err(|s| status_kind("attest", &s))?
