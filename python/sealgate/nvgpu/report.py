@@ -172,10 +172,12 @@ def from_fields(data: bytes, f: _core._NvGpuFields) -> GpuReport:
     )
 
 
-def parse_report(data: bytes) -> GpuReport:
+def parse_report(data: bytes, *, switch: bool = False) -> GpuReport:
     """Parse a binary report; every length is bounds-checked, every failure a ``gpu.format.*``
-    ParseError naming the field and offset."""
-    return from_fields(data, _core.parse_nvgpu(data))
+    ParseError naming the field and offset. ``switch``: an NVSwitch report, whose VBIOS TLV
+    is NUL-padded text rather than the GPU's 8 bytes; it is left raw in ``opaque``
+    (``vbios_version`` None) for ``sealgate.nvgpu.switch`` to decode."""
+    return from_fields(data, _core.parse_nvgpu(data, switch))
 
 
 def decode_report(data: bytes) -> bytes:

@@ -17,8 +17,9 @@ GPUs'. What differs is the opaque data (the switch's own TLV meanings, nvtrust
   per-port GPU map (1 byte per port);
 - no FWID, driver version or project TLVs.
 
-The report is parsed by ``sealgate.nvgpu.report.parse_report`` (the framing, bounds and
-block checks are the GPU's); only the TLV meanings are read here. The switch's reference
+The report is parsed by ``sealgate.nvgpu.report.parse_report(..., switch=True)`` (the
+framing, bounds and block checks are the GPU's; the VBIOS TLV is left raw); only the TLV
+meanings are read here. The switch's reference
 values are one VBIOS RIM (nvtrust ``NV_SWITCH_BIOS_<project>_<sku>_<chip>_<version>``,
 project 5612 / SKU 0002 / chip 890 for LS10); there is no driver RIM.
 """
@@ -40,7 +41,6 @@ from sealgate.nvgpu import rim
 from sealgate.nvgpu.certs import DeviceChain, NvidiaChainVerifier
 from sealgate.nvgpu.report import (
     OPAQUE_VBIOS_VERSION,
-    REQUEST_LEN,
     GpuReport,
     decode_report,
     parse_report,
@@ -66,8 +66,6 @@ OPAQUE_SWITCH_GPU_PDIS = 26
 PDI_LEN = 8
 #: The switch reports eight GPU PDI slots (an HGX board's eight GPUs) before its port map.
 SWITCH_GPU_SLOTS = 8
-#: A TLV type parse_report does not interpret (see ``parse_switch_report``).
-_SHADOW_TYPE = 0xFFFF
 _SINGLE = (
     OPAQUE_VBIOS_VERSION,
     OPAQUE_DEVICE_PDI,
@@ -166,58 +164,14 @@ def _bad(msg: str, fld: str) -> ParseError:
     return ParseError("gpu.format.invalid", f"NVSwitch report: {msg} (field {fld})", fld, 0)
 
 
-def _text_vbios_tlv(data: bytes) -> int | None:
-    """The header offset of the first opaque TLV 6 that is not 8 bytes long (the switch's
-    text VBIOS version), found from the DSP0274 §10.11 framing alone: request (37 bytes),
-    response header (MeasurementRecordLength u24 at response offset 5), record, Nonce[32],
-    OpaqueDataLength u16, then (u16 type, u16 length) TLVs. Anything that does not add up
-    returns None and ``parse_report`` names the fault."""
-    off = REQUEST_LEN + 5
-    if off + 3 > len(data):
-        return None
-    off += 3 + int.from_bytes(data[off : off + 3], "little") + 32
-    if off + 2 > len(data):
-        return None
-    end = off + 2 + int.from_bytes(data[off : off + 2], "little")
-    off += 2
-    while off + 4 <= min(end, len(data)):  # each step advances ≥ 4 bytes: bounded
-        t = int.from_bytes(data[off : off + 2], "little")
-        ln = int.from_bytes(data[off + 2 : off + 4], "little")
-        if t == OPAQUE_VBIOS_VERSION and ln != 8:
-            return off
-        off += 4 + ln
-    return None
-
-
-def _parse_base(data: bytes) -> tuple[GpuReport, bytes, int | None]:
-    """``parse_report`` over the switch's bytes. It reads TLV 6 as the GPU's 8-byte binary
-    VBIOS version and refuses the switch's text one, so the switch's text TLV 6 has its type
-    field renamed, in a copy, to a type ``parse_report`` does not interpret; the copy is
-    used only for the framing, bounds and block checks, and the signed bytes and TLVs
-    returned are the original ones. A second text TLV 6 is still seen by ``parse_report``
-    and refused. Returns the parse, the original signed bytes and the renamed header's
-    offset."""
-    hdr = _text_vbios_tlv(data)
-    if hdr is None:
-        rep = parse_report(data)
-        return rep, rep.signed, None
-    shadow = bytearray(data)
-    shadow[hdr : hdr + 2] = _SHADOW_TYPE.to_bytes(2, "little")
-    rep = parse_report(bytes(shadow))
-    return rep, data[: len(rep.signed)], hdr
-
-
 def parse_switch_report(data: bytes) -> SwitchReport:
     """Parse an LS10 report (binary; ``decode_report`` first for hex text). Every failure
     is a ``gpu.format.*`` ParseError."""
-    base, signed, renamed = _parse_base(data)
-    # Restore the renamed TLV's type: walk the TLVs from the opaque data's start, which is
-    # the end of the signed bytes less the TLVs' total length.
-    pos = len(signed) - sum(4 + len(v) for _, v in base.opaque)
-    opaque: list[tuple[int, bytes]] = []
-    for t, v in base.opaque:
-        opaque.append((OPAQUE_VBIOS_VERSION if pos == renamed else t, v))
-        pos += 4 + len(v)
+    # The SPDM framing, bounds and block checks are the GPU's; the switch's text VBIOS TLV is
+    # left raw by the parser in switch mode and decoded below.
+    base = parse_report(data, switch=True)
+    signed = base.signed
+    opaque = list(base.opaque)
     seen: dict[int, bytes] = {}
     for t, v in opaque:
         if t in _SINGLE and t in seen:

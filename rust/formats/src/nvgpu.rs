@@ -303,9 +303,24 @@ fn array<const N: usize>(s: &[u8]) -> &[u8; N] {
     <&[u8; N]>::try_from(s).expect("slice of N bytes")
 }
 
-/// Parse a binary report; every length is bounds-checked, every failure a `gpu.format.*`
-/// error naming the field and offset.
+/// Which NVIDIA device produced a report: the SPDM framing is the same, but the opaque
+/// VBIOS_VERSION TLV (6) is 8 binary bytes on a GPU and NUL-padded text
+/// ("96.10.73.00.01") on an NVSwitch (LS10), as nvtrust's GPU and switch verifiers read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Gpu,
+    Switch,
+}
+
+/// Parse a binary GPU report; every length is bounds-checked, every failure a
+/// `gpu.format.*` error naming the field and offset.
 pub fn parse_report(data: &[u8]) -> Result<GpuReport<'_>> {
+    parse_device_report(data, Device::Gpu)
+}
+
+/// Parse a binary report of `device`. For a switch the VBIOS TLV is left uninterpreted
+/// (`vbios_version` None; its raw TLV is in `opaque` for the switch layer to decode).
+pub fn parse_device_report(data: &[u8], device: Device) -> Result<GpuReport<'_>> {
     use ParseErrorKind::*;
     if data.len() > MAX_REPORT {
         return Err(err(
@@ -465,6 +480,9 @@ pub fn parse_report(data: &[u8]) -> Result<GpuReport<'_>> {
     // The typed TLVs: first occurrence, each at most once; (value, value offset).
     let mut typed: [Option<(&[u8], usize)>; TYPED.len()] = [None; TYPED.len()];
     for o in &opaque {
+        if device == Device::Switch && o.tlv_type == opaque::VBIOS_VERSION {
+            continue;
+        }
         if let Some(i) = TYPED.iter().position(|&t| t == o.tlv_type) {
             if typed[i].is_some() {
                 return Err(err(
@@ -787,6 +805,28 @@ pub mod tests {
             // 4 bytes: not 8, not 48, not a whole number of 8-byte PDIs.
             assert_eq!(code(&x), ("gpu.format.invalid".into(), name, at + 4));
         }
+    }
+
+    #[test]
+    fn switch_vbios_tlv_is_left_to_the_switch_layer() {
+        // Two VBIOS TLVs, one of 4 bytes: a GPU report is refused, a switch report keeps
+        // both raw (the switch layer decodes its text form and checks repetition).
+        let (mut b, at) = with_tlv(opaque::PROJECT, b"1010");
+        b[at..at + 2].copy_from_slice(&opaque::VBIOS_VERSION.to_le_bytes());
+        assert!(parse_device_report(&b, Device::Gpu).is_err());
+        let r = parse_device_report(&b, Device::Switch).unwrap();
+        assert_eq!(r.vbios_version, None);
+        let n = r
+            .opaque
+            .iter()
+            .filter(|o| o.tlv_type == opaque::VBIOS_VERSION)
+            .count();
+        assert_eq!(n, 2);
+        // Everything else is parsed as for a GPU.
+        assert_eq!(
+            r.driver_version,
+            parse_report(&sample()).unwrap().driver_version
+        );
     }
 
     #[test]

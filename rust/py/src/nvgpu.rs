@@ -10,7 +10,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
-use sealgate_formats::nvgpu::{opaque, parse_report, GpuReport};
+use sealgate_formats::nvgpu::{opaque, parse_device_report, parse_report, Device, GpuReport};
 use sealgate_verify::crypto::VerifyingKey;
 use sealgate_verify::failure::hex;
 use sealgate_verify::nvgpu::{
@@ -164,10 +164,13 @@ fn report_claims<'py>(
 }
 
 /// Parse only: the report's fields (see `GpuReport` in `sealgate.nvgpu.report`); a
-/// malformed report raises `ParseError` (`gpu.format.*`, field and offset).
+/// malformed report raises `ParseError` (`gpu.format.*`, field and offset). `switch`: an
+/// NVSwitch report, whose text VBIOS TLV is left to the caller (`vbios_version` None).
 #[pyfunction]
-fn parse_nvgpu<'py>(py: Python<'py>, data: &[u8]) -> BindResult<Bound<'py, PyTuple>> {
-    let r = parse_report(data)?;
+#[pyo3(signature = (data, switch=false))]
+fn parse_nvgpu<'py>(py: Python<'py>, data: &[u8], switch: bool) -> BindResult<Bound<'py, PyTuple>> {
+    let device = if switch { Device::Switch } else { Device::Gpu };
+    let r = parse_device_report(data, device)?;
     Ok(fields(py, &r)?)
 }
 
