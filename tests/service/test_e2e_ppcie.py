@@ -79,7 +79,7 @@ class _Board:
     def collector(self, devices: list[Any] | None = None) -> Any:
         from sealgate.testing.nvgpu import SyntheticCollector
 
-        devs = devices if devices is not None else [*self.set.gpus, *self.set.switches]
+        devs: list[Any] = devices if devices is not None else [*self.set.gpus, *self.set.switches]
         return SyntheticCollector(
             devs, rims=self.rims, ocsp={i: self.ocsp(d) for i, d in enumerate(devs)}
         )
