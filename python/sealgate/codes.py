@@ -416,11 +416,27 @@ CODES: dict[str, Code] = {
             "policy.document.no_measurement": "a policy constrains no measurement",
             "policy.gpu.driver_not_allowed": "a GPU's driver version is not allowed",
             "policy.gpu.measurement_mismatch": "a GPU measurement differs from its RIM",
-            "policy.gpu.no_versions": "a GPU policy names no driver or VBIOS version",
-            "policy.gpu.not_compared": "a GPU's measurements were not compared with RIMs",
+            "policy.gpu.no_versions": (
+                "a GPU policy names no driver, VBIOS or NVSwitch VBIOS version"
+            ),
+            "policy.gpu.not_compared": (
+                "a GPU's or NVSwitch's measurements were not compared with RIMs"
+            ),
+            "policy.gpu.not_ppcie": (
+                "the policy requires protected PCIe but a GPU is not in protected-PCIe mode"
+            ),
             "policy.gpu.not_verified": "a GPU's evidence did not verify",
-            "policy.gpu.revocation_unchecked": "a GPU's revocation was not checked",
+            "policy.gpu.ppcie_forbidden": (
+                "protected-PCIe GPUs or NVSwitch evidence under a policy that forbids them"
+            ),
+            "policy.gpu.revocation_unchecked": ("a GPU's or NVSwitch's revocation was not checked"),
+            "policy.gpu.switch_not_verified": "an NVSwitch's evidence did not verify",
+            "policy.gpu.switch_vbios_not_allowed": "an NVSwitch's VBIOS version is not allowed",
             "policy.gpu.too_few": "fewer GPUs attested than the policy requires",
+            "policy.gpu.too_few_switches": "fewer NVSwitches attested than the policy requires",
+            "policy.gpu.topology": (
+                "the GPU/NVSwitch set repeats a device or its topology is inconsistent"
+            ),
             "policy.gpu.vbios_not_allowed": "a GPU's VBIOS version is not allowed",
             "policy.platform.not_allowed": "the policy does not allow the evidence's platform",
             "policy.snp.debug_enabled": "the SNP guest policy allows debugging",

@@ -215,6 +215,10 @@ def test_appraise_requires_gpus_when_the_policy_does() -> None:
         {"verified": False, "errors": ["gpu.report.nonce_mismatch"], "claims": {}},
         "garbage",
     ]
+    # Devices without the set's verdict: the set is unverified (fail closed).
+    a = appraise(p, r)
+    assert "policy.gpu.topology" in [f.code for f in a.failures]
+    r.claims["gpu_topology"] = {"verified": True, "errors": [], "claims": {"ppcie": False}}
     a = appraise(p, r)
     gpu_fails = [f for f in a.failures if f.code.startswith("policy.gpu.")]
     assert [f.message.split(":")[0] for f in gpu_fails] == ["gpu1", "gpu2"]

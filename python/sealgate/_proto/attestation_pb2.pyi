@@ -349,15 +349,18 @@ class AttestRequest(_message.Message):
     def key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def gpus(self) -> _containers.RepeatedCompositeFieldContainer[Global___GpuEvidence]:
-        """NVIDIA confidential GPUs (composite evidence), in the node's order; index i is the EAR
-        submod "<platform>/gpu<i>". With GPUs present the binding changes
+        """NVIDIA confidential GPUs and, on protected-PCIe boards, NVSwitches (composite evidence),
+        in the node's order. An entry's kind is read from its certificate chain (LS_10: NVSwitch),
+        so no kind field is needed: the binding below covers every entry by its index whatever
+        it is. The i-th GPU is the EAR submod "<platform>/gpu<i>", the j-th switch
+        "<platform>/nvswitch<j>". With entries present the binding changes
         (sealgate.protocol.gpu_binding):
           base        = SHA-512(nonce ‖ runtime_public_key)
           GPU i nonce = SHA-256("sealgate gpu nonce v1" ‖ base ‖ u32_be(i))  (SPDM requester nonce)
           gpu_digest  = SHA-256(SHA-256(report_0) ‖ … ‖ SHA-256(report_n-1))
           the CPU evidence carries SHA-512(nonce ‖ runtime_public_key ‖ gpu_digest) where it
           carries base without GPUs, so a GPU report from another challenge or machine, a dropped
-          one or a reordered set breaks the CPU binding. At most 64 GPUs.
+          one or a reordered set breaks the CPU binding. At most 16 entries.
         """
 
     def __init__(
@@ -381,7 +384,7 @@ Global___AttestRequest: _TypeAlias = AttestRequest  # noqa: Y015
 
 @_typing.final
 class GpuEvidence(_message.Message):
-    """One GPU's attestation evidence for this challenge."""
+    """One GPU's (or NVSwitch's) attestation evidence for this challenge."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -18,7 +18,7 @@ from sealgate.appraise.base import (
     Appraiser,
     PolicyFailure,
 )
-from sealgate.appraise.gpu import appraise_gpus, gpu_verdicts
+from sealgate.appraise.gpu import appraise_gpus, gpu_verdicts, topology_verdict
 from sealgate.appraise.policy import Policy
 from sealgate.appraise.snp import SnpAppraiser
 from sealgate.appraise.tdx import TdxAppraiser
@@ -84,6 +84,12 @@ def appraise(
         # Composite evidence: the GPUs the CPU evidence is bound to (already verified, their
         # outcomes in the claims); none there means "too few", never "not required".
         a.components.update(
-            appraise_gpus(a, policy.gpu, gpu_verdicts(result.claims), at=datetime.now(UTC))
+            appraise_gpus(
+                a,
+                policy.gpu,
+                gpu_verdicts(result.claims),
+                at=datetime.now(UTC),
+                topology=topology_verdict(result.claims),
+            )
         )
     return a

@@ -72,6 +72,24 @@ signed SPDM report has no CC-mode field (its opaque TLVs are versions, SKUs, FWI
 PDIs), so the two are enforced through the measurements — a GPU outside production CC mode
 measures differently from NVIDIA's RIM — and therefore the measurements must have been
 compared against RIMs (a GPU verified without RIMs is refused).
+
+NVSwitches (protected-PCIe HGX boards: GPUs in PPCIe mode behind attested NVSwitches)::
+
+    "gpu": {..., "ppcie": "required", "min_switches": 4,
+            "switch_vbios_versions": ["96.10.73.00.01"]}
+
+``ppcie`` is ``forbidden`` (the default: a policy that does not mention protected PCIe admits
+no board in that mode and no switch evidence — in PPCIe mode a GPU's confidentiality rests on
+the switches and the topology, which such a policy never asked about), ``required`` (every GPU
+in PPCIe mode, at least ``min_switches`` (default 1) NVSwitches sent, each verified, and the
+GPU↔switch topology checked on both sides) or ``any`` (either a set with no PPCIe GPU and no
+switch, or one that meets ``required``). ``min_count`` counts GPUs only. Switches are held to
+their own VBIOS versions (``switch_vbios_versions``, or ``allow_any_switch_vbios: true``; one
+of them when ``ppcie`` is not ``forbidden``, ``policy.gpu.no_versions`` when written), to
+NVIDIA's switch RIM (``allow_mismatch`` names GPU RIM indices and never excuses a switch) and
+to ``require_revocation_check``. Whatever ``ppcie`` says, an NVSwitch entry that does not
+verify, or a set whose devices repeat or whose topology is inconsistent, denies every key with
+a ``gpu`` policy: an empty requirement is not a permission.
 """
 
 from __future__ import annotations
@@ -323,9 +341,30 @@ class _GpuDoc(BaseModel):
     allow_any_vbios: bool = False
     require_revocation_check: bool = True
     allow_mismatch: Annotated[list[_AllowMismatchDoc], Field(max_length=MAX_GPU_VERSIONS)] = []
+    ppcie: Literal["required", "forbidden", "any"] = "forbidden"
+    min_switches: Annotated[int, Field(ge=1, le=MAX_POLICY_GPUS, strict=True)] | None = None
+    switch_vbios_versions: _Versions = []
+    allow_any_switch_vbios: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> _GpuDoc:
+        if self.ppcie == "forbidden" and (
+            self.min_switches is not None
+            or self.switch_vbios_versions
+            or self.allow_any_switch_vbios
+        ):
+            raise PydanticCustomError(
+                "contradiction", "NVSwitch requirements with ppcie: forbidden (the default)"
+            )
+        if self.min_count + (self.min_switches or 0) > MAX_POLICY_GPUS:
+            raise PydanticCustomError(
+                "contradiction",
+                f"min_count + min_switches over {MAX_POLICY_GPUS} devices (the evidence cap)",
+            )
+        if self.switch_vbios_versions and self.allow_any_switch_vbios:
+            raise PydanticCustomError(
+                "contradiction", "switch_vbios_versions and allow_any_switch_vbios together"
+            )
         for what, versions, any_ in (
             ("driver", self.driver_versions, self.allow_any_driver),
             ("vbios", self.vbios_versions, self.allow_any_vbios),
@@ -432,6 +471,11 @@ class GpuRequirements:
     require_revocation_check: bool = True
     #: RIM measurement index (0-based, as the RIM and the claims name it) → tolerated until.
     allow_mismatch: dict[int, datetime] = field(default_factory=dict)
+    #: Protected PCIe (module docstring): "forbidden" (default), "required" or "any".
+    ppcie: str = "forbidden"
+    min_switches: int = 1
+    switch_vbios_versions: list[str] = field(default_factory=list)
+    allow_any_switch_vbios: bool = False
 
 
 @dataclass
@@ -551,6 +595,10 @@ def _policy(doc: Any) -> Policy:
             allow_any_vbios=g.allow_any_vbios,
             require_revocation_check=g.require_revocation_check,
             allow_mismatch={m.index: m.until for m in g.allow_mismatch},
+            ppcie=g.ppcie,
+            min_switches=g.min_switches if g.min_switches is not None else 1,
+            switch_vbios_versions=[v.upper() for v in g.switch_vbios_versions],
+            allow_any_switch_vbios=g.allow_any_switch_vbios,
         )
     return p
 
@@ -599,10 +647,15 @@ def check_writable(p: Policy) -> None:
                 "signers would allow none (or, read carelessly, any)",
             )
     if p.gpu is not None:
-        for what, versions, any_ in (
+        checks = [
             ("driver", p.gpu.driver_versions, p.gpu.allow_any_driver),
             ("vbios", p.gpu.vbios_versions, p.gpu.allow_any_vbios),
-        ):
+        ]
+        if p.gpu.ppcie != "forbidden":
+            checks.append(
+                ("switch_vbios", p.gpu.switch_vbios_versions, p.gpu.allow_any_switch_vbios)
+            )
+        for what, versions, any_ in checks:
             if not versions and not any_:
                 raise UsageError(
                     "policy.gpu.no_versions",

@@ -7,6 +7,12 @@ attestation report; ``nvmlDeviceGetConfComputeGpuCertificate`` returns its
 The NVML library is loaded only when a collector is made, so nodes without GPUs never need it.
 With ``collateral`` (a directory in the collateral cache layout, ``sealgate.node.gpu_collateral``)
 each GPU's evidence also carries its RIMs and OCSP responses, for an air-gapped node.
+
+GPUs only: NVML (and nvidia-ml-py) has no NVSwitch attestation call. On a protected-PCIe
+board the switches' SPDM reports come through NVIDIA's NSCQ library (what nvtrust's PPCIe
+verifier uses), which this collector does not drive; such a node needs a collector that
+appends the switch evidence after the GPUs (``sealgate.testing.nvgpu.SyntheticCollector`` is
+the test stand-in), and a key with ``ppcie: required`` is denied without it.
 """
 
 from __future__ import annotations

@@ -69,6 +69,8 @@ __all__ = [
     "GpuVerifier",
     "MeasurementBlock",
     "SwitchVerifier",
+    "check_kind",
+    "check_set",
     "decode_report",
     "format_vbios_version",
     "kind_of",
@@ -436,22 +438,13 @@ def verify_devices(
     sv = SwitchVerifier(v.chains)
     res = VerifyResult(PLATFORM)
     devices: list[dict[str, Any]] = []
-    leaves: dict[str, int] = {}
     for i, ev in enumerate(evidence):
         kind = kind_of(ev.arch, ev.cert_chain)
         if kind == KIND_NVSWITCH:
             r = sv.verify(ev.report, ev.cert_chain, nonce=nonce, at=at, rims=rims, ocsp=ocsp)
         else:
             r = v.verify(ev, nonce=nonce, at=at, rims=rims, ocsp=ocsp)
-        # The verified chain's names must agree with the kind the evidence claimed: a GPU
-        # report presented as a switch's (or the reverse) is refused, not reinterpreted.
-        cert = r.claims.get("certificate", {})
-        named = kind_from_names(cert.get("chain", []))
-        if named is not None and named != kind:
-            r.fail(
-                "gpu.evidence.kind_mismatch",
-                f"evidence says {kind} but its certificate chain is a {named} chain",
-            )
+        check_kind(r, kind)
         r.claims.pop("kind", None)
         devices.append(
             {
@@ -463,16 +456,41 @@ def verify_devices(
         )
         for f in r.errors:
             res.fail(f.code, f"device {i}: {f.message}")
-        leaf = cert.get("leaf_sha256")
-        if leaf is not None:
+    res.claims["count"] = len(evidence)
+    res.claims["devices"] = devices
+    check_set(res, devices)
+    if not evidence:
+        res.fail("gpu.evidence.invalid", "no device evidence")
+    return res
+
+
+def check_kind(r: VerifyResult, kind: str) -> None:
+    """The verified chain's names must agree with the kind the evidence claimed (its
+    ``arch``, else its unverified leaf): a GPU report presented as a switch's (or the
+    reverse) is refused, not reinterpreted. Shared by ``verify_devices`` and the service."""
+    cert = r.claims.get("certificate", {})
+    named = kind_from_names(cert.get("chain", []) if isinstance(cert, dict) else [])
+    if named is not None and named != kind:
+        r.fail(
+            "gpu.evidence.kind_mismatch",
+            f"evidence says {kind} but its certificate chain is a {named} chain",
+        )
+
+
+def check_set(res: VerifyResult, devices: Sequence[dict[str, Any]]) -> None:
+    """The checks over a whole device set, into ``res``: distinct devices have distinct
+    leaf certificates (one GPU's report twice is not two GPUs), then the protected-PCIe
+    topology (``_topology``; its claims in ``res.claims["topology"]``). ``devices`` are
+    per-device claim sets with their ``kind``, in evidence order. Shared by
+    ``verify_devices`` and the service (``sealgate.service.gpus``)."""
+    leaves: dict[str, int] = {}
+    for i, d in enumerate(devices):
+        cert = d.get("certificate")
+        leaf = cert.get("leaf_sha256") if isinstance(cert, dict) else None
+        if isinstance(leaf, str):
             if leaf in leaves:
                 res.fail(
                     "gpu.evidence.duplicate_device", f"device {i} repeats device {leaves[leaf]}"
                 )
             leaves.setdefault(leaf, i)
-    res.claims["count"] = len(evidence)
-    res.claims["devices"] = devices
     _topology(res, devices)
-    if not evidence:
-        res.fail("gpu.evidence.invalid", "no device evidence")
-    return res

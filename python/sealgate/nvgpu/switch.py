@@ -31,12 +31,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from sealgate.errors import ParseError, SealgateError
-from sealgate.nvgpu import ocsp as nv_ocsp
 from sealgate.nvgpu import rim
 from sealgate.nvgpu.certs import DeviceChain, NvidiaChainVerifier
 from sealgate.nvgpu.report import (
@@ -301,32 +301,71 @@ class SwitchVerifier:
         # The LS10 opaque data carries no FWID TLV (nvtrust's switch verifier passes an
         # empty one), so the leaf's DICE FWID has nothing to equal.
         c["fwid_checked"] = False
-        self._reference_values(res, rep, rims, when)
-        try:
-            out = nv_ocsp.check_chain(chain.path.certs, list(ocsp or ()), at=when)
-        except SealgateError as e:
-            c["revocation"] = {"checked": False, "status": e.code}
-            res.fail_from(e)
-        else:
-            c["revocation"] = out.as_dict()
+        used = self._reference_values(res, rep, rims, when)
+        self._revocation(res, chain, used, rims, ocsp, when)
         return res
+
+    @staticmethod
+    def _revocation(
+        res: VerifyResult,
+        chain: DeviceChain,
+        used: rim.Rim | None,
+        source: RimSource | None,
+        ocsp: Sequence[bytes] | None,
+        at: datetime,
+    ) -> None:
+        """OCSP (RFC 6960) for the device chain and for the signer chain of the VBIOS RIM
+        the measurements were compared with, in the GPU's claim shape (``device``,
+        ``rims.vbios`` with the RIM id; ``checked`` only when both were): a switch RIM is
+        as revocable as a GPU's. One pool (what the node sent); the RIM chain also takes
+        the collateral cache's responses, as ``GpuVerifier`` does."""
+        from sealgate.nvgpu import GpuVerifier  # the package imports this module first
+
+        pool = list(ocsp or ())
+        device = GpuVerifier._chain_revocation(res, chain.path.certs, [pool], at)
+        rims_out: dict[str, dict[str, Any]] = {}
+        if used is not None:
+            cached = source.cached_ocsp(used.signer) if source is not None else []
+            extra = [x for x in cached if x not in pool]
+            rims_out["vbios"] = {
+                "id": used.id,
+                **GpuVerifier._chain_revocation(res, used.signer, [pool, extra], at),
+            }
+        checked = device["checked"] is True and all(v["checked"] is True for v in rims_out.values())
+        bad = next(
+            (
+                v["status"]
+                for v in (device, *rims_out.values())
+                if v["status"] not in ("good", "not_checked")
+            ),
+            None,
+        )
+        res.claims["revocation"] = {
+            "checked": checked,
+            "status": bad or ("good" if checked else "not_checked"),
+            "certificates": device.get("certificates", []),
+            "device": device,
+            "rims": rims_out,
+        }
 
     def _reference_values(
         self, res: VerifyResult, rep: SwitchReport, rims: RimSource | None, at: datetime
-    ) -> None:
+    ) -> rim.Rim | None:
+        """Compare with the switch's VBIOS RIM; return the RIM compared with (None when
+        none was)."""
         c = res.claims
         c["mismatched_indices"] = []
         c["measurements_compared"] = False
         if rims is None:
             c["rim"] = {"vbios": None, "status": "not_compared"}
-            return
+            return None
         if rep.vbios_version is None:
             c["rim"] = {
                 "vbios": {"id": None, "version": None, "status": "gpu.rim.not_found"},
                 "status": "not_compared",
             }
             res.fail("gpu.rim.not_found", "the switch report states no VBIOS version")
-            return
+            return None
         try:
             r = rims.require(
                 "vbios",
@@ -343,7 +382,7 @@ class SwitchVerifier:
                 "status": "not_compared",
             }
             res.fail_from(e)
-            return
+            return None
         c["rim"] = {
             "vbios": {"id": r.id, "version": r.version, "status": "valid"},
             "status": "compared",
@@ -354,3 +393,4 @@ class SwitchVerifier:
             rim.require_match(mism)
         except SealgateError as e:
             res.fail_from(e)
+        return r

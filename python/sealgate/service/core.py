@@ -22,7 +22,7 @@ from typing import Any
 from sealgate.appraise import Appraisal, PolicyFailure, appraise, ear_status
 from sealgate.appraise.azure import REFERENCE_PLATFORMS
 from sealgate.appraise.base import component_vectors
-from sealgate.appraise.gpu import GPUS_CLAIM
+from sealgate.appraise.gpu import GPU_TOPOLOGY_CLAIM, GPUS_CLAIM
 from sealgate.appraise.policy import Policy, canonical, parse_policy
 from sealgate.broker.audit import AuditLog, AuditVerdict
 from sealgate.broker.auditkeys import load_audit_keys
@@ -317,7 +317,9 @@ class Verifier:
                 raise E.Denied("tpm.ak.revoked", f"node {node_id!r}: its TPM has been revoked")
         if len(gpus) > MAX_GPUS:
             self._refuse(ch.id, node_id, "gpu.evidence.too_many")
-            raise E.Invalid("gpu.evidence.too_many", f"more than {MAX_GPUS} GPU reports")
+            raise E.Invalid(
+                "gpu.evidence.too_many", f"more than {MAX_GPUS} GPU and NVSwitch reports"
+            )
         try:
             check_gpu_bounds(gpus)
         except SealgateError as e:
@@ -335,9 +337,12 @@ class Verifier:
             result = VerifyResult(platform)
             result.fail_from(e)
         if result.verified and gpus:
-            # Each GPU's outcome is a claim; the key's ``gpu`` policy decides (a key without
-            # one does not depend on the GPUs).
-            result.claims[GPUS_CLAIM] = self._verify_gpus(base, gpus)
+            # Each GPU's and NVSwitch's outcome is a claim, and so is the set's (distinct
+            # devices, protected-PCIe topology); the key's ``gpu`` policy decides (a key
+            # without one does not depend on the GPUs).
+            devices, topology = self._verify_gpus(base, gpus)
+            result.claims[GPUS_CLAIM] = devices
+            result.claims[GPU_TOPOLOGY_CLAIM] = topology
         out = AttestOutcome()
         if not result.verified:
             out.evidence_failures = [PolicyFailure(f.code, f.message) for f in result.errors]
@@ -397,8 +402,14 @@ class Verifier:
                 "ear.status": ear_status(vec),
                 "ear.trustworthiness-vector": vec,
             }
-        # Each GPU's submod also says what it was (versions, RIMs, revocation).
-        add_gpu_token_claims(submods, platform, result.claims.get(GPUS_CLAIM))
+        # Each GPU's and NVSwitch's submod also says what it was (versions, RIMs,
+        # revocation; a switch its PDI and the topology verdict).
+        add_gpu_token_claims(
+            submods,
+            platform,
+            result.claims.get(GPUS_CLAIM),
+            result.claims.get(GPU_TOPOLOGY_CLAIM),
+        )
         now = int(time.time())
         token, claims = self.tokens.issue(
             nonce=ch.nonce,
@@ -440,15 +451,18 @@ class Verifier:
         self._complete(ch.id, decided, record)
         return out
 
-    def _verify_gpus(self, base: bytes, gpus: Sequence[Any]) -> list[dict[str, Any]]:
-        """Verify each GPU for its own challenge nonce, with RIMs and OCSP responses
-        (``sealgate.service.gpus``); one claim set per GPU, in order."""
+    def _verify_gpus(
+        self, base: bytes, gpus: Sequence[Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Verify each GPU or NVSwitch for its own challenge nonce, with RIMs and OCSP
+        responses, then the set's topology (``sealgate.service.gpus``): one claim set per
+        entry, in order, and the set's."""
         if self._gpu_verifier is None:
             from sealgate.service.gpus import GpuCollateral
 
             self._gpu_verifier = GpuCollateral(self.cfg)
-        out: list[dict[str, Any]] = self._gpu_verifier.verify(base, gpus)
-        return out
+        devices, topology = self._gpu_verifier.verify(base, gpus)
+        return list(devices), dict(topology)
 
     def _revocations(self, platform: str, ids: list[str]) -> tuple[int, list[Revocation]]:
         """The revocation mark and the revocations of ``ids``: under ``platform`` and, for a

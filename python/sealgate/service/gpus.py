@@ -163,25 +163,65 @@ class GpuCollateral:
                 out.append(r)
         return out[: ocsp.MAX_RESPONSES]
 
-    def verify(self, base: bytes, gpus: Sequence[Any]) -> list[dict[str, Any]]:
-        """Verify each GPU for its own challenge nonce; one claim set per GPU, in order."""
+    def verify(
+        self, base: bytes, gpus: Sequence[Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Verify each entry for its own challenge nonce (``gpu_nonce(base, i)``, GPU or
+        NVSwitch alike), then the set: one claim set per entry, in order, each with its
+        ``kind``, and the set's verdict (distinct devices, protected-PCIe topology:
+        ``sealgate.nvgpu.check_set``, the checks ``verify_devices`` makes).
+
+        An entry's kind comes from its certificate chain (``switch.kind_of``: the proto
+        has no kind field, and needs none — the composite binding covers every entry by
+        its index whatever it is), and the verified chain must agree (``check_kind``)."""
         from sealgate import nvgpu
+        from sealgate.nvgpu.switch import SwitchVerifier, kind_of
 
         rims = self.rim_source([bytes(r) for g in gpus for r in g.rims])
+        switches = SwitchVerifier(self.verifier.chains)
         out: list[dict[str, Any]] = []
+        devices: list[dict[str, Any]] = []
         for i, g in enumerate(gpus):
-            ev = nvgpu.GpuEvidence(bytes(g.report), bytes(g.cert_chain))
+            chain = bytes(g.cert_chain)
+            kind = kind_of(None, chain)
             try:
-                r = self.verifier.verify(
-                    ev, nonce=gpu_nonce(base, i), rims=rims, ocsp=self.ocsp_for(g)
-                )
+                if kind == nvgpu.KIND_NVSWITCH:
+                    r = switches.verify(
+                        bytes(g.report),
+                        chain,
+                        nonce=gpu_nonce(base, i),
+                        rims=rims,
+                        ocsp=self.ocsp_for(g),
+                    )
+                else:
+                    r = self.verifier.verify(
+                        nvgpu.GpuEvidence(bytes(g.report), chain),
+                        nonce=gpu_nonce(base, i),
+                        rims=rims,
+                        ocsp=self.ocsp_for(g),
+                    )
             except SealgateError as e:
                 r = VerifyResult(nvgpu.PLATFORM)
                 r.fail_from(e)
+            nvgpu.check_kind(r, kind)
+            r.claims["kind"] = kind
+            devices.append(r.claims)
             out.append(
-                {"verified": r.verified, "errors": [f.code for f in r.errors], "claims": r.claims}
+                {
+                    "kind": kind,
+                    "verified": r.verified,
+                    "errors": [f.code for f in r.errors],
+                    "claims": r.claims,
+                }
             )
-        return out
+        topo = VerifyResult(nvgpu.PLATFORM)
+        nvgpu.check_set(topo, devices)
+        return out, {
+            "verified": topo.verified,
+            "errors": [f.code for f in topo.errors],
+            "messages": [f.message for f in topo.errors],
+            "claims": topo.claims.get("topology"),
+        }
 
 
 #: The EAR submod member holding what a relying party needs about one GPU.
@@ -264,13 +304,59 @@ def token_claims(item: Any) -> dict[str, Any]:
     }
 
 
-def add_token_claims(submods: dict[str, dict[str, Any]], platform: str, gpus: Any) -> None:
+def switch_token_claims(item: Any, topology: Any) -> dict[str, Any]:
+    """What the EAR token says about one NVSwitch (its ``<platform>/nvswitch<j>`` submod):
+    the verdict and codes, its PDI and VBIOS version, the RIM compared, the device chain's
+    and the RIM chain's revocation, and the set's topology verdict (the same on every
+    switch: whether the GPUs and the switches name each other)."""
+    base = token_claims(item)
+    item = item if isinstance(item, dict) else {}
+    c = item.get("claims")
+    c = c if isinstance(c, dict) else {}
+    topo = topology if isinstance(topology, dict) else {}
+    tc = topo.get("claims")
+    tc = tc if isinstance(tc, dict) else {}
+    return {
+        "kind": "nvswitch",
+        "verified": base["verified"],
+        "errors": base["errors"],
+        "pdi": _s(c.get("pdi")),
+        "vbios_version": base["vbios_version"],
+        "position_id": c.get("position_id") if isinstance(c.get("position_id"), int) else None,
+        "device_certificate_sha256": base["device_certificate_sha256"],
+        "nonce_checked": base["nonce_checked"],
+        "rim": {"vbios": base["rim"]["vbios"], "status": base["rim"]["status"]},
+        "measurements_compared": base["measurements_compared"],
+        "mismatched_indices": base["mismatched_indices"],
+        "revocation": base["revocation"],
+        "topology": {
+            "verified": topo.get("verified") is True,
+            "errors": [e for e in topo.get("errors") or [] if isinstance(e, str)],
+            "ppcie": tc.get("ppcie") if isinstance(tc.get("ppcie"), bool) else None,
+            "switch_side_checked": tc.get("switch_side_checked") is True,
+        },
+    }
+
+
+def add_token_claims(
+    submods: dict[str, dict[str, Any]], platform: str, gpus: Any, topology: Any = None
+) -> None:
     """Put :func:`token_claims` into each ``<platform>/gpu<i>`` submod the appraisal made
-    (a GPU no key's policy appraised has no submod, and gets none: an EAR submod carries
-    an appraisal status)."""
+    and :func:`switch_token_claims` into each ``<platform>/nvswitch<j>`` (``i`` counts GPUs
+    and ``j`` switches, in evidence order, as ``sealgate.appraise.gpu`` names them; each
+    says its ``entry``, the evidence index its nonce was derived from). A device no key's
+    policy appraised has no submod, and gets none: an EAR submod carries an appraisal
+    status."""
     if not isinstance(gpus, list):
         return
-    for i, item in enumerate(gpus):
-        sub = submods.get(f"{platform}/gpu{i}")
+    counts = {"gpu": 0, "nvswitch": 0}
+    for entry, item in enumerate(gpus):
+        kind = item.get("kind", "gpu") if isinstance(item, dict) else "gpu"
+        kind = kind if kind in counts else "gpu"
+        sub = submods.get(f"{platform}/{kind}{counts[kind]}")
+        counts[kind] += 1
         if sub is not None:
-            sub[SUBMOD_CLAIM] = token_claims(item)
+            claims = (
+                switch_token_claims(item, topology) if kind == "nvswitch" else token_claims(item)
+            )
+            sub[SUBMOD_CLAIM] = {**claims, "entry": entry}

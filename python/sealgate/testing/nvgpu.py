@@ -386,3 +386,41 @@ class SyntheticPpcieSet:
 
     def evidence_json(self, nonce: bytes) -> bytes:
         return json.dumps(self.evidence(nonce)).encode()
+
+
+class SyntheticCollector:
+    """A node's GPU collector (``sealgate.node.agent.GpuCollector``) over synthetic GPUs and
+    NVSwitches, in the order given: each device signs the nonce at its index. A real node
+    collects GPUs through NVML (``sealgate.node.nvml``) and NVSwitches through NVIDIA's NSCQ
+    library (NVML exposes no switch attestation); this stands in for both in tests.
+
+    ``rims`` is sent with every entry, ``ocsp`` per entry index; ``replace`` maps an index to
+    a report sent instead of a fresh one (a hostile node's replay or splice)."""
+
+    def __init__(
+        self,
+        devices: list[SyntheticGpu | SyntheticSwitch],
+        *,
+        rims: list[bytes] | None = None,
+        ocsp: dict[int, list[bytes]] | None = None,
+    ) -> None:
+        self.devices = devices
+        self.rims = list(rims or [])
+        self.ocsp = dict(ocsp or {})
+        self.replace: dict[int, bytes] = {}
+
+    def count(self) -> int:
+        return len(self.devices)
+
+    def collect(self, nonces: list[bytes]) -> list[Any]:
+        from sealgate._proto import attestation_pb2
+
+        return [
+            attestation_pb2.GpuEvidence(
+                report=self.replace.get(i) or d.report(n),
+                cert_chain=d.cert_chain(),
+                rims=self.rims,
+                ocsp_responses=self.ocsp.get(i, []),
+            )
+            for i, (d, n) in enumerate(zip(self.devices, nonces, strict=True))
+        ]
