@@ -402,3 +402,27 @@ def test_cli_ocsp_pool_covers_device_and_rim_chains(
     assert main([*argv, *(a for f in files[len(rim_rs) :] for a in ("--ocsp", f))]) == 0
     rev = json.loads(capsys.readouterr().out)["claims"]["revocation"]
     assert rev["device"]["checked"] is True and rev["checked"] is False
+
+
+def test_no_collateral_revocation_claims_equal_the_general_path() -> None:
+    # Without OCSP responses and RIMs the verifier takes a short path; its claims must be
+    # exactly what the per-chain path gives for an empty pool (policy reads them).
+    from sealgate import nvgpu
+    from sealgate.result import VerifyResult
+
+    gpu, _, (v, _), _, _ = _gpu_and_rims()
+    n = b"\x07" * 32
+    ev = nvgpu.GpuEvidence(gpu.report(n), gpu.cert_chain())
+    short = v.verify(ev, nonce=n, at=AT)
+    assert short.verified, short.errors
+    chain = v.chains.verify(gpu.cert_chain(), AT)
+    general = VerifyResult(nvgpu.PLATFORM)
+    device = nvgpu.GpuVerifier._chain_revocation(general, chain.path.certs, [[]], AT)
+    assert short.claims["revocation"] == {
+        "checked": False,
+        "status": "not_checked",
+        "certificates": device["certificates"],
+        "device": device,
+        "rims": {},
+    }
+    assert not general.errors

@@ -255,3 +255,20 @@ def test_mutated_reports_only_parse_errors(pos: int, val: int) -> None:
         assert e.code.startswith("gpu.format.")
         return
     assert rep.signed == bytes(raw[:-96])
+
+
+def test_hex_text_forms_decode_alike() -> None:
+    # One hex line (the fast path), the same text wrapped over lines or upper-case, and the
+    # binary report all give the same bytes; text that is not hex is a stable code.
+    from sealgate.nvgpu import decode_report
+
+    raw = SyntheticGpu(NvidiaHierarchy(), 0).report(b"\x05" * 32)
+    line = raw.hex().encode()
+    wrapped = b"\n".join(line[i : i + 64] for i in range(0, len(line), 64)) + b"\n"
+    for text in (line, line + b"\r\n", wrapped, line.upper()):
+        assert decode_report(text) == raw
+    assert decode_report(raw) == raw
+    for bad in (line[:-1], line[:-2] + b"zz", b"11" + "é".encode() * 4):
+        with pytest.raises(ParseError) as e:
+            decode_report(bad)
+        assert e.value.code == "gpu.format.invalid"

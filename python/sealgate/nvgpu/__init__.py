@@ -273,6 +273,17 @@ class GpuVerifier:
         is "not checked" and policy decides; a revoked, unknown, stale or badly signed
         response fails the GPU. ``revocation.checked`` is true only when every chain was
         checked; ``device`` and ``rims`` (per RIM kind, with its id) say which was."""
+        if not ocsp and not found:
+            # Nothing to check (the usual case without collateral): the result the general
+            # path gives for an empty pool, without its per-chain work.
+            res.claims["revocation"] = {
+                "checked": False,
+                "status": "not_checked",
+                "certificates": [],
+                "device": {"checked": False, "status": "not_checked", "certificates": []},
+                "rims": {},
+            }
+            return
         pool = list(ocsp or ())
         device = self._chain_revocation(res, chain.path.certs, [pool], at)
         rims_out: dict[str, dict[str, Any]] = {}

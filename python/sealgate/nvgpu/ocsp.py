@@ -196,6 +196,8 @@ def responses_for(
     parsed, so a malformed one fails (``gpu.ocsp.malformed``) whichever chain it was meant
     for; a pool with none for this chain gives ``[]`` (revocation of this chain not
     checked)."""
+    if not responses:
+        return []  # the common case (no OCSP collateral): no certificate need be loaded
     if len(responses) > MAX_RESPONSES:
         raise ChainError("gpu.ocsp.too_large", f"more than {MAX_RESPONSES} OCSP responses")
     parsed = [(raw, _load(raw, i)) for i, raw in enumerate(responses)]

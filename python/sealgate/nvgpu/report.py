@@ -22,6 +22,7 @@ module wraps its result in the Python types.
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass, field
 
 from sealgate import _core
@@ -188,6 +189,12 @@ def decode_report(data: bytes) -> bytes:
         return data
     if len(s) > 2 * MAX_REPORT:
         raise _err("gpu.format.too_large", f"hex report of {len(s)} characters", "report", 0)
+    try:
+        # One hex line (nvtrust's samples, NRAS): a2b_hex reads the bytes directly and is
+        # the fast path; text wrapped over lines goes through fromhex, which skips whitespace.
+        return binascii.a2b_hex(s)
+    except (binascii.Error, ValueError):
+        pass
     try:
         return bytes.fromhex(s.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
