@@ -408,6 +408,7 @@ def test_no_collateral_revocation_claims_equal_the_general_path() -> None:
     # Without OCSP responses and RIMs the verifier takes a short path; its claims must be
     # exactly what the per-chain path gives for an empty pool (policy reads them).
     from sealgate import nvgpu
+    from sealgate.nvgpu.revocation import chain_revocation
     from sealgate.result import VerifyResult
 
     gpu, _, (v, _), _, _ = _gpu_and_rims()
@@ -417,7 +418,7 @@ def test_no_collateral_revocation_claims_equal_the_general_path() -> None:
     assert short.verified, short.errors
     chain = v.chains.verify(gpu.cert_chain(), AT)
     general = VerifyResult(nvgpu.PLATFORM)
-    device = nvgpu.GpuVerifier._chain_revocation(general, chain.path.certs, [[]], AT)
+    device = chain_revocation(general, chain.path.certs, [[]], AT)
     assert short.claims["revocation"] == {
         "checked": False,
         "status": "not_checked",

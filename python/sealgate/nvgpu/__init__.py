@@ -34,7 +34,6 @@ from typing import Any
 
 from sealgate import _core
 from sealgate.errors import ParseError, SealgateError
-from sealgate.nvgpu import ocsp as nv_ocsp
 from sealgate.nvgpu import rim
 from sealgate.nvgpu.certs import DeviceChain, NvidiaChainVerifier
 from sealgate.nvgpu.report import (
@@ -47,6 +46,7 @@ from sealgate.nvgpu.report import (
     from_fields,
     parse_report,
 )
+from sealgate.nvgpu.revocation import record_revocation
 from sealgate.nvgpu.rim import RimSource
 from sealgate.nvgpu.switch import (
     KIND_GPU,
@@ -257,8 +257,8 @@ class GpuVerifier:
             res.fail_from(e)
         return found
 
+    @staticmethod
     def _revocation(
-        self,
         res: VerifyResult,
         chain: DeviceChain,
         ocsp: Sequence[bytes] | None,
@@ -266,70 +266,9 @@ class GpuVerifier:
         found: dict[str, rim.Rim],
         source: RimSource | None,
     ) -> None:
-        """OCSP (RFC 6960, ``sealgate.nvgpu.ocsp``) for every certificate but the anchor of
-        the device chain and of each RIM's signer chain. ``ocsp`` is one pool for all of
-        them (a node sends its GPU's collateral together); a RIM chain also takes the
-        collateral cache's responses (``RimSource.cached_ocsp``). A chain without responses
-        is "not checked" and policy decides; a revoked, unknown, stale or badly signed
-        response fails the GPU. ``revocation.checked`` is true only when every chain was
-        checked; ``device`` and ``rims`` (per RIM kind, with its id) say which was."""
-        if not ocsp and not found:
-            # Nothing to check (the usual case without collateral): the result the general
-            # path gives for an empty pool, without its per-chain work.
-            res.claims["revocation"] = {
-                "checked": False,
-                "status": "not_checked",
-                "certificates": [],
-                "device": {"checked": False, "status": "not_checked", "certificates": []},
-                "rims": {},
-            }
-            return
-        pool = list(ocsp or ())
-        device = self._chain_revocation(res, chain.path.certs, [pool], at)
-        rims_out: dict[str, dict[str, Any]] = {}
-        seen: dict[tuple[str, ...], dict[str, Any]] = {}
-        for kind, r in found.items():
-            # NVIDIA signs the driver and VBIOS RIMs under one chain: check it (and report a
-            # failure) once.
-            key = tuple(c.fingerprint for c in r.signer)
-            if key not in seen:
-                cached = source.cached_ocsp(r.signer) if source is not None else []
-                extra = [x for x in cached if x not in pool]
-                seen[key] = self._chain_revocation(res, r.signer, [pool, extra], at)
-            rims_out[kind] = {"id": r.id, **seen[key]}
-        checked = device["checked"] is True and all(v["checked"] is True for v in rims_out.values())
-        bad = next(
-            (
-                v["status"]
-                for v in (device, *rims_out.values())
-                if v["status"] not in ("good", "not_checked")
-            ),
-            None,
-        )
-        res.claims["revocation"] = {
-            "checked": checked,
-            "status": bad or ("good" if checked else "not_checked"),
-            # The device chain's certificates, where earlier claims had them.
-            "certificates": device.get("certificates", []),
-            "device": device,
-            "rims": rims_out,
-        }
-
-    @staticmethod
-    def _chain_revocation(
-        res: VerifyResult, certs: Sequence[Any], pools: Sequence[Sequence[bytes]], at: datetime
-    ) -> dict[str, Any]:
-        """One chain's revocation from the responses of ``pools`` that concern it (each
-        pool bounded by ``responses_for``); a failure is recorded in ``res``."""
-        try:
-            mine = [x for p in pools for x in nv_ocsp.responses_for(certs, p)]
-            out = nv_ocsp.check_chain(certs, mine, at=at)
-        except SealgateError as e:
-            # A bad response in the shared pool fails every chain alike: say so once.
-            if not any(f.code == e.code and f.message == e.message for f in res.errors):
-                res.fail_from(e)
-            return {"checked": False, "status": e.code, "certificates": []}
-        return out.as_dict()
+        """OCSP for the device chain and each found RIM's signer chain
+        (``sealgate.nvgpu.revocation``)."""
+        record_revocation(res, chain.path.certs, ocsp, at, found, source)
 
 
 def _gpu_order(pdi_hex: str) -> str:

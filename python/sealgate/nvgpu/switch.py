@@ -31,7 +31,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -45,6 +44,7 @@ from sealgate.nvgpu.report import (
     decode_report,
     parse_report,
 )
+from sealgate.nvgpu.revocation import record_revocation
 from sealgate.nvgpu.rim import RimSource
 from sealgate.result import VerifyResult
 
@@ -319,34 +319,9 @@ class SwitchVerifier:
         ``rims.vbios`` with the RIM id; ``checked`` only when both were): a switch RIM is
         as revocable as a GPU's. One pool (what the node sent); the RIM chain also takes
         the collateral cache's responses, as ``GpuVerifier`` does."""
-        from sealgate.nvgpu import GpuVerifier  # the package imports this module first
-
-        pool = list(ocsp or ())
-        device = GpuVerifier._chain_revocation(res, chain.path.certs, [pool], at)
-        rims_out: dict[str, dict[str, Any]] = {}
-        if used is not None:
-            cached = source.cached_ocsp(used.signer) if source is not None else []
-            extra = [x for x in cached if x not in pool]
-            rims_out["vbios"] = {
-                "id": used.id,
-                **GpuVerifier._chain_revocation(res, used.signer, [pool, extra], at),
-            }
-        checked = device["checked"] is True and all(v["checked"] is True for v in rims_out.values())
-        bad = next(
-            (
-                v["status"]
-                for v in (device, *rims_out.values())
-                if v["status"] not in ("good", "not_checked")
-            ),
-            None,
+        record_revocation(
+            res, chain.path.certs, ocsp, at, {"vbios": used} if used is not None else {}, source
         )
-        res.claims["revocation"] = {
-            "checked": checked,
-            "status": bad or ("good" if checked else "not_checked"),
-            "certificates": device.get("certificates", []),
-            "device": device,
-            "rims": rims_out,
-        }
 
     def _reference_values(
         self, res: VerifyResult, rep: SwitchReport, rims: RimSource | None, at: datetime
