@@ -16,7 +16,7 @@ key's ``ppcie`` requirement.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -269,16 +269,7 @@ def _switch(a: Appraisal, req: GpuRequirements, j: int, s: GpuVerdict, vec: dict
             vb,
             req.switch_vbios_versions,
         )
-    unchecked = _unchecked_chains(c)
-    if req.require_revocation_check and unchecked:
-        fail(
-            "policy.gpu.revocation_unchecked",
-            f"certificate revocation was not checked for the {', '.join(unchecked)} "
-            "chain(s) (no OCSP responses)",
-            "hardware",
-            UNSAFE_HARDWARE,
-            unchecked,
-        )
+    _require_revocation(req, c, fail)
 
 
 def _one(
@@ -353,6 +344,14 @@ def _one(
             vb,
             req.vbios_versions,
         )
+    _require_revocation(req, c, fail)
+
+
+def _require_revocation(
+    req: GpuRequirements, c: Mapping[str, Any], fail: Callable[..., None]
+) -> None:
+    """``require_revocation_check``: every chain of the device (device, each RIM signer)
+    must have been checked by OCSP."""
     unchecked = _unchecked_chains(c)
     if req.require_revocation_check and unchecked:
         fail(
