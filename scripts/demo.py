@@ -9,10 +9,16 @@
    attests, receives the key and decrypts the model (files checked against the signature);
 5. a second node with one extra PCR extension is denied, and the explanation names the PCR;
 6. a replayed Attest is refused;
-7. the audit chain verifies (and a tampered copy does not).
+7. the golden node with two confidential GPUs gets a key whose policy requires them (each
+   GPU's SPDM report fresh for the challenge, bound into the TPM quote, matched against its
+   RIMs, OCSP-checked); with one GPU in developer-tools mode it is denied, naming the GPU;
+8. the audit chain verifies (and a tampered copy does not).
 
 Every step runs the real CLI (`sealgate serve | admin | node | model | audit`) against real
-gRPC on loopback. Everything started is stopped at the end, also on failure.
+gRPC on loopback, except the GPU step: this machine has no GPU, so the node agent talks to
+a fake NVML backed by synthetic H100s whose device and RIM roots (``sealgate.testing``) the
+demo server is configured to trust — never NVIDIA's. Everything started is stopped at the
+end, also on failure.
 """
 
 from __future__ import annotations
@@ -28,16 +34,24 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
+import jwt
 from sealgate.node.agent import NodeAgent, error_code
+from sealgate.node.nvml import NvmlGpus
 from sealgate.node.tpm import Tpm2ToolsCollector
 from sealgate.testing.eventlog import LogEvent, sample_boot_events
+from sealgate.testing.fake_nvml import FakeNvml
+from sealgate.testing.nvgpu import MODE_DEVTOOLS, NvidiaHierarchy, SyntheticGpu
 from sealgate.testing.swtpm import Swtpm, tools_available
 
 BIN = Path(sys.executable).parent / "sealgate"
 KEY_ID = "llama-3-8b"
+GPU_KEY_ID = "llama-3-70b-gpu"
+GPU_VBIOS = "96.00.5E.00.01"
 SELECTION = "sha256:0,1,2,3,4,5,6,7"
 
 
@@ -97,6 +111,52 @@ def last_line(text: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
+@dataclass
+class GpuWorld:
+    """Two synthetic H100s, the roots the demo server trusts for them, RIMs matching their
+    firmware in a RIM directory, and good OCSP responses for their device chains and the RIM
+    signer chain in the server's collateral cache."""
+
+    gpus: list[SyntheticGpu]
+    config: str
+
+    @classmethod
+    def make(cls, tmp: Path) -> GpuWorld:
+        from cryptography.hazmat.primitives import serialization
+        from sealgate import pki
+        from sealgate.collateral import CollateralCache
+        from sealgate.nvgpu.fetch import ocsp_cache_parts
+        from sealgate.testing.nvgpu_rim import make_hierarchy, matching_rims, ocsp_good
+
+        pem = serialization.Encoding.PEM
+        dh = NvidiaHierarchy()
+        gpus = [SyntheticGpu(dh, i) for i in range(2)]
+        rh = make_hierarchy("demo", not_before=datetime.now(UTC) - timedelta(days=1))
+        d = tmp / "gpu"
+        (d / "rims").mkdir(parents=True)
+        (d / "device-root.pem").write_bytes(dh.root_pem())
+        (d / "rim-root.pem").write_bytes(rh.root.public_bytes(pem))
+        drv, vb = matching_rims(
+            rh, gpus[0].measurements, driver_version=gpus[0].driver_version,
+            vbios_version=GPU_VBIOS,
+        )  # fmt: skip
+        (d / "rims" / "driver.swidtag").write_bytes(drv)
+        (d / "rims" / "vbios.swidtag").write_bytes(vb)
+        cache = CollateralCache(tmp / "collateral")
+        pairs = [(g.leaf, dh.ica, dh.ica_key) for g in gpus]
+        pairs += [(dh.ica, dh.root, dh.root_key), (rh.signer, rh.ca, rh.ca_key)]
+        pairs += [(rh.ca, rh.root, rh.root_key)]
+        for cert, issuer, key in pairs:
+            c = pki.load_certificate(cert.public_bytes(serialization.Encoding.DER))
+            cache.put("nvidia", *ocsp_cache_parts(c), data=ocsp_good(cert, issuer, key))
+        config = (
+            f"nvgpu_roots: [{d / 'device-root.pem'}]\n"
+            f"nvgpu_rim_roots: [{d / 'rim-root.pem'}]\n"
+            f"nvgpu_rim_dirs: [{d / 'rims'}]\ncollateral_dir: {tmp / 'collateral'}\n"
+        )
+        return cls(gpus, config)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,13 +204,14 @@ def run(tmp: Path, started: Started) -> int:
     rogue_tpm.start()
 
     step(1, "start the sealgate server (SQLite, local KEK file, loopback only)")
+    gpu_world = GpuWorld.make(tmp)
     port, http_port = free_port(), free_port()
     data = tmp / "server-data"
     config = tmp / "sealgate.yaml"
     config.write_text(
         f"listen: 127.0.0.1:{port}\nhttp_listen: 127.0.0.1:{http_port}\ndata_dir: {data}\n"
         f"ek_ca_roots: [{ca / 'swtpm-localca-rootca-cert.pem'}]\n"
-        f"ek_ca_intermediates: [{ca / 'issuercert.pem'}]\n"
+        f"ek_ca_intermediates: [{ca / 'issuercert.pem'}]\n" + gpu_world.config
     )
     server = subprocess.Popen(
         [str(BIN), "serve", "--config", str(config)],
@@ -320,7 +381,59 @@ def run(tmp: Path, started: Started) -> int:
         else:
             raise RuntimeError("replayed Attest was accepted")
 
-    step(7, "the audit chain verifies; a tampered copy does not")
+    step(7, "the golden node with two confidential GPUs; then one GPU in developer-tools mode")
+    gpu_key = tmp / "gpu-model.key"
+    gpu_key.write_bytes(os.urandom(32))
+    os.chmod(gpu_key, 0o600)
+    sealgate("admin", "key-import", GPU_KEY_ID, str(gpu_key), "--description", "GPU model",
+             env=env)  # fmt: skip
+    gpu_key.unlink()
+    g0 = gpu_world.gpus[0]
+    gpu_policy = {
+        "platforms": {"tpm": {"reference_sets": ["golden-swtpm"], "required_selection": SELECTION}},
+        "gpu": {
+            "min_count": 2,
+            "cc_mode": "on",
+            "devtools": "forbidden",
+            "driver_versions": [g0.driver_version],
+            "vbios_versions": [GPU_VBIOS],
+            "require_revocation_check": True,
+        },
+    }
+    (tmp / "gpu-policy.json").write_text(json.dumps(gpu_policy))
+    sealgate("admin", "policy-put", GPU_KEY_ID, str(tmp / "gpu-policy.json"), env=env)
+    say(
+        f"policy for {GPU_KEY_ID}: the golden TPM state and >= 2 GPUs in CC mode, driver "
+        f"{g0.driver_version}, VBIOS {GPU_VBIOS}, measurements = RIMs, OCSP checked"
+    )
+
+    def gpu_attest() -> Any:
+        with grpc.insecure_channel(addr) as ch:
+            agent = NodeAgent(
+                ch,
+                "serving-node-1",
+                Tpm2ToolsCollector(
+                    golden_tpm.tcti, tmp / "node1-state", eventlog=tmp / "golden.log"
+                ),
+                gpus=NvmlGpus(FakeNvml(gpu_world.gpus), count=2),
+            )
+            return agent.attest([GPU_KEY_ID])
+
+    res = gpu_attest()
+    if list(res.keys) != [GPU_KEY_ID]:
+        raise RuntimeError(f"the GPU node was not granted {GPU_KEY_ID}: {res.denied}")
+    claims = jwt.decode(res.token, options={"verify_signature": False})
+    subs = {k: v["ear.status"] for k, v in claims["submods"].items() if "/gpu" in k}
+    say(f"granted {GPU_KEY_ID}; EAR GPU submods {subs}")
+    gpu_world.gpus[1].mode = MODE_DEVTOOLS
+    res = gpu_attest()
+    if res.keys or not res.denied:
+        raise RuntimeError("a GPU in developer-tools mode was granted a key")
+    for d in res.denied:
+        for f in d.failures:
+            say(f"denied {d.key_id}: {f.code}: {f.message}")
+
+    step(8, "the audit chain verifies; a tampered copy does not")
     v = json.loads(sealgate("admin", "audit-verify", "--json", env=env))
     say(
         f"server: ok={v['ok']}, {v['entries']} entries hash-chained (SHA-256 over "
@@ -359,7 +472,7 @@ def run(tmp: Path, started: Started) -> int:
         raise RuntimeError(f"tampered audit copy was not refused: {out.strip()}")
     say(f"copy with entry {row[0]} edited: {out.strip()}")
 
-    step(8, "stop everything")
+    step(9, "stop everything")
     server.send_signal(signal.SIGTERM)
     rest = server.communicate(timeout=30)[0].strip().splitlines()[-2:]
     said = " / ".join(x.removeprefix("sealgate: ") for x in rest)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509 import ocsp
 from sealgate import nvgpu, pki
 from sealgate.node.nvml import NvmlError, NvmlGpus
 from sealgate.protocol import runtime_binding
 from sealgate.protocol.gpu_binding import gpu_nonces
 from sealgate.testing.fake_nvml import FakeNvml
 from sealgate.testing.nvgpu import NvidiaHierarchy, SyntheticGpu
-from sealgate.testing.nvgpu_rim import RimHierarchy
+from sealgate.testing.nvgpu_rim import RimHierarchy, ocsp_good
 
 
 def test_collects_verifiable_reports_for_each_nonce() -> None:
@@ -83,22 +82,7 @@ AT = datetime(2024, 6, 1, tzinfo=UTC)
 def _good_ocsp(
     cert: x509.Certificate, issuer: x509.Certificate, key: ec.EllipticCurvePrivateKey
 ) -> bytes:
-    return (
-        ocsp.OCSPResponseBuilder()
-        .add_response(
-            cert=cert,
-            issuer=issuer,
-            algorithm=hashes.SHA384(),
-            cert_status=ocsp.OCSPCertStatus.GOOD,
-            this_update=AT - timedelta(hours=1),
-            next_update=AT + timedelta(days=1),
-            revocation_time=None,
-            revocation_reason=None,
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.NAME, issuer)
-        .sign(key, hashes.SHA384())
-        .public_bytes(serialization.Encoding.DER)
-    )
+    return ocsp_good(cert, issuer, key, at=AT)
 
 
 def _collateral_dir(tmp_path: Path, gpus: list[SyntheticGpu]) -> tuple[Path, RimHierarchy]:

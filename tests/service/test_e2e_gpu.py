@@ -206,27 +206,9 @@ _DEVTOOLS = hashlib.sha384(b"synthetic devtools firmware").digest()
 
 def _ocsp_good(cert: Any, issuer: Any, key: Any) -> bytes:
     """An issuer-signed "good" response (RFC 6960 §4.2.2.2: the CA itself may sign)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509 import ocsp
+    from sealgate.testing.nvgpu_rim import ocsp_good
 
-    now = datetime.now(UTC)
-    b = (
-        ocsp.OCSPResponseBuilder()
-        .add_response(
-            cert=cert,
-            issuer=issuer,
-            algorithm=hashes.SHA384(),
-            cert_status=ocsp.OCSPCertStatus.GOOD,
-            this_update=now - timedelta(hours=1),
-            next_update=now + timedelta(days=1),
-            revocation_time=None,
-            revocation_reason=None,
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.NAME, issuer)
-    )
-    assert isinstance(cert, x509.Certificate)
-    return b.sign(key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
+    return ocsp_good(cert, issuer, key)
 
 
 def _collateral(

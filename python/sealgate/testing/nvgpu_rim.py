@@ -281,3 +281,33 @@ def delegated_ocsp_signer(
         eku=[ExtendedKeyUsageOID.OCSP_SIGNING],
     )
     return k, c
+
+
+def ocsp_good(
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    at: datetime | None = None,
+) -> bytes:
+    """A DER "good" OCSP response for ``cert``, signed by its issuer itself (RFC 6960
+    §4.2.2.2), current around ``at`` (default now): thisUpdate an hour before, nextUpdate a
+    day after."""
+    from cryptography.x509 import ocsp
+
+    now = at if at is not None else datetime.now(UTC)
+    b = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=cert,
+            issuer=issuer,
+            algorithm=hashes.SHA384(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=now - timedelta(hours=1),
+            next_update=now + timedelta(days=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.NAME, issuer)
+    )
+    return b.sign(issuer_key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
