@@ -102,6 +102,13 @@ log = logging.getLogger("sealgate.storage.postgres")
 
 SCHEMA_VERSION = schema.SCHEMA_VERSION
 MIGRATIONS: list[tuple[int, list[str]]] = schema.render("postgresql")
+
+#: The shared model-registration statements (``sealgate.storage.rows``) in psycopg's form.
+_MODEL_REGISTRATION_BY_VERSION = rows_.postgres_params(rows_.MODEL_REGISTRATION_BY_VERSION)
+_MODEL_REGISTRATIONS_ALL = rows_.postgres_params(rows_.MODEL_REGISTRATIONS_ALL)
+_MODEL_REGISTRATIONS_OF_KEY = rows_.postgres_params(rows_.MODEL_REGISTRATIONS_OF_KEY)
+_MODEL_REGISTRATION_INSERT = rows_.postgres_params(rows_.MODEL_REGISTRATION_INSERT)
+
 _GENESIS = bytes(32)
 
 #: Advisory lock keys (per database, https://www.postgresql.org/docs/15/explicit-locking.html
@@ -727,56 +734,21 @@ class PostgresStorage(Storage):
                     "storage.model_key.not_found",
                     f"no version {reg.version} of model key {reg.key_id}",
                 )
-            row = c.execute(
-                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
-                " model_name, bundle, registered_at, registered_by FROM model_registrations"
-                " WHERE key_id = %s AND version = %s",
-                (reg.key_id, reg.version),
-            ).fetchone()
+            row = c.execute(_MODEL_REGISTRATION_BY_VERSION, (reg.key_id, reg.version)).fetchone()
             if row is not None:
                 return rows_.model_registration(row), False
-            c.execute(
-                "INSERT INTO model_registrations (key_id, version, root_digest, hash_algorithm,"
-                " signer, format_version, model_name, bundle, registered_at, registered_by)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    reg.key_id,
-                    reg.version,
-                    reg.root_digest,
-                    reg.hash_algorithm,
-                    reg.signer_json,
-                    reg.format_version,
-                    reg.model_name,
-                    reg.bundle,
-                    reg.registered_at,
-                    reg.registered_by,
-                ),
-            )
+            c.execute(_MODEL_REGISTRATION_INSERT, rows_.model_registration_params(reg))
         return reg, True
 
     def get_model_registration(self, key_id: str, version: int) -> ModelRegistration | None:
-        rows = self._q(
-            "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
-            " model_name, bundle, registered_at, registered_by FROM model_registrations"
-            " WHERE key_id = %s AND version = %s",
-            (key_id, version),
-        )
+        rows = self._q(_MODEL_REGISTRATION_BY_VERSION, (key_id, version))
         return rows_.model_registration(rows[0]) if rows else None
 
     def list_model_registrations(self, key_id: str | None = None) -> list[ModelRegistration]:
         if key_id is None:
-            rows = self._q(
-                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
-                " model_name, bundle, registered_at, registered_by FROM model_registrations"
-                " ORDER BY key_id, version"
-            )
+            rows = self._q(_MODEL_REGISTRATIONS_ALL)
         else:
-            rows = self._q(
-                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
-                " model_name, bundle, registered_at, registered_by FROM model_registrations"
-                " WHERE key_id = %s ORDER BY version",
-                (key_id,),
-            )
+            rows = self._q(_MODEL_REGISTRATIONS_OF_KEY, (key_id,))
         return [rows_.model_registration(r) for r in rows]
 
     # -- enrollment and nodes ---------------------------------------------------------

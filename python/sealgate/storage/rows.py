@@ -80,6 +80,45 @@ def secret(r: Row) -> SecretRecord:
     return SecretRecord(r[0], bytes(r[1]), r[2], int(r[3]))
 
 
+# Model registrations: the same statements on both backends, written with SQLite's ``?``
+# placeholders; PostgreSQL's are ``postgres_params`` of them. Only the column list and
+# placeholders are shared (no value is ever formatted into SQL).
+_MODEL_REGISTRATION_SELECT = (
+    "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
+    " model_name, bundle, registered_at, registered_by FROM model_registrations"
+)
+MODEL_REGISTRATION_BY_VERSION = _MODEL_REGISTRATION_SELECT + " WHERE key_id = ? AND version = ?"
+MODEL_REGISTRATIONS_ALL = _MODEL_REGISTRATION_SELECT + " ORDER BY key_id, version"
+MODEL_REGISTRATIONS_OF_KEY = _MODEL_REGISTRATION_SELECT + " WHERE key_id = ? ORDER BY version"
+MODEL_REGISTRATION_INSERT = (
+    "INSERT INTO model_registrations (key_id, version, root_digest, hash_algorithm,"
+    " signer, format_version, model_name, bundle, registered_at, registered_by)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def postgres_params(sql: str) -> str:
+    """A statement above with psycopg's ``%s`` placeholders (the statements hold no other
+    ``?`` or ``%``)."""
+    return sql.replace("?", "%s")
+
+
+def model_registration_params(reg: ModelRegistration) -> tuple[Any, ...]:
+    """The values of ``MODEL_REGISTRATION_INSERT``, in its column order."""
+    return (
+        reg.key_id,
+        reg.version,
+        reg.root_digest,
+        reg.hash_algorithm,
+        reg.signer_json,
+        reg.format_version,
+        reg.model_name,
+        reg.bundle,
+        reg.registered_at,
+        reg.registered_by,
+    )
+
+
 def model_registration(r: Row) -> ModelRegistration:
     """(key_id, version, root_digest, hash_algorithm, signer, format_version, model_name,
     bundle, registered_at, registered_by)."""

@@ -452,55 +452,22 @@ class SqliteStorage(Storage):
                     f"no version {reg.version} of model key {reg.key_id}",
                 )
             row = c.execute(
-                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
-                " model_name, bundle, registered_at, registered_by FROM model_registrations"
-                " WHERE key_id = ? AND version = ?",
-                (reg.key_id, reg.version),
+                rows_.MODEL_REGISTRATION_BY_VERSION, (reg.key_id, reg.version)
             ).fetchone()
             if row is not None:
                 return rows_.model_registration(row), False
-            c.execute(
-                "INSERT INTO model_registrations (key_id, version, root_digest, hash_algorithm,"
-                " signer, format_version, model_name, bundle, registered_at, registered_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    reg.key_id,
-                    reg.version,
-                    reg.root_digest,
-                    reg.hash_algorithm,
-                    reg.signer_json,
-                    reg.format_version,
-                    reg.model_name,
-                    reg.bundle,
-                    reg.registered_at,
-                    reg.registered_by,
-                ),
-            )
+            c.execute(rows_.MODEL_REGISTRATION_INSERT, rows_.model_registration_params(reg))
         return reg, True
 
     def get_model_registration(self, key_id: str, version: int) -> ModelRegistration | None:
-        rows = self._q(
-            "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
-            " model_name, bundle, registered_at, registered_by FROM model_registrations"
-            " WHERE key_id = ? AND version = ?",
-            (key_id, version),
-        )
+        rows = self._q(rows_.MODEL_REGISTRATION_BY_VERSION, (key_id, version))
         return rows_.model_registration(rows[0]) if rows else None
 
     def list_model_registrations(self, key_id: str | None = None) -> list[ModelRegistration]:
         if key_id is None:
-            rows = self._q(
-                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
-                " model_name, bundle, registered_at, registered_by FROM model_registrations"
-                " ORDER BY key_id, version"
-            )
+            rows = self._q(rows_.MODEL_REGISTRATIONS_ALL)
         else:
-            rows = self._q(
-                "SELECT key_id, version, root_digest, hash_algorithm, signer, format_version,"
-                " model_name, bundle, registered_at, registered_by FROM model_registrations"
-                " WHERE key_id = ? ORDER BY version",
-                (key_id,),
-            )
+            rows = self._q(rows_.MODEL_REGISTRATIONS_OF_KEY, (key_id,))
         return [rows_.model_registration(r) for r in rows]
 
     # -- enrollment and nodes ---------------------------------------------------------
