@@ -69,24 +69,27 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _cert(
-    subject: str,
+def ca_or_leaf_builder(
+    subject: x509.Name,
     key: ec.EllipticCurvePrivateKey,
-    issuer: str,
-    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
     *,
     ca: bool,
-    fwid: bytes | None = None,
-) -> x509.Certificate:
-    now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    b = (
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    serial: int,
+) -> x509.CertificateBuilder:
+    """The profile both synthetic NVIDIA hierarchies (devices here, RIM signers in
+    ``sealgate.testing.nvgpu_rim``) share: basicConstraints and keyUsage for a CA
+    (keyCertSign, cRLSign) or a signing leaf (digitalSignature), both critical."""
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -102,6 +105,26 @@ def _cert(
             ),
             critical=True,
         )
+    )
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: str,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    fwid: bytes | None = None,
+) -> x509.Certificate:
+    b = ca_or_leaf_builder(
+        _name(subject),
+        key,
+        _name(issuer),
+        ca=ca,
+        not_before=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+        not_after=dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+        serial=x509.random_serial_number(),
     )
     if fwid is not None:
         b = b.add_extension(

@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
 from sealgate import pki
+from sealgate.testing.nvgpu import ca_or_leaf_builder
 
 __all__ = [
     "DRIVER_INDICES",
@@ -82,27 +83,14 @@ def _cert(
     eku: Sequence[x509.ObjectIdentifier] = (),
 ) -> x509.Certificate:
     b = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not ca,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+        ca_or_leaf_builder(
+            _name(subject),
+            key,
+            _name(issuer),
+            ca=ca,
+            not_before=not_before,
+            not_after=not_after,
+            serial=serial,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
