@@ -134,8 +134,8 @@ class TokenIssuer:
         self.verifier_id = verifier_id
         self.ttl = ttl
         self._snap = _Keys(-1, {}, None)
-        # Serializes reloads, so a slower one never installs an older snapshot over a newer.
-        self._reload_lock = threading.Lock()
+        # Guards installing a reloaded snapshot (only ever held for the comparison).
+        self._install_lock = threading.Lock()
         self.reload()
         if create:
             self.ensure_active()
@@ -172,10 +172,17 @@ class TokenIssuer:
     def reload(self) -> None:
         """Read the keys afresh. Keys already loaded keep their unwrapped private part (one
         KEK unwrap per key and process, not per reload)."""
-        with self._reload_lock:
-            self._reload()
+        # No lock is held over the reads: on a remote database the hot path runs them on
+        # the event loop's thread (sealgate.storage.bridge), where another call waiting for
+        # that lock would block the holder too. Concurrent reloads each read, and the
+        # snapshot of the newest generation wins, so a slower one never installs an older
+        # snapshot over a newer.
+        snap = self._load()
+        with self._install_lock:
+            if snap.generation >= self._snap.generation:
+                self._snap = snap
 
-    def _reload(self) -> None:
+    def _load(self) -> _Keys:
         # The generation first: a rotation committed between the two reads only costs
         # one more reload later, never a stale snapshot labelled current.
         generation = self._st.config_generation()
@@ -206,7 +213,7 @@ class TokenIssuer:
             keys[rec.kid] = k
             if private is not None:
                 active = k
-        self._snap = _Keys(generation, keys, active)
+        return _Keys(generation, keys, active)
 
     def refresh(self, generation: int | None = None) -> None:
         """Reload if the keys changed since they were read: in any process, because every

@@ -149,7 +149,9 @@ class AttestationServicer(ServicerBase, attestation_pb2_grpc.AttestationServicer
 
     def _models_warm(self, key_ids: Sequence[str]) -> bool:
         if self.core.st.remote:
-            return True  # everything runs in the pool already; no reads on the loop
+            # No blocking read here: under the bridge a cold registration verdict is
+            # computed in a worker thread (ConfigView.model_gate, bridge.offload).
+            return True
         try:
             return self.core.models_warm(list(key_ids))
         except Exception:

@@ -1,5 +1,5 @@
-"""What appraisal reads — reference values, policies, current model-key versions — cached
-per configuration generation.
+"""What appraisal reads — reference values, policies, current model-key versions,
+revocations — cached per configuration generation.
 
 Every write to those tables bumps the storage's generation in the same transaction (SQLite:
 triggers, migration 2), so one indexed read tells whether the cached view is current. A
@@ -19,7 +19,9 @@ from sealgate.storage import (
     ModelRegistration,
     PolicyRecord,
     ReferenceValue,
+    Revocation,
     Storage,
+    bridge,
 )
 
 #: Bounds on memoized lookups per view. Only ids that exist are memoized (operators create
@@ -45,6 +47,24 @@ class ConfigView:
         self._models: BoundedCache[
             tuple[str, int], tuple[ModelRegistration | None, ModelCheck | None]
         ] = BoundedCache(MAX_ENTRIES, MAX_BYTES)
+        self._revocations: BoundedCache[
+            tuple[str, tuple[str, ...]], tuple[int, list[Revocation]]
+        ] = BoundedCache(MAX_ENTRIES, MAX_BYTES)
+
+    def revocation_state(
+        self, platform: str, identities: list[str]
+    ) -> tuple[int, list[Revocation]]:
+        """``Storage.revocation_state``, memoized for this generation (revoking or lifting
+        an identity moves it). Identities come from verified evidence or an enrolled node,
+        so the entries are the fleet's own hardware, bounded all the same."""
+        key = (platform, tuple(identities))
+        hit = self._revocations.get(key)
+        if hit is not None:
+            return hit
+        state = self._st.revocation_state(platform, identities)
+        size = 64 + sum(2 * len(i) for i in identities) + 512 * len(state[1])
+        self._revocations.put(key, state, size)
+        return state
 
     def reference_values(self, platform: str) -> list[ReferenceValue]:
         refs = self._refs.get(platform)
@@ -91,7 +111,10 @@ class ConfigView:
         reg = self._st.get_model_registration(key_id, version)
         check = None
         if reg is not None and policy.model is not None:
-            check = recheck(reg, policy.model.signers)
+            signers = policy.model.signers
+            # Milliseconds or more (a bundle verification): off the event loop's thread
+            # when the hot path runs there on a remote database (``bridge``).
+            check = bridge.offload(lambda: recheck(reg, signers))
         entry = (reg, check)
         size = 2 * len(key_id) + 2048 + (len(reg.bundle) if reg is not None else 0)
         self._models.put((key_id, version), entry, size)
@@ -104,9 +127,10 @@ class ConfigCache:
         self._view: ConfigView | None = None
         self._lock = threading.Lock()
 
-    def view(self) -> ConfigView:
-        """The view of the generation storage holds now (one read)."""
-        gen = self._st.config_generation()
+    def view(self, generation: int | None = None) -> ConfigView:
+        """The view of the generation storage holds now (one read), or of ``generation``
+        when the caller has just read it."""
+        gen = self._st.config_generation() if generation is None else generation
         view = self._view
         if view is None or view.generation != gen:
             with self._lock:

@@ -273,8 +273,12 @@ class Verifier:
             raise E.Invalid(e.code, e.message) from None
         # Read now, consume at the end in the transaction that records the decision (one
         # write-lock section per Attest instead of two); a concurrent second use of the same
-        # challenge then loses there and gets nothing (``_complete``).
-        ch = self.challenges.live(challenge_id)
+        # challenge then loses there and gets nothing (``_complete``). The node and the
+        # configuration generation come with it, in one round trip on a database server:
+        # a configuration change committed from here on applies from the next Attest.
+        inputs = self.st.attest_inputs(challenge_id, node_id, int(time.time()))
+        ch = inputs.challenge
+        view = self.config.view(inputs.generation)
         if ch is None:
             self.audit.append(
                 "attest.refused",
@@ -303,7 +307,7 @@ class Verifier:
         ids: list[str] = []
         mark = 0
         if verifier.needs_enrollment:
-            node = self.st.get_node(node_id) if node_id else None
+            node = inputs.node if node_id else None
             if node is None:
                 self._refuse(ch.id, node_id, "tpm.ak.unenrolled")
                 raise E.Denied("tpm.ak.unenrolled", f"node {node_id!r} has no enrolled AK")
@@ -311,7 +315,7 @@ class Verifier:
                 self._refuse(ch.id, node_id, "tpm.ak.revoked")
                 raise E.Denied("tpm.ak.revoked", f"node {node_id!r} has been revoked")
             ids = tpm_identities(node.ek_fingerprint, node.ak_name)
-            mark, revoked = self._revoked(platform, ids)
+            mark, revoked = self._revoked(platform, ids, view)
             if revoked:
                 self._refuse(ch.id, node_id, "tpm.ak.revoked", revoked=revoked)
                 raise E.Denied("tpm.ak.revoked", f"node {node_id!r}: its TPM has been revoked")
@@ -370,14 +374,13 @@ class Verifier:
                     "attest.identity.missing",
                     "verified evidence names no hardware identity: revocation cannot be checked",
                 )
-            mark, revoked = self._revoked(platform, ids)
+            mark, revoked = self._revoked(platform, ids, view)
             if revoked:
                 self._refuse(ch.id, node_id, "attest.identity.revoked", revoked=revoked)
                 raise E.Denied(
                     "attest.identity.revoked", f"{platform} identity {revoked[0]} is revoked"
                 )
         jkt = jwk_thumbprint(rk_jwk)
-        view = self.config.view()
         appraisals = self._release(view, result, key_ids, suite, runtime_public_key, ch.id, out)
         vector: dict[str, int] = {}
         for a, _rev in appraisals.values():
@@ -464,19 +467,24 @@ class Verifier:
         devices, topology = self._gpu_verifier.verify(base, gpus)
         return list(devices), dict(topology)
 
-    def _revocations(self, platform: str, ids: list[str]) -> tuple[int, list[Revocation]]:
+    def _revocations(
+        self, platform: str, ids: list[str], view: ConfigView | None = None
+    ) -> tuple[int, list[Revocation]]:
         """The revocation mark and the revocations of ``ids``: under ``platform`` and, for a
         platform whose hardware is another's (Azure SNP/TDX), under that one too, so a chip
         revoked as ``snp`` is revoked behind the paravisor as well."""
         mark, revs = 0, list[Revocation]()
         for p in revocation_platforms(platform):
-            m, r = self.st.revocation_state(p, ids)
+            m, r = view.revocation_state(p, ids) if view else self.st.revocation_state(p, ids)
             mark, revs = max(mark, m), revs + r
         return mark, revs
 
-    def _revoked(self, platform: str, ids: list[str]) -> tuple[int, list[str]]:
-        """The revocation mark to record, and which of ``ids`` are revoked now."""
-        mark, revs = self._revocations(platform, ids)
+    def _revoked(
+        self, platform: str, ids: list[str], view: ConfigView | None = None
+    ) -> tuple[int, list[str]]:
+        """The revocation mark to record, and which of ``ids`` are revoked now (as of
+        ``view``'s generation when given)."""
+        mark, revs = self._revocations(platform, ids, view)
         return mark, sorted({r.identity for r in revs if not r.lifted_at})
 
     def _refuse(self, challenge_id: str, node_id: str, code: str, **details: Any) -> None:

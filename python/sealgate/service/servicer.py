@@ -20,6 +20,7 @@ from sealgate.service.core import Verifier
 from sealgate.service.grpc_errors import rich_status, status_of, to_service_error
 from sealgate.service.metrics import Metrics
 from sealgate.service.readiness import Readiness
+from sealgate.storage import bridge
 
 Resp = TypeVar("Resp")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -99,18 +100,21 @@ class ServicerBase:
     ) -> Resp:
         """Run ``fn`` and map failures to statuses.
 
-        The attestation hot path runs on the event loop itself: its work is short and
-        CPU-bound, and running it inline avoids a thread hand-off per call and GIL convoys
-        (threads that release the GIL around SQLite calls wait up to a switch interval to get
-        it back, stretching the time the audit write lock is held). Calls that may take long
-        (admin, enrollment) go to the thread pool (``offload``) so they never stall it, and
-        so does every call when storage is a database server (``Storage.remote``): its round
-        trips must never block the event loop.
+        The attestation hot path runs on the event loop's thread: its work is short and
+        CPU-bound, and running it there avoids a thread hand-off per call and GIL convoys
+        (threads that release the GIL around storage calls wait up to a switch interval to
+        get it back, stretching the time the audit write lock is held). On SQLite it runs
+        inline. When storage is a database server (``Storage.remote``) it runs under
+        ``sealgate.storage.bridge``: its round trips are awaited by the loop, which serves
+        other calls meanwhile. Calls that may take long (admin, enrollment, cold
+        verifications) go to the thread pool (``offload``) so they never stall the loop.
         """
         t0 = time.perf_counter()
         try:
-            if offload or self.core.st.remote:
+            if offload:
                 result = await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+            elif self.core.st.remote:
+                result = await bridge.run(fn)
             else:
                 result = fn()
             self.metrics.rpc(method, "OK", time.perf_counter() - t0)

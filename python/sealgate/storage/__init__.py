@@ -45,6 +45,18 @@ class Challenge:
 
 
 @dataclass(frozen=True)
+class AttestInputs:
+    """What an Attest reads before verifying, in one round trip (``attest_inputs``)."""
+
+    #: The live, unused challenge, or None.
+    challenge: Challenge | None
+    #: The enrolled node of that id, or None.
+    node: Node | None
+    #: ``config_generation()`` as of the same read.
+    generation: int
+
+
+@dataclass(frozen=True)
 class ReferenceValue:
     id: str
     platform: str
@@ -388,6 +400,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def get_challenge(self, challenge_id: str, now: int) -> Challenge | None:
         """A live, unused challenge, without consuming it (``complete_attestation`` does)."""
+
+    @abc.abstractmethod
+    def attest_inputs(self, challenge_id: str, node_id: str, now: int) -> AttestInputs:
+        """``get_challenge``, ``get_node`` and ``config_generation`` in one statement (one
+        round trip on a database server; an Attest's first read)."""
 
     @abc.abstractmethod
     def complete_attestation(

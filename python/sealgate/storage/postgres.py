@@ -3,14 +3,14 @@
 Driver: psycopg 3 with ``psycopg_pool.ConnectionPool`` (sync). ``scripts/bench_pg_driver.py``
 measures it against asyncpg on the hot-path transaction mix.
 
-Threads and the event loop: every method blocks its calling thread for one or more round
-trips. In the service as it stands, admin calls, enrollment, the HTTP side port and cold
-Attest verifications are run in the service's thread pool (``ServicerBase._run(offload=True)``
-in ``service/servicer.py``, ``admin.py``, ``sideport.py``), but the attestation hot path
-(GetChallenge, warm Attest, ReleaseKey) runs inline on the event loop (``offload=False``),
-which suits SQLite's microsecond calls. With this backend those calls wait for the network,
-so the service must offload them when the database is PostgreSQL; this module never touches
-an event loop itself.
+Threads and the event loop: every method blocks its caller for one or more round trips.
+Called from a thread (admin calls, enrollment, the HTTP side port, cold verifications: the
+service's thread pool; the CLI), it blocks that thread. Called under
+``sealgate.storage.bridge.run`` — the service's attestation hot path (Challenge, warm Attest,
+ReleaseKey) on the event loop's own thread — every wait goes to the loop instead: psycopg's
+waits through ``_Connection.wait`` (``waiting.wait_async``), a wait for a pool connection to
+a worker thread, a wait for the group committer to a future. The loop serves other calls
+meanwhile, and no call pays a thread hand-off.
 
 Semantics, matching ``SqliteStorage``:
 
@@ -38,9 +38,9 @@ Semantics, matching ``SqliteStorage``:
   pays when the database is a network hop away.
 
 Group commit: ``create_challenge(…, audit)`` and ``complete_attestation`` outside
-``atomic()`` go to one committer thread per storage, which commits every queued call in one
-transaction of two round trips with the audit lock held for one of them (``_Committer``);
-the callers (pool threads) wait for its outcome. Inside ``atomic()``, and as the fallback
+``atomic()`` go to the committer, which commits every queued call in one transaction of two
+round trips with the audit lock held for one of them (``_Committer``: a thread for thread
+callers, a drain on the loop for loop callers); the callers wait for its outcome. Inside ``atomic()``, and as the fallback
 for a batch that failed for a reason of one job's own, they run one by one as above.
 
 Failures: a lost connection, a server shutting down (57P01/57P03), a pool timeout, a
@@ -55,7 +55,9 @@ server is back, without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import queue
@@ -72,10 +74,14 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 from psycopg import sql as pgsql
+from psycopg import waiting
+from psycopg.abc import RV, PQGen
+from psycopg.connection import _WAIT_INTERVAL
 
 from sealgate.storage import (
     AUDIT_PAGE_BYTES,
     AttestationRecord,
+    AttestInputs,
     AuditAppend,
     AuditRow,
     Challenge,
@@ -93,6 +99,7 @@ from sealgate.storage import (
     StorageError,
     StorageUnavailable,
     WrappedItem,
+    bridge,
     schema,
 )
 from sealgate.storage import rows as rows_
@@ -108,6 +115,7 @@ _MODEL_REGISTRATION_BY_VERSION = rows_.postgres_params(rows_.MODEL_REGISTRATION_
 _MODEL_REGISTRATIONS_ALL = rows_.postgres_params(rows_.MODEL_REGISTRATIONS_ALL)
 _MODEL_REGISTRATIONS_OF_KEY = rows_.postgres_params(rows_.MODEL_REGISTRATIONS_OF_KEY)
 _MODEL_REGISTRATION_INSERT = rows_.postgres_params(rows_.MODEL_REGISTRATION_INSERT)
+_ATTEST_INPUTS = rows_.postgres_params(rows_.ATTEST_INPUTS)
 
 _GENESIS = bytes(32)
 
@@ -222,8 +230,24 @@ def _idle_ok(conn: psycopg.Connection[Any]) -> bool:
     return not readable
 
 
-class _Held(threading.local):
-    conn: psycopg.Connection[Any] | None = None
+class _Connection(psycopg.Connection[Any]):
+    """A psycopg connection whose waits for the server go through the event loop when the
+    call runs under ``bridge.run`` (the service's hot path on the loop's thread), and block
+    the calling thread otherwise. Every sync wait of psycopg goes through ``wait`` (its
+    commands, COMMIT/ROLLBACK, COPY, pipelines); ``waiting.wait_async`` is the same
+    generator-driving loop the async connection uses."""
+
+    def wait(
+        self,
+        gen: PQGen[RV],
+        interval: float = _WAIT_INTERVAL,
+        timeout: float | None = None,
+    ) -> RV:
+        if bridge.active():
+            return bridge.wait(
+                waiting.wait_async(gen, self.pgconn.socket, interval=interval, timeout=timeout)
+            )
+        return super().wait(gen, interval, timeout)
 
 
 class PostgresStorage(Storage):
@@ -256,7 +280,11 @@ class PostgresStorage(Storage):
         self._redacted = redact(url)
         self._pipeline = pipeline
         self._pool_timeout = pool_timeout
-        self._held = _Held()
+        #: The connection of the caller's ``atomic()``: per thread, and per call on the
+        #: event loop (each ``bridge.run`` call has its own context).
+        self._held: contextvars.ContextVar[psycopg.Connection[Any] | None] = contextvars.ContextVar(
+            "sealgate_pg_atomic", default=None
+        )
         #: Connections on which the group-commit statements are prepared.
         self._prepared: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         self._closed = False
@@ -285,6 +313,7 @@ class PostgresStorage(Storage):
                 # after the server is back.
                 reconnect_timeout=4.0,
                 name="sealgate",
+                connection_class=_Connection,
                 open=False,
             )
         )
@@ -354,7 +383,7 @@ class PostgresStorage(Storage):
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """This thread's ``atomic()`` connection, or one from the pool for this call."""
-        held = self._held.conn
+        held = self._held.get()
         if held is not None:
             yield held
             return
@@ -375,11 +404,28 @@ class PostgresStorage(Storage):
         # that killed every idle connection would cost a whole pool timeout.)
         deadline = time.monotonic() + self._pool_timeout
         while True:
-            conn = self._pool.getconn(timeout=max(0.01, deadline - time.monotonic()))
+            conn = self._getconn(deadline)
             if _idle_ok(conn):
                 return conn
             conn.close()
             self._pool.putconn(conn)
+
+    def _getconn(self, deadline: float) -> psycopg.Connection[Any]:
+        if not bridge.active():
+            return self._pool.getconn(timeout=max(0.01, deadline - time.monotonic()))
+        # On the event loop: an idle connection is taken at once; waiting for one (all
+        # busy, or being re-established after an outage) happens in a worker thread, so
+        # the loop keeps serving, health checks included.
+        try:
+            # psycopg_pool refuses a timeout that has run out by the time it looks, even
+            # with a connection ready; 1 ms is the most the loop waits here (the pool is
+            # sized so that loop calls find one idle: bridge.MAX_CALLS).
+            return self._pool.getconn(timeout=0.001)
+        except psycopg_pool.PoolTimeout:
+            pass
+        return bridge.wait(
+            asyncio.to_thread(self._pool.getconn, timeout=max(0.01, deadline - time.monotonic()))
+        )
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
@@ -389,19 +435,19 @@ class PostgresStorage(Storage):
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
-        if self._held.conn is not None:
+        if self._held.get() is not None:
             with self._tx():
                 yield
             return
         if self._closed:
             raise StorageError("storage.closed", "storage is closed")
         with self._connection() as conn:
-            self._held.conn = conn
+            token = self._held.set(conn)
             try:
                 with self._errors(), conn.transaction():
                     yield
             finally:
-                self._held.conn = None
+                self._held.reset(token)
 
     @contextmanager
     def _statement(self) -> Iterator[psycopg.Connection[Any]]:
@@ -409,14 +455,14 @@ class PostgresStorage(Storage):
         so a failing statement undoes only itself (PostgreSQL aborts the whole transaction on
         an error otherwise, where SQLite keeps it usable)."""
         with self._connection() as conn, self._errors():
-            if self._held.conn is None:
+            if self._held.get() is None:
                 yield conn
             else:
                 with conn.transaction():
                     yield conn
 
     def _q(self, query: LiteralString, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if self._held.conn is not None or self._closed:
+        if self._held.get() is not None or self._closed:
             with self._statement() as conn:
                 return conn.execute(query, args).fetchall()
         # The hot path's reads (several per attestation): the same checkout, statement and
@@ -440,7 +486,7 @@ class PostgresStorage(Storage):
     def _pipelined(self) -> bool:
         # Pipeline mode only when asked, and only for a transaction of our own: inside
         # atomic() the enclosing transaction's statements run one by one.
-        return self._pipeline and self._held.conn is None
+        return self._pipeline and self._held.get() is None
 
     # -- schema -----------------------------------------------------------------------
     def migrate(self) -> int:
@@ -507,7 +553,7 @@ class PostgresStorage(Storage):
         if audit is None:
             self._x(_SQL_CHALLENGE_INSERT, args)
             return
-        if self._committer is not None and self._held.conn is None:
+        if self._committer is not None and self._held.get() is None:
             self._committer.submit(_Job(_CREATE, ch.id, args, audit))
             return
         self._create_challenge_direct(args, audit)
@@ -536,6 +582,9 @@ class PostgresStorage(Storage):
             (challenge_id, now),
         )
         return rows_.challenge(rows)
+
+    def attest_inputs(self, challenge_id: str, node_id: str, now: int) -> AttestInputs:
+        return rows_.attest_inputs(self._q(_ATTEST_INPUTS, (challenge_id, now, node_id)))
 
     def config_generation(self) -> int:
         return int(self._q("SELECT generation FROM config_generation")[0][0])
@@ -926,7 +975,7 @@ class PostgresStorage(Storage):
         audit: AuditAppend,
         record: AttestationRecord | None = None,
     ) -> bool:
-        if self._committer is not None and self._held.conn is None:
+        if self._committer is not None and self._held.get() is None:
             return self._committer.submit(
                 _Job(_COMPLETE, challenge_id, (challenge_id, now), audit, record)
             )
@@ -1244,11 +1293,20 @@ class _Job:
     audit: AuditAppend
     record: AttestationRecord | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    #: Called (from the committer's thread) once ``done`` is set: wakes a caller waiting on
+    #: the event loop.
+    wake: Callable[[], None] | None = None
     won: bool = False
     #: Set instead of ``won``: ``("unavailable", message)``, or the exception to raise.
     error: BaseException | tuple[str, str] | None = None
     #: The caller stopped waiting (bounded wait): not started, it is dropped.
     abandoned: bool = False
+
+    def finish(self) -> None:
+        self.done.set()
+        if self.wake is not None:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                self.wake()
 
 
 class _Committer:
@@ -1282,7 +1340,13 @@ class _Committer:
     at COMMIT) goes to every job of the batch: its outcome is unknown, so no caller may
     release a key for it (fail closed). Any other failure (a constraint, a value PostgreSQL
     cannot hold, an exception in a ``make_entry``) rolls the batch back and runs its jobs
-    one by one on the unbatched path, so one bad job never decides the others' fate."""
+    one by one on the unbatched path, so one bad job never decides the others' fate.
+
+    Callers on an event loop (``bridge``) are batched on that loop instead: the first job
+    starts a drain there (an unbounded ``bridge.run``), which commits what has queued by
+    then, batch after batch, while the callers wait for futures it settles on the same
+    thread. No thread hand-off, GIL hand-off or self-pipe wake-up per job; batches of the
+    thread and of the loop are two committers like two replicas' (same lock order)."""
 
     def __init__(self, st: PostgresStorage, wait_bound: float) -> None:
         self._st = st
@@ -1293,6 +1357,11 @@ class _Committer:
         #: Batches and jobs committed so far (tests, measurements).
         self.batches = 0
         self.jobs = 0
+        #: Per event loop: the jobs of its callers waiting for the next batch, and whether
+        #: a drain is running there (only touched on that loop's thread).
+        self._drains: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Drain] = (
+            weakref.WeakKeyDictionary()
+        )
         self._thread = threading.Thread(
             target=self._loop, name="sealgate-pg-committer", daemon=True
         )
@@ -1302,8 +1371,13 @@ class _Committer:
         with self._lock:
             if self._stopping:
                 raise StorageError("storage.closed", "storage is closed")
-            self._q.put(job)
-        if not job.done.wait(self._wait_bound):
+            if not bridge.active():
+                self._q.put(job)
+        if bridge.active():
+            finished = bridge.wait(self._queue_on_loop(job))
+        else:
+            finished = job.done.wait(self._wait_bound)
+        if not finished:
             job.abandoned = True
             if not job.done.is_set():
                 # The committer is stuck past every timeout it applies (pool, statement):
@@ -1315,6 +1389,39 @@ class _Committer:
         if isinstance(err, tuple):
             raise StorageUnavailable(err[1])
         raise err
+
+    def _queue_on_loop(self, job: _Job) -> asyncio.Future[bool]:
+        """Queue ``job`` for this loop's drain (starting one if none runs); a future that
+        turns True when it is done, False past the wait bound."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+
+        def settle(value: bool) -> None:
+            timer.cancel()
+            if not fut.done():
+                fut.set_result(value)
+
+        timer = loop.call_later(self._wait_bound, settle, False)
+        job.wake = lambda: settle(True)  # by the drain, on this loop's thread
+        drain = self._drains.get(loop)
+        if drain is None:
+            drain = self._drains[loop] = _Drain()
+        drain.jobs.append(job)
+        if drain.task is None:
+            drain.task = loop.create_task(bridge.run(lambda: self._drain(drain), bounded=False))
+        return fut
+
+    def _drain(self, drain: _Drain) -> None:
+        """Commit a loop's queued jobs, batch after batch, until none is left (on the loop's
+        thread, under ``bridge.run``)."""
+        try:
+            while drain.jobs:
+                jobs = drain.jobs[:MAX_BATCH]
+                del drain.jobs[:MAX_BATCH]
+                self._run_guarded(jobs)
+        finally:
+            # Nothing can queue between the last check and this: one thread, no wait.
+            drain.task = None
 
     def stop(self, timeout: float) -> None:
         """Refuse new jobs, commit the queued ones, then end the thread; jobs still queued
@@ -1332,7 +1439,7 @@ class _Committer:
                 return
             if job is not None:
                 job.error = StorageError("storage.closed", "storage is closed")
-                job.done.set()
+                job.finish()
 
     def _loop(self) -> None:
         while True:
@@ -1350,18 +1457,21 @@ class _Committer:
                     stop = True
                     break
                 jobs.append(nxt)
-            try:
-                self._run([j for j in jobs if not j.abandoned])
-            except BaseException as e:  # never leave a caller waiting, never die silently
-                log.error("group commit failed (%s)", type(e).__name__)
-                for j in jobs:
-                    if not j.done.is_set():
-                        j.error = ("unavailable", f"database {self._st._redacted}: commit failed")
-                        j.done.set()
+            self._run_guarded(jobs)
             if stop:
                 # Jobs queued before the stop marker were all taken above; any left were
                 # refused in submit().
                 return
+
+    def _run_guarded(self, jobs: list[_Job]) -> None:
+        try:
+            self._run([j for j in jobs if not j.abandoned])
+        except BaseException as e:  # never leave a caller waiting, never die silently
+            log.error("group commit failed (%s)", type(e).__name__)
+            for j in jobs:
+                if not j.done.is_set():
+                    j.error = ("unavailable", f"database {self._st._redacted}: commit failed")
+                    j.finish()
 
     def _run(self, jobs: list[_Job]) -> None:
         if not jobs:
@@ -1373,13 +1483,13 @@ class _Committer:
         except StorageUnavailable as e:
             for j in order:
                 j.error = ("unavailable", e.message)
-                j.done.set()
+                j.finish()
             return
         except StorageError as e:
             if e.code == "storage.closed":
                 for j in order:
                     j.error = StorageError("storage.closed", "storage is closed")
-                    j.done.set()
+                    j.finish()
                 return
             won = None
         except Exception:
@@ -1389,7 +1499,7 @@ class _Committer:
             self.jobs += len(order)
             for j, w in zip(order, won, strict=True):
                 j.won = w
-                j.done.set()
+                j.finish()
             return
         # Rolled back for a reason that may be one job's own: each alone, on the
         # unbatched path, so each gets its own outcome.
@@ -1401,7 +1511,15 @@ class _Committer:
                     j.error = ("unavailable", e.message)
                 else:
                     j.error = e
-            j.done.set()
+            j.finish()
+
+
+@dataclass(eq=False)
+class _Drain:
+    """One event loop's queue of group-commit jobs (see ``_Committer``)."""
+
+    jobs: list[_Job] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
 
 
 class _Lost(Exception):

@@ -9,6 +9,7 @@ from typing import Any
 
 from sealgate.storage import (
     AttestationRecord,
+    AttestInputs,
     AuditRow,
     Challenge,
     Enrollment,
@@ -29,6 +30,24 @@ def challenge(rows: list[Row]) -> Challenge | None:
         return None
     r = rows[0]
     return Challenge(r[0], bytes(r[1]), r[2], r[3], int(r[4]), int(r[5]))
+
+
+#: ``Storage.attest_inputs``: the generation row always, the challenge and node columns
+#: NULL when there is none (config_generation holds exactly one row).
+ATTEST_INPUTS = (
+    "SELECT g.generation, c.id, c.nonce, c.platform, c.node_id, c.created_at, c.expires_at,"
+    " n.node_id, n.platform, n.ek_fingerprint, n.ek_ca_fingerprint, n.ak_name, n.ak_public,"
+    " n.enrolled_at, n.revoked, n.revoked_at"
+    " FROM config_generation g"
+    " LEFT JOIN challenges c ON c.id = ? AND c.used = 0 AND c.expires_at > ?"
+    " LEFT JOIN nodes n ON n.node_id = ?"
+)
+
+
+def attest_inputs(rows: list[Row]) -> AttestInputs:
+    r = rows[0]
+    ch = challenge([r[1:7]]) if r[1] is not None else None
+    return AttestInputs(ch, node(r[7:16]) if r[7] is not None else None, int(r[0]))
 
 
 def key_version(r: Row) -> KeyVersionRecord:

@@ -210,6 +210,15 @@ STEPS: list[tuple[int, list[Statement]]] = [
             *_gen("model_registrations"),
         ],
     ),
+    (
+        7,
+        [
+            # Revoking or lifting a hardware identity moves the generation too, so each
+            # process memoizes revocation lookups per generation (no read per attestation
+            # for a node seen before) and still sees a revocation at the next attestation.
+            *_gen("revocations"),
+        ],
+    ),
 ]
 
 SCHEMA_VERSION = STEPS[-1][0]

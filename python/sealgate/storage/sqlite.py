@@ -26,6 +26,7 @@ from typing import Any
 from sealgate.storage import (
     AUDIT_PAGE_BYTES,
     AttestationRecord,
+    AttestInputs,
     AuditAppend,
     AuditRow,
     Challenge,
@@ -250,6 +251,9 @@ class SqliteStorage(Storage):
             (challenge_id, now),
         )
         return rows_.challenge(rows)
+
+    def attest_inputs(self, challenge_id: str, node_id: str, now: int) -> AttestInputs:
+        return rows_.attest_inputs(self._q(rows_.ATTEST_INPUTS, (challenge_id, now, node_id)))
 
     def config_generation(self) -> int:
         return int(self._q("SELECT generation FROM config_generation")[0][0])

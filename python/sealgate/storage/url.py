@@ -107,7 +107,7 @@ def open_storage(
     """Open (and migrate) the storage a URL names. ``create=False`` refuses a SQLite file
     that does not exist yet (offline tools read a deployment, they never start one).
     ``workers``: the threads that will call it at once (a server's pool), which sizes a
-    PostgreSQL connection pool (``workers + POOL_EXTRA``; default 16)."""
+    PostgreSQL connection pool (``workers + POOL_EXTRA + bridge.MAX_CALLS``; default 16)."""
     db = url if isinstance(url, DatabaseUrl) else parse(url)
     if db.backend == "sqlite":
         from sealgate.storage.sqlite import SqliteStorage
@@ -119,4 +119,8 @@ def open_storage(
 
     if workers is None:
         return PostgresStorage(db.target)
-    return PostgresStorage(db.target, pool_max=max(1, workers) + POOL_EXTRA)
+    from sealgate.storage import bridge
+
+    # The thread pool's calls, the service's own threads, and the hot path's calls on the
+    # event loop (at most bridge.MAX_CALLS, one connection each).
+    return PostgresStorage(db.target, pool_max=max(1, workers) + POOL_EXTRA + bridge.MAX_CALLS)
