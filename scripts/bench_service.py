@@ -40,14 +40,16 @@ replica and PostgreSQL with two, each closed loop at 32 clients and paced 32@300
 postgresql://…` names one (then both PostgreSQL configurations use it, in turn: it must be
 empty, as the benchmark's KEK is its own). The server processes are the same number in
 every configuration (`--server-workers`, split over the replicas), so the comparison is
-of the storage and the replication, not of how many processes share the two cores.
+of the storage and the replication, not of how many processes share the two cores. The
+throwaway server is reached over loopback TCP, or over its unix socket with `--pg-unix` (how
+a replica on the database's own host connects: no TCP stack on either side).
 
 Bounded: each run lasts `--seconds` and stops by itself; every process started here is
 stopped (by pid) at the end.
 
     python scripts/bench_service.py [--platform tpm|snp|tdx] [--seconds 6]
         [--levels 1,8,32] [--paced 32@300] [--server-workers 2]
-        [--database URL] [--replicas N] [--compare]
+        [--database URL] [--replicas N] [--compare [--pg-unix]]
         [--loadgen rust|python] [--loadgen-bin PATH] [--loadgen-threads 0] [--client-procs 2]
 """
 
@@ -849,6 +851,12 @@ def main() -> int:
         "synchronous_commit=off to see what durable commits cost; default: PostgreSQL's own",
     )
     ap.add_argument(
+        "--pg-unix",
+        action="store_true",
+        help="--compare's throwaway PostgreSQL over its unix socket (as a replica on the "
+        "database's host connects) instead of loopback TCP",
+    )
+    ap.add_argument(
         "--compare",
         action="store_true",
         help="SQLite, PostgreSQL with 1 and with 2 replicas in one run",
@@ -921,6 +929,8 @@ def main() -> int:
                 stack.callback(pg.cleanup)
                 pg.start()
                 pg_urls = [pg.create_database("bench_1"), pg.create_database("bench_2")]
+                if args.pg_unix:
+                    pg_urls = [pg.socket_url("bench_1"), pg.socket_url("bench_2")]
                 pg_env = pg.env()
                 pg_pids = [pg.proc.pid]
             else:

@@ -236,7 +236,10 @@ def test_signing_key_rotation_reaches_every_worker_of_serve(tmp_path: Path) -> N
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        assert "serving gRPC" in proc.stdout.readline()
+        first = proc.stdout.readline()
+        if "serving gRPC" not in first:
+            proc.kill()
+            pytest.fail(f"serve did not start:\n{first}{proc.communicate(timeout=30)[0]}")
         op = mint_operator_token((data / "operator-key.pem").read_bytes(), "t", ["admin"])
         md = (("authorization", f"Bearer {op}"),)
         tpm = SoftwareTpm(ca)

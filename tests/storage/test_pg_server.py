@@ -38,3 +38,25 @@ def test_restart_same_port_keeps_data(postgres_server: PostgresServer, pg_url: s
     assert postgres_server.port == port
     with psycopg.connect(pg_url, connect_timeout=5) as conn:
         assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_socket_url_reaches_the_same_database_and_storage_accepts_it(
+    postgres_server: PostgresServer, pg_url: str
+) -> None:
+    """The unix-socket URL (``bench_service.py --pg-unix``) names the same database as the
+    TCP one, and sealgate's URL parser and storage take it (no inet address: a socket)."""
+    from sealgate.storage.postgres import PostgresStorage
+    from sealgate.storage.url import parse
+
+    name = pg_url.rsplit("/", 1)[1]
+    url = postgres_server.socket_url(name)
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        row = conn.execute("SELECT current_database(), inet_server_addr()").fetchone()
+    assert row == (name, None)
+    db = parse(url)
+    assert db.backend == "postgresql"
+    st = PostgresStorage(db.target)
+    try:
+        assert st.config_generation() == 1
+    finally:
+        st.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import sys
 import threading
 from collections.abc import Coroutine
 from concurrent import futures
@@ -156,10 +155,6 @@ def build_auth(cfg: ServiceConfig) -> OperatorAuth:
     return auth
 
 
-#: Seconds (``sys.setswitchinterval``) when storage is a database server; see create_server.
-REMOTE_SWITCH_INTERVAL = 0.02
-
-
 def create_server(
     cfg: ServiceConfig,
     *,
@@ -177,15 +172,6 @@ def create_server(
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(cfg.data_dir, 0o700)
     st = storage or open_storage(cfg.database_url, workers=cfg.max_workers)
-    if st.remote:
-        # Every call then runs on a pool thread that drops the GIL for each round trip:
-        # with the default 5 ms switch interval the CPU-bound threads are forced to hand
-        # the GIL over far more often than they block, and each hand-off costs CPU
-        # (https://docs.python.org/3/library/sys.html#sys.setswitchinterval). Measured
-        # with scripts/bench_service.py (TPM flows, 32 clients, 2-core Xeon): 0.5 ms
-        # raised the replicas' CPU per flow, 20-50 ms lowered it by ≈ 10% (4.8-5.0 →
-        # 4.0-4.8 ms). SQLite's hot path runs on the event loop and keeps the default.
-        sys.setswitchinterval(REMOTE_SWITCH_INTERVAL)
     core = Verifier(cfg, st, platforms=platforms)
     metrics = Metrics()
     auth = build_auth(cfg)

@@ -40,8 +40,9 @@ Semantics, matching ``SqliteStorage``:
 Group commit: ``create_challenge(…, audit)`` and ``complete_attestation`` outside
 ``atomic()`` go to the committer, which commits every queued call in one transaction of two
 round trips with the audit lock held for one of them (``_Committer``: a thread for thread
-callers, a drain on the loop for loop callers); the callers wait for its outcome. Inside ``atomic()``, and as the fallback
-for a batch that failed for a reason of one job's own, they run one by one as above.
+callers, a drain on the loop for loop callers); the callers wait for its outcome. Inside
+``atomic()``, and as the fallback for a batch that failed for a reason of one job's own,
+they run one by one as above.
 
 Failures: a lost connection, a server shutting down (57P01/57P03), a pool timeout, a
 cancelled statement → ``StorageUnavailable`` (nothing was committed by the failing call when
@@ -1052,8 +1053,7 @@ class PostgresStorage(Storage):
         # showed it on a fresh deployment: the scans grew with the live challenges until the
         # next autoanalyze), and planning per batch instead cost a sixth of PostgreSQL's CPU.
         query: LiteralString = (
-            "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan;"
-            " SET LOCAL enable_seqscan = off"
+            "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
         )
         params: list[Any] = []
         creates = [

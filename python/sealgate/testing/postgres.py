@@ -451,6 +451,11 @@ class PostgresServer:
         """The libpq URI for ``dbname`` as role ``sealgate``; no password (see ``env()``)."""
         return f"postgresql://{ROLE}@127.0.0.1:{self.port}/{dbname}"
 
+    def socket_url(self, dbname: str = "sealgate") -> str:
+        """The same over the server's unix socket (``trust``: only ``postgres`` and root can
+        enter its 0700 directory), as a client on the database's own host connects."""
+        return f"postgresql://{ROLE}@/{dbname}?host={self.socket_dir}&port={self.port}"
+
     def env(self) -> dict[str, str]:
         """Environment additions for clients: ``PGPASSFILE`` naming the 0600 passfile."""
         return {"PGPASSFILE": str(self.passfile)}
