@@ -20,6 +20,7 @@ from sealgate.service.platforms import (
     VerifyContext,
 )
 from sealgate.service.server import create_server
+from sealgate.storage import bridge
 from sealgate.storage.sqlite import SqliteStorage
 
 
@@ -29,6 +30,7 @@ class _Recording(PlatformVerifier):
     def __init__(self) -> None:
         self.is_warm = False
         self.threads: list[str] = []
+        self.bridged: list[bool] = []
 
     def available(self) -> bool:
         return True
@@ -38,14 +40,15 @@ class _Recording(PlatformVerifier):
 
     def verify(self, evidence: Any, ctx: VerifyContext) -> VerifyResult:
         self.threads.append(threading.current_thread().name)
+        self.bridged.append(bridge.active())
         res = VerifyResult("snp")
         res.fail("snp.test.recorded", "recorded")
         return res
 
 
-def test_cache_misses_run_in_the_pool_hits_on_the_loop(tmp_path: Path) -> None:
+def _miss_then_hit(tmp_path: Path, database: str | None = None) -> _Recording:
     rec = _Recording()
-    cfg = ServiceConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d")
+    cfg = ServiceConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", database=database)
     srv = create_server(cfg, http=False, platforms=PlatformRegistry([TpmVerifier(), rec]))
     ch = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
     try:
@@ -66,8 +69,24 @@ def test_cache_misses_run_in_the_pool_hits_on_the_loop(tmp_path: Path) -> None:
     finally:
         ch.close()
         srv.stop(grace=1)
+    return rec
+
+
+def test_cache_misses_run_in_the_pool_hits_on_the_loop(tmp_path: Path) -> None:
+    rec = _miss_then_hit(tmp_path)
     miss, hit = rec.threads
     assert miss.startswith("sealgate_") and hit == "sealgate-grpc", rec.threads  # pool, loop
+    assert rec.bridged == [False, False]  # SQLite: inline on the loop
+
+
+def test_on_postgres_hits_run_on_the_loop_under_the_bridge(tmp_path: Path, pg_url: str) -> None:
+    """A database server: the warm Attest still runs on the event loop's thread, as a
+    bridged call whose round trips the loop awaits (no thread hand-off); the cold one in the
+    pool, where storage calls block their thread."""
+    rec = _miss_then_hit(tmp_path, pg_url)
+    miss, hit = rec.threads
+    assert miss.startswith("sealgate_") and hit == "sealgate-grpc", rec.threads
+    assert rec.bridged == [False, True]
 
 
 def test_unknown_key_ids_are_not_memoized(tmp_path: Path) -> None:
