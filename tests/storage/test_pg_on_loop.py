@@ -7,6 +7,7 @@ coded failures) are those of thread callers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -200,4 +201,42 @@ def test_outage_on_the_loop_is_unavailable_and_recovers(
     finally:
         if not postgres_server.running:
             postgres_server.start()
+        st.close()
+
+
+def test_a_cancelled_drain_fails_its_jobs_and_stops(pg_url: str) -> None:
+    """The loop's committer drain cancelled mid-batch (its loop closing): the jobs of that
+    batch fail as unavailable (outcome unknown), the cancellation is not swallowed, and the
+    next loop call starts a fresh drain that commits."""
+    st = PostgresStorage(pg_url)
+    try:
+        committer = st._committer
+        assert committer is not None
+
+        def create(k: int) -> Callable[[], None]:
+            return lambda: st.create_challenge(_challenge(f"k{k}"), _audit(f"k{k}"))
+
+        async def main() -> tuple[list[Any], bool]:
+            loop = asyncio.get_running_loop()
+            calls = [asyncio.create_task(bridge.run(create(k))) for k in range(4)]
+            await asyncio.sleep(0)  # the calls queue their jobs and start the drain
+            drain = committer._drains[loop]
+            task = drain.task
+            assert task is not None
+            await asyncio.sleep(0)  # the drain starts its first round trip
+            task.cancel()
+            out = await asyncio.gather(*calls, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return out, task.cancelled() and drain.task is None
+
+        out, cancelled = asyncio.run(main())
+        assert cancelled
+        assert all(isinstance(r, StorageUnavailable) or r is None for r in out), out
+        # A new loop, a new drain: commits as usual, and the chain is intact.
+        assert _on_loop(lambda: st.create_challenge(_challenge("after"), _audit("after"))) == [None]
+        rows = st.list_audit(0, 100)
+        assert rows[-1].entry.endswith(b":after")
+        assert _core.audit_verify([r.entry for r in rows], [r.hash for r in rows]) is None
+    finally:
         st.close()

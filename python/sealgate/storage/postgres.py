@@ -1486,6 +1486,8 @@ class _Committer:
                 if not j.done.is_set():
                     j.error = ("unavailable", f"database {self._st._redacted}: commit failed")
                     j.finish()
+            if isinstance(e, asyncio.CancelledError):
+                raise  # a loop's drain being cancelled (its loop is closing): stop there
 
     def _run(self, jobs: list[_Job]) -> None:
         if not jobs:
