@@ -186,7 +186,9 @@ def test_outage_on_the_loop_is_unavailable_and_recovers(
         postgres_server.stop()
         t0 = time.monotonic()
         r = _on_loop(
-            st.config_generation, lambda: st.create_challenge(_challenge("x"), _audit("x"))
+            st.config_generation,
+            lambda: st.create_challenge(_challenge("x"), _audit("x")),
+            lambda: st.attest_inputs("x", "n1", 2000),
         )
         assert all(isinstance(e, StorageUnavailable) for e in r), r
         assert time.monotonic() - t0 < 10
@@ -238,5 +240,44 @@ def test_a_cancelled_drain_fails_its_jobs_and_stops(pg_url: str) -> None:
         rows = st.list_audit(0, 100)
         assert rows[-1].entry.endswith(b":after")
         assert _core.audit_verify([r.entry for r in rows], [r.hash for r in rows]) is None
+    finally:
+        st.close()
+
+
+def test_the_drain_waits_for_calls_still_running_to_join_its_batch(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight calls on one loop queue their writes a little apart: the drain started by the
+    first waits (up to ``GATHER_DELAY``) for the other seven, so all share one commit. A
+    lone call does not wait at all."""
+    from sealgate.storage import postgres
+
+    st = PostgresStorage(pg_url)
+    try:
+        committer = st._committer
+        assert committer is not None
+        st.config_generation()  # warm the pool
+
+        monkeypatch.setattr(postgres, "GATHER_DELAY", 0.2)
+
+        async def late(k: int) -> None:
+            await asyncio.sleep(0.005 * k)  # all before the drain's deadline
+
+        def call(k: int) -> Callable[[], None]:
+            def run() -> None:
+                bridge.wait(late(k))
+                st.create_challenge(_challenge(f"j{k}"), _audit(f"j{k}"))
+
+            return run
+
+        before = committer.batches
+        assert _on_loop(*(call(k) for k in range(8))) == [None] * 8
+        assert committer.batches - before == 1
+        assert len(st.list_audit(0, 100)) == 8
+
+        monkeypatch.setattr(postgres, "GATHER_DELAY", 30.0)
+        t0 = time.monotonic()
+        assert _on_loop(lambda: st.create_challenge(_challenge("lone"), _audit("lone"))) == [None]
+        assert time.monotonic() - t0 < 10
     finally:
         st.close()

@@ -73,6 +73,31 @@ def test_challenge_single_use_and_expiry(storage: Storage) -> None:
     assert st.purge_expired(1500) == 1  # "b"; "a" (used) expires at 2000
 
 
+def test_attest_inputs_reads_challenge_node_and_generation_in_one(storage: Storage) -> None:
+    st = storage
+    st.create_challenge(Challenge("c1", bytes(range(32)), "tpm", "n1", 1000, 2000))
+    node = Node("n1", "tpm", "fp", "ca", b"\x00name", b"\xffpub", 7, False, 0)
+    st.upsert_node(node)
+    got = st.attest_inputs("c1", "n1", 1500)
+    assert got.challenge == Challenge("c1", bytes(range(32)), "tpm", "n1", 1000, 2000)
+    assert got.node == node
+    assert got.generation == st.config_generation()
+    # Unknown, expired or used challenge, unknown node: None each, the generation still read.
+    assert st.attest_inputs("nope", "n2", 1500).challenge is None
+    assert st.attest_inputs("c1", "n2", 1500).node is None
+    assert st.attest_inputs("c1", "n1", 2000).challenge is None
+    assert st.consume_challenge("c1", now=1500) is not None
+    after = st.attest_inputs("c1", "n1", 1500)
+    assert after.challenge is None and after.node == node
+    st.revoke_node("n1", 1600)
+    revoked = st.attest_inputs("c1", "n1", 1600).node
+    assert revoked is not None and revoked.revoked and revoked.revoked_at == 1600
+    # The generation moves with a configuration change.
+    before = st.config_generation()
+    st.add_reference_values([ReferenceValue("r9", "tpm", "s", "sha256:0", "00" * 32, "", 1)])
+    assert st.attest_inputs("x", "n1", 0).generation > before
+
+
 def test_challenge_consumed_once_across_threads(storage: Storage) -> None:
     st = storage
     st.create_challenge(_challenge("t"))

@@ -38,9 +38,16 @@ T = TypeVar("T")
 #: never makes a loop call wait for a connection (``sealgate.storage.url.open_storage``).
 MAX_CALLS = 16
 
-_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
+
+class _Turns:
+    """One loop's bound on bounded calls, and how many are running."""
+
+    def __init__(self) -> None:
+        self.sem = asyncio.Semaphore(MAX_CALLS)
+        self.running = 0
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
 
 
 class _Call(greenlet.greenlet):
@@ -79,9 +86,23 @@ async def run(fn: Callable[[], T], *, bounded: bool = True) -> T:
     loop = asyncio.get_running_loop()
     turns = _turns.get(loop)
     if turns is None:
-        turns = _turns[loop] = asyncio.Semaphore(MAX_CALLS)
-    async with turns:
-        return await _drive(fn)
+        turns = _turns[loop] = _Turns()
+    async with turns.sem:
+        turns.running += 1
+        try:
+            return await _drive(fn)
+        finally:
+            turns.running -= 1
+
+
+def running() -> int:
+    """Bounded calls running on this thread's event loop now (0 without a running loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return 0
+    turns = _turns.get(loop)
+    return 0 if turns is None else turns.running
 
 
 async def _drive(fn: Callable[[], T]) -> T:
@@ -98,4 +119,4 @@ async def _drive(fn: Callable[[], T]) -> T:
     return cast(T, value)
 
 
-__all__ = ["active", "offload", "run", "wait"]
+__all__ = ["active", "offload", "run", "running", "wait"]
