@@ -132,3 +132,15 @@ def test_a_round_trip_cut_off_closes_the_connection(conn: psycopg.Connection[Any
     asyncio.run(main())
     assert time.monotonic() - t0 < 3
     assert conn.closed
+
+
+def test_a_failing_socket_is_a_lost_connection(
+    conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(fd: int, write: bool) -> None:
+        raise OSError(9, "Bad file descriptor")
+
+    monkeypatch.setattr(pgwire, "_wait", broken)
+    with pytest.raises(psycopg.OperationalError):
+        pgwire.simple(conn, b"SELECT pg_sleep(0.2)")
+    assert conn.closed

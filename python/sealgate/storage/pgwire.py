@@ -92,6 +92,11 @@ def _round_trip(conn: psycopg.Connection[Any], send: Callable[[pq.abc.PGconn], N
             if res is None:
                 break
             results.append(res)
+    except OSError as e:
+        # The socket itself failed (select on a descriptor gone bad): a lost connection,
+        # reported as psycopg reports one so storage maps it to "unavailable".
+        conn.close()
+        raise psycopg.OperationalError("the connection's socket failed") from e
     except BaseException:
         # Mid-protocol (a lost connection, a cancelled caller): unusable from here.
         conn.close()
