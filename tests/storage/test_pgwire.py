@@ -31,10 +31,10 @@ def test_prepared_rows_decode_like_a_cursor(conn: psycopg.Connection[Any]) -> No
         " (-2)::smallint, 'é'::varchar"
     )
     pgwire.simple(conn, b"PREPARE t (text, text, text, text, text) AS " + sql.encode())
-    params = [b"-9223372036854775808", b"7", "ünï".encode(), b"00ff10", b"true"]
+    params: list[str | int] = [-(2**63), 7, "ünï", "00ff10", "true"]
     (row,) = pgwire.rows(pgwire.prepared(conn, b"t", params))
     cur = psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bind parameters
-    want = cur.execute("EXECUTE t (%s, %s, %s, %s, %s)", [p.decode() for p in params]).fetchone()
+    want = cur.execute("EXECUTE t (%s, %s, %s, %s, %s)", [str(p) for p in params]).fetchone()
     assert row == want == (-(2**63), 7, "ünï", b"\x00\xff\x10", True, None, -2, "é")
 
 
@@ -144,3 +144,33 @@ def test_a_failing_socket_is_a_lost_connection(
     with pytest.raises(psycopg.OperationalError):
         pgwire.simple(conn, b"SELECT pg_sleep(0.2)")
     assert conn.closed
+
+
+def test_a_parameter_libpq_would_cut_short_is_refused(conn: psycopg.Connection[Any]) -> None:
+    """libpq sends text parameters as C strings: an id with a NUL in it would be looked up
+    as its part before the NUL. Refused instead (a DataError, as psycopg's adapter does), as
+    is text that is not UTF-8."""
+    pgwire.simple(conn, b"PREPARE e (text) AS SELECT $1::text")
+    assert pgwire.rows(pgwire.prepared(conn, b"e", ["ok"])) == [("ok",)]
+    for bad in ("id\x00junk", "\udcff"):
+        with pytest.raises(psycopg.DataError):
+            pgwire.prepared(conn, b"e", [bad])
+    assert not conn.closed  # refused before anything was sent
+
+
+def test_storage_refuses_a_cut_short_id_with_a_code(pg_url: str) -> None:
+    """Through storage: a challenge id with a NUL is never looked up by its prefix; it is
+    ``storage.value.invalid`` (what the cursor path answered), so the Attest fails closed."""
+    from sealgate.storage import Challenge, StorageError
+    from sealgate.storage.postgres import PostgresStorage
+
+    st = PostgresStorage(pg_url)
+    try:
+        st.create_challenge(Challenge("real", b"\x01" * 32, "tpm", "n1", 1000, 5000))
+        assert st.attest_inputs("real", "n1", 2000).challenge is not None
+        for cid, node in (("real\x00x", "n1"), ("real", "n1\x00")):
+            with pytest.raises(StorageError) as ei:
+                st.attest_inputs(cid, node, 2000)
+            assert ei.value.code == "storage.value.invalid"
+    finally:
+        st.close()

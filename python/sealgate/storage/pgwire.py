@@ -113,10 +113,27 @@ def simple(conn: psycopg.Connection[Any], query: bytes) -> list[Any]:
     return _round_trip(conn, lambda pg: pg.send_query(query))
 
 
-def prepared(conn: psycopg.Connection[Any], name: bytes, params: Sequence[bytes | None]) -> Any:
-    """Execute the prepared statement ``name`` (text parameters); its result, binary format."""
+def _param(value: str | int) -> bytes:
+    # libpq sends a text parameter as a C string (libpq-exec.html, PQexecPrepared: lengths
+    # are ignored for text), so a NUL would silently cut the value short: refused, as
+    # psycopg's own text adapter refuses it, with the same error class (a DataError).
+    if isinstance(value, int):
+        return str(value).encode()
+    try:
+        raw = value.encode()
+    except UnicodeEncodeError:
+        raise psycopg.DataError("a parameter is not valid UTF-8 text") from None
+    if b"\x00" in raw:
+        raise psycopg.DataError("PostgreSQL text cannot contain NUL (0x00) bytes")
+    return raw
+
+
+def prepared(conn: psycopg.Connection[Any], name: bytes, params: Sequence[str | int]) -> Any:
+    """Execute the prepared statement ``name`` with text parameters; its result, binary
+    format."""
+    values = [_param(p) for p in params]
     (res,) = _round_trip(
-        conn, lambda pg: pg.send_query_prepared(name, params, result_format=pq.Format.BINARY)
+        conn, lambda pg: pg.send_query_prepared(name, values, result_format=pq.Format.BINARY)
     )
     return res
 

@@ -603,7 +603,7 @@ class PostgresStorage(Storage):
         if self._held.get() is not None or self._closed:
             return rows_.attest_inputs(self._q(_ATTEST_INPUTS, (challenge_id, now, node_id)))
         # Once per Attest: the prepared statement on libpq directly (``pgwire``).
-        params = [challenge_id.encode(), str(int(now)).encode(), node_id.encode()]
+        params: list[str | int] = [challenge_id, int(now), node_id]
         with self._errors():
             conn = self._checkout()
             try:
