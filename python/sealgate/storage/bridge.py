@@ -95,6 +95,12 @@ async def run(fn: Callable[[], T], *, bounded: bool = True) -> T:
             turns.running -= 1
 
 
+def settle(fut: asyncio.Future[None]) -> None:
+    """Resolve ``fut`` unless it already is (loop callbacks that may fire more than once)."""
+    if not fut.done():
+        fut.set_result(None)
+
+
 def running() -> int:
     """Bounded calls running on this thread's event loop now (0 without a running loop)."""
     try:
@@ -119,4 +125,4 @@ async def _drive(fn: Callable[[], T]) -> T:
     return cast(T, value)
 
 
-__all__ = ["active", "offload", "run", "running", "wait"]
+__all__ = ["active", "offload", "run", "running", "settle", "wait"]

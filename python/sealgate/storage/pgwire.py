@@ -38,18 +38,13 @@ from sealgate.storage import bridge
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
 
 
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
 async def _ready(fd: int, write: bool) -> None:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
     if write:
-        loop.add_writer(fd, _settle, fut)
+        loop.add_writer(fd, bridge.settle, fut)
     else:
-        loop.add_reader(fd, _settle, fut)
+        loop.add_reader(fd, bridge.settle, fut)
     try:
         await fut
     finally:

@@ -1455,8 +1455,7 @@ class _Committer:
             drain = self._drains[loop] = _Drain()
         drain.jobs.append(job)
         if drain.gathering is not None and len(drain.jobs) >= min(bridge.running(), MAX_BATCH):
-            if not drain.gathering.done():
-                drain.gathering.set_result(None)
+            bridge.settle(drain.gathering)
         if drain.task is None:
             drain.task = loop.create_task(bridge.run(lambda: self._drain(drain), bounded=False))
         return fut
@@ -1474,7 +1473,7 @@ class _Committer:
                     # (group commit's delay, as PostgreSQL's commit_delay).
                     loop = asyncio.get_running_loop()
                     drain.gathering = loop.create_future()
-                    timer = loop.call_later(GATHER_DELAY, _settle_none, drain.gathering)
+                    timer = loop.call_later(GATHER_DELAY, bridge.settle, drain.gathering)
                     try:
                         bridge.wait(drain.gathering)
                     finally:
@@ -1596,11 +1595,6 @@ class _Drain:
     task: asyncio.Task[None] | None = None
     #: While the drain gathers a batch: settled once every running call has queued.
     gathering: asyncio.Future[None] | None = None
-
-
-def _settle_none(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class _Lost(Exception):
